@@ -1,0 +1,157 @@
+/*
+ * config.h — the configuration file: grammar, validation, overrides.
+ *
+ * Grammar ("Postmaster" INI): `[section]` or `[section "name"]` headers,
+ * `key = value` lines (a value may be several words), `#` comments, values
+ * may be double-quoted with backslash escapes (\\ \" \n \t \xHH).  Unknown
+ * sections and keys, duplicate singular keys and bad values are errors that
+ * name file:line and what was expected.
+ *
+ * config.c is pure: config_parse_buffer() does no I/O; config_load() only
+ * reads the file.  Checks that touch the filesystem (key files, modes) are
+ * done by their users.
+ */
+#ifndef SUBPROXY_CONFIG_H
+#define SUBPROXY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "dane.h"
+
+enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS };
+enum dane_mode { DANE_MODE_REQUIRED, DANE_MODE_STATIC };
+
+struct config_listen {
+	char *name;                     /* section name */
+	char *address;                  /* as written: "127.0.0.1:5870", "[::1]:5870" */
+	struct sockaddr_storage addr;   /* parsed; numeric only */
+	socklen_t addrlen;
+	int port;
+	int public_port;                /* [listen] public-port; default = port */
+	enum tls_mode tls;
+	int line;                       /* line of the section header */
+};
+
+struct config_relay {
+	char *name;
+	char *host;                     /* host name (SNI, DANE base domain) or IP literal */
+	char *address;                  /* optional connect address (IP literal); default: resolve host */
+	int port;                       /* default 25 for starttls, 465 for implicit */
+	enum tls_mode tls;              /* default starttls */
+	enum dane_mode dane;            /* STATIC when any tlsa pin given, else REQUIRED */
+	struct dane_tlsa *tlsa;         /* static pins, parsed */
+	size_t ntlsa;
+	char *auth_file;                /* optional: "user:password" on one line */
+	int line;
+};
+
+struct config_sender {
+	char *login;
+	char **patterns;                /* "user@example.org" or "@example.org" */
+	size_t npatterns;
+};
+
+struct config_dkim_key {
+	char *selector;
+	char *file;
+};
+
+struct config_dkim {
+	char *domain;
+	struct config_dkim_key *keys;
+	size_t nkeys;
+	int line;
+};
+
+struct config_limits {
+	uint64_t message_size;          /* bytes, default 25 MiB */
+	uint64_t recipients;            /* default 100 */
+	uint64_t line_length;           /* octets excluding CRLF, default 998 */
+	uint64_t header_size;           /* bytes, default 64 KiB */
+	uint64_t received_max;          /* default 30 */
+	uint64_t connections;           /* default 1000 */
+	uint64_t connections_per_ip;    /* default 20 */
+	uint64_t timeout;               /* seconds, default 300 */
+	uint64_t auth_failures;         /* per session, default 3 */
+	uint64_t memory_body;           /* bytes kept in memory before a memfd, default 256 KiB */
+	uint64_t relay_timeout;         /* seconds, default 60 */
+};
+
+struct config {
+	char *file;                     /* path as given */
+
+	/* [server] */
+	char *hostname;                 /* required */
+	char *user;                     /* default "subproxy" */
+	char *chroot;                   /* default "/var/empty/subproxy" */
+	char *profile;                  /* default "baseline" */
+
+	/* [listen "NAME"] (at least one) */
+	struct config_listen *listens;
+	size_t nlistens;
+
+	/* [tls] */
+	char *tls_certificate;          /* required */
+	char *tls_key;                  /* required */
+	char *tls_priority;             /* default "SECURE256:SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-VERS-SSL3.0:%SAFE_RENEGOTIATION" style; see config.c */
+
+	/* [auth] */
+	char *passwd_file;              /* required */
+
+	/* [senders] LOGIN = ADDRESS, @DOMAIN, ... */
+	struct config_sender *senders;
+	size_t nsenders;
+
+	/* [relay "NAME"] (at least one) */
+	struct config_relay *relays;
+	size_t nrelays;
+
+	/* [dkim "DOMAIN"] key = SELECTOR FILE (repeatable) */
+	struct config_dkim *dkims;
+	size_t ndkims;
+
+	/* [dns] */
+	char *trust_anchor_file;        /* default "/usr/share/dns/root.key" */
+	char *unbound_config;           /* optional */
+	uint64_t dns_timeout;           /* [dns] timeout, seconds per lookup, default 10 */
+
+	/* [audit] */
+	char *audit_log;                /* optional */
+
+	struct config_limits limits;
+};
+
+/* A -o override: "section.key=value" or "section.name.key=value". */
+struct config_override {
+	char *section, *name, *key, *value;
+};
+
+/* Parse an override string.  Returns 0, or -1 with a message in err (errlen
+ * bytes).  The result owns its strings; free with config_override_clear(). */
+int config_override_parse(const char *s, struct config_override *o, char *err, size_t errlen);
+void config_override_clear(struct config_override *o);
+
+/* Parse and validate a configuration held in memory.  `file` is used in
+ * messages only.  Overrides replace every value of their key (or add the key
+ * and, if needed, the section).  Returns a new config, or NULL with one
+ * human-readable message ("FILE:LINE: ...") in err. */
+struct config *config_parse_buffer(const char *file, const char *buf, size_t len,
+    const struct config_override *ov, size_t nov, char *err, size_t errlen);
+
+/* Read `path` and call config_parse_buffer(). */
+struct config *config_load(const char *path, const struct config_override *ov,
+    size_t nov, char *err, size_t errlen);
+
+/* Free a config; *cfgp is set to NULL.  NULL is a no-op. */
+void config_free(struct config **cfgp);
+
+/* Sender policy: may `login` use `address` as envelope or header sender?
+ * Rules: the [senders] entry for the login (exact address, case-insensitive;
+ * "@domain" = any address in that domain); without an entry, a login that is
+ * itself an address may send only as itself.  The empty address is never
+ * allowed here (null reverse-path is not a submission).  Returns 1 or 0. */
+int config_sender_allowed(const struct config *cfg, const char *login, const char *address);
+
+#endif

@@ -1,0 +1,566 @@
+/* conn.c — non-blocking TCP + GnuTLS record layer on libevent. */
+#include "conn.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <gnutls/gnutls.h>
+
+#define CONN_READ_CHUNK   16384
+#define CONN_INPUT_MAX    (256 * 1024)  /* stop reading until the owner drains */
+#define CONN_CLOSE_WAIT   5             /* seconds to flush a final reply */
+
+enum conn_tls_state { TLS_NONE, TLS_HANDSHAKE, TLS_UP };
+
+struct conn {
+	struct event_base *base;
+	int fd;
+	conn_cb *cb;
+	void *arg;
+	struct evbuffer *in, *out;
+	struct event *ev_read, *ev_write, *ev_timer, *ev_defer;
+	enum conn_event deferred;       /* delivered by ev_defer */
+	unsigned timeout;
+	gnutls_session_t tls;
+	enum conn_tls_state tls_state;
+	int connecting;
+	int paused;
+	int want_flushed;
+	int closing;            /* owner gone: flush then free */
+	int read_blocked_on_write;   /* TLS wants to write to progress a read */
+	char error[160];
+	char peer[INET6_ADDRSTRLEN];
+};
+
+static void conn_on_read(evutil_socket_t, short, void *);
+static void conn_on_write(evutil_socket_t, short, void *);
+static void conn_on_timer(evutil_socket_t, short, void *);
+static void conn_update_events(struct conn *);
+static void conn_on_defer(evutil_socket_t, short, void *);
+
+static void
+conn_set_error(struct conn *c, const char *what, const char *detail)
+{
+	snprintf(c->error, sizeof(c->error), "%s: %s", what, detail);
+}
+
+static void
+conn_touch(struct conn *c)
+{
+	struct timeval tv;
+
+	if (c->closing) {
+		tv.tv_sec = CONN_CLOSE_WAIT;
+		tv.tv_usec = 0;
+		event_add(c->ev_timer, &tv);
+	} else if (c->timeout > 0) {
+		tv.tv_sec = c->timeout;
+		tv.tv_usec = 0;
+		event_add(c->ev_timer, &tv);
+	} else {
+		event_del(c->ev_timer);
+	}
+}
+
+static void
+conn_fill_peer(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	strcpy(c->peer, "unknown");
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
+}
+
+static struct conn *
+conn_alloc(struct event_base *base, int fd, conn_cb *cb, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	c->base = base;
+	c->fd = fd;
+	c->cb = cb;
+	c->arg = arg;
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->ev_write = event_new(base, fd, EV_WRITE, conn_on_write, c);
+	c->ev_timer = evtimer_new(base, conn_on_timer, c);
+	c->ev_defer = event_new(base, -1, 0, conn_on_defer, c);
+	if (!c->in || !c->out || !c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_defer)
+		fatal("conn: out of memory");
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return c;
+}
+
+struct conn *
+conn_new(struct event_base *base, int fd, conn_cb *cb, void *arg)
+{
+	struct conn *c = conn_alloc(base, fd, cb, arg);
+
+	conn_fill_peer(c);
+	event_add(c->ev_read, NULL);
+	return c;
+}
+
+struct conn *
+conn_connect(struct event_base *base, const struct sockaddr *addr, unsigned addrlen,
+    conn_cb *cb, void *arg)
+{
+	struct conn *c;
+	int fd;
+
+	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	c = conn_alloc(base, fd, cb, arg);
+	if (addr->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, c->peer, sizeof(c->peer));
+	else if (addr->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, c->peer, sizeof(c->peer));
+	c->connecting = 1;
+	if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
+		/* report asynchronously so the caller sees one path */
+		conn_set_error(c, "connect", strerror(errno));
+		c->connecting = 2;
+		event_active(c->ev_write, EV_WRITE, 0);
+		return c;
+	}
+	event_add(c->ev_write, NULL);
+	conn_touch(c);
+	return c;
+}
+
+void
+conn_set_cb(struct conn *c, conn_cb *cb, void *arg)
+{
+	c->cb = cb;
+	c->arg = arg;
+}
+
+struct evbuffer *
+conn_input(struct conn *c)
+{
+	return c->in;
+}
+
+struct evbuffer *
+conn_output(struct conn *c)
+{
+	return c->out;
+}
+
+void *
+conn_tls(struct conn *c)
+{
+	return c->tls_state == TLS_UP ? c->tls : NULL;
+}
+
+int
+conn_is_tls(const struct conn *c)
+{
+	return c->tls_state == TLS_UP;
+}
+
+const char *
+conn_error(const struct conn *c)
+{
+	return c->error[0] ? c->error : "unknown error";
+}
+
+const char *
+conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+int
+conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
+
+void
+conn_set_timeout(struct conn *c, unsigned seconds)
+{
+	c->timeout = seconds;
+	conn_touch(c);
+}
+
+void
+conn_pause(struct conn *c)
+{
+	c->paused = 1;
+	conn_update_events(c);
+}
+
+void
+conn_resume(struct conn *c)
+{
+	c->paused = 0;
+	conn_update_events(c);
+	/* TLS may hold decrypted bytes that no socket event will announce */
+	if (c->tls_state == TLS_UP && gnutls_record_check_pending(c->tls) > 0)
+		event_active(c->ev_read, EV_READ, 0);
+}
+
+void
+conn_want_flushed(struct conn *c)
+{
+	c->want_flushed = 1;
+	if (evbuffer_get_length(c->out) == 0)
+		event_active(c->ev_write, EV_WRITE, 0);
+}
+
+/* Deliver an event to the owner.  Must be the last thing a handler does. */
+static void
+conn_emit(struct conn *c, enum conn_event ev)
+{
+	if (c->closing) {
+		if (ev == CONN_EV_EOF || ev == CONN_EV_ERROR || ev == CONN_EV_TIMEOUT) {
+			struct conn *self = c;
+			c->closing = 0;
+			conn_free(&self);
+		}
+		return;
+	}
+	c->cb(c, ev, c->arg);
+}
+
+static void
+conn_update_events(struct conn *c)
+{
+	int want_read = !c->paused && !c->connecting && evbuffer_get_length(c->in) < CONN_INPUT_MAX;
+	int want_write = c->connecting || evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
+
+	if (c->tls_state == TLS_HANDSHAKE) {
+		want_read = !gnutls_record_get_direction(c->tls);
+		want_write = !want_read;
+	}
+	if (c->closing)
+		want_read = 1;  /* to notice EOF */
+	if (want_read)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+	if (want_write)
+		event_add(c->ev_write, NULL);
+	else
+		event_del(c->ev_write);
+}
+
+static void
+conn_handshake(struct conn *c)
+{
+	int r;
+
+	r = gnutls_handshake(c->tls);
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		conn_update_events(c);
+		return;
+	}
+	if (r < 0) {
+		conn_set_error(c, "TLS handshake", gnutls_strerror(r));
+		c->tls_state = TLS_NONE;
+		conn_update_events(c);
+		conn_emit(c, CONN_EV_ERROR);
+		return;
+	}
+	c->tls_state = TLS_UP;
+	conn_touch(c);
+	conn_update_events(c);
+	conn_emit(c, CONN_EV_TLS_OK);
+}
+
+void
+conn_start_tls(struct conn *c, void *session)
+{
+	c->tls = session;
+	gnutls_transport_set_int(c->tls, c->fd);
+	c->tls_state = TLS_HANDSHAKE;
+	/* CVE-2011-0411: nothing read before TLS may be taken as TLS-protected */
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	conn_handshake(c);
+}
+
+/* Read what is available into c->in.  Returns 1 data read, 0 nothing,
+ * -1 error (c->error set), -2 EOF. */
+static int
+conn_read_some(struct conn *c)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+	int got = 0;
+
+	for (;;) {
+		if (evbuffer_get_length(c->in) >= CONN_INPUT_MAX)
+			return got;
+		if (evbuffer_reserve_space(c->in, CONN_READ_CHUNK, &v, 1) < 1)
+			fatal("conn: out of memory");
+		if (c->tls_state == TLS_UP) {
+			n = gnutls_record_recv(c->tls, v.iov_base, CONN_READ_CHUNK);
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+				c->read_blocked_on_write = gnutls_record_get_direction(c->tls);
+				return got;
+			}
+			c->read_blocked_on_write = 0;
+			if (n == GNUTLS_E_REHANDSHAKE) {
+				conn_set_error(c, "TLS", "renegotiation refused");
+				return -1;
+			}
+			if (n == GNUTLS_E_PREMATURE_TERMINATION)
+				return -2;
+			if (n < 0) {
+				conn_set_error(c, "TLS read", gnutls_strerror((int)n));
+				return -1;
+			}
+		} else {
+			n = recv(c->fd, v.iov_base, CONN_READ_CHUNK, 0);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return got;
+			if (n < 0) {
+				conn_set_error(c, "read", strerror(errno));
+				return -1;
+			}
+		}
+		if (n == 0)
+			return got ? got : -2;
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(c->in, &v, 1);
+		got = 1;
+		if (c->tls_state != TLS_UP && (size_t)n < CONN_READ_CHUNK)
+			return got;
+	}
+}
+
+static void
+conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int r;
+
+	if (c->tls_state == TLS_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if (c->closing) {
+		char buf[512];
+		/* discard whatever comes; we only wait for the output to drain */
+		r = c->tls_state == TLS_UP ? (int)gnutls_record_recv(c->tls, buf, sizeof(buf))
+		    : (int)recv(c->fd, buf, sizeof(buf), 0);
+		if (r == 0 || (r < 0 && r != GNUTLS_E_AGAIN && !(r == -1 && errno == EAGAIN)))
+			conn_emit(c, CONN_EV_EOF);
+		return;
+	}
+	r = conn_read_some(c);
+	conn_update_events(c);
+	if (r == -1) {
+		conn_emit(c, CONN_EV_ERROR);
+		return;
+	}
+	if (r == -2) {
+		event_del(c->ev_read);
+		if (evbuffer_get_length(c->in) > 0 && !c->closing) {
+			/* EOF after data: the owner sees its data first; EOF
+			 * follows on the next loop pass (freeing in between is
+			 * safe: conn_free() removes the deferred event) */
+			c->deferred = CONN_EV_EOF;
+			event_active(c->ev_defer, EV_TIMEOUT, 0);
+			conn_emit(c, CONN_EV_READ);
+			return;
+		}
+		conn_emit(c, CONN_EV_EOF);
+		return;
+	}
+	if (r == 1) {
+		conn_touch(c);
+		conn_emit(c, CONN_EV_READ);
+	}
+}
+
+/* Write from c->out.  Returns 0 progress or blocked, -1 error. */
+static int
+conn_write_some(struct conn *c)
+{
+	while (evbuffer_get_length(c->out) > 0) {
+		size_t len = evbuffer_get_contiguous_space(c->out);
+		ssize_t n;
+
+		if (len > CONN_READ_CHUNK)
+			len = CONN_READ_CHUNK;
+		if (len < CONN_READ_CHUNK && evbuffer_get_length(c->out) > len)
+			len = evbuffer_get_length(c->out) < CONN_READ_CHUNK ?
+			    evbuffer_get_length(c->out) : CONN_READ_CHUNK;
+		void *p = evbuffer_pullup(c->out, (ssize_t)len);
+		if (c->tls_state == TLS_UP) {
+			n = gnutls_record_send(c->tls, p, len);
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+				return 0;
+			if (n < 0) {
+				conn_set_error(c, "TLS write", gnutls_strerror((int)n));
+				return -1;
+			}
+		} else {
+			n = send(c->fd, p, len, MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return 0;
+			if (n < 0) {
+				conn_set_error(c, "write", strerror(errno));
+				return -1;
+			}
+		}
+		evbuffer_drain(c->out, (size_t)n);
+	}
+	return 0;
+}
+
+static void
+conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (c->connecting == 2 ||
+		    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+			if (c->connecting != 2)
+				conn_set_error(c, "connect", strerror(err ? err : errno));
+			c->connecting = 0;
+			conn_emit(c, CONN_EV_ERROR);
+			return;
+		}
+		c->connecting = 0;
+		conn_touch(c);
+		conn_update_events(c);
+		conn_emit(c, CONN_EV_CONNECTED);
+		return;
+	}
+	if (c->tls_state == TLS_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if (c->read_blocked_on_write) {
+		c->read_blocked_on_write = 0;
+		conn_on_read(fd, EV_READ, arg);
+		return;
+	}
+	if (conn_write_some(c) < 0) {
+		conn_update_events(c);
+		conn_emit(c, CONN_EV_ERROR);
+		return;
+	}
+	conn_touch(c);
+	conn_update_events(c);
+	if (evbuffer_get_length(c->out) == 0) {
+		if (c->closing) {
+			struct conn *self = c;
+			c->closing = 0;
+			conn_free(&self);
+			return;
+		}
+		if (c->want_flushed) {
+			c->want_flushed = 0;
+			conn_emit(c, CONN_EV_FLUSHED);
+		}
+	}
+}
+
+static void
+conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	conn_set_error(c, "timeout", "no progress");
+	conn_emit(c, CONN_EV_TIMEOUT);
+}
+
+static void
+conn_on_defer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	conn_emit(c, c->deferred);
+}
+
+void
+conn_flush(struct conn *c)
+{
+	if (c->tls_state == TLS_HANDSHAKE || c->connecting)
+		return;
+	if (conn_write_some(c) < 0) {
+		/* report through the loop so that callers never see a
+		 * re-entrant callback from conn_flush() */
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+		c->deferred = CONN_EV_ERROR;
+		event_active(c->ev_defer, EV_TIMEOUT, 0);
+		return;
+	}
+	conn_update_events(c);
+	if (c->want_flushed && evbuffer_get_length(c->out) == 0)
+		event_active(c->ev_write, EV_WRITE, 0);
+}
+
+void
+conn_close_after_flush(struct conn **cp)
+{
+	struct conn *c = *cp;
+
+	*cp = NULL;
+	if (c == NULL)
+		return;
+	c->closing = 1;
+	c->cb = NULL;
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	conn_touch(c);
+	if (c->tls_state != TLS_HANDSHAKE && conn_write_some(c) == 0 &&
+	    evbuffer_get_length(c->out) == 0) {
+		c->closing = 0;
+		conn_free(&c);
+		return;
+	}
+	conn_update_events(c);
+}
+
+void
+conn_free(struct conn **cp)
+{
+	struct conn *c = *cp;
+
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	if (c->tls != NULL) {
+		if (c->tls_state == TLS_UP)
+			(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(c->tls);
+	}
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	event_free(c->ev_timer);
+	event_free(c->ev_defer);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	close(c->fd);
+	free(c);
+}

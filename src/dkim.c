@@ -1,0 +1,917 @@
+/* dkim.c — DKIM keys (GnuTLS parses, sodium holds) and signing (libopendkim). */
+#include "dkim.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
+#include <gnutls/x509.h>
+#include <opendkim/dkim.h>
+#include <sodium.h>
+
+#define SIGHDR_NAME	"DKIM-Signature"
+#define MAX_FIELDS	4096		/* header fields in one message */
+#define DOMAIN_MAX	256
+
+struct dkim_policy {
+	char **names;
+	size_t n;
+};
+
+struct dkim_key {
+	char *domain;			/* lower case */
+	char *selector;
+	char *file;
+	enum dkim_keytype type;
+	unsigned int bits;
+	char *pem;			/* sodium_malloc: PKCS#8 PEM, NUL-terminated */
+	size_t pemsize;
+	char *dns_txt;
+};
+
+struct dkim_keyset {
+	DKIM_LIB *lib;
+	struct dkim_key *keys;
+	size_t nkeys;
+};
+
+/* One header field of a message: the name (without trailing WSP) and the
+ * whole field without its final CRLF. */
+struct field {
+	const uint8_t *name;
+	size_t namelen;
+	const uint8_t *text;
+	size_t textlen;
+};
+
+const char *
+dkim_result_name(enum dkim_result r)
+{
+	switch (r) {
+	case DKIM_RES_OK:	return "ok";
+	case DKIM_RES_NOKEY:	return "no-key";
+	case DKIM_RES_BADMSG:	return "bad-message";
+	case DKIM_RES_INTERNAL:	return "internal";
+	}
+	return "unknown";
+}
+
+/* ---- libopendkim memory hooks: its copies of the key are wiped on free ---- */
+
+static void *
+lib_malloc(void *closure, size_t n)
+{
+	return malloc(n);
+}
+
+static void
+lib_free(void *closure, void *p)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+/* ---- policy: the signed header list ---- */
+
+static int
+policy_name_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 64)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+struct dkim_policy *
+dkim_policy_parse(const char *file, const char *buf, size_t len, char *err, size_t errlen)
+{
+	static const char *const never[] = { "Received", "Return-Path", SIGHDR_NAME };
+	struct dkim_policy *pol = xcalloc(1, sizeof(*pol));
+	const char *p = buf, *end = buf + len, *eol, *s, *e;
+	size_t i, k, lineno = 0;
+	int have_from = 0;
+
+	pol->names = xcalloc(DKIM_POLICY_MAX + 1, sizeof(char *));
+	while (p < end) {
+		lineno++;
+		eol = memchr(p, '\n', (size_t)(end - p));
+		if (eol == NULL)
+			eol = end;
+		s = p;
+		e = memchr(s, '#', (size_t)(eol - s));
+		if (e == NULL)
+			e = eol;
+		p = eol < end ? eol + 1 : end;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			e--;
+		if (s == e)
+			continue;
+		k = (size_t)(e - s);
+		if (memchr(s, '\0', k) != NULL || !policy_name_ok(s, k)) {
+			snprintf(err, errlen, "%s:%zu: not a header field name (letters, digits "
+			    "and '-', one per line)", file, lineno);
+			goto fail;
+		}
+		for (i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+			if (strlen(never[i]) == k && ascii_ncasecmp(s, never[i], k) == 0) {
+				snprintf(err, errlen, "%s:%zu: %s must never be signed", file,
+				    lineno, never[i]);
+				goto fail;
+			}
+		}
+		for (i = 0; i < pol->n; i++) {
+			if (strlen(pol->names[i]) == k && ascii_ncasecmp(s, pol->names[i], k) == 0) {
+				snprintf(err, errlen, "%s:%zu: %.*s listed twice", file, lineno,
+				    (int)k, s);
+				goto fail;
+			}
+		}
+		if (pol->n == DKIM_POLICY_MAX) {
+			snprintf(err, errlen, "%s:%zu: more than %d header names", file, lineno,
+			    DKIM_POLICY_MAX);
+			goto fail;
+		}
+		if (k == 4 && ascii_ncasecmp(s, "From", 4) == 0)
+			have_from = 1;
+		pol->names[pol->n++] = xstrndup(s, k);
+	}
+	if (!have_from) {
+		snprintf(err, errlen, "%s: From is not listed (it must always be signed)", file);
+		goto fail;
+	}
+	return pol;
+fail:
+	dkim_policy_free(&pol);
+	return NULL;
+}
+
+/* Read a whole small file into a new NUL-terminated buffer from alloc. */
+static char *
+read_small_file(int fd, const char *path, size_t max, void *(*alloc)(size_t),
+    size_t *len_r, char *err, size_t errlen)
+{
+	struct stat sb;
+	char *buf;
+	size_t off = 0;
+	ssize_t n;
+
+	if (fstat(fd, &sb) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return NULL;
+	}
+	if (sb.st_size <= 0 || (uint64_t)sb.st_size > max) {
+		snprintf(err, errlen, "%s: size %lld is not in 1..%zu bytes", path,
+		    (long long)sb.st_size, max);
+		return NULL;
+	}
+	if ((buf = alloc((size_t)sb.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: cannot allocate memory", path);
+		return NULL;
+	}
+	while (off < (size_t)sb.st_size) {
+		n = read(fd, buf + off, (size_t)sb.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "%s: read: %s", path,
+			    n < 0 ? strerror(errno) : "file shrank");
+			*len_r = off;
+			buf[off] = '\0';
+			return buf;	/* caller sees the short length */
+		}
+		off += (size_t)n;
+	}
+	buf[off] = '\0';
+	*len_r = off;
+	return buf;
+}
+
+struct dkim_policy *
+dkim_policy_load(const char *path, char *err, size_t errlen)
+{
+	struct dkim_policy *pol;
+	size_t len = 0;
+	char *buf;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = read_small_file(fd, path, 64 * 1024, xmalloc, &len, err, errlen);
+	close(fd);
+	if (buf == NULL)
+		return NULL;
+	pol = dkim_policy_parse(path, buf, len, err, errlen);
+	free(buf);
+	return pol;
+}
+
+size_t
+dkim_policy_count(const struct dkim_policy *pol)
+{
+	return pol->n;
+}
+
+const char *
+dkim_policy_name(const struct dkim_policy *pol, size_t i)
+{
+	return i < pol->n ? pol->names[i] : NULL;
+}
+
+void
+dkim_policy_free(struct dkim_policy **polp)
+{
+	struct dkim_policy *pol = *polp;
+	size_t i;
+
+	if (pol == NULL)
+		return;
+	for (i = 0; i < pol->n; i++)
+		free(pol->names[i]);
+	free(pol->names);
+	free(pol);
+	*polp = NULL;
+}
+
+/* ---- message header section ---- */
+
+/* Next header field at *off.  Returns 1 with *f, 0 at the end of the header
+ * section (*off then is the start of the body, or len when there is none),
+ * -1 if the header section is malformed (bare CR or LF, a line without a
+ * colon-terminated name, a continuation line first, no final CRLF). */
+static int
+next_field(const uint8_t *msg, size_t len, size_t *off, struct field *f)
+{
+	size_t i = *off, start = *off, n;
+
+	if (i == len)
+		return 0;
+	if (len - i >= 2 && msg[i] == '\r' && msg[i + 1] == '\n') {
+		*off = i + 2;
+		return 0;
+	}
+	if (msg[i] == ' ' || msg[i] == '\t')
+		return -1;
+	/* field name: printable ASCII but ':'; optional WSP before the colon */
+	for (n = 0; i < len && msg[i] > 32 && msg[i] < 127 && msg[i] != ':'; i++)
+		n++;
+	if (n == 0)
+		return -1;
+	f->name = msg + start;
+	f->namelen = n;
+	while (i < len && (msg[i] == ' ' || msg[i] == '\t'))
+		i++;
+	if (i == len || msg[i] != ':')
+		return -1;
+	/* value: lines until a CRLF not followed by WSP */
+	for (;;) {
+		while (i < len && msg[i] != '\r' && msg[i] != '\n')
+			i++;
+		if (i + 1 >= len || msg[i] != '\r' || msg[i + 1] != '\n')
+			return -1;
+		i += 2;
+		if (i < len && (msg[i] == ' ' || msg[i] == '\t'))
+			continue;
+		break;
+	}
+	f->text = msg + start;
+	f->textlen = i - 2 - start;
+	*off = i;
+	return 1;
+}
+
+static int
+field_is(const struct field *f, const char *name)
+{
+	size_t n = strlen(name);
+
+	return f->namelen == n && ascii_ncasecmp((const char *)f->name, name, n) == 0;
+}
+
+/* ---- From address parsing (RFC 5322 mailbox, minimal) ---- */
+
+/* Skip a comment starting at v[*i] == '('; nested, with quoted pairs. */
+static int
+skip_comment(const char *v, size_t n, size_t *i)
+{
+	int depth = 0;
+
+	for (; *i < n; (*i)++) {
+		if (v[*i] == '\\') {
+			if (++*i == n)
+				return -1;
+		} else if (v[*i] == '(') {
+			depth++;
+		} else if (v[*i] == ')') {
+			if (--depth == 0) {
+				(*i)++;
+				return 0;
+			}
+		}
+	}
+	return -1;
+}
+
+/* Skip a quoted string starting at v[*i] == '"'. */
+static int
+skip_quoted(const char *v, size_t n, size_t *i)
+{
+	for ((*i)++; *i < n; (*i)++) {
+		if (v[*i] == '\\') {
+			if (++*i == n)
+				return -1;
+		} else if (v[*i] == '"') {
+			(*i)++;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+is_wsp(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* From an addr-spec in v[0..n), copy the domain (comments and whitespace
+ * removed) into dom.  Exactly one '@' outside quotes and comments; a
+ * non-empty local part; the domain a dot-atom of letters, digits, '-', '_'
+ * or non-ASCII bytes (no domain literal). */
+static int
+addr_domain(const char *v, size_t n, char *dom, size_t domlen)
+{
+	size_t i = 0, at = n, o = 0;
+	int local = 0;
+
+	while (i < n) {
+		if (v[i] == '(') {
+			if (skip_comment(v, n, &i) < 0)
+				return -1;
+		} else if (v[i] == '"') {
+			if (at != n || skip_quoted(v, n, &i) < 0)
+				return -1;
+			local = 1;
+		} else if (v[i] == '@') {
+			if (at != n)
+				return -1;
+			at = i++;
+		} else if (is_wsp(v[i])) {
+			i++;
+		} else {
+			if (strchr("<>[]:;,\\", v[i]) != NULL || (unsigned char)v[i] < 32 ||
+			    v[i] == 127)
+				return -1;
+			if (at == n)
+				local = 1;
+			else {
+				char c = v[i];
+
+				if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+				    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+				    (unsigned char)c >= 0x80))
+					return -1;
+				if (o + 1 >= domlen)
+					return -1;
+				dom[o++] = ascii_tolower(c);
+			}
+			i++;
+		}
+	}
+	if (!local || at == n || o == 0)
+		return -1;
+	dom[o] = '\0';
+	if (dom[0] == '.' || dom[o - 1] == '.' || strstr(dom, "..") != NULL)
+		return -1;
+	return 0;
+}
+
+/* The domain of the single mailbox in a From field body v[0..n). */
+static int
+from_domain(const char *v, size_t n, char *dom, size_t domlen)
+{
+	size_t i = 0, lt = 0, gt = 0;
+	int angle = 0;
+
+	while (i < n) {
+		switch (v[i]) {
+		case '(':
+			if (skip_comment(v, n, &i) < 0)
+				return -1;
+			continue;
+		case '"':
+			if (angle == 2 || skip_quoted(v, n, &i) < 0)
+				return -1;
+			continue;
+		case '<':
+			if (angle != 0)
+				return -1;
+			angle = 1;
+			lt = i + 1;
+			break;
+		case '>':
+			if (angle != 1)
+				return -1;
+			angle = 2;
+			gt = i;
+			break;
+		case ',': case ':': case ';':
+			if (angle != 1)
+				return -1;	/* several mailboxes or a group */
+			break;
+		default:
+			if (angle == 2 && !is_wsp(v[i]))
+				return -1;	/* text after the angle address */
+			break;
+		}
+		i++;
+	}
+	if (angle == 1)
+		return -1;
+	if (angle == 2)
+		return addr_domain(v + lt, gt - lt, dom, domlen);
+	return addr_domain(v, n, dom, domlen);
+}
+
+/* Find the single From field of msg; 0 with *from, or -1. */
+static int
+find_from(const uint8_t *msg, size_t len, struct field *from)
+{
+	struct field f;
+	size_t off = 0;
+	int rc, found = 0;
+
+	while ((rc = next_field(msg, len, &off, &f)) == 1) {
+		if (field_is(&f, "From")) {
+			if (found++)
+				return -1;
+			*from = f;
+		}
+	}
+	return (rc == 0 && found == 1) ? 0 : -1;
+}
+
+int
+dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen)
+{
+	struct field from = { NULL, 0, NULL, 0 };
+	const char *v;
+	size_t skip;
+
+	if (domlen == 0 || find_from(msg, len, &from) < 0)
+		return -1;
+	v = memchr(from.text, ':', from.textlen);
+	skip = (size_t)((const uint8_t *)v + 1 - from.text);
+	if (memchr(v + 1, '\0', from.textlen - skip) != NULL)
+		return -1;
+	return from_domain(v + 1, from.textlen - skip, dom, domlen);
+}
+
+/* ---- keys ---- */
+
+static void
+key_clear(struct dkim_key *k)
+{
+	free(k->domain);
+	free(k->selector);
+	free(k->file);
+	free(k->dns_txt);
+	if (k->pem != NULL)
+		sodium_free(k->pem);	/* wipes */
+	memset(k, 0, sizeof(*k));
+}
+
+static char *
+b64(const unsigned char *p, size_t n)
+{
+	size_t sz = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+	char *s = xmalloc(sz);
+
+	sodium_bin2base64(s, sz, p, n, sodium_base64_VARIANT_ORIGINAL);
+	return s;
+}
+
+/* The DNS TXT value for the public half of x. */
+static char *
+key_dns_txt(gnutls_x509_privkey_t x, enum dkim_keytype type)
+{
+	gnutls_privkey_t priv = NULL;
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t d = { NULL, 0 };
+	gnutls_ecc_curve_t curve;
+	char *p = NULL, *txt = NULL;
+	int rc;
+
+	if (gnutls_privkey_init(&priv) < 0 || gnutls_pubkey_init(&pub) < 0 ||
+	    gnutls_privkey_import_x509(priv, x, 0) < 0 ||
+	    gnutls_pubkey_import_privkey(pub, priv, 0, 0) < 0)
+		goto out;
+	if (type == DKIM_KEY_RSA)
+		rc = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &d);
+	else
+		rc = gnutls_pubkey_export_ecc_raw2(pub, &curve, &d, NULL, 0);
+	if (rc < 0 || (type == DKIM_KEY_ED25519 && (curve != GNUTLS_ECC_CURVE_ED25519 ||
+	    d.size != 32)))
+		goto out;
+	p = b64(d.data, d.size);
+	txt = xasprintf("v=DKIM1; k=%s; p=%s", type == DKIM_KEY_RSA ? "rsa" : "ed25519", p);
+out:
+	free(p);
+	gnutls_free(d.data);
+	gnutls_pubkey_deinit(pub);
+	gnutls_privkey_deinit(priv);
+	return txt;
+}
+
+/* Parse the PEM in raw[0..len) into k: type, bits, PKCS#8 PEM, DNS TXT. */
+static int
+key_parse(struct dkim_key *k, const char *raw, size_t len, char *err, size_t errlen)
+{
+	gnutls_x509_privkey_t x = NULL;
+	gnutls_datum_t in = { (unsigned char *)(uintptr_t)raw, (unsigned int)len };
+	gnutls_datum_t out = { NULL, 0 };
+	unsigned int bits = 0;
+	int rc, alg, ret = -1;
+
+	if (strstr(raw, "-----BEGIN ") == NULL) {
+		snprintf(err, errlen, "%s: not a PEM file", k->file);
+		return -1;
+	}
+	if (strstr(raw, "ENCRYPTED") != NULL) {
+		snprintf(err, errlen, "%s: encrypted keys are not supported", k->file);
+		return -1;
+	}
+	if ((rc = gnutls_x509_privkey_init(&x)) < 0 ||
+	    (rc = gnutls_x509_privkey_import2(x, &in, GNUTLS_X509_FMT_PEM, NULL,
+	    GNUTLS_PKCS_PLAIN)) < 0) {
+		snprintf(err, errlen, "%s: not a usable PEM private key: %s", k->file,
+		    gnutls_strerror(rc));
+		goto out;
+	}
+	alg = gnutls_x509_privkey_get_pk_algorithm2(x, &bits);
+	if (alg == GNUTLS_PK_RSA) {
+		if (bits < 2048 || bits > 4096) {
+			snprintf(err, errlen, "%s: RSA key of %u bits; DKIM keys must have "
+			    "2048 to 4096 bits", k->file, bits);
+			goto out;
+		}
+		k->type = DKIM_KEY_RSA;
+	} else if (alg == GNUTLS_PK_EDDSA_ED25519) {
+		k->type = DKIM_KEY_ED25519;
+		bits = 256;
+	} else {
+		snprintf(err, errlen, "%s: %s key; DKIM keys must be RSA or Ed25519", k->file,
+		    alg < 0 ? "unknown" : gnutls_pk_algorithm_get_name(alg));
+		goto out;
+	}
+	k->bits = bits;
+	if ((rc = gnutls_x509_privkey_export2_pkcs8(x, GNUTLS_X509_FMT_PEM, NULL,
+	    GNUTLS_PKCS_PLAIN, &out)) < 0) {
+		snprintf(err, errlen, "%s: cannot re-encode the key: %s", k->file,
+		    gnutls_strerror(rc));
+		goto out;
+	}
+	k->pemsize = out.size + 1;
+	if ((k->pem = sodium_malloc(k->pemsize)) == NULL) {
+		snprintf(err, errlen, "%s: sodium_malloc failed", k->file);
+		goto out;
+	}
+	memcpy(k->pem, out.data, out.size);
+	k->pem[out.size] = '\0';
+	sodium_mprotect_readonly(k->pem);
+	if ((k->dns_txt = key_dns_txt(x, k->type)) == NULL) {
+		snprintf(err, errlen, "%s: cannot export the public key", k->file);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (out.data != NULL) {
+		sodium_memzero(out.data, out.size);
+		gnutls_free(out.data);
+	}
+	gnutls_x509_privkey_deinit(x);
+	return ret;
+}
+
+/* Open, check and parse one key file into k (domain/selector/file set). */
+static int
+key_load(struct dkim_key *k, char *err, size_t errlen)
+{
+	struct stat sb;
+	size_t len = 0;
+	char *raw;
+	int fd, rc;
+
+	if ((fd = open(k->file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		snprintf(err, errlen, "%s: cannot open DKIM key: %s", k->file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0) {
+		snprintf(err, errlen, "%s: %s", k->file, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (S_ISREG(sb.st_mode) && (sb.st_mode & 077) != 0) {
+		snprintf(err, errlen, "%s: mode %04o lets group or others read the DKIM key; "
+		    "run chmod 600 %s", k->file, (unsigned int)(sb.st_mode & 07777), k->file);
+		close(fd);
+		return -1;
+	}
+	raw = read_small_file(fd, k->file, DKIM_KEYFILE_MAX, sodium_malloc, &len, err, errlen);
+	close(fd);
+	if (raw == NULL)
+		return -1;
+	if (len != (size_t)sb.st_size)
+		rc = -1;	/* message already in err */
+	else
+		rc = key_parse(k, raw, len, err, errlen);
+	sodium_free(raw);
+	return rc;
+}
+
+/* ---- signing ---- */
+
+/* Sign with one key; the header fields are hdrs[0..nhdrs).  Returns 0 with a
+ * new "DKIM-Signature: ...\r\n" in *sig_r, or -1 with the reason in err. */
+static int
+sign_one(struct dkim_keyset *ks, const struct dkim_key *k, const struct field *hdrs,
+    size_t nhdrs, const uint8_t *body, size_t bodylen, char **sig_r, char *err,
+    size_t errlen)
+{
+	DKIM *d;
+	DKIM_STAT st;
+	unsigned char *sig = NULL;
+	size_t i, siglen = 0;
+	const char *what = "dkim_sign";
+
+	d = dkim_sign(ks->lib, (const unsigned char *)"subproxy", NULL,
+	    (dkim_sigkey_t)k->pem, (const unsigned char *)k->selector,
+	    (const unsigned char *)k->domain, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
+	    k->type == DKIM_KEY_RSA ? DKIM_SIGN_RSASHA256 : DKIM_SIGN_ED25519SHA256,
+	    -1, &st);
+	if (d == NULL)
+		goto fail;
+	for (i = 0; i < nhdrs; i++) {
+		what = "dkim_header";
+		st = dkim_header(d, (unsigned char *)(uintptr_t)hdrs[i].text, hdrs[i].textlen);
+		if (st != DKIM_STAT_OK)
+			goto fail;
+	}
+	what = "dkim_eoh";
+	if ((st = dkim_eoh(d)) != DKIM_STAT_OK)
+		goto fail;
+	what = "dkim_body";
+	if (bodylen > 0 && (st = dkim_body(d, (unsigned char *)(uintptr_t)body, bodylen)) !=
+	    DKIM_STAT_OK)
+		goto fail;
+	what = "dkim_eom";
+	if ((st = dkim_eom(d, NULL)) != DKIM_STAT_OK)
+		goto fail;
+	what = "dkim_getsighdr";
+	st = dkim_getsighdr_d(d, strlen(SIGHDR_NAME) + 2, &sig, &siglen);
+	if (st != DKIM_STAT_OK || sig == NULL)
+		goto fail;
+	*sig_r = xasprintf("%s: %.*s\r\n", SIGHDR_NAME, (int)siglen, (const char *)sig);
+	dkim_free(d);
+	return 0;
+fail:
+	snprintf(err, errlen, "%s d=%s s=%s: %s: %s", what, k->domain, k->selector,
+	    dkim_getresultstr(st), d != NULL && dkim_geterror(d) != NULL ?
+	    dkim_geterror(d) : "-");
+	if (d != NULL)
+		dkim_free(d);
+	return -1;
+}
+
+/* Sign with every key of domain; returns a dkim_result and, on success,
+ * the concatenated signatures. */
+static enum dkim_result
+sign_domain(struct dkim_keyset *ks, const char *domain, const uint8_t *msg, size_t len,
+    char **headers_r, char *err, size_t errlen)
+{
+	struct field *hdrs;
+	size_t nhdrs = 0, off = 0, i, total = 0;
+	char *sigs[16], *out;
+	size_t nsigs = 0;
+	enum dkim_result res = DKIM_RES_NOKEY;
+	int rc;
+
+	*headers_r = NULL;
+	hdrs = xcalloc(MAX_FIELDS, sizeof(*hdrs));
+	while ((rc = next_field(msg, len, &off, &hdrs[nhdrs])) == 1) {
+		if (++nhdrs == MAX_FIELDS) {
+			rc = -1;
+			break;
+		}
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "malformed header section");
+		free(hdrs);
+		return DKIM_RES_BADMSG;
+	}
+	for (i = 0; i < ks->nkeys; i++) {
+		if (strcmp(ks->keys[i].domain, domain) != 0)
+			continue;
+		if (nsigs == sizeof(sigs) / sizeof(sigs[0]) ||
+		    sign_one(ks, &ks->keys[i], hdrs, nhdrs, msg + off, len - off, &sigs[nsigs],
+		    err, errlen) < 0) {
+			res = DKIM_RES_INTERNAL;
+			goto out;
+		}
+		total += strlen(sigs[nsigs++]);
+	}
+	if (nsigs == 0) {
+		snprintf(err, errlen, "no DKIM key for %s", domain);
+		goto out;
+	}
+	out = xmalloc(total + 1);
+	for (off = 0, i = 0; i < nsigs; i++) {
+		size_t n = strlen(sigs[i]);
+
+		memcpy(out + off, sigs[i], n);
+		off += n;
+	}
+	out[off] = '\0';
+	*headers_r = out;
+	res = DKIM_RES_OK;
+out:
+	for (i = 0; i < nsigs; i++)
+		free(sigs[i]);
+	free(hdrs);
+	return res;
+}
+
+enum dkim_result
+dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, size_t len, char **headers_r)
+{
+	char dom[DOMAIN_MAX], err[512], esc[DOMAIN_MAX * 4];
+	enum dkim_result res;
+
+	*headers_r = NULL;
+	if (dkim_from_domain(msg, len, dom, sizeof(dom)) < 0)
+		return DKIM_RES_BADMSG;
+	res = sign_domain(ks, dom, msg, len, headers_r, err, sizeof(err));
+	if (res == DKIM_RES_INTERNAL)
+		log_err("dkim: signing for %s failed: %s",
+		    log_escape(esc, sizeof(esc), dom, strlen(dom)), err);
+	return res;
+}
+
+/* Set the signed and oversigned header lists of the library. */
+static int
+lib_set_policy(DKIM_LIB *lib, const struct dkim_policy *pol)
+{
+	const char **names = xcalloc(pol->n + 1, sizeof(char *));
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < pol->n; i++)
+		names[i] = pol->names[i];
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, names,
+	    sizeof(names)) != DKIM_STAT_OK ||
+	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, names,
+	    sizeof(names)) != DKIM_STAT_OK)
+		rc = -1;
+	free(names);
+	return rc;
+}
+
+/* Sign a small test message with k: proves libopendkim can use the key. */
+static int
+key_selftest(struct dkim_keyset *ks, const struct dkim_key *k, char *err, size_t errlen)
+{
+	char *msg, *sig = NULL, why[512];
+	struct field hdrs[3];
+	size_t off = 0, n = 0;
+	int rc;
+
+	msg = xasprintf("From: selftest@%s\r\nSubject: self-test\r\n\r\nself-test\r\n",
+	    k->domain);
+	while (n < 3 && next_field((const uint8_t *)msg, strlen(msg), &off, &hdrs[n]) == 1)
+		n++;
+	rc = sign_one(ks, k, hdrs, n, (const uint8_t *)msg + off, strlen(msg) - off, &sig,
+	    why, sizeof(why));
+	if (rc < 0)
+		snprintf(err, errlen, "%s: libopendkim cannot sign with this key: %s", k->file,
+		    why);
+	free(sig);
+	free(msg);
+	return rc;
+}
+
+struct dkim_keyset *
+dkim_keys_load(const struct config_dkim *dkims, size_t ndkims, const struct dkim_policy *pol,
+    char *err, size_t errlen)
+{
+	struct dkim_keyset *ks;
+	struct dkim_key *k;
+	size_t i, j, total = 0;
+
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "sodium_init failed");
+		return NULL;
+	}
+	ks = xcalloc(1, sizeof(*ks));
+	if ((ks->lib = dkim_init(lib_malloc, lib_free)) == NULL) {
+		snprintf(err, errlen, "dkim_init failed");
+		goto fail;
+	}
+	if (lib_set_policy(ks->lib, pol) < 0) {
+		snprintf(err, errlen, "libopendkim refused the signed header list");
+		goto fail;
+	}
+	for (i = 0; i < ndkims; i++)
+		total += dkims[i].nkeys;
+	ks->keys = xcalloc(total ? total : 1, sizeof(*ks->keys));
+	for (i = 0; i < ndkims; i++) {
+		for (j = 0; j < dkims[i].nkeys; j++) {
+			k = &ks->keys[ks->nkeys];
+			k->domain = xstrdup(dkims[i].domain);
+			for (char *c = k->domain; *c; c++)
+				*c = ascii_tolower(*c);
+			k->selector = xstrdup(dkims[i].keys[j].selector);
+			k->file = xstrdup(dkims[i].keys[j].file);
+			ks->nkeys++;
+			for (size_t m = 0; m + 1 < ks->nkeys; m++) {
+				if (strcmp(ks->keys[m].domain, k->domain) == 0 &&
+				    strcmp(ks->keys[m].selector, k->selector) == 0) {
+					snprintf(err, errlen, "dkim %s: selector %s configured twice",
+					    k->domain, k->selector);
+					goto fail;
+				}
+			}
+			if (key_load(k, err, errlen) < 0 || key_selftest(ks, k, err, errlen) < 0)
+				goto fail;
+		}
+	}
+	return ks;
+fail:
+	dkim_keyset_free(&ks);
+	return NULL;
+}
+
+size_t
+dkim_keyset_count(const struct dkim_keyset *ks)
+{
+	return ks->nkeys;
+}
+
+int
+dkim_keyset_info(const struct dkim_keyset *ks, size_t i, struct dkim_keyinfo *info)
+{
+	const struct dkim_key *k;
+
+	if (i >= ks->nkeys)
+		return -1;
+	k = &ks->keys[i];
+	info->domain = k->domain;
+	info->selector = k->selector;
+	info->file = k->file;
+	info->type = k->type;
+	info->bits = k->bits;
+	info->dns_txt = k->dns_txt;
+	return 0;
+}
+
+void
+dkim_keyset_free(struct dkim_keyset **ksp)
+{
+	struct dkim_keyset *ks = *ksp;
+	size_t i;
+
+	if (ks == NULL)
+		return;
+	for (i = 0; i < ks->nkeys; i++)
+		key_clear(&ks->keys[i]);
+	free(ks->keys);
+	if (ks->lib != NULL)
+		dkim_close(ks->lib);
+	free(ks);
+	*ksp = NULL;
+}

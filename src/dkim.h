@@ -1,0 +1,118 @@
+/*
+ * dkim.h — DKIM signing keys and signatures (libopendkim), for the signer.
+ *
+ * Keys come from `[dkim "DOMAIN"] key = SELECTOR FILE`.  Each FILE must be a
+ * PEM private key (any PEM form GnuTLS reads: PKCS#8, PKCS#1, with or without
+ * certtool's text dump) that only its owner can access (mode & 077 == 0):
+ * RSA of 2048..4096 bits or Ed25519.  The key is re-encoded as unencrypted
+ * PKCS#8 PEM (what libopendkim 2.11 hands to OpenSSL's PEM_read_bio_PrivateKey;
+ * it accepts neither certtool's text preamble, nor a bare base64 Ed25519 seed,
+ * nor DER given as a string) and held in sodium_malloc() memory, read-only,
+ * wiped on free.  libopendkim's own working copies are allocated through
+ * hooks that wipe them on free.  Loading signs a test message with every key,
+ * so a key libopendkim cannot use fails at start-up, and OpenSSL finishes its
+ * lazy initialisation (which reads files) before any sandbox is entered.
+ *
+ * Signing: relaxed/relaxed, whole body (no l=), t= set, rsa-sha256 or
+ * ed25519-sha256.  The signing domain is the domain of the single address in
+ * the single header From field; every key configured for that domain signs
+ * (an Ed25519 and an RSA key give two signatures, RFC 8463).  The signed
+ * header list comes from the policy file: each listed field that is present
+ * is signed once per occurrence plus once more, each absent one once
+ * (oversigning: nothing in the list can be added later without breaking the
+ * signature).  Received, Return-Path and DKIM-Signature can never be listed.
+ *
+ * The From address is extracted by a small local parser (src/message.h did
+ * not exist when this was written): display names, quoted strings, comments
+ * and angle brackets are understood; groups, several mailboxes, several From
+ * fields and domain literals are refused.
+ */
+#ifndef SUBPROXY_DKIM_H
+#define SUBPROXY_DKIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Outcome of dkim_sign_message().  The values travel in PROC_SIGN_REP. */
+enum dkim_result {
+	DKIM_RES_OK = 0,
+	DKIM_RES_NOKEY = 1,	/* the From domain has no key: 550 5.7.1 */
+	DKIM_RES_BADMSG = 2,	/* no/several From fields, unparsable From, bad header */
+	DKIM_RES_INTERNAL = 3	/* libopendkim failed: 451 4.3.0 */
+};
+
+enum dkim_keytype { DKIM_KEY_RSA = 1, DKIM_KEY_ED25519 = 2 };
+
+#define DKIM_POLICY_MAX		64	/* header names in a policy file */
+#define DKIM_KEYFILE_MAX	(64 * 1024)
+
+struct dkim_policy;
+struct dkim_keyset;
+
+/* Facts about one loaded key (nothing secret).  Strings belong to the set. */
+struct dkim_keyinfo {
+	const char *domain;	/* lower case */
+	const char *selector;
+	const char *file;
+	enum dkim_keytype type;
+	unsigned int bits;	/* RSA modulus bits; 256 for Ed25519 */
+	const char *dns_txt;	/* "v=DKIM1; k=rsa; p=..." as it should be published */
+};
+
+/* Parse a header list held in memory: one field name per line, `#` starts a
+ * comment, blank lines ignored.  Names are [A-Za-z0-9-]+, unique (case-
+ * insensitive), at most DKIM_POLICY_MAX; From is required; Received,
+ * Return-Path and DKIM-Signature are refused.  `file` names the source in
+ * messages.  Returns a new policy, or NULL with "FILE:LINE: ..." in err. */
+struct dkim_policy *dkim_policy_parse(const char *file, const char *buf, size_t len,
+    char *err, size_t errlen);
+
+/* Read `path` (at most 64 KiB) and call dkim_policy_parse(). */
+struct dkim_policy *dkim_policy_load(const char *path, char *err, size_t errlen);
+
+/* Number of names, and the i-th name as written in the file. */
+size_t dkim_policy_count(const struct dkim_policy *pol);
+const char *dkim_policy_name(const struct dkim_policy *pol, size_t i);
+
+/* Free a policy; *polp is set to NULL.  NULL is a no-op. */
+void dkim_policy_free(struct dkim_policy **polp);
+
+/* Load every key of dkims[0..ndkims) with the header list of pol (copied;
+ * pol may be freed afterwards).  Refuses: a file that cannot be read, is not
+ * a regular file, has mode & 077 != 0 (message names the file, its mode and
+ * `chmod 600 FILE`), is not a PEM private key, is encrypted, RSA outside
+ * 2048..4096 bits, other key types, a duplicate domain+selector, a key
+ * libopendkim cannot sign with.  Returns a key set, or NULL with one message
+ * in err. */
+struct dkim_keyset *dkim_keys_load(const struct config_dkim *dkims, size_t ndkims,
+    const struct dkim_policy *pol, char *err, size_t errlen);
+
+/* Number of keys, and facts about key i (0 or -1 if i is out of range). */
+size_t dkim_keyset_count(const struct dkim_keyset *ks);
+int dkim_keyset_info(const struct dkim_keyset *ks, size_t i, struct dkim_keyinfo *info);
+
+/* Free a key set, wiping the keys; *ksp is set to NULL.  NULL is a no-op. */
+void dkim_keyset_free(struct dkim_keyset **ksp);
+
+/* Sign msg[0..len): a whole message, CRLF line ends, header section then
+ * an empty line then the body (a message without an empty line is all
+ * header).  On DKIM_RES_OK, *headers_r is a new string (caller frees) with
+ * one complete, folded "DKIM-Signature: ...\r\n" field per key of the From
+ * domain, in configuration order, to be prepended to the message.  On any
+ * other result *headers_r is NULL.  Internal failures are logged. */
+enum dkim_result dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, size_t len,
+    char **headers_r);
+
+/* Find the domain of the single header From address of msg (same message
+ * rules as above) and copy it, lower-cased, into dom (domlen bytes).
+ * Returns 0, or -1 (no From, several From fields or mailboxes, group syntax,
+ * unparsable address, domain literal, malformed header section, domain too
+ * long for dom). */
+int dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen);
+
+/* Name of a result for logs ("ok", "no-key", "bad-message", "internal"). */
+const char *dkim_result_name(enum dkim_result r);
+
+#endif

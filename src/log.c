@@ -1,0 +1,120 @@
+/* log.c — operational log lines to stderr. */
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <errno.h>
+
+static const char *log_role = "subproxy";
+static enum log_level log_min = LOG_LVL_INFO;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void
+log_init(const char *role, enum log_level min)
+{
+	log_role = role;
+	log_min = min;
+}
+
+void
+log_set_role(const char *role)
+{
+	log_role = role;
+}
+
+void
+log_reopen(void)
+{
+	/* stderr is owned by the service manager; nothing to reopen yet, but
+	 * flushing makes repeated SIGHUP harmless and observable. */
+	fflush(stderr);
+}
+
+void
+log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char line[2048];
+	char ts[32];
+	struct timespec now;
+	struct tm tm;
+	int saved = errno;
+	size_t n;
+
+	if (lvl < log_min)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld] %s: ", ts,
+	    now.tv_nsec / 1000000, log_role, (long)getpid(), level_names[lvl]);
+	if (n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	n = strlen(line);
+	if (n >= sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* one write per line so lines from several processes do not interleave */
+	if (write(STDERR_FILENO, line, n) < 0) {
+		/* nothing sensible to do */
+	}
+	errno = saved;
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LVL_ERR, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+char *
+log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = src;
+	size_t o = 0, i;
+
+	if (dstlen == 0)
+		return dst;
+	for (i = 0; i < srclen; i++) {
+		unsigned char c = s[i];
+		size_t need = (c >= 0x20 && c <= 0x7e && c != '\\' && c != '"') ? 1 : 4;
+
+		if (o + need + 4 > dstlen) {
+			if (dstlen >= 4) {
+				size_t p = o < dstlen - 4 ? o : dstlen - 4;
+				memcpy(dst + p, "...", 3);
+				o = p + 3;
+			}
+			break;
+		}
+		if (need == 1) {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o < dstlen ? o : dstlen - 1] = '\0';
+	return dst;
+}

@@ -1,0 +1,82 @@
+/*
+ * relay.h — the upstream leg: one SMTP client session per transaction to the
+ * relay MTA, always over TLS verified with DANE, never plaintext.
+ *
+ * Async contract (Dovecot's backend style): every operation completes exactly
+ * once by calling its callback with a reply, unless the transaction is freed
+ * first (then never).  Failures of the relay or of its verification are
+ * turned into our own 4xx replies (451 4.4.0 unreachable, 451 4.7.5 TLS/DANE,
+ * 451 4.4.2 timeout or lost connection); relay replies are passed on.  At most
+ * one operation is outstanding.  Callbacks may free the transaction.
+ */
+#ifndef SUBPROXY_RELAY_H
+#define SUBPROXY_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct event_base;
+struct spool;
+struct relay_ctx;
+struct relay_txn;
+
+/* A reply for the client: the relay's own, or one we made. */
+struct relay_result {
+	int code;                 /* 250, 451, ... */
+	char enh[16];             /* "2.1.5"; always set */
+	const char *text;         /* first line text, printable ASCII */
+	const char *const *lines; /* all lines' text (nlines) */
+	size_t nlines;
+	int local;                /* 1: we made it (relay fault), 0: the relay's */
+};
+
+typedef void relay_cb(void *arg, const struct relay_result *res);
+
+/* Capabilities of the relay learned by the last successful EHLO. */
+struct relay_caps {
+	int known;
+	int starttls;
+	int dsn, chunking, smtputf8, eightbit, pipelining;
+	uint64_t size;
+};
+
+struct dns_ctx;
+
+/* Relay targets with static pins are resolved now (getaddrinfo on the
+ * numeric `address` or host); targets with dane = required are looked up
+ * with DNSSEC (dns) for each transaction. */
+struct relay_ctx *relay_ctx_new(struct event_base *base, const struct config *cfg,
+    struct dns_ctx *dns, char *err, size_t errlen);
+void relay_ctx_free(struct relay_ctx **ctxp);
+
+/* Start a background EHLO probe of the first relay to learn its capabilities
+ * (DSN advertisement).  Failures are logged only. */
+void relay_ctx_probe(struct relay_ctx *ctx);
+const struct relay_caps *relay_ctx_caps(const struct relay_ctx *ctx);
+
+/* Open a verified session to a relay and send MAIL FROM:<from> params.
+ * `params` are already validated ESMTP parameters (may be ""), `sid` is the
+ * client session id for logs.  The callback gets the MAIL reply. */
+struct relay_txn *relay_txn_start(struct relay_ctx *ctx, const char *sid, const char *from,
+    const char *params, relay_cb *cb, void *arg);
+
+/* RCPT TO:<to> params. */
+void relay_txn_rcpt(struct relay_txn *t, const char *to, const char *params, relay_cb *cb,
+    void *arg);
+
+/* Send the message: `prefix` (header fields we add, CRLF-terminated) then the
+ * spool content, with BDAT when offered, else DATA with dot-stuffing.  The
+ * callback gets the final reply. */
+void relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len,
+    struct spool *sp, relay_cb *cb, void *arg);
+
+/* Describe the relay leg for logs/Received ("relay=NAME tls=... dane=ok-ee"). */
+const char *relay_txn_describe(const struct relay_txn *t);
+
+/* End the transaction: QUIT when idle; if data is in flight the connection
+ * is closed without the final terminator so that nothing is delivered.
+ * *tp = NULL; NULL is a no-op. */
+void relay_txn_free(struct relay_txn **tp);
+
+#endif

@@ -1,0 +1,1367 @@
+/* smtp_server.c — listeners, client sessions and the submission state machine. */
+#include "smtp_server.h"
+#include "authq.h"
+#include "config.h"
+#include "conn.h"
+#include "dns.h"
+#include "log.h"
+#include "message.h"
+#include "owntlsa.h"
+#include "dkim.h"
+#include "relay.h"
+#include "signer.h"
+#include "smtp_syntax.h"
+#include "spool.h"
+#include "tls.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#define AUTH_LINE_MAX    12288   /* RFC 4954 4: AUTH lines may be long */
+#define SHUTDOWN_GRACE   30      /* seconds for open transactions at stop */
+
+enum sess_state {
+	S_TLS_HANDSHAKE,  /* implicit TLS or after STARTTLS */
+	S_CMD,            /* reading commands */
+	S_AUTH_PLAIN,     /* waiting for the PLAIN response line */
+	S_AUTH_USER,      /* LOGIN: waiting for the user name */
+	S_AUTH_PASS,      /* LOGIN: waiting for the password */
+	S_WAIT,           /* async step pending (auth check, relay) */
+	S_DATA,           /* reading DATA */
+	S_BDAT,           /* reading a BDAT chunk */
+	S_CLOSED
+};
+
+static const char *const sess_state_names[] = {
+	"tls-handshake", "command", "auth-plain", "auth-user", "auth-pass", "wait", "data",
+	"bdat", "closed"
+};
+
+struct listener {
+	struct server *srv;
+	const struct config_listen *cl;
+	struct evconnlistener *evl;
+};
+
+struct session;
+
+struct server {
+	struct event_base *base;
+	const struct config *cfg;
+	struct tls_server *tls;
+	struct relay_ctx *relay;
+	struct dns_ctx *dns;
+	struct authq *authq;
+	struct signer_client *signer;
+	int failed;                    /* a fatal fault: exit non-zero */
+	struct listener *listeners;
+	size_t nlisteners;
+	struct session *sessions;      /* doubly linked */
+	unsigned nsessions;
+	int shutting_down;
+	struct event *ev_grace;
+};
+
+struct session {
+	struct server *srv;
+	struct session *prev, *next;
+	struct listener *lst;
+	struct conn *conn;
+	char id[17];
+	char peer[64];
+	enum sess_state state;
+	int tls;                       /* TLS active */
+	int greeted;                   /* HELO/EHLO seen (since TLS) */
+	int esmtp;
+	char helo[256];
+	char *login;
+	char *auth_user;               /* LOGIN mechanism, between steps */
+	unsigned auth_failures;
+	struct authq_req *authreq;
+	struct event *ev_delay;        /* failure delay before the 535 */
+	int discard_line;              /* resync after an overlong line */
+	int close_after_reply;
+	int stop_after_txn;            /* shutdown requested while busy */
+	unsigned txn_count;
+
+	/* transaction */
+	int in_txn;
+	char *mail_from;
+	int smtputf8;
+	int body_8bit;
+	size_t rcpts_ok;
+	struct relay_txn *relay;
+	struct signer_req *sreq;
+	struct spool *sp;
+	struct msg_parser *mp;
+	int bdat_used, data_used;
+	uint64_t bdat_remaining;
+	int bdat_last;
+	int bdat_failed;
+	char *prefix;
+	char first_rcpt[320];
+};
+
+static void session_process(struct session *);
+static void session_close(struct session *);
+static void session_conn_cb(struct conn *, enum conn_event, void *);
+
+/* ---- replies ---- */
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	struct evbuffer *out = conn_output(s->conn);
+	va_list ap;
+
+	if (enh != NULL)
+		evbuffer_add_printf(out, "%d %s ", code, enh);
+	else
+		evbuffer_add_printf(out, "%d ", code);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+reply_err(struct session *s, const struct smtp_err *e)
+{
+	reply(s, e->code, e->enh, "%s", e->text);
+}
+
+/* Pass on a relay result: every line, printable ASCII only (relay text is
+ * hostile input), with the enhanced status code on each line. */
+static void
+reply_relay(struct session *s, const struct relay_result *r)
+{
+	struct evbuffer *out = conn_output(s->conn);
+	size_t i, n = r->nlines ? r->nlines : 1;
+
+	for (i = 0; i < n; i++) {
+		const char *t = r->nlines ? r->lines[i] : "";
+		char esc[600];
+		size_t j, o = 0;
+
+		for (j = 0; t[j] != '\0' && o < sizeof(esc) - 1 && j < 480; j++)
+			esc[o++] = (t[j] >= 0x20 && t[j] < 0x7f) ? t[j] : '?';
+		esc[o] = '\0';
+		evbuffer_add_printf(out, "%d%c%s %s\r\n", r->code, i + 1 < n ? '-' : ' ', r->enh, esc);
+	}
+}
+
+static void
+session_flush(struct session *s)
+{
+	if (s->conn != NULL)
+		conn_flush(s->conn);
+}
+
+/* ---- session lifecycle ---- */
+
+static void
+session_set_state(struct session *s, enum sess_state st)
+{
+	if (s->state != st)
+		log_debug("session=%s state %s -> %s", s->id, sess_state_names[s->state],
+		    sess_state_names[st]);
+	s->state = st;
+}
+
+static void
+txn_reset(struct session *s)
+{
+	signer_cancel(&s->sreq);
+	relay_txn_free(&s->relay);
+	msg_parser_free(&s->mp);
+	spool_free(&s->sp);
+	free(s->mail_from);
+	s->mail_from = NULL;
+	free(s->prefix);
+	s->prefix = NULL;
+	s->in_txn = 0;
+	s->smtputf8 = 0;
+	s->body_8bit = 0;
+	s->rcpts_ok = 0;
+	s->bdat_used = s->data_used = 0;
+	s->bdat_remaining = 0;
+	s->bdat_last = 0;
+	s->bdat_failed = 0;
+	s->first_rcpt[0] = '\0';
+}
+
+static void
+session_free(struct session *s)
+{
+	struct server *srv = s->srv;
+
+	txn_reset(s);
+	authq_cancel(&s->authreq);
+	if (s->ev_delay)
+		event_free(s->ev_delay);
+	free(s->login);
+	if (s->auth_user) {
+		sodium_memzero(s->auth_user, strlen(s->auth_user));
+		free(s->auth_user);
+	}
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	free(s);
+	if (srv->shutting_down && srv->nsessions == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+/* Close after the queued replies are written. */
+static void
+session_close(struct session *s)
+{
+	log_info("session=%s event=close peer=%s login=%s transactions=%u", s->id, s->peer,
+	    s->login ? s->login : "-", s->txn_count);
+	session_set_state(s, S_CLOSED);
+	conn_close_after_flush(&s->conn);
+	session_free(s);
+}
+
+static void
+session_drop(struct session *s, const char *why)
+{
+	log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
+	session_set_state(s, S_CLOSED);
+	conn_free(&s->conn);
+	session_free(s);
+}
+
+static void
+send_greeting(struct session *s)
+{
+	reply(s, 220, NULL, "%s ESMTP subproxy", s->srv->cfg->hostname);
+	session_set_state(s, S_CMD);
+	session_flush(s);
+}
+
+/* ---- EHLO ---- */
+
+static void
+send_ehlo(struct session *s)
+{
+	struct evbuffer *out = conn_output(s->conn);
+	const struct config *cfg = s->srv->cfg;
+	const struct relay_caps *rc = relay_ctx_caps(s->srv->relay);
+
+	evbuffer_add_printf(out, "250-%s Hello %s\r\n", cfg->hostname, s->helo);
+	if (!s->tls) {
+		evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n");
+		return;
+	}
+	evbuffer_add_printf(out, "250-PIPELINING\r\n250-SIZE %llu\r\n250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n",
+	    (unsigned long long)cfg->limits.message_size);
+	if (rc->known && rc->dsn)
+		evbuffer_add_printf(out, "250-DSN\r\n");
+	evbuffer_add_printf(out, "250 AUTH PLAIN LOGIN\r\n");
+}
+
+/* ---- AUTH ---- */
+
+static void auth_start_check(struct session *, const char *user, const char *pw, size_t pwlen);
+
+static void
+auth_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->auth_failures >= s->srv->cfg->limits.auth_failures) {
+		log_warn("session=%s event=auth-limit peer=%s failures=%u", s->id, s->peer,
+		    s->auth_failures);
+		reply(s, 421, "4.7.0", "Too many authentication failures, closing connection");
+		session_close(s);
+		return;
+	}
+	reply(s, 535, "5.7.8", "Authentication credentials invalid");
+	session_set_state(s, S_CMD);
+	session_process(s);
+}
+
+static void
+auth_done(void *arg, int ok)
+{
+	struct session *s = arg;
+	struct timeval tv;
+	unsigned ms;
+
+	s->authreq = NULL;
+	if (ok) {
+		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
+		    s->auth_user);
+		s->login = s->auth_user;
+		s->auth_user = NULL;
+		reply(s, 235, "2.7.0", "Authentication successful");
+		session_set_state(s, S_CMD);
+		session_process(s);
+		return;
+	}
+	{
+		char esc[128];
+		log_warn("session=%s event=auth peer=%s login=%s result=fail", s->id, s->peer,
+		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
+	}
+	free(s->auth_user);
+	s->auth_user = NULL;
+	s->auth_failures++;
+	/* rising delay: 0.5 s, 1 s, 2 s, ... capped at 8 s */
+	ms = 500u << (s->auth_failures > 5 ? 4 : s->auth_failures - 1);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (s->ev_delay == NULL)
+		s->ev_delay = evtimer_new(s->srv->base, auth_delay_done, s);
+	evtimer_add(s->ev_delay, &tv);
+}
+
+static void
+auth_start_check(struct session *s, const char *user, const char *pw, size_t pwlen)
+{
+	free(s->auth_user);
+	s->auth_user = xstrdup(user);
+	session_set_state(s, S_WAIT);
+	s->authreq = authq_check(s->srv->authq, user, pw, pwlen, auth_done, s);
+}
+
+/* Decode a base64 AUTH response line; "*" cancels.  Returns decoded length,
+ * -1 after replying. */
+static ssize_t
+auth_decode(struct session *s, const char *line, size_t len, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (len == 1 && line[0] == '*') {
+		reply(s, 501, "5.0.0", "Authentication cancelled");
+		return -1;
+	}
+	if (smtp_base64_decode(line, len, out, outlen - 1, &n) < 0) {
+		reply(s, 501, "5.5.2", "Invalid base64 data");
+		return -1;
+	}
+	out[n] = '\0';
+	return (ssize_t)n;
+}
+
+static void
+auth_plain_response(struct session *s, const char *line, size_t len)
+{
+	char buf[1024];
+	const char *user = NULL, *pw = NULL;
+	size_t pwlen = 0;
+	ssize_t n;
+
+	session_set_state(s, S_CMD);
+	if ((n = auth_decode(s, line, len, buf, sizeof(buf))) < 0)
+		return;
+	if (smtp_auth_plain_decode(buf, (size_t)n, &user, &pw, &pwlen) < 0) {
+		sodium_memzero(buf, sizeof(buf));
+		reply(s, 501, "5.5.2", "Malformed PLAIN response");
+		return;
+	}
+	auth_start_check(s, user, pw, pwlen);
+	sodium_memzero(buf, sizeof(buf));
+}
+
+static void
+auth_login_step(struct session *s, const char *line, size_t len)
+{
+	char buf[1024];
+	ssize_t n;
+
+	if ((n = auth_decode(s, line, len, buf, sizeof(buf))) < 0) {
+		session_set_state(s, S_CMD);
+		return;
+	}
+	if (s->state == S_AUTH_USER) {
+		if (n == 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+			session_set_state(s, S_CMD);
+			reply(s, 501, "5.5.2", "Invalid user name");
+			return;
+		}
+		free(s->auth_user);
+		s->auth_user = xstrdup(buf);
+		session_set_state(s, S_AUTH_PASS);
+		reply(s, 334, NULL, "UGFzc3dvcmQ6");
+		return;
+	}
+	{
+		char *user = s->auth_user;
+		s->auth_user = NULL;
+		auth_start_check(s, user, buf, (size_t)n);
+		free(user);
+	}
+	sodium_memzero(buf, sizeof(buf));
+}
+
+static void
+cmd_auth(struct session *s, const struct smtp_cmd *c)
+{
+	if (s->login != NULL) {
+		reply(s, 503, "5.5.1", "Already authenticated");
+		return;
+	}
+	if (!s->greeted) {
+		reply(s, 503, "5.5.1", "Send EHLO first");
+		return;
+	}
+	if (s->in_txn) {
+		reply(s, 503, "5.5.1", "AUTH not permitted during a mail transaction");
+		return;
+	}
+	if (ascii_casecmp(c->auth_mech, "PLAIN") == 0) {
+		if (c->auth_initial != NULL) {
+			auth_plain_response(s, c->auth_initial, strlen(c->auth_initial));
+			return;
+		}
+		session_set_state(s, S_AUTH_PLAIN);
+		reply(s, 334, NULL, " ");
+		return;
+	}
+	if (ascii_casecmp(c->auth_mech, "LOGIN") == 0) {
+		session_set_state(s, S_AUTH_USER);
+		if (c->auth_initial != NULL) {
+			auth_login_step(s, c->auth_initial, strlen(c->auth_initial));
+			return;
+		}
+		reply(s, 334, NULL, "VXNlcm5hbWU6");
+		return;
+	}
+	reply(s, 504, "5.5.4", "Unrecognized authentication mechanism");
+}
+
+/* ---- MAIL / RCPT ---- */
+
+static void
+mail_relay_done(void *arg, const struct relay_result *r)
+{
+	struct session *s = arg;
+
+	if (r->code >= 200 && r->code < 300) {
+		s->in_txn = 1;
+		reply(s, 250, "2.1.0", "Sender <%s> OK", s->mail_from);
+		log_info("session=%s event=mail from=<%s> %s", s->id, s->mail_from,
+		    relay_txn_describe(s->relay));
+	} else {
+		log_info("session=%s event=mail-refused from=<%s> code=%d enh=%s local=%d", s->id,
+		    s->mail_from, r->code, r->enh, r->local);
+		reply_relay(s, r);
+		txn_reset(s);
+	}
+	session_set_state(s, S_CMD);
+	session_process(s);
+}
+
+static void
+cmd_mail(struct session *s, const struct smtp_cmd *c)
+{
+	const struct config *cfg = s->srv->cfg;
+	const struct relay_caps *caps = relay_ctx_caps(s->srv->relay);
+	char params[256];
+	size_t o = 0;
+
+	if (s->login == NULL) {
+		reply(s, 530, "5.7.0", "Authentication required");
+		return;
+	}
+	if (s->in_txn || s->relay != NULL) {
+		reply(s, 503, "5.5.1", "Nested MAIL command");
+		return;
+	}
+	if (c->path[0] == '\0' || !config_sender_allowed(cfg, s->login, c->path)) {
+		reply(s, 553, "5.7.1", "Sender address <%s> not owned by user %s", c->path, s->login);
+		return;
+	}
+	if (c->size > cfg->limits.message_size) {
+		reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		return;
+	}
+	/* parameters for the relay, rebuilt from parsed values only */
+	params[0] = '\0';
+	if (c->size > 0)
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " SIZE=%llu",
+		    (unsigned long long)c->size);
+	if (c->body == SMTP_BODY_8BITMIME && caps->eightbit)
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " BODY=8BITMIME");
+	if (c->smtputf8)
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " SMTPUTF8");
+	if (c->ret == SMTP_RET_FULL)
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " RET=FULL");
+	else if (c->ret == SMTP_RET_HDRS)
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " RET=HDRS");
+	if (c->envid != NULL && o < sizeof(params))
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " ENVID=%s", c->envid);
+	if (o >= sizeof(params)) {
+		reply(s, 501, "5.5.4", "Parameters too long");
+		return;
+	}
+	txn_reset(s);
+	s->mail_from = xstrdup(c->path);
+	s->smtputf8 = c->smtputf8;
+	s->body_8bit = c->body == SMTP_BODY_8BITMIME;
+	session_set_state(s, S_WAIT);
+	s->relay = relay_txn_start(s->srv->relay, s->id, s->mail_from, o ? params + 1 : "",
+	    mail_relay_done, s);
+}
+
+static void
+rcpt_relay_done(void *arg, const struct relay_result *r)
+{
+	struct session *s = arg;
+
+	if (r->code >= 200 && r->code < 300) {
+		s->rcpts_ok++;
+		log_info("session=%s event=rcpt to=<%s> code=%d", s->id, s->first_rcpt, r->code);
+	} else {
+		log_info("session=%s event=rcpt-refused to=<%s> code=%d enh=%s local=%d", s->id,
+		    s->first_rcpt, r->code, r->enh, r->local);
+	}
+	reply_relay(s, r);
+	if (r->local) {
+		/* the relay leg is gone: the transaction cannot go on */
+		txn_reset(s);
+	}
+	session_set_state(s, S_CMD);
+	session_process(s);
+}
+
+static void
+cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+{
+	char params[256];
+	size_t o = 0;
+
+	if (!s->in_txn) {
+		reply(s, 503, "5.5.1", "Need MAIL command");
+		return;
+	}
+	if (s->bdat_used || s->data_used) {
+		reply(s, 503, "5.5.1", "RCPT not allowed after message data");
+		return;
+	}
+	if (s->rcpts_ok >= s->srv->cfg->limits.recipients) {
+		reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	params[0] = '\0';
+	if (c->notify[0] != '\0')
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " NOTIFY=%s", c->notify);
+	if (c->orcpt != NULL && o < sizeof(params))
+		o += (size_t)snprintf(params + o, sizeof(params) - o, " ORCPT=%s", c->orcpt);
+	if (o >= sizeof(params)) {
+		reply(s, 501, "5.5.4", "Parameters too long");
+		return;
+	}
+	snprintf(s->first_rcpt, sizeof(s->first_rcpt), "%s", c->path);
+	session_set_state(s, S_WAIT);
+	relay_txn_rcpt(s->relay, c->path, o ? params + 1 : "", rcpt_relay_done, s);
+}
+
+/* ---- message data ---- */
+
+static void
+start_message(struct session *s, enum msg_mode mode)
+{
+	const struct config_limits *l = &s->srv->cfg->limits;
+	struct msg_limits ml;
+
+	memset(&ml, 0, sizeof(ml));
+	ml.max_size = l->message_size;
+	ml.max_line = l->line_length;
+	ml.max_header = l->header_size;
+	ml.max_received = l->received_max;
+	s->sp = spool_new((size_t)l->memory_body);
+	s->mp = msg_parser_new(&ml, mode, s->sp);
+}
+
+static void
+fold_append(char **buf, size_t *len, size_t *col, const char *word)
+{
+	size_t wl = strlen(word);
+	char *p;
+
+	if (*col > 1 && *col + 1 + wl > 78) {
+		p = xasprintf("%s\r\n\t%s", *buf, word);
+		*col = 1 + wl;
+	} else {
+		p = xasprintf("%s%s%s", *buf, *col > 0 ? " " : "", word);
+		*col += (*col > 0 ? 1 : 0) + wl;
+	}
+	free(*buf);
+	*buf = p;
+	*len = strlen(p);
+}
+
+/* Header fields we add in front of the message: Received always,
+ * Message-ID and Date when missing.  Nothing of the original is altered. */
+static char *
+build_prefix(struct session *s, const struct msg_result *mr)
+{
+	const struct config *cfg = s->srv->cfg;
+	char date[64], tls[96], idbuf[40], word[400];
+	unsigned char rnd[12];
+	time_t now = time(NULL);
+	struct tm tm;
+	char *hdr = xstrdup("Received:");
+	size_t len = 0, col = 9;
+	char *out;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	tls_describe(conn_tls(s->conn), tls, sizeof(tls));
+	snprintf(word, sizeof(word), "from %s", s->helo);
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "([%s])", s->peer);
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "by %s (subproxy)", cfg->hostname);
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "with %s", s->smtputf8 ? "UTF8SMTPSA" : "ESMTPSA");
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "id %s.%u", s->id, s->txn_count);
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "(%s)", tls);
+	fold_append(&hdr, &len, &col, word);
+	snprintf(word, sizeof(word), "; %s", date);
+	fold_append(&hdr, &len, &col, word);
+	out = xasprintf("%s\r\n", hdr);
+	free(hdr);
+	if (!mr->has_message_id) {
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(idbuf, sizeof(idbuf), rnd, sizeof(rnd));
+		hdr = xasprintf("%sMessage-ID: <%s.%s@%s>\r\n", out, idbuf, s->id, cfg->hostname);
+		free(out);
+		out = hdr;
+	}
+	if (!mr->has_date) {
+		hdr = xasprintf("%sDate: %s\r\n", out, date);
+		free(out);
+		out = hdr;
+	}
+	return out;
+}
+
+static void
+data_relay_done(void *arg, const struct relay_result *r)
+{
+	struct session *s = arg;
+
+	log_info("session=%s event=%s from=<%s> rcpts=%zu size=%llu code=%d enh=%s local=%d %s",
+	    s->id, r->code >= 200 && r->code < 300 ? "relayed" : "relay-refused", s->mail_from,
+	    s->rcpts_ok, (unsigned long long)spool_size(s->sp), r->code, r->enh, r->local,
+	    relay_txn_describe(s->relay));
+	reply_relay(s, r);
+	s->txn_count++;
+	txn_reset(s);
+	session_set_state(s, S_CMD);
+	if (s->stop_after_txn) {
+		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+		session_close(s);
+		return;
+	}
+	session_process(s);
+}
+
+/* The signer answered: relay the signed message, or refuse it. */
+static void
+sign_done(void *arg, int status, const char *headers)
+{
+	struct session *s = arg;
+	const struct msg_result *mr = msg_parser_result(s->mp);
+	const char *dom = mr->nfrom > 0 ? strrchr(mr->from[0], '@') : NULL;
+	char *signed_prefix;
+
+	s->sreq = NULL;
+	if (status == DKIM_RES_OK && headers != NULL) {
+		signed_prefix = xasprintf("%s%s", headers, s->prefix);
+		free(s->prefix);
+		s->prefix = signed_prefix;
+		relay_txn_data(s->relay, s->prefix, strlen(s->prefix), s->sp, data_relay_done, s);
+		return;
+	}
+	log_info("session=%s event=message-rejected stage=dkim result=%s", s->id,
+	    status == SIGNER_DEAD ? "signer-dead" : dkim_result_name((enum dkim_result)status));
+	switch (status) {
+	case DKIM_RES_NOKEY:
+		reply(s, 550, "5.7.1", "No DKIM key for the From domain %s: this server signs every "
+		    "message and cannot send for that domain", dom ? dom + 1 : "(none)");
+		break;
+	case DKIM_RES_BADMSG:
+		reply(s, 550, "5.6.0", "The header cannot be signed: From must hold exactly one "
+		    "address");
+		break;
+	case SIGNER_DEAD:
+		reply(s, 451, "4.3.0", "Signing service unavailable, message not sent; try again "
+		    "later");
+		break;
+	default:
+		reply(s, 451, "4.3.0", "Signing failed, message not sent; try again later");
+		break;
+	}
+	txn_reset(s);
+	session_set_state(s, S_CMD);
+	session_process(s);
+}
+
+/* The whole message is in; check it and hand it to the signer. */
+static void
+message_complete(struct session *s)
+{
+	const struct msg_result *mr = msg_parser_result(s->mp);
+	const struct config *cfg = s->srv->cfg;
+	size_t i;
+
+	if (mr->code != 0) {
+		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
+		    mr->code, mr->enh, mr->text);
+		reply(s, mr->code, mr->enh, "%s", mr->text);
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return;
+	}
+	for (i = 0; i < mr->nfrom; i++) {
+		if (!config_sender_allowed(cfg, s->login, mr->from[i])) {
+			reply(s, 550, "5.7.1", "Header From address <%s> not owned by user %s",
+			    mr->from[i], s->login);
+			txn_reset(s);
+			session_set_state(s, S_CMD);
+			return;
+		}
+	}
+	if (mr->sender != NULL && !config_sender_allowed(cfg, s->login, mr->sender)) {
+		reply(s, 550, "5.7.1", "Header Sender address <%s> not owned by user %s",
+		    mr->sender, s->login);
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return;
+	}
+	s->prefix = build_prefix(s, mr);
+	session_set_state(s, S_WAIT);
+	s->sreq = signer_sign(s->srv->signer, s->prefix, strlen(s->prefix), s->sp, sign_done, s);
+}
+
+static int
+data_precheck(struct session *s, int bdat)
+{
+	if (!s->in_txn) {
+		reply(s, 503, "5.5.1", "Need MAIL command");
+		return -1;
+	}
+	if (s->rcpts_ok == 0) {
+		reply(s, 554, "5.5.1", "No valid recipients");
+		return -1;
+	}
+	if ((bdat && s->data_used) || (!bdat && s->bdat_used)) {
+		reply(s, 503, "5.5.1", "DATA and BDAT cannot be mixed");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_data(struct session *s)
+{
+	if (data_precheck(s, 0) < 0)
+		return;
+	s->data_used = 1;
+	start_message(s, MSG_MODE_DATA);
+	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	session_set_state(s, S_DATA);
+}
+
+/* BDAT: a chunk of c->bdat_size octets follows the command line; it is
+ * always read, even when the command is refused. */
+static void
+cmd_bdat(struct session *s, const struct smtp_cmd *c)
+{
+	s->bdat_remaining = c->bdat_size;
+	s->bdat_last = c->bdat_last;
+	session_set_state(s, S_BDAT);
+	if (s->bdat_failed) {
+		/* RFC 3030 4.2: discard chunks pipelined after a failed one */
+		s->bdat_failed = 2;
+		return;
+	}
+	if (data_precheck(s, 1) < 0) {
+		s->bdat_failed = 3;  /* replied already; discard this chunk */
+		return;
+	}
+	s->bdat_used = 1;
+	if (s->mp == NULL)
+		start_message(s, MSG_MODE_BDAT);
+}
+
+static void
+bdat_chunk_done(struct session *s)
+{
+	const struct msg_result *mr;
+
+	session_set_state(s, S_CMD);
+	if (s->bdat_failed == 3) {
+		/* refused before any data: the reply was sent with the command */
+		s->bdat_failed = 0;
+		return;
+	}
+	if (s->bdat_failed) {
+		s->bdat_failed = 1;
+		reply(s, 503, "5.5.1", "Previous BDAT failed; transaction aborted, send RSET");
+		return;
+	}
+	mr = msg_parser_result(s->mp);
+	if (mr->code != 0 && !s->bdat_last) {
+		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
+		    mr->code, mr->enh, mr->text);
+		reply(s, mr->code, mr->enh, "%s", mr->text);
+		relay_txn_free(&s->relay);
+		s->bdat_failed = 1;
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, 250, "2.0.0", "%llu octets received",
+		    (unsigned long long)msg_parser_bytes(s->mp));
+		return;
+	}
+	msg_parser_finish(s->mp);
+	message_complete(s);
+}
+
+/* ---- command dispatch ---- */
+
+static int
+allowed_before_tls(enum smtp_verb v)
+{
+	return v == SMTP_V_EHLO || v == SMTP_V_HELO || v == SMTP_V_STARTTLS ||
+	    v == SMTP_V_NOOP || v == SMTP_V_RSET || v == SMTP_V_QUIT;
+}
+
+static void
+cmd_starttls(struct session *s)
+{
+	if (s->tls) {
+		reply(s, 503, "5.5.1", "TLS already active");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	session_flush(s);
+	/* CVE-2011-0411: conn_start_tls() discards any pipelined plaintext */
+	s->greeted = 0;
+	s->esmtp = 0;
+	session_set_state(s, S_TLS_HANDSHAKE);
+	conn_start_tls(s->conn, tls_server_session(s->srv->tls));
+}
+
+static void
+handle_command(struct session *s, char *line, size_t len)
+{
+	struct smtp_cmd c;
+	struct smtp_err e;
+	struct smtp_parse_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.dsn_enabled = relay_ctx_caps(s->srv->relay)->dsn && s->tls;
+	o.smtputf8_txn = s->smtputf8;
+	if (smtp_cmd_parse(line, len, &o, &c, &e) < 0) {
+		/* the verb may be known even if its arguments are bad */
+		if (!s->tls && s->lst->cl->tls == TLS_MODE_STARTTLS && c.verb != SMTP_V_UNKNOWN &&
+		    !allowed_before_tls(c.verb))
+			reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		else
+			reply_err(s, &e);
+		return;
+	}
+	if (!s->tls && !allowed_before_tls(c.verb)) {
+		reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return;
+	}
+	switch (c.verb) {
+	case SMTP_V_EHLO:
+	case SMTP_V_HELO:
+		txn_reset(s);
+		snprintf(s->helo, sizeof(s->helo), "%s", c.domain);
+		s->greeted = 1;
+		s->esmtp = c.verb == SMTP_V_EHLO;
+		if (s->esmtp)
+			send_ehlo(s);
+		else
+			reply(s, 250, NULL, "%s", s->srv->cfg->hostname);
+		return;
+	case SMTP_V_STARTTLS:
+		if (s->lst->cl->tls != TLS_MODE_STARTTLS && !s->tls) {
+			reply(s, 502, "5.5.1", "STARTTLS not available");
+			return;
+		}
+		cmd_starttls(s);
+		return;
+	case SMTP_V_AUTH:
+		cmd_auth(s, &c);
+		return;
+	case SMTP_V_MAIL:
+		if (!s->greeted) {
+			reply(s, 503, "5.5.1", "Send EHLO first");
+			return;
+		}
+		cmd_mail(s, &c);
+		return;
+	case SMTP_V_RCPT:
+		cmd_rcpt(s, &c);
+		return;
+	case SMTP_V_DATA:
+		cmd_data(s);
+		return;
+	case SMTP_V_BDAT:
+		cmd_bdat(s, &c);
+		return;
+	case SMTP_V_RSET:
+		txn_reset(s);
+		reply(s, 250, "2.0.0", "OK");
+		return;
+	case SMTP_V_NOOP:
+		reply(s, 250, "2.0.0", "OK");
+		return;
+	case SMTP_V_QUIT:
+		reply(s, 221, "2.0.0", "Bye");
+		s->close_after_reply = 1;
+		return;
+	case SMTP_V_VRFY:
+		reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message for delivery");
+		return;
+	case SMTP_V_EXPN:
+		reply(s, 502, "5.5.1", "EXPN not available");
+		return;
+	case SMTP_V_HELP:
+		reply(s, 214, "2.0.0", "subproxy: see RFC 6409");
+		return;
+	default:
+		reply(s, 500, "5.5.2", "Command not recognized");
+		return;
+	}
+}
+
+/* Take one line from the input.  Returns 1 with *line_r (NUL-terminated,
+ * CRLF stripped, caller frees), 0 need more, -1 a reply was queued (bad or
+ * overlong line, consumed). */
+static int
+next_line(struct session *s, char **line_r, size_t *len_r)
+{
+	struct evbuffer *in = conn_input(s->conn);
+	size_t avail = evbuffer_get_length(in), max, eol_len = 0;
+	struct evbuffer_ptr p;
+	char *line;
+	size_t len;
+
+	max = (s->state == S_CMD) ? SMTP_CMD_MAX : AUTH_LINE_MAX;
+	if (s->state == S_CMD && avail >= 5) {
+		char verb[5];
+		evbuffer_copyout(in, verb, 5);
+		if (ascii_ncasecmp(verb, "AUTH ", 5) == 0)
+			max = AUTH_LINE_MAX;
+	}
+	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (p.pos < 0) {
+		if (avail > max) {
+			/* no end in sight: answer once, then skip to the next LF */
+			if (!s->discard_line)
+				reply(s, 500, "5.5.2", "Command line too long");
+			s->discard_line = 1;
+			evbuffer_drain(in, avail);
+			return -1;
+		}
+		return 0;
+	}
+	len = (size_t)p.pos;
+	line = xmalloc(len + 2);
+	evbuffer_remove(in, line, len + 1);
+	line[len + 1] = '\0';
+	if (s->discard_line) {
+		s->discard_line = 0;
+		free(line);
+		return -1;
+	}
+	if (len + 1 > max) {
+		free(line);
+		reply(s, 500, "5.5.2", "Command line too long");
+		return -1;
+	}
+	if (len == 0 || line[len - 1] != '\r') {
+		free(line);
+		reply(s, 500, "5.5.2", "Command line contains a bare CR, LF or NUL");
+		return -1;
+	}
+	len--;
+	line[len] = '\0';
+	*line_r = line;
+	*len_r = len;
+	return 1;
+}
+
+/* Feed buffered input to the message parser (DATA or BDAT). */
+static int
+feed_message(struct session *s)
+{
+	struct evbuffer *in = conn_input(s->conn);
+
+	while (evbuffer_get_length(in) > 0) {
+		size_t len = evbuffer_get_contiguous_space(in), used;
+		const unsigned char *buf = evbuffer_pullup(in, (ssize_t)len);
+
+		if (s->state == S_BDAT) {
+			if (len > s->bdat_remaining)
+				len = (size_t)s->bdat_remaining;
+			if (s->mp != NULL && s->bdat_failed == 0)
+				msg_parser_feed(s->mp, buf, len);
+			evbuffer_drain(in, len);
+			s->bdat_remaining -= len;
+			if (s->bdat_remaining == 0) {
+				bdat_chunk_done(s);
+				return 1;
+			}
+			continue;
+		}
+		used = msg_parser_feed(s->mp, buf, len);
+		evbuffer_drain(in, used);
+		if (msg_parser_done(s->mp)) {
+			session_set_state(s, S_CMD);
+			message_complete(s);
+			return 1;
+		}
+	}
+	if (s->state == S_BDAT && s->bdat_remaining == 0) {
+		bdat_chunk_done(s);
+		return 1;
+	}
+	return 0;
+}
+
+/* Work through buffered input one step at a time, then flush the replies of
+ * the pipelined group in one write. */
+static void
+session_process(struct session *s)
+{
+	for (;;) {
+		char *line = NULL;
+		size_t len = 0;
+		int r;
+
+		if (s->conn == NULL)
+			return;
+		if (s->close_after_reply) {
+			session_close(s);
+			return;
+		}
+		if (s->state == S_WAIT || s->state == S_TLS_HANDSHAKE || s->state == S_CLOSED)
+			break;
+		if (s->state == S_DATA || s->state == S_BDAT) {
+			if (feed_message(s) == 0)
+				break;
+			continue;
+		}
+		r = next_line(s, &line, &len);
+		if (r == 0)
+			break;
+		if (r < 0)
+			continue;
+		if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL ||
+		    memchr(line, '\n', len) != NULL) {
+			reply(s, 500, "5.5.2", "Command line contains a bare CR, LF or NUL");
+			if (s->state != S_CMD)
+				session_set_state(s, S_CMD);
+		} else if (s->state == S_AUTH_PLAIN) {
+			auth_plain_response(s, line, len);
+		} else if (s->state == S_AUTH_USER || s->state == S_AUTH_PASS) {
+			auth_login_step(s, line, len);
+		} else {
+			handle_command(s, line, len);
+		}
+		sodium_memzero(line, len);
+		free(line);
+	}
+	if (s->conn == NULL)
+		return;
+	if (s->state == S_WAIT)
+		conn_pause(s->conn);
+	else
+		conn_resume(s->conn);
+	session_flush(s);
+}
+
+/* ---- connection events ---- */
+
+static void
+session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct session *s = arg;
+	char tls[96];
+
+	switch (ev) {
+	case CONN_EV_TLS_OK:
+		s->tls = 1;
+		tls_describe(conn_tls(c), tls, sizeof(tls));
+		log_info("session=%s event=tls peer=%s tls=\"%s\"", s->id, s->peer, tls);
+		if (s->lst->cl->tls == TLS_MODE_IMPLICIT) {
+			send_greeting(s);
+		} else {
+			session_set_state(s, S_CMD);
+		}
+		session_process(s);
+		return;
+	case CONN_EV_READ:
+		session_process(s);
+		return;
+	case CONN_EV_FLUSHED:
+	case CONN_EV_CONNECTED:
+		return;
+	case CONN_EV_TIMEOUT:
+		if (s->state == S_WAIT)
+			return;   /* the relay leg has its own timeout */
+		reply(s, 421, "4.4.2", "%s Idle timeout, closing connection",
+		    s->srv->cfg->hostname);
+		session_close(s);
+		return;
+	case CONN_EV_EOF:
+		session_drop(s, "client closed connection");
+		return;
+	case CONN_EV_ERROR:
+		session_drop(s, conn_error(c));
+		return;
+	}
+}
+
+static unsigned
+count_peer(const struct server *srv, const char *peer)
+{
+	const struct session *s;
+	unsigned n = 0;
+
+	for (s = srv->sessions; s != NULL; s = s->next)
+		if (strcmp(s->peer, peer) == 0)
+			n++;
+	return n;
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct listener *l = arg;
+	struct server *srv = l->srv;
+	const struct config_limits *lim = &srv->cfg->limits;
+	struct session *s;
+	unsigned char rnd[8];
+	const char *refuse = NULL;
+
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->lst = l;
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(s->id, sizeof(s->id), rnd, sizeof(rnd));
+	s->conn = conn_new(srv->base, fd, session_conn_cb, s);
+	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(s->conn));
+	snprintf(s->helo, sizeof(s->helo), "unknown");
+	if (srv->nsessions >= lim->connections)
+		refuse = "421 4.3.2 Too many connections, try again later";
+	else if (count_peer(srv, s->peer) >= lim->connections_per_ip)
+		refuse = "421 4.7.0 Too many connections from your address";
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	log_info("session=%s event=connect peer=%s listener=%s", s->id, s->peer, l->cl->name);
+	if (refuse != NULL) {
+		log_warn("session=%s event=refused peer=%s reason=\"%s\"", s->id, s->peer, refuse + 10);
+		if (l->cl->tls == TLS_MODE_STARTTLS)
+			evbuffer_add_printf(conn_output(s->conn), "%s\r\n", refuse);
+		session_close(s);
+		return;
+	}
+	conn_set_timeout(s->conn, (unsigned)lim->timeout);
+	if (l->cl->tls == TLS_MODE_IMPLICIT) {
+		session_set_state(s, S_TLS_HANDSHAKE);
+		conn_start_tls(s->conn, tls_server_session(srv->tls));
+	} else {
+		send_greeting(s);
+	}
+}
+
+/* Fail closed: without the signer nothing can be sent. */
+static void
+signer_lost(void *arg)
+{
+	struct server *srv = arg;
+
+	srv->failed = 1;
+	log_err("event=fatal the DKIM signer process is gone; stopping the service");
+	server_shutdown(srv);
+}
+
+int
+server_failed(const struct server *srv)
+{
+	return srv->failed;
+}
+
+struct server *
+server_new(struct event_base *base, const struct config *cfg, struct passwd_db *db,
+    const int *fds, int signer_fd, char *err, size_t errlen)
+{
+	struct server *srv = xcalloc(1, sizeof(*srv));
+	size_t i;
+
+	srv->base = base;
+	srv->cfg = cfg;
+	srv->tls = tls_server_new(cfg->tls_certificate, cfg->tls_key, cfg->tls_priority, err,
+	    errlen);
+	if (srv->tls == NULL)
+		goto fail;
+	srv->dns = dns_ctx_new(base, cfg->trust_anchor_file, cfg->unbound_config,
+	    (unsigned)cfg->dns_timeout, err, errlen);
+	if (srv->dns == NULL)
+		goto fail;
+	if ((srv->relay = relay_ctx_new(base, cfg, srv->dns, err, errlen)) == NULL)
+		goto fail;
+	srv->authq = authq_new(base, db);
+	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
+	srv->nlisteners = cfg->nlistens;
+	srv->listeners = xcalloc(cfg->nlistens, sizeof(*srv->listeners));
+	for (i = 0; i < cfg->nlistens; i++) {
+		struct listener *l = &srv->listeners[i];
+
+		l->srv = srv;
+		l->cl = &cfg->listens[i];
+		l->evl = evconnlistener_new(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE |
+		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, -1, fds[i]);
+		if (l->evl == NULL) {
+			snprintf(err, errlen, "cannot listen on %s", l->cl->address);
+			goto fail;
+		}
+	}
+	return srv;
+fail:
+	server_free(&srv);
+	return NULL;
+}
+
+int
+server_check_own_tlsa(struct server *srv, char *err, size_t errlen)
+{
+	return owntlsa_check(srv->base, srv->dns, srv->cfg, srv->tls, err, errlen);
+}
+
+void
+server_start(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_enable(srv->listeners[i].evl);
+		log_info("event=listening listener=%s address=%s tls=%s", srv->listeners[i].cl->name,
+		    srv->listeners[i].cl->address,
+		    srv->listeners[i].cl->tls == TLS_MODE_IMPLICIT ? "implicit" : "starttls");
+	}
+	relay_ctx_probe(srv->relay);
+}
+
+static void
+grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	log_warn("event=shutdown-grace-expired sessions=%u", srv->nsessions);
+	while (srv->sessions != NULL) {
+		struct session *s = srv->sessions;
+
+		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+		session_close(s);
+	}
+	event_base_loopexit(srv->base, NULL);
+}
+
+void
+server_shutdown(struct server *srv)
+{
+	struct session *s, *next;
+	struct timeval tv = { SHUTDOWN_GRACE, 0 };
+	size_t i;
+
+	if (srv->shutting_down)
+		return;
+	srv->shutting_down = 1;
+	log_info("event=shutdown sessions=%u", srv->nsessions);
+	for (i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_free(srv->listeners[i].evl);
+		srv->listeners[i].evl = NULL;
+	}
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == S_WAIT && s->relay != NULL && s->prefix != NULL) {
+			/* the relay has the message: its answer is owed */
+			s->stop_after_txn = 1;
+			continue;
+		}
+		if (s->state == S_TLS_HANDSHAKE) {
+			session_drop(s, "shutdown");
+			continue;
+		}
+		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
+		session_close(s);
+	}
+	if (srv->nsessions == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	srv->ev_grace = evtimer_new(srv->base, grace_expired, srv);
+	evtimer_add(srv->ev_grace, &tv);
+}
+
+unsigned
+server_sessions(const struct server *srv)
+{
+	return srv->nsessions;
+}
+
+void
+server_free(struct server **srvp)
+{
+	struct server *srv = *srvp;
+	size_t i;
+
+	if (srv == NULL)
+		return;
+	*srvp = NULL;
+	while (srv->sessions != NULL)
+		session_drop(srv->sessions, "server stopped");
+	for (i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].evl)
+			evconnlistener_free(srv->listeners[i].evl);
+	free(srv->listeners);
+	if (srv->ev_grace)
+		event_free(srv->ev_grace);
+	authq_free(&srv->authq);
+	signer_client_free(&srv->signer);
+	relay_ctx_free(&srv->relay);
+	dns_ctx_free(&srv->dns);
+	tls_server_free(&srv->tls);
+	free(srv);
+}

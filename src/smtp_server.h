@@ -1,0 +1,46 @@
+/*
+ * smtp_server.h — the client leg: listeners, sessions, the SMTP state machine.
+ *
+ * One event loop serves every session.  Each session processes one command at
+ * a time from a strict queue (pipelined input waits in the input buffer while
+ * an async step — password check, relay operation — is pending); replies of a
+ * pipelined group are flushed in one write.
+ */
+#ifndef SUBPROXY_SMTP_SERVER_H
+#define SUBPROXY_SMTP_SERVER_H
+
+#include <stddef.h>
+
+struct config;
+struct event_base;
+struct server;
+struct passwd_db;
+
+/* Build the server: TLS credentials, relay context, password checks.
+ * `fds` are the listening sockets, one per cfg->listens entry, already bound;
+ * signer_fd is the socket to the DKIM signer (owned from now on).
+ * Returns NULL with a sentence in err. */
+struct server *server_new(struct event_base *base, const struct config *cfg,
+    struct passwd_db *db, const int *fds, int signer_fd, char *err, size_t errlen);
+
+/* 1 after a fatal fault (signer lost): the process must exit non-zero. */
+int server_failed(const struct server *srv);
+
+/* The start-up DANE check of our own listeners (owntlsa.h): runs the event
+ * loop until answered.  Returns 0, or -1 with the reason in err. */
+int server_check_own_tlsa(struct server *srv, char *err, size_t errlen);
+
+/* Start accepting. */
+void server_start(struct server *srv);
+
+/* Graceful stop: no new sessions; idle sessions get 421 and are closed; a
+ * session waiting for the relay's final reply gets that reply, then 421.
+ * When the last session is gone, the event loop is asked to exit. */
+void server_shutdown(struct server *srv);
+
+/* Number of open sessions. */
+unsigned server_sessions(const struct server *srv);
+
+void server_free(struct server **srvp);
+
+#endif

@@ -1,0 +1,248 @@
+/* tls.c — GnuTLS credentials, sessions and DANE verification of peers. */
+#include "tls.h"
+#include "log.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+/* Whatever the operator's priority string says, never below TLS 1.2. */
+#define TLS_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL"
+
+struct tls_server {
+	gnutls_certificate_credentials_t creds;
+	gnutls_priority_t prio;
+	gnutls_datum_t chain[TLS_CHAIN_MAX];  /* DER, leaf first, gnutls_free */
+	size_t nchain;
+};
+
+struct tls_client {
+	gnutls_certificate_credentials_t creds;
+	gnutls_priority_t prio;
+};
+
+void
+tls_init(void)
+{
+	static int done;
+
+	if (!done) {
+		if (gnutls_global_init() < 0)
+			fatal("gnutls_global_init failed");
+		done = 1;
+	}
+}
+
+static int
+tls_make_priority(const char *priority, gnutls_priority_t *out, char *err, size_t errlen)
+{
+	char *s = xasprintf("%s%s", priority, TLS_FLOOR);
+	const char *pos = NULL;
+	int r = gnutls_priority_init(out, s, &pos);
+
+	if (r < 0)
+		snprintf(err, errlen, "TLS priority string is invalid near \"%.40s\": %s",
+		    pos ? pos : "", gnutls_strerror(r));
+	free(s);
+	return r < 0 ? -1 : 0;
+}
+
+struct tls_server *
+tls_server_new(const char *cert_file, const char *key_file, const char *priority,
+    char *err, size_t errlen)
+{
+	struct tls_server *ts = xcalloc(1, sizeof(*ts));
+	gnutls_x509_crt_t *crts = NULL;
+	unsigned ncrts = 0, i;
+	int r;
+
+	tls_init();
+	if (gnutls_certificate_allocate_credentials(&ts->creds) < 0)
+		fatal("gnutls: out of memory");
+	r = gnutls_certificate_set_x509_key_file2(ts->creds, cert_file, key_file,
+	    GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot load TLS certificate %s with key %s: %s "
+		    "(expected a PEM chain, leaf first, and the leaf's unencrypted PEM private key)",
+		    cert_file, key_file, gnutls_strerror(r));
+		goto fail;
+	}
+	r = gnutls_certificate_get_x509_crt(ts->creds, 0, &crts, &ncrts);
+	if (r < 0 || ncrts == 0) {
+		snprintf(err, errlen, "cannot read back TLS certificate %s: %s", cert_file,
+		    gnutls_strerror(r));
+		goto fail;
+	}
+	r = 0;
+	for (i = 0; i < ncrts; i++) {
+		if (r >= 0 && i < TLS_CHAIN_MAX) {
+			r = gnutls_x509_crt_export2(crts[i], GNUTLS_X509_FMT_DER, &ts->chain[i]);
+			if (r >= 0)
+				ts->nchain++;
+		}
+		gnutls_x509_crt_deinit(crts[i]);
+	}
+	gnutls_free(crts);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot export TLS certificate: %s", gnutls_strerror(r));
+		goto fail;
+	}
+	if (tls_make_priority(priority, &ts->prio, err, errlen) < 0)
+		goto fail;
+	return ts;
+fail:
+	tls_server_free(&ts);
+	return NULL;
+}
+
+void
+tls_server_free(struct tls_server **tsp)
+{
+	struct tls_server *ts = *tsp;
+
+	if (ts == NULL)
+		return;
+	*tsp = NULL;
+	if (ts->creds)
+		gnutls_certificate_free_credentials(ts->creds);
+	if (ts->prio)
+		gnutls_priority_deinit(ts->prio);
+	while (ts->nchain > 0)
+		gnutls_free(ts->chain[--ts->nchain].data);
+	free(ts);
+}
+
+int
+tls_server_leaf(const struct tls_server *ts, struct dane_cert *out)
+{
+	out->der = ts->chain[0].data;
+	out->len = ts->chain[0].size;
+	return 0;
+}
+
+size_t
+tls_server_chain(const struct tls_server *ts, struct dane_cert *out, size_t max)
+{
+	size_t i;
+
+	for (i = 0; i < ts->nchain && i < max; i++) {
+		out[i].der = ts->chain[i].data;
+		out[i].len = ts->chain[i].size;
+	}
+	return i;
+}
+
+void *
+tls_server_session(struct tls_server *ts)
+{
+	gnutls_session_t s;
+
+	if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
+		fatal("gnutls_init failed");
+	if (gnutls_priority_set(s, ts->prio) < 0 ||
+	    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, ts->creds) < 0)
+		fatal("gnutls session setup failed");
+	gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
+	gnutls_handshake_set_timeout(s, 0);
+	return s;
+}
+
+struct tls_client *
+tls_client_new(const char *priority, char *err, size_t errlen)
+{
+	struct tls_client *tc = xcalloc(1, sizeof(*tc));
+
+	tls_init();
+	if (gnutls_certificate_allocate_credentials(&tc->creds) < 0)
+		fatal("gnutls: out of memory");
+	if (tls_make_priority(priority, &tc->prio, err, errlen) < 0) {
+		tls_client_free(&tc);
+		return NULL;
+	}
+	return tc;
+}
+
+void
+tls_client_free(struct tls_client **tcp)
+{
+	struct tls_client *tc = *tcp;
+
+	if (tc == NULL)
+		return;
+	*tcp = NULL;
+	if (tc->creds)
+		gnutls_certificate_free_credentials(tc->creds);
+	if (tc->prio)
+		gnutls_priority_deinit(tc->prio);
+	free(tc);
+}
+
+static int
+is_ip_literal(const char *s)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+void *
+tls_client_session(struct tls_client *tc, const char *sni)
+{
+	gnutls_session_t s;
+
+	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
+		fatal("gnutls_init failed");
+	if (gnutls_priority_set(s, tc->prio) < 0 ||
+	    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, tc->creds) < 0)
+		fatal("gnutls session setup failed");
+	if (sni != NULL && !is_ip_literal(sni))
+		(void)gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni, strlen(sni));
+	return s;
+}
+
+enum dane_verdict
+tls_peer_dane(void *session, const struct dane_tlsa *rrs, size_t nrrs,
+    const char *const *names, size_t nnames, char *why, size_t whylen)
+{
+	const gnutls_datum_t *certs;
+	unsigned n = 0, i;
+	struct dane_cert *chain;
+	enum dane_verdict v;
+
+	certs = gnutls_certificate_get_peers(session, &n);
+	if (certs == NULL || n == 0) {
+		snprintf(why, whylen, "peer presented no certificate");
+		return DANE_MISMATCH;
+	}
+	chain = xcalloc(n, sizeof(*chain));
+	for (i = 0; i < n; i++) {
+		chain[i].der = certs[i].data;
+		chain[i].len = certs[i].size;
+	}
+	v = dane_verify(rrs, nrrs, chain, n, names, nnames, 0, NULL, why, whylen);
+	free(chain);
+	return v;
+}
+
+void
+tls_describe(void *session, char *out, size_t outlen)
+{
+	gnutls_session_t s = session;
+	const char *ver = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
+	const char *cs = gnutls_cipher_suite_get_name(gnutls_kx_get(s), gnutls_cipher_get(s),
+	    gnutls_mac_get(s));
+	char *desc = NULL;
+
+	if (ver && gnutls_protocol_get_version(s) == GNUTLS_TLS1_3) {
+		desc = gnutls_session_get_desc(s);
+		snprintf(out, outlen, "%s", desc ? desc : ver);
+		gnutls_free(desc);
+		return;
+	}
+	snprintf(out, outlen, "%s %s", ver ? ver : "?", cs ? cs : "?");
+}

@@ -1,0 +1,291 @@
+"""
+DKIM: every relayed message carries an Ed25519 and an RSA signature made by
+the separate signer process, verified here with an independent verifier
+(dkimpy, given the lab's public keys without DNS).  Tampering breaks them;
+a domain without a key is refused; bad key files stop the start; the
+network-facing process never holds a key; a dead signer fails closed.
+"""
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
+
+import dkim  # python3-dkim (dkimpy)
+
+
+class Env:
+    def __init__(self, lab, sink, sp):
+        self.lab, self.sink, self.sp, self.certs = lab, sink, sp, lab.certs
+
+    def session(self, sp=None):
+        c = RawClient((sp or self.sp).implicit_port, self.certs.ca)
+        c.greeting.check(220)
+        return c.login()
+
+
+@pytest.fixture(scope="module")
+def env(module_lab):
+    s = module_lab.sink()
+    sp = module_lab.subproxy(s)
+    sp.wait_log(r"relay probe", timeout=5)
+    return Env(module_lab, s, sp)
+
+
+@pytest.fixture(autouse=True)
+def _clean_sink(env):
+    env.sink.reset()
+
+
+def submit(env, msg, sender=ALICE, code=250, enh=None, sp=None):
+    c = env.session(sp)
+    c.mail(sender)
+    c.rcpt(RCPT, code=250)
+    r = c.data(dot_stuff(msg), code=code, enh=enh)
+    c.cmd("QUIT", 221)
+    return r
+
+
+def sig_tags(stored):
+    d = dkim.DKIM(stored)
+    out = []
+    for n, v in d.headers:
+        if n.lower() == b"dkim-signature":
+            out.append(dkim.util.parse_tag_value(b"".join(v.split())))
+    return out
+
+
+@pytest.mark.parametrize("sender,domain", [(ALICE, "lab.test"),
+                                           ("team@alias.lab.test", "alias.lab.test")])
+def test_signed_ed25519_and_rsa(env, lab_dkim, sender, domain):
+    msg = make_message(sender=sender)
+    submit(env, msg, sender=sender)
+    [m] = env.sink.messages()
+    check_relayed(m["data"], msg, added_message_id=False, added_date=False, dkim_domain=domain)
+    tags = sig_tags(m["data"])
+    assert sorted(t[b"a"] for t in tags) == [b"ed25519-sha256", b"rsa-sha256"]
+    for t in tags:
+        assert t[b"c"] == b"relaxed/relaxed"
+        assert b"l" not in t, "l= lets anyone append to the body"
+        assert b"t" in t
+        signed = [h.strip().lower() for h in t[b"h"].split(b":")]
+        # oversigned: From appears once more than it occurs; absent fields once
+        assert signed.count(b"from") == 2, signed
+        assert signed.count(b"reply-to") == 1, signed
+        assert b"received" not in signed and b"return-path" not in signed
+
+
+def test_message_id_and_date_we_add_are_signed(env, lab_dkim):
+    msg = make_message(message_id=False, date=False)
+    submit(env, msg)
+    [m] = env.sink.messages()
+    check_relayed(m["data"], msg, added_message_id=True, added_date=True)
+    for t in sig_tags(m["data"]):
+        signed = [h.strip().lower() for h in t[b"h"].split(b":")]
+        assert signed.count(b"message-id") == 2 and signed.count(b"date") == 2, signed
+
+
+def test_tampering_breaks_every_signature(env, lab_dkim):
+    msg = make_message(body="the original body")
+    submit(env, msg)
+    [m] = env.sink.messages()
+    stored = m["data"]
+    assert all(ok for (_d, _s, ok) in lab_dkim.verify(stored))
+    cut = stored.index(b"\r\n\r\n") + 2
+    # a second From added after signing (above the others, where readers look)
+    forged = b"From: <ceo@lab.test>\r\n" + stored
+    assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
+    # a From added at the end of the header
+    forged = stored[:cut] + b"From: <ceo@lab.test>\r\n" + stored[cut:]
+    assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
+    # a Subject added
+    forged = stored[:cut] + b"Subject: urgent\r\n" + stored[cut:]
+    assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
+    # the body changed
+    forged = stored.replace(b"the original body", b"the changed body")
+    assert forged != stored
+    assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
+    # a line appended to the body (what l= would allow)
+    forged = stored + b"appended\r\n"
+    assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
+
+
+def test_domain_without_key_refused(lab, lab_dkim):
+    s = lab.sink()
+    sp = lab.subproxy(s, dkim=lab_dkim.config(domains=["lab.test"]))
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    sender = "team@alias.lab.test"
+    c.mail(sender)
+    c.rcpt(RCPT, code=250)
+    r = c.data(dot_stuff(make_message(sender=sender)), code=550, enh="5.7.1")
+    assert "alias.lab.test" in r.text and "DKIM" in r.text, r
+    assert s.messages() == [] and s.data_completions() == 0
+    # the session goes on and lab.test still works
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message()), code=250)
+    assert len(s.messages()) == 1
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_key_readable_by_others_stops_start(lab, lab_dkim, tmp_path, mode):
+    import dkimkeys
+    keys = dkimkeys.LabDkim(tmp_path / "k", domains=())
+    path = keys.add("lab.test", "weak", "ed25519", mode=mode)
+    s = lab.sink()
+    sp = lab.subproxy(s, dkim=keys.config(), wait=False)
+    rc = sp.expect_exit(1, timeout=20)
+    assert rc == 1
+    text = sp.stderr_text()
+    assert path in text and ("%o" % mode) in text and "chmod 600" in text, text
+    assert s.sessions() == []
+
+
+def test_unreadable_or_bad_key_stops_start(lab, tmp_path):
+    bad = tmp_path / "bad.key"
+    fd = os.open(bad, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    os.close(fd)
+    missing = tmp_path / "missing.key"
+    for path in (bad, missing):
+        sp = lab.subproxy(lab.sink(), dkim='[dkim "lab.test"]\nkey = s1 %s\n' % path, wait=False)
+        assert sp.expect_exit(1, timeout=20) == 1
+        assert str(path) in sp.stderr_text()
+
+
+def children(pid):
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+def memory_contains(pid, needles):
+    """Search every readable private mapping of pid for any of needles."""
+    found = []
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            if "r" not in parts[1] or (len(parts) > 5 and parts[5].startswith("[v")):
+                continue
+            if end - start > 512 * 1024 * 1024:
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            for n in needles:
+                if n in chunk:
+                    found.append((parts[0], parts[-1] if len(parts) > 5 else "", n[:8].hex()))
+    return found
+
+
+def key_secrets(lab_dkim):
+    """Byte strings that only a process holding the private keys has."""
+    from cryptography.hazmat.primitives import serialization
+    out = []
+    for k in lab_dkim.keys.values():
+        key = serialization.load_pem_private_key(k["pem"], None)
+        if k["kind"] == "ed25519":
+            out.append(key.private_bytes(serialization.Encoding.Raw,
+                                         serialization.PrivateFormat.Raw,
+                                         serialization.NoEncryption()))
+        else:
+            d = key.private_numbers().d
+            out.append(d.to_bytes((d.bit_length() + 7) // 8, "big")[:32])
+        out.append(k["pem"][40:80])     # a slice of the PEM text
+    return out
+
+
+def test_signer_process_holds_the_keys_front_does_not(env, lab_dkim):
+    submit(env, make_message())        # keys have been used at least once
+    assert len(env.sink.messages()) == 1
+    front = env.sp.proc.pid
+    kids = children(front)
+    assert len(kids) == 1, "expected one signer child, found %r" % kids
+    signer = kids[0]
+    files = [k["file"] for k in lab_dkim.keys.values()]
+    with open("/proc/%d/maps" % front) as f:
+        maps = f.read()
+    assert not any(p in maps for p in files)
+    for fd in os.listdir("/proc/%d/fd" % front):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (front, fd))
+        except OSError:
+            continue
+        assert target not in files, "front has a key file open: %s" % target
+    secrets = key_secrets(lab_dkim)
+    assert memory_contains(front, secrets) == [], "key bytes found in front's memory"
+    # the test is able to find them where they are: in the signer
+    assert memory_contains(signer, secrets), "the search cannot find the keys in the signer"
+    with open("/proc/%d/status" % signer) as f:
+        status = f.read()
+    assert re.search(r"^Name:\s*subproxy", status, re.M)
+
+
+def test_signer_killed_fails_closed(lab):
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    sp.wait_log(r"relay probe", timeout=5)
+    [signer] = children(sp.proc.pid)
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.cmd("DATA", 354)
+    payload = dot_stuff(make_message())
+    c.send(payload[:-3])                 # everything but the final ".\r\n"
+    os.kill(signer, signal.SIGKILL)
+    time.sleep(0.3)
+    try:
+        c.send(payload[-3:])
+    except OSError:
+        pass
+    r = c.read_reply()
+    assert 400 <= r.code < 500, r        # 451 4.3.0, or 421 when the stop came first
+    rc = sp.expect_exit(1, timeout=40)
+    assert rc == 1
+    assert re.search(r"signer.*(gone|died)", sp.stderr_text()), sp.stderr_text()[-2000:]
+    assert s.messages() == [] and s.data_completions() == 0
+
+
+def test_signer_dies_while_signing_451(lab):
+    """A message waiting for its signature when the signer dies gets
+    451 4.3.0 (never 250, never relayed unsigned)."""
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    sp.wait_log(r"relay probe", timeout=5)
+    [signer] = children(sp.proc.pid)
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    os.kill(signer, signal.SIGSTOP)      # the request will wait in the socket
+    try:
+        c.cmd("DATA", 354)
+        c.send(dot_stuff(make_message()))
+        assert c.pending(wait=0.5) == b"", "answered before the signature: %r" % c.buf
+    finally:
+        os.kill(signer, signal.SIGKILL)
+    r = c.read_reply()
+    r.check(451, "4.3.0")
+    assert sp.expect_exit(1, timeout=40) == 1
+    assert "event=fatal" in sp.stderr_text()
+    assert s.messages() == [] and s.data_completions() == 0

@@ -1,0 +1,334 @@
+/* Unit tests for config.c: grammar, validation errors naming file:line,
+ * overrides, defaults and the sender policy. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "config.h"
+
+#define PIN "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static const char base[] =
+    "# test config\n"
+    "[server]\n"
+    "hostname = mail.lab.test\n"
+    "\n"
+    "[listen \"submissions\"]\n"
+    "address = 127.0.0.1:4650\n"
+    "tls = implicit\n"
+    "[listen \"submission\"]\n"
+    "address = [::1]:5870   # comment\n"
+    "tls = starttls\n"
+    "[tls]\n"
+    "certificate = /etc/subproxy/cert.pem\n"
+    "key = \"/etc/subproxy/key with space.pem\"\n"
+    "[auth]\n"
+    "passwd-file = /etc/subproxy/passwd\n"
+    "[senders]\n"
+    "alice@lab.test = alice@lab.test, @alias.lab.test\n"
+    "shared = team@lab.test\n"
+    "[relay \"mx\"]\n"
+    "host = relay.lab.test\n"
+    "address = 127.0.0.1\n"
+    "port = 2525\n"
+    "tlsa = \"" PIN "\"\n"
+    "tlsa = \"3 0 1 " "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"\n"
+    "[dkim \"lab.test\"]\n"
+    "key = ed /k/ed.key\n"
+    "key = rsa /k/rsa.key\n";
+
+static struct config *
+parse(const char *extra, const struct config_override *ov, size_t nov, char *err, size_t errlen)
+{
+	char buf[8192];
+
+	snprintf(buf, sizeof(buf), "%s%s", base, extra);
+	err[0] = '\0';
+	return config_parse_buffer("t.conf", buf, strlen(buf), ov, nov, err, errlen);
+}
+
+static void
+expect_error(const char *text, const char *want)
+{
+	char err[512];
+	struct config *cfg;
+
+	err[0] = '\0';
+	cfg = config_parse_buffer("t.conf", text, strlen(text), NULL, 0, err, sizeof(err));
+	if (cfg != NULL || strstr(err, want) == NULL)
+		fail_msg("config %s, error \"%s\", wanted \"%s\"", cfg ? "accepted" : "refused", err,
+		    want);
+}
+
+static void
+expect_extra_error(const char *extra, const char *want)
+{
+	char buf[8192];
+
+	snprintf(buf, sizeof(buf), "%s%s", base, extra);
+	expect_error(buf, want);
+}
+
+static void
+test_valid(void **state)
+{
+	char err[512];
+	struct config *cfg = parse("", NULL, 0, err, sizeof(err));
+
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->hostname, "mail.lab.test");
+	assert_int_equal(cfg->nlistens, 2);
+	assert_int_equal(cfg->listens[0].port, 4650);
+	assert_int_equal(cfg->listens[0].tls, TLS_MODE_IMPLICIT);
+	assert_int_equal(cfg->listens[0].addr.ss_family, AF_INET);
+	assert_int_equal(cfg->listens[1].addr.ss_family, AF_INET6);
+	assert_int_equal(cfg->listens[1].public_port, 5870);
+	assert_string_equal(cfg->listens[1].address, "[::1]:5870");
+	assert_string_equal(cfg->tls_key, "/etc/subproxy/key with space.pem");
+	assert_int_equal(cfg->nrelays, 1);
+	assert_int_equal(cfg->relays[0].port, 2525);
+	assert_int_equal(cfg->relays[0].ntlsa, 2);
+	assert_int_equal(cfg->relays[0].dane, DANE_MODE_STATIC);
+	assert_int_equal(cfg->relays[0].tls, TLS_MODE_STARTTLS);
+	/* defaults */
+	assert_int_equal(cfg->limits.message_size, 25 << 20);
+	assert_int_equal(cfg->limits.line_length, 998);
+	assert_string_equal(cfg->user, "subproxy");
+	assert_string_equal(cfg->profile, "baseline");
+	assert_string_equal(cfg->trust_anchor_file, "/usr/share/dns/root.key");
+	assert_int_equal(cfg->dns_timeout, 10);
+	config_free(&cfg);
+	assert_null(cfg);
+	config_free(&cfg);
+}
+
+static void
+test_limits_and_units(void **state)
+{
+	char err[512];
+	struct config *cfg = parse("[limits]\nmessage-size = 10m\nheader-size = 64k\n"
+	    "timeout = 5m\nrelay-timeout = 30\nrecipients = 7\n[dns]\ntimeout = 2s\n",
+	    NULL, 0, err, sizeof(err));
+
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->limits.message_size, 10 << 20);
+	assert_int_equal(cfg->limits.header_size, 64 << 10);
+	assert_int_equal(cfg->limits.timeout, 300);
+	assert_int_equal(cfg->limits.relay_timeout, 30);
+	assert_int_equal(cfg->limits.recipients, 7);
+	assert_int_equal(cfg->dns_timeout, 2);
+	config_free(&cfg);
+}
+
+static void
+test_errors_name_file_line(void **state)
+{
+	expect_extra_error("[bogus]\n", "t.conf:28: unknown section [bogus]");
+	expect_extra_error("[limits]\nnonsense = 1\n", "t.conf:29: unknown key 'nonsense'");
+	expect_extra_error("[limits]\nrecipients = many\n", "t.conf:29: bad value 'many'");
+	expect_extra_error("[limits]\nrecipients = 0\n", "t.conf:29: bad value '0'");
+	expect_extra_error("[limits]\nmessage-size = 99999999999999999999999\n",
+	    "t.conf:29: bad value");
+	expect_extra_error("[limits]\nrecipients = 5\nrecipients = 6\n",
+	    "t.conf:30: duplicate key 'recipients'");
+	expect_extra_error("[server]\n", "t.conf:28: duplicate section [server]");
+	expect_extra_error("[relay \"mx\"]\nhost = x.test\n", "duplicate section [relay \"mx\"]");
+	expect_extra_error("[relay]\n", "t.conf:28: section [relay] needs a name");
+	expect_extra_error("[relay \"b\"]\nport = 25\n", "t.conf:28: section [relay \"b\"] needs "
+	    "'host = ...'");
+	expect_extra_error("[relay \"b\"]\nhost = 192.0.2.1\n", "DANE cannot look up");
+	expect_extra_error("[relay \"b\"]\nhost = r.test\ntlsa = \"3 1 1 abcd\"\n",
+	    "t.conf:30: bad tlsa record");
+	expect_extra_error("[relay \"b\"]\nhost = r.test\ntlsa = \"" PIN "\"\ndane = required\n",
+	    "exclude each other");
+	expect_extra_error("[relay \"b\"]\nhost = r.test\ntls = maybe\n",
+	    "t.conf:30: bad value 'maybe' for 'tls' (expected implicit or starttls)");
+	expect_extra_error("[relay \"b\"]\nhost = r.test\ntlsa = \"1 1 1 "
+	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n",
+	    "no usable tlsa pin");
+	expect_extra_error("[listen \"x\"]\naddress = 127.0.0.1\ntls = implicit\n",
+	    "t.conf:29: bad address '127.0.0.1'");
+	expect_extra_error("[listen \"x\"]\naddress = 127.0.0.1:99999\ntls = implicit\n",
+	    "t.conf:29: bad address");
+	expect_extra_error("[listen \"x\"]\naddress = 127.0.0.1:4650\ntls = implicit\n",
+	    "same address");
+	expect_extra_error("[listen \"x\"]\naddress = 127.0.0.2:1\n", "needs 'tls = implicit'");
+	expect_extra_error("[senders]\n", "duplicate section [senders]");
+	expect_extra_error("[dkim \"x.test\"]\nkey = onlyselector\n",
+	    "t.conf:29: bad value 'onlyselector' for 'key' (expected 'SELECTOR FILE')");
+	expect_extra_error("[dkim \"other.test\"]\n", "needs 'key = SELECTOR FILE'");
+	expect_extra_error("[dkim \"lab.test\"]\n", "duplicate section [dkim \"lab.test\"]");
+	expect_extra_error("[dkim \"x.test\"]\nkey = s1 /a\nkey = s1 /b\n", "duplicate selector");
+	expect_extra_error("[dns]\ntimeout = 0\n", "t.conf:29: bad value '0' for 'timeout'");
+	expect_extra_error("[tls]\n", "duplicate section [tls]");
+	expect_extra_error("value = key\n", "t.conf:28: unknown key 'value' in section [dkim]");
+	expect_extra_error("[limits]\nheader-size = 2m\nmessage-size = 1m\n", "header-size");
+	expect_extra_error("[auth]x\n", "t.conf:28: expected ']'");
+	expect_extra_error("[limits \"x\"]\n", "takes no name");
+	expect_extra_error("[limits]\nrecipients 5\n", "t.conf:29: expected '=' after 'recipients'");
+	expect_extra_error("[server]x\n", "expected ']'");
+	/* grammar */
+	expect_error("hostname = x\n", "t.conf:1: 'key = value' outside of a section");
+	expect_error("[server]\nhostname = \"unterminated\n", "t.conf:2: unterminated quoted");
+	expect_error("[server]\nhostname = \"a\\qb\"\n", "t.conf:2: unknown escape");
+	expect_error("[server]\nhostname = \"a\" junk\n", "t.conf:2: unexpected text after");
+	expect_error("[server]\nhost\x01name = x\n", "t.conf:2: control character");
+	expect_error("[server]\nhostname = bad_host-.test\n", "t.conf:2: bad host name");
+	expect_error("[server]\nhostname = a.test\n", "no [listen \"NAME\"] section");
+	expect_error("", "missing section [server]");
+}
+
+static void
+test_missing_required(void **state)
+{
+	static const char *cut[] = { "[tls]", "[auth]", "[relay", "hostname =" };
+	size_t i;
+
+	for (i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		char buf[8192], err[512];
+		char *p;
+		struct config *cfg;
+
+		snprintf(buf, sizeof(buf), "%s", base);
+		p = strstr(buf, cut[i]);
+		assert_non_null(p);
+		p[0] = '#';     /* comment the line out */
+		if (i == 1 || i == 0) {
+			/* the section's keys now belong to the section before */
+			cfg = config_parse_buffer("t.conf", buf, strlen(buf), NULL, 0, err,
+			    sizeof(err));
+			assert_null(cfg);
+			assert_non_null(strstr(err, "t.conf:"));
+			continue;
+		}
+		cfg = config_parse_buffer("t.conf", buf, strlen(buf), NULL, 0, err, sizeof(err));
+		assert_null(cfg);
+		assert_non_null(strstr(err, "t.conf:"));
+	}
+}
+
+static void
+test_quoting(void **state)
+{
+	char err[512];
+	struct config *cfg = parse("[audit]\nlog = \"/var/log/a\\x41 \\\"q\\\" \\\\ #x\" # c\n",
+	    NULL, 0, err, sizeof(err));
+
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->audit_log, "/var/log/aA \"q\" \\ #x");
+	config_free(&cfg);
+	cfg = parse("[audit]\nlog = /a#b  # comment\n", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_string_equal(cfg->audit_log, "/a#b");
+	config_free(&cfg);
+	/* \x00 cannot be smuggled into a C string */
+	cfg = parse("[audit]\nlog = \"a\\x00b\"\n", NULL, 0, err, sizeof(err));
+	assert_null(cfg);
+}
+
+static void
+test_overrides(void **state)
+{
+	struct config_override ov[5];
+	char err[512];
+	struct config *cfg;
+	size_t i;
+
+	assert_int_equal(config_override_parse("limits.recipients=3", &ov[0], err, sizeof(err)), 0);
+	assert_null(ov[0].name);
+	assert_int_equal(config_override_parse("relay.mx.port=2626", &ov[1], err, sizeof(err)), 0);
+	assert_string_equal(ov[1].name, "mx");
+	assert_int_equal(config_override_parse("dkim.other.test.key=s1 /k", &ov[2], err,
+	    sizeof(err)), 0);
+	assert_string_equal(ov[2].name, "other.test");
+	assert_string_equal(ov[2].key, "key");
+	assert_int_equal(config_override_parse("relay.mx.tlsa=" PIN, &ov[3], err, sizeof(err)), 0);
+	assert_int_equal(config_override_parse("server.hostname=other.lab.test", &ov[4], err,
+	    sizeof(err)), 0);
+	cfg = parse("", ov, 5, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->limits.recipients, 3);
+	assert_int_equal(cfg->relays[0].port, 2626);
+	assert_int_equal(cfg->relays[0].ntlsa, 1);     /* replaced both pins */
+	assert_int_equal(cfg->ndkims, 2);              /* section added */
+	assert_string_equal(cfg->dkims[1].keys[0].file, "/k");
+	assert_string_equal(cfg->hostname, "other.lab.test");
+	config_free(&cfg);
+	for (i = 0; i < 5; i++)
+		config_override_clear(&ov[i]);
+
+	assert_int_equal(config_override_parse("limits.nonsense=1", &ov[0], err, sizeof(err)), 0);
+	cfg = parse("", ov, 1, err, sizeof(err));
+	assert_null(cfg);
+	assert_non_null(strstr(err, "override"));
+	assert_non_null(strstr(err, "unknown key 'nonsense'"));
+	config_override_clear(&ov[0]);
+	assert_int_equal(config_override_parse("relay.port=1", &ov[0], err, sizeof(err)), 0);
+	cfg = parse("", ov, 1, err, sizeof(err));
+	assert_null(cfg);
+	assert_non_null(strstr(err, "needs a name"));
+	config_override_clear(&ov[0]);
+	assert_int_equal(config_override_parse("limits.recipients=x", &ov[0], err, sizeof(err)), 0);
+	cfg = parse("", ov, 1, err, sizeof(err));
+	assert_null(cfg);
+	assert_non_null(strstr(err, "bad value 'x'"));
+	config_override_clear(&ov[0]);
+
+	assert_int_equal(config_override_parse("novalue", &ov[0], err, sizeof(err)), -1);
+	assert_int_equal(config_override_parse("=x", &ov[0], err, sizeof(err)), -1);
+	assert_int_equal(config_override_parse("server=x", &ov[0], err, sizeof(err)), -1);
+	assert_int_equal(config_override_parse("server.=x", &ov[0], err, sizeof(err)), -1);
+	assert_int_equal(config_override_parse("relay..port=x", &ov[0], err, sizeof(err)), -1);
+}
+
+static void
+test_senders(void **state)
+{
+	char err[512];
+	struct config *cfg = parse("", NULL, 0, err, sizeof(err));
+
+	assert_non_null(cfg);
+	assert_true(config_sender_allowed(cfg, "alice@lab.test", "alice@lab.test"));
+	assert_true(config_sender_allowed(cfg, "ALICE@lab.test", "Alice@LAB.test"));
+	assert_true(config_sender_allowed(cfg, "alice@lab.test", "x@alias.lab.test"));
+	assert_false(config_sender_allowed(cfg, "alice@lab.test", "x@sub.alias.lab.test"));
+	assert_false(config_sender_allowed(cfg, "alice@lab.test", "@alias.lab.test"));
+	assert_false(config_sender_allowed(cfg, "alice@lab.test", "x@evilalias.lab.test"));
+	assert_false(config_sender_allowed(cfg, "alice@lab.test", "bob@lab.test"));
+	assert_false(config_sender_allowed(cfg, "alice@lab.test", ""));
+	/* without an entry: only itself */
+	assert_true(config_sender_allowed(cfg, "bob@lab.test", "bob@lab.test"));
+	assert_false(config_sender_allowed(cfg, "bob@lab.test", "alice@lab.test"));
+	/* a login that is not an address needs an entry */
+	assert_true(config_sender_allowed(cfg, "shared", "team@lab.test"));
+	assert_false(config_sender_allowed(cfg, "other", "other"));
+	assert_false(config_sender_allowed(cfg, "shared", "shared"));
+	config_free(&cfg);
+	expect_extra_error("[auth]\n", "duplicate section");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid),
+		cmocka_unit_test(test_limits_and_units),
+		cmocka_unit_test(test_errors_name_file_line),
+		cmocka_unit_test(test_missing_required),
+		cmocka_unit_test(test_quoting),
+		cmocka_unit_test(test_overrides),
+		cmocka_unit_test(test_senders),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

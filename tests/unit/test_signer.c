@@ -1,0 +1,355 @@
+/* Unit tests for signer.c: the signer process started for real with keys
+ * generated now, signing over the sealed-memfd IPC, refusing bad key files
+ * and hostile requests, and failing every pending request when it dies. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "config.h"
+#include "dkim.h"
+#include "log.h"
+#include "proc.h"
+#include "signer.h"
+#include "spool.h"
+
+static char dir[64];
+
+static void
+write_key(const char *path, gnutls_pk_algorithm_t alg, unsigned bits, mode_t mode)
+{
+	gnutls_x509_privkey_t k;
+	gnutls_datum_t pem;
+	int fd;
+
+	assert_int_equal(gnutls_x509_privkey_init(&k), 0);
+	assert_int_equal(gnutls_x509_privkey_generate(k, alg, bits, 0), 0);
+	assert_int_equal(gnutls_x509_privkey_export2_pkcs8(k, GNUTLS_X509_FMT_PEM, NULL,
+	    GNUTLS_PKCS_PLAIN, &pem), 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, pem.data, pem.size), (ssize_t)pem.size);
+	close(fd);
+	assert_int_equal(chmod(path, mode), 0);
+	gnutls_free(pem.data);
+	gnutls_x509_privkey_deinit(k);
+}
+
+static struct config *
+make_config(const char *dkim)
+{
+	char buf[4096], err[512];
+	struct config *cfg;
+
+	snprintf(buf, sizeof(buf),
+	    "[server]\nhostname = mail.lab.test\n"
+	    "[listen \"a\"]\naddress = 127.0.0.1:1\ntls = implicit\n"
+	    "[tls]\ncertificate = /c\nkey = /k\n[auth]\npasswd-file = /p\n"
+	    "[relay \"r\"]\nhost = relay.lab.test\ntlsa = \"3 1 1 "
+	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n%s", dkim);
+	cfg = config_parse_buffer("test", buf, strlen(buf), NULL, 0, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	return cfg;
+}
+
+static int
+setup(void **state)
+{
+	char p[128];
+
+	snprintf(dir, sizeof(dir), "/tmp/test_signer.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/ed.key", dir);
+	write_key(p, GNUTLS_PK_EDDSA_ED25519, 256, 0600);
+	snprintf(p, sizeof(p), "%s/rsa.key", dir);
+	write_key(p, GNUTLS_PK_RSA, 2048, 0600);
+	snprintf(p, sizeof(p), "%s/open.key", dir);
+	write_key(p, GNUTLS_PK_EDDSA_ED25519, 256, 0644);
+	snprintf(p, sizeof(p), "%s/small.key", dir);
+	write_key(p, GNUTLS_PK_RSA, 1024, 0600);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+struct result {
+	int done, status;
+	char headers[8192];
+};
+
+static void
+on_signed(void *arg, int status, const char *headers)
+{
+	struct result *r = arg;
+
+	r->done++;
+	r->status = status;
+	snprintf(r->headers, sizeof(r->headers), "%s", headers ? headers : "");
+}
+
+static int dead_calls;
+
+static void
+on_dead(void *arg)
+{
+	dead_calls++;
+}
+
+static void
+run_until(struct event_base *base, const int *flag, int want)
+{
+	int i;
+
+	for (i = 0; i < 500 && *flag < want; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
+}
+
+static const char MSG[] =
+    "From: Alice <alice@lab.test>\r\nTo: <bob@remote.test>\r\nSubject: hi\r\n"
+    "Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nMessage-ID: <x@lab.test>\r\n\r\nbody\r\n";
+
+static pid_t
+spawn(const char *dkim, int *fd_r, char *err, size_t errlen)
+{
+	struct config *cfg = make_config(dkim);
+	pid_t pid = signer_spawn(cfg, 30, fd_r, err, errlen);
+
+	config_free(&cfg);
+	return pid;
+}
+
+static void
+test_sign_both_keys(void **state)
+{
+	char dk[512], err[512];
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp = spool_new(1024);
+	struct result r1, r2, r3;
+	int fd, status;
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\nkey = rsa %s/rsa.key\n",
+	    dir, dir);
+	pid = spawn(dk, &fd, err, sizeof(err));
+	if (pid < 0)
+		fail_msg("%s", err);
+	sc = signer_client_new(base, fd, on_dead, NULL);
+	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	memset(&r3, 0, sizeof(r3));
+	/* three requests in flight at once: lab.test, no key, unsigned header */
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	{
+		struct spool *sp2 = spool_new(1024);
+		const char *other = "From: <x@other.test>\r\n\r\nbody\r\n";
+		const char *bad = "From: <a@lab.test>, <b@lab.test>\r\n\r\nbody\r\n";
+		struct spool *sp3 = spool_new(1024);
+
+		assert_int_equal(spool_append(sp2, other, strlen(other)), 0);
+		assert_int_equal(spool_append(sp3, bad, strlen(bad)), 0);
+		assert_non_null(signer_sign(sc, "", 0, sp2, on_signed, &r2));
+		assert_non_null(signer_sign(sc, "", 0, sp3, on_signed, &r3));
+		spool_free(&sp2);  /* the request no longer needs the spool */
+		spool_free(&sp3);
+	}
+	assert_int_equal(signer_pending(sc), 3);
+	assert_int_equal(r1.done, 0);   /* never synchronous */
+	run_until(base, &r3.done, 1);
+	assert_int_equal(r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_OK);
+	assert_non_null(strstr(r1.headers, "DKIM-Signature:"));
+	assert_non_null(strstr(r1.headers, "a=ed25519-sha256"));
+	assert_non_null(strstr(r1.headers, "a=rsa-sha256"));
+	assert_non_null(strstr(r1.headers, "d=lab.test"));
+	assert_null(strstr(r1.headers, "l="));
+	assert_int_equal(r2.status, DKIM_RES_NOKEY);
+	assert_int_equal(r3.status, DKIM_RES_BADMSG);
+	assert_int_equal(signer_pending(sc), 0);
+
+	/* a cancelled request's answer is dropped */
+	{
+		struct signer_req *rq;
+		memset(&r1, 0, sizeof(r1));
+		rq = signer_sign(sc, MSG, 30, sp, on_signed, &r1);
+		signer_cancel(&rq);
+		assert_null(rq);
+		memset(&r2, 0, sizeof(r2));
+		assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r2));
+		run_until(base, &r2.done, 1);
+		assert_int_equal(r1.done, 0);
+		assert_int_equal(r2.status, DKIM_RES_OK);
+	}
+
+	/* the signer dies: pending requests fail, later ones too, dead_cb once */
+	dead_calls = 0;
+	memset(&r1, 0, sizeof(r1));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.status, SIGNER_DEAD);
+	assert_int_equal(dead_calls, 1);
+	memset(&r2, 0, sizeof(r2));
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r2));
+	run_until(base, &r2.done, 1);
+	assert_int_equal(r2.status, SIGNER_DEAD);
+	assert_int_equal(dead_calls, 1);
+	signer_client_free(&sc);
+	assert_null(sc);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
+static void
+expect_refused(const char *dkim, const char *want)
+{
+	char err[512];
+	int fd = -1;
+	pid_t pid = spawn(dkim, &fd, err, sizeof(err));
+
+	assert_int_equal(pid, -1);
+	if (strstr(err, want) == NULL)
+		fail_msg("error \"%s\" does not contain \"%s\"", err, want);
+}
+
+static void
+test_refuses_bad_keys(void **state)
+{
+	char dk[512], want[256];
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = s %s/open.key\n", dir);
+	snprintf(want, sizeof(want), "%s/open.key", dir);
+	expect_refused(dk, want);
+	expect_refused(dk, "644");
+	expect_refused(dk, "chmod 600");
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = s %s/small.key\n", dir);
+	expect_refused(dk, "1024");
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = s %s/missing.key\n", dir);
+	expect_refused(dk, "missing.key");
+}
+
+/* A hostile front: requests that are not a sealed memfd of the stated size
+ * get an INTERNAL answer and the signer goes on; a wrong message type ends
+ * it (front broke the protocol). */
+static void
+test_hostile_requests(void **state)
+{
+	static struct proc_msg m;
+	char dk[512], err[512];
+	uint8_t buf[16];
+	struct proc_writer w;
+	struct proc_reader r;
+	uint32_t st;
+	int fd, mfd, status;
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	pid = spawn(dk, &fd, err, sizeof(err));
+	if (pid < 0)
+		fail_msg("%s", err);
+
+	/* unsealed memfd */
+	mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_int_equal(write(mfd, MSG, strlen(MSG)), (ssize_t)strlen(MSG));
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u64(&w, strlen(MSG));
+	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 7, buf, 8, mfd), 0);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	assert_int_equal(m.type, PROC_SIGN_REP);
+	assert_int_equal(m.id, 7);
+	proc_reader_init(&r, m.payload, m.len);
+	assert_int_equal(proc_get_u32(&r, &st), 0);
+	assert_int_equal(st, DKIM_RES_INTERNAL);
+
+	/* sealed, but the size lies */
+	assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u64(&w, strlen(MSG) + 4096);
+	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 8, buf, 8, mfd), 0);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	proc_reader_init(&r, m.payload, m.len);
+	assert_int_equal(proc_get_u32(&r, &st), 0);
+	assert_int_equal(st, DKIM_RES_INTERNAL);
+
+	/* no descriptor at all */
+	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 9, buf, 8, -1), 0);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	proc_reader_init(&r, m.payload, m.len);
+	assert_int_equal(proc_get_u32(&r, &st), 0);
+	assert_int_equal(st, DKIM_RES_INTERNAL);
+
+	/* a correct one still works */
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u64(&w, strlen(MSG));
+	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 10, buf, 8, mfd), 0);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	proc_reader_init(&r, m.payload, m.len);
+	assert_int_equal(proc_get_u32(&r, &st), 0);
+	assert_int_equal(st, DKIM_RES_OK);
+	close(mfd);
+
+	/* wrong type: the signer exits non-zero */
+	assert_int_equal(proc_send(fd, PROC_SIGN_REP, 11, buf, 8, -1), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	close(fd);
+}
+
+static void
+test_exits_when_front_closes(void **state)
+{
+	char dk[512], err[512];
+	int fd, status;
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	pid = spawn(dk, &fd, err, sizeof(err));
+	if (pid < 0)
+		fail_msg("%s", err);
+	close(fd);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sign_both_keys),
+		cmocka_unit_test(test_refuses_bad_keys),
+		cmocka_unit_test(test_hostile_requests),
+		cmocka_unit_test(test_exits_when_front_closes),
+	};
+
+	log_init("test", LOG_LVL_ERR);
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
