@@ -162,12 +162,12 @@ trust-anchor-file = %(ta)s
              "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
              "--from", USER, "--to", "bob@remote.test", "--data", msg[:-2], "--timeout", "20"],
             capture_output=True, text=True, timeout=60)
-        print(swaks.stdout.replace(PASSWORD, "***"))
+        print(re.sub(r"(AUTH PLAIN) \S+", r"\1 ***", swaks.stdout.replace(PASSWORD, "***")))
         if swaks.returncode != 0:
             print(swaks.stderr)
 
         say("what the relay received")
-        sink.wait_for(lambda: sink.messages(), timeout=10)
+        sink.wait_for(lambda sk: sk.messages(), timeout=10)
         stored = sink.messages()
         if not stored:
             print("nothing was relayed")
