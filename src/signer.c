@@ -123,6 +123,7 @@ child_main(const struct config *cfg, int fd)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	log_set_role("signer");
+	(void)prctl(PR_SET_NAME, "subproxy-signer");
 	ptext = policy_get("dkim-headers", &plen);
 	pol = ptext ? dkim_policy_parse("policy/dkim-headers", ptext, plen, err, sizeof(err)) : NULL;
 	ks = pol ? dkim_keys_load(cfg->dkims, cfg->ndkims, pol, err, sizeof(err)) : NULL;

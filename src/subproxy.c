@@ -2,8 +2,8 @@
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
+#include "front.h"
 #include "signer.h"
-#include "smtp_server.h"
 #include "util.h"
 
 #include <errno.h>
@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 
 #include <sodium.h>
-#include <event2/event.h>
 
 #define MAX_OVERRIDES 64
 #define SIGNER_START_TIMEOUT 30   /* seconds to load and test the DKIM keys */
@@ -99,18 +98,150 @@ bind_listener(const struct config_listen *l, char *err, size_t errlen)
 	return fd;
 }
 
-static void
-on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct server *srv = arg;
+/* ---- the parent: watches its children and fails closed ---- */
 
-	if (sig == SIGHUP) {
-		log_info("event=sighup: reopening logs");
-		log_reopen();
-		return;
+struct child {
+	const char *name;
+	pid_t pid;
+	int exited;
+	int status;
+};
+
+static const char *
+describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+	return buf;
+}
+
+static void
+kill_all(struct child *kids, size_t n, int sig)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (kids[i].pid > 0 && !kids[i].exited)
+			kill(kids[i].pid, sig);
+}
+
+/* Reap what has exited; returns the index of a child that exited, or -1. */
+static int
+reap(struct child *kids, size_t n, int block)
+{
+	int status;
+	pid_t pid;
+	size_t i;
+
+	while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) < 0 && errno == EINTR)
+		;
+	if (pid <= 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (kids[i].pid == pid) {
+			kids[i].exited = 1;
+			kids[i].status = status;
+			return (int)i;
+		}
+	return -1;
+}
+
+static int
+all_exited(const struct child *kids, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!kids[i].exited)
+			return 0;
+	return 1;
+}
+
+/* Wait for every child, up to `seconds`, then SIGKILL the rest. */
+static void
+wait_all(struct child *kids, size_t n, int seconds)
+{
+	int tries;
+
+	for (tries = 0; tries < seconds * 20 && !all_exited(kids, n); tries++) {
+		if (reap(kids, n, 0) < 0)
+			usleep(50000);
 	}
-	log_info("event=signal signal=%s", sig == SIGTERM ? "TERM" : "INT");
-	server_shutdown(srv);
+	if (!all_exited(kids, n)) {
+		kill_all(kids, n, SIGKILL);
+		while (!all_exited(kids, n) && reap(kids, n, 1) >= 0)
+			;
+	}
+}
+
+/* Runs until the front process ends.  SIGTERM/SIGINT are passed to front
+ * (which finishes open transactions); SIGHUP reopens the logs here and in
+ * front.  Any child ending on its own stops everything: exit 1. */
+static int
+parent_loop(struct child *kids, size_t n, size_t front)
+{
+	sigset_t set;
+	siginfo_t si;
+	int stopping = 0, sig, rc = 0;
+	char why[96];
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	for (;;) {
+		int i;
+
+		while ((i = reap(kids, n, 0)) >= 0) {
+			int clean = WIFEXITED(kids[i].status) && WEXITSTATUS(kids[i].status) == 0;
+
+			if (stopping) {
+				/* front ends first; the others follow when their sockets
+				 * close */
+				if (!clean) {
+					log_err("event=child-failed process=%s pid=%ld %s",
+					    kids[i].name, (long)kids[i].pid,
+					    describe_status(kids[i].status, why, sizeof(why)));
+					rc = 1;
+				}
+				if (kids[front].exited) {
+					wait_all(kids, n, 10);
+					return rc;
+				}
+				continue;
+			}
+			log_err("event=child-died process=%s pid=%ld %s: stopping the service "
+			    "(fail closed)", kids[i].name, (long)kids[i].pid,
+			    describe_status(kids[i].status, why, sizeof(why)));
+			kill_all(kids, n, SIGTERM);
+			wait_all(kids, n, 35);
+			return 1;
+		}
+		sig = sigwaitinfo(&set, &si);
+		if (sig < 0)
+			continue;
+		switch (sig) {
+		case SIGHUP:
+			log_info("event=sighup: reopening logs");
+			log_reopen();
+			if (!kids[front].exited)
+				kill(kids[front].pid, SIGHUP);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			log_info("event=signal signal=%s: stopping", sig == SIGTERM ? "TERM" : "INT");
+			stopping = 1;
+			if (!kids[front].exited)
+				kill(kids[front].pid, SIGTERM);
+			break;
+		default:
+			break;
+		}
+	}
 }
 
 int
@@ -129,10 +260,7 @@ main(int argc, char **argv)
 	const char *cfgfile = NULL;
 	struct config *cfg;
 	struct passwd_db *db;
-	struct event_base *base;
-	struct server *srv;
-	struct event *sigs[4];
-	int *fds, ch, debug = 0, signer_fd = -1, rc, status;
+	int *fds, ch, debug = 0, signer_fd = -1, rc;
 	pid_t signer_pid;
 	char err[1024];
 
@@ -205,45 +333,39 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	signal(SIGPIPE, SIG_IGN);
-	if ((base = event_base_new()) == NULL)
-		fatal("cannot create the event loop");
-	if ((srv = server_new(base, cfg, db, fds, signer_fd, err, sizeof(err))) == NULL) {
-		log_err("refusing to start: %s", err);
-		return 1;
-	}
-	if (server_check_own_tlsa(srv, err, sizeof(err)) < 0) {
-		log_err("refusing to start: %s", err);
-		server_free(&srv);
-		return 1;
-	}
-	sigs[0] = evsignal_new(base, SIGTERM, on_signal, srv);
-	sigs[1] = evsignal_new(base, SIGINT, on_signal, srv);
-	sigs[2] = evsignal_new(base, SIGHUP, on_signal, srv);
-	for (i = 0; i < 3; i++)
-		evsignal_add(sigs[i], NULL);
-	server_start(srv);
-	log_info("event=started version=%s hostname=%s listeners=%zu relays=%zu",
-	    SUBPROXY_VERSION, cfg->hostname, cfg->nlistens, cfg->nrelays);
-	event_base_dispatch(base);
-	rc = server_failed(srv) ? 1 : 0;
-	server_free(&srv);     /* closes the signer socket: the signer exits */
-	while (waitpid(signer_pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFSIGNALED(status)) {
-		log_err("event=child-died process=signer pid=%ld signal=%d", (long)signer_pid,
-		    WTERMSIG(status));
-		rc = 1;
-	} else if (WEXITSTATUS(status) != 0) {
-		log_err("event=child-died process=signer pid=%ld status=%d", (long)signer_pid,
-		    WEXITSTATUS(status));
-		rc = 1;
+	/* front is forked with the listening sockets and the signer socket;
+	 * the parent keeps nothing it does not need */
+	{
+		struct child kids[2];
+		sigset_t set;
+		pid_t pid;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+		sigaddset(&set, SIGCHLD);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		memset(kids, 0, sizeof(kids));
+		kids[0].name = "signer";
+		kids[0].pid = signer_pid;
+		kids[1].name = "front";
+		fflush(NULL);
+		if ((pid = fork()) < 0)
+			fatal("fork: %s", strerror(errno));
+		if (pid == 0) {
+			sigprocmask(SIG_UNBLOCK, &set, NULL);
+			front_main(cfg, fds, signer_fd, db);
+		}
+		kids[1].pid = pid;
+		close(signer_fd);
+		for (i = 0; i < cfg->nlistens; i++)
+			close(fds[i]);
+		passwd_db_free(&db);
+		log_info("event=parent-ready signer=%ld front=%ld", (long)signer_pid, (long)pid);
+		rc = parent_loop(kids, 2, 1);
 	}
 	log_info("event=stopped status=%d", rc);
-	for (i = 0; i < 3; i++)
-		event_free(sigs[i]);
-	event_base_free(base);
-	passwd_db_free(&db);
 	config_free(&cfg);
 	free(fds);
 	return rc;

@@ -173,6 +173,17 @@ def children(pid):
     return out
 
 
+def roles(sp):
+    """{role: pid} of a running daemon's processes (comm subproxy-ROLE)."""
+    out = {"parent": sp.proc.pid}
+    for pid in children(sp.proc.pid):
+        with open("/proc/%d/comm" % pid) as f:
+            comm = f.read().strip()
+        assert comm.startswith("subproxy-"), comm
+        out[comm[len("subproxy-"):]] = pid
+    return out
+
+
 def memory_contains(pid, needles):
     """Search every readable private mapping of pid for any of needles."""
     found = []
@@ -215,10 +226,9 @@ def key_secrets(lab_dkim):
 def test_signer_process_holds_the_keys_front_does_not(env, lab_dkim):
     submit(env, make_message())        # keys have been used at least once
     assert len(env.sink.messages()) == 1
-    front = env.sp.proc.pid
-    kids = children(front)
-    assert len(kids) == 1, "expected one signer child, found %r" % kids
-    signer = kids[0]
+    r = roles(env.sp)
+    assert "signer" in r and "front" in r, r
+    front, signer = r["front"], r["signer"]
     files = [k["file"] for k in lab_dkim.keys.values()]
     with open("/proc/%d/maps" % front) as f:
         maps = f.read()
@@ -235,14 +245,16 @@ def test_signer_process_holds_the_keys_front_does_not(env, lab_dkim):
     assert memory_contains(signer, secrets), "the search cannot find the keys in the signer"
     with open("/proc/%d/status" % signer) as f:
         status = f.read()
-    assert re.search(r"^Name:\s*subproxy", status, re.M)
+    assert re.search(r"^Name:\s*subproxy-signer", status, re.M)
+    # the parent does not hold the keys either
+    assert memory_contains(r["parent"], secrets) == [], "key bytes in the parent's memory"
 
 
 def test_signer_killed_fails_closed(lab):
     s = lab.sink()
     sp = lab.subproxy(s)
     sp.wait_log(r"relay probe", timeout=5)
-    [signer] = children(sp.proc.pid)
+    signer = roles(sp)["signer"]
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
     c.login()
@@ -271,7 +283,7 @@ def test_signer_dies_while_signing_451(lab):
     s = lab.sink()
     sp = lab.subproxy(s)
     sp.wait_log(r"relay probe", timeout=5)
-    [signer] = children(sp.proc.pid)
+    signer = roles(sp)["signer"]
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
     c.login()

@@ -1,0 +1,19 @@
+/*
+ * front.h — the network-facing process: every client and relay session,
+ * TLS record layer, DNS (libunbound on the same loop), DANE matching.  It is
+ * forked by the parent with the listening sockets and the signer socket; it
+ * loads what it needs (certificate chain, resolver configuration), checks
+ * its own TLSA records, then drops privileges and enters its sandbox
+ * before it serves anyone.
+ */
+#ifndef SUBPROXY_FRONT_H
+#define SUBPROXY_FRONT_H
+
+struct config;
+struct passwd_db;
+
+/* Never returns: exits 0 after a clean stop, 1 on a failure. */
+void front_main(const struct config *cfg, const int *fds, int signer_fd,
+    struct passwd_db *db) __attribute__((noreturn));
+
+#endif
