@@ -318,6 +318,24 @@ test_senders(void **state)
 	expect_extra_error("[auth]\n", "duplicate section");
 }
 
+/* The shipped example must stay valid (run from the source tree's root). */
+static void
+test_contrib_example(void **state)
+{
+	char err[512];
+	struct config *cfg = config_load("contrib/subproxy.conf.example", NULL, 0, err, sizeof(err));
+
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->nlistens, 2);
+	assert_int_equal(cfg->relays[0].dane, DANE_MODE_REQUIRED);
+	assert_int_equal(cfg->dkims[0].nkeys, 2);
+	config_free(&cfg);
+	cfg = config_load("/nonexistent/subproxy.conf", NULL, 0, err, sizeof(err));
+	assert_null(cfg);
+	assert_non_null(strstr(err, "/nonexistent/subproxy.conf: cannot open"));
+}
+
 int
 main(void)
 {
@@ -329,6 +347,7 @@ main(void)
 		cmocka_unit_test(test_quoting),
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_senders),
+		cmocka_unit_test(test_contrib_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
