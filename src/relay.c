@@ -109,6 +109,20 @@ target_cfg(const struct relay_txn *t)
 	return t->ctx->targets[t->target].rc;
 }
 
+/* SNI: the TLSA base domain (RFC 7672 8.1) -- for DNSSEC targets the name
+ * the TLSA records were found at (the CNAME target when they were there),
+ * else the configured host. */
+static const char *
+relay_sni(const struct relay_txn *t)
+{
+	const char *n = t->dyn.tlsa_name, *p;
+
+	if (target_cfg(t)->dane == DANE_MODE_REQUIRED && n[0] == '_' &&
+	    (p = strstr(n, "._tcp.")) != NULL && p[6] != '\0')
+		return p + 6;
+	return target_cfg(t)->host;
+}
+
 static void
 relay_set_state(struct relay_txn *t, enum relay_state s)
 {
@@ -493,7 +507,7 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 			return;
 		}
 		relay_set_state(t, R_TLS);
-		conn_start_tls(t->conn, tls_client_session(t->ctx->tls, rc->host));
+		conn_start_tls(t->conn, tls_client_session(t->ctx->tls, relay_sni(t)));
 		return;
 	case R_EHLO2:
 		if (!ok) {
@@ -579,7 +593,7 @@ relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 		conn_set_timeout(c, (unsigned)t->ctx->cfg->limits.relay_timeout);
 		if (target_cfg(t)->tls == TLS_MODE_IMPLICIT) {
 			relay_set_state(t, R_TLS_IMPLICIT);
-			conn_start_tls(c, tls_client_session(t->ctx->tls, target_cfg(t)->host));
+			conn_start_tls(c, tls_client_session(t->ctx->tls, relay_sni(t)));
 		} else {
 			relay_set_state(t, R_GREETING);
 		}

@@ -101,6 +101,10 @@ def dns_lab(tmp_path_factory, lab_certs, lab_dkim):
     for (dom, sel), k in lab_dkim.keys.items():
         if dom == "lab.test":
             lab.add("lab.test", "%s._domainkey 300 TXT %s" % (sel, k["txt"]))
+    # RFC 6186 submission service records (the ports are illustrative: the
+    # daemons of the tests pick their own)
+    lab.add("lab.test", "_submission._tcp 300 SRV 0 1 587 mail.lab.test.")
+    lab.add("lab.test", "_submissions._tcp 300 SRV 0 1 465 mail.lab.test.")
     lab.start()
     yield lab
     lab.stop()

@@ -63,6 +63,7 @@ class World:
         d.add("lab.test", "badmail 300 A 127.0.0.1")
         d.add("lab.test", "*._tcp.badmail 300 TLSA %s" % spki_311(c.relay))
         d.add("lab.test", "nomail 300 A 127.0.0.1")
+        d.add("lab.test", "_2525._tcp.nomail 300 TLSA %s" % spki_311(c.mail))
         d.add("lab.test", "unusable 300 A 127.0.0.1")
         d.add("lab.test", "*._tcp.unusable 300 TLSA 1 1 1 %s" % relay_spki.split()[-1])
         d.add("insecure", "mail 300 A 127.0.0.1")
@@ -154,7 +155,9 @@ def test_relay_dane_accepted(world, case):
     sp = start(world, case)
     submit(world, sp, 250)
     [m] = sink.messages()
-    assert m["sni"] == name.replace("alias.lab.test", "alias.lab.test") or m["sni"]
+    # SNI is the TLSA base domain: the CNAME target where the TLSA records are
+    expect_sni = "relay.secure.lab.test" if case == "cname-chain" else name
+    assert m["sni"] == expect_sni, m
     assert sp.wait_log(r"dane=ok-(ee|ta) verified", timeout=5), sp.stderr_text(20)
     sp.stop()
 
@@ -231,6 +234,17 @@ def test_own_tlsa_refuses_start(world, hostname, why):
     # the message names the record that would match
     assert re.search(r"_%d\._tcp\.%s\. IN TLSA 3 1 1 [0-9a-f]{64}" % (
         sp.implicit_port, re.escape(hostname)), text) or "failed (" in text, text
+
+
+def test_own_tlsa_uses_public_port(world):
+    """Clients reach the listeners on port 2525 (say, through a port
+    forward): the TLSA record there is the one that counts."""
+    sp = start(world, "secure-ee", overrides=["server.hostname=nomail.lab.test",
+                                              "listen.submissions.public-port=2525",
+                                              "listen.submission.public-port=2525"])
+    assert sp.wait_log(r"own-tlsa listener=submissions name=_2525\._tcp\.nomail\.lab\.test "
+                       r".*verdict=ok-ee", timeout=5), sp.stderr_text(20)
+    sp.stop()
 
 
 def test_own_tlsa_matches_and_third_party_agrees(world, tmp_path):
