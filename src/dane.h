@@ -13,8 +13,10 @@
  * DANE-TA(2): a certificate in the presented chain (or, for a full-value
  * record, the record itself) matches; the leaf must then verify to that trust
  * anchor with a trust list holding only the TA, and the leaf's name must match
- * one of the reference identifiers (RFC 7672 3.2.3).  Dates of the chain are
- * checked as in PKIX.  An unrelated chain merely appended to a good TA fails.
+ * one of the reference identifiers (RFC 7672 3.2.3).  Dates are checked for
+ * every certificate from the leaf up to the trust anchor, the TA certificate
+ * included (as OpenSSL and GnuTLS do); a bare-key TA (2 1 0) has no dates.
+ * An unrelated chain merely appended to a good TA fails.
  */
 #ifndef SUBPROXY_DANE_H
 #define SUBPROXY_DANE_H
@@ -51,7 +53,9 @@ enum dane_verdict {
  * message.  Digest lengths are enforced for mtype 1 (32) and 2 (64). */
 int dane_tlsa_parse_text(const char *s, struct dane_tlsa *out, const char **err_r);
 
-/* Parse wire-format TLSA rdata.  Returns 0 or -1 with *err_r set. */
+/* Parse wire-format TLSA rdata (3 octets, then 1..16384 octets of data;
+ * digest lengths enforced as above).  Returns 0 or -1 with *err_r set and
+ * *out zeroed. */
 int dane_tlsa_parse_rdata(const uint8_t *rdata, size_t len, struct dane_tlsa *out,
     const char **err_r);
 
@@ -76,8 +80,9 @@ enum dane_verdict dane_verify(const struct dane_tlsa *rrs, size_t nrrs,
     int *matched_r, char *why, size_t whylen);
 
 /* Presentation form of the record of the given usage/selector/mtype that
- * would match cert ("3 1 1 ab12..."), into out (outlen >= 140 for mtype 1;
- * full values need more).  Returns 0 or -1 (too small, bad cert). */
+ * would match cert ("3 1 1 ab12..."), into out (outlen >= 80 for mtype 1,
+ * 144 for mtype 2; full values need more).  Returns 0 or -1 (too small, bad
+ * cert, unknown selector or matching type). */
 int dane_record_for_cert(const struct dane_cert *cert, int usage, int selector, int mtype,
     char *out, size_t outlen);
 
