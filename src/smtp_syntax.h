@@ -83,7 +83,8 @@ struct smtp_cmd {
  *    hex digits, or chars outside 0x21..0x7e, or '=') -> 501 5.5.4; unknown or
  *    duplicate parameter -> 555 5.5.4;
  *  - BDAT size [LAST]: size is 1..19 digits, no overflow -> else 501 5.5.4;
- *  - AUTH mech [initial-response]; mech is 1..20 of [A-Z0-9-_];
+ *  - AUTH mech [initial-response]; mech is 1..20 of [A-Za-z0-9-_] (SASL
+ *    names are upper-case; callers compare them case-insensitively);
  *  - DATA, RSET, QUIT, STARTTLS take no argument (501 5.5.4 if given);
  *    EHLO/HELO need a domain or address literal (501 5.5.4);
  *  - unknown verb -> 500 5.5.2 "Command not recognized". */
