@@ -38,7 +38,7 @@ void
 log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
 	char line[2048];
-	char ts[32];
+	char ts[64];
 	struct timespec now;
 	struct tm tm;
 	int saved = errno;
@@ -48,7 +48,10 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* no strftime(): it may call tzset() and open /etc/localtime, which no
+	 * sandboxed process may do */
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	n = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld] %s: ", ts,
 	    now.tv_nsec / 1000000, log_role, (long)getpid(), level_names[lvl]);
 	if (n < sizeof(line))
