@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
+#include "sandbox.h"
 #include "smtp_server.h"
 #include "util.h"
 
@@ -60,6 +61,13 @@ front_main(const struct config *cfg, const int *fds, int signer_fd, struct passw
 	sigs[2] = evsignal_new(base, SIGHUP, on_signal, srv);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
+	/* everything front will ever open is open: give up the rest */
+	sandbox_nodump();
+	if (sandbox_drop(cfg->user, cfg->chroot, err, sizeof(err)) < 0 ||
+	    sandbox_seccomp("front", err, sizeof(err)) < 0) {
+		log_err("refusing to start: %s", err);
+		exit(1);
+	}
 	server_start(srv);
 	log_info("event=started version=%s hostname=%s listeners=%zu relays=%zu",
 	    SUBPROXY_VERSION, cfg->hostname, cfg->nlistens, cfg->nrelays);

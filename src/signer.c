@@ -8,6 +8,7 @@
 #include "log.h"
 #include "policy.h"
 #include "proc.h"
+#include "sandbox.h"
 #include "spool.h"
 #include "util.h"
 
@@ -140,6 +141,16 @@ child_main(const struct config *cfg, int fd)
 	snprintf(ready, sizeof(ready), "%zu DKIM key(s) loaded", dkim_keyset_count(ks));
 	proc_put_u32(&w, (uint32_t)dkim_keyset_count(ks));
 	proc_put_str(&w, ready);
+	/* the keys are loaded and tested: from now on only the socket, memory,
+	 * time and randomness */
+	sandbox_nodump();
+	if (sandbox_seccomp("signer", err, sizeof(err)) < 0) {
+		proc_writer_init(&w, buf, sizeof(buf));
+		proc_put_u32(&w, 1);
+		proc_put_str(&w, err);
+		(void)proc_send(fd, PROC_ERR, 0, buf, (size_t)proc_writer_done(&w), -1);
+		_exit(1);
+	}
 	if (proc_send(fd, PROC_READY, 0, buf, (size_t)proc_writer_done(&w), -1) < 0)
 		_exit(1);
 	log_info("event=signer-ready keys=%zu", dkim_keyset_count(ks));

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
+#include "sandbox.h"
 #include "front.h"
 #include "signer.h"
 #include "util.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -304,6 +306,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("subproxy", debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	/* glibc reads /etc/localtime on the first time conversion; do it now,
+	 * while every process (they are forked from here) may still open files */
+	tzset();
 	if (sodium_init() < 0)
 		fatal("libsodium initialisation failed");
 	(void)prctl(PR_SET_DUMPABLE, 0);
@@ -362,6 +367,12 @@ main(int argc, char **argv)
 		for (i = 0; i < cfg->nlistens; i++)
 			close(fds[i]);
 		passwd_db_free(&db);
+		if (sandbox_seccomp("parent", err, sizeof(err)) < 0) {
+			log_err("refusing to start: %s", err);
+			kill(pid, SIGKILL);
+			kill(signer_pid, SIGKILL);
+			return 1;
+		}
 		log_info("event=parent-ready signer=%ld front=%ld", (long)signer_pid, (long)pid);
 		rc = parent_loop(kids, 2, 1);
 	}

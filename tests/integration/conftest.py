@@ -110,6 +110,22 @@ def dns_lab(tmp_path_factory, lab_certs, lab_dkim):
     lab.stop()
 
 
+@pytest.fixture(scope="session")
+def sandbox_server():
+    """[server] keys for the sandbox.  As root (CI) front chroots and drops
+    to an unprivileged user: an empty root-owned directory whose parents are
+    root-owned and not writable by others (/run, not /tmp), and "nobody".
+    Unprivileged runs need nothing (subproxy cannot chroot there)."""
+    if os.geteuid() != 0:
+        yield {}
+        return
+    import tempfile
+    d = tempfile.mkdtemp(prefix="subproxy-test-chroot.", dir="/run")
+    os.chmod(d, 0o755)
+    yield {"user": "nobody", "chroot": d}
+    os.rmdir(d)
+
+
 def dns_section(lab):
     return "[dns]\nunbound-config = %s\ntrust-anchor-file = %s\ntimeout = 5\n" % (
         lab.unbound_conf, lab.trust_anchor_file)
@@ -368,7 +384,8 @@ class Lab:
                 "# written by tests/integration/conftest.py",
                 "[server]",
                 "hostname = %s" % SERVER_NAME,
-                *["%s = %s" % kv for kv in (server or {}).items()],
+                *["%s = %s" % kv for kv in dict(
+                    self.request.getfixturevalue("sandbox_server"), **(server or {})).items()],
                 "",
                 '[listen "submissions"]',
                 "address = 127.0.0.1:%d" % ports[0],
