@@ -34,6 +34,27 @@ import sink as labsink  # noqa: E402
 USER, PASSWORD = "alice@lab.test", "bench-password"
 
 
+def sandbox_keys(work):
+    """As root, front chroots and drops privileges: give it an empty
+    root-owned directory (under /run: no world-writable parent) and the
+    user nobody.  Removed with the rest at the end."""
+    if os.geteuid() != 0:
+        return ""
+    d = tempfile.mkdtemp(prefix="subproxy-chroot.", dir="/run")
+    os.chmod(d, 0o755)
+    with open(os.path.join(work, ".chroot"), "w") as f:
+        f.write(d)
+    return "user = nobody\nchroot = %s\n" % d
+
+
+def remove_chroot(work):
+    try:
+        with open(os.path.join(work, ".chroot")) as f:
+            os.rmdir(f.read())
+    except OSError:
+        pass
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,7 +142,7 @@ def main():
         os.close(fd)
         conf = os.path.join(work, "subproxy.conf")
         with open(conf, "w") as f:
-            f.write("[server]\nhostname = mail.lab.test\n"
+            f.write("[server]\nhostname = mail.lab.test\n" + sandbox_keys(work) +
                     '[listen "submissions"]\naddress = 127.0.0.1:%d\ntls = implicit\n'
                     "[tls]\ncertificate = %s\nkey = %s\n[auth]\npasswd-file = %s\n"
                     '[relay "lab"]\nhost = relay.lab.test\nport = %d\n%s'
@@ -200,6 +221,7 @@ def main():
             sink.stop()
         if dns is not None:
             dns.stop()
+        remove_chroot(work)
         subprocess.run(["rm", "-rf", work], check=False)
 
 

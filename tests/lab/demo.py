@@ -37,6 +37,39 @@ RELAY = "relay.lab.test"
 USER, PASSWORD = "alice@lab.test", "demo-password"
 
 
+def sandbox_keys(work):
+    """As root, front chroots and drops privileges: give it an empty
+    root-owned directory (under /run: no world-writable parent) and the
+    user nobody.  Removed with the rest at the end."""
+    if os.geteuid() != 0:
+        return ""
+    d = tempfile.mkdtemp(prefix="subproxy-chroot.", dir="/run")
+    os.chmod(d, 0o755)
+    with open(os.path.join(work, ".chroot"), "w") as f:
+        f.write(d)
+    return "user = nobody\nchroot = %s\n" % d
+
+
+def remove_chroot(work):
+    try:
+        with open(os.path.join(work, ".chroot")) as f:
+            os.rmdir(f.read())
+    except OSError:
+        pass
+
+
+def _status(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return {}
+
+
+def _ppid(pid):
+    return int(_status(pid).get("PPid", "0").strip() or 0)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,6 +145,7 @@ def main():
         with open(conf, "w") as f:
             f.write("""[server]
 hostname = %(server)s
+%(sandbox)s
 
 [listen "submissions"]
 address = 127.0.0.1:%(p0)d
@@ -140,7 +174,8 @@ unbound-config = %(ubconf)s
 trust-anchor-file = %(ta)s
 """ % {"server": SERVER, "p0": ports[0], "p1": ports[1], "cert": mail_cert, "key": mail_key,
                     "passwd": passwd, "relay": RELAY, "rport": sink.port, "dkim": keys.config(),
-                    "ubconf": dns.unbound_conf, "ta": dns.trust_anchor_file})
+                    "ubconf": dns.unbound_conf, "ta": dns.trust_anchor_file,
+                    "sandbox": sandbox_keys(work)})
         print(open(conf).read())
         log_path = os.path.join(work, "subproxy.log")
         log = open(log_path, "w")
@@ -187,6 +222,18 @@ trust-anchor-file = %(ta)s
         for line in open(log_path):
             if re.search(r"own-tlsa|verified|relay probe|event=relayed", line):
                 print("  " + line.rstrip())
+        say("processes and their sandbox (/proc/PID/status)")
+        pids = [sp.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                           _ppid(int(p)) == sp.pid]
+        for pid in pids:
+            st = _status(pid)
+            try:
+                root = os.readlink("/proc/%d/root" % pid)
+            except OSError:
+                root = "?"
+            print("  %-16s pid %-7d uid %-6s Seccomp %s  NoNewPrivs %s  root %s" % (
+                st.get("Name", "?"), pid, st.get("Uid", "?").split()[0],
+                st.get("Seccomp", "?"), st.get("NoNewPrivs", "?"), root))
         ok = swaks.returncode == 0 and all(x[2] for x in keys.verify(m["data"]))
         rc = 0 if ok else 1
         say("demo %s" % ("succeeded" if ok else "FAILED"))
@@ -204,6 +251,7 @@ trust-anchor-file = %(ta)s
             sink.stop()
         if dns is not None:
             dns.stop()
+        remove_chroot(work)
         if not args.keep:
             subprocess.run(["rm", "-rf", work], check=False)
         else:
