@@ -31,7 +31,8 @@ shift $((OPTIND - 1))
 
 here=$(dirname "$0")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/seccomp-gen.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT HUP INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM
 
 if [ -z "$resolver" ]; then
 	resolver=$tmp/resolve

@@ -3,7 +3,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "passwd.h"
+#include "keeper.h"
 #include "sandbox.h"
 #include "smtp_server.h"
 #include "util.h"
@@ -30,7 +30,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 void
-front_main(const struct config *cfg, const int *fds, int signer_fd, struct passwd_db *db)
+front_main(const struct config *cfg, const int *fds, int signer_fd,
+    const struct keeper_fds *kfds)
 {
 	struct event_base *base;
 	struct server *srv;
@@ -46,7 +47,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd, struct passw
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
-	if ((srv = server_new(base, cfg, db, fds, signer_fd, err, sizeof(err))) == NULL) {
+	if ((srv = server_new(base, cfg, kfds, fds, signer_fd, err, sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);
 		exit(1);
 	}

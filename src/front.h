@@ -10,10 +10,10 @@
 #define SUBPROXY_FRONT_H
 
 struct config;
-struct passwd_db;
+struct keeper_fds;
 
 /* Never returns: exits 0 after a clean stop, 1 on a failure. */
 void front_main(const struct config *cfg, const int *fds, int signer_fd,
-    struct passwd_db *db) __attribute__((noreturn));
+    const struct keeper_fds *kfds) __attribute__((noreturn));
 
 #endif

@@ -1,9 +1,9 @@
 /* smtp_server.c — listeners, client sessions and the submission state machine. */
 #include "smtp_server.h"
-#include "authq.h"
 #include "config.h"
 #include "conn.h"
 #include "dns.h"
+#include "keeper.h"
 #include "log.h"
 #include "message.h"
 #include "owntlsa.h"
@@ -63,7 +63,7 @@ struct server {
 	struct tls_server *tls;
 	struct relay_ctx *relay;
 	struct dns_ctx *dns;
-	struct authq *authq;
+	struct keeper_client *keeper;
 	struct signer_client *signer;
 	int failed;                    /* a fatal fault: exit non-zero */
 	struct listener *listeners;
@@ -89,7 +89,7 @@ struct session {
 	char *login;
 	char *auth_user;               /* LOGIN mechanism, between steps */
 	unsigned auth_failures;
-	struct authq_req *authreq;
+	struct keeper_req *authreq;
 	struct event *ev_delay;        /* failure delay before the 535 */
 	int discard_line;              /* resync after an overlong line */
 	int close_after_reply;
@@ -212,7 +212,7 @@ session_free(struct session *s)
 	struct server *srv = s->srv;
 
 	txn_reset(s);
-	authq_cancel(&s->authreq);
+	keeper_cancel(&s->authreq);
 	if (s->ev_delay)
 		event_free(s->ev_delay);
 	free(s->login);
@@ -304,14 +304,32 @@ auth_delay_done(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-auth_done(void *arg, int ok)
+auth_done(void *arg, int result)
 {
 	struct session *s = arg;
 	struct timeval tv;
 	unsigned ms;
 
 	s->authreq = NULL;
-	if (ok) {
+	if (result == KEEPER_AUTH_LOCKED || result == KEEPER_AUTH_BUSY || result == KEEPER_DEAD) {
+		char esc[128];
+
+		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
+		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
+		    keeper_auth_result_name(result));
+		free(s->auth_user);
+		s->auth_user = NULL;
+		if (result == KEEPER_AUTH_LOCKED)
+			reply(s, 454, "4.7.0", "Too many failed logins for this account or address, "
+			    "try again later");
+		else
+			reply(s, 454, "4.7.0", "Authentication temporarily unavailable, try again "
+			    "later");
+		session_set_state(s, S_CMD);
+		session_process(s);
+		return;
+	}
+	if (result == KEEPER_AUTH_OK) {
 		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
 		    s->auth_user);
 		s->login = s->auth_user;
@@ -344,7 +362,7 @@ auth_start_check(struct session *s, const char *user, const char *pw, size_t pwl
 	free(s->auth_user);
 	s->auth_user = xstrdup(user);
 	session_set_state(s, S_WAIT);
-	s->authreq = authq_check(s->srv->authq, user, pw, pwlen, auth_done, s);
+	s->authreq = keeper_auth(s->srv->keeper, user, pw, pwlen, s->peer, auth_done, s);
 }
 
 /* Decode a base64 AUTH response line; "*" cancels.  Returns decoded length,
@@ -1216,6 +1234,17 @@ signer_lost(void *arg)
 	server_shutdown(srv);
 }
 
+static void
+keeper_lost(void *arg)
+{
+	struct server *srv = arg;
+
+	srv->failed = 1;
+	log_err("event=fatal the keeper process (TLS key, passwords) is gone; stopping the "
+	    "service");
+	server_shutdown(srv);
+}
+
 int
 server_failed(const struct server *srv)
 {
@@ -1223,16 +1252,21 @@ server_failed(const struct server *srv)
 }
 
 struct server *
-server_new(struct event_base *base, const struct config *cfg, struct passwd_db *db,
+server_new(struct event_base *base, const struct config *cfg, const struct keeper_fds *kfds,
     const int *fds, int signer_fd, char *err, size_t errlen)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
+	struct gnutls_privkey_st *key = NULL;
 	size_t i;
 
 	srv->base = base;
 	srv->cfg = cfg;
-	srv->tls = tls_server_new(cfg->tls_certificate, cfg->tls_key, cfg->tls_priority, err,
-	    errlen);
+	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
+	srv->keeper = keeper_client_new(base, kfds, keeper_lost, srv);
+	if (keeper_tls_privkey(srv->keeper, &key, err, errlen) < 0)
+		goto fail;
+	srv->tls = tls_server_new_key(cfg->tls_certificate, key, kfds->spki, kfds->spki_len,
+	    cfg->tls_priority, err, errlen);
 	if (srv->tls == NULL)
 		goto fail;
 	srv->dns = dns_ctx_new(base, cfg->trust_anchor_file, cfg->unbound_config,
@@ -1241,8 +1275,6 @@ server_new(struct event_base *base, const struct config *cfg, struct passwd_db *
 		goto fail;
 	if ((srv->relay = relay_ctx_new(base, cfg, srv->dns, err, errlen)) == NULL)
 		goto fail;
-	srv->authq = authq_new(base, db);
-	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
 	srv->nlisteners = cfg->nlistens;
 	srv->listeners = xcalloc(cfg->nlistens, sizeof(*srv->listeners));
 	for (i = 0; i < cfg->nlistens; i++) {
@@ -1358,7 +1390,7 @@ server_free(struct server **srvp)
 	free(srv->listeners);
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
-	authq_free(&srv->authq);
+	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
 	relay_ctx_free(&srv->relay);
 	dns_ctx_free(&srv->dns);

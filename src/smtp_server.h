@@ -14,16 +14,18 @@
 struct config;
 struct event_base;
 struct server;
-struct passwd_db;
+struct keeper_fds;
 
-/* Build the server: TLS credentials, relay context, password checks.
- * `fds` are the listening sockets, one per cfg->listens entry, already bound;
- * signer_fd is the socket to the DKIM signer (owned from now on).
+/* Build the server: TLS credentials (the private key is the keeper's),
+ * relay context, DNS.  `fds` are the listening sockets, one per
+ * cfg->listens entry, already bound; signer_fd is the socket to the DKIM
+ * signer, kfds the sockets to the keeper (all owned from now on).
  * Returns NULL with a sentence in err. */
 struct server *server_new(struct event_base *base, const struct config *cfg,
-    struct passwd_db *db, const int *fds, int signer_fd, char *err, size_t errlen);
+    const struct keeper_fds *kfds, const int *fds, int signer_fd, char *err, size_t errlen);
 
-/* 1 after a fatal fault (signer lost): the process must exit non-zero. */
+/* 1 after a fatal fault (signer or keeper lost): the process must exit
+ * non-zero. */
 int server_failed(const struct server *srv);
 
 /* The start-up DANE check of our own listeners (owntlsa.h): runs the event

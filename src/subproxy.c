@@ -4,6 +4,7 @@
 #include "passwd.h"
 #include "sandbox.h"
 #include "front.h"
+#include "keeper.h"
 #include "signer.h"
 #include "util.h"
 
@@ -24,6 +25,7 @@
 
 #define MAX_OVERRIDES 64
 #define SIGNER_START_TIMEOUT 30   /* seconds to load and test the DKIM keys */
+#define KEEPER_START_TIMEOUT 30   /* seconds to load the TLS key and passwords */
 
 static void
 usage(FILE *f)
@@ -118,6 +120,15 @@ describe_status(int status, char *buf, size_t len)
 	else
 		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
 	return buf;
+}
+
+/* How telling an exit is: killed by a signal 2, failure 1, clean 0. */
+static int
+severity(int status)
+{
+	if (WIFSIGNALED(status))
+		return 2;
+	return WEXITSTATUS(status) != 0 ? 1 : 0;
 }
 
 static void
@@ -216,9 +227,33 @@ parent_loop(struct child *kids, size_t n, size_t front)
 				}
 				continue;
 			}
-			log_err("event=child-died process=%s pid=%ld %s: stopping the service "
-			    "(fail closed)", kids[i].name, (long)kids[i].pid,
-			    describe_status(kids[i].status, why, sizeof(why)));
+			/* one death takes others with it (their sockets close): give
+			 * them a moment and name the most telling one -- killed by a
+			 * signal, then a failure status, then a clean exit */
+			{
+				int tries, best = i;
+				size_t k;
+
+				for (tries = 0; tries < 4; tries++) {
+					usleep(25000);
+					while (reap(kids, n, 0) >= 0)
+						;
+				}
+				for (k = 0; k < n; k++) {
+					if (!kids[k].exited)
+						continue;
+					if (severity(kids[k].status) > severity(kids[best].status))
+						best = (int)k;
+				}
+				log_err("event=child-died process=%s pid=%ld %s: stopping the service "
+				    "(fail closed)", kids[best].name, (long)kids[best].pid,
+				    describe_status(kids[best].status, why, sizeof(why)));
+				for (k = 0; k < n; k++)
+					if (kids[k].exited && (int)k != best)
+						log_info("event=child-ended process=%s pid=%ld %s",
+						    kids[k].name, (long)kids[k].pid,
+						    describe_status(kids[k].status, why, sizeof(why)));
+			}
 			kill_all(kids, n, SIGTERM);
 			wait_all(kids, n, 35);
 			return 1;
@@ -261,9 +296,9 @@ main(int argc, char **argv)
 	size_t nov = 0, i;
 	const char *cfgfile = NULL;
 	struct config *cfg;
-	struct passwd_db *db;
+	struct keeper_fds kfds;
 	int *fds, ch, debug = 0, signer_fd = -1, rc;
-	pid_t signer_pid;
+	pid_t signer_pid, keeper_pid;
 	char err[1024];
 
 	while ((ch = getopt_long(argc, argv, "c:o:dh", longopts, NULL)) != -1) {
@@ -327,8 +362,11 @@ main(int argc, char **argv)
 		log_err("refusing to start: %s", err);
 		return 1;
 	}
-	if ((db = passwd_load(cfg->passwd_file, err, sizeof(err))) == NULL) {
+	/* the keeper alone loads the TLS private key and the password hashes */
+	if ((keeper_pid = keeper_spawn(cfg, KEEPER_START_TIMEOUT, &kfds, err,
+	    sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
+		kill(signer_pid, SIGKILL);
 		return 1;
 	}
 	fds = xcalloc(cfg->nlistens, sizeof(*fds));
@@ -341,7 +379,7 @@ main(int argc, char **argv)
 	/* front is forked with the listening sockets and the signer socket;
 	 * the parent keeps nothing it does not need */
 	{
-		struct child kids[2];
+		struct child kids[3];
 		sigset_t set;
 		pid_t pid;
 
@@ -354,27 +392,30 @@ main(int argc, char **argv)
 		memset(kids, 0, sizeof(kids));
 		kids[0].name = "signer";
 		kids[0].pid = signer_pid;
-		kids[1].name = "front";
+		kids[1].name = "keeper";
+		kids[1].pid = keeper_pid;
+		kids[2].name = "front";
 		fflush(NULL);
 		if ((pid = fork()) < 0)
 			fatal("fork: %s", strerror(errno));
 		if (pid == 0) {
 			sigprocmask(SIG_UNBLOCK, &set, NULL);
-			front_main(cfg, fds, signer_fd, db);
+			front_main(cfg, fds, signer_fd, &kfds);
 		}
-		kids[1].pid = pid;
+		kids[2].pid = pid;
 		close(signer_fd);
+		keeper_fds_close(&kfds);
 		for (i = 0; i < cfg->nlistens; i++)
 			close(fds[i]);
-		passwd_db_free(&db);
 		if (sandbox_seccomp("parent", err, sizeof(err)) < 0) {
 			log_err("refusing to start: %s", err);
 			kill(pid, SIGKILL);
 			kill(signer_pid, SIGKILL);
+			kill(keeper_pid, SIGKILL);
 			return 1;
 		}
 		log_info("event=parent-ready signer=%ld front=%ld", (long)signer_pid, (long)pid);
-		rc = parent_loop(kids, 2, 1);
+		rc = parent_loop(kids, 3, 2);
 	}
 	log_info("event=stopped status=%d", rc);
 	config_free(&cfg);

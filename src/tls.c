@@ -9,16 +9,18 @@
 #include <string.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 
 /* Whatever the operator's priority string says, never below TLS 1.2. */
-#define TLS_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL"
+#define TLS_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA"
 
 struct tls_server {
 	gnutls_certificate_credentials_t creds;
 	gnutls_priority_t prio;
 	gnutls_datum_t chain[TLS_CHAIN_MAX];  /* DER, leaf first, gnutls_free */
 	size_t nchain;
+	gnutls_pcert_st *pcerts;        /* array given to the credentials (its entries are theirs) */
 };
 
 struct tls_client {
@@ -100,6 +102,89 @@ fail:
 	return NULL;
 }
 
+/* The SubjectPublicKeyInfo of a certificate, DER (gnutls_free). */
+static int
+cert_spki(const gnutls_datum_t *der, gnutls_datum_t *out)
+{
+	gnutls_x509_crt_t crt;
+	gnutls_pubkey_t pk;
+	int r;
+
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	if ((r = gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER)) >= 0 &&
+	    (r = gnutls_pubkey_init(&pk)) >= 0) {
+		if ((r = gnutls_pubkey_import_x509(pk, crt, 0)) >= 0)
+			r = gnutls_pubkey_export2(pk, GNUTLS_X509_FMT_DER, out);
+		gnutls_pubkey_deinit(pk);
+	}
+	gnutls_x509_crt_deinit(crt);
+	return r < 0 ? -1 : 0;
+}
+
+struct tls_server *
+tls_server_new_key(const char *cert_file, void *privkey, const uint8_t *spki, size_t spki_len,
+    const char *priority, char *err, size_t errlen)
+{
+	struct tls_server *ts = xcalloc(1, sizeof(*ts));
+	gnutls_pcert_st *pcerts = xcalloc(TLS_CHAIN_MAX, sizeof(*pcerts));
+	gnutls_privkey_t key = privkey;
+	gnutls_datum_t leaf_spki = { NULL, 0 };
+	unsigned n = TLS_CHAIN_MAX, i;
+	int r;
+
+	tls_init();
+	if (gnutls_certificate_allocate_credentials(&ts->creds) < 0)
+		fatal("gnutls: out of memory");
+	r = gnutls_pcert_list_import_x509_file(pcerts, &n, cert_file, GNUTLS_X509_FMT_PEM, NULL,
+	    NULL, 0);
+	if (r < 0 || n == 0) {
+		snprintf(err, errlen, "cannot load TLS certificate chain %s: %s (expected PEM "
+		    "certificates, leaf first, at most %d)", cert_file, r < 0 ? gnutls_strerror(r) :
+		    "empty", TLS_CHAIN_MAX);
+		free(pcerts);
+		gnutls_privkey_deinit(key);
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		ts->chain[i].data = gnutls_malloc(pcerts[i].cert.size);
+		memcpy(ts->chain[i].data, pcerts[i].cert.data, pcerts[i].cert.size);
+		ts->chain[i].size = pcerts[i].cert.size;
+		ts->nchain++;
+	}
+	/* the keeper's key must be the leaf's key */
+	if (cert_spki(&pcerts[0].cert, &leaf_spki) < 0 || leaf_spki.size != spki_len ||
+	    memcmp(leaf_spki.data, spki, spki_len) != 0) {
+		snprintf(err, errlen, "[tls] key does not belong to the first certificate of %s "
+		    "(the leaf must come first, and the key must be its key)", cert_file);
+		gnutls_free(leaf_spki.data);
+		for (i = 0; i < n; i++)
+			gnutls_pcert_deinit(&pcerts[i]);
+		free(pcerts);
+		gnutls_privkey_deinit(key);
+		goto fail;
+	}
+	gnutls_free(leaf_spki.data);
+	/* the credentials take the certificates and the key */
+	r = gnutls_certificate_set_key(ts->creds, NULL, 0, pcerts, (int)n, key);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot use the TLS key: %s", gnutls_strerror(r));
+		for (i = 0; i < n; i++)
+			gnutls_pcert_deinit(&pcerts[i]);
+		free(pcerts);
+		gnutls_privkey_deinit(key);
+		goto fail;
+	}
+	/* pcerts' array itself stays allocated for the credentials' lifetime */
+	ts->pcerts = pcerts;
+	if (tls_make_priority(priority, &ts->prio, err, errlen) < 0)
+		goto fail;
+	return ts;
+fail:
+	tls_server_free(&ts);
+	return NULL;
+}
+
 void
 tls_server_free(struct tls_server **tsp)
 {
@@ -114,6 +199,7 @@ tls_server_free(struct tls_server **tsp)
 		gnutls_priority_deinit(ts->prio);
 	while (ts->nchain > 0)
 		gnutls_free(ts->chain[--ts->nchain].data);
+	free(ts->pcerts);
 	free(ts);
 }
 

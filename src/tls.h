@@ -11,6 +11,7 @@
 #define SUBPROXY_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "dane.h"
 
 struct tls_server;
@@ -20,6 +21,12 @@ struct tls_client;
  * a sentence in err on failure. */
 struct tls_server *tls_server_new(const char *cert_file, const char *key_file,
     const char *priority, char *err, size_t errlen);
+/* Server credentials whose private key lives in another process: privkey is
+ * a gnutls_privkey_t from keeper_tls_privkey() (ownership taken, also on
+ * failure), spki the DER SubjectPublicKeyInfo the keeper reported, which
+ * must be the leaf's.  Static RSA key exchange is never offered. */
+struct tls_server *tls_server_new_key(const char *cert_file, void *privkey,
+    const uint8_t *spki, size_t spki_len, const char *priority, char *err, size_t errlen);
 void tls_server_free(struct tls_server **tsp);
 
 /* A new server session (gnutls_session_t) ready for conn_start_tls(). */

@@ -91,3 +91,67 @@ def test_forbidden_call_kills_and_service_fails_closed(lab):
     for pid in r.values():
         assert not os.path.exists("/proc/%d/status" % pid) or \
             status(pid).get("State", "").startswith("Z"), "process %d left running" % pid
+
+
+def tls_key_secrets(path):
+    """Bytes only a holder of the TLS private key has: the EC private
+    scalar, and a slice of the PEM text."""
+    from cryptography.hazmat.primitives import serialization
+    pem = open(path, "rb").read()
+    key = serialization.load_pem_private_key(pem, None)
+    n = key.private_numbers()
+    secret = getattr(n, "private_value", None) or n.d
+    return [secret.to_bytes((secret.bit_length() + 7) // 8, "big"), pem[40:80]]
+
+
+def test_keeper_holds_the_tls_key_front_does_not(env):
+    lab, s, sp = env
+    r = roles(sp)
+    assert "keeper" in r, r
+    st = status(r["keeper"])
+    assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1"
+    # a TLS handshake has used the key through the keeper
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.cmd("QUIT", 221)
+    secrets = tls_key_secrets(lab.certs.mail_key)
+    assert memory_contains(r["front"], secrets) == [], "TLS key bytes in front's memory"
+    assert memory_contains(r["parent"], secrets) == [], "TLS key bytes in the parent's memory"
+    assert memory_contains(r["keeper"], secrets), "the search cannot find the key in the keeper"
+
+
+def test_keeper_killed_during_submission_fails_closed(lab):
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    sp.wait_log(r"relay probe", timeout=5)
+    keeper = roles(sp)["keeper"]
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.cmd("DATA", 354)
+    payload = dot_stuff(make_message())
+    c.send(payload[:-3])
+    os.kill(keeper, signal.SIGKILL)
+    time.sleep(0.3)
+    try:
+        c.send(payload[-3:])
+    except OSError:
+        pass
+    r = c.read_reply()
+    assert 400 <= r.code < 500, r
+    assert sp.expect_exit(1, timeout=40) == 1
+    assert re.search(r"child-died process=keeper", sp.stderr_text()), sp.stderr_text()[-2000:]
+    assert s.messages() == [] and s.data_completions() == 0
+
+
+def test_tls_key_readable_by_others_stops_start(lab, tmp_path):
+    import shutil
+    key = tmp_path / "open.key"
+    shutil.copy(lab.certs.mail_key, key)
+    os.chmod(key, 0o644)
+    sp = lab.subproxy(lab.sink(), overrides=["tls.key=%s" % key], wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    text = sp.stderr_text()
+    assert str(key) in text and "644" in text and "chmod 600" in text, text

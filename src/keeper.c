@@ -1,0 +1,1341 @@
+/*
+ * keeper.c — the key keeper process (TLS private key, password hashes,
+ * auth failure counters) and front's client for it.
+ */
+#include "keeper.h"
+
+#include "config.h"
+#include "log.h"
+#include "passwd.h"
+#include "proc.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <sodium.h>
+
+#define KEY_FILE_MAX    (1024 * 1024)
+#define QUICK_MAX       1024    /* precomputed answers waiting; beyond: stop reading */
+#define PROBES          8       /* counter slots tried per key */
+#define RSA_MIN_BITS    2048
+#define SIGN_FLAGS_OK   (GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA | GNUTLS_PRIVKEY_SIGN_FLAG_RSA_PSS | \
+    GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE | GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH)
+
+_Static_assert(sizeof(((struct keeper_auth_fields *)0)->login) == PASSWD_LOGIN_MAX + 1,
+    "keeper_auth_fields.login must hold PASSWD_LOGIN_MAX octets and a NUL");
+
+static unsigned int lock_login_max = KEEPER_LOCK_LOGIN_MAX;
+static unsigned int lock_peer_max = KEEPER_LOCK_PEER_MAX;
+static unsigned int lock_window = KEEPER_LOCK_WINDOW;
+
+void
+keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned int window)
+{
+	if (login_max > 0)
+		lock_login_max = login_max;
+	if (peer_max > 0)
+		lock_peer_max = peer_max;
+	if (window > 0)
+		lock_window = window;
+}
+
+const char *
+keeper_auth_result_name(int result)
+{
+	switch (result) {
+	case KEEPER_AUTH_FAIL:		return "fail";
+	case KEEPER_AUTH_OK:		return "ok";
+	case KEEPER_AUTH_LOCKED:	return "locked";
+	case KEEPER_AUTH_BUSY:		return "busy";
+	case KEEPER_AUTH_BADREQ:	return "badreq";
+	case KEEPER_DEAD:		return "keeper-dead";
+	default:			return "unknown";
+	}
+}
+
+/* ---- pure codecs ---- */
+
+static int
+peer_ok(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	if (n > KEEPER_PEER_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (p[i] < 0x21 || p[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+long
+keeper_auth_req_encode(uint8_t *buf, size_t cap, const char *login, const char *pw, size_t pwlen,
+    const char *peer)
+{
+	struct proc_writer w;
+	size_t llen = strlen(login), plen;
+
+	if (peer == NULL)
+		peer = "";
+	plen = strlen(peer);
+	if (llen > PASSWD_LOGIN_MAX || pwlen > KEEPER_PW_MAX || (pw == NULL && pwlen > 0) ||
+	    !peer_ok((const uint8_t *)peer, plen))
+		return -1;
+	proc_writer_init(&w, buf, cap);
+	proc_put_bytes(&w, login, llen);
+	proc_put_bytes(&w, pw, pwlen);
+	proc_put_bytes(&w, peer, plen);
+	return proc_writer_done(&w);
+}
+
+int
+keeper_auth_req_decode(const uint8_t *p, size_t len, struct keeper_auth_fields *f)
+{
+	struct proc_reader r;
+	const uint8_t *login, *peer;
+	size_t llen, plen;
+
+	proc_reader_init(&r, p, len);
+	if (proc_get_bytes(&r, &login, &llen, PASSWD_LOGIN_MAX) < 0 ||
+	    proc_get_bytes(&r, &f->pw, &f->pwlen, KEEPER_PW_MAX) < 0 ||
+	    proc_get_bytes(&r, &peer, &plen, KEEPER_PEER_MAX) < 0 || proc_reader_end(&r) < 0)
+		return -1;
+	if ((llen > 0 && memchr(login, '\0', llen) != NULL) || !peer_ok(peer, plen))
+		return -1;
+	memcpy(f->login, login, llen);
+	f->login[llen] = '\0';
+	memcpy(f->peer, peer, plen);
+	f->peer[plen] = '\0';
+	return 0;
+}
+
+long
+keeper_tls_req_encode(uint8_t *buf, size_t cap, const struct keeper_tls_fields *f)
+{
+	struct proc_writer w;
+
+	if ((f->op != KEEPER_OP_SIGN_HASH && f->op != KEEPER_OP_SIGN_DATA) || f->len == 0 ||
+	    f->len > KEEPER_SIGN_DATA_MAX)
+		return -1;
+	proc_writer_init(&w, buf, cap);
+	proc_put_u8(&w, f->op);
+	proc_put_u32(&w, f->algo);
+	proc_put_u32(&w, f->flags);
+	proc_put_bytes(&w, f->data, f->len);
+	return proc_writer_done(&w);
+}
+
+int
+keeper_tls_req_decode(const uint8_t *p, size_t len, struct keeper_tls_fields *f)
+{
+	struct proc_reader r;
+
+	proc_reader_init(&r, p, len);
+	if (proc_get_u8(&r, &f->op) < 0 || proc_get_u32(&r, &f->algo) < 0 ||
+	    proc_get_u32(&r, &f->flags) < 0 ||
+	    proc_get_bytes(&r, &f->data, &f->len, KEEPER_SIGN_DATA_MAX) < 0 ||
+	    proc_reader_end(&r) < 0)
+		return -1;
+	if ((f->op != KEEPER_OP_SIGN_HASH && f->op != KEEPER_OP_SIGN_DATA) || f->len == 0)
+		return -1;
+	return 0;
+}
+
+int
+keeper_ready_decode(const uint8_t *p, size_t len, struct keeper_fds *fds)
+{
+	struct proc_reader r;
+	const uint8_t *text, *spki;
+	size_t tlen, slen;
+	uint32_t n, pk, bits;
+
+	proc_reader_init(&r, p, len);
+	if (proc_get_u32(&r, &n) < 0 || proc_get_bytes(&r, &text, &tlen, 1024) < 0 ||
+	    proc_get_u32(&r, &pk) < 0 || proc_get_u32(&r, &bits) < 0 ||
+	    proc_get_bytes(&r, &spki, &slen, KEEPER_SPKI_MAX) < 0 || proc_reader_end(&r) < 0)
+		return -1;
+	if (pk == 0 || pk > 1000 || bits == 0 || bits > 65536 || slen == 0)
+		return -1;
+	fds->npasswd = n;
+	fds->pk_algo = (int)pk;
+	fds->bits = bits;
+	memcpy(fds->spki, spki, slen);
+	fds->spki_len = slen;
+	return 0;
+}
+
+/* ---- the keeper process: its state ---- */
+
+struct counter {
+	uint8_t used;
+	uint8_t kind;                   /* 'L' login, 'P' peer address */
+	uint32_t count;                 /* failures since `first` */
+	uint64_t first;                 /* monotonic seconds */
+	char key[PASSWD_LOGIN_MAX + 1];
+};
+
+struct job {
+	struct job *next;
+	uint32_t id;
+	int result;                     /* precomputed answer, or -1: check the password */
+	char *pw;                       /* a guarded slot of KEEPER_PW_MAX + 1 (checks only) */
+	size_t pwlen;
+	char login[PASSWD_LOGIN_MAX + 1];
+	char peer[KEEPER_PEER_MAX + 1];
+};
+
+static struct keeper {
+	int tls_fd, auth_fd;
+	gnutls_privkey_t key;
+	int pk;
+	unsigned int bits;
+	struct passwd_db *db;
+	pthread_mutex_t mu;             /* everything below */
+	pthread_cond_t cv;               /* work queued */
+	pthread_cond_t started;          /* a worker is running */
+	unsigned int nstarted;
+	struct job *quick, *quick_tail; /* answers to send, first */
+	struct job *slow, *slow_tail;   /* passwords to check */
+	struct job *free_slots;         /* unused check jobs */
+	struct job slots[KEEPER_QUEUE_MAX];
+	size_t nquick;
+	struct counter *counters;       /* KEEPER_COUNTERS */
+	unsigned char sipkey[crypto_shorthash_KEYBYTES];
+} K;
+
+static uint64_t
+now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* ---- failure counters (K.mu held) ---- */
+
+static size_t
+counter_hash(uint8_t kind, const char *key)
+{
+	unsigned char in[PASSWD_LOGIN_MAX + 2], out[crypto_shorthash_BYTES];
+	size_t n = strlen(key);
+	uint64_t h;
+
+	in[0] = kind;
+	memcpy(in + 1, key, n);
+	crypto_shorthash(out, in, n + 1, K.sipkey);
+	memcpy(&h, out, sizeof(h));
+	return (size_t)(h % KEEPER_COUNTERS);
+}
+
+/* The counter of (kind, key); with `create`, a new one if there is none,
+ * replacing an expired, then the lowest, then the oldest of its slots. */
+static struct counter *
+counter_find(uint8_t kind, const char *key, uint64_t now, int create)
+{
+	size_t h = counter_hash(kind, key), i;
+	struct counter *c, *victim = NULL;
+
+	for (i = 0; i < PROBES; i++) {
+		c = &K.counters[(h + i) % KEEPER_COUNTERS];
+		if (c->used && c->kind == kind && strcmp(c->key, key) == 0) {
+			if (now - c->first >= lock_window)
+				c->count = 0;
+			return c;
+		}
+	}
+	if (!create)
+		return NULL;
+	for (i = 0; i < PROBES; i++) {
+		c = &K.counters[(h + i) % KEEPER_COUNTERS];
+		if (!c->used || now - c->first >= lock_window) {
+			victim = c;
+			break;
+		}
+		if (victim == NULL || c->count < victim->count ||
+		    (c->count == victim->count && c->first < victim->first))
+			victim = c;
+	}
+	memset(victim, 0, sizeof(*victim));
+	victim->used = 1;
+	victim->kind = kind;
+	victim->first = now;
+	snprintf(victim->key, sizeof(victim->key), "%s", key);
+	return victim;
+}
+
+static int
+counter_locked(uint8_t kind, const char *key, unsigned int max, uint64_t now)
+{
+	struct counter *c;
+
+	if (key[0] == '\0' && kind == 'P')
+		return 0;
+	c = counter_find(kind, key, now, 0);
+	return c != NULL && c->count >= max;
+}
+
+static int
+is_locked(const char *login, const char *peer, uint64_t now)
+{
+	return counter_locked('L', login, lock_login_max, now) ||
+	    counter_locked('P', peer, lock_peer_max, now);
+}
+
+static void
+counter_fail(uint8_t kind, const char *key, unsigned int max, uint64_t now)
+{
+	struct counter *c;
+	char esc[300];
+
+	if (key[0] == '\0' && kind == 'P')
+		return;
+	c = counter_find(kind, key, now, 1);
+	if (c->count == 0)
+		c->first = now;
+	if (c->count < UINT32_MAX)
+		c->count++;
+	if (c->count == max)
+		log_warn("event=auth-locked %s=%s failures=%u window=%u", kind == 'L' ? "login" : "peer",
+		    log_escape(esc, sizeof(esc), key, strlen(key)), c->count, lock_window);
+}
+
+static void
+record_result(const char *login, const char *peer, int ok, uint64_t now)
+{
+	struct counter *c;
+
+	if (ok) {
+		/* the right password clears its login's count, never an address's */
+		if ((c = counter_find('L', login, now, 0)) != NULL && c->count < lock_login_max)
+			c->used = 0;
+		return;
+	}
+	counter_fail('L', login, lock_login_max, now);
+	counter_fail('P', peer, lock_peer_max, now);
+}
+
+/* ---- AUTH: jobs and workers ---- */
+
+static void
+auth_reply(uint32_t id, int result)
+{
+	uint8_t buf[4];
+	struct proc_writer w;
+
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, (uint32_t)result);
+	if (proc_send(K.auth_fd, PROC_AUTH_REP, id, buf, sizeof(buf), -1) < 0 && errno != EPIPE) {
+		log_err("keeper: cannot answer front: %s", strerror(errno));
+		_exit(1);
+	}
+	/* EPIPE: front is gone; the main thread sees EOF and exits */
+}
+
+/* Queue a precomputed answer (K.mu held). */
+static void
+queue_quick(uint32_t id, int result)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+
+	j->id = id;
+	j->result = result;
+	if (K.quick_tail != NULL)
+		K.quick_tail->next = j;
+	else
+		K.quick = j;
+	K.quick_tail = j;
+	K.nquick++;
+	pthread_cond_signal(&K.cv);
+}
+
+static void
+run_check(struct job *j)
+{
+	uint64_t now = now_sec();
+	int locked, ok;
+
+	pthread_mutex_lock(&K.mu);
+	locked = is_locked(j->login, j->peer, now);
+	pthread_mutex_unlock(&K.mu);
+	if (locked) {
+		j->result = KEEPER_AUTH_LOCKED;
+	} else {
+		ok = passwd_verify(K.db, j->login, j->pw, j->pwlen) == 1;
+		pthread_mutex_lock(&K.mu);
+		record_result(j->login, j->peer, ok, now_sec());
+		pthread_mutex_unlock(&K.mu);
+		j->result = ok ? KEEPER_AUTH_OK : KEEPER_AUTH_FAIL;
+	}
+	sodium_memzero(j->pw, KEEPER_PW_MAX + 1);
+}
+
+static void *
+worker(void *arg)
+{
+	struct job *j;
+
+	/* running: every system call of a thread's start (rseq, ...) is done */
+	pthread_mutex_lock(&K.mu);
+	K.nstarted++;
+	pthread_cond_broadcast(&K.started);
+	pthread_mutex_unlock(&K.mu);
+	for (;;) {
+		pthread_mutex_lock(&K.mu);
+		while (K.quick == NULL && K.slow == NULL)
+			pthread_cond_wait(&K.cv, &K.mu);
+		if ((j = K.quick) != NULL) {
+			if ((K.quick = j->next) == NULL)
+				K.quick_tail = NULL;
+			K.nquick--;
+			pthread_mutex_unlock(&K.mu);
+			auth_reply(j->id, j->result);
+			free(j);
+			continue;
+		}
+		j = K.slow;
+		if ((K.slow = j->next) == NULL)
+			K.slow_tail = NULL;
+		pthread_mutex_unlock(&K.mu);
+		run_check(j);
+		auth_reply(j->id, j->result);
+		pthread_mutex_lock(&K.mu);
+		j->next = K.free_slots;
+		K.free_slots = j;
+		pthread_mutex_unlock(&K.mu);
+	}
+	return NULL;
+}
+
+/* One AUTH_REQ from front: answer at once (locked, busy, malformed) or
+ * queue the check.  The password is wiped from the message here. */
+static void
+serve_auth(struct proc_msg *m)
+{
+	struct keeper_auth_fields f;
+	struct job *j;
+
+	pthread_mutex_lock(&K.mu);
+	if (keeper_auth_req_decode(m->payload, m->len, &f) < 0) {
+		log_err("keeper: refused a malformed AUTH request id=%u (%u octets)", m->id, m->len);
+		queue_quick(m->id, KEEPER_AUTH_BADREQ);
+	} else if (is_locked(f.login, f.peer, now_sec())) {
+		queue_quick(m->id, KEEPER_AUTH_LOCKED);
+	} else if ((j = K.free_slots) == NULL) {
+		queue_quick(m->id, KEEPER_AUTH_BUSY);
+	} else {
+		K.free_slots = j->next;
+		j->next = NULL;
+		j->id = m->id;
+		j->result = -1;
+		memcpy(j->login, f.login, sizeof(j->login));
+		memcpy(j->peer, f.peer, sizeof(j->peer));
+		memcpy(j->pw, f.pw, f.pwlen);
+		j->pw[f.pwlen] = '\0';
+		j->pwlen = f.pwlen;
+		if (K.slow_tail != NULL)
+			K.slow_tail->next = j;
+		else
+			K.slow = j;
+		K.slow_tail = j;
+		pthread_cond_signal(&K.cv);
+	}
+	pthread_mutex_unlock(&K.mu);
+	sodium_memzero(m->payload, m->len);
+}
+
+/* ---- TLS: key operations ---- */
+
+static int
+is_eddsa(int pk)
+{
+	return pk == GNUTLS_PK_EDDSA_ED25519 || pk == GNUTLS_PK_EDDSA_ED448;
+}
+
+/* Make the signature front asked for, if this key can make it. */
+static int
+tls_sign(const struct keeper_tls_fields *f, gnutls_datum_t *sig)
+{
+	gnutls_datum_t d = { (unsigned char *)(uintptr_t)f->data, (unsigned int)f->len };
+	gnutls_sign_algorithm_t algo = (gnutls_sign_algorithm_t)f->algo;
+	unsigned int flags = f->flags;
+	int spk = gnutls_sign_get_pk_algorithm(algo);
+	gnutls_digest_algorithm_t h;
+
+	if ((flags & ~SIGN_FLAGS_OK) != 0)
+		return GNUTLS_E_INVALID_REQUEST;
+	if (f->op == KEEPER_OP_SIGN_DATA) {
+		if (!is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, K.pk))
+			return GNUTLS_E_INVALID_REQUEST;
+		return gnutls_privkey_sign_data2(K.key, algo, flags, &d, sig);
+	}
+	if (algo == GNUTLS_SIGN_RSA_RAW) {
+		/* a PKCS#1 v1.5 DigestInfo, signed as it is */
+		if (K.pk != GNUTLS_PK_RSA || f->len + 11 > K.bits / 8)
+			return GNUTLS_E_INVALID_REQUEST;
+		return gnutls_privkey_sign_hash2(K.key, algo,
+		    flags | GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &d, sig);
+	}
+	h = gnutls_sign_get_hash_algorithm(algo);
+	if (is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, K.pk) ||
+	    h == GNUTLS_DIG_UNKNOWN || gnutls_hash_get_len(h) != f->len)
+		return GNUTLS_E_INVALID_REQUEST;
+	return gnutls_privkey_sign_hash2(K.key, algo, flags, &d, sig);
+}
+
+static void
+serve_tls(struct proc_msg *m)
+{
+	static uint8_t buf[16 + KEEPER_SIG_MAX];
+	struct keeper_tls_fields f;
+	gnutls_datum_t sig = { NULL, 0 };
+	struct proc_writer w;
+	int rc;
+
+	if (keeper_tls_req_decode(m->payload, m->len, &f) < 0) {
+		log_err("keeper: refused a malformed TLS key request id=%u (%u octets)", m->id, m->len);
+		rc = GNUTLS_E_INVALID_REQUEST;
+	} else if ((rc = tls_sign(&f, &sig)) < 0) {
+		log_err("keeper: TLS key operation %s (op %u) refused or failed: %s",
+		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) ?
+		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) : "unknown-algorithm",
+		    f.op, gnutls_strerror(rc));
+	} else if (sig.size == 0 || sig.size > KEEPER_SIG_MAX) {
+		rc = GNUTLS_E_PK_SIGN_FAILED;
+	}
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, (uint32_t)(rc < 0 ? rc : 0));
+	proc_put_bytes(&w, sig.data, rc < 0 ? 0 : sig.size);
+	gnutls_free(sig.data);
+	if (proc_send(K.tls_fd, PROC_TLS_SIGN_REP, m->id, buf, (size_t)proc_writer_done(&w),
+	    -1) < 0) {
+		if (errno == EPIPE)
+			_exit(0);
+		log_err("keeper: cannot answer front: %s", strerror(errno));
+		_exit(1);
+	}
+}
+
+/* ---- the keeper process: start-up ---- */
+
+static void
+close_others(int keep1, int keep2)
+{
+	int fd, max = (int)sysconf(_SC_OPEN_MAX);
+
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (fd = 3; fd < max; fd++)
+		if (fd != keep1 && fd != keep2)
+			(void)close(fd);
+}
+
+/* Read the key file (mode checked on the open file) into guarded memory. */
+static int
+read_key_file(const char *path, gnutls_datum_t *d, char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	size_t off = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		snprintf(err, errlen, "cannot open TLS key %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "TLS key %s is not a regular file", path);
+		goto fail;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "TLS key %s has mode %04o: group or others may access it; "
+		    "run chmod 600 %s", path, (unsigned)(st.st_mode & 07777), path);
+		goto fail;
+	}
+	if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX) {
+		snprintf(err, errlen, "TLS key %s: size %lld is not that of a private key", path,
+		    (long long)st.st_size);
+		goto fail;
+	}
+	if ((d->data = sodium_malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "TLS key %s: out of guarded memory", path);
+		goto fail;
+	}
+	while (off < (size_t)st.st_size) {
+		n = read(fd, d->data + off, (size_t)st.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "cannot read TLS key %s: %s", path,
+			    n < 0 ? strerror(errno) : "file shrank while reading");
+			sodium_free(d->data);
+			d->data = NULL;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	d->size = (unsigned int)off;
+	close(fd);
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Sign once and verify with the public half: the key works, and GnuTLS has
+ * done its lazy set-up (randomness) before the seccomp filter. */
+static int
+key_selftest(gnutls_pubkey_t pub)
+{
+	static const unsigned char msg[] = "subproxy keeper self-test";
+	gnutls_datum_t d = { (unsigned char *)(uintptr_t)msg, sizeof(msg) - 1 }, sig = { NULL, 0 };
+	gnutls_sign_algorithm_t algo;
+	int rc;
+
+	switch (K.pk) {
+	case GNUTLS_PK_RSA:		algo = GNUTLS_SIGN_RSA_SHA256; break;
+	case GNUTLS_PK_RSA_PSS:		algo = GNUTLS_SIGN_RSA_PSS_SHA256; break;
+	case GNUTLS_PK_ECDSA:		algo = GNUTLS_SIGN_ECDSA_SHA256; break;
+	case GNUTLS_PK_EDDSA_ED25519:	algo = GNUTLS_SIGN_EDDSA_ED25519; break;
+	case GNUTLS_PK_EDDSA_ED448:	algo = GNUTLS_SIGN_EDDSA_ED448; break;
+	default:			return GNUTLS_E_UNKNOWN_PK_ALGORITHM;
+	}
+	if ((rc = gnutls_privkey_sign_data2(K.key, algo, 0, &d, &sig)) < 0)
+		return rc;
+	rc = gnutls_pubkey_verify_data2(pub, algo, 0, &d, &sig);
+	gnutls_free(sig.data);
+	return rc < 0 ? rc : 0;
+}
+
+/* Load and test the TLS key; store its public half (DER SPKI) in fds. */
+static int
+load_key(const char *path, struct keeper_fds *fds, char *err, size_t errlen)
+{
+	gnutls_datum_t raw = { NULL, 0 }, der = { NULL, 0 };
+	gnutls_pubkey_t pub = NULL;
+	int rc;
+
+	if (read_key_file(path, &raw, err, errlen) < 0)
+		return -1;
+	if ((rc = gnutls_privkey_init(&K.key)) >= 0) {
+		rc = gnutls_privkey_import_x509_raw(K.key, &raw, GNUTLS_X509_FMT_PEM, NULL, 0);
+		if (rc < 0)
+			rc = gnutls_privkey_import_x509_raw(K.key, &raw, GNUTLS_X509_FMT_DER, NULL, 0);
+	}
+	sodium_free(raw.data);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read TLS key %s: %s (expected an unencrypted PEM or "
+		    "DER private key)", path, gnutls_strerror(rc));
+		return -1;
+	}
+	K.pk = gnutls_privkey_get_pk_algorithm(K.key, &K.bits);
+	if (K.pk != GNUTLS_PK_RSA && K.pk != GNUTLS_PK_RSA_PSS && K.pk != GNUTLS_PK_ECDSA &&
+	    !is_eddsa(K.pk)) {
+		snprintf(err, errlen, "TLS key %s is a %s key; use ECDSA, Ed25519 or RSA", path,
+		    gnutls_pk_get_name(K.pk) ? gnutls_pk_get_name(K.pk) : "unknown");
+		return -1;
+	}
+	if ((K.pk == GNUTLS_PK_RSA || K.pk == GNUTLS_PK_RSA_PSS) && K.bits < RSA_MIN_BITS) {
+		snprintf(err, errlen, "TLS key %s is RSA with %u bits; at least %d are required",
+		    path, K.bits, RSA_MIN_BITS);
+		return -1;
+	}
+	if ((rc = gnutls_pubkey_init(&pub)) >= 0 &&
+	    (rc = gnutls_pubkey_import_privkey(pub, K.key, 0, 0)) >= 0 &&
+	    (rc = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der)) >= 0 &&
+	    (rc = key_selftest(pub)) >= 0 && (der.size == 0 || der.size > KEEPER_SPKI_MAX))
+		rc = GNUTLS_E_SHORT_MEMORY_BUFFER;
+	if (rc < 0) {
+		snprintf(err, errlen, "TLS key %s does not work: %s", path, gnutls_strerror(rc));
+		gnutls_free(der.data);
+		gnutls_pubkey_deinit(pub);
+		return -1;
+	}
+	memcpy(fds->spki, der.data, der.size);
+	fds->spki_len = der.size;
+	fds->pk_algo = K.pk;
+	fds->bits = K.bits;
+	gnutls_free(der.data);
+	gnutls_pubkey_deinit(pub);
+	return 0;
+}
+
+/* Everything the keeper needs before its filter: key, passwords, counters,
+ * job slots (passwords in guarded memory), workers. */
+static int
+child_load(const struct config *cfg, struct keeper_fds *fds, char *err, size_t errlen)
+{
+	pthread_t t;
+	char *pw;
+	size_t i;
+
+	/* glibc reads /etc/localtime on the first time conversion (even
+	 * gmtime_r, in log lines): now, while files may still be opened */
+	tzset();
+	if (passwd_init() < 0 || gnutls_global_init() < 0) {
+		snprintf(err, errlen, "keeper: cannot initialise libsodium or GnuTLS");
+		return -1;
+	}
+	if (load_key(cfg->tls_key, fds, err, errlen) < 0)
+		return -1;
+	if ((K.db = passwd_load(cfg->passwd_file, err, errlen)) == NULL)
+		return -1;
+	fds->npasswd = passwd_db_count(K.db);
+	K.counters = xcalloc(KEEPER_COUNTERS, sizeof(*K.counters));
+	randombytes_buf(K.sipkey, sizeof(K.sipkey));
+	if ((pw = sodium_malloc((size_t)KEEPER_QUEUE_MAX * (KEEPER_PW_MAX + 1))) == NULL) {
+		snprintf(err, errlen, "keeper: out of guarded memory");
+		return -1;
+	}
+	for (i = 0; i < KEEPER_QUEUE_MAX; i++) {
+		K.slots[i].pw = pw + i * (KEEPER_PW_MAX + 1);
+		K.slots[i].next = K.free_slots;
+		K.free_slots = &K.slots[i];
+	}
+	pthread_mutex_init(&K.mu, NULL);
+	pthread_cond_init(&K.cv, NULL);
+	pthread_cond_init(&K.started, NULL);
+	for (i = 0; i < KEEPER_WORKERS; i++)
+		if (pthread_create(&t, NULL, worker, NULL) != 0) {
+			snprintf(err, errlen, "keeper: cannot start a worker thread");
+			return -1;
+		}
+	/* the seccomp filter reaches every thread at once (TSYNC): a thread
+	 * still starting would be killed by its first rseq(2) */
+	pthread_mutex_lock(&K.mu);
+	while (K.nstarted < KEEPER_WORKERS)
+		pthread_cond_wait(&K.started, &K.mu);
+	pthread_mutex_unlock(&K.mu);
+	return 0;
+}
+
+static void
+child_report(int fd, int type, const struct keeper_fds *fds, const char *text)
+{
+	uint8_t buf[64 + 1024 + KEEPER_SPKI_MAX];
+	struct proc_writer w;
+
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, type == PROC_READY ? (uint32_t)fds->npasswd : 1);
+	proc_put_bytes(&w, text, strlen(text) > 1024 ? 1024 : strlen(text));
+	if (type == PROC_READY) {
+		proc_put_u32(&w, (uint32_t)fds->pk_algo);
+		proc_put_u32(&w, fds->bits);
+		proc_put_bytes(&w, fds->spki, fds->spki_len);
+	}
+	if (proc_send(fd, (unsigned)type, 0, buf, (size_t)proc_writer_done(&w), -1) < 0 ||
+	    type != PROC_READY)
+		_exit(1);
+}
+
+/* Receive one message of `want` type on fd, or end the keeper. */
+static void
+child_recv(int fd, struct proc_msg *m, unsigned int want, const char *sock)
+{
+	int rc = proc_recv(fd, m, NULL);
+
+	if (rc == 0) {
+		log_debug("keeper: front closed the %s socket, exiting", sock);
+		_exit(0);
+	}
+	if (rc < 0) {
+		log_err("keeper: bad message from front on the %s socket: %s; exiting", sock,
+		    errno == EPROTO ? proc_strerror(m->error) : strerror(errno));
+		_exit(1);
+	}
+	if (m->type != want) {
+		log_err("keeper: unexpected %s from front on the %s socket; exiting",
+		    proc_type_name(m->type), sock);
+		_exit(1);
+	}
+}
+
+static void __attribute__((noreturn))
+child_loop(void)
+{
+	static struct proc_msg m;
+	struct pollfd pfd[2];
+	int paused, rc;
+
+	for (;;) {
+		pthread_mutex_lock(&K.mu);
+		paused = K.nquick >= QUICK_MAX;
+		pthread_mutex_unlock(&K.mu);
+		pfd[0].fd = K.tls_fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = K.auth_fd;
+		pfd[1].events = paused ? 0 : POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		/* while paused (front does not read its answers), look again soon */
+		rc = poll(pfd, 2, paused ? 100 : -1);
+		if (rc < 0 && errno != EINTR) {
+			log_err("keeper: poll: %s", strerror(errno));
+			_exit(1);
+		}
+		if (rc <= 0)
+			continue;
+		/* key operations first: a handshake is waiting for each */
+		if (pfd[0].revents != 0) {
+			child_recv(K.tls_fd, &m, PROC_TLS_SIGN_REQ, "TLS");
+			serve_tls(&m);
+			continue;
+		}
+		if (pfd[1].revents & POLLIN) {
+			child_recv(K.auth_fd, &m, PROC_AUTH_REQ, "AUTH");
+			serve_auth(&m);
+		} else if (pfd[1].revents != 0) {
+			log_debug("keeper: front closed the AUTH socket, exiting");
+			_exit(0);
+		}
+	}
+}
+
+static void __attribute__((noreturn))
+child_main(const struct config *cfg, int tls_fd, int auth_fd)
+{
+	static struct keeper_fds info;
+	char err[1024], ready[160];
+
+	close_others(tls_fd, auth_fd);
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	log_set_role("keeper");
+	(void)prctl(PR_SET_NAME, "subproxy-keeper");
+	K.tls_fd = tls_fd;
+	K.auth_fd = auth_fd;
+	if (child_load(cfg, &info, err, sizeof(err)) < 0)
+		child_report(tls_fd, PROC_ERR, NULL, err);
+	/* the secrets are loaded and tested: from now on only the sockets,
+	 * memory, time and randomness */
+	sandbox_nodump();
+	if (sandbox_seccomp("keeper", err, sizeof(err)) < 0)
+		child_report(tls_fd, PROC_ERR, NULL, err);
+	snprintf(ready, sizeof(ready), "TLS key %s-%u and %zu login(s) loaded",
+	    gnutls_pk_get_name(K.pk), K.bits, info.npasswd);
+	child_report(tls_fd, PROC_READY, &info, ready);
+	log_info("event=keeper-ready key=%s-%u logins=%zu workers=%d", gnutls_pk_get_name(K.pk),
+	    K.bits, info.npasswd, KEEPER_WORKERS);
+	child_loop();
+}
+
+void
+keeper_fds_close(struct keeper_fds *fds)
+{
+	if (fds->tls_fd >= 0)
+		close(fds->tls_fd);
+	if (fds->auth_fd >= 0)
+		close(fds->auth_fd);
+	fds->tls_fd = fds->auth_fd = -1;
+}
+
+pid_t
+keeper_spawn(const struct config *cfg, int timeout, struct keeper_fds *fds_r, char *err,
+    size_t errlen)
+{
+	static struct proc_msg m;
+	struct proc_reader r;
+	struct pollfd pfd;
+	int tv[2], av[2], status, rc;
+	const uint8_t *text;
+	size_t tlen;
+	uint32_t code;
+	pid_t pid;
+
+	memset(fds_r, 0, sizeof(*fds_r));
+	fds_r->tls_fd = fds_r->auth_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tv) < 0) {
+		snprintf(err, errlen, "keeper: socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, av) < 0) {
+		snprintf(err, errlen, "keeper: socketpair: %s", strerror(errno));
+		close(tv[0]);
+		close(tv[1]);
+		return -1;
+	}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		snprintf(err, errlen, "keeper: fork: %s", strerror(errno));
+		close(tv[0]);
+		close(tv[1]);
+		close(av[0]);
+		close(av[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(tv[0]);
+		close(av[0]);
+		child_main(cfg, tv[1], av[1]);
+	}
+	close(tv[1]);
+	close(av[1]);
+	pfd.fd = tv[0];
+	pfd.events = POLLIN;
+	do
+		rc = poll(&pfd, 1, timeout * 1000);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0) {
+		snprintf(err, errlen, "keeper: no answer within %d s while loading the TLS key and "
+		    "the password file", timeout);
+		goto fail;
+	}
+	if (proc_recv(tv[0], &m, NULL) <= 0) {
+		snprintf(err, errlen, "keeper: exited during start-up (see the log lines above)");
+		goto fail;
+	}
+	if (m.type == PROC_READY && keeper_ready_decode(m.payload, m.len, fds_r) == 0) {
+		fds_r->tls_fd = tv[0];
+		fds_r->auth_fd = av[0];
+		return pid;
+	}
+	proc_reader_init(&r, m.payload, m.len);
+	if (m.type != PROC_ERR || proc_get_u32(&r, &code) < 0 ||
+	    proc_get_bytes(&r, &text, &tlen, 1024) < 0 || proc_reader_end(&r) < 0)
+		snprintf(err, errlen, "keeper: malformed start-up message");
+	else
+		snprintf(err, errlen, "%.*s", (int)tlen, (const char *)text);
+fail:
+	close(tv[0]);
+	close(av[0]);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return -1;
+}
+
+/* ---- front's client ---- */
+
+/* What a key made by keeper_tls_privkey() needs; shared by the client and
+ * its keys so that either may go first. */
+struct keeper_link {
+	int fd;                         /* TLS socket; -1 once the client is freed */
+	uint32_t next_id;
+	int broken;
+	unsigned int refs;
+	struct keeper_client *kc;       /* NULL once the client is freed */
+	int pk_algo;
+	unsigned int bits;
+};
+
+struct keeper_req {
+	struct keeper_client *kc;
+	uint32_t id;
+	keeper_auth_cb *cb;
+	void *arg;
+	int result;                     /* for an answer given without the keeper */
+	struct event *defer;
+	struct keeper_req *next;
+};
+
+struct keeper_client {
+	struct event_base *base;
+	int auth_fd;
+	struct event *ev;
+	struct event *dead_ev;          /* keeper lost during a key operation */
+	const char *dead_why;
+	uint32_t next_id;
+	struct keeper_req *head;        /* callbacks still due */
+	size_t npending;
+	int dead;
+	keeper_dead_cb *dead_cb;
+	void *dead_arg;
+	struct keeper_link *link;
+};
+
+static void
+link_unref(struct keeper_link *l)
+{
+	if (--l->refs > 0)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
+static void
+req_unlink(struct keeper_req *rq)
+{
+	struct keeper_req **pp;
+
+	for (pp = &rq->kc->head; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == rq) {
+			*pp = rq->next;
+			rq->kc->npending--;
+			return;
+		}
+}
+
+static void
+req_free(struct keeper_req *rq)
+{
+	if (rq->defer != NULL)
+		event_free(rq->defer);
+	free(rq);
+}
+
+static void
+client_die(struct keeper_client *kc, const char *why)
+{
+	struct keeper_req *rq;
+
+	if (kc->dead)
+		return;
+	kc->dead = 1;
+	kc->link->broken = 1;
+	log_err("event=keeper-lost %s: the key keeper is gone; no TLS handshake or AUTH can "
+	    "complete, failing closed", why);
+	event_del(kc->ev);
+	while ((rq = kc->head) != NULL) {
+		req_unlink(rq);
+		rq->cb(rq->arg, KEEPER_DEAD);
+		req_free(rq);
+	}
+	if (kc->dead_cb != NULL)
+		kc->dead_cb(kc->dead_arg);
+}
+
+static void
+client_dead_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct keeper_client *kc = arg;
+
+	client_die(kc, kc->dead_why);
+}
+
+static void
+client_read(evutil_socket_t fd, short what, void *arg)
+{
+	static struct proc_msg m;
+	struct keeper_client *kc = arg;
+	struct keeper_req *rq;
+	struct proc_reader r;
+	uint32_t result;
+	int rc;
+
+	rc = proc_recv(kc->auth_fd, &m, NULL);
+	if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (rc == 0) {
+		client_die(kc, "reason=eof");
+		return;
+	}
+	if (rc < 0) {
+		client_die(kc, errno == EPROTO ? "reason=protocol-error" : "reason=read-error");
+		return;
+	}
+	proc_reader_init(&r, m.payload, m.len);
+	if (m.type != PROC_AUTH_REP || proc_get_u32(&r, &result) < 0 ||
+	    proc_reader_end(&r) < 0 || result > KEEPER_AUTH_RESULT_MAX) {
+		client_die(kc, "reason=malformed-reply");
+		return;
+	}
+	/* a cancelled request's answer finds no entry and is dropped */
+	for (rq = kc->head; rq != NULL && (rq->id != m.id || rq->defer != NULL); rq = rq->next)
+		;
+	if (rq != NULL) {
+		req_unlink(rq);
+		rq->cb(rq->arg, (int)result);
+		req_free(rq);
+	}
+}
+
+struct keeper_client *
+keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_dead_cb *dead_cb,
+    void *arg)
+{
+	struct keeper_client *kc = xcalloc(1, sizeof(*kc));
+	struct keeper_link *l = xcalloc(1, sizeof(*l));
+	int fl;
+
+	kc->base = base;
+	kc->auth_fd = fds->auth_fd;
+	kc->dead_cb = dead_cb;
+	kc->dead_arg = arg;
+	kc->link = l;
+	l->fd = fds->tls_fd;
+	l->refs = 1;
+	l->kc = kc;
+	l->pk_algo = fds->pk_algo;
+	l->bits = fds->bits;
+	if ((fl = fcntl(kc->auth_fd, F_GETFL)) >= 0)
+		(void)fcntl(kc->auth_fd, F_SETFL, fl | O_NONBLOCK);
+	if ((fl = fcntl(l->fd, F_GETFL)) >= 0)
+		(void)fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
+	kc->ev = event_new(base, kc->auth_fd, EV_READ | EV_PERSIST, client_read, kc);
+	kc->dead_ev = event_new(base, -1, 0, client_dead_later, kc);
+	event_add(kc->ev, NULL);
+	return kc;
+}
+
+void
+keeper_client_free(struct keeper_client **kcp)
+{
+	struct keeper_client *kc;
+	struct keeper_req *rq;
+
+	if (kcp == NULL || (kc = *kcp) == NULL)
+		return;
+	while ((rq = kc->head) != NULL) {
+		req_unlink(rq);
+		req_free(rq);
+	}
+	event_free(kc->ev);
+	event_free(kc->dead_ev);
+	close(kc->auth_fd);
+	kc->link->broken = 1;
+	kc->link->kc = NULL;
+	close(kc->link->fd);
+	kc->link->fd = -1;
+	link_unref(kc->link);
+	free(kc);
+	*kcp = NULL;
+}
+
+static void
+req_answer_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct keeper_req *rq = arg;
+
+	req_unlink(rq);
+	rq->cb(rq->arg, rq->result);
+	req_free(rq);
+}
+
+struct keeper_req *
+keeper_auth(struct keeper_client *kc, const char *login, const char *password, size_t pwlen,
+    const char *peer, keeper_auth_cb *cb, void *arg)
+{
+	struct keeper_req *rq = xcalloc(1, sizeof(*rq)), **pp;
+	uint8_t payload[16 + PASSWD_LOGIN_MAX + KEEPER_PW_MAX + KEEPER_PEER_MAX];
+	uint8_t frame[PROC_HDR_LEN + sizeof(payload)];
+	long n, fn = -1;
+
+	rq->kc = kc;
+	rq->cb = cb;
+	rq->arg = arg;
+	if ((rq->id = ++kc->next_id) == 0)
+		rq->id = ++kc->next_id;
+	for (pp = &kc->head; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = rq;
+	kc->npending++;
+	rq->result = -2;
+	if (kc->dead)
+		rq->result = KEEPER_DEAD;
+	else if ((n = keeper_auth_req_encode(payload, sizeof(payload), login, password, pwlen,
+	    peer)) < 0)
+		rq->result = KEEPER_AUTH_BADREQ;
+	else if ((fn = proc_msg_encode(frame, sizeof(frame), PROC_AUTH_REQ, 0, rq->id, payload,
+	    (size_t)n)) < 0)
+		rq->result = KEEPER_AUTH_BADREQ;
+	else if (send(kc->auth_fd, frame, (size_t)fn, MSG_DONTWAIT | MSG_NOSIGNAL) != fn)
+		/* never wait on front's loop: a full socket is a busy keeper,
+		 * a broken one is noticed by client_read */
+		rq->result = (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) ?
+		    KEEPER_AUTH_BUSY : KEEPER_DEAD;
+	sodium_memzero(payload, sizeof(payload));
+	sodium_memzero(frame, sizeof(frame));
+	if (rq->result != -2) {
+		rq->defer = event_new(kc->base, -1, 0, req_answer_later, rq);
+		event_active(rq->defer, 0, 0);
+	}
+	return rq;
+}
+
+void
+keeper_cancel(struct keeper_req **rp)
+{
+	struct keeper_req *rq;
+
+	if (rp == NULL || (rq = *rp) == NULL)
+		return;
+	req_unlink(rq);
+	req_free(rq);
+	*rp = NULL;
+}
+
+size_t
+keeper_pending(const struct keeper_client *kc)
+{
+	return kc->npending;
+}
+
+/* ---- front's client: the key ---- */
+
+static int
+link_lost(struct keeper_link *l, const char *why)
+{
+	l->broken = 1;
+	log_err("event=keeper-lost %s during a TLS key operation", why);
+	if (l->kc != NULL && !l->kc->dead) {
+		/* callbacks must not run inside GnuTLS: from the loop */
+		l->kc->dead_why = why;
+		event_active(l->kc->dead_ev, 0, 0);
+	}
+	return GNUTLS_E_PK_SIGN_FAILED;
+}
+
+static int
+msec_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* One key operation: send it, wait for its answer. */
+static int
+link_roundtrip(struct keeper_link *l, uint8_t op, gnutls_sign_algorithm_t algo,
+    unsigned int flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+	static struct proc_msg m;
+	uint8_t buf[16 + KEEPER_SIGN_DATA_MAX];
+	struct keeper_tls_fields f = { op, (uint32_t)algo, flags, data->data, data->size };
+	struct proc_reader r;
+	struct pollfd pfd;
+	struct timespec t0;
+	const uint8_t *s;
+	uint32_t status, id;
+	size_t slen;
+	long n;
+	int rc, left;
+
+	if (l->broken || l->fd < 0)
+		return GNUTLS_E_PK_SIGN_FAILED;
+	if ((n = keeper_tls_req_encode(buf, sizeof(buf), &f)) < 0)
+		return GNUTLS_E_INVALID_REQUEST;
+	if ((id = ++l->next_id) == 0)
+		id = ++l->next_id;
+	if (proc_send(l->fd, PROC_TLS_SIGN_REQ, id, buf, (size_t)n, -1) < 0)
+		return link_lost(l, "reason=send-error");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if ((left = KEEPER_TLS_TIMEOUT_MS - msec_since(&t0)) <= 0)
+			return link_lost(l, "reason=timeout");
+		pfd.fd = l->fd;
+		pfd.events = POLLIN;
+		if ((rc = poll(&pfd, 1, left)) < 0 && errno != EINTR)
+			return link_lost(l, "reason=poll-error");
+		if (rc <= 0)
+			continue;
+		rc = proc_recv(l->fd, &m, NULL);
+		if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (rc == 0)
+			return link_lost(l, "reason=eof");
+		if (rc < 0)
+			return link_lost(l, errno == EPROTO ? "reason=protocol-error" :
+			    "reason=read-error");
+		break;
+	}
+	/* one request at a time: the answer must be this one's */
+	proc_reader_init(&r, m.payload, m.len);
+	if (m.type != PROC_TLS_SIGN_REP || m.id != id || proc_get_u32(&r, &status) < 0 ||
+	    proc_get_bytes(&r, &s, &slen, KEEPER_SIG_MAX) < 0 || proc_reader_end(&r) < 0 ||
+	    (status == 0) != (slen > 0))
+		return link_lost(l, "reason=malformed-reply");
+	if (status != 0) {
+		rc = (int)(int32_t)status;
+		return rc < 0 && rc > -1000 ? rc : GNUTLS_E_PK_SIGN_FAILED;
+	}
+	if ((sig->data = gnutls_malloc(slen)) == NULL)
+		return GNUTLS_E_MEMORY_ERROR;
+	memcpy(sig->data, s, slen);
+	sig->size = (unsigned int)slen;
+	return 0;
+}
+
+static int
+ext_sign_hash(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+    unsigned int flags, const gnutls_datum_t *hash, gnutls_datum_t *sig)
+{
+	return link_roundtrip(userdata, KEEPER_OP_SIGN_HASH, algo, flags, hash, sig);
+}
+
+static int
+ext_sign_data(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+    unsigned int flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
+{
+	return link_roundtrip(userdata, KEEPER_OP_SIGN_DATA, algo, flags, data, sig);
+}
+
+static int
+ext_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
+{
+	struct keeper_link *l = userdata;
+	gnutls_sign_algorithm_t sig;
+
+	if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO) {
+		sig = (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags);
+		if (sig == GNUTLS_SIGN_RSA_RAW)
+			return l->pk_algo == GNUTLS_PK_RSA;
+		return gnutls_sign_supports_pk_algorithm(sig, (gnutls_pk_algorithm_t)l->pk_algo) ?
+		    1 : 0;
+	}
+	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
+		return l->pk_algo;
+	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
+		return (int)l->bits;
+	return -1;
+}
+
+static void
+ext_deinit(gnutls_privkey_t key, void *userdata)
+{
+	link_unref(userdata);
+}
+
+int
+keeper_tls_privkey(struct keeper_client *kc, struct gnutls_privkey_st **out, char *err,
+    size_t errlen)
+{
+	gnutls_privkey_t key;
+	int rc;
+
+	*out = NULL;
+	if (kc->dead) {
+		snprintf(err, errlen, "the key keeper is gone");
+		return -1;
+	}
+	if ((rc = gnutls_privkey_init(&key)) < 0) {
+		snprintf(err, errlen, "gnutls_privkey_init: %s", gnutls_strerror(rc));
+		return -1;
+	}
+	kc->link->refs++;
+	rc = gnutls_privkey_import_ext4(key, kc->link, ext_sign_data, ext_sign_hash, NULL,
+	    ext_deinit, ext_info, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE);
+	if (rc < 0) {
+		kc->link->refs--;
+		gnutls_privkey_deinit(key);
+		snprintf(err, errlen, "cannot make the keeper's TLS key usable: %s",
+		    gnutls_strerror(rc));
+		return -1;
+	}
+	*out = key;
+	return 0;
+}
