@@ -42,10 +42,10 @@ enum proc_type {
 	PROC_ERR = 1,		/* u32 code, str text: a peer reports a failure */
 	PROC_SIGN_REQ,		/* front -> signer: u64 size; fd: sealed memfd */
 	PROC_SIGN_REP,		/* signer -> front: u32 status, str headers */
-	PROC_AUTH_REQ,		/* front -> keeper (reserved) */
-	PROC_AUTH_REP,		/* keeper -> front (reserved) */
-	PROC_TLS_SIGN_REQ,	/* front -> keeper (reserved) */
-	PROC_TLS_SIGN_REP,	/* keeper -> front (reserved) */
+	PROC_AUTH_REQ,		/* front -> keeper: see keeper.h */
+	PROC_AUTH_REP,		/* keeper -> front: see keeper.h */
+	PROC_TLS_SIGN_REQ,	/* front -> keeper: see keeper.h */
+	PROC_TLS_SIGN_REP,	/* keeper -> front: see keeper.h */
 	PROC_READY,		/* child -> parent: u32 count, str text: started */
 	PROC_TYPE_MAX
 };

@@ -137,7 +137,7 @@ tls_server_new_key(const char *cert_file, void *privkey, const uint8_t *spki, si
 	if (gnutls_certificate_allocate_credentials(&ts->creds) < 0)
 		fatal("gnutls: out of memory");
 	r = gnutls_pcert_list_import_x509_file(pcerts, &n, cert_file, GNUTLS_X509_FMT_PEM, NULL,
-	    NULL, 0);
+	    NULL, GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
 	if (r < 0 || n == 0) {
 		snprintf(err, errlen, "cannot load TLS certificate chain %s: %s (expected PEM "
 		    "certificates, leaf first, at most %d)", cert_file, r < 0 ? gnutls_strerror(r) :
