@@ -21,59 +21,55 @@ struct check {
 	char name[300];
 	struct dns_query *q;
 	int done, ok;
-	char msg[1600];
+	char msg[1900];
 	int *pending;
 };
 
-static void
-suggest(const struct check *c, char *out, size_t outlen)
-{
-	struct dane_cert leaf;
-	char rec[200];
-
-	if (tls_server_leaf(c->ts, &leaf) < 0 ||
-	    dane_record_for_cert(&leaf, 3, 1, 1, rec, sizeof(rec)) < 0) {
-		snprintf(out, outlen, "(cannot compute the record for the certificate)");
-		return;
-	}
-	snprintf(out, outlen, "publish, DNSSEC-signed: %s. IN TLSA %s", c->name, rec);
-}
-
-static void
-judge(struct check *c, const struct dns_result *res)
+int
+owntlsa_judge(const struct dns_result *res, const char *name, const char *listener,
+    const char *hostname, const struct dane_cert *chain, size_t nchain,
+    struct owntlsa_verdict *v)
 {
 	struct dane_tlsa *rrs = NULL;
-	struct dane_cert chain[TLS_CHAIN_MAX];
 	const char *names[1];
-	char why[300], fix[600];
-	size_t n = 0, i, nchain;
-	int matched = -1;
-	enum dane_verdict v;
+	char why[300], rec[200], tmp[512];
+	size_t n = 0, i;
+	enum dane_verdict dv;
 
-	suggest(c, fix, sizeof(fix));
+	memset(v, 0, sizeof(*v));
+	v->verdict = "";
+	v->matched = -1;
+	if (nchain == 0 || dane_record_for_cert(&chain[0], 3, 1, 1, rec, sizeof(rec)) < 0)
+		snprintf(v->fix, sizeof(v->fix), "(cannot compute the record for the certificate)");
+	else
+		snprintf(v->fix, sizeof(v->fix), "publish, DNSSEC-signed: %s. IN TLSA %s", name,
+		    rec);
 	switch (res->status) {
 	case DNS_SECURE:
 		break;
 	case DNS_SECURE_NXDOMAIN:
 	case DNS_SECURE_NODATA:
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": no TLSA record at %s (the "
-		    "name securely does not exist or has no TLSA); %s", c->l->name, c->name, fix);
-		return;
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": no TLSA record at %s (the "
+		    "name securely does not exist or has no TLSA)", listener, name);
+		return 0;
 	case DNS_INSECURE:
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": the TLSA lookup of %s is "
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": the TLSA lookup of %s is "
 		    "insecure (the zone is not DNSSEC-signed or not delegated securely): clients "
-		    "cannot use DANE; sign the zone and %s", c->l->name, c->name, fix);
-		return;
+		    "cannot use DANE", listener, name);
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)sizeof(tmp) - 1, v->fix);
+		snprintf(v->fix, sizeof(v->fix), "sign the zone and %s", tmp);
+		return 0;
 	case DNS_BOGUS:
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": DNSSEC validation of %s TLSA "
-		    "failed (bogus: %s); fix the zone's signatures or DS, then %s", c->l->name,
-		    c->name, res->why, fix);
-		return;
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": DNSSEC validation of %s TLSA "
+		    "failed (bogus: %s)", listener, name, res->why);
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)sizeof(tmp) - 1, v->fix);
+		snprintf(v->fix, sizeof(v->fix), "fix the zone's signatures or DS, then %s", tmp);
+		return 0;
 	case DNS_TEMPFAIL:
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": the TLSA lookup of %s failed "
-		    "(%s); check [dns] and that the name servers answer", c->l->name, c->name,
-		    res->why);
-		return;
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": the TLSA lookup of %s failed "
+		    "(%s)", listener, name, res->why);
+		snprintf(v->fix, sizeof(v->fix), "check [dns] and that the name servers answer");
+		return 0;
 	}
 	rrs = xcalloc(res->nrr ? res->nrr : 1, sizeof(*rrs));
 	for (i = 0; i < res->nrr; i++) {
@@ -81,32 +77,48 @@ judge(struct check *c, const struct dns_result *res)
 
 		if (res->rr[i].type != DNS_T_TLSA)
 			continue;
-		if (dane_tlsa_parse_rdata(res->rr[i].data, res->rr[i].len, &rrs[n], &perr) == 0)
+		if (dane_tlsa_parse_rdata(res->rr[i].data, res->rr[i].len, &rrs[n], &perr) == 0) {
+			if (dane_tlsa_usable(&rrs[n]))
+				v->nusable++;
 			n++;
+		}
 	}
-	nchain = tls_server_chain(c->ts, chain, TLS_CHAIN_MAX);
-	names[0] = c->cfg->hostname;
-	v = dane_verify(rrs, n, chain, nchain, names, 1, 0, &matched, why, sizeof(why));
-	if (v == DANE_OK_EE || v == DANE_OK_TA) {
-		c->ok = 1;
-		log_info("event=own-tlsa listener=%s name=%s records=%zu verdict=%s matched=%d",
-		    c->l->name, c->name, n, dane_verdict_name(v), matched);
-		if (n == 1)
-			log_warn("event=own-tlsa listener=%s name=%s: only one TLSA record; publish "
-			    "the next key's record too before rolling the certificate", c->l->name,
-			    c->name);
-	} else if (v == DANE_NO_USABLE) {
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": %s has %zu TLSA record(s), none "
-		    "usable for SMTP (only usages 2 and 3 are, RFC 7672); %s", c->l->name, c->name,
-		    n, fix);
-	} else {
-		snprintf(c->msg, sizeof(c->msg), "listener \"%s\": no TLSA record at %s matches "
-		    "the certificate served (%s; %s); %s", c->l->name, c->name, dane_verdict_name(v),
-		    why, fix);
-	}
+	v->nrecords = n;
+	names[0] = hostname;
+	dv = dane_verify(rrs, n, chain, nchain, names, 1, 0, &v->matched, why, sizeof(why));
+	v->verdict = dane_verdict_name(dv);
+	if (dv == DANE_OK_EE || dv == DANE_OK_TA)
+		v->ok = 1;
+	else if (dv == DANE_NO_USABLE)
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": %s has %zu TLSA record(s), none "
+		    "usable for SMTP (only usages 2 and 3 are, RFC 7672)", listener, name, n);
+	else
+		snprintf(v->why, sizeof(v->why), "listener \"%s\": no TLSA record at %s matches "
+		    "the certificate served (%s; %s)", listener, name, v->verdict, why);
 	for (i = 0; i < n; i++)
 		dane_tlsa_clear(&rrs[i]);
 	free(rrs);
+	return v->ok;
+}
+
+static void
+judge(struct check *c, const struct dns_result *res)
+{
+	struct dane_cert chain[TLS_CHAIN_MAX];
+	struct owntlsa_verdict v;
+	size_t nchain = tls_server_chain(c->ts, chain, TLS_CHAIN_MAX);
+
+	if (!owntlsa_judge(res, c->name, c->l->name, c->cfg->hostname, chain, nchain, &v)) {
+		snprintf(c->msg, sizeof(c->msg), "%s; %s", v.why, v.fix);
+		return;
+	}
+	c->ok = 1;
+	log_info("event=own-tlsa listener=%s name=%s records=%zu verdict=%s matched=%d",
+	    c->l->name, c->name, v.nrecords, v.verdict, v.matched);
+	if (v.nrecords == 1)
+		log_warn("event=own-tlsa listener=%s name=%s: only one TLSA record; publish "
+		    "the next key's record too before rolling the certificate", c->l->name,
+		    c->name);
 }
 
 static void

@@ -1,4 +1,5 @@
 /* subproxy.c — command line, start-up and the main loop. */
+#include "audit.h"
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
@@ -44,12 +45,17 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: subproxy -c FILE [-o SECTION[.NAME].KEY=VALUE]... [-d]\n"
+	    "       subproxy -c FILE [-o ...] --check [--json]\n"
+	    "       subproxy -c FILE [-o ...] --dns-records\n"
 	    "       subproxy --hash-password < password\n"
 	    "       subproxy --version | --help\n"
 	    "\n"
 	    "  -c, --config FILE     configuration file (see subproxy.conf(5))\n"
 	    "  -o SECTION.KEY=VALUE  override a key; SECTION.NAME.KEY=VALUE for named sections\n"
 	    "  -d, --debug           log debug lines\n"
+	    "      --check           run the self-audit, print a report, exit 0 (pass) or 1\n"
+	    "      --json            with --check: one JSON object (doc/audit.schema.json)\n"
+	    "      --dns-records     print the DNS records this installation needs\n"
 	    "      --hash-password   read a password on stdin, print an {ARGON2ID} hash for the\n"
 	    "                        passwd file (same format as doveadm pw -s ARGON2ID)\n"
 	    "      --version         print the version\n"
@@ -302,6 +308,9 @@ main(int argc, char **argv)
 		{ "hash-password", no_argument, NULL, 'H' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "check", no_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "dns-records", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct config_override ov[MAX_OVERRIDES];
@@ -309,9 +318,9 @@ main(int argc, char **argv)
 	const char *cfgfile = NULL;
 	struct config *cfg;
 	struct keeper_fds kfds;
-	int *fds, ch, debug = 0, signer_fd = -1, rc;
+	int *fds, ch, debug = 0, signer_fd = -1, rc, check = 0, json = 0, dnsrec = 0;
 	pid_t signer_pid, keeper_pid;
-	char err[1024];
+	char err[8192];
 
 	while ((ch = getopt_long(argc, argv, "c:o:dh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -343,14 +352,34 @@ main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'C':
+			check = 1;
+			break;
+		case 'J':
+			json = 1;
+			break;
+		case 'R':
+			dnsrec = 1;
+			break;
 		default:
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (optind != argc || cfgfile == NULL) {
+	if (optind != argc || cfgfile == NULL || (json && !check) || (check && dnsrec)) {
 		usage(stderr);
 		return 2;
+	}
+	if (check || dnsrec) {
+		/* the checks read the private keys: no core dumps, no ptrace */
+		(void)prctl(PR_SET_DUMPABLE, 0);
+		log_init("subproxy", debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+		if (sodium_init() < 0)
+			return 1;
+		rc = audit_cli(cfgfile, ov, nov, json, dnsrec);
+		for (i = 0; i < nov; i++)
+			config_override_clear(&ov[i]);
+		return rc;
 	}
 	log_init("subproxy", debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	/* glibc reads /etc/localtime on the first time conversion; do it now,
@@ -366,6 +395,19 @@ main(int argc, char **argv)
 	if (cfg == NULL) {
 		log_err("%s", err);
 		return 2;
+	}
+	/* the same audit as --check, in a child process: refuse to start on any
+	 * failed required check */
+	if (audit_startup(cfg, err, sizeof(err)) < 0) {
+		char *line, *save = NULL;
+
+		for (line = strtok_r(err, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			log_err("refusing to start: self-audit: %s", line);
+		log_err("refusing to start: run subproxy -c %s --check for the full report",
+		    cfgfile);
+		config_free(&cfg);
+		return 1;
 	}
 	/* the signer is forked before anything secret is loaded here, and loads
 	 * the DKIM keys itself: this process never holds them */

@@ -1,0 +1,171 @@
+/*
+ * audit.h — the self-audit: `subproxy --check`, the same checks at every
+ * start, compliance profiles, and the DNS records an installation needs.
+ *
+ * Every check has a stable id ("tls.key.match", "dane.own.submissions",
+ * "dkim.lab.test.ed.dns", ...), a status, one sentence saying what was found,
+ * for problems one sentence saying how to fix it, and references to the
+ * requirements it gives evidence for.  A profile (policy/NAME, compiled in)
+ * says which checks are required and sets the thresholds; `[server] profile`
+ * chooses one (default "baseline").  doc/audit.md lists the checks.
+ *
+ * Status: pass; warn (a problem that does not fail the audit: a minor one,
+ * or a failure of a check the profile does not require, which is reported
+ * as warn with required=false); fail (a required check failed: the audit
+ * fails); skip (not applicable here, the sentence says why).
+ *
+ * Secrets: the checks read the TLS private key and the DKIM keys.  The
+ * daemon never runs them in its own process: audit_startup() forks a child
+ * that runs them and reports over a pipe.
+ */
+#ifndef SUBPROXY_AUDIT_H
+#define SUBPROXY_AUDIT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config;
+struct config_override;
+
+/* ---- the command line ---- */
+
+/* `subproxy -c FILE [-o ...] --check [--json]` and `--dns-records`: load
+ * cfgfile (with the overrides), run every check in this process and print
+ * the report on stdout (text table, or with json one JSON object, see
+ * doc/audit.schema.json), or with dns_records the zone-file lines of every
+ * record the installation needs.  Returns the exit status: 0 every required
+ * check passed (or every record could be printed), 1 a required check
+ * failed (or a record could not be computed), 2 the configuration cannot be
+ * read (the message goes to stderr; in JSON mode a report with the single
+ * failed check config.parse is printed as well). */
+int audit_cli(const char *cfgfile, const struct config_override *ov, size_t nov, int json,
+    int dns_records);
+
+/* ---- start-up ---- */
+
+/* Run the audit for a daemon about to start, in a forked child (key
+ * material read by the checks never enters this process) that reports over
+ * a pipe; the child's warnings are logged by the child.  Bounded in time
+ * (the DNS timeout times a small factor); the child is killed when late.
+ * Returns 0 when every required check passes, or -1 with the failed required
+ * checks in err, one per line, "ID: SUMMARY Fix: REMEDY" (the words of
+ * --check), or with the reason the audit could not run. */
+int audit_startup(const struct config *cfg, char *err, size_t errlen);
+
+/* ---- profiles (pure; policy/baseline, policy/bsi-tr-03108) ---- */
+
+enum audit_level { AUDIT_LEVEL_REQUIRE, AUDIT_LEVEL_ADVISE };
+
+struct audit_rule {
+	char *glob;                     /* check id pattern; '*' matches any run */
+	enum audit_level level;
+};
+
+struct audit_refrule {
+	char *glob;
+	char **refs;
+	size_t nrefs;
+};
+
+struct audit_list {
+	char **v;
+	size_t n;
+};
+
+/* An allowed key type and its minimum size in bits (0: any size). */
+struct audit_keyreq {
+	char type[16];                  /* "rsa", "ec", "ed25519", "ed448" */
+	unsigned int min_bits;
+};
+
+#define AUDIT_KEYREQ_MAX 8
+
+struct audit_profile {
+	char *name;
+	char *description;
+	struct audit_rule *rules;       /* in file order; the last match wins */
+	size_t nrules;
+	struct audit_refrule *refrules;
+	size_t nrefrules;
+	/* TLS: GnuTLS names; an empty list does not restrict */
+	struct audit_list tls_versions;     /* "TLS1.2" "TLS1.3" */
+	struct audit_list tls_ciphers;      /* "AES-128-GCM" ... */
+	struct audit_list tls_kx;           /* TLS 1.2 key exchange: "ECDHE-RSA" ... */
+	struct audit_list tls_groups;       /* "SECP256R1" "X25519" "FFDHE3072" ... */
+	int tls_early_data;                 /* 1: 0-RTT allowed, 0: forbidden (default) */
+	struct audit_keyreq tls_keys[AUDIT_KEYREQ_MAX];   /* empty: any type */
+	size_t ntls_keys;
+	unsigned int cert_expiry_warn_days; /* default 30 */
+	/* DKIM */
+	struct audit_keyreq dkim_keys[AUDIT_KEYREQ_MAX];  /* empty: any type */
+	size_t ndkim_keys;
+	struct audit_list dkim_require;     /* algorithms every domain must sign with */
+	int dkim_dns_missing_fail;          /* 1: no TXT record fails, 0: warns (default 1) */
+	/* DNS */
+	int dns_secure;                     /* 1: DKIM TXT and SRV must be DNSSEC-secure */
+};
+
+/* Parse a profile held in memory (see policy/baseline for the format).
+ * `name` must match its `profile NAME` line.  Returns a new profile, or
+ * NULL with "policy/NAME:LINE: ..." in err. */
+struct audit_profile *audit_profile_parse(const char *name, const char *text, size_t len,
+    char *err, size_t errlen);
+
+/* The compiled-in profile NAME (policy_get()); NULL with a sentence in err
+ * when there is none or it does not parse. */
+struct audit_profile *audit_profile_load(const char *name, char *err, size_t errlen);
+
+void audit_profile_free(struct audit_profile **pp);
+
+/* Does `glob` ('*' = any run of characters, else literal) match `id`? */
+int audit_glob_match(const char *glob, const char *id);
+
+/* The level the profile gives check `id` (last matching rule; require when
+ * none matches). */
+enum audit_level audit_profile_level(const struct audit_profile *p, const char *id);
+
+/* ---- reports ---- */
+
+enum audit_status { AUDIT_PASS, AUDIT_WARN, AUDIT_FAIL, AUDIT_SKIP };
+
+struct audit_check {
+	char *id;
+	enum audit_status status;
+	int required;
+	char *summary;                  /* one sentence */
+	char *remedy;                   /* "" for pass/skip */
+	char **refs;
+	size_t nrefs;
+};
+
+struct audit_report {
+	char *profile;                  /* NULL when the configuration was unreadable */
+	struct audit_check *checks;
+	size_t nchecks;
+};
+
+/* Add a check.  The profile (may be NULL: everything required, no extra
+ * refs) sets `required` and appends its refs to the check's own (refs is a
+ * NULL-terminated list, may be NULL); a failure of a check it does not
+ * require becomes warn.  Strings are copied; remedy NULL = "". */
+void audit_report_add(struct audit_report *rep, const struct audit_profile *prof,
+    const char *id, enum audit_status status, const char *summary, const char *remedy,
+    const char *const *refs);
+
+/* 1 when a required check failed. */
+int audit_report_failed(const struct audit_report *rep);
+
+/* The report as one JSON object (doc/audit.schema.json) plus a newline, or
+ * as a text table. */
+void audit_report_json(const struct audit_report *rep, FILE *f);
+void audit_report_text(const struct audit_report *rep, const char *cfgfile, FILE *f);
+
+/* The failed required checks, "ID: SUMMARY Fix: REMEDY" one per line, into
+ * out (truncated with "..." when it does not fit).  Returns how many. */
+size_t audit_report_failures(const struct audit_report *rep, char *out, size_t outlen);
+
+void audit_report_clear(struct audit_report *rep);
+
+const char *audit_status_name(enum audit_status s);
+
+#endif

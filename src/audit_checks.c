@@ -1,0 +1,914 @@
+/*
+ * audit_checks.c — the self-audit's DNS checks (DNSSEC, own TLSA, DKIM
+ * records, SRV, relays), DKIM key checks, sandbox and file checks.
+ *
+ * Every DNS question is collected first, then all are asked at once on a
+ * private event loop and answered before any check judges them, so the
+ * whole audit takes about one DNS timeout even when DNS is down.
+ */
+#include "audit_int.h"
+
+#include "config.h"
+#include "danedns.h"
+#include "dkim.h"
+#include "log.h"
+#include "owntlsa.h"
+#include "policy.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#define TXT_MAX 8192
+
+static const char *const refs_dnssec[] = { "RFC4033-5", "RFC7672-2.1", NULL };
+static const char *const refs_own[] = { "RFC7672-2.2", "RFC7672-3.1", "RFC7671-8.1", NULL };
+static const char *const refs_dkim_file[] = { "RFC6376-3.3.3", NULL };
+static const char *const refs_dkim_strength[] = { "RFC6376-3.3.3", "RFC8301-3.2",
+	"RFC8463", NULL };
+static const char *const refs_dkim_alg[] = { "RFC8463-4", NULL };
+static const char *const refs_dkim_dns[] = { "RFC6376-3.6.1", "RFC6376-3.6.2.2", NULL };
+static const char *const refs_srv[] = { "RFC6186-3.1", "RFC8314-5.1", NULL };
+static const char *const refs_relay[] = { "RFC7672-2.2", "RFC7672-3.1", NULL };
+static const char *const refs_seccomp[] = { NULL };
+static const char *const refs_files[] = { NULL };
+
+/* ---- DKIM keys ---- */
+
+static const char *
+keytype_name(int t)
+{
+	return t == DKIM_KEY_ED25519 ? "ed25519" : t == DKIM_KEY_RSA ? "rsa" : "?";
+}
+
+void
+audit_keys_load(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	struct dkim_policy *pol = NULL;
+	const char *ptext;
+	size_t plen, i, j, n = 0;
+	char perr[400] = "";
+
+	if (sodium_init() < 0)  /* dkim.c keeps keys in sodium_malloc() memory */
+		fatal("libsodium initialisation failed");
+	for (i = 0; i < cfg->ndkims; i++)
+		n += cfg->dkims[i].nkeys;
+	r->keys = xcalloc(n ? n : 1, sizeof(*r->keys));
+	ptext = policy_get("dkim-headers", &plen);
+	if (ptext != NULL)
+		pol = dkim_policy_parse("policy/dkim-headers", ptext, plen, perr, sizeof(perr));
+	for (i = 0; i < cfg->ndkims; i++)
+		for (j = 0; j < cfg->dkims[i].nkeys; j++) {
+			struct audit_key *k = &r->keys[r->nkeys++];
+			struct config_dkim one = cfg->dkims[i];
+			struct dkim_keyset *ks;
+			struct dkim_keyinfo info;
+
+			k->domain = cfg->dkims[i].domain;
+			k->selector = cfg->dkims[i].keys[j].selector;
+			k->file = cfg->dkims[i].keys[j].file;
+			k->lk = -1;
+			if (pol == NULL) {
+				snprintf(k->err, sizeof(k->err), "the built-in DKIM header list "
+				    "does not load: %s", perr[0] ? perr : "missing");
+				continue;
+			}
+			/* one key at a time: a bad key must not hide the others */
+			one.keys = &cfg->dkims[i].keys[j];
+			one.nkeys = 1;
+			ks = dkim_keys_load(&one, 1, pol, k->err, sizeof(k->err));
+			if (ks == NULL)
+				continue;
+			if (dkim_keyset_info(ks, 0, &info) == 0) {
+				k->loaded = 1;
+				k->type = info.type;
+				k->bits = info.bits;
+				k->txt = xstrdup(info.dns_txt);
+			}
+			dkim_keyset_free(&ks);
+		}
+	dkim_policy_free(&pol);
+}
+
+/* ---- DNS ---- */
+
+static int
+lookup_add(struct audit_run *r, const char *name, int type)
+{
+	size_t i;
+
+	for (i = 0; i < r->nlk; i++)
+		if (r->lk[i].type == type && ascii_casecmp(r->lk[i].name, name) == 0)
+			return (int)i;
+	r->lk = xreallocarray(r->lk, r->nlk + 1, sizeof(*r->lk));
+	memset(&r->lk[r->nlk], 0, sizeof(r->lk[r->nlk]));
+	snprintf(r->lk[r->nlk].name, sizeof(r->lk[r->nlk].name), "%s", name);
+	r->lk[r->nlk].type = type;
+	return (int)r->nlk++;
+}
+
+static void
+lookup_done(void *arg, const struct dns_result *res)
+{
+	struct audit_lookup *l = arg;
+	size_t i;
+
+	l->q = NULL;
+	l->res = *res;
+	l->res.rr = xcalloc(res->nrr ? res->nrr : 1, sizeof(*res->rr));
+	for (i = 0; i < res->nrr; i++) {
+		l->res.rr[i] = res->rr[i];
+		l->res.rr[i].data = xmalloc(res->rr[i].len ? res->rr[i].len : 1);
+		memcpy(l->res.rr[i].data, res->rr[i].data, res->rr[i].len);
+	}
+	l->done = 1;
+	l->run->pending--;
+}
+
+static void
+relay_done(void *arg, const struct danedns_result *res)
+{
+	struct audit_relay *a = arg;
+	size_t i;
+
+	a->q = NULL;
+	a->status = res->status;
+	snprintf(a->why, sizeof(a->why), "%s", res->why);
+	a->ntlsa = res->ntlsa;
+	for (i = 0; i < res->ntlsa; i++)
+		if (dane_tlsa_usable(&res->tlsa[i]))
+			a->nusable++;
+	a->done = 1;
+	a->run->pending--;
+}
+
+static int
+is_ip_literal(const char *s)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Ask every question at once and wait for all the answers. */
+static void
+dns_run(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	size_t i;
+
+	if ((r->base = event_base_new()) == NULL)
+		fatal("cannot create an event loop");
+	r->dns = dns_ctx_new(r->base, cfg->trust_anchor_file, cfg->unbound_config,
+	    (unsigned int)cfg->dns_timeout, r->dns_err, sizeof(r->dns_err));
+	if (r->dns == NULL)
+		return;
+	for (i = 0; i < r->nlk; i++) {
+		r->lk[i].run = r;
+		r->pending++;
+		r->lk[i].q = dns_lookup(r->dns, r->lk[i].name, r->lk[i].type, lookup_done,
+		    &r->lk[i]);
+		if (r->lk[i].q == NULL) {
+			r->pending--;
+			r->lk[i].res.status = DNS_TEMPFAIL;
+			snprintf(r->lk[i].res.why, sizeof(r->lk[i].res.why), "out of resources");
+			r->lk[i].done = 1;
+		}
+	}
+	for (i = 0; i < r->nrelays; i++) {
+		struct audit_relay *a = &r->relays[i];
+
+		a->run = r;
+		r->pending++;
+		a->q = danedns_lookup(r->dns, a->rc->host, a->rc->port, relay_done, a);
+	}
+	while (r->pending > 0)
+		if (event_base_loop(r->base, EVLOOP_ONCE) != 0)
+			break;
+}
+
+/* The result of lookup i; a tempfail when DNS could not be set up. */
+static const struct dns_result *
+answer(struct audit_run *r, int i)
+{
+	struct audit_lookup *l = &r->lk[i];
+
+	if (!l->done) {
+		l->res.status = DNS_TEMPFAIL;
+		snprintf(l->res.why, sizeof(l->res.why), "%s", r->dns == NULL ?
+		    "no resolver (see dnssec.validation)" : "no answer");
+		l->done = 1;
+	}
+	return &l->res;
+}
+
+static int
+is_secure(enum dns_status s)
+{
+	return s == DNS_SECURE || s == DNS_SECURE_NXDOMAIN || s == DNS_SECURE_NODATA;
+}
+
+/* ---- dnssec.validation ---- */
+
+static void
+check_dnssec(struct audit_run *r, int la, int laaaa)
+{
+	const struct config *cfg = r->cfg;
+	const struct dns_result *a, *aaaa;
+	const char *fix = "check [dns] trust-anchor-file and unbound-config, and that the "
+	    "host name's zone is DNSSEC-signed with a DS in its parent";
+
+	if (r->dns == NULL) {
+		audit_add(r, "dnssec.validation", AUDIT_FAIL, refs_dnssec, fix, "%s", r->dns_err);
+		return;
+	}
+	a = answer(r, la);
+	aaaa = answer(r, laaaa);
+	if (a->status == DNS_BOGUS || aaaa->status == DNS_BOGUS)
+		audit_add(r, "dnssec.validation", AUDIT_FAIL, refs_dnssec, fix, "validation of %s "
+		    "A/AAAA failed (bogus: %s)", cfg->hostname, a->status == DNS_BOGUS ? a->why :
+		    aaaa->why);
+	else if (a->status == DNS_TEMPFAIL || aaaa->status == DNS_TEMPFAIL)
+		audit_add(r, "dnssec.validation", AUDIT_FAIL, refs_dnssec, fix, "the lookup of %s "
+		    "A/AAAA failed (%s) with trust anchor %s and resolver configuration %s",
+		    cfg->hostname, a->status == DNS_TEMPFAIL ? a->why : aaaa->why,
+		    cfg->trust_anchor_file, cfg->unbound_config ? cfg->unbound_config :
+		    "(none)");
+	else if (!is_secure(a->status) || !is_secure(aaaa->status))
+		audit_add(r, "dnssec.validation", AUDIT_FAIL, refs_dnssec, fix, "the answer for "
+		    "%s A/AAAA is insecure: the trust anchor (%s) does not cover the host name's "
+		    "zone, or the zone is not signed", cfg->hostname, cfg->trust_anchor_file);
+	else if (a->status != DNS_SECURE && aaaa->status != DNS_SECURE)
+		audit_add(r, "dnssec.validation", AUDIT_WARN, refs_dnssec, "publish the host "
+		    "name's addresses (signed)", "validation works (%s securely has no address), "
+		    "but clients cannot find this host", cfg->hostname);
+	else
+		audit_add(r, "dnssec.validation", AUDIT_PASS, refs_dnssec, NULL, "the trust "
+		    "anchor loads and %s A/AAAA validates as secure", cfg->hostname);
+}
+
+/* ---- dane.own.LISTENER ---- */
+
+static void
+check_own(struct audit_run *r, const struct config_listen *l, int lk)
+{
+	const struct dns_result *res = answer(r, lk);
+	struct owntlsa_verdict v;
+	char id[300];
+
+	snprintf(id, sizeof(id), "dane.own.%s", l->name);
+	if (r->nchain == 0) {
+		audit_add(r, id, AUDIT_FAIL, refs_own, "see tls.cert.present", "not checked: "
+		    "the certificate could not be read");
+		return;
+	}
+	if (!owntlsa_judge(res, r->lk[lk].name, l->name, r->cfg->hostname, r->chain,
+	    r->nchain, &v))
+		audit_add(r, id, AUDIT_FAIL, refs_own, v.fix, "%s", v.why);
+	else if (v.nusable < 2)
+		audit_add(r, id, AUDIT_WARN, refs_own, "publish a second record for the next key "
+		    "(3 1 1), or a 2 1 1 record for the issuing CA, before the certificate changes",
+		    "%s: secure, record %d matches (%s), but it is the only usable record: a key "
+		    "change will break DANE until DNS catches up", r->lk[lk].name, v.matched,
+		    v.verdict);
+	else
+		audit_add(r, id, AUDIT_PASS, refs_own, NULL, "%s: secure, %zu usable records, "
+		    "record %d matches (%s)", r->lk[lk].name, v.nusable, v.matched, v.verdict);
+}
+
+/* ---- DKIM ---- */
+
+static void
+check_key_file(struct audit_run *r, const struct audit_key *k, const char *prefix)
+{
+	struct stat st;
+	char id[320], fix[600];
+
+	snprintf(id, sizeof(id), "%s.file", prefix);
+	if (stat(k->file, &st) < 0) {
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, "create the key (see "
+		    "subproxy.conf(5)) or correct the path", "%s: %s", k->file, strerror(errno));
+		return;
+	}
+	snprintf(fix, sizeof(fix), "chmod 600 %s", k->file);
+	if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, fix, "%s: mode %04o lets group or "
+		    "others read the DKIM key", k->file, (unsigned int)(st.st_mode & 07777));
+		return;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(fix, sizeof(fix), "chown %lu %s", (unsigned long)geteuid(), k->file);
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, fix, "%s is owned by uid %lu, not by "
+		    "the uid subproxy runs as (%lu)", k->file, (unsigned long)st.st_uid,
+		    (unsigned long)geteuid());
+		return;
+	}
+	if (!k->loaded) {
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, "use an unencrypted PEM private key: "
+		    "RSA of 2048..4096 bits or Ed25519", "%s", k->err);
+		return;
+	}
+	audit_add(r, id, AUDIT_PASS, refs_dkim_file, NULL, "%s: mode %04o, owner uid %lu, "
+	    "loads and signs", k->file, (unsigned int)(st.st_mode & 07777),
+	    (unsigned long)st.st_uid);
+}
+
+static void
+check_key_strength(struct audit_run *r, const struct audit_key *k, const char *prefix)
+{
+	const struct audit_profile *p = r->prof;
+	const char *t = keytype_name(k->type);
+	char id[320];
+	size_t i;
+
+	snprintf(id, sizeof(id), "%s.strength", prefix);
+	if (!k->loaded) {
+		audit_add(r, id, AUDIT_SKIP, refs_dkim_strength, NULL, "not checked: the key does "
+		    "not load (see %s.file)", prefix);
+		return;
+	}
+	for (i = 0; i < p->ndkim_keys; i++)
+		if (strcmp(p->dkim_keys[i].type, t) == 0)
+			break;
+	if (p->ndkim_keys > 0 && i == p->ndkim_keys)
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_strength, "use a key type the profile "
+		    "allows", "%s key: profile %s does not allow this type", t, p->name);
+	else if (p->ndkim_keys > 0 && k->bits < p->dkim_keys[i].min_bits)
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_strength, "make a larger key under a new "
+		    "selector, publish it, then switch", "%s key of %u bits: profile %s requires "
+		    "at least %u", t, k->bits, p->name, p->dkim_keys[i].min_bits);
+	else
+		audit_add(r, id, AUDIT_PASS, refs_dkim_strength, NULL, "%s key of %u bits", t,
+		    k->bits);
+}
+
+/* The value of tag `tag` in a DKIM tag list (RFC 6376 3.2), whitespace
+ * removed, into out; 1 found, 0 not. */
+static int
+dkim_tag(const char *list, const char *tag, char *out, size_t outlen)
+{
+	const char *s = list;
+	size_t tl = strlen(tag);
+
+	while (*s) {
+		const char *end = strchr(s, ';'), *eq;
+		size_t o = 0;
+
+		if (end == NULL)
+			end = s + strlen(s);
+		while (s < end && strchr(" \t\r\n", *s))
+			s++;
+		eq = memchr(s, '=', (size_t)(end - s));
+		if (eq != NULL) {
+			const char *ne = eq;
+
+			while (ne > s && strchr(" \t\r\n", ne[-1]))
+				ne--;
+			if ((size_t)(ne - s) == tl && memcmp(s, tag, tl) == 0) {
+				for (eq++; eq < end; eq++)
+					if (!strchr(" \t\r\n", *eq) && o + 1 < outlen)
+						out[o++] = *eq;
+				out[o] = '\0';
+				return 1;
+			}
+		}
+		s = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* TXT rdata: its character-strings joined, NUL bytes refused. */
+static int
+txt_join(const struct dns_rr *rr, char *out, size_t outlen)
+{
+	size_t pos = 0, o = 0;
+
+	while (pos < rr->len) {
+		size_t n = rr->data[pos++];
+
+		if (pos + n > rr->len || o + n + 1 > outlen || memchr(rr->data + pos, 0, n))
+			return -1;
+		memcpy(out + o, rr->data + pos, n);
+		o += n;
+		pos += n;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static void
+check_key_dns(struct audit_run *r, const struct audit_key *k, const char *prefix)
+{
+	const struct audit_profile *p = r->prof;
+	const struct dns_result *res;
+	char id[320], name[300], fix[TXT_MAX + 400], want[TXT_MAX], *txt = NULL;
+	size_t i, nmatch = 0, ntxt = 0;
+	enum audit_status missing = p->dkim_dns_missing_fail ? AUDIT_FAIL : AUDIT_WARN;
+
+	snprintf(id, sizeof(id), "%s.dns", prefix);
+	snprintf(name, sizeof(name), "%s._domainkey.%s", k->selector, k->domain);
+	if (!k->loaded) {
+		audit_add(r, id, AUDIT_SKIP, refs_dkim_dns, NULL, "not checked: the key does not "
+		    "load (see %s.file)", prefix);
+		return;
+	}
+	snprintf(fix, sizeof(fix), "publish%s: %s. IN TXT \"%s\" (subproxy --dns-records "
+	    "prints it split for zone files)", p->dns_secure ? ", DNSSEC-signed" : "", name,
+	    k->txt);
+	if (!dkim_tag(k->txt, "p", want, sizeof(want)))
+		want[0] = '\0';
+	res = answer(r, k->lk);
+	switch (res->status) {
+	case DNS_TEMPFAIL:
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_dns, "check [dns] and the zone's name "
+		    "servers", "the TXT lookup of %s failed (%s)", name, res->why);
+		return;
+	case DNS_BOGUS:
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_dns, "fix the zone's DNSSEC signatures or "
+		    "DS", "DNSSEC validation of %s TXT failed (bogus: %s): verifiers cannot get "
+		    "the key", name, res->why);
+		return;
+	case DNS_SECURE_NXDOMAIN:
+	case DNS_SECURE_NODATA:
+		audit_add(r, id, missing, refs_dkim_dns, fix, "no TXT record at %s: verifiers "
+		    "cannot check this key's signatures", name);
+		return;
+	case DNS_INSECURE:
+		if (res->nrr == 0) {
+			audit_add(r, id, missing, refs_dkim_dns, fix, "no TXT record at %s "
+			    "(insecure zone): verifiers cannot check this key's signatures", name);
+			return;
+		}
+		if (p->dns_secure) {
+			audit_add(r, id, AUDIT_FAIL, refs_dkim_dns, fix, "%s TXT is not "
+			    "DNSSEC-signed; profile %s requires signed key records", name, p->name);
+			return;
+		}
+		break;
+	case DNS_SECURE:
+		break;
+	}
+	txt = xmalloc(TXT_MAX);
+	for (i = 0; i < res->nrr; i++) {
+		char got[TXT_MAX], kt[32];
+
+		if (res->rr[i].type != DNS_T_TXT || txt_join(&res->rr[i], txt, TXT_MAX) < 0)
+			continue;
+		ntxt++;
+		if (!dkim_tag(txt, "p", got, sizeof(got)))
+			continue;
+		if (!dkim_tag(txt, "k", kt, sizeof(kt)))
+			snprintf(kt, sizeof(kt), "rsa");
+		if (strcmp(got, want) == 0 && want[0] != '\0' &&
+		    strcmp(kt, keytype_name(k->type)) == 0)
+			nmatch++;
+	}
+	free(txt);
+	if (nmatch == 0)
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_dns, fix, "%s has %zu TXT record(s), none "
+		    "carrying this key (%s, %s): its signatures fail verification", name, ntxt,
+		    keytype_name(k->type), k->file);
+	else if (ntxt > 1)
+		audit_add(r, id, AUDIT_WARN, refs_dkim_dns, "keep one TXT record per selector",
+		    "%s carries this key, but has %zu TXT records (verifiers may pick any)", name,
+		    ntxt);
+	else
+		audit_add(r, id, AUDIT_PASS, refs_dkim_dns, NULL, "%s carries this key (%s)",
+		    name, res->status == DNS_SECURE ? "DNSSEC-secure" : "not DNSSEC-signed");
+}
+
+static void
+check_dkim_domain_algs(struct audit_run *r, const char *domain)
+{
+	const struct audit_profile *p = r->prof;
+	char id[300], missing[100] = "";
+	size_t i, j;
+
+	if (p->dkim_require.n == 0)
+		return;
+	for (i = 0; i < p->dkim_require.n; i++) {
+		for (j = 0; j < r->nkeys; j++)
+			if (strcmp(r->keys[j].domain, domain) == 0 && r->keys[j].loaded &&
+			    strcmp(keytype_name(r->keys[j].type), p->dkim_require.v[i]) == 0)
+				break;
+		if (j == r->nkeys)
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+			    "%s%s", missing[0] ? " and " : "", p->dkim_require.v[i]);
+	}
+	snprintf(id, sizeof(id), "dkim.%s.algorithms", domain);
+	if (missing[0])
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_alg, "add a key of each missing type under "
+		    "its own selector ('key = SELECTOR FILE' in [dkim])", "%s has no usable %s "
+		    "key; profile %s signs every message with each of its required algorithms",
+		    domain, missing, p->name);
+	else
+		audit_add(r, id, AUDIT_PASS, refs_dkim_alg, NULL, "%s signs with every required "
+		    "algorithm", domain);
+}
+
+/* ---- srv.submission(s).DOMAIN ---- */
+
+/* SRV rdata: priority, weight, port, target (uncompressed).  0 or -1. */
+static int
+srv_parse(const struct dns_rr *rr, int *port, char *target, size_t tlen)
+{
+	size_t pos = 6, o = 0;
+
+	if (rr->len < 7)
+		return -1;
+	*port = rr->data[4] << 8 | rr->data[5];
+	while (pos < rr->len) {
+		size_t n = rr->data[pos++];
+
+		if (n == 0)
+			break;
+		if ((n & 0xc0) || pos + n > rr->len || o + n + 2 > tlen)
+			return -1;
+		if (o > 0)
+			target[o++] = '.';
+		memcpy(target + o, rr->data + pos, n);
+		o += n;
+		pos += n;
+	}
+	if (o == 0)
+		target[o++] = '.';
+	target[o] = '\0';
+	return 0;
+}
+
+static void
+check_srv(struct audit_run *r, const char *domain, int lk, int implicit)
+{
+	const struct config *cfg = r->cfg;
+	const struct audit_profile *p = r->prof;
+	const struct config_listen *l = NULL;
+	const char *svc = implicit ? "submissions" : "submission";
+	const struct dns_result *res = answer(r, lk);
+	char id[300], fix[600], target[256];
+	size_t i;
+	int ours = 0, dot = 0, others = 0, port;
+
+	snprintf(id, sizeof(id), "srv.%s.%s", svc, domain);
+	for (i = 0; i < cfg->nlistens && l == NULL; i++)
+		if ((cfg->listens[i].tls == TLS_MODE_IMPLICIT) == implicit)
+			l = &cfg->listens[i];
+	if (l != NULL)
+		snprintf(fix, sizeof(fix), "publish%s: _%s._tcp.%s. IN SRV 0 1 %d %s.",
+		    p->dns_secure ? ", DNSSEC-signed" : "", svc, domain, l->public_port,
+		    cfg->hostname);
+	else
+		snprintf(fix, sizeof(fix), "remove the record, or publish _%s._tcp.%s. IN SRV "
+		    "0 0 0 . (service not offered)", svc, domain);
+	if (res->status == DNS_TEMPFAIL || res->status == DNS_BOGUS) {
+		audit_add(r, id, AUDIT_FAIL, refs_srv, "check the zone and [dns]", "the SRV "
+		    "lookup of _%s._tcp.%s failed (%s: %s)", svc, domain,
+		    dns_status_name(res->status), res->why);
+		return;
+	}
+	for (i = 0; i < res->nrr; i++) {
+		if (res->rr[i].type != DNS_T_SRV ||
+		    srv_parse(&res->rr[i], &port, target, sizeof(target)) < 0)
+			continue;
+		if (strcmp(target, ".") == 0)
+			dot++;
+		else if (ascii_casecmp(target, cfg->hostname) == 0 && l != NULL &&
+		    port == l->public_port)
+			ours++;
+		else
+			others++;
+	}
+	if (l == NULL) {
+		if (ours + others > 0)
+			audit_add(r, id, AUDIT_WARN, refs_srv, fix, "_%s._tcp.%s announces a "
+			    "service, but this host has no %s listener", svc, domain,
+			    implicit ? "implicit-TLS" : "STARTTLS");
+		else
+			audit_add(r, id, AUDIT_SKIP, refs_srv, NULL, "no %s listener: nothing to "
+			    "announce at _%s._tcp.%s", implicit ? "implicit-TLS" : "STARTTLS", svc,
+			    domain);
+		return;
+	}
+	if (res->nrr == 0)
+		audit_add(r, id, AUDIT_FAIL, refs_srv, fix, "no SRV record at _%s._tcp.%s: mail "
+		    "clients cannot discover this service", svc, domain);
+	else if (p->dns_secure && res->status != DNS_SECURE)
+		audit_add(r, id, AUDIT_FAIL, refs_srv, fix, "_%s._tcp.%s SRV is not "
+		    "DNSSEC-signed; profile %s requires it", svc, domain, p->name);
+	else if (ours == 0)
+		audit_add(r, id, AUDIT_FAIL, refs_srv, fix, "_%s._tcp.%s has %zu SRV record(s), "
+		    "none pointing at %s port %d%s", svc, domain, res->nrr, cfg->hostname,
+		    l->public_port, dot ? " (it says the service is not offered)" : "");
+	else
+		audit_add(r, id, AUDIT_PASS, refs_srv, NULL, "_%s._tcp.%s points at %s port %d%s",
+		    svc, domain, cfg->hostname, l->public_port, others ? " (among others)" : "");
+}
+
+/* ---- relay.NAME.dane ---- */
+
+static void
+check_relay(struct audit_run *r, const struct config_relay *rc)
+{
+	char id[300];
+	size_t i, usable = 0;
+
+	snprintf(id, sizeof(id), "relay.%s.dane", rc->name);
+	if (rc->dane == DANE_MODE_STATIC) {
+		for (i = 0; i < rc->ntlsa; i++)
+			usable += dane_tlsa_usable(&rc->tlsa[i]) ? 1 : 0;
+		if (usable == 0)
+			audit_add(r, id, AUDIT_FAIL, refs_relay, "pin the relay's key with 'tlsa = "
+			    "\"3 1 1 HEX\"'", "relay \"%s\": none of its %zu static TLSA pins is "
+			    "usable (only usages 2 and 3 are)", rc->name, rc->ntlsa);
+		else
+			audit_add(r, id, AUDIT_PASS, refs_relay, NULL, "relay \"%s\": %zu usable "
+			    "static TLSA pin(s); no DNS needed", rc->name, usable);
+		return;
+	}
+	if (is_ip_literal(rc->host)) {
+		audit_add(r, id, AUDIT_FAIL, refs_relay, "give the relay's host name in 'host', "
+		    "or pin its key with 'tlsa'", "relay \"%s\": DANE needs a host name, not the "
+		    "address %s", rc->name, rc->host);
+		return;
+	}
+	for (i = 0; i < r->nrelays; i++)
+		if (r->relays[i].rc == rc)
+			break;
+	if (i == r->nrelays || !r->relays[i].done) {
+		audit_add(r, id, AUDIT_FAIL, refs_relay, "see dnssec.validation", "relay \"%s\": "
+		    "not checked: %s", rc->name, r->dns == NULL ? "no resolver" : "no answer");
+		return;
+	}
+	if (r->relays[i].status == DANEDNS_OK)
+		audit_add(r, id, AUDIT_PASS, refs_relay, NULL, "relay \"%s\": %s", rc->name,
+		    r->relays[i].why);
+	else
+		audit_add(r, id, AUDIT_FAIL, refs_relay, "publish a DNSSEC-signed TLSA RRset for "
+		    "the relay, or pin its key with 'tlsa'", "relay \"%s\" (%s port %d): %s",
+		    rc->name, rc->host, rc->port, r->relays[i].why);
+}
+
+/* ---- sandbox ---- */
+
+static void
+check_sandbox(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	struct passwd *pw;
+	struct stat st;
+	char why[400], path[4096];
+	size_t i, len;
+
+	if (sandbox_available(why, sizeof(why)))
+		audit_add(r, "sandbox.seccomp", AUDIT_PASS, refs_seccomp, NULL, "%s", why);
+	else
+		audit_add(r, "sandbox.seccomp", AUDIT_FAIL, refs_seccomp, "run on a kernel with "
+		    "seccomp filters (Linux >= 4.14, CONFIG_SECCOMP_FILTER)", "%s", why);
+	if (geteuid() != 0) {
+		audit_add(r, "sandbox.user", AUDIT_SKIP, refs_seccomp, NULL, "not running as "
+		    "root: subproxy keeps the uid it is started with and cannot switch to "
+		    "\"%s\"", cfg->user);
+		audit_add(r, "sandbox.chroot", AUDIT_SKIP, refs_seccomp, NULL, "not running as "
+		    "root: subproxy cannot chroot to %s", cfg->chroot);
+		return;
+	}
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		char *fix = xasprintf("create it (useradd --system --no-create-home --home-dir "
+		    "/nonexistent --shell /usr/sbin/nologin %s), or set [server] user", cfg->user);
+
+		audit_add(r, "sandbox.user", AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" "
+		    "does not exist", cfg->user);
+		free(fix);
+	}
+	else if (pw->pw_uid == 0 || pw->pw_gid == 0)
+		audit_add(r, "sandbox.user", AUDIT_FAIL, refs_seccomp, "choose an unprivileged "
+		    "system user in [server] user", "the user \"%s\" has uid %lu gid %lu: the "
+		    "network process would keep root's powers", cfg->user,
+		    (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
+	else
+		audit_add(r, "sandbox.user", AUDIT_PASS, refs_seccomp, NULL, "the network process "
+		    "runs as \"%s\" (uid %lu)", cfg->user, (unsigned long)pw->pw_uid);
+	/* the chroot and every directory above it: owned by root, not writable
+	 * by group or others; the chroot itself empty and not a symlink */
+	len = strlen(cfg->chroot);
+	for (i = 0; i <= len && len < sizeof(path); i++) {
+		int rc;
+
+		if (i < len && cfg->chroot[i] != '/')
+			continue;
+		memcpy(path, cfg->chroot, i ? i : 1);
+		path[i ? i : 1] = '\0';
+		/* parents may be symlinks (as the kernel follows them at chroot
+		 * time, sandbox.c checks their targets); the directory may not */
+		rc = i == len ? lstat(path, &st) : stat(path, &st);
+		if (rc < 0) {
+			const char *ewhy = strerror(errno);
+			char *fix = xasprintf("create it empty: install -d -m 0755 -o root -g "
+			    "root %s", cfg->chroot);
+
+			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, fix, "chroot "
+			    "directory %s: %s: %s", cfg->chroot, path, ewhy);
+			free(fix);
+			return;
+		}
+		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "make it a "
+			    "directory owned by root and writable by nobody else (chown root:root; "
+			    "chmod go-w)", "chroot %s: %s is %s (owner uid %lu, mode %04o)",
+			    cfg->chroot, path, !S_ISDIR(st.st_mode) ? "not a directory (or a "
+			    "symlink)" : st.st_uid != 0 ? "not owned by root" : "writable by group "
+			    "or others", (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+			return;
+		}
+	}
+	{
+		DIR *d = opendir(cfg->chroot);
+		struct dirent *de;
+		int found = 0;
+
+		while (d != NULL && (de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+				found = 1;
+				break;
+			}
+		if (d != NULL)
+			closedir(d);
+		if (found)
+			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "empty it",
+			    "chroot %s is not empty: the network process must see nothing there",
+			    cfg->chroot);
+		else
+			audit_add(r, "sandbox.chroot", AUDIT_PASS, refs_seccomp, NULL, "%s is an "
+			    "empty directory owned by root, safe up to /", cfg->chroot);
+	}
+}
+
+/* ---- files.modes ---- */
+
+struct filespec {
+	const char *path, *what;
+	unsigned int forbidden;          /* mode bits that must be clear */
+};
+
+static void
+check_files(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	struct filespec fs[64];
+	char problems[2000] = "", fixes[2000] = "", seen[2000] = "";
+	size_t n = 0, i;
+
+	fs[n++] = (struct filespec){ cfg->file, "configuration", 022 };
+	fs[n++] = (struct filespec){ cfg->tls_certificate, "TLS certificate", 022 };
+	fs[n++] = (struct filespec){ cfg->tls_key, "TLS key", 077 };
+	fs[n++] = (struct filespec){ cfg->passwd_file, "passwd file", 077 };
+	if (cfg->trust_anchor_file != NULL)
+		fs[n++] = (struct filespec){ cfg->trust_anchor_file, "DNS trust anchor", 022 };
+	if (cfg->unbound_config != NULL)
+		fs[n++] = (struct filespec){ cfg->unbound_config, "unbound config", 022 };
+	for (i = 0; i < cfg->nrelays && n < sizeof(fs) / sizeof(fs[0]); i++)
+		if (cfg->relays[i].auth_file != NULL)
+			fs[n++] = (struct filespec){ cfg->relays[i].auth_file, "relay auth-file",
+			    077 };
+	for (i = 0; i < n; i++) {
+		struct stat st;
+		size_t pl = strlen(problems), fl = strlen(fixes);
+
+		if (stat(fs[i].path, &st) < 0) {
+			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s: %s",
+			    pl ? "; " : "", fs[i].what, fs[i].path, strerror(errno));
+			continue;
+		}
+		if ((st.st_mode & fs[i].forbidden) != 0) {
+			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s has mode %04o "
+			    "(%s)", pl ? "; " : "", fs[i].what, fs[i].path,
+			    (unsigned)(st.st_mode & 07777), fs[i].forbidden == 077 ?
+			    "group or others may access it" : "group or others may change it");
+			snprintf(fixes + fl, sizeof(fixes) - fl, "%schmod %s %s", fl ? "; " : "",
+			    fs[i].forbidden == 077 ? "600" : "go-w", fs[i].path);
+		} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s is owned by uid "
+			    "%lu, who can change it", pl ? "; " : "", fs[i].what, fs[i].path,
+			    (unsigned long)st.st_uid);
+			snprintf(fixes + fl, sizeof(fixes) - fl, "%schown root %s", fl ? "; " : "",
+			    fs[i].path);
+		}
+		pl = strlen(seen);
+		snprintf(seen + pl, sizeof(seen) - pl, "%s%s", pl ? ", " : "", fs[i].what);
+	}
+	if (problems[0])
+		audit_add(r, "files.modes", AUDIT_FAIL, refs_files, fixes[0] ? fixes :
+		    "create the missing files or correct the paths", "%s", problems);
+	else
+		audit_add(r, "files.modes", AUDIT_PASS, refs_files, NULL, "%s: owned by root or "
+		    "this uid, secrets readable by the owner only, nothing writable by others",
+		    seen);
+}
+
+/* ---- the run ---- */
+
+void
+audit_checks_run(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	int la, laaaa, *own, *srv;
+	size_t i, j;
+	char name[300], prefix[300];
+
+	audit_tls_checks(r);
+	audit_keys_load(r);
+	/* collect the questions */
+	la = lookup_add(r, cfg->hostname, DNS_T_A);
+	laaaa = lookup_add(r, cfg->hostname, DNS_T_AAAA);
+	own = xcalloc(cfg->nlistens, sizeof(*own));
+	for (i = 0; i < cfg->nlistens; i++) {
+		snprintf(name, sizeof(name), "_%d._tcp.%s", cfg->listens[i].public_port,
+		    cfg->hostname);
+		own[i] = lookup_add(r, name, DNS_T_TLSA);
+	}
+	for (i = 0; i < r->nkeys; i++) {
+		snprintf(name, sizeof(name), "%s._domainkey.%s", r->keys[i].selector,
+		    r->keys[i].domain);
+		r->keys[i].lk = lookup_add(r, name, DNS_T_TXT);
+	}
+	srv = xcalloc(cfg->ndkims * 2 + 1, sizeof(*srv));
+	for (i = 0; i < cfg->ndkims; i++) {
+		snprintf(name, sizeof(name), "_submission._tcp.%s", cfg->dkims[i].domain);
+		srv[2 * i] = lookup_add(r, name, DNS_T_SRV);
+		snprintf(name, sizeof(name), "_submissions._tcp.%s", cfg->dkims[i].domain);
+		srv[2 * i + 1] = lookup_add(r, name, DNS_T_SRV);
+	}
+	r->relays = xcalloc(cfg->nrelays + 1, sizeof(*r->relays));
+	for (i = 0; i < cfg->nrelays; i++)
+		if (cfg->relays[i].dane == DANE_MODE_REQUIRED && !is_ip_literal(cfg->relays[i].host))
+			r->relays[r->nrelays++].rc = &cfg->relays[i];
+	dns_run(r);
+	/* judge */
+	check_dnssec(r, la, laaaa);
+	for (i = 0; i < cfg->nlistens; i++)
+		check_own(r, &cfg->listens[i], own[i]);
+	for (i = 0; i < cfg->ndkims; i++) {
+		for (j = 0; j < r->nkeys; j++) {
+			if (strcmp(r->keys[j].domain, cfg->dkims[i].domain) != 0)
+				continue;
+			snprintf(prefix, sizeof(prefix), "dkim.%s.%s", r->keys[j].domain,
+			    r->keys[j].selector);
+			check_key_file(r, &r->keys[j], prefix);
+			check_key_strength(r, &r->keys[j], prefix);
+			check_key_dns(r, &r->keys[j], prefix);
+		}
+		check_dkim_domain_algs(r, cfg->dkims[i].domain);
+	}
+	for (i = 0; i < cfg->ndkims; i++) {
+		check_srv(r, cfg->dkims[i].domain, srv[2 * i], 0);
+		check_srv(r, cfg->dkims[i].domain, srv[2 * i + 1], 1);
+	}
+	for (i = 0; i < cfg->nrelays; i++)
+		check_relay(r, &cfg->relays[i]);
+	check_sandbox(r);
+	check_files(r);
+	free(own);
+	free(srv);
+}
+
+void
+audit_run_clear(struct audit_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nlk; i++) {
+		dns_cancel(&r->lk[i].q);
+		dns_result_clear(&r->lk[i].res);
+	}
+	free(r->lk);
+	r->lk = NULL;
+	r->nlk = 0;
+	for (i = 0; i < r->nrelays; i++)
+		danedns_cancel(&r->relays[i].q);
+	free(r->relays);
+	r->relays = NULL;
+	r->nrelays = 0;
+	dns_ctx_free(&r->dns);
+	if (r->base != NULL)
+		event_base_free(r->base);
+	r->base = NULL;
+	for (i = 0; i < r->nkeys; i++)
+		free(r->keys[i].txt);
+	free(r->keys);
+	r->keys = NULL;
+	r->nkeys = 0;
+	while (r->nchain > 0)
+		free((void *)r->chain[--r->nchain].der);
+}
