@@ -177,6 +177,10 @@ trust-anchor-file = %(ta)s
                     "ubconf": dns.unbound_conf, "ta": dns.trust_anchor_file,
                     "sandbox": sandbox_keys(work)})
         print(open(conf).read())
+        say("self-audit: subproxy --check (the daemon runs the same checks at start)")
+        chk = subprocess.run([binary, "-c", conf, "--check"], capture_output=True, text=True,
+                             timeout=120)
+        print(chk.stdout + chk.stderr)
         log_path = os.path.join(work, "subproxy.log")
         log = open(log_path, "w")
         sp = subprocess.Popen([binary, "-c", conf], stdin=subprocess.DEVNULL,
