@@ -41,6 +41,42 @@ dns_status_name(enum dns_status s)
 	    status_names[s] : "?";
 }
 
+/* Settings that make libunbound open files or sockets of its own after
+ * start-up, which the sandboxed network process cannot do (and which would
+ * end it): refused with the reason. */
+static int
+unsafe_option(struct ub_ctx *ub, const char *file, char *err, size_t errlen)
+{
+	static const struct {
+		const char *opt, *bad, *why;
+	} opts[] = {
+		{ "auto-trust-anchor-file", NULL, "RFC 5011 updates write a file; use a static "
+		    "trust-anchor-file ([dns] trust-anchor-file)" },
+		{ "logfile", NULL, "subproxy logs libunbound's messages itself" },
+		{ "use-syslog", "yes", "subproxy logs libunbound's messages itself" },
+		{ "root-hints", NULL, "read lazily, after the sandbox" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		char *v = NULL;
+
+		if (ub_ctx_get_option(ub, opts[i].opt, &v) != 0 || v == NULL) {
+			free(v);
+			continue;
+		}
+		if ((opts[i].bad == NULL && v[0] != '\0') ||
+		    (opts[i].bad != NULL && strcmp(v, opts[i].bad) == 0)) {
+			snprintf(err, errlen, "[dns] unbound-config %s: \"%s: %s\" is not supported "
+			    "(%s)", file, opts[i].opt, v, opts[i].why);
+			free(v);
+			return -1;
+		}
+		free(v);
+	}
+	return 0;
+}
+
 struct dns_ctx *
 dns_ctx_new(struct event_base *base, const char *trust_anchor, const char *unbound_config,
     unsigned timeout_s, char *err, size_t errlen)
@@ -59,6 +95,8 @@ dns_ctx_new(struct event_base *base, const char *trust_anchor, const char *unbou
 		    "file)", unbound_config, ub_strerror(r));
 		goto fail;
 	}
+	if (unbound_config != NULL && unsafe_option(ctx->ub, unbound_config, err, errlen) < 0)
+		goto fail;
 	if (trust_anchor != NULL && (r = ub_ctx_add_ta_file(ctx->ub, trust_anchor)) != 0) {
 		snprintf(err, errlen, "[dns] trust-anchor-file %s: %s (expected DS or DNSKEY "
 		    "records in zone-file format)", trust_anchor, ub_strerror(r));

@@ -8,6 +8,11 @@
 
 #include "dns.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <event2/event.h>
+
 struct pkt {
 	uint8_t b[1024];
 	size_t n;
@@ -205,6 +210,48 @@ test_status_names(void **state)
 	assert_string_equal(dns_status_name(DNS_INSECURE), "insecure");
 }
 
+/* unbound.conf settings that would make libunbound open files after the
+ * sandbox are refused at start with the reason; harmless ones load. */
+static void
+check_conf(const char *text, const char *want)
+{
+	char path[] = "/tmp/test_dns_conf.XXXXXX", err[512];
+	struct event_base *base = event_base_new();
+	struct dns_ctx *c;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	err[0] = '\0';
+	c = dns_ctx_new(base, NULL, path, 5, err, sizeof(err));
+	unlink(path);
+	if (want == NULL) {
+		if (c == NULL)
+			fail_msg("refused: %s", err);
+	} else {
+		assert_null(c);
+		if (strstr(err, want) == NULL || strstr(err, "/tmp/test_dns_conf.") == NULL)
+			fail_msg("error \"%s\" does not name \"%s\" and the file", err, want);
+	}
+	dns_ctx_free(&c);
+	event_base_free(base);
+}
+
+static void
+test_unsafe_unbound_options(void **state)
+{
+	check_conf("server:\n    do-not-query-localhost: no\n    use-syslog: no\n", NULL);
+	check_conf("server:\n    auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\n",
+	    "auto-trust-anchor-file");
+	check_conf("server:\n    logfile: \"/tmp/unbound.log\"\n", "logfile");
+	check_conf("server:\n    use-syslog: yes\n", "use-syslog");
+	check_conf("server:\n    root-hints: \"/usr/share/dns/root.hints\"\n", "root-hints");
+	check_conf("server:\n    no-such-option: 1\n", "unbound-config");
+}
+
 int
 main(void)
 {
@@ -215,6 +262,7 @@ main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_cname_loop),
 		cmocka_unit_test(test_status_names),
+		cmocka_unit_test(test_unsafe_unbound_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
