@@ -142,9 +142,8 @@ tls_server_new_key(const char *cert_file, void *privkey, const uint8_t *spki, si
 		snprintf(err, errlen, "cannot load TLS certificate chain %s: %s (expected PEM "
 		    "certificates, leaf first, at most %d)", cert_file, r < 0 ? gnutls_strerror(r) :
 		    "empty", TLS_CHAIN_MAX);
-		free(pcerts);
-		gnutls_privkey_deinit(key);
-		goto fail;
+		n = 0;
+		goto fail_key;
 	}
 	for (i = 0; i < n; i++) {
 		ts->chain[i].data = gnutls_malloc(pcerts[i].cert.size);
@@ -153,33 +152,29 @@ tls_server_new_key(const char *cert_file, void *privkey, const uint8_t *spki, si
 		ts->nchain++;
 	}
 	/* the keeper's key must be the leaf's key */
-	if (cert_spki(&pcerts[0].cert, &leaf_spki) < 0 || leaf_spki.size != spki_len ||
-	    memcmp(leaf_spki.data, spki, spki_len) != 0) {
+	r = cert_spki(&pcerts[0].cert, &leaf_spki);
+	if (r < 0 || leaf_spki.size != spki_len || memcmp(leaf_spki.data, spki, spki_len) != 0) {
 		snprintf(err, errlen, "[tls] key does not belong to the first certificate of %s "
 		    "(the leaf must come first, and the key must be its key)", cert_file);
 		gnutls_free(leaf_spki.data);
-		for (i = 0; i < n; i++)
-			gnutls_pcert_deinit(&pcerts[i]);
-		free(pcerts);
-		gnutls_privkey_deinit(key);
-		goto fail;
+		goto fail_key;
 	}
 	gnutls_free(leaf_spki.data);
 	/* the credentials take the certificates and the key */
-	r = gnutls_certificate_set_key(ts->creds, NULL, 0, pcerts, (int)n, key);
-	if (r < 0) {
+	if ((r = gnutls_certificate_set_key(ts->creds, NULL, 0, pcerts, (int)n, key)) < 0) {
 		snprintf(err, errlen, "cannot use the TLS key: %s", gnutls_strerror(r));
-		for (i = 0; i < n; i++)
-			gnutls_pcert_deinit(&pcerts[i]);
-		free(pcerts);
-		gnutls_privkey_deinit(key);
-		goto fail;
+		goto fail_key;
 	}
-	/* pcerts' array itself stays allocated for the credentials' lifetime */
-	ts->pcerts = pcerts;
+	ts->pcerts = pcerts;    /* the array; its entries belong to the credentials */
 	if (tls_make_priority(priority, &ts->prio, err, errlen) < 0)
 		goto fail;
 	return ts;
+fail_key:
+	/* on failure the certificates and the key are still ours */
+	for (i = 0; i < n; i++)
+		gnutls_pcert_deinit(&pcerts[i]);
+	free(pcerts);
+	gnutls_privkey_deinit(key);
 fail:
 	tls_server_free(&ts);
 	return NULL;

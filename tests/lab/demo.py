@@ -31,31 +31,11 @@ sys.path.insert(0, HERE)
 import dkimkeys  # noqa: E402
 import dnslab  # noqa: E402
 import sink as labsink  # noqa: E402
+from labutil import free_port, remove_chroot, sandbox_keys  # noqa: E402
 
 SERVER = "mail.lab.test"
 RELAY = "relay.lab.test"
 USER, PASSWORD = "alice@lab.test", "demo-password"
-
-
-def sandbox_keys(work):
-    """As root, front chroots and drops privileges: give it an empty
-    root-owned directory (under /run: no world-writable parent) and the
-    user nobody.  Removed with the rest at the end."""
-    if os.geteuid() != 0:
-        return ""
-    d = tempfile.mkdtemp(prefix="subproxy-chroot.", dir="/run")
-    os.chmod(d, 0o755)
-    with open(os.path.join(work, ".chroot"), "w") as f:
-        f.write(d)
-    return "user = nobody\nchroot = %s\n" % d
-
-
-def remove_chroot(work):
-    try:
-        with open(os.path.join(work, ".chroot")) as f:
-            os.rmdir(f.read())
-    except OSError:
-        pass
 
 
 def _status(pid):
@@ -68,12 +48,6 @@ def _status(pid):
 
 def _ppid(pid):
     return int(_status(pid).get("PPid", "0").strip() or 0)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def say(title):
