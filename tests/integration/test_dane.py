@@ -6,7 +6,6 @@ the message.  Then our own listeners' TLSA check at start, and a third-party
 check (ldns-dane) of subproxy's certificate against the lab's records.
 """
 
-import os
 import re
 import subprocess
 import time
@@ -16,7 +15,7 @@ import pytest
 import dnslab
 import sink as labsink
 from conftest import dns_section
-from helpers import ALICE, RCPT, RawClient, check_relayed, closed_port, dot_stuff, make_message
+from helpers import ALICE, RCPT, RawClient, closed_port, dot_stuff, make_message
 
 
 def spki_311(cert):
