@@ -1,0 +1,94 @@
+"""
+Connection limits ([limits] connections, connections-per-ip) and relay
+credentials ([relay] auth-file): the exact replies, and what the relay saw.
+"""
+
+import os
+
+import pytest
+
+from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message, raw_starttls_client
+
+
+def greeted(sp, lab):
+    """A STARTTLS-listener session that got its greeting (it counts)."""
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.greeting.check(220)
+    return c
+
+
+def test_connections_per_ip(lab):
+    sp = lab.subproxy(lab.sink(), limits={"connections-per-ip": 2})
+    a, b = greeted(sp, lab), greeted(sp, lab)
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.greeting.check(421, "4.7.0")
+    c.expect_closed()
+    a.cmd("QUIT", 221)
+    # a slot is free again
+    d = greeted(sp, lab)
+    for x in (b, d):
+        x.cmd("QUIT", 221)
+
+
+def test_connections_global(lab):
+    sp = lab.subproxy(lab.sink(), limits={"connections": 2, "connections-per-ip": 10})
+    a, b = greeted(sp, lab), greeted(sp, lab)
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.greeting.check(421, "4.3.2")
+    c.expect_closed()
+    for x in (a, b):
+        x.cmd("QUIT", 221)
+
+
+def auth_file(tmp_path, text, mode=0o600):
+    p = tmp_path / "relay-auth"
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.write(fd, text.encode())
+    os.close(fd)
+    os.chmod(p, mode)
+    return str(p)
+
+
+def submit(sp, lab, expect):
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)
+    if r.code == 250:
+        c.rcpt(RCPT, code=250)
+        r = c.data(dot_stuff(make_message()))
+    assert r.code == expect[0] and r.enh == expect[1], r
+    return r
+
+
+def test_relay_auth_file(lab, tmp_path):
+    s = lab.sink(auth=("relay-user", "relay secret"))
+    path = auth_file(tmp_path, "relay-user:relay secret\n")
+    sp = lab.subproxy({"sink": s, "extra": {"auth-file": path}})
+    submit(sp, lab, (250, "2.0.0"))
+    assert len(s.messages()) == 1
+    assert any("auth relay-user" in e for x in s.sessions() for e in x["events"]), s.sessions()
+    # the credentials never appear in the log
+    assert "relay secret" not in sp.stderr_text()
+
+
+def test_relay_auth_refused(lab, tmp_path):
+    s = lab.sink(auth=("relay-user", "relay secret"))
+    path = auth_file(tmp_path, "relay-user:wrong\n")
+    sp = lab.subproxy({"sink": s, "extra": {"auth-file": path}})
+    submit(sp, lab, (451, "4.7.0"))
+    assert s.messages() == [] and s.data_completions() == 0
+    assert not any(x.upper().startswith("MAIL") for x in s.commands())
+
+
+@pytest.mark.parametrize("text,mode,why", [
+    ("relay-user:pw\n", 0o644, "chmod 600"),
+    ("no-colon\n", 0o600, "user:password"),
+    ("", 0o600, "empty"),
+])
+def test_relay_auth_file_refused_at_start(lab, tmp_path, text, mode, why):
+    path = auth_file(tmp_path, text, mode)
+    sp = lab.subproxy({"sink": lab.sink(), "extra": {"auth-file": path}}, wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    out = sp.stderr_text()
+    assert path in out and why in out, out
