@@ -429,6 +429,24 @@ def check_relayed(stored, submitted, *, added_message_id, added_date, dkim_domai
     return fields
 
 
+def submit_through(port, ca_file, code, enh=None):
+    """Log in as alice on an implicit-TLS port and try one message: MAIL,
+    and when that is accepted RCPT and DATA.  The last reply must be
+    code/enh (enh None: not checked); returns it."""
+    c = RawClient(port, ca_file)
+    c.greeting.check(220)
+    c.login()
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)
+    if r.code == 250:
+        c.rcpt(RCPT, code=250)
+        r = c.data(dot_stuff(make_message()))
+    assert r.code == code, r
+    if enh is not None:
+        assert r.enh == enh, r
+    c.cmd("QUIT", 221)
+    return r
+
+
 # ---- swaks ----
 
 def swaks(port, ca_file, msg, workdir, *, implicit, sender=ALICE, to=RCPT, user=ALICE,

@@ -15,7 +15,7 @@ import pytest
 import dnslab
 import sink as labsink
 from conftest import dns_section
-from helpers import ALICE, RCPT, RawClient, closed_port, dot_stuff, make_message
+from helpers import ALICE, RawClient, closed_port, submit_through
 
 
 def spki_311(cert):
@@ -119,18 +119,7 @@ def start(world, case, **kw):
 
 
 def submit(world, sp, expect_code, expect_enh=None):
-    c = RawClient(sp.implicit_port, world.certs.ca)
-    c.greeting.check(220)
-    c.login()
-    r = c.cmd("MAIL FROM:<%s>" % ALICE)
-    if r.code == 250:
-        c.rcpt(RCPT, code=250)
-        r = c.data(dot_stuff(make_message()))
-    assert r.code == expect_code, r
-    if expect_enh:
-        assert r.enh == expect_enh, r
-    c.cmd("QUIT", 221)
-    return r
+    return submit_through(sp.implicit_port, world.certs.ca, expect_code, expect_enh)
 
 
 ACCEPTED = ["secure-ee", "nsec3-ee", "secure-ta", "expired-ee", "cname-chain"]

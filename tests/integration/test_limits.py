@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message, raw_starttls_client
+from helpers import raw_starttls_client, submit_through
 
 
 def greeted(sp, lab):
@@ -50,15 +50,7 @@ def auth_file(tmp_path, text, mode=0o600):
 
 
 def submit(sp, lab, expect):
-    c = RawClient(sp.implicit_port, lab.certs.ca)
-    c.greeting.check(220)
-    c.login()
-    r = c.cmd("MAIL FROM:<%s>" % ALICE)
-    if r.code == 250:
-        c.rcpt(RCPT, code=250)
-        r = c.data(dot_stuff(make_message()))
-    assert r.code == expect[0] and r.enh == expect[1], r
-    return r
+    return submit_through(sp.implicit_port, lab.certs.ca, *expect)
 
 
 def test_relay_auth_file(lab, tmp_path):
