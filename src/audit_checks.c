@@ -667,9 +667,7 @@ check_sandbox(struct audit_run *r)
 {
 	const struct config *cfg = r->cfg;
 	struct passwd *pw;
-	struct stat st;
-	char why[400], path[4096];
-	size_t i, len;
+	char why[600];
 
 	if (sandbox_available(why, sizeof(why)))
 		audit_add(r, "sandbox.seccomp", AUDIT_PASS, refs_seccomp, NULL, "%s", why);
@@ -700,59 +698,14 @@ check_sandbox(struct audit_run *r)
 	else
 		audit_add(r, "sandbox.user", AUDIT_PASS, refs_seccomp, NULL, "the network process "
 		    "runs as \"%s\" (uid %lu)", cfg->user, (unsigned long)pw->pw_uid);
-	/* the chroot and every directory above it: owned by root, not writable
-	 * by group or others; the chroot itself empty and not a symlink */
-	len = strlen(cfg->chroot);
-	for (i = 0; i <= len && len < sizeof(path); i++) {
-		int rc;
-
-		if (i < len && cfg->chroot[i] != '/')
-			continue;
-		memcpy(path, cfg->chroot, i ? i : 1);
-		path[i ? i : 1] = '\0';
-		/* parents may be symlinks (as the kernel follows them at chroot
-		 * time, sandbox.c checks their targets); the directory may not */
-		rc = i == len ? lstat(path, &st) : stat(path, &st);
-		if (rc < 0) {
-			const char *ewhy = strerror(errno);
-			char *fix = xasprintf("create it empty: install -d -m 0755 -o root -g "
-			    "root %s", cfg->chroot);
-
-			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, fix, "chroot "
-			    "directory %s: %s: %s", cfg->chroot, path, ewhy);
-			free(fix);
-			return;
-		}
-		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0) {
-			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "make it a "
-			    "directory owned by root and writable by nobody else (chown root:root; "
-			    "chmod go-w)", "chroot %s: %s is %s (owner uid %lu, mode %04o)",
-			    cfg->chroot, path, !S_ISDIR(st.st_mode) ? "not a directory (or a "
-			    "symlink)" : st.st_uid != 0 ? "not owned by root" : "writable by group "
-			    "or others", (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
-			return;
-		}
-	}
-	{
-		DIR *d = opendir(cfg->chroot);
-		struct dirent *de;
-		int found = 0;
-
-		while (d != NULL && (de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-				found = 1;
-				break;
-			}
-		if (d != NULL)
-			closedir(d);
-		if (found)
-			audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "empty it",
-			    "chroot %s is not empty: the network process must see nothing there",
-			    cfg->chroot);
-		else
-			audit_add(r, "sandbox.chroot", AUDIT_PASS, refs_seccomp, NULL, "%s is an "
-			    "empty directory owned by root, safe up to /", cfg->chroot);
-	}
+	/* the very checks sandbox_drop() will make at start */
+	if (sandbox_chroot_check(cfg->chroot, why, sizeof(why)) < 0)
+		audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "make it an empty "
+		    "directory owned by root, as is every directory above it, writable by nobody "
+		    "else (install -d -m 0755 -o root -g root DIR)", "%s", why);
+	else
+		audit_add(r, "sandbox.chroot", AUDIT_PASS, refs_seccomp, NULL, "%s is an empty "
+		    "directory owned by root, safe up to /", cfg->chroot);
 }
 
 /* ---- files.modes ---- */

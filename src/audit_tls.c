@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -21,9 +22,6 @@
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 
-/* What tls.c appends to every priority string (its TLS_FLOOR): the audit
- * judges what the server really offers.  Keep the two equal. */
-#define AUDIT_TLS_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA"
 
 #define PEM_FILE_MAX (1024 * 1024)
 
@@ -498,7 +496,7 @@ check_priority(struct audit_run *r)
 	gnutls_priority_t prio;
 	const unsigned int *l;
 	const char *pos = NULL;
-	char *s = xasprintf("%s%s", r->cfg->tls_priority, AUDIT_TLS_FLOOR);
+	char *s = xasprintf("%s%s", r->cfg->tls_priority, TLS_PRIORITY_FLOOR);
 	char vers[100] = "", ciph[300] = "", kx[200] = "", grp[300] = "";
 	char bad[400] = "", fix[600] = "";
 	int n, i, rc;

@@ -178,6 +178,18 @@ chroot_open(const char *dir, char *err, size_t errlen)
 	return fd;
 }
 
+int
+sandbox_chroot_check(const char *dir, char *err, size_t errlen)
+{
+	int fd;
+
+	err[0] = '\0';
+	if ((fd = chroot_open(dir, err, errlen)) < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
 /* After the switch: all ids are the user's, no groups, and root is gone. */
 static int
 ids_verify(uid_t uid, gid_t gid, char *err, size_t errlen)

@@ -53,6 +53,13 @@ void sandbox_nodump(void);
  * (what is wrong and how to fix it) in err; the process must then exit. */
 int sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen);
 
+/* The checks sandbox_drop() makes of its chroot directory, alone (for the
+ * self-audit): absolute, every directory above it root-owned and not
+ * writable by group or others, the directory itself too, not a symlink,
+ * and empty.  Returns 0, or -1 with the sentence sandbox_drop() would
+ * refuse with. */
+int sandbox_chroot_check(const char *dir, char *err, size_t errlen);
+
 /* Load the seccomp filter of `role` ("signer", "keeper", "front", "parent":
  * the tables generated from seccomp/ROLE.policy) after setting no_new_privs.
  * Default action: kill the process (log only when built with SECCOMP_LOG=1).

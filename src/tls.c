@@ -12,8 +12,6 @@
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 
-/* Whatever the operator's priority string says, never below TLS 1.2. */
-#define TLS_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA"
 
 struct tls_server {
 	gnutls_certificate_credentials_t creds;
@@ -43,7 +41,7 @@ tls_init(void)
 static int
 tls_make_priority(const char *priority, gnutls_priority_t *out, char *err, size_t errlen)
 {
-	char *s = xasprintf("%s%s", priority, TLS_FLOOR);
+	char *s = xasprintf("%s%s", priority, TLS_PRIORITY_FLOOR);
 	const char *pos = NULL;
 	int r = gnutls_priority_init(out, s, &pos);
 

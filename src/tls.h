@@ -21,6 +21,11 @@ struct tls_client;
  * a sentence in err on failure. */
 struct tls_server *tls_server_new(const char *cert_file, const char *key_file,
     const char *priority, char *err, size_t errlen);
+/* Appended to every priority string, whatever the operator configured:
+ * never below TLS 1.2, never static RSA key exchange (the keeper refuses
+ * decryption).  The self-audit evaluates the same effective string. */
+#define TLS_PRIORITY_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA"
+
 /* Server credentials whose private key lives in another process: privkey is
  * a gnutls_privkey_t from keeper_tls_privkey() (ownership taken, also on
  * failure), spki the DER SubjectPublicKeyInfo the keeper reported, which

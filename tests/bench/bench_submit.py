@@ -138,15 +138,15 @@ def main():
                body * max(1, args.size // len(body)))
         lat, fails, done = [], [0], [0]
         lock = threading.Lock()
-        todo = [max(1, args.messages // args.per_session)]
+        sessions_left = [max(1, args.messages // args.per_session)]
         deadline = time.monotonic() + args.max_seconds
 
         def worker():
             while time.monotonic() < deadline:
                 with lock:
-                    if todo[0] == 0:
+                    if sessions_left[0] == 0:
                         return
-                    todo[0] -= 1
+                    sessions_left[0] -= 1
                 try:
                     ok, dt = submit(port, ctx, msg, args.per_session)
                 except Exception:  # noqa: BLE001 - counted

@@ -597,3 +597,31 @@ def test_dns_records_without_listener_of_a_kind(world, tmp_path):
     # the lab announces 587 on mail.lab.test, which this host does not serve
     assert st["srv.submission.lab.test"]["status"] == "warn", st["srv.submission.lab.test"]
     assert "dane.own.submission" not in st
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chroot is checked only when running as root")
+def test_unsafe_chroot_fails_check_and_start(world, lab, tmp_path):
+    """The audit makes the very checks front makes before chrooting, so
+    --check predicts the refusal: a chroot that is not empty, or below a
+    world-writable directory, fails sandbox.chroot and stops the start."""
+    import tempfile
+    full = tempfile.mkdtemp(prefix="subproxy-test-full.", dir="/run")
+    os.chmod(full, 0o755)
+    open(os.path.join(full, "leftover"), "w").close()
+    try:
+        for chroot, why in ((full, "is not empty"), (str(tmp_path), "writable by group or others")):
+            conf = world.config()
+            text = open(conf).read().replace("chroot = %s" % world.sandbox["chroot"],
+                                              "chroot = %s" % chroot)
+            with open(conf, "w") as f:
+                f.write(text)
+            rc, report = check_json(conf)
+            assert rc == 1 and failed_ids(report) == ["sandbox.chroot"], json.dumps(report)
+            assert why in statuses(report)["sandbox.chroot"]["summary"], report
+            sp = lab.subproxy(lab.sink(), overrides=["server.chroot=%s" % chroot], wait=False)
+            assert sp.expect_exit(1, timeout=40) == 1
+            assert any("refusing to start" in ln and "sandbox.chroot" in ln and why in ln
+                       for ln in sp.lines), sp.stderr_text()
+    finally:
+        os.unlink(os.path.join(full, "leftover"))
+        os.rmdir(full)
