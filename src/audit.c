@@ -471,6 +471,7 @@ audit_report_add(struct audit_report *rep, const struct audit_profile *prof, con
 	c->id = xstrdup(id);
 	c->required = audit_profile_level(prof, id) == AUDIT_LEVEL_REQUIRE;
 	c->status = status == AUDIT_FAIL && !c->required ? AUDIT_WARN : status;
+	c->found = status;
 	c->summary = xstrdup(summary);
 	c->remedy = xstrdup(status == AUDIT_PASS || status == AUDIT_SKIP || remedy == NULL ?
 	    "" : remedy);

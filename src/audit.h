@@ -43,14 +43,65 @@ int audit_cli(const char *cfgfile, const struct config_override *ov, size_t nov,
 
 /* ---- start-up ---- */
 
+/* What the start-up audit hands to the daemon: every check's result (for
+ * the metrics) and the public half of every DKIM key (for the live recheck
+ * in front, which cannot read the keys). */
+struct audit_baseline_check {
+	char *id;
+	int ok;                         /* the check did not find a failure */
+	int required;
+};
+
+struct audit_baseline_key {
+	char *domain, *selector;
+	int type;                       /* enum dkim_keytype */
+	char *txt;                      /* "v=DKIM1; k=...; p=..." */
+};
+
+struct audit_baseline {
+	struct audit_baseline_check *checks;
+	size_t nchecks;
+	struct audit_baseline_key *keys;        /* the keys that loaded */
+	size_t nkeys;
+};
+
 /* Run the audit for a daemon about to start, in a forked child (key
  * material read by the checks never enters this process) that reports over
  * a pipe; the child's warnings are logged by the child.  Bounded in time
  * (the DNS timeout times a small factor); the child is killed when late.
- * Returns 0 when every required check passes, or -1 with the failed required
- * checks in err, one per line, "ID: SUMMARY Fix: REMEDY" (the words of
- * --check), or with the reason the audit could not run. */
-int audit_startup(const struct config *cfg, char *err, size_t errlen);
+ * Returns 0 when every required check passes (with *bl filled), or -1 with
+ * the failed required checks in err, one per line, "ID: SUMMARY Fix:
+ * REMEDY" (the words of --check), or with the reason the audit could not
+ * run.  bl may be NULL. */
+int audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err,
+    size_t errlen);
+
+void audit_baseline_clear(struct audit_baseline *bl);
+
+/* Pure: the child's report (records of tab-separated, backslash-escaped
+ * fields, one per line: "C OK REQUIRED ID", "K TYPE DOMAIN SELECTOR TXT",
+ * "F TEXT") into *bl and the F lines (newline-separated) into failures.
+ * Returns 0, or -1 for a malformed report. */
+int audit_baseline_parse(const char *buf, size_t len, struct audit_baseline *bl,
+    char *failures, size_t flen);
+
+/* ---- the live recheck (front) ---- */
+
+struct audit_live;
+struct dns_ctx;
+struct event_base;
+struct tls_server;
+
+/* Re-run the DNS checks of the audit (dnssec.validation, dane.own.*,
+ * dkim.*.dns, srv.*, relay.*.dane) every cfg->audit_recheck seconds on
+ * front's loop, with front's resolver and certificate chain and the public
+ * DKIM keys of bl (kept by reference).  A change of a check's result is
+ * logged once (a failure with its remedy, a recovery as such) and written
+ * to the metrics (metrics_check_set()).  The first run is one interval
+ * after the start.  Returns NULL (nothing to do) when the interval is 0. */
+struct audit_live *audit_live_new(struct event_base *base, struct dns_ctx *dns,
+    const struct config *cfg, const struct tls_server *ts, const struct audit_baseline *bl);
+void audit_live_free(struct audit_live **lp);
 
 /* ---- profiles (pure; policy/baseline, policy/bsi-tr-03108) ---- */
 
@@ -131,6 +182,8 @@ enum audit_status { AUDIT_PASS, AUDIT_WARN, AUDIT_FAIL, AUDIT_SKIP };
 struct audit_check {
 	char *id;
 	enum audit_status status;
+	enum audit_status found;        /* what the check found, before the profile
+					 * made a failure of an advisory check a warn */
 	int required;
 	char *summary;                  /* one sentence */
 	char *remedy;                   /* "" for pass/skip */

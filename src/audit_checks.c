@@ -121,6 +121,26 @@ lookup_add(struct audit_run *r, const char *name, int type)
 }
 
 static void
+dns_all_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit_run *r = arg;
+
+	if (r->done_cb != NULL)
+		r->done_cb(r->done_arg);
+}
+
+/* One answer is in; when it was the last, tell the live recheck (through
+ * the loop: its callback frees what this frame still uses). */
+static void
+dns_answered(struct audit_run *r)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (--r->pending == 0 && r->done_cb != NULL)
+		evtimer_add(r->ev_done, &now);
+}
+
+static void
 lookup_done(void *arg, const struct dns_result *res)
 {
 	struct audit_lookup *l = arg;
@@ -135,7 +155,7 @@ lookup_done(void *arg, const struct dns_result *res)
 		memcpy(l->res.rr[i].data, res->rr[i].data, res->rr[i].len);
 	}
 	l->done = 1;
-	l->run->pending--;
+	dns_answered(l->run);
 }
 
 static void
@@ -152,7 +172,7 @@ relay_done(void *arg, const struct danedns_result *res)
 		if (dane_tlsa_usable(&res->tlsa[i]))
 			a->nusable++;
 	a->done = 1;
-	a->run->pending--;
+	dns_answered(a->run);
 }
 
 static int
@@ -163,19 +183,15 @@ is_ip_literal(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* Ask every question at once and wait for all the answers. */
-static void
-dns_run(struct audit_run *r)
+void
+audit_dns_start(struct audit_run *r)
 {
-	const struct config *cfg = r->cfg;
+	static const struct timeval now = { 0, 0 };
 	size_t i;
 
-	if ((r->base = event_base_new()) == NULL)
-		fatal("cannot create an event loop");
-	r->dns = dns_ctx_new(r->base, cfg->trust_anchor_file, cfg->unbound_config,
-	    (unsigned int)cfg->dns_timeout, r->dns_err, sizeof(r->dns_err));
-	if (r->dns == NULL)
-		return;
+	if (r->done_cb != NULL && r->ev_done == NULL)
+		r->ev_done = evtimer_new(r->base, dns_all_done, r);
+	r->pending++;   /* not done before every question is asked */
 	for (i = 0; i < r->nlk; i++) {
 		r->lk[i].run = r;
 		r->pending++;
@@ -195,6 +211,24 @@ dns_run(struct audit_run *r)
 		r->pending++;
 		a->q = danedns_lookup(r->dns, a->rc->host, a->rc->port, relay_done, a);
 	}
+	if (--r->pending == 0 && r->done_cb != NULL)
+		evtimer_add(r->ev_done, &now);
+}
+
+/* Ask every question at once on a private loop and wait for all the
+ * answers. */
+static void
+dns_run(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+
+	if ((r->base = event_base_new()) == NULL)
+		fatal("cannot create an event loop");
+	r->dns = dns_ctx_new(r->base, cfg->trust_anchor_file, cfg->unbound_config,
+	    (unsigned int)cfg->dns_timeout, r->dns_err, sizeof(r->dns_err));
+	if (r->dns == NULL)
+		return;
+	audit_dns_start(r);
 	while (r->pending > 0)
 		if (event_base_loop(r->base, EVLOOP_ONCE) != 0)
 			break;
@@ -773,67 +807,81 @@ check_files(struct audit_run *r)
 /* ---- the run ---- */
 
 void
-audit_checks_run(struct audit_run *r)
+audit_dns_collect(struct audit_run *r)
 {
 	const struct config *cfg = r->cfg;
-	int la, laaaa, *own, *srv;
-	size_t i, j;
-	char name[300], prefix[300];
+	char name[300];
+	size_t i;
 
-	audit_tls_checks(r);
-	audit_keys_load(r);
-	/* collect the questions */
-	la = lookup_add(r, cfg->hostname, DNS_T_A);
-	laaaa = lookup_add(r, cfg->hostname, DNS_T_AAAA);
-	own = xcalloc(cfg->nlistens, sizeof(*own));
+	r->la = lookup_add(r, cfg->hostname, DNS_T_A);
+	r->laaaa = lookup_add(r, cfg->hostname, DNS_T_AAAA);
+	r->own = xcalloc(cfg->nlistens, sizeof(*r->own));
 	for (i = 0; i < cfg->nlistens; i++) {
 		snprintf(name, sizeof(name), "_%d._tcp.%s", cfg->listens[i].public_port,
 		    cfg->hostname);
-		own[i] = lookup_add(r, name, DNS_T_TLSA);
+		r->own[i] = lookup_add(r, name, DNS_T_TLSA);
 	}
 	for (i = 0; i < r->nkeys; i++) {
 		snprintf(name, sizeof(name), "%s._domainkey.%s", r->keys[i].selector,
 		    r->keys[i].domain);
 		r->keys[i].lk = lookup_add(r, name, DNS_T_TXT);
 	}
-	srv = xcalloc(cfg->ndkims * 2 + 1, sizeof(*srv));
+	r->srv = xcalloc(cfg->ndkims * 2 + 1, sizeof(*r->srv));
 	for (i = 0; i < cfg->ndkims; i++) {
 		snprintf(name, sizeof(name), "_submission._tcp.%s", cfg->dkims[i].domain);
-		srv[2 * i] = lookup_add(r, name, DNS_T_SRV);
+		r->srv[2 * i] = lookup_add(r, name, DNS_T_SRV);
 		snprintf(name, sizeof(name), "_submissions._tcp.%s", cfg->dkims[i].domain);
-		srv[2 * i + 1] = lookup_add(r, name, DNS_T_SRV);
+		r->srv[2 * i + 1] = lookup_add(r, name, DNS_T_SRV);
 	}
 	r->relays = xcalloc(cfg->nrelays + 1, sizeof(*r->relays));
 	for (i = 0; i < cfg->nrelays; i++)
 		if (cfg->relays[i].dane == DANE_MODE_REQUIRED && !is_ip_literal(cfg->relays[i].host))
 			r->relays[r->nrelays++].rc = &cfg->relays[i];
-	dns_run(r);
-	/* judge */
-	check_dnssec(r, la, laaaa);
+}
+
+void
+audit_dns_judge(struct audit_run *r)
+{
+	const struct config *cfg = r->cfg;
+	char prefix[300];
+	size_t i, j;
+
+	check_dnssec(r, r->la, r->laaaa);
 	for (i = 0; i < cfg->nlistens; i++)
-		check_own(r, &cfg->listens[i], own[i]);
+		check_own(r, &cfg->listens[i], r->own[i]);
 	for (i = 0; i < cfg->ndkims; i++) {
 		for (j = 0; j < r->nkeys; j++) {
 			if (strcmp(r->keys[j].domain, cfg->dkims[i].domain) != 0)
 				continue;
 			snprintf(prefix, sizeof(prefix), "dkim.%s.%s", r->keys[j].domain,
 			    r->keys[j].selector);
-			check_key_file(r, &r->keys[j], prefix);
-			check_key_strength(r, &r->keys[j], prefix);
+			if (!r->dns_only) {
+				check_key_file(r, &r->keys[j], prefix);
+				check_key_strength(r, &r->keys[j], prefix);
+			}
 			check_key_dns(r, &r->keys[j], prefix);
 		}
-		check_dkim_domain_algs(r, cfg->dkims[i].domain);
+		if (!r->dns_only)
+			check_dkim_domain_algs(r, cfg->dkims[i].domain);
 	}
 	for (i = 0; i < cfg->ndkims; i++) {
-		check_srv(r, cfg->dkims[i].domain, srv[2 * i], 0);
-		check_srv(r, cfg->dkims[i].domain, srv[2 * i + 1], 1);
+		check_srv(r, cfg->dkims[i].domain, r->srv[2 * i], 0);
+		check_srv(r, cfg->dkims[i].domain, r->srv[2 * i + 1], 1);
 	}
 	for (i = 0; i < cfg->nrelays; i++)
 		check_relay(r, &cfg->relays[i]);
+}
+
+void
+audit_checks_run(struct audit_run *r)
+{
+	audit_tls_checks(r);
+	audit_keys_load(r);
+	audit_dns_collect(r);
+	dns_run(r);
+	audit_dns_judge(r);
 	check_sandbox(r);
 	check_files(r);
-	free(own);
-	free(srv);
 }
 
 void
@@ -853,9 +901,18 @@ audit_run_clear(struct audit_run *r)
 	free(r->relays);
 	r->relays = NULL;
 	r->nrelays = 0;
-	dns_ctx_free(&r->dns);
-	if (r->base != NULL)
-		event_base_free(r->base);
+	if (r->ev_done != NULL)
+		event_free(r->ev_done);
+	r->ev_done = NULL;
+	free(r->own);
+	free(r->srv);
+	r->own = r->srv = NULL;
+	if (!r->borrowed) {
+		dns_ctx_free(&r->dns);
+		if (r->base != NULL)
+			event_base_free(r->base);
+	}
+	r->dns = NULL;
 	r->base = NULL;
 	for (i = 0; i < r->nkeys; i++)
 		free(r->keys[i].txt);

@@ -226,10 +226,83 @@ write_all(int fd, const char *buf, size_t len)
 	}
 }
 
+/* Append a record field: tab first (except the first), then the value
+ * with backslash, tab and newline escaped. */
+static void
+rec_field(char *out, size_t outlen, const char *v, int first)
+{
+	size_t o = strlen(out);
+
+	if (!first && o + 1 < outlen)
+		out[o++] = '\t';
+	for (; *v != '\0' && o + 2 < outlen; v++) {
+		if (*v == '\\' || *v == '\t' || *v == '\n') {
+			out[o++] = '\\';
+			out[o++] = *v == '\t' ? 't' : *v == '\n' ? 'n' : '\\';
+		} else {
+			out[o++] = *v;
+		}
+	}
+	out[o] = '\0';
+}
+
+static void
+rec_end(char *out, size_t outlen)
+{
+	size_t o = strlen(out);
+
+	if (o + 1 < outlen) {
+		out[o++] = '\n';
+		out[o] = '\0';
+	}
+}
+
+/* The report for the parent: every check, every loaded key, the failures
+ * (audit_baseline_parse() reads it). */
+static void
+startup_records(const struct audit_report *rep, const struct audit_run *r, char *out,
+    size_t outlen)
+{
+	char *fail = xmalloc(STARTUP_REPORT_MAX), *line, *save = NULL, num[16];
+	size_t i;
+
+	out[0] = '\0';
+	for (i = 0; i < rep->nchecks; i++) {
+		const struct audit_check *c = &rep->checks[i];
+
+		rec_field(out, outlen, "C", 1);
+		rec_field(out, outlen, c->found == AUDIT_FAIL ? "0" : "1", 0);
+		rec_field(out, outlen, c->required ? "1" : "0", 0);
+		rec_field(out, outlen, c->id, 0);
+		rec_end(out, outlen);
+	}
+	for (i = 0; i < r->nkeys; i++) {
+		const struct audit_key *k = &r->keys[i];
+
+		if (!k->loaded)
+			continue;
+		snprintf(num, sizeof(num), "%d", k->type);
+		rec_field(out, outlen, "K", 1);
+		rec_field(out, outlen, num, 0);
+		rec_field(out, outlen, k->domain, 0);
+		rec_field(out, outlen, k->selector, 0);
+		rec_field(out, outlen, k->txt, 0);
+		rec_end(out, outlen);
+	}
+	audit_report_failures(rep, fail, STARTUP_REPORT_MAX);
+	for (line = strtok_r(fail, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		rec_field(out, outlen, "F", 1);
+		rec_field(out, outlen, line, 0);
+		rec_end(out, outlen);
+	}
+	free(fail);
+}
+
 static void __attribute__((noreturn))
 startup_child(const struct config *cfg, int fd, unsigned int limit)
 {
 	struct audit_report rep;
+	struct audit_run keys;
 	char *out = xmalloc(STARTUP_REPORT_MAX);
 	size_t i;
 	int failed;
@@ -248,7 +321,12 @@ startup_child(const struct config *cfg, int fd, unsigned int limit)
 			    c->remedy[0] ? " Fix: " : "", c->remedy);
 	}
 	failed = audit_report_failed(&rep);
-	audit_report_failures(&rep, out, STARTUP_REPORT_MAX);
+	/* the public half of each key, for the live recheck in front */
+	memset(&keys, 0, sizeof(keys));
+	keys.cfg = cfg;
+	audit_keys_load(&keys);
+	startup_records(&rep, &keys, out, STARTUP_REPORT_MAX);
+	audit_run_clear(&keys);
 	write_all(fd, out, strlen(out));
 	close(fd);
 	log_info("event=audit profile=%s checks=%zu result=%s", rep.profile, rep.nchecks,
@@ -258,9 +336,151 @@ startup_child(const struct config *cfg, int fd, unsigned int limit)
 	_exit(failed ? 1 : 0);
 }
 
-int
-audit_startup(const struct config *cfg, char *err, size_t errlen)
+/* One escaped field of a record, unescaped into a new string. */
+static char *
+rec_unescape(const char *s, size_t n)
 {
+	char *out = xmalloc(n + 1);
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '\\') {
+			out[o++] = s[i];
+			continue;
+		}
+		if (++i == n || (s[i] != '\\' && s[i] != 't' && s[i] != 'n')) {
+			free(out);
+			return NULL;
+		}
+		out[o++] = s[i] == 't' ? '\t' : s[i] == 'n' ? '\n' : '\\';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+#define REC_FIELDS 5
+
+static int
+rec_split(const char *line, size_t n, char **f, size_t *nf)
+{
+	size_t start = 0, i;
+
+	*nf = 0;
+	for (i = 0; i <= n; i++) {
+		if (i < n && line[i] != '\t')
+			continue;
+		if (*nf == REC_FIELDS || (f[*nf] = rec_unescape(line + start, i - start)) == NULL)
+			return -1;
+		(*nf)++;
+		start = i + 1;
+	}
+	return 0;
+}
+
+static int
+rec_flag(const char *s, int *v)
+{
+	if (strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
+		return -1;
+	*v = s[0] == '1';
+	return 0;
+}
+
+static int
+rec_apply(char **f, size_t nf, struct audit_baseline *bl, char *failures, size_t flen)
+{
+	if (strcmp(f[0], "C") == 0 && nf == 4 && bl->nchecks < 4096) {
+		struct audit_baseline_check c;
+
+		if (rec_flag(f[1], &c.ok) < 0 || rec_flag(f[2], &c.required) < 0 || f[3][0] == '\0')
+			return -1;
+		bl->checks = xreallocarray(bl->checks, bl->nchecks + 1, sizeof(*bl->checks));
+		c.id = f[3];
+		f[3] = NULL;
+		bl->checks[bl->nchecks++] = c;
+		return 0;
+	}
+	if (strcmp(f[0], "K") == 0 && nf == 5 && bl->nkeys < 4096) {
+		struct audit_baseline_key k;
+		uint64_t t;
+
+		if (parse_uint(f[1], 0, 16, 0, &t) < 0)
+			return -1;
+		bl->keys = xreallocarray(bl->keys, bl->nkeys + 1, sizeof(*bl->keys));
+		k.type = (int)t;
+		k.domain = f[2];
+		k.selector = f[3];
+		k.txt = f[4];
+		f[2] = f[3] = f[4] = NULL;
+		bl->keys[bl->nkeys++] = k;
+		return 0;
+	}
+	if (strcmp(f[0], "F") == 0 && nf == 2) {
+		size_t o = strlen(failures);
+
+		snprintf(failures + o, flen - o, "%s%s", o ? "\n" : "", f[1]);
+		return 0;
+	}
+	return -1;
+}
+
+int
+audit_baseline_parse(const char *buf, size_t len, struct audit_baseline *bl,
+    char *failures, size_t flen)
+{
+	size_t off = 0;
+
+	memset(bl, 0, sizeof(*bl));
+	if (flen > 0)
+		failures[0] = '\0';
+	while (off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		char *f[REC_FIELDS] = { NULL };
+		size_t n, nf = 0, i;
+		int rc;
+
+		if (nl == NULL || memchr(buf + off, '\0', (size_t)(nl - buf) - off) != NULL)
+			goto bad;
+		n = (size_t)(nl - buf) - off;
+		rc = rec_split(buf + off, n, f, &nf);
+		if (rc == 0)
+			rc = rec_apply(f, nf, bl, failures, flen);
+		for (i = 0; i < REC_FIELDS; i++)
+			free(f[i]);
+		if (rc < 0)
+			goto bad;
+		off += n + 1;
+	}
+	return 0;
+bad:
+	audit_baseline_clear(bl);
+	return -1;
+}
+
+void
+audit_baseline_clear(struct audit_baseline *bl)
+{
+	size_t i;
+
+	if (bl == NULL)
+		return;
+	for (i = 0; i < bl->nchecks; i++)
+		free(bl->checks[i].id);
+	for (i = 0; i < bl->nkeys; i++) {
+		free(bl->keys[i].domain);
+		free(bl->keys[i].selector);
+		free(bl->keys[i].txt);
+	}
+	free(bl->checks);
+	free(bl->keys);
+	memset(bl, 0, sizeof(*bl));
+}
+
+int
+audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err, size_t errlen)
+{
+	struct audit_baseline got;
+	char *failures;
 	/* lookups run in parallel; DANE lookups of relays take up to three
 	 * rounds (addresses, TLSA, TLSA at the original name) */
 	unsigned int limit = (unsigned int)(cfg->dns_timeout ? cfg->dns_timeout : 10) * 4 + 30;
@@ -288,6 +508,9 @@ audit_startup(const struct config *cfg, char *err, size_t errlen)
 		startup_child(cfg, fds[1], limit);
 	}
 	close(fds[1]);
+	if (bl != NULL)
+		memset(bl, 0, sizeof(*bl));
+	failures = xmalloc(STARTUP_REPORT_MAX);
 	deadline = time(NULL) + limit + 2;
 	for (;;) {
 		struct pollfd pfd = { fds[0], POLLIN, 0 };
@@ -326,10 +549,22 @@ audit_startup(const struct config *cfg, char *err, size_t errlen)
 		    limit);
 	else if (w < 0)
 		snprintf(err, errlen, "self-audit: waitpid: %s", strerror(errno));
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	else if (WIFEXITED(status) && WEXITSTATUS(status) <= 1 &&
+	    audit_baseline_parse(buf, len, &got, failures, STARTUP_REPORT_MAX) < 0)
+		snprintf(err, errlen, "self-audit: the audit process sent a malformed report");
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		rc = 0;
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && len > 0)
-		snprintf(err, errlen, "%s", buf);
+		if (bl != NULL)
+			*bl = got;
+		else
+			audit_baseline_clear(&got);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && failures[0] != '\0') {
+		snprintf(err, errlen, "%s", failures);
+		audit_baseline_clear(&got);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+		snprintf(err, errlen, "self-audit: a required check failed (see the log)");
+		audit_baseline_clear(&got);
+	}
 	else if (WIFSIGNALED(status))
 		snprintf(err, errlen, "self-audit: the audit process was killed by signal %d (%s)",
 		    WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -337,5 +572,6 @@ audit_startup(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "self-audit: the audit process failed (exit status %d)",
 		    WEXITSTATUS(status));
 	free(buf);
+	free(failures);
 	return rc;
 }

@@ -73,6 +73,17 @@ struct audit_run {
 	struct audit_relay *relays;
 	size_t nrelays;
 	int pending;
+	/* lookup indices (audit_dns_collect) */
+	int la, laaaa;
+	int *own;                       /* per listener */
+	int *srv;                       /* per DKIM domain: submission, submissions */
+	/* the live recheck: base and dns are the caller's, only the DNS checks
+	 * are judged, done_cb runs (from the loop) when every answer is in */
+	int borrowed;
+	int dns_only;
+	void (*done_cb)(void *arg);
+	void *done_arg;
+	struct event *ev_done;
 };
 
 /* Add a check through the run's profile; the summary is formatted. */
@@ -84,6 +95,14 @@ void audit_add(struct audit_run *r, const char *id, enum audit_status st,
  * by the caller).  Loads the DKIM keys, reads the chain, runs the DNS
  * lookups.  The run must be zeroed apart from cfg, prof, rep and now. */
 void audit_checks_run(struct audit_run *r);
+/* The DNS part in three steps, for the daemon's live recheck (audit_live.c):
+ * collect every question (r->keys must be set), start them all on r->dns
+ * (r->base; done_cb runs from the loop once every answer is in, never from
+ * within this call), then judge the answers (with dns_only, only the DNS
+ * checks). */
+void audit_dns_collect(struct audit_run *r);
+void audit_dns_start(struct audit_run *r);
+void audit_dns_judge(struct audit_run *r);
 /* Load the DKIM keys one by one into r->keys (also used by --dns-records). */
 void audit_keys_load(struct audit_run *r);
 /* Free everything the run holds (not cfg, prof, rep). */

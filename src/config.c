@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -80,7 +81,8 @@ struct sectspec {
 };
 
 static const struct keyspec server_keys[] = {
-	{ "hostname", 0 }, { "user", 0 }, { "chroot", 0 }, { "profile", 0 }, { NULL, 0 }
+	{ "hostname", 0 }, { "user", 0 }, { "chroot", 0 }, { "profile", 0 },
+	{ "shutdown-timeout", 0 }, { NULL, 0 }
 };
 static const struct keyspec listen_keys[] = {
 	{ "address", 0 }, { "tls", 0 }, { "public-port", 0 }, { NULL, 0 }
@@ -97,7 +99,10 @@ static const struct keyspec dkim_keys[] = { { "key", 1 }, { NULL, 0 } };
 static const struct keyspec dns_keys[] = {
 	{ "trust-anchor-file", 0 }, { "unbound-config", 0 }, { "timeout", 0 }, { NULL, 0 }
 };
-static const struct keyspec audit_keys[] = { { "log", 0 }, { NULL, 0 } };
+static const struct keyspec audit_keys[] = { { "log", 0 }, { "recheck", 0 }, { NULL, 0 } };
+static const struct keyspec metrics_keys[] = {
+	{ "address", 0 }, { "allow-remote", 0 }, { NULL, 0 }
+};
 static const struct keyspec limits_keys[] = {
 	{ "message-size", 0 }, { "recipients", 0 }, { "line-length", 0 }, { "header-size", 0 },
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
@@ -115,6 +120,7 @@ static const struct sectspec sections[] = {
 	{ "dkim", 1, 1, 0, dkim_keys },
 	{ "dns", 0, 0, 0, dns_keys },
 	{ "audit", 0, 0, 0, audit_keys },
+	{ "metrics", 0, 0, 0, metrics_keys },
 	{ "limits", 0, 0, 0, limits_keys },
 	{ NULL, 0, 0, 0, NULL }
 };
@@ -299,7 +305,7 @@ parse_header(struct parse *p, int line, const char *s, const struct sectspec **s
 	}
 	if ((ss = sect_find(sect)) == NULL) {
 		perr(p, line, "unknown section [%s] (expected one of server, listen, tls, auth, "
-		    "senders, relay, dkim, dns, audit, limits)", sect);
+		    "senders, relay, dkim, dns, audit, metrics, limits)", sect);
 		goto err;
 	}
 	if (ss->named && (name == NULL || *name == '\0')) {
@@ -1008,6 +1014,69 @@ check_senders(struct parse *p, struct config *cfg)
 	return 0;
 }
 
+/* Loopback: 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static int
+is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+/* [metrics] address = HOST:PORT | unix:/PATH, allow-remote = yes|no */
+static int
+check_metrics(struct parse *p, struct config *cfg)
+{
+	struct sockaddr_un *sun = (struct sockaddr_un *)&cfg->metrics_addr;
+	struct entry *e, *ar;
+	const char *a;
+	int port;
+
+	if (get1(p, "metrics", NULL, "allow-remote", &ar) < 0 ||
+	    get1(p, "metrics", NULL, "address", &e) < 0)
+		return -1;
+	if (ar != NULL) {
+		if (strcmp(ar->value, "yes") != 0 && strcmp(ar->value, "no") != 0) {
+			perr(p, ar->line, "bad value '%s' for 'allow-remote' (expected yes or no)",
+			    ar->value);
+			return -1;
+		}
+		cfg->metrics_allow_remote = strcmp(ar->value, "yes") == 0;
+	}
+	if (e == NULL)
+		return 0;
+	a = e->value;
+	cfg->metrics_address = xstrdup(a);
+	if (strncmp(a, "unix:", 5) == 0) {
+		if (a[5] != '/' || strlen(a + 5) >= sizeof(sun->sun_path)) {
+			perr(p, e->line, "bad address '%s' (expected unix: and an absolute path of at "
+			    "most %zu characters)", a, sizeof(sun->sun_path) - 1);
+			return -1;
+		}
+		sun->sun_family = AF_UNIX;
+		memcpy(sun->sun_path, a + 5, strlen(a + 5) + 1);
+		cfg->metrics_addrlen = (socklen_t)sizeof(*sun);
+		return 0;
+	}
+	if (parse_hostport(a, &cfg->metrics_addr, &cfg->metrics_addrlen, &port) < 0) {
+		perr(p, e->line, "bad address '%s' (expected 127.0.0.1:PORT, [::1]:PORT or "
+		    "unix:/PATH)", a);
+		return -1;
+	}
+	if (!is_loopback(&cfg->metrics_addr) && !cfg->metrics_allow_remote) {
+		perr(p, e->line, "metrics address '%s' is not a loopback address: the metrics "
+		    "have no TLS and no authentication (use 127.0.0.1, [::1] or unix:/PATH, or "
+		    "set 'allow-remote = yes' and fence the port yourself)", a);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_limits(struct parse *p, struct config *cfg)
 {
@@ -1062,6 +1131,10 @@ validate(struct parse *p, struct config *cfg)
 	    get_str(p, "server", NULL, "user", 0, srvline, &cfg->user) < 0 ||
 	    get_str(p, "server", NULL, "chroot", 0, srvline, &cfg->chroot) < 0 ||
 	    get_str(p, "server", NULL, "profile", 0, srvline, &cfg->profile) < 0)
+		return -1;
+	cfg->shutdown_timeout = 30;
+	if (get_num(p, "server", "shutdown-timeout", 0, 86400, K_TIME,
+	    &cfg->shutdown_timeout) < 0)
 		return -1;
 	if (cfg->chroot != NULL && cfg->chroot[0] != '/') {
 		perr(p, srvline, "'chroot' must be an absolute path, not '%s'", cfg->chroot);
@@ -1118,6 +1191,10 @@ validate(struct parse *p, struct config *cfg)
 	    get_str(p, "dns", NULL, "unbound-config", 0, 1, &cfg->unbound_config) < 0 ||
 	    get_num(p, "dns", "timeout", 1, 300, K_TIME, &cfg->dns_timeout) < 0 ||
 	    get_str(p, "audit", NULL, "log", 0, 1, &cfg->audit_log) < 0)
+		return -1;
+	cfg->audit_recheck = 3600;
+	if (get_num(p, "audit", "recheck", 0, 7 * 86400, K_TIME, &cfg->audit_recheck) < 0 ||
+	    check_metrics(p, cfg) < 0)
 		return -1;
 	if (check_limits(p, cfg) < 0)
 		return -1;
@@ -1292,6 +1369,7 @@ config_free(struct config **cfgp)
 	free(cfg->trust_anchor_file);
 	free(cfg->unbound_config);
 	free(cfg->audit_log);
+	free(cfg->metrics_address);
 	free(cfg);
 	*cfgp = NULL;
 }

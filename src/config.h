@@ -87,6 +87,7 @@ struct config {
 	char *user;                     /* default "subproxy" */
 	char *chroot;                   /* default "/var/empty/subproxy" */
 	char *profile;                  /* default "baseline" */
+	uint64_t shutdown_timeout;      /* [server] shutdown-timeout, seconds, default 30 */
 
 	/* [listen "NAME"] (at least one) */
 	struct config_listen *listens;
@@ -119,6 +120,13 @@ struct config {
 
 	/* [audit] */
 	char *audit_log;                /* optional */
+	uint64_t audit_recheck;         /* [audit] recheck, seconds, default 3600, 0 = off */
+
+	/* [metrics] (off unless address is given) */
+	char *metrics_address;          /* as written: "127.0.0.1:9187" or "unix:/path" */
+	struct sockaddr_storage metrics_addr;   /* AF_INET, AF_INET6 or AF_UNIX */
+	socklen_t metrics_addrlen;
+	int metrics_allow_remote;       /* [metrics] allow-remote = yes: non-loopback TCP */
 
 	struct config_limits limits;
 };

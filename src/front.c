@@ -1,9 +1,12 @@
 /* front.c — the network-facing process. */
 #include "front.h"
 
+#include "audit.h"
 #include "config.h"
 #include "log.h"
 #include "keeper.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "sandbox.h"
 #include "smtp_server.h"
 #include "util.h"
@@ -29,16 +32,36 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	server_shutdown(srv);
 }
 
+/* The heartbeat: proves to the parent (and through it to the service
+ * manager's watchdog) that this loop runs. */
+static void
+on_beat(evutil_socket_t fd, short what, void *arg)
+{
+	metrics_beat();
+}
+
+/* The first loop iteration after the listeners were enabled: serving. */
+static void
+on_serving(evutil_socket_t fd, short what, void *arg)
+{
+	metrics_beat();
+	metrics_set_serving();
+}
+
 void
 front_main(const struct config *cfg, const int *fds, int signer_fd,
-    const struct keeper_fds *kfds)
+    const struct keeper_fds *kfds, const struct front_opts *o)
 {
 	struct event_base *base;
 	struct server *srv;
-	struct event *sigs[3];
+	struct event *sigs[3], *beat = NULL;
+	struct metrics_http *mh = NULL;
+	struct audit_live *live = NULL;
+	struct timeval tv;
 	char err[2048];
 	int rc, i;
 
+	metrics_attach(METRICS_SLICE_FRONT + o->worker);
 	log_set_role("front");
 	(void)prctl(PR_SET_NAME, "subproxy-front");
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);   /* no parent: fail closed */
@@ -57,6 +80,19 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 		log_err("refusing to start: %s", err);
 		exit(1);
 	}
+	if (o->metrics_fd >= 0 &&
+	    (mh = metrics_http_new(base, o->metrics_fd, err, sizeof(err))) == NULL) {
+		log_err("refusing to start: %s", err);
+		exit(1);
+	}
+	if (o->worker == 0)
+		live = audit_live_new(base, server_dns(srv), cfg, server_tls(srv), o->audit);
+	if (metrics_beat_interval() > 0) {
+		tv.tv_sec = metrics_beat_interval() / 1000;
+		tv.tv_usec = (metrics_beat_interval() % 1000) * 1000;
+		beat = event_new(base, -1, EV_PERSIST, on_beat, NULL);
+		evtimer_add(beat, &tv);
+	}
 	sigs[0] = evsignal_new(base, SIGTERM, on_signal, srv);
 	sigs[1] = evsignal_new(base, SIGINT, on_signal, srv);
 	sigs[2] = evsignal_new(base, SIGHUP, on_signal, srv);
@@ -70,10 +106,16 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 		exit(1);
 	}
 	server_start(srv);
-	log_info("event=started version=%s hostname=%s listeners=%zu relays=%zu",
-	    SUBPROXY_VERSION, cfg->hostname, cfg->nlistens, cfg->nrelays);
+	event_base_once(base, -1, EV_TIMEOUT, on_serving, NULL, NULL);
+	log_info("event=started version=%s hostname=%s listeners=%zu relays=%zu metrics=%s",
+	    SUBPROXY_VERSION, cfg->hostname, cfg->nlistens, cfg->nrelays,
+	    cfg->metrics_address ? cfg->metrics_address : "off");
 	event_base_dispatch(base);
 	rc = server_failed(srv) ? 1 : 0;
+	audit_live_free(&live);
+	metrics_http_free(&mh);
+	if (beat != NULL)
+		event_free(beat);
 	server_free(&srv);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "passwd.h"
 #include "proc.h"
 #include "sandbox.h"
@@ -784,8 +785,10 @@ child_loop(void)
 		pfd[1].fd = K.auth_fd;
 		pfd[1].events = paused ? 0 : POLLIN;
 		pfd[0].revents = pfd[1].revents = 0;
-		/* while paused (front does not read its answers), look again soon */
-		rc = poll(pfd, 2, paused ? 100 : -1);
+		/* while paused (front does not read its answers), look again soon;
+		 * and at least once per heartbeat interval (metrics.h) */
+		metrics_beat();
+		rc = poll(pfd, 2, paused ? 100 : metrics_beat_interval());
 		if (rc < 0 && errno != EINTR) {
 			log_err("keeper: poll: %s", strerror(errno));
 			_exit(1);
@@ -815,6 +818,7 @@ child_main(const struct config *cfg, int tls_fd, int auth_fd)
 	char err[1024], ready[160];
 
 	close_others(tls_fd, auth_fd);
+	metrics_attach(METRICS_SLICE_KEEPER);
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)

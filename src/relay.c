@@ -7,6 +7,7 @@
 #include "dns.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 #include "smtp_reply.h"
 #include "spool.h"
 #include "tls.h"
@@ -98,6 +99,7 @@ struct relay_txn {
 	char tlsdesc[96];
 	/* result storage for callbacks */
 	struct smtp_reply *reply;
+	uint64_t asked_us;               /* when the command now waiting was sent */
 };
 
 static void relay_conn_cb(struct conn *, enum conn_event, void *);
@@ -390,6 +392,7 @@ relay_send_mail(struct relay_txn *t)
 		return;
 	}
 	relay_set_state(t, R_MAIL);
+	t->asked_us = metrics_now_us();
 	relay_send(t, "MAIL FROM:<%s>%s%s\r\n", t->from, t->params[0] ? " " : "", t->params);
 }
 
@@ -402,6 +405,7 @@ relay_after_tls(struct relay_txn *t)
 
 	v = tls_peer_dane(conn_tls(t->conn), t->rrs, t->nrrs, t->names, t->nnames, why, sizeof(why));
 	tls_describe(conn_tls(t->conn), t->tlsdesc, sizeof(t->tlsdesc));
+	metrics_count(MF_DANE, metrics_label(MF_DANE, dane_verdict_name(v)));
 	if (v != DANE_OK_EE && v != DANE_OK_TA) {
 		relay_setup_failed(t, FAIL_TLS, "DANE verification %s: %s", dane_verdict_name(v), why);
 		return;
@@ -448,6 +452,7 @@ relay_feed_body(struct relay_txn *t)
 		if (dot)
 			msg_stuff_end(&t->stuff, out);
 		relay_set_state(t, R_FINAL);
+		t->asked_us = metrics_now_us();
 	} else {
 		conn_want_flushed(t->conn);
 	}
@@ -480,6 +485,9 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 	const struct config_relay *rc = target_cfg(t);
 	int ok = r->code >= 200 && r->code < 300;
 
+	if (t->state == R_MAIL || t->state == R_RCPT || t->state == R_FINAL)
+		metrics_observe(MH_RELAY_REPLY, t->state == R_MAIL ? MRC_MAIL : t->state == R_RCPT ?
+		    MRC_RCPT : MRC_DATA, metrics_now_us() - t->asked_us);
 	switch (t->state) {
 	case R_GREETING:
 		if (r->code != 220) {
@@ -685,6 +693,7 @@ relay_on_dane_dns(void *arg, const struct danedns_result *r)
 
 		log_warn("session=%s relay=%s host=%s dane=required refused: %s: %s", t->sid,
 		    rc->name, rc->host, danedns_status_name(r->status), r->why);
+		metrics_count(MF_DANE, metrics_label(MF_DANE, danedns_status_name(r->status)));
 		if (why > t->worst)
 			t->worst = why;
 		t->target++;
@@ -845,6 +854,7 @@ relay_txn_rcpt(struct relay_txn *t, const char *to, const char *params, relay_cb
 	t->cb = cb;
 	t->cb_arg = arg;
 	relay_set_state(t, R_RCPT);
+	t->asked_us = metrics_now_us();
 	relay_send(t, "RCPT TO:<%s>%s%s\r\n", to, params[0] ? " " : "", params);
 }
 

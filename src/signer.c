@@ -6,6 +6,7 @@
 #include "config.h"
 #include "dkim.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "proc.h"
 #include "sandbox.h"
@@ -116,6 +117,7 @@ child_main(const struct config *cfg, int fd)
 	struct proc_writer w;
 
 	close_others(fd);
+	metrics_attach(METRICS_SLICE_SIGNER);
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
@@ -155,7 +157,20 @@ child_main(const struct config *cfg, int fd)
 		_exit(1);
 	log_info("event=signer-ready keys=%zu", dkim_keyset_count(ks));
 	for (;;) {
-		int memfd = -1, rc = proc_recv(fd, &m, &memfd);
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int memfd = -1, rc;
+
+		/* wake up at least once per heartbeat interval (metrics.h) */
+		metrics_beat();
+		rc = poll(&pfd, 1, metrics_beat_interval());
+		if (rc < 0 && errno != EINTR) {
+			log_err("signer: poll: %s; exiting", strerror(errno));
+			dkim_keyset_free(&ks);
+			_exit(1);
+		}
+		if (rc <= 0)
+			continue;
+		rc = proc_recv(fd, &m, &memfd);
 
 		if (rc == 0) {
 			log_debug("signer: front closed the socket, exiting");

@@ -5,6 +5,7 @@
 #include "dns.h"
 #include "keeper.h"
 #include "log.h"
+#include "metrics.h"
 #include "message.h"
 #include "owntlsa.h"
 #include "dkim.h"
@@ -30,7 +31,6 @@
 #include <event2/listener.h>
 
 #define AUTH_LINE_MAX    12288   /* RFC 4954 4: AUTH lines may be long */
-#define SHUTDOWN_GRACE   30      /* seconds for open transactions at stop */
 
 enum sess_state {
 	S_TLS_HANDSHAKE,  /* implicit TLS or after STARTTLS */
@@ -93,7 +93,6 @@ struct session {
 	struct event *ev_delay;        /* failure delay before the 535 */
 	int discard_line;              /* resync after an overlong line */
 	int close_after_reply;
-	int stop_after_txn;            /* shutdown requested while busy */
 	unsigned txn_count;
 
 	/* transaction */
@@ -116,6 +115,8 @@ struct session {
 
 static void session_process(struct session *);
 static void session_close(struct session *);
+static int session_in_flight(const struct session *);
+static void shutdown_close(struct session *);
 static void session_conn_cb(struct conn *, enum conn_event, void *);
 
 /* ---- replies ---- */
@@ -164,6 +165,13 @@ reply_relay(struct session *s, const struct relay_result *r)
 		esc[o] = '\0';
 		evbuffer_add_printf(out, "%d%c%s %s\r\n", r->code, i + 1 < n ? '-' : ' ', r->enh, esc);
 	}
+}
+
+/* A MAIL command or a message was refused with enhanced code enh. */
+static void
+count_refused(const char *enh)
+{
+	metrics_count(MF_REFUSED, metrics_label(MF_REFUSED, enh));
 }
 
 static void
@@ -227,6 +235,7 @@ session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	metrics_gauge_add(MG_SESSIONS_OPEN, -1);
 	free(s);
 	if (srv->shutting_down && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
@@ -311,6 +320,9 @@ auth_done(void *arg, int result)
 	unsigned ms;
 
 	s->authreq = NULL;
+	metrics_count(MF_AUTH, result == KEEPER_AUTH_OK ? MA_OK : result == KEEPER_AUTH_LOCKED ?
+	    MA_LOCKED : result == KEEPER_AUTH_BUSY ? MA_BUSY : result == KEEPER_DEAD ? MA_ERROR :
+	    MA_FAIL);
 	if (result == KEEPER_AUTH_LOCKED || result == KEEPER_AUTH_BUSY || result == KEEPER_DEAD) {
 		char esc[128];
 
@@ -486,6 +498,7 @@ mail_relay_done(void *arg, const struct relay_result *r)
 	} else {
 		log_info("session=%s event=mail-refused from=<%s> code=%d enh=%s local=%d", s->id,
 		    s->mail_from, r->code, r->enh, r->local);
+		count_refused(r->enh);
 		reply_relay(s, r);
 		txn_reset(s);
 	}
@@ -510,10 +523,12 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (c->path[0] == '\0' || !config_sender_allowed(cfg, s->login, c->path)) {
+		count_refused("5.7.1");
 		reply(s, 553, "5.7.1", "Sender address <%s> not owned by user %s", c->path, s->login);
 		return;
 	}
 	if (c->size > cfg->limits.message_size) {
+		count_refused("5.3.4");
 		reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		return;
 	}
@@ -690,15 +705,14 @@ data_relay_done(void *arg, const struct relay_result *r)
 	    s->id, r->code >= 200 && r->code < 300 ? "relayed" : "relay-refused", s->mail_from,
 	    s->rcpts_ok, (unsigned long long)spool_size(s->sp), r->code, r->enh, r->local,
 	    relay_txn_describe(s->relay));
+	if (r->code >= 200 && r->code < 300)
+		metrics_count(MF_RELAYED, 0);
+	else
+		count_refused(r->enh);
 	reply_relay(s, r);
 	s->txn_count++;
 	txn_reset(s);
 	session_set_state(s, S_CMD);
-	if (s->stop_after_txn) {
-		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
-		session_close(s);
-		return;
-	}
 	session_process(s);
 }
 
@@ -713,6 +727,7 @@ sign_done(void *arg, int status, const char *headers)
 
 	s->sreq = NULL;
 	if (status == DKIM_RES_OK && headers != NULL) {
+		metrics_count_dkim(headers);
 		signed_prefix = xasprintf("%s%s", headers, s->prefix);
 		free(s->prefix);
 		s->prefix = signed_prefix;
@@ -721,6 +736,8 @@ sign_done(void *arg, int status, const char *headers)
 	}
 	log_info("session=%s event=message-rejected stage=dkim result=%s", s->id,
 	    status == SIGNER_DEAD ? "signer-dead" : dkim_result_name((enum dkim_result)status));
+	count_refused(status == DKIM_RES_NOKEY ? "5.7.1" : status == DKIM_RES_BADMSG ? "5.6.0" :
+	    "4.3.0");
 	switch (status) {
 	case DKIM_RES_NOKEY:
 		reply(s, 550, "5.7.1", "No DKIM key for the From domain %s: this server signs every "
@@ -754,6 +771,7 @@ message_complete(struct session *s)
 	if (mr->code != 0) {
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
+		count_refused(mr->enh);
 		reply(s, mr->code, mr->enh, "%s", mr->text);
 		txn_reset(s);
 		session_set_state(s, S_CMD);
@@ -761,6 +779,7 @@ message_complete(struct session *s)
 	}
 	for (i = 0; i < mr->nfrom; i++) {
 		if (!config_sender_allowed(cfg, s->login, mr->from[i])) {
+			count_refused("5.7.1");
 			reply(s, 550, "5.7.1", "Header From address <%s> not owned by user %s",
 			    mr->from[i], s->login);
 			txn_reset(s);
@@ -769,6 +788,7 @@ message_complete(struct session *s)
 		}
 	}
 	if (mr->sender != NULL && !config_sender_allowed(cfg, s->login, mr->sender)) {
+		count_refused("5.7.1");
 		reply(s, 550, "5.7.1", "Header Sender address <%s> not owned by user %s",
 		    mr->sender, s->login);
 		txn_reset(s);
@@ -851,6 +871,7 @@ bdat_chunk_done(struct session *s)
 	if (mr->code != 0 && !s->bdat_last) {
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
+		count_refused(mr->enh);
 		reply(s, mr->code, mr->enh, "%s", mr->text);
 		relay_txn_free(&s->relay);
 		s->bdat_failed = 1;
@@ -1088,6 +1109,11 @@ session_process(struct session *s)
 			session_close(s);
 			return;
 		}
+		if (s->srv->shutting_down && s->state == S_CMD && !session_in_flight(s)) {
+			/* the transaction that kept it open is over */
+			shutdown_close(s);
+			return;
+		}
 		if (s->state == S_WAIT || s->state == S_TLS_HANDSHAKE || s->state == S_CLOSED)
 			break;
 		if (s->state == S_DATA || s->state == S_BDAT) {
@@ -1206,6 +1232,8 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_count(MF_SESSIONS, 0);
+	metrics_gauge_add(MG_SESSIONS_OPEN, 1);
 	log_info("session=%s event=connect peer=%s listener=%s", s->id, s->peer, l->cl->name);
 	if (refuse != NULL) {
 		log_warn("session=%s event=refused peer=%s reason=\"%s\"", s->id, s->peer, refuse + 10);
@@ -1315,56 +1343,104 @@ server_start(struct server *srv)
 	relay_ctx_probe(srv->relay);
 }
 
+/* A session with a mail transaction under way (MAIL sent, message being
+ * read, signed or relayed): at a stop it may finish. */
+static int
+session_in_flight(const struct session *s)
+{
+	return s->in_txn || s->relay != NULL || s->sreq != NULL || s->state == S_DATA ||
+	    s->state == S_BDAT;
+}
+
+static void
+shutdown_close(struct session *s)
+{
+	reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
+	    s->srv->cfg->hostname);
+	session_close(s);
+}
+
+/* [server] shutdown-timeout is over: cut what is left, without an
+ * acknowledgement; relay legs with message data in flight are dropped
+ * without the final dot (relay_txn_free()). */
 static void
 grace_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	log_warn("event=shutdown-grace-expired sessions=%u", srv->nsessions);
+	log_warn("event=shutdown-timeout sessions=%u", srv->nsessions);
 	while (srv->sessions != NULL) {
 		struct session *s = srv->sessions;
 
-		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
-		session_close(s);
+		if (s->state == S_TLS_HANDSHAKE) {
+			session_drop(s, "shutdown");
+			continue;
+		}
+		if (session_in_flight(s)) {
+			log_warn("session=%s event=shutdown-cut peer=%s state=%s from=<%s>: "
+			    "transaction not acknowledged", s->id, s->peer,
+			    sess_state_names[s->state], s->mail_from ? s->mail_from : "");
+			metrics_count(MF_SHUTDOWN_CUT, 0);
+			txn_reset(s);
+		}
+		shutdown_close(s);
 	}
 	event_base_loopexit(srv->base, NULL);
 }
 
+/* Graceful stop, per session state (doc/subproxy.8, SIGNALS):
+ *   TLS handshake                  dropped (no SMTP dialogue yet)
+ *   between commands, no MAIL yet, AUTH exchange or password check pending,
+ *   failed-AUTH delay              421 4.3.2 now
+ *   mail transaction under way     finishes (final reply), then 421 4.3.2
+ *                                  (session_process); cut without an
+ *                                  acknowledgement at shutdown-timeout */
 void
 server_shutdown(struct server *srv)
 {
 	struct session *s, *next;
-	struct timeval tv = { SHUTDOWN_GRACE, 0 };
+	struct timeval tv;
+	unsigned busy = 0;
 	size_t i;
 
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = 1;
-	log_info("event=shutdown sessions=%u", srv->nsessions);
 	for (i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_free(srv->listeners[i].evl);
 		srv->listeners[i].evl = NULL;
 	}
 	for (s = srv->sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->state == S_WAIT && s->relay != NULL && s->prefix != NULL) {
-			/* the relay has the message: its answer is owed */
-			s->stop_after_txn = 1;
-			continue;
-		}
-		if (s->state == S_TLS_HANDSHAKE) {
+		if (s->state == S_TLS_HANDSHAKE)
 			session_drop(s, "shutdown");
-			continue;
-		}
-		reply(s, 421, "4.3.2", "Service shutting down, closing connection");
-		session_close(s);
+		else if (session_in_flight(s))
+			busy++;
+		else
+			shutdown_close(s);
 	}
+	log_info("event=shutdown in-flight=%u timeout=%llus", busy,
+	    (unsigned long long)srv->cfg->shutdown_timeout);
 	if (srv->nsessions == 0) {
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
+	tv.tv_sec = (time_t)srv->cfg->shutdown_timeout;
+	tv.tv_usec = 0;
 	srv->ev_grace = evtimer_new(srv->base, grace_expired, srv);
 	evtimer_add(srv->ev_grace, &tv);
+}
+
+struct dns_ctx *
+server_dns(const struct server *srv)
+{
+	return srv->dns;
+}
+
+const struct tls_server *
+server_tls(const struct server *srv)
+{
+	return srv->tls;
 }
 
 unsigned

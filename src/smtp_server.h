@@ -12,7 +12,9 @@
 #include <stddef.h>
 
 struct config;
+struct dns_ctx;
 struct event_base;
+struct tls_server;
 struct server;
 struct keeper_fds;
 
@@ -39,6 +41,11 @@ void server_start(struct server *srv);
  * session waiting for the relay's final reply gets that reply, then 421.
  * When the last session is gone, the event loop is asked to exit. */
 void server_shutdown(struct server *srv);
+
+/* The resolver and the TLS credentials the server built (for the live
+ * self-audit, audit.h). */
+struct dns_ctx *server_dns(const struct server *srv);
+const struct tls_server *server_tls(const struct server *srv);
 
 /* Number of open sessions. */
 unsigned server_sessions(const struct server *srv);

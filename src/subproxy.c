@@ -6,6 +6,8 @@
 #include "sandbox.h"
 #include "front.h"
 #include "keeper.h"
+#include "metrics.h"
+#include "sdnotify.h"
 #include "signer.h"
 #include "util.h"
 
@@ -20,6 +22,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <sodium.h>
@@ -39,6 +43,9 @@ __asan_default_options(void)
 #endif
 #define SIGNER_START_TIMEOUT 30   /* seconds to load and test the DKIM keys */
 #define KEEPER_START_TIMEOUT 30   /* seconds to load the TLS key and passwords */
+#define STOP_MARGIN          15   /* seconds past [server] shutdown-timeout before SIGKILL */
+#define STATUS_INTERVAL      2000 /* ms between STATUS= updates (when changed) */
+#define READY_POLL           50   /* ms between looks at front's "serving" flag */
 
 static void
 usage(FILE *f)
@@ -120,11 +127,49 @@ bind_listener(const struct config_listen *l, char *err, size_t errlen)
 	return fd;
 }
 
+/* The [metrics] socket: TCP like a listener, or a unix socket (a stale
+ * socket file nobody listens on is replaced; mode 0660). */
+static int
+bind_metrics(const struct config *cfg, char *err, size_t errlen)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&cfg->metrics_addr;
+	struct config_listen l;
+	struct stat st;
+	int fd;
+
+	if (cfg->metrics_addr.ss_family != AF_UNIX) {
+		memset(&l, 0, sizeof(l));
+		l.name = "metrics";
+		l.address = cfg->metrics_address;
+		l.addr = cfg->metrics_addr;
+		l.addrlen = cfg->metrics_addrlen;
+		return bind_listener(&l, err, errlen);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "[metrics] socket: %s", strerror(errno));
+		return -1;
+	}
+	if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) < 0 && errno == ECONNREFUSED)
+		(void)unlink(sun->sun_path);
+	if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) != 0 ||
+	    chmod(sun->sun_path, 0660) != 0 || listen(fd, 16) != 0) {
+		snprintf(err, errlen, "[metrics] cannot listen on %s: %s%s", cfg->metrics_address,
+		    strerror(errno), errno == EADDRINUSE ? " (another process listens there, or "
+		    "a file of that name is in the way)" : "");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* ---- the parent: watches its children and fails closed ---- */
 
 struct child {
 	const char *name;
 	pid_t pid;
+	size_t slice;           /* its metrics slice (heartbeat, serving) */
 	int exited;
 	int status;
 };
@@ -175,6 +220,7 @@ reap(struct child *kids, size_t n, int block)
 		if (kids[i].pid == pid) {
 			kids[i].exited = 1;
 			kids[i].status = status;
+			metrics_fold(kids[i].slice);
 			return (int)i;
 		}
 	return -1;
@@ -208,23 +254,119 @@ wait_all(struct child *kids, size_t n, int seconds)
 	}
 }
 
-/* Runs until the front process ends.  SIGTERM/SIGINT are passed to front
- * (which finishes open transactions); SIGHUP reopens the logs here and in
- * front.  Any child ending on its own stops everything: exit 1. */
-static int
-parent_loop(struct child *kids, size_t n, size_t front)
+/* What the parent tells the service manager (sdnotify.h). */
+struct notify {
+	int ready;              /* READY=1 sent */
+	uint64_t wd_ms;         /* watchdog period, 0 none */
+	uint64_t next_wd, next_status;
+	int wd_withheld;        /* a child's loop did not beat in time */
+	char status[160];
+};
+
+/* STATUS=: one line, sent when it changed. */
+static void
+notify_status(struct notify *nt, int stopping)
 {
+	struct metrics_snapshot *snap = xmalloc(sizeof(*snap));
+	char line[160];
+
+	metrics_snapshot(snap);
+	snprintf(line, sizeof(line), "%s: %lld sessions, %llu relayed, %llu refused",
+	    stopping ? "stopping" : "serving", (long long)snap->g[MG_SESSIONS_OPEN],
+	    (unsigned long long)metrics_snap_family(snap, MF_RELAYED),
+	    (unsigned long long)metrics_snap_family(snap, MF_REFUSED));
+	free(snap);
+	if (strcmp(line, nt->status) != 0) {
+		snprintf(nt->status, sizeof(nt->status), "%s", line);
+		sdnotify_send("STATUS=%s", line);
+	}
+}
+
+/* WATCHDOG=1 while every child's loop beats within the period. */
+static void
+notify_watchdog(struct notify *nt, const struct child *kids, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t age;
+
+		if (kids[i].exited)
+			continue;
+		age = metrics_beat_age(kids[i].slice);
+		if (age >= nt->wd_ms) {
+			if (!nt->wd_withheld)
+				log_err("event=watchdog process=%s pid=%ld last-beat=%s%llums: "
+				    "not notifying the service manager", kids[i].name,
+				    (long)kids[i].pid, age == UINT64_MAX ? "never " : "",
+				    age == UINT64_MAX ? 0ULL : (unsigned long long)age);
+			nt->wd_withheld = 1;
+			return;
+		}
+	}
+	if (nt->wd_withheld)
+		log_info("event=watchdog every process beats again");
+	nt->wd_withheld = 0;
+	sdnotify_send("WATCHDOG=1");
+}
+
+/* Readiness, status and watchdog; returns the ms until the next duty. */
+static uint64_t
+notify_tick(struct notify *nt, const struct child *kids, size_t n, size_t front, int stopping)
+{
+	uint64_t now = metrics_now_ms(), wait = STATUS_INTERVAL;
+
+	if (!nt->ready && !stopping) {
+		if (!metrics_serving(kids[front].slice))
+			return READY_POLL;
+		nt->ready = 1;
+		notify_status(nt, 0);
+		sdnotify_send("READY=1\nSTATUS=%s", nt->status);
+		log_info("event=ready%s", sdnotify_enabled() ? " notified=yes" : "");
+		nt->next_status = now + STATUS_INTERVAL;
+		nt->next_wd = now;
+	}
+	if (now >= nt->next_status) {
+		notify_status(nt, stopping);
+		nt->next_status = now + STATUS_INTERVAL;
+	}
+	wait = nt->next_status - now;
+	if (nt->wd_ms > 0 && nt->ready) {
+		if (now >= nt->next_wd) {
+			notify_watchdog(nt, kids, n);
+			nt->next_wd = now + nt->wd_ms / 2;
+		}
+		if (nt->next_wd - now < wait)
+			wait = nt->next_wd - now;
+	}
+	return wait;
+}
+
+/* Runs until the front process ends.  SIGTERM/SIGINT are passed to front
+ * (which finishes open transactions within [server] shutdown-timeout; the
+ * parent kills what is left STOP_MARGIN seconds later); SIGHUP reopens the
+ * logs here and in front.  Any child ending on its own stops everything:
+ * exit 1.  Meanwhile it speaks to the service manager (READY=1 once front
+ * serves, STATUS=, WATCHDOG=1, STOPPING=1). */
+static int
+parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
+{
+	struct notify nt;
 	sigset_t set;
 	siginfo_t si;
 	int stopping = 0, sig, rc = 0;
+	uint64_t deadline = 0, wait;
 	char why[96];
 
+	memset(&nt, 0, sizeof(nt));
+	nt.wd_ms = sdnotify_watchdog_usec() / 1000;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
 	for (;;) {
+		struct timespec ts;
 		int i;
 
 		while ((i = reap(kids, n, 0)) >= 0) {
@@ -272,11 +414,22 @@ parent_loop(struct child *kids, size_t n, size_t front)
 						    kids[k].name, (long)kids[k].pid,
 						    describe_status(kids[k].status, why, sizeof(why)));
 			}
+			sdnotify_send("STOPPING=1\nSTATUS=stopping: a process died");
 			kill_all(kids, n, SIGTERM);
 			wait_all(kids, n, 35);
 			return 1;
 		}
-		sig = sigwaitinfo(&set, &si);
+		if (stopping && metrics_now_ms() >= deadline) {
+			log_err("event=stop-timeout: processes still running %llu s after SIGTERM; "
+			    "killing them", (unsigned long long)(stop_ms / 1000));
+			kill_all(kids, n, SIGKILL);
+			wait_all(kids, n, 5);
+			return 1;
+		}
+		wait = notify_tick(&nt, kids, n, front, stopping);
+		ts.tv_sec = (time_t)(wait / 1000);
+		ts.tv_nsec = (long)(wait % 1000) * 1000000L;
+		sig = sigtimedwait(&set, &si, &ts);
 		if (sig < 0)
 			continue;
 		switch (sig) {
@@ -288,8 +441,13 @@ parent_loop(struct child *kids, size_t n, size_t front)
 			break;
 		case SIGTERM:
 		case SIGINT:
+			if (stopping)
+				break;
 			log_info("event=signal signal=%s: stopping", sig == SIGTERM ? "TERM" : "INT");
 			stopping = 1;
+			deadline = metrics_now_ms() + stop_ms;
+			sdnotify_send("STOPPING=1");
+			nt.next_status = 0;
 			if (!kids[front].exited)
 				kill(kids[front].pid, SIGTERM);
 			break;
@@ -297,6 +455,32 @@ parent_loop(struct child *kids, size_t n, size_t front)
 			break;
 		}
 	}
+}
+
+/* Open the service manager's notify socket (sdnotify.h) and map the
+ * metrics block; the writers beat four times per watchdog period (at most
+ * once a second). */
+static int
+ops_start(char *err, size_t errlen)
+{
+	uint64_t wd_ms;
+	unsigned beat_ms = 1000;
+
+	if (sdnotify_open(err, errlen) < 0)
+		return -1;
+	wd_ms = sdnotify_watchdog_usec() / 1000;
+	if (wd_ms > 0) {
+		beat_ms = (unsigned)(wd_ms / 4 < 1000 ? wd_ms / 4 : 1000);
+		if (beat_ms < 20)
+			beat_ms = 20;
+		log_info("event=watchdog period=%llums beat=%ums", (unsigned long long)wd_ms,
+		    beat_ms);
+	}
+	if (metrics_init(METRICS_SLICE_FRONT + 1, beat_ms) < 0) {
+		snprintf(err, errlen, "cannot map the metrics block: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -318,6 +502,8 @@ main(int argc, char **argv)
 	const char *cfgfile = NULL;
 	struct config *cfg;
 	struct keeper_fds kfds;
+	struct audit_baseline baseline;
+	struct front_opts fo;
 	int *fds, ch, debug = 0, signer_fd = -1, rc, check = 0, json = 0, dnsrec = 0;
 	pid_t signer_pid, keeper_pid;
 	char err[8192];
@@ -396,9 +582,16 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		return 2;
 	}
+	/* the service manager's socket and the metrics block, before anything
+	 * is forked: every process inherits the block and beats in it */
+	if (ops_start(err, sizeof(err)) < 0) {
+		log_err("refusing to start: %s", err);
+		config_free(&cfg);
+		return 1;
+	}
 	/* the same audit as --check, in a child process: refuse to start on any
 	 * failed required check */
-	if (audit_startup(cfg, err, sizeof(err)) < 0) {
+	if (audit_startup(cfg, &baseline, err, sizeof(err)) < 0) {
 		char *line, *save = NULL;
 
 		for (line = strtok_r(err, "\n", &save); line != NULL;
@@ -423,12 +616,23 @@ main(int argc, char **argv)
 		kill(signer_pid, SIGKILL);
 		return 1;
 	}
+	for (i = 0; i < baseline.nchecks; i++)
+		metrics_check_add(baseline.checks[i].id, baseline.checks[i].ok);
 	fds = xcalloc(cfg->nlistens, sizeof(*fds));
 	for (i = 0; i < cfg->nlistens; i++) {
 		if ((fds[i] = bind_listener(&cfg->listens[i], err, sizeof(err))) < 0) {
 			log_err("refusing to start: %s", err);
 			return 1;
 		}
+	}
+	memset(&fo, 0, sizeof(fo));
+	fo.worker = 0;
+	fo.audit = &baseline;
+	fo.metrics_fd = -1;
+	if (cfg->metrics_address != NULL &&
+	    (fo.metrics_fd = bind_metrics(cfg, err, sizeof(err))) < 0) {
+		log_err("refusing to start: %s", err);
+		return 1;
 	}
 	/* front is forked with the listening sockets and the signer socket;
 	 * the parent keeps nothing it does not need */
@@ -446,21 +650,26 @@ main(int argc, char **argv)
 		memset(kids, 0, sizeof(kids));
 		kids[0].name = "signer";
 		kids[0].pid = signer_pid;
+		kids[0].slice = METRICS_SLICE_SIGNER;
 		kids[1].name = "keeper";
 		kids[1].pid = keeper_pid;
+		kids[1].slice = METRICS_SLICE_KEEPER;
 		kids[2].name = "front";
+		kids[2].slice = METRICS_SLICE_FRONT + fo.worker;
 		fflush(NULL);
 		if ((pid = fork()) < 0)
 			fatal("fork: %s", strerror(errno));
 		if (pid == 0) {
 			sigprocmask(SIG_UNBLOCK, &set, NULL);
-			front_main(cfg, fds, signer_fd, &kfds);
+			front_main(cfg, fds, signer_fd, &kfds, &fo);
 		}
 		kids[2].pid = pid;
 		close(signer_fd);
 		keeper_fds_close(&kfds);
 		for (i = 0; i < cfg->nlistens; i++)
 			close(fds[i]);
+		if (fo.metrics_fd >= 0)
+			close(fo.metrics_fd);
 		if (sandbox_seccomp("parent", err, sizeof(err)) < 0) {
 			log_err("refusing to start: %s", err);
 			kill(pid, SIGKILL);
@@ -469,9 +678,11 @@ main(int argc, char **argv)
 			return 1;
 		}
 		log_info("event=parent-ready signer=%ld front=%ld", (long)signer_pid, (long)pid);
-		rc = parent_loop(kids, 3, 2);
+		rc = parent_loop(kids, 3, 2, (cfg->shutdown_timeout + STOP_MARGIN) * 1000);
 	}
 	log_info("event=stopped status=%d", rc);
+	audit_baseline_clear(&baseline);
+	sdnotify_close();
 	config_free(&cfg);
 	free(fds);
 	return rc;
