@@ -120,7 +120,8 @@ metrics_http_parse(const char *buf, size_t len, struct metrics_http_req *req)
 		line++;
 		off += n + 2;
 	}
-	if (memchr(buf + off, '\r', len - off) != NULL && buf[len - 1] != '\r')
+	/* the incomplete last line: a CR only as its last octet (CRLF to come) */
+	if (len - off > 1 && memchr(buf + off, '\r', len - off - 1) != NULL)
 		return -1;
 	return len >= METRICS_HTTP_HEAD_MAX ? -2 : 0;
 }

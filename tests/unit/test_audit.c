@@ -404,11 +404,63 @@ test_report_pass(void **state)
 	audit_report_clear(&rep);
 }
 
+/* The start-up audit's report to the daemon (audit_baseline_parse). */
+static void
+test_baseline_parse(void **state)
+{
+	static const char good[] =
+	    "C\t1\t1\tdane.own.submissions\n"
+	    "C\t0\t0\tsrv.submission.alias.lab.test\n"
+	    "K\t1\tlab.test\ted\tv=DKIM1; k=ed25519; p=A\\tB\\\\C\\n\n"
+	    "F\tdane.own.x: no record Fix: publish\n"
+	    "F\tsecond\n";
+	static const char *const bad[] = {
+		"C\t2\t1\tid\n",                /* flag not 0/1 */
+		"C\t1\t1\n",                     /* field missing */
+		"C\t1\t1\t\n",                  /* empty id */
+		"C\t1\t1\tid\textra\n",        /* field too many */
+		"Q\tx\n",                         /* unknown record */
+		"C\t1\t1\tid",                   /* no end of line */
+		"K\tx\td\ts\tt\n",             /* type not a number */
+		"K\t99\td\ts\tt\n",            /* type out of range */
+		"F\tbad \\q escape\n",
+		"F\tends in \\\n",
+		"\n",
+		"C\t1\t1\ta\tb\tc\td\te\n",
+	};
+	struct audit_baseline bl;
+	char fail[256];
+	size_t i;
+
+	assert_int_equal(audit_baseline_parse(good, strlen(good), &bl, fail, sizeof(fail)), 0);
+	assert_int_equal(bl.nchecks, 2);
+	assert_string_equal(bl.checks[0].id, "dane.own.submissions");
+	assert_true(bl.checks[0].ok && bl.checks[0].required);
+	assert_true(!bl.checks[1].ok && !bl.checks[1].required);
+	assert_int_equal(bl.nkeys, 1);
+	assert_int_equal(bl.keys[0].type, 1);
+	assert_string_equal(bl.keys[0].domain, "lab.test");
+	assert_string_equal(bl.keys[0].selector, "ed");
+	assert_string_equal(bl.keys[0].txt, "v=DKIM1; k=ed25519; p=A\tB\\C\n");
+	assert_string_equal(fail, "dane.own.x: no record Fix: publish\nsecond");
+	audit_baseline_clear(&bl);
+	audit_baseline_clear(&bl);              /* twice: harmless */
+	assert_int_equal(audit_baseline_parse("", 0, &bl, fail, sizeof(fail)), 0);
+	assert_int_equal(bl.nchecks + bl.nkeys, 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (audit_baseline_parse(bad[i], strlen(bad[i]), &bl, fail, sizeof(fail)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(bl.nchecks + bl.nkeys, 0);
+	}
+	assert_int_equal(audit_baseline_parse("C\t1\t1\ta\0b\n", 10, &bl, fail, sizeof(fail)), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_builtin_profiles),
+		cmocka_unit_test(test_baseline_parse),
 		cmocka_unit_test(test_unknown_profiles),
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_errors),

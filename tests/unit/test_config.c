@@ -319,6 +319,71 @@ test_senders(void **state)
 }
 
 /* The shipped example must stay valid (run from the source tree's root). */
+/* [server] shutdown-timeout, [audit] recheck, [metrics]. */
+static void
+test_operations_keys(void **state)
+{
+	struct config_override ov[2];
+	struct config *cfg;
+	char err[512], want[200];
+	int line = 1;
+	const char *p;
+
+	for (p = base; *p; p++)
+		line += *p == '\n';
+	cfg = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->shutdown_timeout, 30);
+	assert_int_equal(cfg->audit_recheck, 3600);
+	assert_null(cfg->metrics_address);
+	config_free(&cfg);
+	assert_int_equal(config_override_parse("server.shutdown-timeout=2m", &ov[0], err,
+	    sizeof(err)), 0);
+	assert_int_equal(config_override_parse("audit.recheck=0", &ov[1], err, sizeof(err)), 0);
+	cfg = parse("[metrics]\naddress = [::1]:9187\n", ov, 2, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->shutdown_timeout, 120);
+	assert_int_equal(cfg->audit_recheck, 0);
+	assert_string_equal(cfg->metrics_address, "[::1]:9187");
+	assert_int_equal(cfg->metrics_addr.ss_family, AF_INET6);
+	config_free(&cfg);
+	config_override_clear(&ov[0]);
+	config_override_clear(&ov[1]);
+	cfg = parse("[audit]\nrecheck = 15m\n[metrics]\naddress = unix:/run/sp/m.sock\n", NULL,
+	    0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->audit_recheck, 900);
+	assert_int_equal(cfg->metrics_addr.ss_family, AF_UNIX);
+	config_free(&cfg);
+	cfg = parse("[metrics]\naddress = 127.0.0.2:9187\n", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	config_free(&cfg);
+	cfg = parse("[metrics]\naddress = 0.0.0.0:9187\nallow-remote = yes\n", NULL, 0, err,
+	    sizeof(err));
+	assert_non_null(cfg);
+	assert_true(cfg->metrics_allow_remote);
+	config_free(&cfg);
+	/* refused, naming file:line */
+	snprintf(want, sizeof(want), "t.conf:%d: metrics address '192.0.2.1:9187' is not a "
+	    "loopback address", line + 1);
+	expect_extra_error("[metrics]\naddress = 192.0.2.1:9187\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: metrics address '[::]:9187' is not a loopback",
+	    line + 2);
+	expect_extra_error("[metrics]\nallow-remote = no\naddress = [::]:9187\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: bad address 'unix:rel' (expected unix: and an "
+	    "absolute path", line + 1);
+	expect_extra_error("[metrics]\naddress = unix:rel\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: bad address 'localhost:9187'", line + 1);
+	expect_extra_error("[metrics]\naddress = localhost:9187\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: bad value 'maybe' for 'allow-remote' (expected "
+	    "yes or no)", line + 1);
+	expect_extra_error("[metrics]\nallow-remote = maybe\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: bad value '-1' for 'recheck'", line + 1);
+	expect_extra_error("[audit]\nrecheck = -1\n", want);
+	snprintf(want, sizeof(want), "t.conf:%d: unknown key 'port' in section [metrics]", line + 1);
+	expect_extra_error("[metrics]\nport = 5\n", want);
+}
+
 static void
 test_contrib_example(void **state)
 {
@@ -347,6 +412,7 @@ main(void)
 		cmocka_unit_test(test_quoting),
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_senders),
+		cmocka_unit_test(test_operations_keys),
 		cmocka_unit_test(test_contrib_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

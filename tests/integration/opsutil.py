@@ -1,0 +1,140 @@
+"""
+opsutil.py -- helpers for the operations tests (metrics, systemd notify,
+graceful stop, live self-audit): scraping with curl and parsing with
+python3-prometheus-client's own parsers, finding subproxy's processes, a
+notify socket that plays systemd.
+"""
+
+import os
+import socket
+import subprocess
+import time
+
+from prometheus_client.openmetrics import parser as om_parser
+from prometheus_client import parser as prom_parser
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def curl(url_or_path, *, unix=None, accept=None, method=None, timeout=10, head=False):
+    """(status, headers text, body) of one request made with curl(1)."""
+    argv = ["curl", "-sS", "--max-time", str(timeout), "-D", "-", "-o", "-"]
+    if unix:
+        argv += ["--unix-socket", unix]
+    if accept:
+        argv += ["-H", "Accept: " + accept]
+    if head:
+        argv += ["-I"]
+    elif method:
+        argv += ["-X", method]
+    argv.append(url_or_path)
+    r = subprocess.run(argv, capture_output=True, timeout=timeout + 5, check=False)
+    assert r.returncode == 0, "curl failed (%d): %s" % (r.returncode, r.stderr.decode())
+    raw = r.stdout.decode("utf-8")
+    head_text, _, body = raw.partition("\r\n\r\n")
+    status = int(head_text.split("\r\n", 1)[0].split()[1])
+    return status, head_text, body
+
+
+def parse(text, openmetrics=False):
+    """{(sample name, ((label, value), ...)): value} with the client's parser
+    for the format (it raises on anything malformed)."""
+    p = om_parser if openmetrics else prom_parser
+    out = {}
+    for fam in p.text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in out, "duplicate sample %r" % (key,)
+            out[key] = s.value
+    return out
+
+
+def scrape(port=None, unix=None, openmetrics=False):
+    """Scrape /metrics (TCP port on 127.0.0.1, or a unix socket path) and
+    parse it; both formats are checked for the right Content-Type."""
+    url = "http://127.0.0.1:%d/metrics" % port if port else "http://localhost/metrics"
+    status, head, body = curl(url, unix=unix, accept=OPENMETRICS if openmetrics else None)
+    assert status == 200, (status, head, body)
+    ctype = "application/openmetrics-text" if openmetrics else "text/plain; version=0.0.4"
+    assert ("content-type: " + ctype) in head.lower(), head
+    if openmetrics:
+        assert body.endswith("# EOF\n"), body[-200:]
+    return parse(body, openmetrics)
+
+
+def val(m, name, **labels):
+    return m.get((name, tuple(sorted(labels.items()))), None)
+
+
+def children(pid):
+    """{comm: pid} of the direct children of pid (from /proc)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d, "rb") as f:
+                st = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        rest = st[st.rindex(")") + 2:].split()
+        if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
+            out[comm] = int(d)
+    return out
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("%s not reached within %ss" % (what, timeout))
+        time.sleep(interval)
+
+
+class NotifySocket:
+    """A datagram socket playing the service manager's notify socket: a
+    path in directory d, or an abstract name (abstract=True)."""
+
+    def __init__(self, d, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = "subproxy-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+            self.sock.bind("\0" + name)
+            self.env = "@" + name
+        else:
+            path = os.path.join(str(d), "notify.sock")
+            self.sock.bind(path)
+            self.env = path
+        self.messages = []       # (monotonic time, {key: value})
+
+    def recv(self, timeout):
+        """The next message, or None after timeout seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return None
+        msg = dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+        self.messages.append((time.monotonic(), msg))
+        return msg
+
+    def wait(self, key, value=None, timeout=10.0):
+        """Read messages until one has key (= value); returns it."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = self.recv(max(0.01, end - time.monotonic()))
+            if m is not None and key in m and (value is None or m[key] == value):
+                return m
+        raise AssertionError("no %s%s within %ss; got %r" % (
+            key, "=" + value if value else "", timeout, [m for _, m in self.messages]))
+
+    def drain(self):
+        while self.recv(0.01) is not None:
+            pass
+
+    def close(self):
+        self.sock.close()
