@@ -1,0 +1,92 @@
+"""
+test_recheck.py -- the live self-audit ([audit] recheck): while the daemon
+serves, a TLSA record of its own listeners disappears from the (re-signed,
+reloaded) lab zone; the next recheck logs the failure once, with its check
+id and remedy, and the metrics show 0 for that check; publishing the record
+again is logged as a recovery and the metrics show 1.
+"""
+
+import socket
+
+import pytest
+
+import dnslab
+import sink as labsink
+from conftest import dns_section
+from helpers import free_port, submit_through
+from opsutil import scrape, val, wait_for
+
+TTL = 1      # seconds: libunbound in front caches no longer than this
+
+
+@pytest.fixture
+def short_ttl_lab(tmp_path, lab_certs, lab_dkim):
+    """A lab like the session's (tests/integration/conftest.py dns_lab), with
+    one-second TTLs so that changes are seen at once."""
+    lab = dnslab.DnsLab(tmp_path / "dns", ttl=TTL)
+    tlsa = labsink.tlsa_311(lab_certs.mail)
+    lab.add("lab.test", "*._tcp.mail %d TLSA %s" % (TTL, tlsa))
+    lab.add("lab.test", "*._tcp.relay %d TLSA %s" % (TTL, labsink.tlsa_311(lab_certs.relay)))
+    for (dom, sel), k in lab_dkim.keys.items():
+        if dom == "lab.test":
+            lab.add("lab.test", "%s._domainkey %d TXT %s" % (sel, TTL, k["txt"]))
+    lab.add("lab.test", "_submission._tcp %d SRV 0 1 587 mail.lab.test." % TTL)
+    lab.add("lab.test", "_submissions._tcp %d SRV 0 1 465 mail.lab.test." % TTL)
+    lab.start()
+    lab.tlsa = tlsa
+    yield lab
+    lab.stop()
+
+
+def test_recheck_reports_a_removed_tlsa_record(lab, make_sink, short_ttl_lab, lab_certs):
+    dns = short_ttl_lab
+    port = free_port()
+    sp = lab.subproxy(make_sink(), dns=dns_section(dns),
+                      extra_config="[audit]\nrecheck = 2s\n[metrics]\naddress = 127.0.0.1:%d\n"
+                      % port)
+    assert sp.wait_log(r"event=audit-recheck interval=2s", timeout=5)
+    m = scrape(port)
+    assert val(m, "subproxy_audit_check_ok", check="dane.own.submissions") == 1
+    runs = wait_for(lambda: val(scrape(port), "subproxy_audit_rechecks_total"), timeout=15,
+                    what="a first recheck")
+    start = len(sp.lines)
+    # the TLSA records of the listeners disappear
+    assert dns.remove("lab.test", "*._tcp.mail", "TLSA") == 1
+    dns.reload()
+    line = sp.wait_log(r"event=audit-recheck check=dane\.own\.submissions status=fail "
+                       r"required=yes: .*no TLSA record at _%d\._tcp\.mail\.lab\.test.* Fix: "
+                       r"publish, DNSSEC-signed: _%d\._tcp\.mail\.lab\.test\. IN TLSA 3 1 1 "
+                       % (sp.implicit_port, sp.implicit_port), timeout=30, start=start)
+    assert line, sp.stderr_text(30)
+    assert sp.wait_log(r"event=audit-recheck check=dane\.own\.submission status=fail",
+                       timeout=10, start=start)
+    m = wait_for(lambda: (lambda x: x if val(x, "subproxy_audit_check_ok",
+                                             check="dane.own.submissions") == 0 else None)(
+        scrape(port)), timeout=10, what="metric 0")
+    assert val(m, "subproxy_audit_check_ok", check="dane.own.submission") == 0
+    assert val(m, "subproxy_audit_rechecks_total") > runs
+    assert val(m, "subproxy_audit_recheck_timestamp_seconds") > 1.6e9
+    # logged once per change, not at every run
+    n_runs = val(m, "subproxy_audit_rechecks_total")
+    wait_for(lambda: val(scrape(port), "subproxy_audit_rechecks_total") >= n_runs + 2,
+             timeout=20, what="two more rechecks")
+    fails = [ln for ln in sp.lines[start:]
+             if "check=dane.own.submissions status=fail" in ln]
+    assert len(fails) == 1, fails
+    # service goes on meanwhile (the certificate did not change)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    # published again: a recovery, and the metric is back to 1
+    start = len(sp.lines)
+    dns.add("lab.test", "*._tcp.mail %d TLSA %s" % (TTL, dns.tlsa))
+    dns.reload()
+    assert sp.wait_log(r"event=audit-recheck check=dane\.own\.submissions status=\w+ "
+                       r"recovered: ", timeout=30, start=start), sp.stderr_text(30)
+    wait_for(lambda: val(scrape(port), "subproxy_audit_check_ok",
+                         check="dane.own.submissions") == 1, timeout=10, what="metric 1")
+
+
+def test_recheck_off(lab, make_sink):
+    sp = lab.subproxy(make_sink(), extra_config="[audit]\nrecheck = 0\n")
+    assert sp.wait_log(r"event=started", timeout=5)
+    assert not any("audit-recheck" in ln for ln in sp.lines)
+    socket.create_connection(("127.0.0.1", sp.implicit_port), timeout=5).close()
