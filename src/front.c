@@ -58,6 +58,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	struct metrics_http *mh = NULL;
 	struct audit_live *live = NULL;
 	struct timeval tv;
+	sigset_t set;
 	char err[2048];
 	int rc, i;
 
@@ -98,6 +99,14 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	sigs[2] = evsignal_new(base, SIGHUP, on_signal, srv);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
+	/* blocked by the parent since the fork: a SIGTERM that came during the
+	 * start-up is handled now (by the loop, after server_start()) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	/* everything front will ever open is open: give up the rest */
 	sandbox_nodump();
 	if (sandbox_drop(cfg->user, cfg->chroot, err, sizeof(err)) < 0 ||

@@ -660,7 +660,9 @@ main(int argc, char **argv)
 		if ((pid = fork()) < 0)
 			fatal("fork: %s", strerror(errno));
 		if (pid == 0) {
-			sigprocmask(SIG_UNBLOCK, &set, NULL);
+			/* TERM/INT/HUP stay blocked until front's handlers are
+			 * installed: a stop requested during its start-up is then
+			 * handled, not fatal */
 			front_main(cfg, fds, signer_fd, &kfds, &fo);
 		}
 		kids[2].pid = pid;

@@ -254,8 +254,11 @@ def test_sigterm_while_relay_has_the_message(lab):
 
 
 def test_sigterm_after_rcpt(lab):
+    """The transaction does not go on within [server] shutdown-timeout: it
+    is cut with 421 and nothing reaches the relay (test_shutdown.py has the
+    transaction that finishes)."""
     s = lab.sink()
-    sp = lab.subproxy(s)
+    sp = lab.subproxy(s, server={"shutdown-timeout": "1"})
     c = session(sp, lab.certs)
     open_txn(c)
     sp.signal(signal.SIGTERM)
@@ -267,8 +270,11 @@ def test_sigterm_after_rcpt(lab):
 
 
 def test_sigterm_in_the_middle_of_data(lab):
+    """The transaction does not go on within [server] shutdown-timeout: it
+    is cut with 421 and nothing reaches the relay (test_shutdown.py has the
+    transaction that finishes)."""
     s = lab.sink()
-    sp = lab.subproxy(s)
+    sp = lab.subproxy(s, server={"shutdown-timeout": "1"})
     c = session(sp, lab.certs)
     open_txn(c)
     c.cmd("DATA", 354)
