@@ -107,7 +107,8 @@ static const struct keyspec limits_keys[] = {
 	{ "message-size", 0 }, { "recipients", 0 }, { "line-length", 0 }, { "header-size", 0 },
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
 	{ "timeout", 0 }, { "auth-failures", 0 }, { "memory-body", 0 }, { "relay-timeout", 0 },
-	{ NULL, 0 }
+	{ "protocol-errors", 0 }, { "auth-timeout", 0 }, { "session-timeout", 0 },
+	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { NULL, 0 }
 };
 
 static const struct sectspec sections[] = {
@@ -1077,6 +1078,17 @@ check_metrics(struct parse *p, struct config *cfg)
 	return 0;
 }
 
+/* The line of an unnamed section's key (0: not in the file). */
+static int
+key_line(struct parse *p, const char *sect, const char *key)
+{
+	struct entry *e = NULL;
+
+	if (get1(p, sect, NULL, key, &e) < 0 || e == NULL)
+		return 0;
+	return e->line;
+}
+
 static int
 check_limits(struct parse *p, struct config *cfg)
 {
@@ -1093,6 +1105,11 @@ check_limits(struct parse *p, struct config *cfg)
 	l->auth_failures = 3;
 	l->memory_body = 256 << 10;
 	l->relay_timeout = 60;
+	l->protocol_errors = 10;
+	l->auth_timeout = 60;
+	l->session_timeout = 3600;
+	l->ipv6_prefix = 64;
+	l->login_memory = 0;
 	if (get_num(p, "limits", "message-size", 1024, 1ULL << 40, K_SIZE, &l->message_size) < 0 ||
 	    get_num(p, "limits", "recipients", 1, 100000, K_UINT, &l->recipients) < 0 ||
 	    get_num(p, "limits", "line-length", 78, 998, K_UINT, &l->line_length) < 0 ||
@@ -1104,11 +1121,33 @@ check_limits(struct parse *p, struct config *cfg)
 	    get_num(p, "limits", "timeout", 1, 86400, K_TIME, &l->timeout) < 0 ||
 	    get_num(p, "limits", "auth-failures", 1, 100, K_UINT, &l->auth_failures) < 0 ||
 	    get_num(p, "limits", "memory-body", 0, 1ULL << 30, K_SIZE, &l->memory_body) < 0 ||
-	    get_num(p, "limits", "relay-timeout", 1, 3600, K_TIME, &l->relay_timeout) < 0)
+	    get_num(p, "limits", "relay-timeout", 1, 3600, K_TIME, &l->relay_timeout) < 0 ||
+	    get_num(p, "limits", "protocol-errors", 1, 1000, K_UINT, &l->protocol_errors) < 0 ||
+	    get_num(p, "limits", "auth-timeout", 1, 86400, K_TIME, &l->auth_timeout) < 0 ||
+	    get_num(p, "limits", "session-timeout", 1, 7 * 86400, K_TIME,
+	    &l->session_timeout) < 0 ||
+	    get_num(p, "limits", "ipv6-prefix", 16, 128, K_UINT, &l->ipv6_prefix) < 0 ||
+	    get_num(p, "limits", "login-memory", 1024, 1ULL << 44, K_SIZE, &l->login_memory) < 0)
 		return -1;
 	if (l->header_size > l->message_size) {
-		perr(p, 0, "[limits] header-size (%llu) is larger than message-size (%llu)",
-		    (unsigned long long)l->header_size, (unsigned long long)l->message_size);
+		perr(p, key_line(p, "limits", "header-size"), "[limits] header-size (%llu) is "
+		    "larger than message-size (%llu)", (unsigned long long)l->header_size,
+		    (unsigned long long)l->message_size);
+		return -1;
+	}
+	if (l->auth_timeout > l->session_timeout) {
+		perr(p, key_line(p, "limits", "auth-timeout"), "[limits] auth-timeout (%llu s) is "
+		    "longer than session-timeout (%llu s): a session ends before it would apply",
+		    (unsigned long long)l->auth_timeout, (unsigned long long)l->session_timeout);
+		return -1;
+	}
+	if (l->login_memory == 0)
+		l->login_memory = 4 * l->message_size;
+	else if (l->login_memory < l->message_size) {
+		perr(p, key_line(p, "limits", "login-memory"), "[limits] login-memory (%llu) is "
+		    "smaller than message-size (%llu): a login could never send a message of the "
+		    "largest size (expected at least message-size)",
+		    (unsigned long long)l->login_memory, (unsigned long long)l->message_size);
 		return -1;
 	}
 	return 0;

@@ -18,10 +18,16 @@
 #include <gnutls/gnutls.h>
 
 #define CONN_READ_CHUNK   16384
-#define CONN_INPUT_MAX    (256 * 1024)  /* stop reading until the owner drains */
 #define CONN_CLOSE_WAIT   5             /* seconds to flush a final reply */
 
 enum conn_tls_state { TLS_NONE, TLS_HANDSHAKE, TLS_UP };
+
+/* Work for ev_defer: what happens on the next loop pass instead of inside
+ * the owner's call (bits of conn->pending). */
+#define DEFER_ERROR       0x01          /* deliver CONN_EV_ERROR */
+#define DEFER_HANDSHAKE   0x02          /* take the first handshake step */
+#define DEFER_EOF         0x04          /* deliver CONN_EV_EOF (after data) */
+#define DEFER_CLOSE       0x08          /* closing: the output is written */
 
 struct conn {
 	struct event_base *base;
@@ -30,14 +36,17 @@ struct conn {
 	void *arg;
 	struct evbuffer *in, *out;
 	struct event *ev_read, *ev_write, *ev_timer, *ev_defer;
-	enum conn_event deferred;       /* delivered by ev_defer */
+	unsigned pending;               /* DEFER_* bits, run by ev_defer */
 	unsigned timeout;
 	gnutls_session_t tls;
 	enum conn_tls_state tls_state;
 	int connecting;
 	int paused;
 	int want_flushed;
+	size_t lowat;           /* CONN_EV_FLUSHED when output <= lowat */
 	int closing;            /* owner gone: flush then free */
+	conn_closed_cb *closed_cb;      /* after the descriptor is closed */
+	void *closed_arg;
 	int read_blocked_on_write;   /* TLS wants to write to progress a read */
 	char error[160];
 	char peer[INET6_ADDRSTRLEN];
@@ -48,11 +57,20 @@ static void conn_on_write(evutil_socket_t, short, void *);
 static void conn_on_timer(evutil_socket_t, short, void *);
 static void conn_update_events(struct conn *);
 static void conn_on_defer(evutil_socket_t, short, void *);
+static void conn_finish_close(struct conn *);
 
 static void
 conn_set_error(struct conn *c, const char *what, const char *detail)
 {
 	snprintf(c->error, sizeof(c->error), "%s: %s", what, detail);
+}
+
+/* Run `what` from the loop (see DEFER_*). */
+static void
+conn_defer(struct conn *c, unsigned what)
+{
+	c->pending |= what;
+	event_active(c->ev_defer, EV_TIMEOUT, 0);
 }
 
 static void
@@ -139,10 +157,10 @@ conn_connect(struct event_base *base, const struct sockaddr *addr, unsigned addr
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, c->peer, sizeof(c->peer));
 	c->connecting = 1;
 	if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
-		/* report asynchronously so the caller sees one path */
+		/* report from the loop so that the caller sees one path */
 		conn_set_error(c, "connect", strerror(errno));
-		c->connecting = 2;
-		event_active(c->ev_write, EV_WRITE, 0);
+		c->connecting = 0;
+		conn_defer(c, DEFER_ERROR);
 		return c;
 	}
 	event_add(c->ev_write, NULL);
@@ -199,6 +217,45 @@ conn_fd(const struct conn *c)
 	return c->fd;
 }
 
+int
+conn_addr_key(const char *addr, unsigned v6prefix, char *out, size_t outlen)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char buf[INET6_ADDRSTRLEN];
+	unsigned i, bits;
+
+	if (inet_pton(AF_INET, addr, &a4) == 1) {
+		inet_ntop(AF_INET, &a4, buf, sizeof(buf));
+		snprintf(out, outlen, "%s", buf);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &a6) != 1) {
+		snprintf(out, outlen, "%s", addr);
+		return -1;
+	}
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		/* an IPv4 client on a dual-stack socket counts as itself */
+		inet_ntop(AF_INET, &a6.s6_addr[12], buf, sizeof(buf));
+		snprintf(out, outlen, "%s", buf);
+		return 0;
+	}
+	if (v6prefix >= 128) {
+		inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
+		snprintf(out, outlen, "%s", buf);
+		return 0;
+	}
+	for (i = 0; i < 16; i++) {
+		bits = v6prefix > i * 8 ? v6prefix - i * 8 : 0;
+		if (bits > 8)
+			bits = 8;
+		a6.s6_addr[i] &= (uint8_t)(0xff00u >> bits);
+	}
+	inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
+	snprintf(out, outlen, "%s/%u", buf, v6prefix);
+	return 0;
+}
+
 void
 conn_set_timeout(struct conn *c, unsigned seconds)
 {
@@ -224,11 +281,18 @@ conn_resume(struct conn *c)
 }
 
 void
-conn_want_flushed(struct conn *c)
+conn_want_drained(struct conn *c, size_t lowat)
 {
 	c->want_flushed = 1;
-	if (evbuffer_get_length(c->out) == 0)
+	c->lowat = lowat;
+	if (evbuffer_get_length(c->out) <= lowat)
 		event_active(c->ev_write, EV_WRITE, 0);
+}
+
+void
+conn_want_flushed(struct conn *c)
+{
+	conn_want_drained(c, 0);
 }
 
 /* Deliver an event to the owner.  Must be the last thing a handler does. */
@@ -236,11 +300,8 @@ static void
 conn_emit(struct conn *c, enum conn_event ev)
 {
 	if (c->closing) {
-		if (ev == CONN_EV_EOF || ev == CONN_EV_ERROR || ev == CONN_EV_TIMEOUT) {
-			struct conn *self = c;
-			c->closing = 0;
-			conn_free(&self);
-		}
+		if (ev == CONN_EV_EOF || ev == CONN_EV_ERROR || ev == CONN_EV_TIMEOUT)
+			conn_finish_close(c);
 		return;
 	}
 	c->cb(c, ev, c->arg);
@@ -256,8 +317,10 @@ conn_update_events(struct conn *c)
 		want_read = !gnutls_record_get_direction(c->tls);
 		want_write = !want_read;
 	}
-	if (c->closing)
+	if (c->closing) {
 		want_read = 1;  /* to notice EOF */
+		want_write = evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
+	}
 	if (want_read)
 		event_add(c->ev_read, NULL);
 	else
@@ -299,7 +362,9 @@ conn_start_tls(struct conn *c, void *session)
 	c->tls_state = TLS_HANDSHAKE;
 	/* CVE-2011-0411: nothing read before TLS may be taken as TLS-protected */
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
-	conn_handshake(c);
+	/* the first step may already fail or finish: take it from the loop */
+	conn_update_events(c);
+	conn_defer(c, DEFER_HANDSHAKE);
 }
 
 /* Read what is available into c->in.  Returns 1 data read, 0 nothing,
@@ -358,17 +423,17 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	int r;
 
-	if (c->tls_state == TLS_HANDSHAKE) {
-		conn_handshake(c);
-		return;
-	}
 	if (c->closing) {
-		char buf[512];
+		char buf[4096];
 		/* discard whatever comes; we only wait for the output to drain */
 		r = c->tls_state == TLS_UP ? (int)gnutls_record_recv(c->tls, buf, sizeof(buf))
 		    : (int)recv(c->fd, buf, sizeof(buf), 0);
 		if (r == 0 || (r < 0 && r != GNUTLS_E_AGAIN && !(r == -1 && errno == EAGAIN)))
 			conn_emit(c, CONN_EV_EOF);
+		return;
+	}
+	if (c->tls_state == TLS_HANDSHAKE) {
+		conn_handshake(c);
 		return;
 	}
 	r = conn_read_some(c);
@@ -383,8 +448,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 			/* EOF after data: the owner sees its data first; EOF
 			 * follows on the next loop pass (freeing in between is
 			 * safe: conn_free() removes the deferred event) */
-			c->deferred = CONN_EV_EOF;
-			event_active(c->ev_defer, EV_TIMEOUT, 0);
+			conn_defer(c, DEFER_EOF);
 			conn_emit(c, CONN_EV_READ);
 			return;
 		}
@@ -438,14 +502,16 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->closing && (c->connecting || c->tls_state == TLS_HANDSHAKE)) {
+		conn_finish_close(c);   /* nothing can be written: just close */
+		return;
+	}
 	if (c->connecting) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 
-		if (c->connecting == 2 ||
-		    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-			if (c->connecting != 2)
-				conn_set_error(c, "connect", strerror(err ? err : errno));
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+			conn_set_error(c, "connect", strerror(err ? err : errno));
 			c->connecting = 0;
 			conn_emit(c, CONN_EV_ERROR);
 			return;
@@ -472,17 +538,14 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	conn_touch(c);
 	conn_update_events(c);
-	if (evbuffer_get_length(c->out) == 0) {
-		if (c->closing) {
-			struct conn *self = c;
-			c->closing = 0;
-			conn_free(&self);
-			return;
-		}
-		if (c->want_flushed) {
-			c->want_flushed = 0;
-			conn_emit(c, CONN_EV_FLUSHED);
-		}
+	if (c->closing) {
+		if (evbuffer_get_length(c->out) == 0)
+			conn_finish_close(c);
+		return;
+	}
+	if (c->want_flushed && evbuffer_get_length(c->out) <= c->lowat) {
+		c->want_flushed = 0;
+		conn_emit(c, CONN_EV_FLUSHED);
 	}
 }
 
@@ -495,34 +558,70 @@ conn_on_timer(evutil_socket_t fd, short what, void *arg)
 	conn_emit(c, CONN_EV_TIMEOUT);
 }
 
+/* Deferred work, one outcome per pass: an error ends everything, then the
+ * first handshake step, then EOF; whatever is left runs on the next pass. */
 static void
 conn_on_defer(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	unsigned bit;
 
-	conn_emit(c, c->deferred);
+	if (c->closing) {
+		c->pending = 0;
+		if (evbuffer_get_length(c->out) == 0 || c->tls_state == TLS_HANDSHAKE ||
+		    c->connecting)
+			conn_finish_close(c);
+		return;
+	}
+	bit = (c->pending & DEFER_ERROR) ? DEFER_ERROR :
+	    (c->pending & DEFER_HANDSHAKE) ? DEFER_HANDSHAKE : (c->pending & DEFER_EOF);
+	c->pending &= ~bit;
+	if (c->pending != 0)
+		event_active(c->ev_defer, EV_TIMEOUT, 0);
+	if (bit == DEFER_ERROR)
+		conn_emit(c, CONN_EV_ERROR);
+	else if (bit == DEFER_HANDSHAKE && c->tls_state == TLS_HANDSHAKE)
+		conn_handshake(c);
+	else if (bit == DEFER_EOF)
+		conn_emit(c, CONN_EV_EOF);
 }
 
 void
 conn_flush(struct conn *c)
 {
-	if (c->tls_state == TLS_HANDSHAKE || c->connecting)
+	size_t before = evbuffer_get_length(c->out);
+
+	if (c->tls_state == TLS_HANDSHAKE || c->connecting || c->closing)
 		return;
 	if (conn_write_some(c) < 0) {
 		/* report through the loop so that callers never see a
 		 * re-entrant callback from conn_flush() */
 		evbuffer_drain(c->out, evbuffer_get_length(c->out));
-		c->deferred = CONN_EV_ERROR;
-		event_active(c->ev_defer, EV_TIMEOUT, 0);
+		conn_defer(c, DEFER_ERROR);
 		return;
 	}
+	if (evbuffer_get_length(c->out) < before)
+		conn_touch(c);
 	conn_update_events(c);
-	if (c->want_flushed && evbuffer_get_length(c->out) == 0)
+	if (c->want_flushed && evbuffer_get_length(c->out) <= c->lowat)
 		event_active(c->ev_write, EV_WRITE, 0);
 }
 
+/* The end of a closing connection: close the descriptor, then tell the
+ * former owner (from the loop: every caller is an event handler). */
+static void
+conn_finish_close(struct conn *c)
+{
+	conn_closed_cb *closed = c->closed_cb;
+	void *arg = c->closed_arg;
+
+	conn_free(&c);
+	if (closed != NULL)
+		closed(arg);
+}
+
 void
-conn_close_after_flush(struct conn **cp)
+conn_close_after_flush(struct conn **cp, conn_closed_cb *closed, void *arg)
 {
 	struct conn *c = *cp;
 
@@ -531,14 +630,17 @@ conn_close_after_flush(struct conn **cp)
 		return;
 	c->closing = 1;
 	c->cb = NULL;
+	c->closed_cb = closed;
+	c->closed_arg = arg;
+	c->want_flushed = 0;
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
 	conn_touch(c);
-	if (c->tls_state != TLS_HANDSHAKE && conn_write_some(c) == 0 &&
-	    evbuffer_get_length(c->out) == 0) {
-		c->closing = 0;
-		conn_free(&c);
-		return;
-	}
+	if (c->tls_state == TLS_HANDSHAKE || c->connecting || conn_write_some(c) < 0)
+		evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	/* written (or nothing to write): the descriptor is closed on the next
+	 * loop pass, and closed() told then */
+	if (evbuffer_get_length(c->out) == 0)
+		conn_defer(c, DEFER_CLOSE);
 	conn_update_events(c);
 }
 

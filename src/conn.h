@@ -6,11 +6,26 @@
  * (conn_output()) and written by conn_flush().  Every event is delivered to
  * one callback.  The callback may call conn_free(): conn never touches itself
  * after invoking it.  The connection owns the socket and the TLS session.
+ *
+ * Re-entrancy rule: the callback is only ever invoked from the event loop,
+ * never from inside a conn_* call the owner made (conn_start_tls,
+ * conn_connect, conn_flush, conn_want_flushed, conn_resume, ...); an
+ * outcome known at once (a failed connect, a handshake that fails or
+ * finishes at the first step, a write error) is delivered on a later pass
+ * of the loop.  So an owner may keep using its own state after any conn_*
+ * call.
+ *
+ * Both buffers are bounded by their owners' use of them: conn stops reading
+ * while CONN_INPUT_MAX octets of input wait (the owner resumes reading by
+ * draining and calling conn_resume()); the owner bounds its output with
+ * conn_want_drained().
  */
 #ifndef SUBPROXY_CONN_H
 #define SUBPROXY_CONN_H
 
 #include <stddef.h>
+
+#define CONN_INPUT_MAX (256 * 1024)  /* octets of unread input before reading stops */
 
 struct conn;
 struct sockaddr;
@@ -19,7 +34,7 @@ struct event_base;
 
 enum conn_event {
 	CONN_EV_READ,        /* new bytes in conn_input() */
-	CONN_EV_FLUSHED,     /* output buffer fully written (only if conn_want_flushed()) */
+	CONN_EV_FLUSHED,     /* output drained to the mark (only after conn_want_drained()) */
 	CONN_EV_TLS_OK,      /* TLS handshake finished */
 	CONN_EV_CONNECTED,   /* outgoing connect finished */
 	CONN_EV_EOF,         /* peer closed (TLS: close_notify or TCP FIN) */
@@ -33,7 +48,9 @@ typedef void conn_cb(struct conn *c, enum conn_event ev, void *arg);
 struct conn *conn_new(struct event_base *base, int fd, conn_cb *cb, void *arg);
 
 /* Start a non-blocking connect to addr; CONN_EV_CONNECTED or CONN_EV_ERROR
- * follows.  Returns NULL (errno set) if the socket cannot be created. */
+ * follows (from the loop, also when connect() fails at once).  Returns NULL
+ * (errno set: EMFILE, ENFILE, ENOBUFS, ...) if the socket cannot be
+ * created; then nothing follows. */
 struct conn *conn_connect(struct event_base *base, const struct sockaddr *addr,
     unsigned addrlen, conn_cb *cb, void *arg);
 
@@ -43,12 +60,17 @@ void conn_set_cb(struct conn *c, conn_cb *cb, void *arg);
 struct evbuffer *conn_input(struct conn *c);
 struct evbuffer *conn_output(struct conn *c);
 
-/* Write queued output as soon as possible. */
+/* Write queued output as soon as possible (a write error is reported as
+ * CONN_EV_ERROR from the loop). */
 void conn_flush(struct conn *c);
-/* Ask for one CONN_EV_FLUSHED once the output buffer is empty. */
+/* Ask for one CONN_EV_FLUSHED once at most `lowat` octets of output are
+ * left unwritten (at once on the next loop pass if that is already so). */
+void conn_want_drained(struct conn *c, size_t lowat);
+/* = conn_want_drained(c, 0): once the output buffer is empty. */
 void conn_want_flushed(struct conn *c);
 
-/* Idle timeout in seconds (0 = none); restarted by every read or write. */
+/* Idle timeout in seconds (0 = none); restarted by every read or write
+ * that makes progress (also by conn_set_timeout() itself). */
 void conn_set_timeout(struct conn *c, unsigned seconds);
 
 /* Stop / resume delivering CONN_EV_READ (bytes stay in the kernel). */
@@ -57,8 +79,10 @@ void conn_resume(struct conn *c);
 
 /* Start TLS on this connection with a prepared session (gnutls_session_t,
  * passed as void * so that only conn.c and tls.c include GnuTLS).  Buffered
- * plaintext input is discarded first (CVE-2011-0411).  Ownership of the
- * session passes to conn.  CONN_EV_TLS_OK or CONN_EV_ERROR follows. */
+ * plaintext input is discarded first (CVE-2011-0411), and from now on no
+ * plaintext is read.  Ownership of the session passes to conn.  The
+ * handshake starts on the next loop pass; CONN_EV_TLS_OK or CONN_EV_ERROR
+ * follows, never from inside this call. */
 void conn_start_tls(struct conn *c, void *gnutls_session);
 
 /* The TLS session (gnutls_session_t) or NULL before TLS. */
@@ -72,12 +96,27 @@ const char *conn_error(const struct conn *c);
 const char *conn_peer(const struct conn *c);
 int conn_fd(const struct conn *c);
 
+/* Pure: the key under which per-address limits count a peer whose address
+ * text is `addr`: an IPv4 address as it is; an IPv6 address reduced to its
+ * first v6prefix bits, as "2001:db8:1:2::/64" (the address alone when
+ * v6prefix is 128).  Returns 0, or -1 when addr is no address (the key is
+ * then addr itself, truncated to outlen). */
+int conn_addr_key(const char *addr, unsigned v6prefix, char *out, size_t outlen);
+
 /* Close: sends TLS close_notify best-effort, closes the socket, frees.
  * *cp is set to NULL; NULL is a no-op. */
 void conn_free(struct conn **cp);
 
-/* Flush pending output (best effort, bounded) then free: for final replies
- * such as 221/421.  *cp is set to NULL. */
-void conn_close_after_flush(struct conn **cp);
+typedef void conn_closed_cb(void *arg);
+
+/* Flush pending output (best effort, for at most a few seconds) then free:
+ * for final replies such as 221/421.  Input is discarded from now on; the
+ * owner's callback is no longer called.  When the descriptor is really
+ * closed, closed(arg) is called (NULL: not wanted) -- always from the loop,
+ * never from inside this call, so the owner can count the connection until
+ * then.  Until closed() ran, the owner may still end it with conn_free() on
+ * a copy of the pointer (then closed() is not called).  *cp is set to NULL;
+ * NULL is a no-op. */
+void conn_close_after_flush(struct conn **cp, conn_closed_cb *closed, void *arg);
 
 #endif

@@ -20,7 +20,7 @@ static const char *const auth_labels[] = { "ok", "fail", "locked", "busy", "erro
 /* Every enhanced code subproxy itself sends for a refused MAIL or message,
  * then one catch-all per class for the relay's own codes. */
 static const char *const refused_labels[] = {
-	"4.3.0", "4.3.2", "4.4.0", "4.4.2", "4.4.3", "4.5.3", "4.7.0", "4.7.5",
+	"4.3.0", "4.3.1", "4.3.2", "4.4.0", "4.4.2", "4.4.3", "4.5.3", "4.7.0", "4.7.5",
 	"5.1.3", "5.1.7", "5.3.4", "5.4.6", "5.5.1", "5.5.2", "5.5.4", "5.6.0", "5.6.7",
 	"5.7.0", "5.7.1", "5.7.8", "4.x.x", "5.x.x"
 };

@@ -208,7 +208,7 @@ scrape_answer(struct scrape *sc, int status, const struct metrics_http_req *req)
 		evbuffer_add(out, body.p, body.len);
 	metrics_text_free(&body);
 	log_debug("event=metrics-scrape status=%d", status);
-	conn_close_after_flush(&sc->conn);
+	conn_close_after_flush(&sc->conn, NULL, NULL);
 	scrape_unlink(sc);
 }
 

@@ -58,9 +58,21 @@ static const char *const relay_state_names[] = {
 	"auth", "mail", "idle", "rcpt", "data", "data-send", "final", "quit", "dead"
 };
 
+/* In rising order of how telling a failure is (the worst one is reported). */
 enum relay_fail {
-	FAIL_NONE, FAIL_CONNECT, FAIL_LOST, FAIL_TIMEOUT, FAIL_AUTH, FAIL_DNS_TEMP, FAIL_DNSSEC,
-	FAIL_TLS
+	FAIL_NONE, FAIL_CONNECT, FAIL_LOCAL, FAIL_LOST, FAIL_TIMEOUT, FAIL_AUTH, FAIL_DNS_TEMP,
+	FAIL_DNSSEC, FAIL_TLS
+};
+
+/* A completion that must wait for the loop (see relay_complete). */
+struct relay_done {
+	int code;
+	char enh[16];
+	char **lines;
+	size_t nlines;
+	int local;
+	relay_cb *cb;
+	void *arg;
 };
 
 struct relay_txn {
@@ -89,6 +101,12 @@ struct relay_txn {
 	int is_probe;
 	relay_cb *cb;
 	void *cb_arg;
+	/* re-entrancy: frames of relay code using t, and owner calls in progress */
+	unsigned busy;
+	unsigned in_owner_call;
+	int freed;                       /* relay_txn_free() while busy */
+	struct event *ev_done;           /* delivers `done` from the loop */
+	struct relay_done done;
 	/* message transfer */
 	const char *prefix;
 	size_t prefix_len;
@@ -104,6 +122,22 @@ struct relay_txn {
 
 static void relay_conn_cb(struct conn *, enum conn_event, void *);
 static void relay_try_next(struct relay_txn *);
+static void relay_txn_destroy(struct relay_txn *);
+
+/* Every frame that works on t holds it; relay_txn_free() inside such a
+ * frame only marks t, and the outermost frame frees it on release. */
+static void
+relay_hold(struct relay_txn *t)
+{
+	t->busy++;
+}
+
+static void
+relay_release(struct relay_txn *t)
+{
+	if (--t->busy == 0 && t->freed)
+		relay_txn_destroy(t);
+}
 
 static const struct config_relay *
 target_cfg(const struct relay_txn *t)
@@ -272,12 +306,21 @@ relay_ctx_caps(const struct relay_ctx *ctx)
 /* ---- completing operations ---- */
 
 static void
-relay_complete(struct relay_txn *t, int code, const char *enh, const char *const *lines,
+relay_done_clear(struct relay_done *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nlines; i++)
+		free(d->lines[i]);
+	free(d->lines);
+	memset(d, 0, sizeof(*d));
+}
+
+static void
+relay_deliver(relay_cb *cb, void *arg, int code, const char *enh, const char *const *lines,
     size_t nlines, int local)
 {
 	struct relay_result res;
-	relay_cb *cb = t->cb;
-	void *arg = t->cb_arg;
 
 	memset(&res, 0, sizeof(res));
 	res.code = code;
@@ -286,9 +329,53 @@ relay_complete(struct relay_txn *t, int code, const char *enh, const char *const
 	res.nlines = nlines;
 	res.text = nlines > 0 ? lines[0] : "";
 	res.local = local;
+	cb(arg, &res);
+}
+
+/* A completion kept for the loop: the owner's call has returned by now. */
+static void
+relay_on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_txn *t = arg;
+	struct relay_done d = t->done;
+
+	memset(&t->done, 0, sizeof(t->done));
+	relay_hold(t);
+	relay_deliver(d.cb, d.arg, d.code, d.enh, (const char *const *)d.lines, d.nlines,
+	    d.local);
+	relay_done_clear(&d);
+	relay_release(t);
+}
+
+/* Complete the outstanding operation: the callback runs now when we were
+ * called from the loop, or on the next loop pass when the owner's own call
+ * (relay_txn_start, _rcpt, _data) is still on the stack. */
+static void
+relay_complete(struct relay_txn *t, int code, const char *enh, const char *const *lines,
+    size_t nlines, int local)
+{
+	relay_cb *cb = t->cb;
+	void *arg = t->cb_arg;
+	size_t i;
+
 	t->cb = NULL;
-	if (cb != NULL)
-		cb(arg, &res);
+	if (cb == NULL)
+		return;
+	if (t->in_owner_call == 0) {
+		relay_deliver(cb, arg, code, enh, lines, nlines, local);
+		return;
+	}
+	relay_done_clear(&t->done);
+	t->done.code = code;
+	snprintf(t->done.enh, sizeof(t->done.enh), "%s", enh);
+	t->done.lines = xcalloc(nlines ? nlines : 1, sizeof(char *));
+	for (i = 0; i < nlines; i++)
+		t->done.lines[i] = xstrdup(lines[i]);
+	t->done.nlines = nlines;
+	t->done.local = local;
+	t->done.cb = cb;
+	t->done.arg = arg;
+	event_active(t->ev_done, EV_TIMEOUT, 0);
 }
 
 /* Pass the relay's own reply on. */
@@ -327,6 +414,9 @@ relay_fail(struct relay_txn *t, enum relay_fail why)
 		enh = "4.4.2"; text = "Relay connection lost, try again later"; break;
 	case FAIL_AUTH:
 		enh = "4.7.0"; text = "Relay refused our credentials, try again later"; break;
+	case FAIL_LOCAL:
+		enh = "4.3.0"; text = "Local resources exhausted (no connection to the relay could "
+		    "be opened), try again later"; break;
 	default:
 		enh = "4.4.0"; text = "Relay unavailable, try again later"; break;
 	}
@@ -591,9 +681,8 @@ relay_in_setup(const struct relay_txn *t)
 }
 
 static void
-relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 {
-	struct relay_txn *t = arg;
 	struct evbuffer *in;
 
 	switch (ev) {
@@ -668,6 +757,16 @@ relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 }
 
 static void
+relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct relay_txn *t = arg;
+
+	relay_hold(t);
+	relay_conn_event(t, c, ev);
+	relay_release(t);
+}
+
+static void
 relay_dyn_clear(struct relay_txn *t)
 {
 	size_t i;
@@ -680,9 +779,8 @@ relay_dyn_clear(struct relay_txn *t)
 }
 
 static void
-relay_on_dane_dns(void *arg, const struct danedns_result *r)
+relay_dane_dns_result(struct relay_txn *t, const struct danedns_result *r)
 {
-	struct relay_txn *t = arg;
 	const struct config_relay *rc = target_cfg(t);
 	size_t i;
 
@@ -709,6 +807,16 @@ relay_on_dane_dns(void *arg, const struct danedns_result *r)
 	t->resolved = t->target + 1;
 	log_debug("session=%s relay=%s %s", t->sid, rc->name, r->why);
 	relay_try_next(t);
+}
+
+static void
+relay_on_dane_dns(void *arg, const struct danedns_result *r)
+{
+	struct relay_txn *t = arg;
+
+	relay_hold(t);
+	relay_dane_dns_result(t, r);
+	relay_release(t);
 }
 
 /* Point addrs/rrs/names at the current target's data.  Returns 1 ready,
@@ -763,7 +871,10 @@ relay_try_next(struct relay_txn *t)
 			t->conn = conn_connect(ctx->base, (const struct sockaddr *)&t->addrs[t->addr],
 			    t->addrlens[t->addr], relay_conn_cb, t);
 			if (t->conn == NULL) {
-				log_err("session=%s relay socket: %s", t->sid, strerror(errno));
+				log_err("session=%s relay=%s event=relay-socket-failed error=\"%s\"",
+				    t->sid, target_cfg(t)->name, strerror(errno));
+				if (FAIL_LOCAL > t->worst)
+					t->worst = FAIL_LOCAL;
 				t->addr++;
 				continue;
 			}
@@ -786,7 +897,25 @@ relay_txn_new(struct relay_ctx *ctx, const char *sid, relay_cb *cb, void *arg)
 	snprintf(t->sid, sizeof(t->sid), "%s", sid);
 	t->cb = cb;
 	t->cb_arg = arg;
+	if ((t->ev_done = event_new(ctx->base, -1, 0, relay_on_done, t)) == NULL)
+		fatal("relay: out of memory");
 	return t;
+}
+
+/* Around every call the owner makes: completions inside it wait for the
+ * loop, and t cannot go away under it. */
+static void
+relay_owner_enter(struct relay_txn *t)
+{
+	relay_hold(t);
+	t->in_owner_call++;
+}
+
+static void
+relay_owner_leave(struct relay_txn *t)
+{
+	t->in_owner_call--;
+	relay_release(t);
 }
 
 struct relay_txn *
@@ -797,7 +926,9 @@ relay_txn_start(struct relay_ctx *ctx, const char *sid, const char *from, const 
 
 	t->from = xstrdup(from);
 	t->params = xstrdup(params);
+	relay_owner_enter(t);
 	relay_try_next(t);
+	relay_owner_leave(t);
 	return t;
 }
 
@@ -831,17 +962,21 @@ relay_ctx_probe(struct relay_ctx *ctx)
 	t->from = xstrdup("");
 	t->params = xstrdup("");
 	ctx->probe = t;
+	relay_owner_enter(t);
 	relay_try_next(t);
+	relay_owner_leave(t);
 	event_base_once(ctx->base, -1, EV_TIMEOUT, relay_probe_cleanup, ctx, &tv);
 }
 
+/* Take the next operation (cb, arg); when the relay leg is gone it
+ * completes with 451 4.4.2 (from the loop: we are in an owner call). */
 static int
 relay_txn_usable(struct relay_txn *t, relay_cb *cb, void *arg)
 {
-	if (t->state == R_IDLE && t->conn != NULL)
-		return 1;
 	t->cb = cb;
 	t->cb_arg = arg;
+	if (t->state == R_IDLE && t->conn != NULL)
+		return 1;
 	relay_fail(t, FAIL_LOST);
 	return 0;
 }
@@ -849,23 +984,18 @@ relay_txn_usable(struct relay_txn *t, relay_cb *cb, void *arg)
 void
 relay_txn_rcpt(struct relay_txn *t, const char *to, const char *params, relay_cb *cb, void *arg)
 {
-	if (!relay_txn_usable(t, cb, arg))
-		return;
-	t->cb = cb;
-	t->cb_arg = arg;
-	relay_set_state(t, R_RCPT);
-	t->asked_us = metrics_now_us();
-	relay_send(t, "RCPT TO:<%s>%s%s\r\n", to, params[0] ? " " : "", params);
+	relay_owner_enter(t);
+	if (relay_txn_usable(t, cb, arg)) {
+		relay_set_state(t, R_RCPT);
+		t->asked_us = metrics_now_us();
+		relay_send(t, "RCPT TO:<%s>%s%s\r\n", to, params[0] ? " " : "", params);
+	}
+	relay_owner_leave(t);
 }
 
-void
-relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len, struct spool *sp,
-    relay_cb *cb, void *arg)
+static void
+relay_start_data(struct relay_txn *t, const char *prefix, size_t prefix_len, struct spool *sp)
 {
-	if (!relay_txn_usable(t, cb, arg))
-		return;
-	t->cb = cb;
-	t->cb_arg = arg;
 	t->prefix = prefix;
 	t->prefix_len = prefix_len;
 	t->sp = sp;
@@ -882,6 +1012,16 @@ relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len, struc
 	}
 }
 
+void
+relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len, struct spool *sp,
+    relay_cb *cb, void *arg)
+{
+	relay_owner_enter(t);
+	if (relay_txn_usable(t, cb, arg))
+		relay_start_data(t, prefix, prefix_len, sp);
+	relay_owner_leave(t);
+}
+
 const char *
 relay_txn_describe(const struct relay_txn *t)
 {
@@ -896,10 +1036,24 @@ relay_txn_free(struct relay_txn **tp)
 	if (t == NULL)
 		return;
 	*tp = NULL;
+	t->cb = NULL;
+	relay_done_clear(&t->done);
+	event_del(t->ev_done);
+	if (t->busy > 0) {
+		/* a frame of ours is below the caller: the outermost frees */
+		t->freed = 1;
+		return;
+	}
+	relay_txn_destroy(t);
+}
+
+static void
+relay_txn_destroy(struct relay_txn *t)
+{
 	if (t->conn != NULL) {
 		if (t->state == R_IDLE) {
 			evbuffer_add_printf(conn_output(t->conn), "QUIT\r\n");
-			conn_close_after_flush(&t->conn);
+			conn_close_after_flush(&t->conn, NULL, NULL);
 		} else {
 			/* mid-transfer: drop without the terminator so that the
 			 * relay never delivers a message we did not confirm */
@@ -910,6 +1064,8 @@ relay_txn_free(struct relay_txn **tp)
 	relay_dyn_clear(t);
 	smtp_reply_parser_free(&t->rp);
 	smtp_reply_free(&t->reply);
+	relay_done_clear(&t->done);
+	event_free(t->ev_done);
 	free(t->from);
 	free(t->params);
 	free(t);

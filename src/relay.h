@@ -6,8 +6,16 @@
  * once by calling its callback with a reply, unless the transaction is freed
  * first (then never).  Failures of the relay or of its verification are
  * turned into our own 4xx replies (451 4.4.0 unreachable, 451 4.7.5 TLS/DANE,
- * 451 4.4.2 timeout or lost connection); relay replies are passed on.  At most
- * one operation is outstanding.  Callbacks may free the transaction.
+ * 451 4.4.2 timeout or lost connection, 451 4.3.0 no descriptor for a relay
+ * connection); relay replies are passed on.  At most one operation is
+ * outstanding.
+ *
+ * Re-entrancy rules: a callback is never called from inside relay_txn_start,
+ * relay_txn_rcpt or relay_txn_data -- an operation that fails or finishes
+ * at once (no socket, the relay leg already gone) completes on a later pass
+ * of the event loop.  Callbacks may free the transaction (relay_txn_free);
+ * relay code that is still below the callback on the stack keeps the
+ * memory until its outermost frame returns.
  */
 #ifndef SUBPROXY_RELAY_H
 #define SUBPROXY_RELAY_H

@@ -5,6 +5,7 @@
 #include "dns.h"
 #include "keeper.h"
 #include "log.h"
+#include "loginmem.h"
 #include "metrics.h"
 #include "message.h"
 #include "owntlsa.h"
@@ -31,6 +32,10 @@
 #include <event2/listener.h>
 
 #define AUTH_LINE_MAX    12288   /* RFC 4954 4: AUTH lines may be long */
+#define OUT_HIGH         (64 * 1024)  /* replies unread by the client: stop taking commands */
+#define OUT_LOW          (16 * 1024)  /* ... until the client has read down to this */
+#define ACCEPT_BACKOFF_MS 250    /* no accepting for this long after EMFILE and the like */
+#define ACCEPT_LOG_EVERY 10      /* seconds between log lines about it */
 
 enum sess_state {
 	S_TLS_HANDSHAKE,  /* implicit TLS or after STARTTLS */
@@ -68,10 +73,15 @@ struct server {
 	int failed;                    /* a fatal fault: exit non-zero */
 	struct listener *listeners;
 	size_t nlisteners;
-	struct session *sessions;      /* doubly linked */
+	struct session *sessions;      /* doubly linked; closing ones until their fd is closed */
 	unsigned nsessions;
 	int shutting_down;
 	struct event *ev_grace;
+	struct event *ev_accept;       /* accepting again after a pause */
+	int accept_logged;             /* a pause was logged ... */
+	time_t accept_log_time;        /* ... at this (monotonic) second */
+	unsigned accept_pauses;        /* pauses since that line */
+	struct loginmem_table *logins; /* [limits] login-memory accounting */
 };
 
 struct session {
@@ -81,7 +91,15 @@ struct session {
 	struct conn *conn;
 	char id[17];
 	char peer[64];
+	char peer_key[64];             /* what per-address limits count (conn_addr_key) */
 	enum sess_state state;
+	unsigned busy;                 /* our frames using the session (session_hold) */
+	struct conn *linger;           /* closed: its last replies are still being written */
+	int out_blocked;               /* not taking commands until the client reads */
+	unsigned proto_errors;
+	struct event *ev_limit;        /* auth-timeout, then session-timeout */
+	int limit_passed;              /* session-timeout passed: end after this transaction */
+	time_t started;                /* monotonic seconds */
 	int tls;                       /* TLS active */
 	int greeted;                   /* HELO/EHLO seen (since TLS) */
 	int esmtp;
@@ -111,6 +129,9 @@ struct session {
 	int bdat_failed;
 	char *prefix;
 	char first_rcpt[320];
+	struct loginmem *mem;          /* the login's message octets (after AUTH) */
+	uint64_t charged;              /* this session's part of them */
+	int mem_over;                  /* this message went over login-memory */
 };
 
 static void session_process(struct session *);
@@ -118,12 +139,50 @@ static void session_close(struct session *);
 static int session_in_flight(const struct session *);
 static void shutdown_close(struct session *);
 static void session_conn_cb(struct conn *, enum conn_event, void *);
+static void session_reap(struct session *);
+
+static time_t
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Every frame entered from the event loop (connection events, results of
+ * the keeper, signer and relay, timers) holds its session.  Closing it
+ * inside such a frame only marks it closed; the outermost frame frees it
+ * when it lets go, so no frame ever sees freed memory. */
+static void
+session_hold(struct session *s)
+{
+	s->busy++;
+}
+
+static void
+session_release(struct session *s)
+{
+	if (--s->busy == 0)
+		session_reap(s);
+}
 
 /* ---- replies ---- */
 
 static void
 reply(struct session *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Replies that say the client broke the protocol: unknown commands and
+ * bad lines (500), syntax errors (501, 504, 555), bad sequence (503) and
+ * commands that need STARTTLS or AUTH first (530).  [limits]
+ * protocol-errors of them end the session with 421 4.7.0. */
+static int
+is_protocol_error(int code)
+{
+	return code == 500 || code == 501 || code == 503 || code == 504 || code == 530 ||
+	    code == 555;
+}
 
 static void
 reply(struct session *s, int code, const char *enh, const char *fmt, ...)
@@ -139,6 +198,14 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+	if (is_protocol_error(code) && !s->close_after_reply &&
+	    ++s->proto_errors >= s->srv->cfg->limits.protocol_errors) {
+		log_warn("session=%s event=protocol-error-limit peer=%s errors=%u", s->id, s->peer,
+		    s->proto_errors);
+		evbuffer_add_printf(out, "421 4.7.0 Too many errors in this session, closing "
+		    "connection\r\n");
+		s->close_after_reply = 1;
+	}
 }
 
 static void
@@ -192,12 +259,58 @@ session_set_state(struct session *s, enum sess_state st)
 	s->state = st;
 }
 
+/* Count the spool's growth for the login; past [limits] login-memory the
+ * message is refused at its end (452 4.3.1) and nothing more of it is
+ * kept (the parser still reads to the end of the data). */
+static void
+session_charge(struct session *s)
+{
+	uint64_t size, limit = s->srv->cfg->limits.login_memory;
+
+	if (s->mem == NULL || s->sp == NULL)
+		return;
+	size = spool_size(s->sp);
+	if (size > s->charged) {
+		loginmem_add(s->mem, size - s->charged);
+		s->charged = size;
+	}
+	if (!s->mem_over && loginmem_held(s->mem) > limit) {
+		log_warn("session=%s event=login-memory login=%s held=%llu limit=%llu", s->id,
+		    s->login, (unsigned long long)loginmem_held(s->mem), (unsigned long long)limit);
+		s->mem_over = 1;
+	}
+	if (s->mem_over) {
+		loginmem_sub(s->mem, s->charged);
+		s->charged = 0;
+		spool_reset(s->sp);
+	}
+}
+
+static int
+login_memory_full(const struct session *s)
+{
+	return s->mem != NULL && loginmem_held(s->mem) >= s->srv->cfg->limits.login_memory;
+}
+
+static void
+reply_login_memory(struct session *s)
+{
+	count_refused("4.3.1");
+	reply(s, 452, "4.3.1", "Too much message data of %s in transit at once (limit %llu "
+	    "octets); try again when your other messages are sent", s->login,
+	    (unsigned long long)s->srv->cfg->limits.login_memory);
+}
+
 static void
 txn_reset(struct session *s)
 {
 	signer_cancel(&s->sreq);
 	relay_txn_free(&s->relay);
 	msg_parser_free(&s->mp);
+	if (s->mem != NULL)
+		loginmem_sub(s->mem, s->charged);
+	s->charged = 0;
+	s->mem_over = 0;
 	spool_free(&s->sp);
 	free(s->mail_from);
 	s->mail_from = NULL;
@@ -214,15 +327,22 @@ txn_reset(struct session *s)
 	s->first_rcpt[0] = '\0';
 }
 
+/* Free a closed session once no frame uses it and its descriptor is
+ * closed: until then it counts against the connection limits. */
 static void
-session_free(struct session *s)
+session_reap(struct session *s)
 {
 	struct server *srv = s->srv;
 
+	if (s->busy > 0 || s->state != S_CLOSED || s->conn != NULL || s->linger != NULL)
+		return;
 	txn_reset(s);
 	keeper_cancel(&s->authreq);
+	loginmem_put(&s->mem);
 	if (s->ev_delay)
 		event_free(s->ev_delay);
+	if (s->ev_limit)
+		event_free(s->ev_limit);
 	free(s->login);
 	if (s->auth_user) {
 		sodium_memzero(s->auth_user, strlen(s->auth_user));
@@ -241,24 +361,53 @@ session_free(struct session *s)
 		event_base_loopexit(srv->base, NULL);
 }
 
-/* Close after the queued replies are written. */
+/* Nothing the session waits for may call back after this. */
+static void
+session_end(struct session *s)
+{
+	session_set_state(s, S_CLOSED);
+	txn_reset(s);
+	keeper_cancel(&s->authreq);
+	if (s->ev_delay)
+		event_del(s->ev_delay);
+	if (s->ev_limit)
+		event_del(s->ev_limit);
+}
+
+/* The descriptor of a closed session is closed now (from the loop). */
+static void
+session_closed(void *arg)
+{
+	struct session *s = arg;
+
+	s->linger = NULL;
+	session_reap(s);
+}
+
+/* Close after the queued replies are written (during a TLS handshake: at
+ * once, nothing can be written). */
 static void
 session_close(struct session *s)
 {
+	if (s->state == S_CLOSED)
+		return;
 	log_info("session=%s event=close peer=%s login=%s transactions=%u", s->id, s->peer,
 	    s->login ? s->login : "-", s->txn_count);
-	session_set_state(s, S_CLOSED);
-	conn_close_after_flush(&s->conn);
-	session_free(s);
+	session_end(s);
+	s->linger = s->conn;
+	conn_close_after_flush(&s->conn, session_closed, s);
+	session_reap(s);
 }
 
 static void
 session_drop(struct session *s, const char *why)
 {
-	log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
-	session_set_state(s, S_CLOSED);
-	conn_free(&s->conn);
-	session_free(s);
+	if (s->state != S_CLOSED) {
+		log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
+		session_end(s);
+		conn_free(&s->conn);
+	}
+	session_reap(s);
 }
 
 static void
@@ -295,27 +444,30 @@ send_ehlo(struct session *s)
 
 static void auth_start_check(struct session *, const char *user, const char *pw, size_t pwlen);
 
+static void session_arm_limit(struct session *);
+
 static void
 auth_delay_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 
+	session_hold(s);
 	if (s->auth_failures >= s->srv->cfg->limits.auth_failures) {
 		log_warn("session=%s event=auth-limit peer=%s failures=%u", s->id, s->peer,
 		    s->auth_failures);
 		reply(s, 421, "4.7.0", "Too many authentication failures, closing connection");
 		session_close(s);
-		return;
+	} else {
+		reply(s, 535, "5.7.8", "Authentication credentials invalid");
+		session_set_state(s, S_CMD);
+		session_process(s);
 	}
-	reply(s, 535, "5.7.8", "Authentication credentials invalid");
-	session_set_state(s, S_CMD);
-	session_process(s);
+	session_release(s);
 }
 
 static void
-auth_done(void *arg, int result)
+auth_result(struct session *s, int result)
 {
-	struct session *s = arg;
 	struct timeval tv;
 	unsigned ms;
 
@@ -346,6 +498,8 @@ auth_done(void *arg, int result)
 		    s->auth_user);
 		s->login = s->auth_user;
 		s->auth_user = NULL;
+		s->mem = loginmem_get(s->srv->logins, s->login);
+		session_arm_limit(s);
 		reply(s, 235, "2.7.0", "Authentication successful");
 		session_set_state(s, S_CMD);
 		session_process(s);
@@ -369,12 +523,23 @@ auth_done(void *arg, int result)
 }
 
 static void
+auth_done(void *arg, int result)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	auth_result(s, result);
+	session_release(s);
+}
+
+static void
 auth_start_check(struct session *s, const char *user, const char *pw, size_t pwlen)
 {
 	free(s->auth_user);
 	s->auth_user = xstrdup(user);
 	session_set_state(s, S_WAIT);
-	s->authreq = keeper_auth(s->srv->keeper, user, pw, pwlen, s->peer, auth_done, s);
+	/* the keeper counts failures per address: per IPv6 prefix, as our limits */
+	s->authreq = keeper_auth(s->srv->keeper, user, pw, pwlen, s->peer_key, auth_done, s);
 }
 
 /* Decode a base64 AUTH response line; "*" cancels.  Returns decoded length,
@@ -490,6 +655,7 @@ mail_relay_done(void *arg, const struct relay_result *r)
 {
 	struct session *s = arg;
 
+	session_hold(s);
 	if (r->code >= 200 && r->code < 300) {
 		s->in_txn = 1;
 		reply(s, 250, "2.1.0", "Sender <%s> OK", s->mail_from);
@@ -504,6 +670,7 @@ mail_relay_done(void *arg, const struct relay_result *r)
 	}
 	session_set_state(s, S_CMD);
 	session_process(s);
+	session_release(s);
 }
 
 static void
@@ -565,6 +732,7 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 {
 	struct session *s = arg;
 
+	session_hold(s);
 	if (r->code >= 200 && r->code < 300) {
 		s->rcpts_ok++;
 		log_info("session=%s event=rcpt to=<%s> code=%d", s->id, s->first_rcpt, r->code);
@@ -579,6 +747,7 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 	}
 	session_set_state(s, S_CMD);
 	session_process(s);
+	session_release(s);
 }
 
 static void
@@ -701,6 +870,7 @@ data_relay_done(void *arg, const struct relay_result *r)
 {
 	struct session *s = arg;
 
+	session_hold(s);
 	log_info("session=%s event=%s from=<%s> rcpts=%zu size=%llu code=%d enh=%s local=%d %s",
 	    s->id, r->code >= 200 && r->code < 300 ? "relayed" : "relay-refused", s->mail_from,
 	    s->rcpts_ok, (unsigned long long)spool_size(s->sp), r->code, r->enh, r->local,
@@ -714,13 +884,13 @@ data_relay_done(void *arg, const struct relay_result *r)
 	txn_reset(s);
 	session_set_state(s, S_CMD);
 	session_process(s);
+	session_release(s);
 }
 
 /* The signer answered: relay the signed message, or refuse it. */
 static void
-sign_done(void *arg, int status, const char *headers)
+sign_result(struct session *s, int status, const char *headers)
 {
-	struct session *s = arg;
 	const struct msg_result *mr = msg_parser_result(s->mp);
 	const char *dom = mr->nfrom > 0 ? strrchr(mr->from[0], '@') : NULL;
 	char *signed_prefix;
@@ -760,6 +930,16 @@ sign_done(void *arg, int status, const char *headers)
 	session_process(s);
 }
 
+static void
+sign_done(void *arg, int status, const char *headers)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	sign_result(s, status, headers);
+	session_release(s);
+}
+
 /* The whole message is in; check it and hand it to the signer. */
 static void
 message_complete(struct session *s)
@@ -768,6 +948,14 @@ message_complete(struct session *s)
 	const struct config *cfg = s->srv->cfg;
 	size_t i;
 
+	if (s->mem_over) {
+		log_info("session=%s event=message-rejected code=452 enh=4.3.1 reason=\"login-memory\"",
+		    s->id);
+		reply_login_memory(s);
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return;
+	}
 	if (mr->code != 0) {
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
@@ -813,6 +1001,13 @@ data_precheck(struct session *s, int bdat)
 	}
 	if ((bdat && s->data_used) || (!bdat && s->bdat_used)) {
 		reply(s, 503, "5.5.1", "DATA and BDAT cannot be mixed");
+		return -1;
+	}
+	if (s->mp == NULL && login_memory_full(s)) {
+		/* before a message starts: the login holds its share already */
+		log_info("session=%s event=message-refused code=452 enh=4.3.1 login=%s held=%llu",
+		    s->id, s->login, (unsigned long long)loginmem_held(s->mem));
+		reply_login_memory(s);
 		return -1;
 	}
 	return 0;
@@ -868,6 +1063,12 @@ bdat_chunk_done(struct session *s)
 		return;
 	}
 	mr = msg_parser_result(s->mp);
+	if (s->mem_over && !s->bdat_last) {
+		reply_login_memory(s);
+		relay_txn_free(&s->relay);
+		s->bdat_failed = 1;
+		return;
+	}
 	if (mr->code != 0 && !s->bdat_last) {
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
@@ -1068,8 +1269,10 @@ feed_message(struct session *s)
 		if (s->state == S_BDAT) {
 			if (len > s->bdat_remaining)
 				len = (size_t)s->bdat_remaining;
-			if (s->mp != NULL && s->bdat_failed == 0)
+			if (s->mp != NULL && s->bdat_failed == 0) {
 				msg_parser_feed(s->mp, buf, len);
+				session_charge(s);
+			}
 			evbuffer_drain(in, len);
 			s->bdat_remaining -= len;
 			if (s->bdat_remaining == 0) {
@@ -1079,6 +1282,7 @@ feed_message(struct session *s)
 			continue;
 		}
 		used = msg_parser_feed(s->mp, buf, len);
+		session_charge(s);
 		evbuffer_drain(in, used);
 		if (msg_parser_done(s->mp)) {
 			session_set_state(s, S_CMD);
@@ -1091,6 +1295,20 @@ feed_message(struct session *s)
 		return 1;
 	}
 	return 0;
+}
+
+/* More unread replies than OUT_HIGH: take no more commands (and read no
+ * more) until the client has read down to OUT_LOW (CONN_EV_FLUSHED). */
+static int
+session_output_full(struct session *s)
+{
+	if (evbuffer_get_length(conn_output(s->conn)) <= OUT_HIGH)
+		return 0;
+	if (!s->out_blocked) {
+		s->out_blocked = 1;
+		conn_want_drained(s->conn, OUT_LOW);
+	}
+	return 1;
 }
 
 /* Work through buffered input one step at a time, then flush the replies of
@@ -1114,8 +1332,16 @@ session_process(struct session *s)
 			shutdown_close(s);
 			return;
 		}
-		if (s->state == S_WAIT || s->state == S_TLS_HANDSHAKE || s->state == S_CLOSED)
+		if (s->state == S_WAIT || s->state == S_TLS_HANDSHAKE || s->state == S_CLOSED ||
+		    session_output_full(s))
 			break;
+		if (s->limit_passed && s->state == S_CMD && !session_in_flight(s)) {
+			log_info("session=%s event=session-timeout peer=%s", s->id, s->peer);
+			reply(s, 421, "4.4.2", "%s Session time limit reached, closing connection",
+			    s->srv->cfg->hostname);
+			session_close(s);
+			return;
+		}
 		if (s->state == S_DATA || s->state == S_BDAT) {
 			if (feed_message(s) == 0)
 				break;
@@ -1143,7 +1369,7 @@ session_process(struct session *s)
 	}
 	if (s->conn == NULL)
 		return;
-	if (s->state == S_WAIT)
+	if (s->state == S_WAIT || s->out_blocked)
 		conn_pause(s->conn);
 	else
 		conn_resume(s->conn);
@@ -1153,9 +1379,8 @@ session_process(struct session *s)
 /* ---- connection events ---- */
 
 static void
-session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+session_conn_event(struct session *s, struct conn *c, enum conn_event ev)
 {
-	struct session *s = arg;
 	char tls[96];
 
 	switch (ev) {
@@ -1174,11 +1399,23 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 		session_process(s);
 		return;
 	case CONN_EV_FLUSHED:
+		/* the client read its replies: take commands again */
+		if (s->out_blocked) {
+			s->out_blocked = 0;
+			session_process(s);
+		}
+		return;
 	case CONN_EV_CONNECTED:
 		return;
 	case CONN_EV_TIMEOUT:
-		if (s->state == S_WAIT)
-			return;   /* the relay leg has its own timeout */
+		if (s->state == S_WAIT) {
+			/* the keeper, signer and relay leg have their own
+			 * timeouts; keep watching the client afterwards */
+			conn_set_timeout(c, (unsigned)s->srv->cfg->limits.timeout);
+			return;
+		}
+		log_info("session=%s event=idle-timeout peer=%s state=%s", s->id, s->peer,
+		    sess_state_names[s->state]);
 		reply(s, 421, "4.4.2", "%s Idle timeout, closing connection",
 		    s->srv->cfg->hostname);
 		session_close(s);
@@ -1192,14 +1429,85 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
+static void
+session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	session_conn_event(s, c, ev);
+	session_release(s);
+}
+
+/* auth-timeout (before AUTH) or what is left of session-timeout. */
+static void
+session_arm_limit(struct session *s)
+{
+	const struct config_limits *l = &s->srv->cfg->limits;
+	time_t elapsed = mono_now() - s->started;
+	struct timeval tv = { 0, 0 };
+
+	if (s->login == NULL && l->auth_timeout < l->session_timeout)
+		tv.tv_sec = (time_t)l->auth_timeout - elapsed;
+	else
+		tv.tv_sec = (time_t)l->session_timeout - elapsed;
+	if (tv.tv_sec < 0)
+		tv.tv_sec = 0;
+	evtimer_add(s->ev_limit, &tv);
+}
+
+/* Before AUTH the session ends at once.  After AUTH an open transaction
+ * may finish (then 421, see session_process), for one more idle timeout
+ * at most -- unless the relay has the message: its answer is owed. */
+static void
+session_limit(struct session *s)
+{
+	const struct config_limits *l = &s->srv->cfg->limits;
+	struct timeval tv = { (time_t)l->timeout, 0 };
+
+	if (s->login == NULL) {
+		log_info("session=%s event=auth-timeout peer=%s", s->id, s->peer);
+		reply(s, 421, "4.4.2", "%s No authentication within %llu seconds, closing "
+		    "connection", s->srv->cfg->hostname, (unsigned long long)(l->auth_timeout <
+		    l->session_timeout ? l->auth_timeout : l->session_timeout));
+		session_close(s);
+		return;
+	}
+	if (!s->limit_passed && session_in_flight(s)) {
+		s->limit_passed = 1;
+		evtimer_add(s->ev_limit, &tv);
+		return;
+	}
+	if (s->state == S_WAIT && s->prefix != NULL) {
+		evtimer_add(s->ev_limit, &tv);
+		return;
+	}
+	log_info("session=%s event=session-timeout peer=%s in-transaction=%d", s->id, s->peer,
+	    session_in_flight(s));
+	reply(s, 421, "4.4.2", "%s Session time limit reached, closing connection",
+	    s->srv->cfg->hostname);
+	session_close(s);
+}
+
+static void
+session_limit_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	session_limit(s);
+	session_release(s);
+}
+
+/* Sessions under one per-address key, closing ones included. */
 static unsigned
-count_peer(const struct server *srv, const char *peer)
+count_peer(const struct server *srv, const char *key)
 {
 	const struct session *s;
 	unsigned n = 0;
 
 	for (s = srv->sessions; s != NULL; s = s->next)
-		if (strcmp(s->peer, peer) == 0)
+		if (strcmp(s->peer_key, key) == 0)
 			n++;
 	return n;
 }
@@ -1221,11 +1529,15 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->id, sizeof(s->id), rnd, sizeof(rnd));
 	s->conn = conn_new(srv->base, fd, session_conn_cb, s);
+	s->started = mono_now();
+	s->ev_limit = evtimer_new(srv->base, session_limit_expired, s);
 	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(s->conn));
+	conn_addr_key(s->peer, (unsigned)lim->ipv6_prefix, s->peer_key, sizeof(s->peer_key));
 	snprintf(s->helo, sizeof(s->helo), "unknown");
+	/* closing sessions count until their descriptor is closed */
 	if (srv->nsessions >= lim->connections)
 		refuse = "421 4.3.2 Too many connections, try again later";
-	else if (count_peer(srv, s->peer) >= lim->connections_per_ip)
+	else if (count_peer(srv, s->peer_key) >= lim->connections_per_ip)
 		refuse = "421 4.7.0 Too many connections from your address";
 	s->next = srv->sessions;
 	if (srv->sessions)
@@ -1235,20 +1547,66 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	metrics_count(MF_SESSIONS, 0);
 	metrics_gauge_add(MG_SESSIONS_OPEN, 1);
 	log_info("session=%s event=connect peer=%s listener=%s", s->id, s->peer, l->cl->name);
+	session_hold(s);
 	if (refuse != NULL) {
-		log_warn("session=%s event=refused peer=%s reason=\"%s\"", s->id, s->peer, refuse + 10);
+		log_warn("session=%s event=refused peer=%s key=%s reason=\"%s\"", s->id, s->peer,
+		    s->peer_key, refuse + 10);
 		if (l->cl->tls == TLS_MODE_STARTTLS)
 			evbuffer_add_printf(conn_output(s->conn), "%s\r\n", refuse);
 		session_close(s);
-		return;
-	}
-	conn_set_timeout(s->conn, (unsigned)lim->timeout);
-	if (l->cl->tls == TLS_MODE_IMPLICIT) {
-		session_set_state(s, S_TLS_HANDSHAKE);
-		conn_start_tls(s->conn, tls_server_session(srv->tls));
 	} else {
-		send_greeting(s);
+		conn_set_timeout(s->conn, (unsigned)lim->timeout);
+		session_arm_limit(s);
+		if (l->cl->tls == TLS_MODE_IMPLICIT) {
+			session_set_state(s, S_TLS_HANDSHAKE);
+			conn_start_tls(s->conn, tls_server_session(srv->tls));
+		} else {
+			send_greeting(s);
+		}
 	}
+	session_release(s);
+}
+
+/* Accepting failed (EMFILE, ENFILE, ENOBUFS, ...): a listener would report
+ * the same error again at once, so stop accepting for a moment; clients
+ * wait in the listen backlog meanwhile.  One log line per ACCEPT_LOG_EVERY
+ * seconds at most. */
+static void
+accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct server *srv = l->srv;
+	struct timeval tv = { 0, ACCEPT_BACKOFF_MS * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+	time_t now = mono_now();
+	size_t i;
+
+	srv->accept_pauses++;
+	if (!srv->accept_logged || now - srv->accept_log_time >= ACCEPT_LOG_EVERY) {
+		log_warn("event=accept-paused listener=%s error=\"%s\" sessions=%u pauses=%u: not "
+		    "accepting for %d ms at a time%s", l->cl->name, evutil_socket_error_to_string(err),
+		    srv->nsessions, srv->accept_pauses, ACCEPT_BACKOFF_MS,
+		    err == EMFILE || err == ENFILE ? " (out of file descriptors: raise the limit "
+		    "or lower [limits] connections)" : "");
+		srv->accept_logged = 1;
+		srv->accept_log_time = now;
+		srv->accept_pauses = 0;
+	}
+	for (i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].evl != NULL)
+			evconnlistener_disable(srv->listeners[i].evl);
+	evtimer_add(srv->ev_accept, &tv);
+}
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].evl != NULL)
+			evconnlistener_enable(srv->listeners[i].evl);
 }
 
 /* Fail closed: without the signer nothing can be sent. */
@@ -1303,6 +1661,9 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 		goto fail;
 	if ((srv->relay = relay_ctx_new(base, cfg, srv->dns, err, errlen)) == NULL)
 		goto fail;
+	srv->logins = loginmem_table_new();
+	if ((srv->ev_accept = evtimer_new(base, accept_resume, srv)) == NULL)
+		fatal("out of memory");
 	srv->nlisteners = cfg->nlistens;
 	srv->listeners = xcalloc(cfg->nlistens, sizeof(*srv->listeners));
 	for (i = 0; i < cfg->nlistens; i++) {
@@ -1316,6 +1677,7 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 			snprintf(err, errlen, "cannot listen on %s", l->cl->address);
 			goto fail;
 		}
+		evconnlistener_set_error_cb(l->evl, accept_error);
 	}
 	return srv;
 fail:
@@ -1367,11 +1729,13 @@ static void
 grace_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
+	struct session *s, *next;
 
 	log_warn("event=shutdown-timeout sessions=%u", srv->nsessions);
-	while (srv->sessions != NULL) {
-		struct session *s = srv->sessions;
-
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == S_CLOSED)
+			continue;       /* closing already */
 		if (s->state == S_TLS_HANDSHAKE) {
 			session_drop(s, "shutdown");
 			continue;
@@ -1410,8 +1774,11 @@ server_shutdown(struct server *srv)
 		evconnlistener_free(srv->listeners[i].evl);
 		srv->listeners[i].evl = NULL;
 	}
+	event_del(srv->ev_accept);
 	for (s = srv->sessions; s != NULL; s = next) {
 		next = s->next;
+		if (s->state == S_CLOSED)
+			continue;       /* closing already */
 		if (s->state == S_TLS_HANDSHAKE)
 			session_drop(s, "shutdown");
 		else if (session_in_flight(s))
@@ -1453,23 +1820,30 @@ void
 server_free(struct server **srvp)
 {
 	struct server *srv = *srvp;
+	struct session *s;
 	size_t i;
 
 	if (srv == NULL)
 		return;
 	*srvp = NULL;
-	while (srv->sessions != NULL)
-		session_drop(srv->sessions, "server stopped");
+	while ((s = srv->sessions) != NULL) {
+		s->busy = 0;
+		conn_free(&s->linger);  /* still writing a last reply: no more */
+		session_drop(s, "server stopped");
+	}
 	for (i = 0; i < srv->nlisteners; i++)
 		if (srv->listeners[i].evl)
 			evconnlistener_free(srv->listeners[i].evl);
 	free(srv->listeners);
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
+	if (srv->ev_accept)
+		event_free(srv->ev_accept);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
 	relay_ctx_free(&srv->relay);
 	dns_ctx_free(&srv->dns);
 	tls_server_free(&srv->tls);
+	loginmem_table_free(&srv->logins);
 	free(srv);
 }

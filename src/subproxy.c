@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -41,6 +42,14 @@ __asan_default_options(void)
 	return "detect_leaks=0";
 }
 #endif
+/* File descriptors front may need at once: per session its client
+ * connection, its relay connection and its message spool (a memfd); for
+ * DNS, libunbound's query sockets; for the rest, stdio, the listeners, the
+ * sockets to signer and keeper and the event loop's own.  Documented in
+ * subproxy.conf(5) under [limits] connections. */
+#define NOFILE_PER_SESSION   3
+#define NOFILE_DNS           128
+#define NOFILE_BASE          64
 #define SIGNER_START_TIMEOUT 30   /* seconds to load and test the DKIM keys */
 #define KEEPER_START_TIMEOUT 30   /* seconds to load the TLS key and passwords */
 #define STOP_MARGIN          15   /* seconds past [server] shutdown-timeout before SIGKILL */
@@ -96,6 +105,42 @@ hash_password(void)
 	}
 	sodium_memzero(pw, sizeof(pw));
 	printf("%s\n", out);
+	return 0;
+}
+
+/* Raise the soft descriptor limit to what [limits] connections needs (the
+ * children inherit it), or refuse when the hard limit is too low. */
+static int
+raise_nofile(const struct config *cfg, char *err, size_t errlen)
+{
+	unsigned long long need = NOFILE_PER_SESSION * cfg->limits.connections + NOFILE_DNS +
+	    NOFILE_BASE + cfg->nlistens;
+	struct rlimit rl;
+	rlim_t old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		snprintf(err, errlen, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return -1;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		snprintf(err, errlen, "[limits] connections = %llu needs %llu file descriptors, but "
+		    "the hard limit on open files (RLIMIT_NOFILE) is %llu; raise it to at least %llu "
+		    "(LimitNOFILE=%llu in the systemd unit, or ulimit -n %llu as root before "
+		    "starting) or lower [limits] connections", (unsigned long long)
+		    cfg->limits.connections, need, (unsigned long long)rl.rlim_max, need, need, need);
+		return -1;
+	}
+	old = rl.rlim_cur;
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		snprintf(err, errlen, "cannot raise the limit on open files from %llu to %llu: %s",
+		    (unsigned long long)old, need, strerror(errno));
+		return -1;
+	}
+	log_info("event=nofile-raised from=%llu to=%llu connections=%llu", (unsigned long long)old,
+	    need, (unsigned long long)cfg->limits.connections);
 	return 0;
 }
 
@@ -581,6 +626,11 @@ main(int argc, char **argv)
 	if (cfg == NULL) {
 		log_err("%s", err);
 		return 2;
+	}
+	if (raise_nofile(cfg, err, sizeof(err)) < 0) {
+		log_err("refusing to start: %s", err);
+		config_free(&cfg);
+		return 1;
 	}
 	/* the service manager's socket and the metrics block, before anything
 	 * is forked: every process inherits the block and beats in it */

@@ -25,6 +25,7 @@ collected (Subproxy.lines) and shown in the report of a failed test.
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -190,7 +191,7 @@ class Subproxy:
     (587-style); .lines: its stderr so far; stop() ends it and asserts exit
     status 0."""
 
-    def __init__(self, workdir, config_text, overrides, ports, name):
+    def __init__(self, workdir, config_text, overrides, ports, name, nofile=None):
         self.name = name
         self.workdir = Path(workdir)
         self.config_path = self.workdir / ("%s.conf" % name)
@@ -207,8 +208,13 @@ class Subproxy:
         for o in self.overrides:
             argv += ["-o", o]
         self.argv = argv
+        preexec = None
+        if nofile is not None:
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=str(self.workdir))
+                                     stderr=subprocess.PIPE, cwd=str(self.workdir),
+                                     preexec_fn=preexec)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
@@ -229,6 +235,7 @@ class Subproxy:
     def wait_ready(self, timeout=START_TIMEOUT):
         end = time.monotonic() + timeout
         pending = [self.implicit_port, self.starttls_port]
+        probes = len(pending)
         while pending:
             if self.proc.poll() is not None:
                 self._reader.join(2)
@@ -242,6 +249,15 @@ class Subproxy:
                 pass
             if time.monotonic() > end:
                 raise DaemonStartError(self, "not listening on %s after %ss" % (pending, timeout))
+            time.sleep(0.02)
+        # the probes above are sessions too: wait until the daemon has ended
+        # them, so that they count against no connection limit of the test
+        while self.proc.poll() is None and time.monotonic() < end:
+            lines = list(self.lines)
+            opened = sum(1 for ln in lines if " event=connect " in ln)
+            ended = sum(1 for ln in lines if " event=drop " in ln or " event=close " in ln)
+            if opened >= probes and ended >= opened:
+                break
             time.sleep(0.02)
 
     def wait_log(self, pattern, timeout=10.0, start=0):
@@ -353,12 +369,13 @@ class Lab:
         return s
 
     def subproxy(self, relay=None, *, extra_config="", overrides=(), limits=None, server=None,
-                 senders=None, relays=None, wait=True, dkim=None, dns=None):
+                 senders=None, relays=None, wait=True, dkim=None, dns=None, nofile=None):
         """Write a configuration and start the daemon.
         relay: a Sink, a dict of relay_section() arguments, or None with
         relays=[...] for several; limits/server: extra keys for [limits] /
         [server]; senders: the [senders] mapping (default alice's);
-        extra_config: text appended (new sections); overrides: "-o" values."""
+        extra_config: text appended (new sections); overrides: "-o" values;
+        nofile: (soft, hard) RLIMIT_NOFILE the daemon is started with."""
         passwd = self.request.getfixturevalue("passwd_file")
         if dns is None:
             dns = dns_section(self.request.getfixturevalue("dns_lab"))
@@ -412,7 +429,7 @@ class Lab:
                   if limits else []),
                 extra_config,
             ]) + "\n"
-            sp = Subproxy(self.tmp, text, overrides, ports, self._next("subproxy"))
+            sp = Subproxy(self.tmp, text, overrides, ports, self._next("subproxy"), nofile)
             self.daemons.append(sp)
             _LIVE_DAEMONS.append(sp)
             if not wait:

@@ -294,6 +294,13 @@ class RawClient:
         return r
 
 
+def logged_in(port, ca_file, user=ALICE, password=ALICE_PW):
+    """A RawClient on an implicit-TLS port, greeted and logged in."""
+    c = RawClient(port, ca_file)
+    c.greeting.check(220)
+    return c.login(user, password)
+
+
 def raw_starttls_client(port, ca_file, **kw):
     """A RawClient on a STARTTLS port, still in plaintext after the greeting."""
     return RawClient(port, ca_file, implicit=False, **kw)
@@ -445,6 +452,50 @@ def submit_through(port, ca_file, code, enh=None):
         assert r.enh == enh, r
     c.cmd("QUIT", 221)
     return r
+
+
+# ---- processes ----
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of strings."""
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def rss_kib(pid):
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nofile_limits(pid):
+    """(soft, hard) RLIMIT_NOFILE of a running process."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-files line in /proc/%d/limits" % pid)
+
+
+def set_nofile(pid, soft):
+    """Set the soft descriptor limit of a running process (the hard one
+    stays) with prlimit(1).  A root without CAP_SYS_RESOURCE (as in some
+    containers) may not change another user's process, so prlimit runs with
+    the target's own uid and gid, which the kernel allows."""
+    st = proc_status(pid)
+    uid, gid = st["Uid"].split()[0], st["Gid"].split()[0]
+    cmd = ["prlimit", "--pid", str(pid), "--nofile=%d:" % soft]
+    if os.geteuid() == 0 and uid != "0":
+        cmd = ["setpriv", "--reuid=" + uid, "--regid=" + gid, "--clear-groups"] + cmd
+    r = subprocess.run(cmd, capture_output=True, timeout=10, check=False)
+    assert r.returncode == 0, "%s: %s" % (" ".join(cmd), r.stderr.decode())
+    assert nofile_limits(pid)[0] == soft
 
 
 # ---- swaks ----

@@ -204,5 +204,5 @@ def test_formats_parse_after_traffic_with_refusals_of_every_kind(lab, make_sink,
     assert val(m, "subproxy_messages_refused_total", code="5.x.x") == 1
     assert val(m, "subproxy_messages_relayed_total") == 0
     codes = {dict(k[1])["code"] for k in m if k[0] == "subproxy_messages_refused_total"}
-    assert "5.7.26" not in codes and len(codes) == 22
+    assert "5.7.26" not in codes and len(codes) == 23
     parse(curl("http://127.0.0.1:%d/metrics" % port, accept=OPENMETRICS)[2], True)

@@ -126,6 +126,22 @@ test_limits_and_units(void **state)
 	assert_int_equal(cfg->limits.relay_timeout, 30);
 	assert_int_equal(cfg->limits.recipients, 7);
 	assert_int_equal(cfg->dns_timeout, 2);
+	/* defaults of the session limits; login-memory follows message-size */
+	assert_int_equal(cfg->limits.protocol_errors, 10);
+	assert_int_equal(cfg->limits.auth_timeout, 60);
+	assert_int_equal(cfg->limits.session_timeout, 3600);
+	assert_int_equal(cfg->limits.ipv6_prefix, 64);
+	assert_int_equal(cfg->limits.login_memory, 40 << 20);
+	config_free(&cfg);
+	cfg = parse("[limits]\nprotocol-errors = 3\nauth-timeout = 2m\nsession-timeout = 2h\n"
+	    "ipv6-prefix = 56\nlogin-memory = 1g\n", NULL, 0, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->limits.protocol_errors, 3);
+	assert_int_equal(cfg->limits.auth_timeout, 120);
+	assert_int_equal(cfg->limits.session_timeout, 7200);
+	assert_int_equal(cfg->limits.ipv6_prefix, 56);
+	assert_int_equal(cfg->limits.login_memory, 1 << 30);
 	config_free(&cfg);
 }
 
@@ -171,7 +187,14 @@ test_errors_name_file_line(void **state)
 	expect_extra_error("[dns]\ntimeout = 0\n", "t.conf:29: bad value '0' for 'timeout'");
 	expect_extra_error("[tls]\n", "duplicate section [tls]");
 	expect_extra_error("value = key\n", "t.conf:28: unknown key 'value' in section [dkim]");
-	expect_extra_error("[limits]\nheader-size = 2m\nmessage-size = 1m\n", "header-size");
+	expect_extra_error("[limits]\nheader-size = 2m\nmessage-size = 1m\n",
+	    "t.conf:29: [limits] header-size (2097152) is larger than message-size");
+	expect_extra_error("[limits]\nprotocol-errors = 0\n", "t.conf:29: bad value '0'");
+	expect_extra_error("[limits]\nipv6-prefix = 129\n", "t.conf:29: bad value '129'");
+	expect_extra_error("[limits]\nsession-timeout = 30\nauth-timeout = 60\n",
+	    "t.conf:30: [limits] auth-timeout (60 s) is longer than session-timeout (30 s)");
+	expect_extra_error("[limits]\nmessage-size = 10m\nlogin-memory = 1m\n",
+	    "t.conf:30: [limits] login-memory (1048576) is smaller than message-size");
 	expect_extra_error("[auth]x\n", "t.conf:28: expected ']'");
 	expect_extra_error("[limits \"x\"]\n", "takes no name");
 	expect_extra_error("[limits]\nrecipients 5\n", "t.conf:29: expected '=' after 'recipients'");

@@ -1,0 +1,109 @@
+"""
+File descriptors (issue 9, item 3): subproxy raises its descriptor limit at
+start to what [limits] connections needs, or refuses to start and says how
+to fix it; when accepting fails anyway (EMFILE), front pauses accepting
+instead of spinning, logs it a bounded number of times and serves clients
+again as soon as descriptors are free.
+"""
+
+import os
+import re
+import select
+import socket
+import time
+
+import pytest
+
+from helpers import (TIMEOUT, cpu_seconds, nofile_limits, raw_starttls_client, set_nofile,
+                     submit_through)
+from test_dkim import roles
+
+# subproxy.conf(5), [limits] connections: 3 descriptors per session, 128 for
+# DNS, 64 for the rest, one per listener (the lab daemons have two)
+def needed(connections, listeners=2):
+    return 3 * connections + 128 + 64 + listeners
+
+
+def test_nofile_raised_at_start(lab):
+    """A soft limit below the need is raised (every process inherits it)."""
+    sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 4096))
+    need = needed(200)
+    assert sp.wait_log(r"event=nofile-raised from=256 to=%d connections=200" % need, timeout=5)
+    r = roles(sp)
+    for role in ("front", "signer", "keeper"):
+        assert nofile_limits(r[role]) == (need, 4096), role
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+
+
+def test_nofile_refused_when_hard_limit_too_low(lab):
+    sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 512), wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    need = needed(200)
+    out = sp.stderr_text()
+    sentence = ("refusing to start: [limits] connections = 200 needs %d file descriptors, but "
+                "the hard limit on open files (RLIMIT_NOFILE) is 512; raise it to at least %d "
+                "(LimitNOFILE=%d in the systemd unit, or ulimit -n %d as root before starting) "
+                "or lower [limits] connections" % (need, need, need, need))
+    assert sentence in out, out
+    # nothing was started: no audit, no signer, no keeper
+    assert "signer-ready" not in out and "keeper-ready" not in out
+
+
+def test_nofile_enough_is_left_alone(lab):
+    sp = lab.subproxy(lab.sink(), limits={"connections": 10}, nofile=(4096, 4096))
+    assert nofile_limits(roles(sp)["front"]) == (4096, 4096)
+    assert not any("nofile-raised" in ln for ln in sp.lines)
+
+
+def lowest_free_fd(pid):
+    used = {int(x) for x in os.listdir("/proc/%d/fd" % pid)}
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+@pytest.mark.sanitized
+def test_emfile_pauses_accepting(lab):
+    """front's descriptors run out while clients keep connecting: a few are
+    served, the rest wait in the listen backlog; front neither spins (its
+    CPU time stays small) nor floods the log (one line per 10 s), and once
+    the connections are released a new client gets its greeting."""
+    if os.geteuid() != 0:
+        pytest.skip("reading the descriptors of front (not dumpable) needs root")
+    sp = lab.subproxy(lab.sink(), limits={"connections": 100, "connections-per-ip": 100})
+    sp.wait_log(r"relay probe", timeout=10)
+    front = roles(sp)["front"]
+    soft = nofile_limits(front)[0]
+    spare = 4
+    set_nofile(front, lowest_free_fd(front) + spare)
+    socks = []
+    try:
+        log0 = len(sp.lines)
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", sp.starttls_port),
+                                                  timeout=TIMEOUT))
+        time.sleep(1)
+        readable, _, _ = select.select(socks, [], [], 1.0)
+        greeted = sum(1 for s in readable if s.recv(512).startswith(b"220 "))
+        assert 1 <= greeted <= spare, greeted
+        cpu0, t0 = cpu_seconds(front), time.monotonic()
+        time.sleep(3)
+        cpu, wall = cpu_seconds(front) - cpu0, time.monotonic() - t0
+        assert cpu < 0.3 * wall, "front used %.2f s of CPU in %.2f s" % (cpu, wall)
+        assert len(sp.lines) - log0 < 50, "%d log lines in %.1f s: %s" % (
+            len(sp.lines) - log0, wall, sp.lines[-3:])
+        paused = [ln for ln in sp.lines[log0:] if "accept-paused" in ln]
+        assert 1 <= len(paused) <= 2, paused
+        assert re.search(r"event=accept-paused listener=\S+ error=\"Too many open files\"",
+                         paused[0]), paused
+        assert sp.alive()
+    finally:
+        for s in socks:
+            s.close()
+    # the released connections are accepted and end; then a client is served
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.cmd("QUIT", 221)
+    set_nofile(front, soft)
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")

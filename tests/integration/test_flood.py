@@ -1,0 +1,161 @@
+"""
+Floods (issue 9, item 2): a client that sends without reading its replies
+must not make front hold more than a bounded amount of memory, a session
+that keeps breaking the protocol is ended with 421 4.7.0 after [limits]
+protocol-errors, and other clients are served all the while.
+"""
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from helpers import (ALICE, RCPT, SERVER_NAME, TIMEOUT, RawClient, client_context, dot_stuff,
+                     logged_in, make_message, raw_starttls_client, rss_kib)
+from test_dkim import roles
+
+FLOOD_BYTES = 40 << 20          # what the attacker tries to send
+RSS_GROWTH_MAX_KIB = 64 << 10   # front may grow by less than this (64 MiB)
+STALL = 3.0                     # seconds without progress: the server stopped reading
+
+
+def flood(sock, pattern, total=FLOOD_BYTES):
+    """Send `pattern` repeated up to `total` octets without reading, until
+    the server stops reading (STALL seconds without progress) or closes.
+    Returns (octets sent, how it ended)."""
+    chunk = pattern * ((64 << 10) // len(pattern))
+    sent = 0
+    sock.settimeout(STALL)
+    end = time.monotonic() + 120
+    while sent < total and time.monotonic() < end:
+        try:
+            sock.sendall(chunk)
+        except (socket.timeout, ssl.SSLWantWriteError):
+            return sent, "stalled"
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+            return sent, "closed"
+        sent += len(chunk)
+    return sent, "sent all"
+
+
+def served(sp, lab):
+    """A legitimate client: greeting, login, a message relayed."""
+    c = logged_in(sp.implicit_port, lab.certs.ca)
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message(subject="during a flood")), code=250, enh="2.0.0")
+    c.cmd("QUIT", 221)
+
+
+def tls_socket(port, ca):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s = client_context(ca).wrap_socket(raw, server_hostname=SERVER_NAME)
+    return s
+
+
+@pytest.mark.sanitized
+def test_protocol_errors_end_the_session(lab):
+    """Every kind of protocol error counts; the 10th (the default) is
+    followed by 421 4.7.0 and the end of the session; nothing after it is
+    answered."""
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.send(b"EHLO client.example\r\n"
+           b"FOO\r\n"                           # 500 unknown command
+           b"RCPT TO:<a@b.example>\r\n"          # 503 bad sequence
+           b"EHLO\r\n"                          # 501 syntax
+           b"AUTH FOO\r\n"                      # 504 unknown mechanism
+           b"MAIL FROM:<alice@lab.test>\r\n"    # 530 not authenticated
+           + b"X" * 2000 + b"\r\n"              # 500 line too long
+           b"NOOP\n"                            # 500 bare LF
+           b"DATA\r\n"                          # 503 no MAIL
+           b"BDAT 5\r\nhello"                   # 503 no MAIL (the chunk is read)
+           b"QUIT now\r\n"                      # 501 syntax
+           b"NOOP\r\n")                         # never answered
+    c.read_reply().check(250)
+    for code, enh in [(500, "5.5.2"), (503, "5.5.1"), (501, "5.5.4"), (504, "5.5.4"),
+                      (530, "5.7.0"), (500, "5.5.2"), (500, "5.5.2"), (503, "5.5.1"),
+                      (503, "5.5.1"), (501, "5.5.4")]:
+        c.read_reply().check(code, enh)
+    c.read_reply().check(421, "4.7.0")
+    c.expect_closed()
+    assert sp.wait_log(r"event=protocol-error-limit peer=127.0.0.1 errors=10", timeout=5)
+    assert s.messages() == []
+    served(sp, lab)
+
+
+def test_protocol_errors_limit_is_configurable(lab):
+    sp = lab.subproxy(lab.sink(), limits={"protocol-errors": 2})
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.send(b"FOO\r\nBAR\r\nNOOP\r\n")
+    c.read_reply().check(500, "5.5.2")
+    c.read_reply().check(500, "5.5.2")
+    c.read_reply().check(421, "4.7.0")
+    c.expect_closed()
+
+
+@pytest.mark.sanitized
+def test_empty_line_flood_is_cut_off(lab):
+    """40 MB of CRLF without reading: ten 500 replies, 421 4.7.0, closed --
+    long before the flood is through; front's memory does not grow."""
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    front = roles(sp)["front"]
+    rss0 = rss_kib(front)
+    sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=TIMEOUT)
+    assert sock.recv(512).startswith(b"220 ")
+    sent, how = flood(sock, b"\r\n")
+    assert how != "sent all", "the server read 40 MB of empty lines"
+    sock.settimeout(TIMEOUT)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    sock.close()
+    lines = got.split(b"\r\n")
+    assert lines[:10] == [b"500 5.5.2 Command not recognized"] * 10, got[:600]
+    assert lines[10].startswith(b"421 4.7.0 "), got[:800]
+    assert rss_kib(front) - rss0 < RSS_GROWTH_MAX_KIB
+    served(sp, lab)
+
+
+@pytest.mark.sanitized
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_command_flood_without_reading(lab, tls):
+    """40 MB of NOOP (a valid command: no error limit applies) without
+    reading a reply.  front stops reading while more than 64 KiB of replies
+    wait, so the client's sending stalls, front's memory stays bounded, and
+    other clients are served meanwhile; the flooder gets its replies in
+    order when it reads."""
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    front = roles(sp)["front"]
+    rss0 = rss_kib(front)
+    if tls:
+        sock = tls_socket(sp.implicit_port, lab.certs.ca)
+    else:
+        sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=TIMEOUT)
+    assert sock.recv(512).startswith(b"220 ")
+    sent, how = flood(sock, b"NOOP\r\n")
+    assert how == "stalled", (sent, how)
+    grown = rss_kib(front) - rss0
+    assert grown < RSS_GROWTH_MAX_KIB, "front grew by %d KiB" % grown
+    served(sp, lab)
+    assert rss_kib(front) - rss0 < RSS_GROWTH_MAX_KIB
+    # the flooder's replies are all there, in order
+    sock.settimeout(TIMEOUT)
+    got = b""
+    while len(got) < 1 << 20:
+        got += sock.recv(65536)
+    replies = got.split(b"\r\n")[:-1]
+    assert set(replies) == {b"250 2.0.0 OK"}, set(replies)
+    sock.close()
+    assert sp.alive()

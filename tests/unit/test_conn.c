@@ -1,0 +1,231 @@
+/* test_conn.c — conn's re-entrancy contract on a real libevent loop (no
+ * callback from inside a call the owner made), the close notification,
+ * output low-water marks, and the per-address key (IPv6 prefixes). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <gnutls/gnutls.h>
+
+#include "conn.h"
+
+struct seen {
+	int calls;
+	enum conn_event first, last;
+	int in_call;            /* set while the test is inside a conn_* call */
+	int during_call;        /* a callback came while in_call was set */
+	int closed;
+};
+
+static void
+record(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->calls++ == 0)
+		s->first = ev;
+	s->last = ev;
+	if (s->in_call)
+		s->during_call = 1;
+}
+
+static void
+closed_cb(void *arg)
+{
+	struct seen *s = arg;
+
+	s->closed++;
+	if (s->in_call)
+		s->during_call = 1;
+}
+
+/* Run the loop until cond or 200 passes. */
+#define RUN_UNTIL(base, cond) do { \
+	int n_; \
+	for (n_ = 0; n_ < 200 && !(cond); n_++) \
+		event_base_loop((base), EVLOOP_ONCE | EVLOOP_NONBLOCK); \
+} while (0)
+
+/* Nothing came inside the call; the loop brings CONN_EV_ERROR first. */
+static void
+expect_error_from_loop(struct event_base *base, struct seen *s, struct conn **cp)
+{
+	assert_int_equal(s->calls, 0);
+	RUN_UNTIL(base, s->calls > 0);
+	assert_int_equal(s->first, CONN_EV_ERROR);
+	assert_false(s->during_call);
+	conn_free(cp);
+}
+
+static void
+test_start_tls_failure_comes_from_the_loop(void **state)
+{
+	struct event_base *base = event_base_new();
+	gnutls_certificate_credentials_t cred;
+	gnutls_session_t tls;
+	struct seen s;
+	struct conn *c;
+	int sv[2];
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);           /* the peer is gone: the first step fails */
+	assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
+	assert_int_equal(gnutls_init(&tls, GNUTLS_CLIENT), 0);
+	gnutls_set_default_priority(tls);
+	gnutls_credentials_set(tls, GNUTLS_CRD_CERTIFICATE, cred);
+	c = conn_new(base, sv[0], record, &s);
+	s.in_call = 1;
+	conn_start_tls(c, tls);
+	s.in_call = 0;
+	expect_error_from_loop(base, &s, &c);
+	gnutls_certificate_free_credentials(cred);
+	event_base_free(base);
+}
+
+static void
+test_connect_failure_comes_from_the_loop(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	struct seen s;
+	struct conn *c;
+	int holder = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* a bound, not listening port: connect is refused */
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(holder, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(holder, (struct sockaddr *)&sin, &len), 0);
+	memset(&s, 0, sizeof(s));
+	s.in_call = 1;
+	c = conn_connect(base, (struct sockaddr *)&sin, sizeof(sin), record, &s);
+	s.in_call = 0;
+	assert_non_null(c);
+	expect_error_from_loop(base, &s, &c);
+	close(holder);
+	event_base_free(base);
+}
+
+static void
+test_close_after_flush_tells_from_the_loop(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct seen s;
+	struct conn *c;
+	char buf[64];
+	int sv[2];
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], record, &s);
+	evbuffer_add(conn_output(c), "221 bye\r\n", 9);
+	s.in_call = 1;
+	conn_close_after_flush(&c, closed_cb, &s);
+	s.in_call = 0;
+	assert_null(c);
+	assert_int_equal(s.closed, 0);         /* the descriptor is still open */
+	RUN_UNTIL(base, s.closed > 0);
+	assert_int_equal(s.closed, 1);
+	assert_int_equal(s.calls, 0);          /* the owner's callback is gone */
+	assert_false(s.during_call);
+	assert_int_equal(read(sv[1], buf, sizeof(buf)), 9);
+	assert_int_equal(read(sv[1], buf, sizeof(buf)), 0);    /* closed */
+	close(sv[1]);
+	event_base_free(base);
+}
+
+/* The peer reads nothing: FLUSHED comes once the output drained to the
+ * mark, not before. */
+static void
+test_want_drained(void **state)
+{
+	struct event_base *base = event_base_new();
+	static char big[1 << 20];
+	struct seen s;
+	struct conn *c;
+	char sink[65536];
+	int sv[2], guard = 0;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(base, sv[0], record, &s);
+	conn_pause(c);
+	evbuffer_add(conn_output(c), big, sizeof(big));
+	conn_flush(c);
+	assert_true(evbuffer_get_length(conn_output(c)) > 16384);
+	s.in_call = 1;
+	conn_want_drained(c, 16384);
+	s.in_call = 0;
+	RUN_UNTIL(base, 0);
+	assert_int_equal(s.calls, 0);
+	while (s.calls == 0 && guard++ < 1000) {
+		assert_true(read(sv[1], sink, sizeof(sink)) > 0);
+		RUN_UNTIL(base, s.calls > 0);
+	}
+	assert_int_equal(s.last, CONN_EV_FLUSHED);
+	assert_true(evbuffer_get_length(conn_output(c)) <= 16384);
+	assert_false(s.during_call);
+	conn_free(&c);
+	close(sv[1]);
+	event_base_free(base);
+}
+
+static void
+key(const char *addr, unsigned prefix, const char *want, int rc)
+{
+	char out[64];
+
+	assert_int_equal(conn_addr_key(addr, prefix, out, sizeof(out)), rc);
+	if (strcmp(out, want) != 0)
+		fail_msg("conn_addr_key(%s, %u) = %s, wanted %s", addr, prefix, out, want);
+}
+
+static void
+test_addr_key(void **state)
+{
+	key("192.0.2.7", 64, "192.0.2.7", 0);
+	key("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64", 0);
+	key("2001:db8:1:2:ffff::1", 64, "2001:db8:1:2::/64", 0);    /* same /64 */
+	key("2001:db8:1:3::1", 64, "2001:db8:1:3::/64", 0);         /* the next one */
+	key("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48", 0);
+	key("2001:db8:1:ff:3:4:5:6", 56, "2001:db8:1::/56", 0);
+	key("2001:db8:1:1ff:3:4:5:6", 56, "2001:db8:1:100::/56", 0);
+	key("2001:db8:1:2:3:4:5:6", 60, "2001:db8:1::/60", 0);
+	key("2001:db8:abcd:12ef::1", 60, "2001:db8:abcd:12e0::/60", 0);
+	key("2001:db8::1", 128, "2001:db8::1", 0);
+	key("::1", 64, "::/64", 0);
+	key("::ffff:192.0.2.7", 64, "192.0.2.7", 0);                /* mapped IPv4 */
+	key("2001:DB8::0001", 128, "2001:db8::1", 0);               /* canonical text */
+	key("unknown", 64, "unknown", -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_start_tls_failure_comes_from_the_loop),
+		cmocka_unit_test(test_connect_failure_comes_from_the_loop),
+		cmocka_unit_test(test_close_after_flush_tells_from_the_loop),
+		cmocka_unit_test(test_want_drained),
+		cmocka_unit_test(test_addr_key),
+	};
+
+	signal(SIGPIPE, SIG_IGN);       /* as front: writes to a closed peer fail */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
