@@ -17,6 +17,7 @@ import pytest
 from helpers import (TIMEOUT, cpu_seconds, nofile_limits, raw_starttls_client, set_nofile,
                      submit_through)
 from test_dkim import roles
+from test_flood import flood
 
 # subproxy.conf(5), [limits] connections: 3 descriptors per session, 128 for
 # DNS, 64 for the rest, one per listener (the lab daemons have two)
@@ -107,3 +108,36 @@ def test_emfile_pauses_accepting(lab):
     c.cmd("QUIT", 221)
     set_nofile(front, soft)
     submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+
+
+def test_closing_sessions_count_until_closed(lab):
+    """A session whose last replies cannot be written (its client reads
+    nothing) still holds a descriptor: it counts against [limits]
+    connections until the descriptor is closed, so clients that stop
+    reading cannot make front hold more descriptors than configured."""
+    sp = lab.subproxy(lab.sink(), limits={"connections": 2, "connections-per-ip": 10,
+                                          "timeout": 2})
+    a = socket.socket()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    a.connect(("127.0.0.1", sp.starttls_port))
+    assert a.recv(512).startswith(b"220 ")
+    flood(a, b"NOOP\r\n", total=4 << 20)            # 10 MB of replies, unread
+    # the idle timeout closes the session; its last replies cannot be
+    # written, so its descriptor stays open (for CONN_CLOSE_WAIT, 5 s)
+    assert sp.wait_log(r"event=idle-timeout peer=127.0.0.1 state=command", timeout=10)
+    b = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    b.greeting.check(220)
+    c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+    c.greeting.check(421, "4.3.2")                     # a still counts
+    c.expect_closed()
+    a.close()                                          # now its descriptor goes
+    end = time.monotonic() + 10
+    while True:
+        d = raw_starttls_client(sp.starttls_port, lab.certs.ca)
+        if d.greeting.code == 220 or time.monotonic() > end:
+            break
+        d.expect_closed()
+        time.sleep(0.2)
+    d.greeting.check(220)
+    for x in (b, d):
+        x.cmd("QUIT", 221)
