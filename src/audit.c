@@ -152,12 +152,12 @@ yesno(struct pparse *pp, char **tok, size_t ntok, const char *yes, const char *n
 }
 
 enum { KW_PROFILE, KW_DESCRIPTION, KW_VERSIONS, KW_CIPHERS, KW_KX, KW_GROUPS, KW_EARLY,
-	KW_EXPIRY, KW_DKIM_REQUIRE, KW_DKIM_MISSING, KW_DNS_SECURE };
+	KW_EXPIRY, KW_DKIM_REQUIRE, KW_DKIM_MISSING, KW_DNS_SECURE, KW_AUDIT_LOG };
 
 static const char *const singular[] = {
 	"profile", "description", "tls-versions", "tls-ciphers", "tls-kx", "tls-groups",
 	"tls-early-data", "cert-expiry-warn", "dkim-require", "dkim-dns-missing", "dns-secure",
-	NULL
+	"audit-log", NULL
 };
 
 static const char *const tls_key_types[] = { "rsa", "ec", "ed25519", "ed448", NULL };
@@ -231,6 +231,8 @@ profile_line(struct pparse *pp, struct audit_profile *p, char **tok, size_t ntok
 		return yesno(pp, arg, narg, "fail", "warn", &p->dkim_dns_missing_fail);
 	case KW_DNS_SECURE:
 		return yesno(pp, arg, narg, "required", "optional", &p->dns_secure);
+	case KW_AUDIT_LOG:
+		return yesno(pp, arg, narg, "required", "optional", &p->audit_log_required);
 	case KW_EXPIRY: {
 		uint64_t v;
 
@@ -443,6 +445,17 @@ const char *
 audit_status_name(enum audit_status s)
 {
 	return (unsigned)s < 4 ? status_names[s] : "?";
+}
+
+int
+audit_status_parse(const char *name)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(status_names[i], name) == 0)
+			return i;
+	return -1;
 }
 
 static void

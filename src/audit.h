@@ -50,6 +50,7 @@ struct audit_baseline_check {
 	char *id;
 	int ok;                         /* the check did not find a failure */
 	int required;
+	int status;                     /* enum audit_status, after the profile */
 };
 
 struct audit_baseline_key {
@@ -72,14 +73,15 @@ struct audit_baseline {
  * Returns 0 when every required check passes (with *bl filled), or -1 with
  * the failed required checks in err, one per line, "ID: SUMMARY Fix:
  * REMEDY" (the words of --check), or with the reason the audit could not
- * run.  bl may be NULL. */
+ * run.  bl may be NULL; when a required check failed it is filled too
+ * (bl->nchecks > 0: the audit ran), for the audit log's start record. */
 int audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err,
     size_t errlen);
 
 void audit_baseline_clear(struct audit_baseline *bl);
 
 /* Pure: the child's report (records of tab-separated, backslash-escaped
- * fields, one per line: "C OK REQUIRED ID", "K TYPE DOMAIN SELECTOR TXT",
+ * fields, one per line: "C OK REQUIRED ID STATUS", "K TYPE DOMAIN SELECTOR TXT",
  * "F TEXT") into *bl and the F lines (newline-separated) into failures.
  * Returns 0, or -1 for a malformed report. */
 int audit_baseline_parse(const char *buf, size_t len, struct audit_baseline *bl,
@@ -154,6 +156,8 @@ struct audit_profile {
 	int dkim_dns_missing_fail;          /* 1: no TXT record fails, 0: warns (default 1) */
 	/* DNS */
 	int dns_secure;                     /* 1: DKIM TXT and SRV must be DNSSEC-secure */
+	/* the audit log (recorder.h) */
+	int audit_log_required;             /* 1: [audit] log must be set, and fails closed */
 };
 
 /* Parse a profile held in memory (see policy/baseline for the format).
@@ -220,5 +224,7 @@ size_t audit_report_failures(const struct audit_report *rep, char *out, size_t o
 void audit_report_clear(struct audit_report *rep);
 
 const char *audit_status_name(enum audit_status s);
+/* The status of a name ("pass", ...), or -1. */
+int audit_status_parse(const char *name);
 
 #endif

@@ -882,6 +882,7 @@ audit_checks_run(struct audit_run *r)
 	audit_dns_judge(r);
 	check_sandbox(r);
 	check_files(r);
+	audit_alog_checks(r);
 }
 
 void

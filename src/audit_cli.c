@@ -164,6 +164,8 @@ print_records(const struct config *cfg, FILE *f)
 				    cfg->hostname);
 		}
 	}
+	if (audit_alog_records(cfg, f) != 0)
+		rc = 1;
 	audit_run_clear(&r);
 	return rc;
 }
@@ -274,6 +276,7 @@ startup_records(const struct audit_report *rep, const struct audit_run *r, char 
 		rec_field(out, outlen, c->found == AUDIT_FAIL ? "0" : "1", 0);
 		rec_field(out, outlen, c->required ? "1" : "0", 0);
 		rec_field(out, outlen, c->id, 0);
+		rec_field(out, outlen, audit_status_name(c->status), 0);
 		rec_end(out, outlen);
 	}
 	for (i = 0; i < r->nkeys; i++) {
@@ -389,10 +392,11 @@ rec_flag(const char *s, int *v)
 static int
 rec_apply(char **f, size_t nf, struct audit_baseline *bl, char *failures, size_t flen)
 {
-	if (strcmp(f[0], "C") == 0 && nf == 4 && bl->nchecks < 4096) {
+	if (strcmp(f[0], "C") == 0 && nf == 5 && bl->nchecks < 4096) {
 		struct audit_baseline_check c;
 
-		if (rec_flag(f[1], &c.ok) < 0 || rec_flag(f[2], &c.required) < 0 || f[3][0] == '\0')
+		if (rec_flag(f[1], &c.ok) < 0 || rec_flag(f[2], &c.required) < 0 ||
+		    f[3][0] == '\0' || (c.status = audit_status_parse(f[4])) < 0)
 			return -1;
 		bl->checks = xreallocarray(bl->checks, bl->nchecks + 1, sizeof(*bl->checks));
 		c.id = f[3];
@@ -558,12 +562,16 @@ audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err, si
 			*bl = got;
 		else
 			audit_baseline_clear(&got);
-	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && failures[0] != '\0') {
-		snprintf(err, errlen, "%s", failures);
-		audit_baseline_clear(&got);
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
-		snprintf(err, errlen, "self-audit: a required check failed (see the log)");
-		audit_baseline_clear(&got);
+		if (failures[0] != '\0')
+			snprintf(err, errlen, "%s", failures);
+		else
+			snprintf(err, errlen, "self-audit: a required check failed (see the log)");
+		/* the results of a failed audit too (for the audit log) */
+		if (bl != NULL)
+			*bl = got;
+		else
+			audit_baseline_clear(&got);
 	}
 	else if (WIFSIGNALED(status))
 		snprintf(err, errlen, "self-audit: the audit process was killed by signal %d (%s)",

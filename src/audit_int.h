@@ -8,6 +8,7 @@
 #define SUBPROXY_AUDIT_INT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "audit.h"
@@ -116,5 +117,12 @@ void audit_tls_read_chain(struct audit_run *r);
 void audit_tls_checks(struct audit_run *r);
 /* 1 when chain[1] issued chain[0] (the "2 1 1" record can be made). */
 int audit_tls_has_issuer(const struct audit_run *r);
+
+/* audit_alog.c */
+/* audit.log, audit.key, audit.pseudonymize-key. */
+void audit_alog_checks(struct audit_run *r);
+/* The audit key's public half as comment lines for --dns-records; 1 when
+ * it cannot be loaded. */
+int audit_alog_records(const struct config *cfg, FILE *f);
 
 #endif

@@ -22,6 +22,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #define CONFIG_FILE_MAX (1024 * 1024)
 
 struct entry {
@@ -99,7 +101,11 @@ static const struct keyspec dkim_keys[] = { { "key", 1 }, { NULL, 0 } };
 static const struct keyspec dns_keys[] = {
 	{ "trust-anchor-file", 0 }, { "unbound-config", 0 }, { "timeout", 0 }, { NULL, 0 }
 };
-static const struct keyspec audit_keys[] = { { "log", 0 }, { "recheck", 0 }, { NULL, 0 } };
+static const struct keyspec audit_keys[] = {
+	{ "log", 0 }, { "recheck", 0 }, { "signing-key", 0 }, { "required", 0 },
+	{ "rotate-size", 0 }, { "checkpoint-records", 0 }, { "checkpoint-interval", 0 },
+	{ "pseudonymize", 0 }, { "pseudonymize-key", 0 }, { NULL, 0 }
+};
 static const struct keyspec metrics_keys[] = {
 	{ "address", 0 }, { "allow-remote", 0 }, { NULL, 0 }
 };
@@ -1015,6 +1021,24 @@ check_senders(struct parse *p, struct config *cfg)
 	return 0;
 }
 
+/* yes/no; *out keeps its value when the key is absent. */
+static int
+get_yesno(struct parse *p, const char *sect, const char *key, int *out)
+{
+	struct entry *e;
+
+	if (get1(p, sect, NULL, key, &e) < 0)
+		return -1;
+	if (e == NULL)
+		return 0;
+	if (strcmp(e->value, "yes") != 0 && strcmp(e->value, "no") != 0) {
+		perr(p, e->line, "bad value '%s' for '%s' (expected yes or no)", e->value, key);
+		return -1;
+	}
+	*out = strcmp(e->value, "yes") == 0;
+	return 0;
+}
+
 /* Loopback: 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 static int
 is_loopback(const struct sockaddr_storage *ss)
@@ -1034,21 +1058,13 @@ static int
 check_metrics(struct parse *p, struct config *cfg)
 {
 	struct sockaddr_un *sun = (struct sockaddr_un *)&cfg->metrics_addr;
-	struct entry *e, *ar;
+	struct entry *e;
 	const char *a;
 	int port;
 
-	if (get1(p, "metrics", NULL, "allow-remote", &ar) < 0 ||
+	if (get_yesno(p, "metrics", "allow-remote", &cfg->metrics_allow_remote) < 0 ||
 	    get1(p, "metrics", NULL, "address", &e) < 0)
 		return -1;
-	if (ar != NULL) {
-		if (strcmp(ar->value, "yes") != 0 && strcmp(ar->value, "no") != 0) {
-			perr(p, ar->line, "bad value '%s' for 'allow-remote' (expected yes or no)",
-			    ar->value);
-			return -1;
-		}
-		cfg->metrics_allow_remote = strcmp(ar->value, "yes") == 0;
-	}
 	if (e == NULL)
 		return 0;
 	a = e->value;
@@ -1087,6 +1103,69 @@ key_line(struct parse *p, const char *sect, const char *key)
 	if (get1(p, sect, NULL, key, &e) < 0 || e == NULL)
 		return 0;
 	return e->line;
+}
+
+/* [audit]: the audit log (src/recorder.h) and its keys. */
+static int
+check_audit(struct parse *p, struct config *cfg)
+{
+	struct sect *a = sect_lookup(p, "audit", NULL);
+	int line = a != NULL ? a->line : 1;
+
+	cfg->audit_required = -1;
+	cfg->audit_checkpoint_records = 1000;
+	cfg->audit_checkpoint_interval = 60;
+	if (get_str(p, "audit", NULL, "log", 0, line, &cfg->audit_log) < 0 ||
+	    get_str(p, "audit", NULL, "signing-key", 0, line, &cfg->audit_signing_key) < 0 ||
+	    get_yesno(p, "audit", "required", &cfg->audit_required) < 0 ||
+	    get_num(p, "audit", "rotate-size", 4096, UINT64_MAX / 2, K_SIZE,
+	    &cfg->audit_rotate_size) < 0 ||
+	    get_num(p, "audit", "checkpoint-records", 1, 1000000, K_UINT,
+	    &cfg->audit_checkpoint_records) < 0 ||
+	    get_num(p, "audit", "checkpoint-interval", 1, 86400, K_TIME,
+	    &cfg->audit_checkpoint_interval) < 0 ||
+	    get_yesno(p, "audit", "pseudonymize", &cfg->audit_pseudonymize) < 0 ||
+	    get_str(p, "audit", NULL, "pseudonymize-key", 0, line,
+	    &cfg->audit_pseudonymize_key) < 0)
+		return -1;
+	if (cfg->audit_log == NULL) {
+		static const char *const needs_log[] = { "signing-key", "required", "rotate-size",
+		    "checkpoint-records", "checkpoint-interval", "pseudonymize", "pseudonymize-key",
+		    NULL };
+		size_t i, k;
+
+		/* (recheck belongs to the self-audit, not to the log) */
+		for (k = 0; needs_log[k] != NULL; k++)
+			for (i = 0; i < p->ne; i++)
+				if (strcmp(p->e[i].section, "audit") == 0 &&
+				    strcmp(p->e[i].key, needs_log[k]) == 0) {
+					perr(p, p->e[i].line, "'%s' needs 'log = FILE' (an absolute "
+					    "path) in [audit]: without it nothing is recorded",
+					    needs_log[k]);
+					return -1;
+				}
+		return 0;
+	}
+	if (cfg->audit_log[0] != '/' || strrchr(cfg->audit_log, '/')[1] == '\0') {
+		perr(p, line, "[audit] log must be an absolute file name (the recorder works in "
+		    "its directory), not '%s'", cfg->audit_log);
+		return -1;
+	}
+	if (cfg->audit_signing_key == NULL) {
+		perr(p, line, "[audit] log needs 'signing-key = FILE' (an Ed25519 key: certtool "
+		    "--generate-privkey --key-type ed25519 --outfile FILE)");
+		return -1;
+	}
+	if (cfg->audit_pseudonymize && cfg->audit_pseudonymize_key == NULL) {
+		perr(p, line, "[audit] pseudonymize = yes needs 'pseudonymize-key = FILE' (at "
+		    "least 32 secret random octets: head -c 32 /dev/urandom > FILE)");
+		return -1;
+	}
+	if (!cfg->audit_pseudonymize && cfg->audit_pseudonymize_key != NULL) {
+		perr(p, line, "[audit] pseudonymize-key is set but pseudonymize is not yes");
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -1229,7 +1308,7 @@ validate(struct parse *p, struct config *cfg)
 	if (get_str(p, "dns", NULL, "trust-anchor-file", 0, 1, &cfg->trust_anchor_file) < 0 ||
 	    get_str(p, "dns", NULL, "unbound-config", 0, 1, &cfg->unbound_config) < 0 ||
 	    get_num(p, "dns", "timeout", 1, 300, K_TIME, &cfg->dns_timeout) < 0 ||
-	    get_str(p, "audit", NULL, "log", 0, 1, &cfg->audit_log) < 0)
+	    check_audit(p, cfg) < 0)
 		return -1;
 	cfg->audit_recheck = 3600;
 	if (get_num(p, "audit", "recheck", 0, 7 * 86400, K_TIME, &cfg->audit_recheck) < 0 ||
@@ -1264,6 +1343,27 @@ defaults(struct config *cfg)
 		cfg->trust_anchor_file = xstrdup("/usr/share/dns/root.key");
 	if (cfg->dns_timeout == 0)
 		cfg->dns_timeout = 10;
+}
+
+/* SHA-256 of the file and the overrides, each "-o section[.name].key=value"
+ * and a newline: the effective configuration (for the audit log). */
+static void
+digest(struct config *cfg, const char *buf, size_t len, const struct config_override *ov,
+    size_t nov)
+{
+	crypto_hash_sha256_state st;
+	char *line;
+	size_t i;
+
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const unsigned char *)buf, len);
+	for (i = 0; i < nov; i++) {
+		line = xasprintf("-o %s%s%s.%s=%s\n", ov[i].section, ov[i].name ? "." : "",
+		    ov[i].name ? ov[i].name : "", ov[i].key, ov[i].value);
+		crypto_hash_sha256_update(&st, (const unsigned char *)line, strlen(line));
+		free(line);
+	}
+	crypto_hash_sha256_final(&st, cfg->digest);
 }
 
 static void
@@ -1307,6 +1407,7 @@ config_parse_buffer(const char *file, const char *buf, size_t len,
 	if (validate(&p, cfg) < 0)
 		goto err;
 	defaults(cfg);
+	digest(cfg, buf, len, ov, nov);
 	parse_clear(&p);
 	return cfg;
 err:
@@ -1409,6 +1510,8 @@ config_free(struct config **cfgp)
 	free(cfg->unbound_config);
 	free(cfg->audit_log);
 	free(cfg->metrics_address);
+	free(cfg->audit_signing_key);
+	free(cfg->audit_pseudonymize_key);
 	free(cfg);
 	*cfgp = NULL;
 }

@@ -87,6 +87,7 @@ struct config_limits {
 
 struct config {
 	char *file;                     /* path as given */
+	uint8_t digest[32];             /* SHA-256 of the file and the -o overrides */
 
 	/* [server] */
 	char *hostname;                 /* required */
@@ -124,9 +125,17 @@ struct config {
 	char *unbound_config;           /* optional */
 	uint64_t dns_timeout;           /* [dns] timeout, seconds per lookup, default 10 */
 
-	/* [audit] */
-	char *audit_log;                /* optional */
+	/* [audit]: the self-audit's live recheck, and the audit log, written by
+	 * the recorder (recorder.h) */
+	char *audit_log;                /* optional; absolute; NULL: no audit log */
 	uint64_t audit_recheck;         /* [audit] recheck, seconds, default 3600, 0 = off */
+	char *audit_signing_key;        /* Ed25519 PEM key for checkpoints; required with log */
+	int audit_required;             /* 1 fail closed, 0 not, -1 unset: the profile decides */
+	uint64_t audit_rotate_size;     /* bytes; 0 = rotate on SIGHUP only */
+	uint64_t audit_checkpoint_records;  /* a checkpoint after this many records (1000) */
+	uint64_t audit_checkpoint_interval; /* ... or this many seconds (60) */
+	int audit_pseudonymize;         /* 1: keyed hashes for addresses and logins */
+	char *audit_pseudonymize_key;   /* the key file; required with pseudonymize */
 
 	/* [metrics] (off unless address is given) */
 	char *metrics_address;          /* as written: "127.0.0.1:9187" or "unix:/path" */

@@ -689,3 +689,32 @@ dane_verdict_name(enum dane_verdict v)
 	}
 	return "?";
 }
+
+void
+dane_tlsa_text(const struct dane_tlsa *t, char *out, size_t outlen)
+{
+	const uint8_t *a = t->data;
+	size_t alen = t->len, i, o;
+	uint8_t h[32];
+	int full = 1;
+
+	if (outlen < 120) {
+		if (outlen > 0)
+			out[0] = '\0';
+		return;
+	}
+	o = (size_t)snprintf(out, outlen, "%u %u %u ", t->usage, t->selector, t->mtype);
+	if (o + 2 * alen + 1 > outlen) {
+		/* a full certificate or key: its length and digest */
+		if (gnutls_hash_fast(GNUTLS_DIG_SHA256, t->data, t->len, h) < 0)
+			memset(h, 0, sizeof(h));
+		o += (size_t)snprintf(out + o, outlen - o, "[%zu octets, SHA-256 ", t->len);
+		a = h;
+		alen = sizeof(h);
+		full = 0;
+	}
+	for (i = 0; i < alen; i++, o += 2)
+		snprintf(out + o, outlen - o, "%02x", a[i]);
+	if (!full)
+		snprintf(out + o, outlen - o, "]");
+}

@@ -88,4 +88,8 @@ int dane_record_for_cert(const struct dane_cert *cert, int usage, int selector, 
 
 const char *dane_verdict_name(enum dane_verdict v);
 
+/* A record as text for logs: "3 1 1 HEX"; when the data does not fit
+ * (full certificates), "U S M [N octets, SHA-256 HEX]". */
+void dane_tlsa_text(const struct dane_tlsa *t, char *out, size_t outlen);
+
 #endif

@@ -71,7 +71,8 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
-	if ((srv = server_new(base, cfg, kfds, fds, signer_fd, err, sizeof(err))) == NULL) {
+	if ((srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, err,
+	    sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);
 		exit(1);
 	}

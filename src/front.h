@@ -1,7 +1,8 @@
 /*
  * front.h — the network-facing process: every client and relay session,
  * TLS record layer, DNS (libunbound on the same loop), DANE matching.  It is
- * forked by the parent with the listening sockets and the signer socket; it
+ * forked by the parent with the listening sockets, the signer socket and the
+ * recorder socket (-1 without an audit log); it
  * loads what it needs (certificate chain, resolver configuration), checks
  * its own TLSA records, then drops privileges and enters its sandbox
  * before it serves anyone.
@@ -19,6 +20,7 @@ struct front_opts {
 						 * runs the live self-audit */
 	int metrics_fd;                         /* [metrics] listening socket, or -1 */
 	const struct audit_baseline *audit;     /* the start-up audit's results */
+	int recorder_fd;                        /* to the audit log's recorder, or -1 */
 };
 
 /* Never returns: exits 0 after a clean stop, 1 on a failure. */

@@ -250,6 +250,17 @@ msg_field_done(struct msg_parser *p)
 		break;
 	case U_MSGID:
 		r->has_message_id = 1;
+		/* for the audit log: the value without surrounding white space */
+		while (vlen > 0 && (*val == ' ' || *val == '\t')) {
+			val++;
+			vlen--;
+		}
+		while (vlen > 0 && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
+			vlen--;
+		if (vlen >= sizeof(r->message_id))
+			vlen = sizeof(r->message_id) - 1;
+		memcpy(r->message_id, val, vlen);
+		r->message_id[vlen] = '\0';
 		break;
 	}
 	return 0;

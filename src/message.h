@@ -48,6 +48,7 @@ struct msg_result {
 	uint64_t header_size;            /* header section octets (incl. the empty line) */
 	uint64_t received;               /* Received fields seen */
 	int has_message_id, has_date;
+	char message_id[256];            /* its value, trimmed (truncated: 255 octets) */
 	int has_8bit;                    /* an octet >= 0x80 was seen */
 	int added_final_crlf;            /* BDAT content did not end in CRLF: CRLF appended */
 	char *from[MSG_FROM_MAX];        /* header From addresses (addr-spec, no <>) */

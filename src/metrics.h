@@ -12,7 +12,7 @@
  * retry a sum that raced with a fold.
  *
  * Slices: METRICS_SLICE_RETIRED (dead writers' counts), then one for the
- * signer, one for the keeper, then one per front worker
+ * signer, one for the keeper, one for the recorder, then one per front worker
  * (METRICS_SLICE_FRONT + worker).  Each slice also carries a heartbeat
  * (metrics_beat(), the time of the writer's last loop iteration) and a
  * "serving" flag, which the parent reads for systemd's READY=1 and
@@ -20,8 +20,8 @@
  *
  * What front writes can be forged by a compromised front: the parent uses
  * the block only for liveness, readiness and the STATUS= line, bounds every
- * index it reads, and never follows anything in it.  The signer and keeper
- * only write their heartbeat and never read the block.
+ * index it reads, and never follows anything in it.  The signer, keeper and
+ * recorder only write their heartbeat and never read the block.
  *
  * Adding a metric: a family id below (counters and gauges), a row in the
  * family table in metrics.c (name, help, labels), and a metrics_count()
@@ -48,7 +48,8 @@
 #define METRICS_SLICE_RETIRED	0
 #define METRICS_SLICE_SIGNER	1
 #define METRICS_SLICE_KEEPER	2
-#define METRICS_SLICE_FRONT	3	/* + worker number */
+#define METRICS_SLICE_RECORDER	3	/* the audit log's recorder (heartbeat only) */
+#define METRICS_SLICE_FRONT	4	/* + worker number */
 
 /* Counter families (summed over slices).  Labels in metrics.c. */
 enum metrics_family {

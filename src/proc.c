@@ -22,6 +22,9 @@ static const char *const type_names[PROC_TYPE_MAX] = {
 	[PROC_TLS_SIGN_REQ] = "TLS_SIGN_REQ",
 	[PROC_TLS_SIGN_REP] = "TLS_SIGN_REP",
 	[PROC_READY] = "READY",
+	[PROC_AUDIT_REC] = "AUDIT_REC",
+	[PROC_AUDIT_ACK] = "AUDIT_ACK",
+	[PROC_AUDIT_STATE] = "AUDIT_STATE",
 };
 
 const char *

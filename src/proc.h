@@ -47,6 +47,9 @@ enum proc_type {
 	PROC_TLS_SIGN_REQ,	/* front -> keeper: see keeper.h */
 	PROC_TLS_SIGN_REP,	/* keeper -> front: see keeper.h */
 	PROC_READY,		/* child -> parent: u32 count, str text: started */
+	PROC_AUDIT_REC,		/* front/parent -> recorder: see recorder.h */
+	PROC_AUDIT_ACK,		/* recorder -> front/parent: see recorder.h */
+	PROC_AUDIT_STATE,	/* recorder -> front: see recorder.h */
 	PROC_TYPE_MAX
 };
 

@@ -115,6 +115,11 @@ struct relay_txn {
 	struct msg_stuffer stuff;
 	char desc[256];
 	char tlsdesc[96];
+	/* for the audit log (relay_txn_facts) */
+	enum dane_verdict verdict;
+	int verified, matched;
+	char peer[64], tlsver[32], tlscipher[96];
+	crypto_hash_sha256_state sha;
 	/* result storage for callbacks */
 	struct smtp_reply *reply;
 	uint64_t asked_us;               /* when the command now waiting was sent */
@@ -493,13 +498,19 @@ relay_after_tls(struct relay_txn *t)
 	char why[256];
 	enum dane_verdict v;
 
-	v = tls_peer_dane(conn_tls(t->conn), t->rrs, t->nrrs, t->names, t->nnames, why, sizeof(why));
+	v = tls_peer_dane(conn_tls(t->conn), t->rrs, t->nrrs, t->names, t->nnames, &t->matched,
+	    why, sizeof(why));
 	tls_describe(conn_tls(t->conn), t->tlsdesc, sizeof(t->tlsdesc));
 	metrics_count(MF_DANE, metrics_label(MF_DANE, dane_verdict_name(v)));
 	if (v != DANE_OK_EE && v != DANE_OK_TA) {
 		relay_setup_failed(t, FAIL_TLS, "DANE verification %s: %s", dane_verdict_name(v), why);
 		return;
 	}
+	t->verdict = v;
+	t->verified = 1;
+	snprintf(t->peer, sizeof(t->peer), "%s", conn_peer(t->conn));
+	tls_params(conn_tls(t->conn), t->tlsver, sizeof(t->tlsver), t->tlscipher,
+	    sizeof(t->tlscipher));
 	snprintf(t->desc, sizeof(t->desc), "relay=%s addr=%s tls=\"%s\" dane=%s", rc->name,
 	    conn_peer(t->conn), t->tlsdesc, dane_verdict_name(v));
 	log_info("session=%s %s verified", t->sid, t->desc);
@@ -533,6 +544,7 @@ relay_feed_body(struct relay_txn *t)
 			return;
 		}
 		t->sent += n;
+		crypto_hash_sha256_update(&t->sha, (const unsigned char *)buf, n);
 		if (dot)
 			msg_stuff(&t->stuff, buf, n, out);
 		else
@@ -1000,6 +1012,7 @@ relay_start_data(struct relay_txn *t, const char *prefix, size_t prefix_len, str
 	t->prefix_len = prefix_len;
 	t->sp = sp;
 	t->sent = 0;
+	crypto_hash_sha256_init(&t->sha);
 	msg_stuff_init(&t->stuff);
 	if (t->caps.chunking) {
 		relay_set_state(t, R_DATA_SEND);
@@ -1026,6 +1039,30 @@ const char *
 relay_txn_describe(const struct relay_txn *t)
 {
 	return t->desc[0] ? t->desc : "relay=-";
+}
+
+void
+relay_txn_facts(const struct relay_txn *t, struct relay_facts *f)
+{
+	crypto_hash_sha256_state st;
+
+	memset(f, 0, sizeof(*f));
+	f->octets = t->sent;
+	if (t->sp != NULL && t->sent == t->prefix_len + spool_size(t->sp)) {
+		st = t->sha;	/* the running state stays usable */
+		crypto_hash_sha256_final(&st, f->sha256);
+		f->have_sha256 = 1;
+	}
+	if (!t->verified)
+		return;
+	f->name = target_cfg(t)->name;
+	snprintf(f->address, sizeof(f->address), "%s", t->peer);
+	snprintf(f->tls_version, sizeof(f->tls_version), "%s", t->tlsver);
+	snprintf(f->tls_cipher, sizeof(f->tls_cipher), "%s", t->tlscipher);
+	f->dane = dane_verdict_name(t->verdict);
+	if (t->matched >= 0 && (size_t)t->matched < t->nrrs)
+		dane_tlsa_text(&t->rrs[t->matched], f->tlsa, sizeof(f->tlsa));
+	f->dnssec = target_cfg(t)->dane == DANE_MODE_STATIC ? "pinned" : "secure";
 }
 
 void

@@ -82,6 +82,24 @@ void relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len,
 /* Describe the relay leg for logs/Received ("relay=NAME tls=... dane=ok-ee"). */
 const char *relay_txn_describe(const struct relay_txn *t);
 
+/* What the relay leg knows for the audit log: the relay verified last (name
+ * NULL before any was), its TLS, the DANE verdict with the TLSA record that
+ * matched and where it came from, and the message octets handed over with
+ * their SHA-256 (before dot-stuffing: the message as relayed). */
+struct relay_facts {
+	const char *name;
+	char address[64];
+	char tls_version[32];
+	char tls_cipher[96];
+	const char *dane;               /* "ok-ee", "ok-ta" */
+	char tlsa[160];                 /* dane_tlsa_text() of the matching record */
+	const char *dnssec;             /* "secure": DNSSEC-validated TLSA; "pinned": configured */
+	uint64_t octets;
+	int have_sha256;                /* every octet of the message was handed over */
+	unsigned char sha256[32];
+};
+void relay_txn_facts(const struct relay_txn *t, struct relay_facts *f);
+
 /* End the transaction: QUIT when idle; if data is in flight the connection
  * is closed without the final terminator so that nothing is delivered.
  * *tp = NULL; NULL is a no-op. */

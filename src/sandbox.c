@@ -95,13 +95,25 @@ sandbox_nodump(void)
 
 /* ---- chroot and uid ---- */
 
-/* A directory others cannot tamper with: owned by root, not writable by
- * group or others. */
+/* A directory others cannot tamper with: owned by root (a data directory:
+ * by `owner`, when that is not (uid_t)-1), not writable by group or others. */
 static int
-dir_safe(const char *path, const struct stat *st, const char *what, char *err, size_t errlen)
+dir_safe_owner(const char *path, const struct stat *st, const char *what, uid_t owner,
+    char *err, size_t errlen)
 {
 	if (!S_ISDIR(st->st_mode)) {
 		snprintf(err, errlen, "chroot %s: %s is not a directory", what, path);
+		return -1;
+	}
+	if (owner != (uid_t)-1) {
+		if (st->st_uid == owner && (st->st_mode & 022) == 0)
+			return 0;
+		snprintf(err, errlen, "chroot %s: %s is %s (owner uid %lu, mode %04o); it must be "
+		    "owned by the unprivileged user (uid %lu) that writes there and writable by "
+		    "nobody else (chown USER %s; chmod 0700 %s)", what, path, st->st_uid != owner ?
+		    "not owned by the user" : "writable by group or others",
+		    (unsigned long)st->st_uid, (unsigned)(st->st_mode & 07777),
+		    (unsigned long)owner, path, path);
 		return -1;
 	}
 	if (st->st_uid != 0 || (st->st_mode & 022) != 0) {
@@ -114,10 +126,18 @@ dir_safe(const char *path, const struct stat *st, const char *what, char *err, s
 	return 0;
 }
 
-/* Check every directory above `dir`, then open `dir` itself (no symlink at
- * the end) and check it is safe and empty.  Returns the open descriptor. */
 static int
-chroot_open(const char *dir, char *err, size_t errlen)
+dir_safe(const char *path, const struct stat *st, const char *what, char *err, size_t errlen)
+{
+	return dir_safe_owner(path, st, what, (uid_t)-1, err, errlen);
+}
+
+/* Check every directory above `dir`, then open `dir` itself (no symlink at
+ * the end) and check it is safe and empty -- or, for a data directory
+ * (owner != (uid_t)-1), that it is owned by root or owner and need not be
+ * empty.  Returns the open descriptor. */
+static int
+chroot_open_owner(const char *dir, uid_t owner, char *err, size_t errlen)
 {
 	char path[4096], first[256];
 	struct stat st;
@@ -149,12 +169,14 @@ chroot_open(const char *dir, char *err, size_t errlen)
 		    errno == ELOOP || errno == ENOTDIR ? " (it must be a directory, not a symlink)" : "");
 		return -1;
 	}
-	if (fstat(fd, &st) != 0 || dir_safe(dir, &st, "directory", err, errlen) < 0) {
+	if (fstat(fd, &st) != 0 || dir_safe_owner(dir, &st, "directory", owner, err, errlen) < 0) {
 		if (err[0] == '\0')
 			snprintf(err, errlen, "chroot directory %s: %s", dir, strerror(errno));
 		close(fd);
 		return -1;
 	}
+	if (owner != (uid_t)-1)
+		return fd;
 	if ((dfd = dup(fd)) < 0 || (d = fdopendir(dfd)) == NULL) {
 		snprintf(err, errlen, "chroot directory %s: cannot list it: %s", dir, strerror(errno));
 		if (dfd >= 0)
@@ -176,6 +198,12 @@ chroot_open(const char *dir, char *err, size_t errlen)
 		return -1;
 	}
 	return fd;
+}
+
+static int
+chroot_open(const char *dir, char *err, size_t errlen)
+{
+	return chroot_open_owner(dir, (uid_t)-1, err, errlen);
 }
 
 int
@@ -213,22 +241,14 @@ ids_verify(uid_t uid, gid_t gid, char *err, size_t errlen)
 	return 0;
 }
 
-int
-sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen)
+/* The unprivileged user to become: 0 with its ids, or -1 with a sentence. */
+static int
+user_ids(const char *user, uid_t *uid_r, gid_t *gid_r, char *err, size_t errlen)
 {
 	struct passwd pw, *pwp = NULL;
 	char buf[4096];
-	uid_t uid;
-	gid_t gid;
-	int fd, r;
+	int r;
 
-	err[0] = '\0';
-	if (geteuid() != 0) {
-		/* an unprivileged run can neither chroot nor switch users */
-		log_debug("sandbox: not running as root: no chroot, uid %lu kept",
-		    (unsigned long)getuid());
-		return 0;
-	}
 	if (user == NULL || user[0] == '\0') {
 		snprintf(err, errlen, "running as root needs an unprivileged user to switch to "
 		    "([server] user)");
@@ -241,14 +261,34 @@ sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen)
 		    "--no-create-home --home /nonexistent subproxy)");
 		return -1;
 	}
-	uid = pw.pw_uid;
-	gid = pw.pw_gid;
-	if (uid == 0) {
+	if (pw.pw_uid == 0) {
 		snprintf(err, errlen, "user \"%s\" has uid 0: choose an unprivileged user", user);
 		return -1;
 	}
+	*uid_r = pw.pw_uid;
+	*gid_r = pw.pw_gid;
+	return 0;
+}
+
+/* sandbox_drop() and sandbox_drop_datadir(). */
+static int
+drop(const char *user, const char *chroot_dir, int datadir, char *err, size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+	int fd;
+
+	err[0] = '\0';
+	if (geteuid() != 0) {
+		/* an unprivileged run can neither chroot nor switch users */
+		log_debug("sandbox: not running as root: no chroot, uid %lu kept",
+		    (unsigned long)getuid());
+		return 0;
+	}
+	if (user_ids(user, &uid, &gid, err, errlen) < 0)
+		return -1;
 	if (chroot_dir != NULL) {
-		if ((fd = chroot_open(chroot_dir, err, errlen)) < 0)
+		if ((fd = chroot_open_owner(chroot_dir, datadir ? uid : (uid_t)-1, err, errlen)) < 0)
 			return -1;
 		if (fchdir(fd) != 0 || chroot(".") != 0 || chdir("/") != 0) {
 			snprintf(err, errlen, "chroot %s: %s", chroot_dir, strerror(errno));
@@ -274,6 +314,43 @@ sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen)
 	sandbox_nodump();
 	log_debug("sandbox: uid=%lu gid=%lu chroot=%s", (unsigned long)uid, (unsigned long)gid,
 	    chroot_dir ? chroot_dir : "none");
+	return 0;
+}
+
+int
+sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen)
+{
+	return drop(user, chroot_dir, 0, err, errlen);
+}
+
+int
+sandbox_drop_datadir(const char *user, const char *dir, char *err, size_t errlen)
+{
+	return drop(user, dir, 1, err, errlen);
+}
+
+int
+sandbox_datadir_check(const char *user, const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	uid_t uid;
+	gid_t gid;
+	int fd;
+
+	err[0] = '\0';
+	errno = 0;
+	if (geteuid() != 0) {
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0) {
+			snprintf(err, errlen, "directory %s: %s", dir, errno ? strerror(errno) :
+			    "not a directory");
+			return -1;
+		}
+		return 0;
+	}
+	if (user_ids(user, &uid, &gid, err, errlen) < 0 ||
+	    (fd = chroot_open_owner(dir, uid, err, errlen)) < 0)
+		return -1;
+	close(fd);
 	return 0;
 }
 

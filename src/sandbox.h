@@ -53,6 +53,18 @@ void sandbox_nodump(void);
  * (what is wrong and how to fix it) in err; the process must then exit. */
 int sandbox_drop(const char *user, const char *chroot_dir, char *err, size_t errlen);
 
+/* sandbox_drop() for a process that keeps writing files in its chroot (the
+ * audit log's recorder): `dir` must be absolute, every directory above it
+ * owned by root and not writable by group or others, and `dir` itself owned
+ * by `user` and not writable by group or others; it need not be empty.
+ * When not root it changes nothing (the caller chdirs there itself). */
+int sandbox_drop_datadir(const char *user, const char *dir, char *err, size_t errlen);
+
+/* The checks sandbox_drop_datadir() makes, alone (for the self-audit); when
+ * not root: `dir` is a directory this process may write.  0 or -1 with the
+ * sentence. */
+int sandbox_datadir_check(const char *user, const char *dir, char *err, size_t errlen);
+
 /* The checks sandbox_drop() makes of its chroot directory, alone (for the
  * self-audit): absolute, every directory above it root-owned and not
  * writable by group or others, the directory itself too, not a symlink,

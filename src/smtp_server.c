@@ -1,5 +1,6 @@
 /* smtp_server.c — listeners, client sessions and the submission state machine. */
 #include "smtp_server.h"
+#include "auditrec.h"
 #include "config.h"
 #include "conn.h"
 #include "dns.h"
@@ -70,6 +71,7 @@ struct server {
 	struct dns_ctx *dns;
 	struct keeper_client *keeper;
 	struct signer_client *signer;
+	struct auditrec *audit;        /* the audit log (a no-op without one) */
 	int failed;                    /* a fatal fault: exit non-zero */
 	struct listener *listeners;
 	size_t nlisteners;
@@ -106,6 +108,7 @@ struct session {
 	char helo[256];
 	char *login;
 	char *auth_user;               /* LOGIN mechanism, between steps */
+	const char *auth_mech;         /* "PLAIN" or "LOGIN", for the audit record */
 	unsigned auth_failures;
 	struct keeper_req *authreq;
 	struct event *ev_delay;        /* failure delay before the 535 */
@@ -132,6 +135,10 @@ struct session {
 	struct loginmem *mem;          /* the login's message octets (after AUTH) */
 	uint64_t charged;              /* this session's part of them */
 	int mem_over;                  /* this message went over login-memory */
+	char gen_msgid[160];           /* the Message-ID we added, "" none */
+	struct auditrec_txn *atx;      /* the transaction's audit facts */
+	struct recorder_req *arq;      /* waiting for its record to be written */
+	struct evbuffer *final_reply;  /* the relay's final reply, owed after that */
 };
 
 static void session_process(struct session *);
@@ -204,6 +211,8 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 		    s->proto_errors);
 		evbuffer_add_printf(out, "421 4.7.0 Too many errors in this session, closing "
 		    "connection\r\n");
+		auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, "session", 421, "4.7.0",
+		    "protocol-errors", "Too many errors in this session, closing connection");
 		s->close_after_reply = 1;
 	}
 }
@@ -217,9 +226,8 @@ reply_err(struct session *s, const struct smtp_err *e)
 /* Pass on a relay result: every line, printable ASCII only (relay text is
  * hostile input), with the enhanced status code on each line. */
 static void
-reply_relay(struct session *s, const struct relay_result *r)
+reply_relay_to(struct evbuffer *out, const struct relay_result *r)
 {
-	struct evbuffer *out = conn_output(s->conn);
 	size_t i, n = r->nlines ? r->nlines : 1;
 
 	for (i = 0; i < n; i++) {
@@ -239,6 +247,40 @@ static void
 count_refused(const char *enh)
 {
 	metrics_count(MF_REFUSED, metrics_label(MF_REFUSED, enh));
+}
+
+static void
+reply_relay(struct session *s, const struct relay_result *r)
+{
+	reply_relay_to(conn_output(s->conn), r);
+}
+
+/* A command refused by policy: the reply, and the audit record of it.
+ * reason: a stable token for reports. */
+static void refuse(struct session *s, const char *stage, const char *reason, int code,
+    const char *enh, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void
+refuse(struct session *s, const char *stage, const char *reason, int code, const char *enh,
+    const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	reply(s, code, enh, "%s", text);
+	auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, stage, code, enh, reason, text);
+}
+
+/* A refusal the relay gave (or our own, when the relay leg failed). */
+static void
+refuse_relay(struct session *s, const char *stage, const struct relay_result *r)
+{
+	reply_relay(s, r);
+	auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, stage, r->code, r->enh,
+	    r->local ? "relay-failed" : "relay-refused", r->text);
 }
 
 static void
@@ -293,18 +335,25 @@ login_memory_full(const struct session *s)
 }
 
 static void
-reply_login_memory(struct session *s)
+reply_login_memory(struct session *s, const char *stage)
 {
 	count_refused("4.3.1");
-	reply(s, 452, "4.3.1", "Too much message data of %s in transit at once (limit %llu "
-	    "octets); try again when your other messages are sent", s->login,
-	    (unsigned long long)s->srv->cfg->limits.login_memory);
+	refuse(s, stage, "login-memory", 452, "4.3.1", "Too much message data of %s in "
+	    "transit at once (limit %llu octets); try again when your other messages are sent",
+	    s->login, (unsigned long long)s->srv->cfg->limits.login_memory);
 }
 
 static void
 txn_reset(struct session *s)
 {
 	signer_cancel(&s->sreq);
+	recorder_cancel(&s->arq);
+	auditrec_txn_free(&s->atx);
+	if (s->final_reply != NULL) {
+		evbuffer_free(s->final_reply);
+		s->final_reply = NULL;
+	}
+	s->gen_msgid[0] = '\0';
 	relay_txn_free(&s->relay);
 	msg_parser_free(&s->mp);
 	if (s->mem != NULL)
@@ -481,6 +530,8 @@ auth_result(struct session *s, int result)
 		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
 		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
 		    keeper_auth_result_name(result));
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
+		    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0");
 		free(s->auth_user);
 		s->auth_user = NULL;
 		if (result == KEEPER_AUTH_LOCKED)
@@ -496,6 +547,8 @@ auth_result(struct session *s, int result)
 	if (result == KEEPER_AUTH_OK) {
 		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
 		    s->auth_user);
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech, "ok", 0, 0,
+		    235, "2.7.0");
 		s->login = s->auth_user;
 		s->auth_user = NULL;
 		s->mem = loginmem_get(s->srv->logins, s->login);
@@ -510,9 +563,16 @@ auth_result(struct session *s, int result)
 		log_warn("session=%s event=auth peer=%s login=%s result=fail", s->id, s->peer,
 		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
 	}
+	s->auth_failures++;
+	{
+		int closed = s->auth_failures >= s->srv->cfg->limits.auth_failures;
+
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
+		    keeper_auth_result_name(result), 0, closed, closed ? 421 : 535,
+		    closed ? "4.7.0" : "5.7.8");
+	}
 	free(s->auth_user);
 	s->auth_user = NULL;
-	s->auth_failures++;
 	/* rising delay: 0.5 s, 1 s, 2 s, ... capped at 8 s */
 	ms = 500u << (s->auth_failures > 5 ? 4 : s->auth_failures - 1);
 	tv.tv_sec = ms / 1000;
@@ -628,6 +688,7 @@ cmd_auth(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (ascii_casecmp(c->auth_mech, "PLAIN") == 0) {
+		s->auth_mech = "PLAIN";
 		if (c->auth_initial != NULL) {
 			auth_plain_response(s, c->auth_initial, strlen(c->auth_initial));
 			return;
@@ -637,6 +698,7 @@ cmd_auth(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (ascii_casecmp(c->auth_mech, "LOGIN") == 0) {
+		s->auth_mech = "LOGIN";
 		session_set_state(s, S_AUTH_USER);
 		if (c->auth_initial != NULL) {
 			auth_login_step(s, c->auth_initial, strlen(c->auth_initial));
@@ -657,15 +719,19 @@ mail_relay_done(void *arg, const struct relay_result *r)
 
 	session_hold(s);
 	if (r->code >= 200 && r->code < 300) {
+		char ver[32], cipher[96];
+
 		s->in_txn = 1;
 		reply(s, 250, "2.1.0", "Sender <%s> OK", s->mail_from);
 		log_info("session=%s event=mail from=<%s> %s", s->id, s->mail_from,
 		    relay_txn_describe(s->relay));
+		tls_params(conn_tls(s->conn), ver, sizeof(ver), cipher, sizeof(cipher));
+		s->atx = auditrec_txn_new(s->id, s->login, s->peer, ver, cipher, s->mail_from);
 	} else {
 		log_info("session=%s event=mail-refused from=<%s> code=%d enh=%s local=%d", s->id,
 		    s->mail_from, r->code, r->enh, r->local);
 		count_refused(r->enh);
-		reply_relay(s, r);
+		refuse_relay(s, "mail", r);
 		txn_reset(s);
 	}
 	session_set_state(s, S_CMD);
@@ -682,7 +748,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	size_t o = 0;
 
 	if (s->login == NULL) {
-		reply(s, 530, "5.7.0", "Authentication required");
+		refuse(s, "mail", "auth-required", 530, "5.7.0", "Authentication required");
 		return;
 	}
 	if (s->in_txn || s->relay != NULL) {
@@ -691,12 +757,21 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	}
 	if (c->path[0] == '\0' || !config_sender_allowed(cfg, s->login, c->path)) {
 		count_refused("5.7.1");
-		reply(s, 553, "5.7.1", "Sender address <%s> not owned by user %s", c->path, s->login);
+		refuse(s, "mail", "sender-not-owned", 553, "5.7.1",
+		    "Sender address <%s> not owned by user %s", c->path, s->login);
 		return;
 	}
 	if (c->size > cfg->limits.message_size) {
 		count_refused("5.3.4");
-		reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		refuse(s, "mail", "size-exceeded", 552, "5.3.4",
+		    "Message size exceeds fixed maximum message size");
+		return;
+	}
+	if (!auditrec_accepting(s->srv->audit)) {
+		/* fail closed: no transaction without its record */
+		count_refused("4.3.0");
+		refuse(s, "mail", "audit-log-unavailable", 451, "4.3.0",
+		    "Audit log unavailable, try again later");
 		return;
 	}
 	/* parameters for the relay, rebuilt from parsed values only */
@@ -733,14 +808,17 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 	struct session *s = arg;
 
 	session_hold(s);
+	if (s->atx != NULL)
+		auditrec_txn_rcpt(s->atx, s->first_rcpt, r->code, r->enh, r->text);
 	if (r->code >= 200 && r->code < 300) {
 		s->rcpts_ok++;
 		log_info("session=%s event=rcpt to=<%s> code=%d", s->id, s->first_rcpt, r->code);
+		reply_relay(s, r);
 	} else {
 		log_info("session=%s event=rcpt-refused to=<%s> code=%d enh=%s local=%d", s->id,
 		    s->first_rcpt, r->code, r->enh, r->local);
+		refuse_relay(s, "rcpt", r);
 	}
-	reply_relay(s, r);
 	if (r->local) {
 		/* the relay leg is gone: the transaction cannot go on */
 		txn_reset(s);
@@ -765,7 +843,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (s->rcpts_ok >= s->srv->cfg->limits.recipients) {
-		reply(s, 452, "4.5.3", "Too many recipients");
+		refuse(s, "rcpt", "too-many-recipients", 452, "4.5.3", "Too many recipients");
 		return;
 	}
 	params[0] = '\0';
@@ -783,6 +861,19 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 }
 
 /* ---- message data ---- */
+
+/* The token of a message refusal in audit records. */
+static const char *
+message_reason(const struct msg_result *mr)
+{
+	if (strcmp(mr->enh, "5.3.4") == 0)
+		return "message-too-large";
+	if (strcmp(mr->enh, "5.4.6") == 0)
+		return "mail-loop";
+	if (mr->code == 451)
+		return "spool-failed";
+	return "message-syntax";
+}
 
 static void
 start_message(struct session *s, enum msg_mode mode)
@@ -853,7 +944,9 @@ build_prefix(struct session *s, const struct msg_result *mr)
 	if (!mr->has_message_id) {
 		randombytes_buf(rnd, sizeof(rnd));
 		sodium_bin2hex(idbuf, sizeof(idbuf), rnd, sizeof(rnd));
-		hdr = xasprintf("%sMessage-ID: <%s.%s@%s>\r\n", out, idbuf, s->id, cfg->hostname);
+		snprintf(s->gen_msgid, sizeof(s->gen_msgid), "<%s.%s@%s>", idbuf, s->id,
+		    cfg->hostname);
+		hdr = xasprintf("%sMessage-ID: %s\r\n", out, s->gen_msgid);
 		free(out);
 		out = hdr;
 	}
@@ -865,10 +958,32 @@ build_prefix(struct session *s, const struct msg_result *mr)
 	return out;
 }
 
+/* The transaction's record was written (or could not be): now the client
+ * gets the relay's final reply -- a 250 the relay gave stands either way,
+ * the message is delivered and must not be sent twice. */
+static void
+txn_recorded(void *arg, int status)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	s->arq = NULL;
+	if (status != RECORDER_WRITTEN)
+		log_err("session=%s event=audit-record-missing status=%s: the transaction's "
+		    "record is not in the audit log", s->id, recorder_status_name(status));
+	evbuffer_add_buffer(conn_output(s->conn), s->final_reply);
+	s->txn_count++;
+	txn_reset(s);
+	session_set_state(s, S_CMD);
+	session_process(s);
+	session_release(s);
+}
+
 static void
 data_relay_done(void *arg, const struct relay_result *r)
 {
 	struct session *s = arg;
+	struct relay_facts rf;
 
 	session_hold(s);
 	log_info("session=%s event=%s from=<%s> rcpts=%zu size=%llu code=%d enh=%s local=%d %s",
@@ -879,11 +994,13 @@ data_relay_done(void *arg, const struct relay_result *r)
 		metrics_count(MF_RELAYED, 0);
 	else
 		count_refused(r->enh);
-	reply_relay(s, r);
-	s->txn_count++;
-	txn_reset(s);
-	session_set_state(s, S_CMD);
-	session_process(s);
+	s->final_reply = evbuffer_new();
+	reply_relay_to(s->final_reply, r);
+	relay_txn_facts(s->relay, &rf);
+	auditrec_txn_final(s->atx, r->code, r->enh, r->text, r->local, &rf);
+	/* the record is written before the client hears the outcome */
+	if ((s->arq = auditrec_txn_commit(s->srv->audit, s->atx, txn_recorded, s)) == NULL)
+		txn_recorded(s, RECORDER_WRITTEN);
 	session_release(s);
 }
 
@@ -901,6 +1018,8 @@ sign_result(struct session *s, int status, const char *headers)
 		signed_prefix = xasprintf("%s%s", headers, s->prefix);
 		free(s->prefix);
 		s->prefix = signed_prefix;
+		auditrec_txn_message(s->atx, mr->has_message_id ? mr->message_id :
+		    s->gen_msgid[0] ? s->gen_msgid : NULL, headers);
 		relay_txn_data(s->relay, s->prefix, strlen(s->prefix), s->sp, data_relay_done, s);
 		return;
 	}
@@ -910,19 +1029,21 @@ sign_result(struct session *s, int status, const char *headers)
 	    "4.3.0");
 	switch (status) {
 	case DKIM_RES_NOKEY:
-		reply(s, 550, "5.7.1", "No DKIM key for the From domain %s: this server signs every "
-		    "message and cannot send for that domain", dom ? dom + 1 : "(none)");
+		refuse(s, "dkim", "no-dkim-key", 550, "5.7.1", "No DKIM key for the From domain %s: "
+		    "this server signs every message and cannot send for that domain",
+		    dom ? dom + 1 : "(none)");
 		break;
 	case DKIM_RES_BADMSG:
-		reply(s, 550, "5.6.0", "The header cannot be signed: From must hold exactly one "
-		    "address");
+		refuse(s, "dkim", "dkim-bad-header", 550, "5.6.0", "The header cannot be signed: "
+		    "From must hold exactly one address");
 		break;
 	case SIGNER_DEAD:
-		reply(s, 451, "4.3.0", "Signing service unavailable, message not sent; try again "
-		    "later");
+		refuse(s, "dkim", "signer-unavailable", 451, "4.3.0", "Signing service unavailable, "
+		    "message not sent; try again later");
 		break;
 	default:
-		reply(s, 451, "4.3.0", "Signing failed, message not sent; try again later");
+		refuse(s, "dkim", "signing-failed", 451, "4.3.0", "Signing failed, message not sent; "
+		    "try again later");
 		break;
 	}
 	txn_reset(s);
@@ -951,7 +1072,7 @@ message_complete(struct session *s)
 	if (s->mem_over) {
 		log_info("session=%s event=message-rejected code=452 enh=4.3.1 reason=\"login-memory\"",
 		    s->id);
-		reply_login_memory(s);
+		reply_login_memory(s, "message");
 		txn_reset(s);
 		session_set_state(s, S_CMD);
 		return;
@@ -960,7 +1081,7 @@ message_complete(struct session *s)
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
 		count_refused(mr->enh);
-		reply(s, mr->code, mr->enh, "%s", mr->text);
+		refuse(s, "message", message_reason(mr), mr->code, mr->enh, "%s", mr->text);
 		txn_reset(s);
 		session_set_state(s, S_CMD);
 		return;
@@ -968,8 +1089,8 @@ message_complete(struct session *s)
 	for (i = 0; i < mr->nfrom; i++) {
 		if (!config_sender_allowed(cfg, s->login, mr->from[i])) {
 			count_refused("5.7.1");
-			reply(s, 550, "5.7.1", "Header From address <%s> not owned by user %s",
-			    mr->from[i], s->login);
+			refuse(s, "message", "from-not-owned", 550, "5.7.1",
+			    "Header From address <%s> not owned by user %s", mr->from[i], s->login);
 			txn_reset(s);
 			session_set_state(s, S_CMD);
 			return;
@@ -977,8 +1098,17 @@ message_complete(struct session *s)
 	}
 	if (mr->sender != NULL && !config_sender_allowed(cfg, s->login, mr->sender)) {
 		count_refused("5.7.1");
-		reply(s, 550, "5.7.1", "Header Sender address <%s> not owned by user %s",
-		    mr->sender, s->login);
+		refuse(s, "message", "sender-header-not-owned", 550, "5.7.1",
+		    "Header Sender address <%s> not owned by user %s", mr->sender, s->login);
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return;
+	}
+	if (!auditrec_accepting(s->srv->audit)) {
+		/* the log failed during the transaction: nothing was relayed yet */
+		count_refused("4.3.0");
+		refuse(s, "message", "audit-log-unavailable", 451, "4.3.0",
+		    "Audit log unavailable, message not sent; try again later");
 		txn_reset(s);
 		session_set_state(s, S_CMD);
 		return;
@@ -996,7 +1126,7 @@ data_precheck(struct session *s, int bdat)
 		return -1;
 	}
 	if (s->rcpts_ok == 0) {
-		reply(s, 554, "5.5.1", "No valid recipients");
+		refuse(s, "data", "no-valid-recipients", 554, "5.5.1", "No valid recipients");
 		return -1;
 	}
 	if ((bdat && s->data_used) || (!bdat && s->bdat_used)) {
@@ -1007,7 +1137,7 @@ data_precheck(struct session *s, int bdat)
 		/* before a message starts: the login holds its share already */
 		log_info("session=%s event=message-refused code=452 enh=4.3.1 login=%s held=%llu",
 		    s->id, s->login, (unsigned long long)loginmem_held(s->mem));
-		reply_login_memory(s);
+		reply_login_memory(s, "data");
 		return -1;
 	}
 	return 0;
@@ -1064,7 +1194,7 @@ bdat_chunk_done(struct session *s)
 	}
 	mr = msg_parser_result(s->mp);
 	if (s->mem_over && !s->bdat_last) {
-		reply_login_memory(s);
+		reply_login_memory(s, "message");
 		relay_txn_free(&s->relay);
 		s->bdat_failed = 1;
 		return;
@@ -1073,7 +1203,7 @@ bdat_chunk_done(struct session *s)
 		log_info("session=%s event=message-rejected code=%d enh=%s reason=\"%s\"", s->id,
 		    mr->code, mr->enh, mr->text);
 		count_refused(mr->enh);
-		reply(s, mr->code, mr->enh, "%s", mr->text);
+		refuse(s, "message", message_reason(mr), mr->code, mr->enh, "%s", mr->text);
 		relay_txn_free(&s->relay);
 		s->bdat_failed = 1;
 		return;
@@ -1551,6 +1681,9 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	if (refuse != NULL) {
 		log_warn("session=%s event=refused peer=%s key=%s reason=\"%s\"", s->id, s->peer,
 		    s->peer_key, refuse + 10);
+		auditrec_refusal(srv->audit, s->id, s->peer, NULL, "connect", 421,
+		    refuse[6] == '3' ? "4.3.2" : "4.7.0", refuse[6] == '3' ?
+		    "too-many-connections" : "too-many-connections-from-address", refuse + 10);
 		if (l->cl->tls == TLS_MODE_STARTTLS)
 			evbuffer_add_printf(conn_output(s->conn), "%s\r\n", refuse);
 		session_close(s);
@@ -1621,6 +1754,16 @@ signer_lost(void *arg)
 }
 
 static void
+recorder_lost(void *arg)
+{
+	struct server *srv = arg;
+
+	srv->failed = 1;
+	log_err("event=fatal the audit log recorder is gone; stopping the service");
+	server_shutdown(srv);
+}
+
+static void
 keeper_lost(void *arg)
 {
 	struct server *srv = arg;
@@ -1639,7 +1782,7 @@ server_failed(const struct server *srv)
 
 struct server *
 server_new(struct event_base *base, const struct config *cfg, const struct keeper_fds *kfds,
-    const int *fds, int signer_fd, char *err, size_t errlen)
+    const int *fds, int signer_fd, int recorder_fd, char *err, size_t errlen)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
 	struct gnutls_privkey_st *key = NULL;
@@ -1649,6 +1792,7 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 	srv->cfg = cfg;
 	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
 	srv->keeper = keeper_client_new(base, kfds, keeper_lost, srv);
+	srv->audit = auditrec_new(base, cfg, recorder_fd, recorder_lost, srv);
 	if (keeper_tls_privkey(srv->keeper, &key, err, errlen) < 0)
 		goto fail;
 	srv->tls = tls_server_new_key(cfg->tls_certificate, key, kfds->spki, kfds->spki_len,
@@ -1841,6 +1985,7 @@ server_free(struct server **srvp)
 		event_free(srv->ev_accept);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
+	auditrec_free(&srv->audit);
 	relay_ctx_free(&srv->relay);
 	dns_ctx_free(&srv->dns);
 	tls_server_free(&srv->tls);

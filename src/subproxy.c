@@ -1,5 +1,8 @@
 /* subproxy.c — command line, start-up and the main loop. */
 #include "audit.h"
+#include "auditlog.h"
+#include "auditlog_cli.h"
+#include "auditrec.h"
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
@@ -8,6 +11,7 @@
 #include "keeper.h"
 #include "metrics.h"
 #include "sdnotify.h"
+#include "recorder.h"
 #include "signer.h"
 #include "util.h"
 
@@ -51,6 +55,9 @@ __asan_default_options(void)
 #define NOFILE_DNS           128
 #define NOFILE_BASE          64
 #define SIGNER_START_TIMEOUT 30   /* seconds to load and test the DKIM keys */
+#define RECORDER_START_TIMEOUT 30 /* seconds to load the audit key and open the log */
+#define RECORD_TIMEOUT_MS 10000   /* the parent waits this long for its record's ack */
+#define MAX_FILES 1024            /* --verify-log / --report files */
 #define KEEPER_START_TIMEOUT 30   /* seconds to load the TLS key and passwords */
 #define STOP_MARGIN          15   /* seconds past [server] shutdown-timeout before SIGKILL */
 #define STATUS_INTERVAL      2000 /* ms between STATUS= updates (when changed) */
@@ -63,6 +70,9 @@ usage(FILE *f)
 	    "usage: subproxy -c FILE [-o SECTION[.NAME].KEY=VALUE]... [-d]\n"
 	    "       subproxy -c FILE [-o ...] --check [--json]\n"
 	    "       subproxy -c FILE [-o ...] --dns-records\n"
+	    "       subproxy --verify-log [--public-key FILE]... FILE...\n"
+	    "       subproxy --report [--public-key FILE]... [--since T] [--until T]\n"
+	    "                [--format text|json|html] FILE...\n"
 	    "       subproxy --hash-password < password\n"
 	    "       subproxy --version | --help\n"
 	    "\n"
@@ -72,6 +82,12 @@ usage(FILE *f)
 	    "      --check           run the self-audit, print a report, exit 0 (pass) or 1\n"
 	    "      --json            with --check: one JSON object (doc/audit.schema.json)\n"
 	    "      --dns-records     print the DNS records this installation needs\n"
+	    "      --verify-log      check the audit log FILEs (rotated files in any order): exit\n"
+	    "                        0 intact, 1 not (the first bad record is named)\n"
+	    "      --public-key FILE the audit key's public half; checkpoints must be signed by it\n"
+	    "      --report          verify, then print a compliance report of the FILEs\n"
+	    "      --since T, --until T  the report's period (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)\n"
+	    "      --format F        text (default), json or html (one self-contained file)\n"
 	    "      --hash-password   read a password on stdin, print an {ARGON2ID} hash for the\n"
 	    "                        passwd file (same format as doveadm pw -s ARGON2ID)\n"
 	    "      --version         print the version\n"
@@ -217,7 +233,73 @@ struct child {
 	size_t slice;           /* its metrics slice (heartbeat, serving) */
 	int exited;
 	int status;
+	int hup;		/* SIGHUP is passed on to it (front, recorder) */
 };
+
+/* The parent's socket to the recorder ([audit] log), -1 without one. */
+static int recorder_fd = -1;
+
+/* The audit log's start record.  0, or -1 when it was not written. */
+static int
+record_start(const struct config *cfg, const struct audit_baseline *bl, int failed)
+{
+	size_t len;
+	char *body;
+	int st;
+
+	if (recorder_fd < 0)
+		return 0;
+	body = auditrec_start_body(cfg, bl, failed, &len);
+	st = recorder_send_sync(recorder_fd, ALOG_T_START, body, len, RECORD_TIMEOUT_MS);
+	free(body);
+	if (st != RECORDER_WRITTEN)
+		log_err("event=audit-start-record status=%s", recorder_status_name(st));
+	return st == RECORDER_WRITTEN ? 0 : -1;
+}
+
+static void record_stop(const char *reason, const char *detail, int status);
+
+/* A start refused after the recorder began: record it, let the recorder
+ * sign and close the log (it would die with this process otherwise). */
+static void
+refused(pid_t recorder_pid, int front_fd, const char *why)
+{
+	int status, tries;
+
+	if (recorder_pid <= 0)
+		return;
+	record_stop("refused", why, 1);
+	if (front_fd >= 0)
+		close(front_fd);
+	for (tries = 0; tries < 200; tries++) {
+		if (waitpid(recorder_pid, &status, WNOHANG) != 0)
+			return;
+		usleep(50000);
+	}
+	kill(recorder_pid, SIGKILL);
+	(void)waitpid(recorder_pid, &status, 0);
+}
+
+/* The audit log's stop record; then the parent's socket to the recorder is
+ * closed (the recorder signs and exits once front's is closed too). */
+static void
+record_stop(const char *reason, const char *detail, int status)
+{
+	size_t len;
+	char *body;
+	int st;
+
+	if (recorder_fd < 0)
+		return;
+	body = auditrec_stop_body(reason, detail, status, &len);
+	st = recorder_send_sync(recorder_fd, ALOG_T_STOP, body, len, RECORD_TIMEOUT_MS);
+	free(body);
+	if (st != RECORDER_WRITTEN)
+		log_err("event=audit-stop-record status=%s: the stop was not recorded",
+		    recorder_status_name(st));
+	close(recorder_fd);
+	recorder_fd = -1;
+}
 
 static const char *
 describe_status(int status, char *buf, size_t len)
@@ -401,7 +483,8 @@ parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
 	siginfo_t si;
 	int stopping = 0, sig, rc = 0;
 	uint64_t deadline = 0, wait;
-	char why[96];
+	char why[96], detail[160];
+	size_t k;
 
 	memset(&nt, 0, sizeof(nt));
 	nt.wd_ms = sdnotify_watchdog_usec() / 1000;
@@ -427,6 +510,7 @@ parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
 					rc = 1;
 				}
 				if (kids[front].exited) {
+					record_stop("signal", NULL, rc);
 					wait_all(kids, n, 10);
 					return rc;
 				}
@@ -437,7 +521,6 @@ parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
 			 * signal, then a failure status, then a clean exit */
 			{
 				int tries, best = i;
-				size_t k;
 
 				for (tries = 0; tries < 4; tries++) {
 					usleep(25000);
@@ -458,6 +541,9 @@ parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
 						log_info("event=child-ended process=%s pid=%ld %s",
 						    kids[k].name, (long)kids[k].pid,
 						    describe_status(kids[k].status, why, sizeof(why)));
+				snprintf(detail, sizeof(detail), "process=%s %s", kids[best].name,
+				    describe_status(kids[best].status, why, sizeof(why)));
+				record_stop("child-died", detail, 1);
 			}
 			sdnotify_send("STOPPING=1\nSTATUS=stopping: a process died");
 			kill_all(kids, n, SIGTERM);
@@ -481,8 +567,9 @@ parent_loop(struct child *kids, size_t n, size_t front, uint64_t stop_ms)
 		case SIGHUP:
 			log_info("event=sighup: reopening logs");
 			log_reopen();
-			if (!kids[front].exited)
-				kill(kids[front].pid, SIGHUP);
+			for (k = 0; k < n; k++)
+				if (kids[k].hup && !kids[k].exited)
+					kill(kids[k].pid, SIGHUP);
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -540,8 +627,17 @@ main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "dns-records", no_argument, NULL, 'R' },
+		{ "verify-log", no_argument, NULL, 'L' },
+		{ "report", no_argument, NULL, 'P' },
+		{ "public-key", required_argument, NULL, 'K' },
+		{ "since", required_argument, NULL, 'S' },
+		{ "until", required_argument, NULL, 'U' },
+		{ "format", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 }
 	};
+	char *pubkeys[MAX_OVERRIDES];
+	struct alog_cli lc;
+	int verify = 0, report = 0;
 	struct config_override ov[MAX_OVERRIDES];
 	size_t nov = 0, i;
 	const char *cfgfile = NULL;
@@ -550,8 +646,12 @@ main(int argc, char **argv)
 	struct audit_baseline baseline;
 	struct front_opts fo;
 	int *fds, ch, debug = 0, signer_fd = -1, rc, check = 0, json = 0, dnsrec = 0;
-	pid_t signer_pid, keeper_pid;
+	int rec_front_fd = -1;
+	pid_t signer_pid, keeper_pid, recorder_pid = -1;
 	char err[8192];
+
+	memset(&lc, 0, sizeof(lc));
+	lc.pubkeys = pubkeys;
 
 	while ((ch = getopt_long(argc, argv, "c:o:dh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -592,10 +692,61 @@ main(int argc, char **argv)
 		case 'R':
 			dnsrec = 1;
 			break;
+		case 'L':
+			verify = 1;
+			break;
+		case 'P':
+			report = 1;
+			break;
+		case 'K':
+			if (lc.npubkeys == MAX_OVERRIDES) {
+				fprintf(stderr, "subproxy: too many --public-key options\n");
+				return 2;
+			}
+			pubkeys[lc.npubkeys++] = optarg;
+			break;
+		case 'S':
+		case 'U':
+			if (alog_time_parse(optarg, ch == 'S' ? &lc.since : &lc.until) < 0) {
+				fprintf(stderr, "subproxy: --%s %s: expected YYYY-MM-DD or "
+				    "YYYY-MM-DDTHH:MM:SSZ\n", ch == 'S' ? "since" : "until", optarg);
+				return 2;
+			}
+			break;
+		case 'F':
+			if (strcmp(optarg, "text") == 0)
+				lc.format = ALOG_FMT_TEXT;
+			else if (strcmp(optarg, "json") == 0)
+				lc.format = ALOG_FMT_JSON;
+			else if (strcmp(optarg, "html") == 0)
+				lc.format = ALOG_FMT_HTML;
+			else {
+				fprintf(stderr, "subproxy: --format takes text, json or html\n");
+				return 2;
+			}
+			break;
 		default:
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (verify || report) {
+		/* reading an audit log needs no configuration */
+		if (verify == report || optind == argc || cfgfile != NULL || nov > 0 || check ||
+		    dnsrec || json || (verify && (lc.since || lc.until || lc.format)) ||
+		    argc - optind > MAX_FILES) {
+			usage(stderr);
+			return 2;
+		}
+		if (sodium_init() < 0)
+			return 1;
+		lc.files = argv + optind;
+		lc.nfiles = (size_t)(argc - optind);
+		return verify ? alog_cli_verify(&lc) : alog_cli_report(&lc);
+	}
+	if (lc.npubkeys > 0 || lc.since || lc.until || lc.format) {
+		usage(stderr);
+		return 2;
 	}
 	if (optind != argc || cfgfile == NULL || (json && !check) || (check && dnsrec)) {
 		usage(stderr);
@@ -639,16 +790,33 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
+	/* the recorder first: it loads the audit key and opens the log itself,
+	 * and so a start refused below is in the log too */
+	if (cfg->audit_log != NULL && (recorder_pid = recorder_spawn(cfg, 1,
+	    RECORDER_START_TIMEOUT, &rec_front_fd, &recorder_fd, err, sizeof(err))) < 0) {
+		log_err("refusing to start: %s", err);
+		config_free(&cfg);
+		return 1;
+	}
 	/* the same audit as --check, in a child process: refuse to start on any
 	 * failed required check */
-	if (audit_startup(cfg, &baseline, err, sizeof(err)) < 0) {
+	rc = audit_startup(cfg, &baseline, err, sizeof(err));
+	if (record_start(cfg, &baseline, rc < 0) < 0 && rc == 0) {
+		snprintf(err, sizeof(err), "audit: the start record cannot be written to %s",
+		    cfg->audit_log);
+		rc = -2;
+	}
+	if (rc < 0) {
 		char *line, *save = NULL;
 
 		for (line = strtok_r(err, "\n", &save); line != NULL;
 		    line = strtok_r(NULL, "\n", &save))
-			log_err("refusing to start: self-audit: %s", line);
-		log_err("refusing to start: run subproxy -c %s --check for the full report",
-		    cfgfile);
+			log_err("refusing to start: %s%s", rc == -1 ? "self-audit: " : "", line);
+		if (rc == -1)
+			log_err("refusing to start: run subproxy -c %s --check for the full "
+			    "report", cfgfile);
+		refused(recorder_pid, rec_front_fd, rc == -1 ? "self-audit failed" : err);
+		audit_baseline_clear(&baseline);
 		config_free(&cfg);
 		return 1;
 	}
@@ -657,6 +825,7 @@ main(int argc, char **argv)
 	if ((signer_pid = signer_spawn(cfg, SIGNER_START_TIMEOUT, &signer_fd, err,
 	    sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
+		refused(recorder_pid, rec_front_fd, err);
 		return 1;
 	}
 	/* the keeper alone loads the TLS private key and the password hashes */
@@ -664,6 +833,7 @@ main(int argc, char **argv)
 	    sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
 		kill(signer_pid, SIGKILL);
+		refused(recorder_pid, rec_front_fd, err);
 		return 1;
 	}
 	for (i = 0; i < baseline.nchecks; i++)
@@ -672,6 +842,7 @@ main(int argc, char **argv)
 	for (i = 0; i < cfg->nlistens; i++) {
 		if ((fds[i] = bind_listener(&cfg->listens[i], err, sizeof(err))) < 0) {
 			log_err("refusing to start: %s", err);
+			refused(recorder_pid, rec_front_fd, err);
 			return 1;
 		}
 	}
@@ -679,6 +850,7 @@ main(int argc, char **argv)
 	fo.worker = 0;
 	fo.audit = &baseline;
 	fo.metrics_fd = -1;
+	fo.recorder_fd = rec_front_fd;
 	if (cfg->metrics_address != NULL &&
 	    (fo.metrics_fd = bind_metrics(cfg, err, sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
@@ -687,7 +859,8 @@ main(int argc, char **argv)
 	/* front is forked with the listening sockets and the signer socket;
 	 * the parent keeps nothing it does not need */
 	{
-		struct child kids[3];
+		struct child kids[4];
+		size_t nkids = 3;
 		sigset_t set;
 		pid_t pid;
 
@@ -706,6 +879,14 @@ main(int argc, char **argv)
 		kids[1].slice = METRICS_SLICE_KEEPER;
 		kids[2].name = "front";
 		kids[2].slice = METRICS_SLICE_FRONT + fo.worker;
+		kids[2].hup = 1;
+		if (recorder_pid > 0) {
+			kids[3].name = "recorder";
+			kids[3].pid = recorder_pid;
+			kids[3].slice = METRICS_SLICE_RECORDER;
+			kids[3].hup = 1;
+			nkids = 4;
+		}
 		fflush(NULL);
 		if ((pid = fork()) < 0)
 			fatal("fork: %s", strerror(errno));
@@ -713,10 +894,14 @@ main(int argc, char **argv)
 			/* TERM/INT/HUP stay blocked until front's handlers are
 			 * installed: a stop requested during its start-up is then
 			 * handled, not fatal */
+			if (recorder_fd >= 0)
+				close(recorder_fd);
 			front_main(cfg, fds, signer_fd, &kfds, &fo);
 		}
 		kids[2].pid = pid;
 		close(signer_fd);
+		if (rec_front_fd >= 0)
+			close(rec_front_fd);
 		keeper_fds_close(&kfds);
 		for (i = 0; i < cfg->nlistens; i++)
 			close(fds[i]);
@@ -727,10 +912,12 @@ main(int argc, char **argv)
 			kill(pid, SIGKILL);
 			kill(signer_pid, SIGKILL);
 			kill(keeper_pid, SIGKILL);
+			refused(recorder_pid, -1, err);
 			return 1;
 		}
-		log_info("event=parent-ready signer=%ld front=%ld", (long)signer_pid, (long)pid);
-		rc = parent_loop(kids, 3, 2, (cfg->shutdown_timeout + STOP_MARGIN) * 1000);
+		log_info("event=parent-ready signer=%ld front=%ld recorder=%ld", (long)signer_pid,
+		    (long)pid, (long)recorder_pid);
+		rc = parent_loop(kids, nkids, 2, (cfg->shutdown_timeout + STOP_MARGIN) * 1000);
 	}
 	log_info("event=stopped status=%d", rc);
 	audit_baseline_clear(&baseline);

@@ -286,13 +286,15 @@ tls_client_session(struct tls_client *tc, const char *sni)
 
 enum dane_verdict
 tls_peer_dane(void *session, const struct dane_tlsa *rrs, size_t nrrs,
-    const char *const *names, size_t nnames, char *why, size_t whylen)
+    const char *const *names, size_t nnames, int *matched_r, char *why, size_t whylen)
 {
 	const gnutls_datum_t *certs;
 	unsigned n = 0, i;
 	struct dane_cert *chain;
 	enum dane_verdict v;
 
+	if (matched_r != NULL)
+		*matched_r = -1;
 	certs = gnutls_certificate_get_peers(session, &n);
 	if (certs == NULL || n == 0) {
 		snprintf(why, whylen, "peer presented no certificate");
@@ -303,7 +305,7 @@ tls_peer_dane(void *session, const struct dane_tlsa *rrs, size_t nrrs,
 		chain[i].der = certs[i].data;
 		chain[i].len = certs[i].size;
 	}
-	v = dane_verify(rrs, nrrs, chain, n, names, nnames, 0, NULL, why, whylen);
+	v = dane_verify(rrs, nrrs, chain, n, names, nnames, 0, matched_r, why, whylen);
 	free(chain);
 	return v;
 }
@@ -324,4 +326,15 @@ tls_describe(void *session, char *out, size_t outlen)
 		return;
 	}
 	snprintf(out, outlen, "%s %s", ver ? ver : "?", cs ? cs : "?");
+}
+
+void
+tls_params(void *session, char *version, size_t vlen, char *cipher, size_t clen)
+{
+	gnutls_session_t s = session;
+	const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
+	const char *c = gnutls_ciphersuite_get(s);
+
+	snprintf(version, vlen, "%s", v ? v : "?");
+	snprintf(cipher, clen, "%s", c ? c : "?");
 }

@@ -52,12 +52,17 @@ void tls_client_free(struct tls_client **tcp);
 void *tls_client_session(struct tls_client *tc, const char *sni);
 
 /* Verify the peer of an established client session against TLSA records.
- * names: reference identifiers for DANE-TA.  Fills why (one sentence). */
+ * names: reference identifiers for DANE-TA.  Fills why (one sentence) and
+ * *matched_r (may be NULL): the index of the record that matched, or -1. */
 enum dane_verdict tls_peer_dane(void *session, const struct dane_tlsa *rrs, size_t nrrs,
-    const char *const *names, size_t nnames, char *why, size_t whylen);
+    const char *const *names, size_t nnames, int *matched_r, char *why, size_t whylen);
 
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384"-style description for logs and Received. */
 void tls_describe(void *session, char *out, size_t outlen);
+
+/* The protocol version ("TLS1.3", GnuTLS's name) and the cipher suite
+ * (IANA name, "TLS_AES_256_GCM_SHA384") of an established session. */
+void tls_params(void *session, char *version, size_t vlen, char *cipher, size_t clen);
 
 /* Global init (gnutls_global_init); idempotent. */
 void tls_init(void);

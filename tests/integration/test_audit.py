@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+import auditlab
 import dkimkeys
 import dnslab
 import sink as labsink
@@ -158,6 +159,8 @@ class World:
         self.intruder.add("lab.test", "rsa", "rsa")
         self.ca_211 = dnslab.tlsa_rdata(certs.ca, usage=2, selector=1, mtype=1)
         self.dns = self.make_dns(tmp / "dns")
+        # bsi-tr-03108 requires an audit log
+        self.audit = auditlab.AuditLog(tmp / "auditlog")
         self.n = 0
 
     def make_dns(self, where):
@@ -193,8 +196,9 @@ class World:
         return "\n".join(out) + "\n"
 
     def config(self, *, hostname="mail.lab.test", cert=None, profile=None, priority=None,
-               dkim=None, dns=None, relay_tlsa=None):
-        """Write a configuration for --check; returns its path."""
+               dkim=None, dns=None, relay_tlsa=None, audit=None):
+        """Write a configuration for --check; returns its path.  audit: an
+        [audit] section (default: under bsi-tr-03108, which requires one)."""
         cert = cert or self.good
         self.n += 1
         server = ["hostname = %s" % hostname]
@@ -217,6 +221,7 @@ class World:
                           tlsa=relay_tlsa or labsink.tlsa_311(self.certs.relay)),
             dkim if dkim is not None else self.dkim_config(),
             dns or dns_section(self.dns),
+            self.audit.section() if (profile == BSI if audit is None else audit) else "",
         ]) + "\n"
         path = self.tmp / ("audit%d.conf" % self.n)
         path.write_text(text)
@@ -229,6 +234,7 @@ def world(tmp_path_factory, lab_certs, passwd_file, sandbox_server):
     w = World(tmp_path_factory.mktemp("audit"), lab_certs, passwd_file, sandbox_server)
     yield w
     w.dns.stop()
+    w.audit.remove()
 
 
 def check(conf, *args, timeout=60):
@@ -300,7 +306,8 @@ def test_correct_installation_passes(world, profile):
                 "dane.own.submission", "dkim.lab.test.ed.file", "dkim.lab.test.ed.strength",
                 "dkim.lab.test.ed.dns", "dkim.lab.test.rsa.file", "dkim.lab.test.rsa.dns",
                 "srv.submission.lab.test", "srv.submissions.lab.test", "relay.sink.dane",
-                "sandbox.seccomp", "sandbox.user", "sandbox.chroot", "files.modes"):
+                "sandbox.seccomp", "sandbox.user", "sandbox.chroot", "files.modes",
+                "audit.log"):
         assert cid in st, "check %s missing" % cid
         assert st[cid]["status"] in ("pass", "skip"), st[cid]
     if os.geteuid() == 0:
@@ -309,6 +316,7 @@ def test_correct_installation_passes(world, profile):
         assert st["sandbox.user"]["status"] == "skip"
         assert "not running as root" in st["sandbox.user"]["summary"]
     if profile == BSI:
+        assert st["audit.log"]["status"] == "pass" and st["audit.key"]["status"] == "pass"
         assert all(c["required"] for c in report["checks"])
         assert st["dkim.lab.test.algorithms"]["status"] == "pass"
         assert any(r.startswith("TR-03108") for r in st["tls.priority"]["refs"])
@@ -316,6 +324,7 @@ def test_correct_installation_passes(world, profile):
     else:
         assert st["srv.submission.lab.test"]["required"] is False
         assert "dkim.lab.test.algorithms" not in st
+        assert st["audit.log"]["status"] == "skip" and "audit.key" not in st
     assert "RFC7672-2.2" in st["dane.own.submissions"]["refs"]
     # the text table: same verdict, every id, no failures
     rc, out, err = check(conf)
@@ -407,12 +416,16 @@ def postures(world, tmp):
                 "+AES-128-GCM:", "+AES-128-GCM:+CHACHA20-POLY1305:")), [], BSI,
             ["tls.priority"], r"lets clients negotiate CHACHA20-POLY1305, which profile "
             r"bsi-tr-03108 does not allow"),
+        "no-audit-log-bsi": (
+            dict(profile=BSI, priority=BSI_PRIORITY, audit=False), [], BSI,
+            ["audit.log"], r"no audit log is configured, and profile bsi-tr-03108 requires "
+            r"one"),
     }
 
 
 POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key",
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
-            "chacha20-under-bsi"]
+            "chacha20-under-bsi", "no-audit-log-bsi"]
 
 
 @pytest.mark.parametrize("name", POSTURES)
@@ -444,6 +457,8 @@ def test_broken_posture_fails_check_and_start(world, lab, tmp_path, name):
         ov.append("tls.priority=%s" % kwargs["priority"])
     if profile != "baseline":
         ov.append("server.profile=%s" % profile)
+    if profile == BSI and kwargs.get("audit", True):
+        ov += world.audit.overrides()
     sp = lab.subproxy(relays=[{"host": RELAY_NAME, "address": "127.0.0.1", "port": 2525,
                                "tlsa": labsink.tlsa_311(world.certs.relay)}],
                       dns=dns_section(world.dns), dkim=kwargs.get("dkim", world.dkim_config()),
@@ -467,6 +482,7 @@ def test_daemon_starts_on_a_correct_bsi_installation(world, lab):
     ov = ["listen.%s.public-port=%d" % kv for kv in PORTS.items()]
     ov += ["tls.certificate=%s" % world.good[0], "tls.key=%s" % world.good[1],
            "tls.priority=%s" % BSI_PRIORITY, "server.profile=%s" % BSI]
+    ov += world.audit.overrides()
     sp = lab.subproxy(s, dns=dns_section(world.dns), dkim=world.dkim_config(), overrides=ov)
     assert sp.wait_log(r"event=audit profile=bsi-tr-03108 checks=\d+ result=pass", timeout=5), \
         sp.stderr_text(40)

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 SELECTORS = (("ed", "ed25519"), ("rsa", "rsa"))
 
 
-def _write_private(path, key):
+def write_private(path, key):
+    """PKCS#8 PEM of a private key, mode 0600; returns the PEM."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -55,7 +56,7 @@ class LabDkim:
     def add(self, domain, selector, kind, bits=2048, mode=0o600):
         key = make_key(kind, bits)
         path = os.path.join(self.dir, "%s.%s.key" % (selector, domain))
-        pem = _write_private(path, key)
+        pem = write_private(path, key)
         os.chmod(path, mode)
         self.keys[(domain, selector)] = {"file": path, "txt": txt_record(key), "pem": pem,
                                          "kind": kind}

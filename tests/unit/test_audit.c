@@ -409,16 +409,17 @@ static void
 test_baseline_parse(void **state)
 {
 	static const char good[] =
-	    "C\t1\t1\tdane.own.submissions\n"
-	    "C\t0\t0\tsrv.submission.alias.lab.test\n"
+	    "C\t1\t1\tdane.own.submissions\tpass\n"
+	    "C\t0\t0\tsrv.submission.alias.lab.test\twarn\n"
 	    "K\t1\tlab.test\ted\tv=DKIM1; k=ed25519; p=A\\tB\\\\C\\n\n"
 	    "F\tdane.own.x: no record Fix: publish\n"
 	    "F\tsecond\n";
 	static const char *const bad[] = {
-		"C\t2\t1\tid\n",                /* flag not 0/1 */
-		"C\t1\t1\n",                     /* field missing */
-		"C\t1\t1\t\n",                  /* empty id */
-		"C\t1\t1\tid\textra\n",        /* field too many */
+		"C\t2\t1\tid\tpass\n",          /* flag not 0/1 */
+		"C\t1\t1\tid\n",                 /* field missing */
+		"C\t1\t1\t\tpass\n",            /* empty id */
+		"C\t1\t1\tid\tmaybe\n",         /* not a status */
+		"C\t1\t1\tid\tpass\textra\n",  /* field too many */
 		"Q\tx\n",                         /* unknown record */
 		"C\t1\t1\tid",                   /* no end of line */
 		"K\tx\td\ts\tt\n",             /* type not a number */
@@ -437,6 +438,8 @@ test_baseline_parse(void **state)
 	assert_string_equal(bl.checks[0].id, "dane.own.submissions");
 	assert_true(bl.checks[0].ok && bl.checks[0].required);
 	assert_true(!bl.checks[1].ok && !bl.checks[1].required);
+	assert_int_equal(bl.checks[0].status, AUDIT_PASS);
+	assert_int_equal(bl.checks[1].status, AUDIT_WARN);
 	assert_int_equal(bl.nkeys, 1);
 	assert_int_equal(bl.keys[0].type, 1);
 	assert_string_equal(bl.keys[0].domain, "lab.test");
@@ -452,7 +455,8 @@ test_baseline_parse(void **state)
 			fail_msg("accepted: %s", bad[i]);
 		assert_int_equal(bl.nchecks + bl.nkeys, 0);
 	}
-	assert_int_equal(audit_baseline_parse("C\t1\t1\ta\0b\n", 10, &bl, fail, sizeof(fail)), -1);
+	assert_int_equal(audit_baseline_parse("C\t1\t1\ta\0b\tpass\n", 15, &bl, fail, sizeof(fail)),
+	    -1);
 }
 
 int

@@ -243,20 +243,87 @@ static void
 test_quoting(void **state)
 {
 	char err[512];
-	struct config *cfg = parse("[audit]\nlog = \"/var/log/a\\x41 \\\"q\\\" \\\\ #x\" # c\n",
-	    NULL, 0, err, sizeof(err));
+	struct config *cfg = parse("[audit]\nsigning-key = /k\n"
+	    "log = \"/var/log/a\\x41 \\\"q\\\" \\\\ #x\" # c\n", NULL, 0, err, sizeof(err));
 
 	if (cfg == NULL)
 		fail_msg("%s", err);
 	assert_string_equal(cfg->audit_log, "/var/log/aA \"q\" \\ #x");
 	config_free(&cfg);
-	cfg = parse("[audit]\nlog = /a#b  # comment\n", NULL, 0, err, sizeof(err));
+	cfg = parse("[audit]\nsigning-key = /k\nlog = /a#b  # comment\n", NULL, 0, err,
+	    sizeof(err));
 	assert_non_null(cfg);
 	assert_string_equal(cfg->audit_log, "/a#b");
 	config_free(&cfg);
 	/* \x00 cannot be smuggled into a C string */
-	cfg = parse("[audit]\nlog = \"a\\x00b\"\n", NULL, 0, err, sizeof(err));
+	cfg = parse("[audit]\nsigning-key = /k\nlog = \"a\\x00b\"\n", NULL, 0, err, sizeof(err));
 	assert_null(cfg);
+}
+
+/* [audit]: defaults, and what needs what. */
+static void
+test_audit_section(void **state)
+{
+	static const struct { const char *text, *words; } bad[] = {
+		{ "[audit]\nlog = /l\n", "t.conf:28: [audit] log needs 'signing-key" },
+		{ "[audit]\nsigning-key = /k\n", "needs 'log = FILE'" },
+		{ "[audit]\nlog = l\nsigning-key = /k\n", "absolute file name" },
+		{ "[audit]\nlog = /d/\nsigning-key = /k\n", "absolute file name" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\npseudonymize = yes\n", "pseudonymize-key" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\npseudonymize-key = /p\n", "not yes" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\nrequired = 1\n", "expected yes or no" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\nrotate-size = 100\n", "rotate-size" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\ncheckpoint-records = 0\n",
+		    "checkpoint-records" },
+	};
+	char err[512];
+	struct config *cfg;
+	size_t i;
+
+	cfg = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_null(cfg->audit_log);
+	assert_int_equal(cfg->audit_required, -1);
+	config_free(&cfg);
+	cfg = parse("[audit]\nlog = /var/log/subproxy/audit.log\nsigning-key = /k\n"
+	    "rotate-size = 10m\ncheckpoint-interval = 2m\nrequired = no\n", NULL, 0, err,
+	    sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->audit_rotate_size, 10 * 1024 * 1024);
+	assert_int_equal(cfg->audit_checkpoint_interval, 120);
+	assert_int_equal(cfg->audit_checkpoint_records, 1000);
+	assert_int_equal(cfg->audit_required, 0);
+	assert_int_equal(cfg->audit_pseudonymize, 0);
+	config_free(&cfg);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = parse(bad[i].text, NULL, 0, err, sizeof(err));
+		if (cfg != NULL || strstr(err, bad[i].words) == NULL)
+			fail_msg("%s: %s", bad[i].text, cfg ? "accepted" : err);
+	}
+}
+
+/* The digest covers the file and the overrides. */
+static void
+test_digest(void **state)
+{
+	struct config_override ov;
+	char err[512];
+	struct config *a, *b, *c;
+
+	a = parse("", NULL, 0, err, sizeof(err));
+	b = parse("# another comment\n", NULL, 0, err, sizeof(err));
+	assert_int_equal(config_override_parse("limits.recipients=7", &ov, err, sizeof(err)), 0);
+	c = parse("", &ov, 1, err, sizeof(err));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	assert_memory_not_equal(a->digest, b->digest, sizeof(a->digest));
+	assert_memory_not_equal(a->digest, c->digest, sizeof(a->digest));
+	config_override_clear(&ov);
+	config_free(&a);
+	config_free(&b);
+	config_free(&c);
 }
 
 static void
@@ -433,6 +500,8 @@ main(void)
 		cmocka_unit_test(test_errors_name_file_line),
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_quoting),
+	cmocka_unit_test(test_audit_section),
+	cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_operations_keys),

@@ -1,0 +1,902 @@
+/* recorder.c — the recorder process: the audit log's only writer. */
+#include "recorder.h"
+
+#include "auditkey.h"
+#include "auditlog.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "proc.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <sodium.h>
+
+#define READS_PER_ROUND		64	/* messages taken from one slot per poll round */
+#define RETRY_MS		1000	/* while the log is not writable */
+#define ERROR_LOG_EVERY_MS	60000
+#define ACK_WAIT_MS		1000	/* a client that does not read its acks */
+#define HEAD_SUFFIX		".head"
+
+struct slot {
+	int fd;
+	enum alog_origin origin;
+};
+
+struct pend {
+	size_t slot;
+	uint32_t id;
+	uint64_t seq;
+};
+
+static struct recorder {
+	const struct config *cfg;
+	char name[256];			/* the log's file name in its directory */
+	struct alog_key key;
+	char keyb64[48];
+	uint8_t *pkey;			/* pseudonym key, or NULL */
+	int fd;				/* the log */
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;			/* its last good length */
+	struct alog_chain chain;	/* including what is not written yet */
+	uint64_t since_cp;		/* records since the last checkpoint */
+	int64_t last_cp_ms;
+	struct jsonw w;			/* one record */
+	char *batch;			/* encoded lines not yet written */
+	size_t blen, bcap;
+	struct pend *pend;		/* acks owed when the batch is written */
+	size_t npend, cappend;
+	int writable;
+	int dirty;			/* the file may hold a partial write: cut it first */
+	uint64_t lost;
+	int64_t lost_first, lost_last;
+	int64_t next_error_log;
+	struct slot *slots;
+	size_t nslots, open_slots;
+} R;
+
+static volatile sig_atomic_t got_term, got_hup;
+
+/* ---- the log file ---- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+batch_add(const char *line, size_t len)
+{
+	if (R.blen + len + 1 > R.bcap) {
+		while (R.blen + len + 1 > R.bcap)
+			R.bcap = R.bcap ? R.bcap * 2 : 65536;
+		R.batch = xrealloc(R.batch, R.bcap);
+	}
+	memcpy(R.batch + R.blen, line, len);
+	R.batch[R.blen + len] = '\n';
+	R.blen += len + 1;
+}
+
+/* A write problem: logged at most once a minute. */
+static void
+note_error(const char *what, int err)
+{
+	int64_t now = now_ms();
+
+	if (now < R.next_error_log)
+		return;
+	R.next_error_log = now + ERROR_LOG_EVERY_MS;
+	log_err("event=audit-log-error file=%s op=%s error=\"%s\" backlog=%zu lost=%llu: the "
+	    "audit log cannot be written; new transactions are refused (451 4.3.0) until it "
+	    "can", R.name, what, strerror(err), R.blen, (unsigned long long)R.lost);
+}
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Write the batch and make it durable.  On failure the file is cut back to
+ * its last good length and the batch is kept. */
+static int
+flush(void)
+{
+	int err;
+
+	if (R.dirty) {
+		if (ftruncate(R.fd, (off_t)R.size) < 0) {
+			note_error("ftruncate", errno);
+			return -1;
+		}
+		R.dirty = 0;
+	}
+	if (R.blen == 0)
+		return 0;
+	if (write_all(R.fd, R.batch, R.blen) < 0 || fdatasync(R.fd) < 0) {
+		err = errno;
+		note_error("write", err);
+		R.dirty = 1;
+		if (ftruncate(R.fd, (off_t)R.size) == 0)
+			R.dirty = 0;
+		errno = err;
+		return -1;
+	}
+	R.size += R.blen;
+	R.blen = 0;
+	return 0;
+}
+
+/* Encode one record into the batch.  Returns the status to give its
+ * sender (RECORDER_WRITTEN means: once the batch is written). */
+static int
+append(int type, const char *body, size_t len, uint64_t *seq_r)
+{
+	struct alog_chain save = R.chain;
+
+	*seq_r = 0;
+	if (alog_encode(&R.w, &R.chain, type, now_ms(), body, len) < 0)
+		return RECORDER_REFUSED;
+	if (!R.writable && R.blen + R.w.len + 1 > RECORDER_BACKLOG_MAX) {
+		R.chain = save;
+		if (R.lost++ == 0)
+			R.lost_first = now_ms();
+		R.lost_last = now_ms();
+		return RECORDER_LOST;
+	}
+	batch_add(R.w.buf, R.w.len);
+	R.since_cp++;
+	*seq_r = R.chain.seq;
+	return R.writable ? RECORDER_WRITTEN : RECORDER_QUEUED;
+}
+
+static void
+append_checkpoint(void)
+{
+	if (alog_encode_checkpoint(&R.w, &R.chain, now_ms(), R.since_cp, R.key.pk, R.key.sk) < 0)
+		fatal("recorder: cannot encode a checkpoint");
+	batch_add(R.w.buf, R.w.len);
+	R.since_cp = 0;
+	R.last_cp_ms = now_ms();
+	log_info("event=audit-checkpoint seq=%llu", (unsigned long long)R.chain.seq);
+}
+
+/* A record made here (open, gap): its body from a writer. */
+static void
+append_own(int type, struct jsonw *b)
+{
+	uint64_t seq;
+
+	if (append(type, b->buf, b->len, &seq) == RECORDER_REFUSED)
+		fatal("recorder: cannot encode its own %s record", alog_type_name(type));
+}
+
+static void
+append_open(const char *reason)
+{
+	struct jsonw b;
+
+	jsonw_init(&b, 0);
+	jsonw_obj_open(&b);
+	jsonw_kstr(&b, "reason", reason);
+	jsonw_obj_close(&b);
+	append_own(ALOG_T_OPEN, &b);
+	jsonw_free(&b);
+}
+
+/* FILE.head: the chain head, for a new file after the log was moved away
+ * while the service was stopped. */
+static void
+head_save(void)
+{
+	char tmp[300], path[300], hex[ALOG_HEX_LEN + 1], line[160];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s%s", R.name, HEAD_SUFFIX);
+	snprintf(tmp, sizeof(tmp), "%s%s.tmp", R.name, HEAD_SUFFIX);
+	alog_hex(R.chain.head, ALOG_HASH_LEN, hex);
+	n = snprintf(line, sizeof(line), "subproxy-audit-head 1 %llu %s\n",
+	    (unsigned long long)R.chain.seq, hex);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+	    write_all(fd, line, (size_t)n) < 0 || fdatasync(fd) < 0 || rename(tmp, path) < 0)
+		log_warn("event=audit-head-error file=%s error=\"%s\"", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static int
+head_load(char *err, size_t errlen)
+{
+	char path[300], buf[200], hex[ALOG_HEX_LEN + 2];
+	unsigned long long seq;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s%s", R.name, HEAD_SUFFIX);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return errno == ENOENT ? 0 : -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	if (sscanf(buf, "subproxy-audit-head 1 %llu %65s", &seq, hex) != 2 || seq == 0 ||
+	    alog_unhex(hex, R.chain.head, ALOG_HASH_LEN) < 0) {
+		snprintf(err, errlen, "audit log head %s is damaged; move it away (then the log "
+		    "starts a new chain, which auditors will see)", path);
+		return -1;
+	}
+	R.chain.seq = seq;
+	return 0;
+}
+
+/* Continue the chain from the last record of a non-empty file; a partial
+ * last line (a write that was never acknowledged) is cut off. */
+static int
+tail_load(char *err, size_t errlen)
+{
+	size_t win = R.size < ALOG_LINE_MAX + 2 ? (size_t)R.size : ALOG_LINE_MAX + 2, end, start;
+	char *buf = xmalloc(win + 1), jerr[200];
+	struct alog_env env;
+	struct json *rec = NULL;
+	ssize_t n;
+	int rc = -1;
+
+	if ((n = pread(R.fd, buf, win, (off_t)(R.size - win))) != (ssize_t)win) {
+		snprintf(err, errlen, "audit log %s: cannot read its end: %s", R.name,
+		    n < 0 ? strerror(errno) : "short read");
+		goto out;
+	}
+	for (end = win; end > 0 && buf[end - 1] != '\n'; end--)
+		;
+	if (end < win) {
+		if (end == 0 && win < R.size) {
+			snprintf(err, errlen, "audit log %s: its last line is longer than a record",
+			    R.name);
+			goto out;
+		}
+		log_warn("event=audit-log-repair file=%s cut=%zu: the last line was never "
+		    "completed (a write cut short by a crash); it is removed", R.name, win - end);
+		if (ftruncate(R.fd, (off_t)(R.size - (win - end))) < 0) {
+			snprintf(err, errlen, "audit log %s: ftruncate: %s", R.name, strerror(errno));
+			goto out;
+		}
+		R.size -= win - end;
+		if (R.size == 0) {
+			rc = 1;		/* nothing left: a new file */
+			goto out;
+		}
+	}
+	for (start = end - 1; start > 0 && buf[start - 1] != '\n'; start--)
+		;
+	if (start == 0 && R.size > win) {
+		snprintf(err, errlen, "audit log %s: its last line is longer than a record", R.name);
+		goto out;
+	}
+	if (json_parse(buf + start, end - 1 - start, &rec, jerr, sizeof(jerr)) < 0 ||
+	    alog_record_check(rec, &env, jerr, sizeof(jerr)) < 0) {
+		snprintf(err, errlen, "audit log %s: its last record cannot be read (%s); the log "
+		    "was damaged: move the file away (keep it as evidence) and start again", R.name,
+		    jerr);
+		goto out;
+	}
+	R.chain.seq = env.seq;
+	alog_hash(buf + start, end - 1 - start, R.chain.head);
+	rc = 0;
+out:
+	json_free(&rec);
+	free(buf);
+	return rc;
+}
+
+/* Open the log's file name (in the current directory).  A new file gets an
+ * "open" record.  Returns 0, or -1 with a sentence. */
+static int
+log_open(const char *reason, int at_start, char *err, size_t errlen)
+{
+	struct stat st;
+	int rc, same;
+
+	R.fd = open(R.name, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (R.fd < 0 || fstat(R.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "audit log %s: %s", R.name, R.fd < 0 ? strerror(errno) :
+		    "not a regular file");
+		return -1;
+	}
+	same = !at_start && st.st_dev == R.dev && st.st_ino == R.ino;
+	R.dev = st.st_dev;
+	R.ino = st.st_ino;
+	R.size = (uint64_t)st.st_size;
+	R.dirty = 0;
+	if (same)
+		return 0;	/* SIGHUP without rotation: the chain goes on here */
+	if (R.size > 0 && at_start) {
+		if ((rc = tail_load(err, errlen)) != 1)
+			return rc;
+	} else if (R.size > 0)
+		log_err("event=audit-log-reopen file=%s size=%llu: a file that is not this log's "
+		    "is in its place; the log continues after it (verifying this file will show "
+		    "where)", R.name, (unsigned long long)R.size);
+	if (at_start && head_load(err, errlen) < 0)
+		return -1;
+	append_open(reason);
+	return 0;
+}
+
+/* SIGHUP or size: end the file with a checkpoint, reopen the name (after
+ * moving the file away when `moved_to` is set). */
+static void
+rotate(const char *reason, int by_size)
+{
+	char newname[320], t[ALOG_TIME_LEN + 1], err[600];
+	int i;
+
+	if (R.since_cp > 0)
+		append_checkpoint();
+	if (flush() < 0)
+		return;		/* stays in this file; retried with the backlog */
+	if (by_size) {
+		alog_time_format(now_ms(), t);
+		/* 2026-01-02T03:04:05.678Z -> 20260102T030405Z */
+		snprintf(newname, sizeof(newname), "%s.%.4s%.2s%.2sT%.2s%.2s%.2sZ", R.name, t,
+		    t + 5, t + 8, t + 11, t + 14, t + 17);
+		/* never replace an earlier file of the log */
+		for (i = 1; renameat2(AT_FDCWD, R.name, AT_FDCWD, newname, RENAME_NOREPLACE) < 0;
+		    i++) {
+			if (errno != EEXIST || i == 100) {
+				log_err("event=audit-rotate-error file=%s error=\"%s\"", R.name,
+				    strerror(errno));
+				return;
+			}
+			snprintf(newname + strlen(R.name) + 17, sizeof(newname) - strlen(R.name) - 17,
+			    "-%d", i);
+		}
+	}
+	head_save();
+	close(R.fd);
+	if (log_open(reason, 0, err, sizeof(err)) < 0)
+		fatal("recorder: %s", err);
+	if (flush() < 0)
+		return;
+	log_info("event=audit-rotate reason=%s file=%s seq=%llu", reason, R.name,
+	    (unsigned long long)R.chain.seq);
+}
+
+/* ---- clients ---- */
+
+static void
+slot_close(size_t i, const char *why)
+{
+	if (R.slots[i].fd < 0)
+		return;
+	if (why != NULL)
+		log_err("event=audit-client-dropped slot=%zu reason=\"%s\"", i, why);
+	close(R.slots[i].fd);
+	R.slots[i].fd = -1;
+	R.open_slots--;
+}
+
+/* Send without waiting long: a client that does not read its acks must not
+ * stop the log for the others. */
+static void
+slot_send(size_t i, unsigned type, uint32_t id, const uint8_t *p, size_t len)
+{
+	uint8_t frame[64];
+	struct pollfd pfd;
+	struct iovec iov;
+	struct msghdr msg;
+	long n;
+
+	if (R.slots[i].fd < 0 || (n = proc_msg_encode(frame, sizeof(frame), type, 0, id, p,
+	    len)) < 0)
+		return;
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = frame;
+	iov.iov_len = (size_t)n;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	for (;;) {
+		if (sendmsg(R.slots[i].fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == n)
+			return;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return;		/* EOF is seen when reading */
+		pfd.fd = R.slots[i].fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, ACK_WAIT_MS) <= 0) {
+			log_warn("event=audit-ack-dropped slot=%zu id=%u: the client does not read",
+			    i, id);
+			return;
+		}
+	}
+}
+
+static void
+ack(size_t i, uint32_t id, int status, uint64_t seq)
+{
+	uint8_t buf[16];
+	long n = recorder_ack_encode(buf, sizeof(buf), status, R.writable, seq);
+
+	if (n > 0)
+		slot_send(i, PROC_AUDIT_ACK, id, buf, (size_t)n);
+}
+
+static void
+set_writable(int w)
+{
+	uint8_t b = (uint8_t)w;
+	size_t i;
+
+	if (R.writable == w)
+		return;
+	R.writable = w;
+	if (w)
+		log_info("event=audit-log-writable file=%s lost=%llu: records are written again",
+		    R.name, (unsigned long long)R.lost);
+	for (i = 0; i < R.nslots; i++)
+		slot_send(i, PROC_AUDIT_STATE, 0, &b, 1);
+}
+
+/* The body as the log will hold it: schema-checked, pseudonymized, with
+ * the recorder's own members of a start record. */
+static int
+body_prepare(int type, const uint8_t *p, size_t len, struct jsonw *out, char *err,
+    size_t errlen)
+{
+	struct json *body = NULL, *m;
+
+	if (json_parse((const char *)p, len, &body, err, errlen) < 0 ||
+	    alog_body_check(type, body, 1, err, errlen) < 0) {
+		json_free(&body);
+		return -1;
+	}
+	if (R.pkey != NULL)
+		alog_pseudonymize(type, body, R.pkey);
+	jsonw_reset(out);
+	jsonw_obj_open(out);
+	for (m = body->first; m != NULL; m = m->next) {
+		jsonw_key(out, m->key);
+		jsonw_value(out, m);
+	}
+	if (type == ALOG_T_START) {
+		jsonw_kbool(out, "pseudonymized", R.pkey != NULL);
+		jsonw_kstr(out, "key", R.keyb64);
+	}
+	jsonw_obj_close(out);
+	json_free(&body);
+	return 0;
+}
+
+static void
+serve(size_t i, const struct proc_msg *m, struct jsonw *body)
+{
+	const uint8_t *p;
+	size_t len;
+	uint64_t seq;
+	int type, st;
+	char err[300];
+
+	if (m->type != PROC_AUDIT_REC || recorder_rec_decode(m->payload, m->len, &type, &p,
+	    &len) < 0) {
+		slot_close(i, "malformed message");
+		return;
+	}
+	if (!alog_type_allowed(type, R.slots[i].origin)) {
+		slot_close(i, "record type not allowed from this client");
+		return;
+	}
+	if (body_prepare(type, p, len, body, err, sizeof(err)) < 0) {
+		log_err("event=audit-record-refused slot=%zu type=%s reason=\"%s\"", i,
+		    alog_type_name(type), err);
+		ack(i, m->id, RECORDER_REFUSED, 0);
+		return;
+	}
+	st = append(type, body->buf, body->len, &seq);
+	if (st != RECORDER_WRITTEN) {
+		ack(i, m->id, st, seq);
+		return;
+	}
+	if (R.npend == R.cappend) {
+		R.cappend = R.cappend ? R.cappend * 2 : 64;
+		R.pend = xreallocarray(R.pend, R.cappend, sizeof(*R.pend));
+	}
+	R.pend[R.npend].slot = i;
+	R.pend[R.npend].id = m->id;
+	R.pend[R.npend++].seq = seq;
+}
+
+/* Take what the clients sent (at most READS_PER_ROUND each). */
+static void
+read_slots(const struct pollfd *pfd)
+{
+	static struct proc_msg m;
+	struct jsonw body;
+	size_t i;
+	int k, rc;
+
+	jsonw_init(&body, 0);
+	for (i = 0; i < R.nslots; i++) {
+		if (R.slots[i].fd < 0 || pfd[i].revents == 0)
+			continue;
+		for (k = 0; k < READS_PER_ROUND && R.slots[i].fd >= 0; k++) {
+			rc = proc_recv(R.slots[i].fd, &m, NULL);
+			if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (rc == 0) {
+				slot_close(i, NULL);
+				break;
+			}
+			if (rc < 0) {
+				slot_close(i, errno == EPROTO ? proc_strerror(m.error) :
+				    strerror(errno));
+				break;
+			}
+			serve(i, &m, &body);
+		}
+	}
+	jsonw_free(&body);
+}
+
+/* After a round: checkpoint when due, write, acknowledge. */
+static void
+commit(void)
+{
+	size_t i;
+	int ok;
+
+	if (R.since_cp >= R.cfg->audit_checkpoint_records || (R.since_cp > 0 &&
+	    now_ms() - R.last_cp_ms >= (int64_t)R.cfg->audit_checkpoint_interval * 1000))
+		append_checkpoint();
+	ok = flush() == 0;
+	if (ok && R.lost > 0) {
+		struct jsonw b;
+		char t[ALOG_TIME_LEN + 1];
+
+		jsonw_init(&b, 0);
+		jsonw_obj_open(&b);
+		jsonw_kint(&b, "lost", (int64_t)R.lost);
+		alog_time_format(R.lost_first, t);
+		jsonw_kstr(&b, "first", t);
+		alog_time_format(R.lost_last, t);
+		jsonw_kstr(&b, "last", t);
+		jsonw_obj_close(&b);
+		R.writable = 1;		/* the gap record must not be lost itself */
+		append_own(ALOG_T_GAP, &b);
+		jsonw_free(&b);
+		log_warn("event=audit-gap lost=%llu", (unsigned long long)R.lost);
+		R.lost = 0;
+		ok = flush() == 0;
+		R.writable = 0;
+	}
+	set_writable(ok);
+	for (i = 0; i < R.npend; i++)
+		ack(R.pend[i].slot, R.pend[i].id, ok ? RECORDER_WRITTEN : RECORDER_QUEUED,
+		    R.pend[i].seq);
+	R.npend = 0;
+	if (ok && R.cfg->audit_rotate_size > 0 && R.size >= R.cfg->audit_rotate_size)
+		rotate("size", 1);
+}
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+static int
+poll_timeout(void)
+{
+	int64_t t = -1, due;
+
+	if (!R.writable)
+		t = RETRY_MS;
+	if (R.since_cp > 0) {
+		due = R.last_cp_ms + (int64_t)R.cfg->audit_checkpoint_interval * 1000 - now_ms();
+		if (due < 0)
+			due = 0;
+		if (t < 0 || due < t)
+			t = due;
+	}
+	return (int)t;
+}
+
+static void __attribute__((noreturn))
+serve_loop(void)
+{
+	struct pollfd *pfd = xcalloc(R.nslots, sizeof(*pfd));
+	struct timespec ts, *tsp;
+	sigset_t none;
+	size_t i;
+	int t, rc;
+
+	sigemptyset(&none);
+	while (R.open_slots > 0 && !got_term) {
+		for (i = 0; i < R.nslots; i++) {
+			pfd[i].fd = R.slots[i].fd;
+			pfd[i].events = POLLIN;
+			pfd[i].revents = 0;
+		}
+		/* wake up at least once per heartbeat interval (metrics.h) */
+		metrics_beat();
+		t = poll_timeout();
+		if (t < 0 || t > (int)metrics_beat_interval())
+			t = (int)metrics_beat_interval();
+		ts.tv_sec = t / 1000;
+		ts.tv_nsec = (long)(t % 1000) * 1000000;
+		tsp = t < 0 ? NULL : &ts;
+		/* signals are delivered only while waiting here */
+		rc = ppoll(pfd, R.nslots, tsp, &none);
+		if (rc < 0 && errno != EINTR)
+			fatal("recorder: ppoll: %s", strerror(errno));
+		if (got_hup) {
+			got_hup = 0;
+			rotate("sighup", 0);
+		}
+		if (rc > 0)
+			read_slots(pfd);
+		commit();
+	}
+	/* the last clients are gone, or SIGTERM: take what is still waiting,
+	 * sign and close */
+	for (i = 0; i < R.nslots; i++) {
+		pfd[i].fd = R.slots[i].fd;
+		pfd[i].revents = POLLIN;
+	}
+	read_slots(pfd);
+	free(pfd);
+	if (R.since_cp > 0)
+		append_checkpoint();
+	rc = flush();
+	head_save();
+	if (rc < 0 || R.lost > 0)
+		log_err("event=audit-log-stop file=%s unwritten=%zu lost=%llu: records could not be "
+		    "written", R.name, R.blen, (unsigned long long)R.lost);
+	log_info("event=recorder-stopped seq=%llu", (unsigned long long)R.chain.seq);
+	_exit(rc < 0 || R.lost > 0 ? 1 : 0);
+}
+
+/* ---- start-up ---- */
+
+static void
+close_others(const int *keep, size_t n)
+{
+	int fd, max = (int)sysconf(_SC_OPEN_MAX);
+	size_t i;
+
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (fd = 3; fd < max; fd++) {
+		for (i = 0; i < n && keep[i] != fd; i++)
+			;
+		if (i == n)
+			(void)close(fd);
+	}
+}
+
+static void __attribute__((noreturn))
+child_fail(int fd, const char *text)
+{
+	uint8_t buf[1200];
+	struct proc_writer w;
+
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, 1);
+	proc_put_str(&w, text);
+	if (proc_writer_done(&w) > 0)
+		(void)proc_send(fd, PROC_ERR, 0, buf, (size_t)proc_writer_done(&w), -1);
+	_exit(1);
+}
+
+/* Everything that needs privileges or files outside the log directory. */
+static int
+child_load(const struct config *cfg, char *dir, char *err, size_t errlen)
+{
+	const char *slash = strrchr(cfg->audit_log, '/');
+
+	snprintf(R.name, sizeof(R.name), "%s", slash + 1);
+	snprintf(dir, 4096, "%.*s", slash == cfg->audit_log ? 1 : (int)(slash - cfg->audit_log),
+	    cfg->audit_log);
+	if (alog_key_load(cfg->audit_signing_key, &R.key, err, errlen) < 0)
+		return -1;
+	alog_key_b64(R.key.pk, R.keyb64, sizeof(R.keyb64));
+	if (cfg->audit_pseudonymize &&
+	    (R.pkey = alog_pseudo_key_load(cfg->audit_pseudonymize_key, err, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
+static void __attribute__((noreturn))
+child_main(const struct config *cfg, const int *fds, size_t nslots, int parent_fd)
+{
+	struct sigaction sa;
+	sigset_t set;
+	char dir[4096], err[1024], ready[160];
+	uint8_t buf[256];
+	struct proc_writer w;
+	int keep[RECORDER_SLOTS_MAX + 1], root;
+	size_t i;
+
+	for (i = 0; i < nslots; i++)
+		keep[i] = fds[i];
+	keep[nslots] = parent_fd;
+	close_others(keep, nslots + 1);
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	metrics_attach(METRICS_SLICE_RECORDER);
+	log_set_role("recorder");
+	(void)prctl(PR_SET_NAME, "subproxy-recorder");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);	/* a file size limit is an error to handle, not death */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	R.cfg = cfg;
+	R.writable = 1;
+	R.last_cp_ms = now_ms();
+	jsonw_init(&R.w, ALOG_LINE_MAX + 1);
+	if (child_load(cfg, dir, err, sizeof(err)) < 0)
+		child_fail(parent_fd, err);
+	/* as root: chroot to the log's directory as [server] user; the files
+	 * made from now on belong to that user */
+	sandbox_nodump();
+	root = geteuid() == 0;
+	if (sandbox_drop_datadir(cfg->user, dir, err, sizeof(err)) < 0)
+		child_fail(parent_fd, err);
+	if (!root && chdir(dir) < 0) {
+		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));
+		child_fail(parent_fd, err);
+	}
+	if (log_open("new", 1, err, sizeof(err)) < 0)
+		child_fail(parent_fd, err);
+	if (flush() < 0) {
+		snprintf(err, sizeof(err), "audit log %.600s/%.200s cannot be written: %s", dir, R.name,
+		    strerror(errno));
+		child_fail(parent_fd, err);
+	}
+	R.slots = xcalloc(nslots + 1, sizeof(*R.slots));
+	for (i = 0; i <= nslots; i++) {
+		R.slots[i].fd = i < nslots ? fds[i] : parent_fd;
+		R.slots[i].origin = i < nslots ? ALOG_FROM_FRONT : ALOG_FROM_PARENT;
+		(void)fcntl(R.slots[i].fd, F_SETFL, fcntl(R.slots[i].fd, F_GETFL) | O_NONBLOCK);
+	}
+	R.nslots = R.open_slots = nslots + 1;
+	if (sandbox_seccomp("recorder", err, sizeof(err)) < 0)
+		child_fail(parent_fd, err);
+	snprintf(ready, sizeof(ready), "audit log %s at record %llu", cfg->audit_log,
+	    (unsigned long long)R.chain.seq);
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, (uint32_t)R.chain.seq);
+	proc_put_str(&w, ready);
+	if (proc_send(parent_fd, PROC_READY, 0, buf, (size_t)proc_writer_done(&w), -1) < 0)
+		_exit(1);
+	log_info("event=recorder-ready file=%s seq=%llu key=%s pseudonymize=%s", cfg->audit_log,
+	    (unsigned long long)R.chain.seq, R.keyb64, R.pkey ? "yes" : "no");
+	serve_loop();
+}
+
+pid_t
+recorder_spawn(const struct config *cfg, size_t nslots, int timeout, int *client_fds_r,
+    int *parent_fd_r, char *err, size_t errlen)
+{
+	static struct proc_msg m;
+	int sv[RECORDER_SLOTS_MAX + 1][2], child[RECORDER_SLOTS_MAX + 1], status, rc;
+	struct proc_reader r;
+	struct pollfd pfd;
+	const uint8_t *text;
+	size_t i, k, tlen;
+	uint32_t code;
+	pid_t pid;
+
+	if (nslots == 0 || nslots > RECORDER_SLOTS_MAX) {
+		snprintf(err, errlen, "recorder: %zu client slots (1..%d)", nslots,
+		    RECORDER_SLOTS_MAX);
+		return -1;
+	}
+	for (i = 0; i <= nslots; i++)
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv[i]) < 0) {
+			snprintf(err, errlen, "recorder: socketpair: %s", strerror(errno));
+			for (k = 0; k < i; k++) {
+				close(sv[k][0]);
+				close(sv[k][1]);
+			}
+			return -1;
+		}
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		snprintf(err, errlen, "recorder: fork: %s", strerror(errno));
+		for (i = 0; i <= nslots; i++) {
+			close(sv[i][0]);
+			close(sv[i][1]);
+		}
+		return -1;
+	}
+	if (pid == 0) {
+		for (i = 0; i <= nslots; i++) {
+			close(sv[i][0]);
+			child[i] = sv[i][1];
+		}
+		child_main(cfg, child, nslots, child[nslots]);
+	}
+	for (i = 0; i <= nslots; i++)
+		close(sv[i][1]);
+	pfd.fd = sv[nslots][0];
+	pfd.events = POLLIN;
+	do
+		rc = poll(&pfd, 1, timeout * 1000);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0) {
+		snprintf(err, errlen, "recorder: no answer within %d s while opening the audit log",
+		    timeout);
+		goto fail;
+	}
+	if (proc_recv(sv[nslots][0], &m, NULL) <= 0) {
+		snprintf(err, errlen, "recorder: exited during start-up (see the log lines above)");
+		goto fail;
+	}
+	proc_reader_init(&r, m.payload, m.len);
+	if (proc_get_u32(&r, &code) < 0 || proc_get_bytes(&r, &text, &tlen, 1024) < 0 ||
+	    proc_reader_end(&r) < 0 || (m.type != PROC_READY && m.type != PROC_ERR)) {
+		snprintf(err, errlen, "recorder: malformed start-up message");
+		goto fail;
+	}
+	if (m.type == PROC_ERR) {
+		snprintf(err, errlen, "%.*s", (int)tlen, (const char *)text);
+		goto fail;
+	}
+	for (i = 0; i < nslots; i++)
+		client_fds_r[i] = sv[i][0];
+	*parent_fd_r = sv[nslots][0];
+	return pid;
+fail:
+	for (i = 0; i <= nslots; i++)
+		close(sv[i][0]);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return -1;
+}
