@@ -339,6 +339,15 @@ auth_table(FILE *f, const char *what, const struct alog_counts *c)
 }
 
 static void
+item(FILE *f, const struct alog_item *it)
+{
+	fprintf(f, "<span class=\"%s\">%s ", strcmp(it->status, "pass") == 0 ? "muted" : "",
+	    it->check ? "check" : "log");
+	esc(f, it->id);
+	fprintf(f, ": %s</span>", it->status);
+}
+
+static void
 requirements(const struct alog_report *r, FILE *f)
 {
 	struct alog_reqs q;
@@ -348,6 +357,8 @@ requirements(const struct alog_report *r, FILE *f)
 	fputs("<section><h2>Requirements of profile ", f);
 	esc(f, r->profile ? r->profile : "(no start record)");
 	fputs("</h2>\n", f);
+	if (q.start[0])
+		fprintf(f, "<p class=\"muted\">Self-audit of the start at %s.</p>\n", q.start);
 	if (!q.have_profile)
 		fputs("<p class=\"muted\">The profile is unknown to this subproxy.</p>\n", f);
 	if (q.n > 0)
@@ -361,21 +372,20 @@ requirements(const struct alog_report *r, FILE *f)
 		for (j = 0; j < q.v[i].nitems; j++) {
 			if (j)
 				fputs("<br>", f);
-			esc(f, q.v[i].items[j]);
+			item(f, &q.v[i].items[j]);
 		}
 		fputs("</td></tr>\n", f);
 	}
 	if (q.n > 0)
 		fputs("</table>\n", f);
 	if (q.nunmapped > 0) {
-		fputs("<p>Evidence for which the profile names no published requirement id:</p>"
-		    "<ul>\n", f);
+		fputs("<p>Evidence the profile maps to no published requirement id:</p><p>\n", f);
 		for (i = 0; i < q.nunmapped; i++) {
-			fputs("<li>", f);
-			esc(f, q.unmapped[i]);
-			fputs("</li>\n", f);
+			if (i)
+				fputs(", ", f);
+			item(f, &q.unmapped[i]);
 		}
-		fputs("</ul>\n", f);
+		fputs("</p>\n", f);
 	}
 	fputs("</section>\n", f);
 	alog_reqs_clear(&q);

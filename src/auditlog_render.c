@@ -188,14 +188,41 @@ text_auth(const struct alog_report *r, FILE *f, const char *title, const struct 
 	free(v);
 }
 
+/* The unmapped evidence of one kind and status on wrapped lines. */
+static void
+text_group(FILE *f, const struct alog_reqs *q, int check, const char *status,
+    const char *title)
+{
+	char b[200];
+	size_t i, col = 0;
+
+	for (i = 0; i < q->nunmapped; i++) {
+		const struct alog_item *it = &q->unmapped[i];
+
+		if (it->check != check || strcmp(it->status, status) != 0)
+			continue;
+		if (col == 0)
+			col = (size_t)fprintf(f, "    %s:", title);
+		else if (col + strlen(it->id) + 2 > 96)
+			col = (size_t)fprintf(f, "\n      ");
+		col += (size_t)fprintf(f, " %s", safe(it->id, b, sizeof(b)));
+	}
+	if (col > 0)
+		fputc('\n', f);
+}
+
 static void
 text_requirements(const struct alog_report *r, FILE *f)
 {
 	struct alog_reqs q;
+	char b[200];
 	size_t i, j;
 
 	alog_report_requirements(r, &q);
-	fprintf(f, "\nRequirements of profile %s\n", r->profile ? r->profile : "(no start record)");
+	fprintf(f, "\nRequirements of profile %s", r->profile ? safe(r->profile, b, sizeof(b)) :
+	    "(no start record)");
+	fprintf(f, "%s%s%s\n", q.start[0] ? " (self-audit of the start at " : "", q.start,
+	    q.start[0] ? ")" : "");
 	if (!q.have_profile)
 		fprintf(f, "  the profile is unknown to this subproxy: no mapping\n");
 	for (i = 0; i < q.n; i++) {
@@ -203,12 +230,16 @@ text_requirements(const struct alog_report *r, FILE *f)
 		if (q.v[i].nitems == 0)
 			fprintf(f, "    no evidence in this period\n");
 		for (j = 0; j < q.v[i].nitems; j++)
-			fprintf(f, "    %s\n", q.v[i].items[j]);
+			fprintf(f, "    %s %s: %s\n", q.v[i].items[j].check ? "check" : "log",
+			    safe(q.v[i].items[j].id, b, sizeof(b)), q.v[i].items[j].status);
 	}
 	if (q.nunmapped > 0) {
-		fprintf(f, "  Evidence for which the profile names no published requirement id:\n");
-		for (i = 0; i < q.nunmapped; i++)
-			fprintf(f, "    %s\n", q.unmapped[i]);
+		fprintf(f, "  Evidence the profile maps to no published requirement id:\n");
+		text_group(f, &q, 1, "fail", "checks failed");
+		text_group(f, &q, 1, "warn", "checks warned");
+		text_group(f, &q, 1, "pass", "checks passed");
+		text_group(f, &q, 0, "fail", "log evidence failed");
+		text_group(f, &q, 0, "pass", "log evidence passed");
 	}
 	alog_reqs_clear(&q);
 }
@@ -417,6 +448,23 @@ json_refusals(struct jsonw *w, const struct alog_report *r)
 }
 
 static void
+json_items(struct jsonw *w, const char *key, const struct alog_item *v, size_t n)
+{
+	size_t i;
+
+	jsonw_key(w, key);
+	jsonw_arr_open(w);
+	for (i = 0; i < n; i++) {
+		jsonw_obj_open(w);
+		jsonw_kstr(w, "id", v[i].id);
+		jsonw_kstr(w, "kind", v[i].check ? "check" : "log");
+		jsonw_kstr(w, "status", v[i].status);
+		jsonw_obj_close(w);
+	}
+	jsonw_arr_close(w);
+}
+
+static void
 json_requirements(struct jsonw *w, const struct alog_report *r)
 {
 	struct alog_reqs q;
@@ -428,11 +476,11 @@ json_requirements(struct jsonw *w, const struct alog_report *r)
 	for (i = 0; i < q.n; i++) {
 		jsonw_obj_open(w);
 		jsonw_kstr(w, "ref", q.v[i].ref);
-		jsonw_kstrs(w, "evidence", q.v[i].items, q.v[i].nitems);
+		json_items(w, "evidence", q.v[i].items, q.v[i].nitems);
 		jsonw_obj_close(w);
 	}
 	jsonw_arr_close(w);
-	jsonw_kstrs(w, "unmapped_evidence", q.unmapped, q.nunmapped);
+	json_items(w, "unmapped_evidence", q.unmapped, q.nunmapped);
 	alog_reqs_clear(&q);
 }
 

@@ -446,9 +446,12 @@ alog_report_add(struct alog_report *r, const struct json *rec, const struct alog
 		add_start(r, &body, env, in);
 	if (!in)
 		return;
-	if (r->records++ == 0)
+	/* the earliest and the latest: a clock that stepped back (or an edited
+	 * file) may put them anywhere */
+	if (r->records++ == 0 || env->time_ms < r->first_ms)
 		r->first_ms = env->time_ms;
-	r->last_ms = env->time_ms;
+	if (env->time_ms > r->last_ms)
+		r->last_ms = env->time_ms;
 	switch (env->type) {
 	case ALOG_T_STOP:
 		add_stop(r, &body, env);
@@ -583,7 +586,8 @@ alog_report_finish(struct alog_report *r, const struct alog_verdict *vd)
 		r->last_start = &r->starts[r->nstarts - 1];
 	if (r->last_start != NULL)
 		r->profile = xstrdup(r->last_start->profile);
-	qsort(r->latency, r->nlatency, sizeof(*r->latency), cmp_i64);
+	if (r->nlatency > 0)
+		qsort(r->latency, r->nlatency, sizeof(*r->latency), cmp_i64);
 	r->lat_p50 = percentile(r->latency, r->nlatency, 50);
 	r->lat_p90 = percentile(r->latency, r->nlatency, 90);
 	r->lat_p99 = percentile(r->latency, r->nlatency, 99);
@@ -637,31 +641,20 @@ alog_report_clear(struct alog_report *r)
 
 /* ---- requirements ---- */
 
-static const char *
-status_of(const struct alog_start *s, const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < s->nfailed; i++)
-		if (strcmp(s->failed[i], id) == 0)
-			return "fail";
-	for (i = 0; i < s->nwarned; i++)
-		if (strcmp(s->warned[i], id) == 0)
-			return "warn";
-	return "pass";
-}
-
 static void
-req_item(struct alog_req *q, const char *item)
+item_add(struct alog_item **v, size_t *n, const char *id, const char *status, int check)
 {
-	q->items = xreallocarray(q->items, q->nitems + 1, sizeof(*q->items));
-	q->items[q->nitems++] = xstrdup(item);
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[*n].id = xstrdup(id);
+	(*v)[*n].status = status;
+	(*v)[(*n)++].check = check;
 }
 
 /* Map one id (a check or log evidence) to every requirement the profile
  * gives it; an id mapped to none is listed as such. */
 static void
-map_id(const struct audit_profile *p, struct alog_reqs *out, const char *id, const char *item)
+map_id(const struct audit_profile *p, struct alog_reqs *out, const char *id,
+    const char *status, int check)
 {
 	size_t i, j, k;
 	int mapped = 0;
@@ -674,16 +667,13 @@ map_id(const struct audit_profile *p, struct alog_reqs *out, const char *id, con
 			    k++)
 				;
 			if (k < out->n) {
-				req_item(&out->v[k], item);
+				item_add(&out->v[k].items, &out->v[k].nitems, id, status, check);
 				mapped = 1;
 			}
 		}
 	}
-	if (!mapped) {
-		out->unmapped = xreallocarray(out->unmapped, out->nunmapped + 1,
-		    sizeof(*out->unmapped));
-		out->unmapped[out->nunmapped++] = xstrdup(item);
-	}
+	if (!mapped)
+		item_add(&out->unmapped, &out->nunmapped, id, status, check);
 }
 
 void
@@ -691,7 +681,7 @@ alog_report_requirements(const struct alog_report *r, struct alog_reqs *out)
 {
 	struct audit_profile *p;
 	const struct alog_start *s = r->last_start;
-	char err[300], item[200];
+	char err[300];
 	size_t i, j, k;
 
 	memset(out, 0, sizeof(*out));
@@ -710,19 +700,17 @@ alog_report_requirements(const struct alog_report *r, struct alog_reqs *out)
 				out->v[out->n++].ref = xstrdup(p->refrules[i].refs[j]);
 			}
 		}
-	for (i = 0; s != NULL && i < s->npassed + s->nwarned + s->nfailed; i++) {
-		const char *id = i < s->npassed ? s->passed[i] : i < s->npassed + s->nwarned ?
-		    s->warned[i - s->npassed] : s->failed[i - s->npassed - s->nwarned];
-
-		snprintf(item, sizeof(item), "check %s: %s (start %s)", id, status_of(s, id),
-		    s->time);
-		map_id(p, out, id, item);
+	if (s != NULL) {
+		snprintf(out->start, sizeof(out->start), "%s", s->time);
+		for (i = 0; i < s->nfailed; i++)
+			map_id(p, out, s->failed[i], "fail", 1);
+		for (i = 0; i < s->nwarned; i++)
+			map_id(p, out, s->warned[i], "warn", 1);
+		for (i = 0; i < s->npassed; i++)
+			map_id(p, out, s->passed[i], "pass", 1);
 	}
-	for (i = 0; i < r->evidence.n; i++) {
-		snprintf(item, sizeof(item), "%s: %s", r->evidence.v[i].key,
-		    r->evidence.v[i].n[0] ? "pass" : "fail");
-		map_id(p, out, r->evidence.v[i].key, item);
-	}
+	for (i = 0; i < r->evidence.n; i++)
+		map_id(p, out, r->evidence.v[i].key, r->evidence.v[i].n[0] ? "pass" : "fail", 0);
 	audit_profile_free(&p);
 }
 
@@ -733,13 +721,13 @@ alog_reqs_clear(struct alog_reqs *q)
 
 	for (i = 0; i < q->n; i++) {
 		for (j = 0; j < q->v[i].nitems; j++)
-			free(q->v[i].items[j]);
+			free(q->v[i].items[j].id);
 		free(q->v[i].items);
 		free(q->v[i].ref);
 	}
 	free(q->v);
 	for (i = 0; i < q->nunmapped; i++)
-		free(q->unmapped[i]);
+		free(q->unmapped[i].id);
 	free(q->unmapped);
 	memset(q, 0, sizeof(*q));
 }

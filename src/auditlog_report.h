@@ -84,7 +84,7 @@ enum { ALOG_HOUR_RELAYED, ALOG_HOUR_FAILED, ALOG_HOUR_REFUSED };
 struct alog_report {
 	int64_t since, until;		/* ms; 0 = open */
 	struct alog_verdict verdict;
-	int64_t first_ms, last_ms;	/* records counted, 0 when none */
+	int64_t first_ms, last_ms;	/* earliest and latest record counted, 0 none */
 	uint64_t records;		/* records in the period */
 
 	struct alog_start *starts;
@@ -157,20 +157,29 @@ const struct alog_count **alog_counts_sorted(const struct alog_counts *c, int i)
 void alog_counts_clear(struct alog_counts *c);
 
 /* The requirements of the active profile in profile order, each with the
- * check ids and log evidence ids mapped to it; and the check ids and log
- * ids mapped to no requirement.  Filled by alog_report_requirements(). */
+ * evidence the profile maps to it: self-audit checks of the last start
+ * (with their status) and the log's own evidence (ids log.*, pass or
+ * fail); and the evidence mapped to no requirement.  Filled by
+ * alog_report_requirements(). */
+struct alog_item {
+	char *id;			/* "tls.priority", "log.dkim" */
+	const char *status;		/* "pass", "warn", "fail" */
+	int check;			/* 1: a self-audit check, 0: log evidence */
+};
+
 struct alog_req {
 	char *ref;
-	char **items;			/* "check-id: status" / "log-id: pass" */
+	struct alog_item *items;
 	size_t nitems;
 };
 
 struct alog_reqs {
 	struct alog_req *v;
 	size_t n;
-	char **unmapped;		/* items no requirement of the profile covers */
+	struct alog_item *unmapped;	/* evidence no requirement of the profile covers */
 	size_t nunmapped;
 	int have_profile;		/* the profile is compiled in */
+	char start[ALOG_TIME_LEN + 1];	/* the start whose checks these are, "" none */
 };
 
 void alog_report_requirements(const struct alog_report *r, struct alog_reqs *out);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #define RCPT_TEXT_MAX	160	/* octets of a recipient's reply text kept */
+#define FINAL_TEXT_MAX	400	/* octets of the final reply's text kept */
 #define BODY_BUDGET	(ALOG_BODY_MAX - 4096)	/* the recipients stop here */
 
 /* ---- the parent's records ---- */
@@ -210,7 +211,8 @@ auditrec_txn_rcpt(struct auditrec_txn *tx, const char *addr, int code, const cha
 	r->addr = xstrdup(addr);
 	r->code = code;
 	r->enh = xstrdup(enh);
-	r->text = xstrndup(text ? text : "", RCPT_TEXT_MAX);
+	text = text ? text : "";
+	r->text = xstrndup(text, strnlen(text, RCPT_TEXT_MAX));
 }
 
 void
@@ -235,7 +237,8 @@ auditrec_txn_final(struct auditrec_txn *tx, int code, const char *enh, const cha
 	free(tx->enh);
 	free(tx->text);
 	tx->enh = xstrdup(enh);
-	tx->text = xstrndup(text ? text : "", 400);
+	text = text ? text : "";
+	tx->text = xstrndup(text, strnlen(text, FINAL_TEXT_MAX));
 	if (tx->have_handed) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		tx->latency_ms = (int64_t)(now.tv_sec - tx->handed.tv_sec) * 1000 +

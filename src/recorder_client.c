@@ -169,6 +169,7 @@ struct recorder_client {
 	size_t nq;
 	int writable;			/* the recorder's last word */
 	int failed;			/* one of ours was lost, busy or late since */
+	int busy_logged;		/* the full queue was logged (once until it drains) */
 	int dead;
 	recorder_dead_cb *dead_cb;
 	void *dead_arg;
@@ -304,6 +305,7 @@ client_write(evutil_socket_t fd, short what, void *arg)
 		rc->nq--;
 		free(f);
 	}
+	rc->busy_logged = 0;
 	event_del(rc->ev_write);
 }
 
@@ -433,7 +435,10 @@ recorder_send(struct recorder_client *rc, int type, const char *body, size_t len
 		log_err("event=audit-record-too-large type=%s len=%zu", alog_type_name(type), len);
 		status = RECORDER_REFUSED;
 	} else if (client_send(rc, frame, (size_t)fn) < 0) {
-		log_err("event=recorder-busy: %zu audit records wait for the recorder", rc->nq);
+		if (!rc->busy_logged)
+			log_err("event=recorder-busy: %zu audit records wait for the recorder; "
+			    "more are refused until it reads them", rc->nq);
+		rc->busy_logged = 1;
 		status = RECORDER_BUSY;
 	}
 	free(frame);

@@ -12,7 +12,9 @@ demo.py -- `make demo`: subproxy end to end on loopback, from nothing.
    refuses to start unless its own TLSA records match its certificate;
 5. swaks submits a message on the implicit-TLS listener with AUTH PLAIN;
 6. the relayed message is printed with its DKIM signatures verified (dkimpy),
-   and the DANE verdicts of both legs.
+   and the DANE verdicts of both legs;
+7. subproxy is stopped, its audit log verified (--verify-log with the audit
+   key's public half) and the compliance report printed (--report).
 Everything runs in a temporary directory and is stopped at the end.
 """
 
@@ -28,6 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import auditlab  # noqa: E402
 import dkimkeys  # noqa: E402
 import dnslab  # noqa: E402
 import sink as labsink  # noqa: E402
@@ -77,7 +80,7 @@ def main():
     args = ap.parse_args()
     binary = os.path.abspath(args.subproxy)
     work = tempfile.mkdtemp(prefix="subproxy-demo-")
-    procs, sink, dns = [], None, None
+    procs, sink, dns, audit = [], None, None, None
     rc = 1
     try:
         say("certificates and DKIM keys (made now, in %s)" % work)
@@ -88,6 +91,9 @@ def main():
         keys = dkimkeys.LabDkim(os.path.join(work, "dkim"), domains=("lab.test",))
         print("CA %s\nsubproxy %s\nrelay %s\nDKIM %s" % (
             ca_file, mail_cert, relay_cert, ", ".join(sorted(k["file"] for k in keys.keys.values()))))
+        audit = auditlab.AuditLog(os.path.join(work, "audit"))
+        print("audit log %s, its signing key %s (public half %s)" % (
+            audit.log, audit.key_file, audit.pub_file))
 
         say("relay sink (STARTTLS, certificate for %s)" % RELAY)
         sink = labsink.Sink(relay_cert, relay_key, os.path.join(work, "sink"),
@@ -146,10 +152,11 @@ dane = required
 [dns]
 unbound-config = %(ubconf)s
 trust-anchor-file = %(ta)s
-""" % {"server": SERVER, "p0": ports[0], "p1": ports[1], "cert": mail_cert, "key": mail_key,
+
+%(audit)s""" % {"server": SERVER, "p0": ports[0], "p1": ports[1], "cert": mail_cert, "key": mail_key,
                     "passwd": passwd, "relay": RELAY, "rport": sink.port, "dkim": keys.config(),
                     "ubconf": dns.unbound_conf, "ta": dns.trust_anchor_file,
-                    "sandbox": sandbox_keys(work)})
+                    "sandbox": sandbox_keys(work), "audit": audit.section()})
         print(open(conf).read())
         say("self-audit: subproxy --check (the daemon runs the same checks at start)")
         chk = subprocess.run([binary, "-c", conf, "--check"], capture_output=True, text=True,
@@ -213,6 +220,23 @@ trust-anchor-file = %(ta)s
                 st.get("Name", "?"), pid, st.get("Uid", "?").split()[0],
                 st.get("Seccomp", "?"), st.get("NoNewPrivs", "?"), root))
         ok = swaks.returncode == 0 and all(x[2] for x in keys.verify(m["data"]))
+
+        say("audit log: stop subproxy, then subproxy --verify-log --public-key")
+        sp.terminate()
+        sp.wait(30)
+        procs.remove(sp)
+        files = audit.files()
+        ver = subprocess.run([binary, "--verify-log", "--public-key", audit.pub_file] + files,
+                             capture_output=True, text=True, timeout=60)
+        print(ver.stdout + ver.stderr)
+        for line in audit.lines()[:4]:
+            print("  " + (line if len(line) < 200 else line[:197] + "..."))
+        print("  ... (%d records)" % len(audit.lines()))
+        say("compliance report: subproxy --report --public-key (text; also json, html)")
+        rep = subprocess.run([binary, "--report", "--public-key", audit.pub_file] + files,
+                             capture_output=True, text=True, timeout=60)
+        print(rep.stdout + rep.stderr)
+        ok = ok and ver.returncode == 0 and rep.returncode == 0
         rc = 0 if ok else 1
         say("demo %s" % ("succeeded" if ok else "FAILED"))
         return rc
@@ -229,6 +253,8 @@ trust-anchor-file = %(ta)s
             sink.stop()
         if dns is not None:
             dns.stop()
+        if audit is not None and not args.keep:
+            audit.remove()
         remove_chroot(work)
         if not args.keep:
             subprocess.run(["rm", "-rf", work], check=False)

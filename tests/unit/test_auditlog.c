@@ -371,8 +371,8 @@ test_rotation(void **state)
 	/* file 1: records 1-4 (ends with a checkpoint), file 2: an open record
 	 * linking to it, then more */
 	log_make(&l);
-	free(l.lines[4]);
-	l.n = 4;
+	while (l.n > 4)
+		free(l.lines[--l.n]);
 	l.chain.seq = 4;
 	alog_hash(l.lines[3], strlen(l.lines[3]), l.chain.head);
 	log_add(&l, ALOG_T_OPEN, "{\"reason\":\"sighup\"}");
@@ -641,6 +641,64 @@ test_report(void **state)
 	log_free(&l);
 }
 
+/* Under bsi-tr-03108 each published requirement lists its evidence: the
+ * start's checks and the log's own; what maps to none is listed apart. */
+static void
+test_requirements(void **state)
+{
+	static const char start[] = "{\"version\":\"0\",\"hostname\":\"h\","
+	    "\"config_sha256\":\"00\",\"profile\":\"bsi-tr-03108\",\"self_audit\":{"
+	    "\"result\":\"pass\",\"checks\":3,\"passed\":[\"tls.priority\",\"dnssec.validation\"],"
+	    "\"failed\":[],\"warned\":[\"relay.sink.dane\"]},\"required\":true,"
+	    "\"pseudonymized\":false,\"key\":\"x\"}";
+	struct log l;
+	struct alog_report r;
+	struct alog_verifier *v;
+	struct alog_verdict vd;
+	struct alog_reqs q;
+	char body[4096];
+	size_t i, j;
+	int found_tls = 0, found_log = 0, found_dane = 0, unmapped_dnssec = 0;
+
+	log_make(&l);
+	log_add(&l, ALOG_T_START, start);
+	snprintf(body, sizeof(body), txn_ok, 5);
+	log_add(&l, ALOG_T_TXN, body);
+	log_checkpoint(&l, l.pk, l.sk);
+	v = alog_verifier_new(NULL, 0);
+	alog_verifier_file(v, "log");
+	alog_report_init(&r, 0, 0);
+	feed(&r, v, &l, 0);
+	alog_verifier_finish(v, &vd);
+	alog_verifier_free(&v);
+	alog_report_finish(&r, &vd);
+	assert_string_equal(r.profile, "bsi-tr-03108");
+	alog_report_requirements(&r, &q);
+	assert_true(q.have_profile);
+	for (i = 0; i < q.n; i++)
+		for (j = 0; j < q.v[i].nitems; j++) {
+			const struct alog_item *it = &q.v[i].items[j];
+
+			if (strcmp(q.v[i].ref, "TR-03108-1-EMSP-SERVER-MUA-SMTP") == 0 && it->check &&
+			    strcmp(it->id, "tls.priority") == 0 && strcmp(it->status, "pass") == 0)
+				found_tls = 1;
+			if (strcmp(q.v[i].ref, "TR-03108-1-EMSP-SERVER-MUA-SMTP") == 0 &&
+			    !it->check && strcmp(it->id, "log.client.tls") == 0)
+				found_log = 1;
+			if (strcmp(q.v[i].ref, "TR-03108-1-EMSP-CLIENT-CETI-DANE") == 0 &&
+			    strcmp(it->id, "relay.sink.dane") == 0 && strcmp(it->status, "warn") == 0)
+				found_dane = 1;
+			assert_null(strstr(q.v[i].ref, "TBD"));
+		}
+	for (i = 0; i < q.nunmapped; i++)
+		if (strcmp(q.unmapped[i].id, "dnssec.validation") == 0)
+			unmapped_dnssec = 1;
+	assert_true(found_tls && found_log && found_dane && unmapped_dnssec);
+	alog_reqs_clear(&q);
+	alog_report_clear(&r);
+	log_free(&l);
+}
+
 static void
 test_share(void **state)
 {
@@ -671,6 +729,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_body_check),
 	cmocka_unit_test(test_pseudonymize),
 	cmocka_unit_test(test_report),
+	cmocka_unit_test(test_requirements),
 	cmocka_unit_test(test_share),
 };
 

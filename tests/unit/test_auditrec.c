@@ -8,10 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
 
 #include "auditlog.h"
 #include "auditrec.h"
 #include "json.h"
+#include "proc.h"
+#include "recorder.h"
 #include "relay.h"
 
 static void
@@ -86,7 +92,196 @@ test_txn_body(void **state)
 	auditrec_txn_free(&tx);
 }
 
+/* The recorder's messages: what encodes decodes to the same, and every
+ * truncation and extension of a payload is refused. */
+static void
+test_codecs(void **state)
+{
+	uint8_t buf[256], big[ALOG_BODY_MAX + 64];
+	const uint8_t *body;
+	size_t len, n;
+	uint64_t seq;
+	long k;
+	int type, st, wr;
+
+	k = recorder_rec_encode(buf, sizeof(buf), ALOG_T_AUTH, "{}", 2);
+	assert_true(k > 0);
+	assert_int_equal(recorder_rec_decode(buf, (size_t)k, &type, &body, &len), 0);
+	assert_int_equal(type, ALOG_T_AUTH);
+	assert_int_equal(len, 2);
+	assert_memory_equal(body, "{}", 2);
+	for (n = 0; n < (size_t)k; n++)
+		assert_int_equal(recorder_rec_decode(buf, n, &type, &body, &len), -1);
+	assert_int_equal(recorder_rec_decode(buf, (size_t)k + 1, &type, &body, &len), -1);
+	buf[0] = 0;
+	assert_int_equal(recorder_rec_decode(buf, (size_t)k, &type, &body, &len), -1);
+	buf[0] = ALOG_T_MAX;
+	assert_int_equal(recorder_rec_decode(buf, (size_t)k, &type, &body, &len), -1);
+	assert_int_equal(recorder_rec_encode(buf, sizeof(buf), 0, "{}", 2), -1);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(recorder_rec_encode(big, sizeof(big), ALOG_T_TXN, (char *)big,
+	    ALOG_BODY_MAX + 1), -1);
+	k = recorder_ack_encode(buf, sizeof(buf), RECORDER_QUEUED, 0, 77);
+	assert_true(k > 0);
+	assert_int_equal(recorder_ack_decode(buf, (size_t)k, &st, &wr, &seq), 0);
+	assert_int_equal(st, RECORDER_QUEUED);
+	assert_int_equal(wr, 0);
+	assert_int_equal(seq, 77);
+	for (n = 0; n < (size_t)k; n++)
+		assert_int_equal(recorder_ack_decode(buf, n, &st, &wr, &seq), -1);
+	buf[0] = RECORDER_STATUS_MAX + 1;
+	assert_int_equal(recorder_ack_decode(buf, (size_t)k, &st, &wr, &seq), -1);
+	buf[0] = 0;
+	buf[1] = 2;
+	assert_int_equal(recorder_ack_decode(buf, (size_t)k, &st, &wr, &seq), -1);
+	assert_int_equal(recorder_ack_encode(buf, sizeof(buf), RECORDER_DEAD, 1, 0), -1);
+	assert_string_equal(recorder_status_name(RECORDER_LOST), "lost");
+	assert_string_equal(recorder_status_name(RECORDER_TIMEOUT), "timeout");
+}
+
+/* ---- front's client against a recorder played here ---- */
+
+struct seen {
+	int calls, status, dead;
+};
+
+static void
+on_status(void *arg, int status)
+{
+	struct seen *s = arg;
+
+	s->calls++;
+	s->status = status;
+}
+
+static void
+on_dead(void *arg)
+{
+	((struct seen *)arg)->dead++;
+}
+
+/* Read one record the client sent; returns its id. */
+static uint32_t
+peer_read(int fd, int want_type)
+{
+	static struct proc_msg m;
+	const uint8_t *body;
+	size_t len;
+	int type;
+
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	assert_int_equal(m.type, PROC_AUDIT_REC);
+	assert_int_equal(recorder_rec_decode(m.payload, m.len, &type, &body, &len), 0);
+	assert_int_equal(type, want_type);
+	return m.id;
+}
+
+static void
+peer_ack(int fd, uint32_t id, int status, int writable)
+{
+	uint8_t buf[32];
+	long n = recorder_ack_encode(buf, sizeof(buf), status, writable, 9);
+
+	assert_int_equal(proc_send(fd, PROC_AUDIT_ACK, id, buf, (size_t)n, -1), 0);
+}
+
+static void
+loop_once(struct event_base *base)
+{
+	event_base_loop(base, EVLOOP_ONCE);
+}
+
+static void
+test_client(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct recorder_client *rc;
+	struct recorder_req *rq;
+	struct seen a = { 0, 0, 0 }, b = { 0, 0, 0 }, d = { 0, 0, 0 };
+	uint8_t state_msg = 1;
+	uint32_t id;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	rc = recorder_client_new(base, sv[0], on_dead, &d);
+	assert_true(recorder_writable(rc));
+	/* an answer comes from the loop, never from inside the call */
+	rq = recorder_send(rc, ALOG_T_TXN, "{}", 2, on_status, &a);
+	assert_non_null(rq);
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(recorder_pending(rc), 1);
+	id = peer_read(sv[1], ALOG_T_TXN);
+	peer_ack(sv[1], id + 1000, RECORDER_WRITTEN, 1);	/* stale: dropped */
+	peer_ack(sv[1], id, RECORDER_QUEUED, 0);
+	while (a.calls == 0)
+		loop_once(base);
+	assert_int_equal(a.status, RECORDER_QUEUED);
+	assert_false(recorder_writable(rc));	/* not writable: refuse new transactions */
+	/* fire and forget; then the log works again */
+	assert_null(recorder_send(rc, ALOG_T_REFUSAL, "{}", 2, NULL, NULL));
+	(void)peer_read(sv[1], ALOG_T_REFUSAL);
+	assert_int_equal(proc_send(sv[1], PROC_AUDIT_STATE, 0, &state_msg, 1, -1), 0);
+	while (!recorder_writable(rc))
+		loop_once(base);
+	/* a cancelled request is never answered */
+	rq = recorder_send(rc, ALOG_T_AUTH, "{}", 2, on_status, &b);
+	recorder_cancel(&rq);
+	assert_null(rq);
+	peer_ack(sv[1], peer_read(sv[1], ALOG_T_AUTH), RECORDER_WRITTEN, 1);
+	/* the recorder goes away: what is pending fails, dead_cb once */
+	rq = recorder_send(rc, ALOG_T_TXN, "{}", 2, on_status, &b);
+	close(sv[1]);
+	while (d.dead == 0)
+		loop_once(base);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.status, RECORDER_DEAD);
+	assert_false(recorder_writable(rc));
+	/* later requests fail through the loop too */
+	b.calls = 0;
+	rq = recorder_send(rc, ALOG_T_TXN, "{}", 2, on_status, &b);
+	assert_int_equal(b.calls, 0);
+	while (b.calls == 0)
+		loop_once(base);
+	assert_int_equal(b.status, RECORDER_DEAD);
+	assert_int_equal(d.dead, 1);
+	recorder_client_free(&rc);
+	assert_null(rc);
+	recorder_client_free(&rc);
+	event_base_free(base);
+}
+
+/* A recorder that does not read: frames wait in a bounded queue, then the
+ * records are refused as busy (and the log counts as not written). */
+static void
+test_client_queue_bound(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct recorder_client *rc;
+	struct seen a = { 0, 0, 0 }, d = { 0, 0, 0 };
+	char body[4000];
+	int sv[2], i;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	rc = recorder_client_new(base, sv[0], on_dead, &d);
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	body[sizeof(body) - 1] = '}';
+	for (i = 0; i < RECORDER_QUEUE_MAX + 400; i++)
+		(void)recorder_send(rc, ALOG_T_REFUSAL, body, sizeof(body), on_status, &a);
+	while (a.calls == 0)
+		loop_once(base);
+	assert_int_equal(a.status, RECORDER_BUSY);
+	assert_false(recorder_writable(rc));
+	assert_int_equal(d.dead, 0);
+	recorder_client_free(&rc);
+	close(sv[1]);
+	event_base_free(base);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_client),
+	cmocka_unit_test(test_client_queue_bound),
+	cmocka_unit_test(test_codecs),
 	cmocka_unit_test(test_dkim_tags),
 	cmocka_unit_test(test_txn_body),
 };
