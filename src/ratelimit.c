@@ -1,0 +1,250 @@
+/* ratelimit.c — lock-free token buckets in a caller-provided table (pure). */
+#include "ratelimit.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include <sodium.h>
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free (shared memory)");
+_Static_assert((uint64_t)RATELIMIT_CAPACITY_MAX * RATELIMIT_UNIT < UINT32_MAX,
+    "a full deficit must fit 32 bits");
+
+#define RATELIMIT_MAGIC  0x72746c31u    /* "rtl1" */
+#define CAS_TRIES        64
+
+struct ratelimit_slot {
+	_Atomic uint64_t key;           /* 0: empty */
+	_Atomic uint64_t state;         /* time << 32 | deficit; 0: full bucket */
+};
+
+struct ratelimit_table {
+	uint32_t magic;
+	uint32_t nslots;
+	unsigned char hashkey[RATELIMIT_HASHKEY_LEN];
+	_Atomic uint64_t evictions;
+	struct ratelimit_slot slots[];
+};
+
+_Static_assert(RATELIMIT_HASHKEY_LEN == crypto_shorthash_KEYBYTES, "SipHash key size");
+
+size_t
+ratelimit_table_bytes(uint32_t nslots)
+{
+	return sizeof(struct ratelimit_table) + (size_t)nslots * sizeof(struct ratelimit_slot);
+}
+
+struct ratelimit_table *
+ratelimit_table_init(void *mem, size_t len, uint32_t nslots, const unsigned char *hashkey)
+{
+	struct ratelimit_table *t = mem;
+	uint32_t i;
+
+	if (nslots < RATELIMIT_PROBE || len < ratelimit_table_bytes(nslots))
+		return NULL;
+	t->magic = RATELIMIT_MAGIC;
+	t->nslots = nslots;
+	memcpy(t->hashkey, hashkey, RATELIMIT_HASHKEY_LEN);
+	atomic_init(&t->evictions, 0);
+	for (i = 0; i < nslots; i++) {
+		atomic_init(&t->slots[i].key, 0);
+		atomic_init(&t->slots[i].state, 0);
+	}
+	return t;
+}
+
+uint64_t
+ratelimit_key(const struct ratelimit_table *t, enum ratelimit_limit limit,
+    enum ratelimit_subject subject, const char *name)
+{
+	unsigned char in[2 + 320], out[crypto_shorthash_BYTES];
+	size_t n = strlen(name);
+	uint64_t k = 0;
+	size_t i;
+
+	if (n > sizeof(in) - 2)
+		n = sizeof(in) - 2;
+	in[0] = (unsigned char)limit;
+	in[1] = (unsigned char)subject;
+	memcpy(in + 2, name, n);
+	crypto_shorthash(out, in, n + 2, t->hashkey);
+	for (i = 0; i < sizeof(out); i++)
+		k = k << 8 | out[i];
+	return k ? k : 1;
+}
+
+/* ---- one bucket word ---- */
+
+static uint32_t
+st_time(uint64_t st)
+{
+	return (uint32_t)(st >> 32);
+}
+
+static uint32_t
+st_deficit(uint64_t st)
+{
+	return (uint32_t)st;
+}
+
+/* The deficit after refilling from the word's time until now. */
+static uint32_t
+refilled(uint64_t st, uint32_t capacity, uint32_t period, uint32_t now)
+{
+	uint32_t d = st_deficit(st), t = st_time(st);
+	uint64_t elapsed, back;
+
+	if (d == 0 || now <= t)
+		return d;
+	elapsed = now - t;
+	if (elapsed >= period)
+		return 0;
+	back = elapsed * (uint64_t)capacity * RATELIMIT_UNIT / period;
+	return back >= d ? 0 : d - (uint32_t)back;
+}
+
+static uint64_t
+st_make(uint32_t now, uint32_t deficit)
+{
+	return deficit == 0 ? 0 : (uint64_t)now << 32 | deficit;
+}
+
+/* ---- slots ---- */
+
+/* Is the slot's bucket full again (so that it may be given away)? */
+static int
+slot_idle(const struct ratelimit_slot *s, uint32_t now)
+{
+	uint64_t st = atomic_load(&s->state);
+
+	/* the rule is not known here: a bucket is surely full once its
+	 * deficit is 0, or once the longest period has passed */
+	return st_deficit(st) == 0 ||
+	    (now > st_time(st) && now - st_time(st) >= RATELIMIT_PERIOD_MAX);
+}
+
+/* The slot of `key`, claiming one (see the header for the policy). */
+static struct ratelimit_slot *
+slot_get(struct ratelimit_table *t, uint64_t key, uint32_t now)
+{
+	struct ratelimit_slot *s, *oldest = NULL;
+	uint64_t k;
+	uint32_t i, at = (uint32_t)(key % t->nslots), tries;
+
+	for (tries = 0; tries < CAS_TRIES; tries++) {
+		for (i = 0; i < RATELIMIT_PROBE; i++) {
+			s = &t->slots[(at + i) % t->nslots];
+			if (atomic_load(&s->key) == key)
+				return s;
+		}
+		for (i = 0; i < RATELIMIT_PROBE; i++) {
+			s = &t->slots[(at + i) % t->nslots];
+			k = atomic_load(&s->key);
+			if (k == key)
+				return s;       /* claimed by another process meanwhile */
+			if (k != 0 && !slot_idle(s, now)) {
+				if (oldest == NULL || st_time(atomic_load(&s->state)) <
+				    st_time(atomic_load(&oldest->state)))
+					oldest = s;
+				continue;
+			}
+			if (atomic_compare_exchange_strong(&s->key, &k, key)) {
+				atomic_store(&s->state, 0);
+				return s;
+			}
+		}
+		if (oldest != NULL) {
+			k = atomic_load(&oldest->key);
+			if (k != key && atomic_compare_exchange_strong(&oldest->key, &k, key)) {
+				atomic_store(&oldest->state, 0);
+				atomic_fetch_add(&t->evictions, 1);
+				return oldest;
+			}
+			oldest = NULL;
+		}
+	}
+	return NULL;
+}
+
+static const struct ratelimit_slot *
+slot_find(const struct ratelimit_table *t, uint64_t key)
+{
+	uint32_t i, at = (uint32_t)(key % t->nslots);
+
+	for (i = 0; i < RATELIMIT_PROBE; i++)
+		if (atomic_load(&t->slots[(at + i) % t->nslots].key) == key)
+			return &t->slots[(at + i) % t->nslots];
+	return NULL;
+}
+
+int
+ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period,
+    uint32_t n, uint64_t now64, uint32_t *retry_r)
+{
+	struct ratelimit_slot *s;
+	uint32_t now = (uint32_t)now64, d, cap_u, need;
+	uint64_t st, nst;
+	int tries;
+
+	if (capacity == 0)
+		return 1;
+	if (capacity > RATELIMIT_CAPACITY_MAX)
+		capacity = RATELIMIT_CAPACITY_MAX;
+	if (period == 0)
+		period = 1;
+	if (period > RATELIMIT_PERIOD_MAX)
+		period = RATELIMIT_PERIOD_MAX;
+	cap_u = capacity * RATELIMIT_UNIT;
+	need = (n > capacity ? capacity + 1 : n) * RATELIMIT_UNIT;
+	if ((s = slot_get(t, key, now)) == NULL)
+		return 1;       /* endless contention: fail open rather than spin */
+	for (tries = 0; tries < CAS_TRIES; tries++) {
+		st = atomic_load(&s->state);
+		d = refilled(st, capacity, period, now);
+		if ((uint64_t)d + need > cap_u) {
+			if (retry_r != NULL) {
+				uint64_t over = (uint64_t)d + need - cap_u;
+				*retry_r = (uint32_t)((over * period + cap_u - 1) / cap_u);
+			}
+			return 0;
+		}
+		/* never move the word's time backwards */
+		nst = st_make(now > st_time(st) ? now : st_time(st), d + need);
+		if (atomic_compare_exchange_weak(&s->state, &st, nst))
+			return 1;
+	}
+	return 1;
+}
+
+uint32_t
+ratelimit_available(const struct ratelimit_table *t, uint64_t key, uint32_t capacity,
+    uint32_t period, uint64_t now)
+{
+	const struct ratelimit_slot *s = slot_find(t, key);
+	uint32_t d, cap_u;
+
+	if (capacity > RATELIMIT_CAPACITY_MAX)
+		capacity = RATELIMIT_CAPACITY_MAX;
+	cap_u = capacity * RATELIMIT_UNIT;
+	if (s == NULL)
+		return capacity;
+	d = refilled(atomic_load(&s->state), capacity, period ? period : 1, (uint32_t)now);
+	return d >= cap_u ? 0 : (cap_u - d) / RATELIMIT_UNIT;
+}
+
+uint64_t
+ratelimit_evictions(const struct ratelimit_table *t)
+{
+	return atomic_load(&((struct ratelimit_table *)t)->evictions);
+}
+
+const char *
+ratelimit_limit_name(enum ratelimit_limit l)
+{
+	switch (l) {
+	case RATELIMIT_MESSAGES: return "messages-per-hour";
+	case RATELIMIT_RECIPIENTS: return "recipients-per-hour";
+	case RATELIMIT_AUTH: return "auth-per-minute";
+	}
+	return "?";
+}

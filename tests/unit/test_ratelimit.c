@@ -1,0 +1,266 @@
+/* test_ratelimit.c — token buckets: N pass and the N+1st not, refill over
+ * time, keys independent, bounded table with its eviction policy, and
+ * concurrent takers (threads, and processes on MAP_SHARED memory) never
+ * getting more than the bucket holds. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ratelimit.h"
+
+static const unsigned char hk[RATELIMIT_HASHKEY_LEN] = "0123456789abcdef";
+
+static struct ratelimit_table *
+table(uint32_t nslots, void **mem_r)
+{
+	size_t len = ratelimit_table_bytes(nslots);
+	void *mem = malloc(len);
+	struct ratelimit_table *t;
+
+	assert_non_null(mem);
+	t = ratelimit_table_init(mem, len, nslots, hk);
+	assert_ptr_equal(t, mem);
+	*mem_r = mem;
+	return t;
+}
+
+static void
+t_init_bounds(void **state)
+{
+	unsigned char mem[4096];
+
+	assert_null(ratelimit_table_init(mem, sizeof(mem), RATELIMIT_PROBE - 1, hk));
+	assert_null(ratelimit_table_init(mem, ratelimit_table_bytes(8) - 1, 8, hk));
+	assert_non_null(ratelimit_table_init(mem, ratelimit_table_bytes(8), 8, hk));
+}
+
+static void
+t_keys(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(64, &mem);
+	uint64_t a = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alice");
+
+	assert_true(a != 0);
+	assert_true(a == ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alice"));
+	assert_true(a != ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "alice"));
+	assert_true(a != ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, "alice"));
+	assert_true(a != ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alicf"));
+	free(mem);
+}
+
+/* capacity N: N pass, the N+1st does not; then it refills at N/period. */
+static void
+t_bucket(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(64, &mem);
+	uint64_t k = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alice");
+	uint64_t other = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "bob");
+	uint64_t now = 1000;
+	uint32_t retry = 0;
+	int i;
+
+	for (i = 0; i < 10; i++)
+		assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now, &retry), 0);
+	assert_int_equal(retry, 360);          /* one token per 360 s */
+	assert_int_equal(ratelimit_available(t, k, 10, 3600, now), 0);
+	/* another key is not affected */
+	assert_int_equal(ratelimit_take(t, other, 10, 3600, 1, now, NULL), 1);
+	/* a refused take took nothing; 359 s later still nothing */
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now + 359, &retry), 0);
+	assert_true(retry >= 1 && retry <= 2);
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now + 360, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now + 360, NULL), 0);
+	/* after a whole period the bucket is full again, and no fuller */
+	assert_int_equal(ratelimit_available(t, k, 10, 3600, now + 360 + 3600), 10);
+	assert_int_equal(ratelimit_available(t, k, 10, 3600, now + 99999), 10);
+	for (i = 0; i < 10; i++)
+		assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now + 99999, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now + 99999, NULL), 0);
+	/* time going backwards counts as no time */
+	assert_int_equal(ratelimit_take(t, k, 10, 3600, 1, now, NULL), 0);
+	free(mem);
+}
+
+static void
+t_off_and_sizes(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(64, &mem);
+	uint64_t k = ratelimit_key(t, RATELIMIT_AUTH, RATELIMIT_ADDRESS, "192.0.2.1");
+	uint32_t retry;
+	int i;
+
+	/* capacity 0 = off */
+	for (i = 0; i < 1000; i++)
+		assert_int_equal(ratelimit_take(t, k, 0, 60, 1, 5, NULL), 1);
+	assert_int_equal(ratelimit_available(t, k, 3, 60, 5), 3);
+	/* n > 1 and n larger than the bucket */
+	assert_int_equal(ratelimit_take(t, k, 3, 60, 2, 5, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 3, 60, 2, 5, &retry), 0);
+	assert_int_equal(retry, 20);
+	assert_int_equal(ratelimit_take(t, k, 3, 60, 4, 500, NULL), 0);
+	/* the largest capacity */
+	k = ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "big");
+	assert_int_equal(ratelimit_take(t, k, RATELIMIT_CAPACITY_MAX, 3600,
+	    RATELIMIT_CAPACITY_MAX, 7, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, RATELIMIT_CAPACITY_MAX, 3600, 1, 7, NULL), 0);
+	assert_int_equal(ratelimit_available(t, k, RATELIMIT_CAPACITY_MAX, 3600, 7 + 3600),
+	    RATELIMIT_CAPACITY_MAX);
+	/* a client that tries every second gets the burst plus the refill
+	 * rate, no more and (rounding aside) no less */
+	{
+		int got = 0;
+
+		k = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "steady");
+		for (i = 0; i <= 10 * 3600; i++)
+			got += ratelimit_take(t, k, 7, 3600, 1, 100 + (uint64_t)i, NULL);
+		assert_true(got >= 7 + 70 - 1 && got <= 7 + 70);
+	}
+	free(mem);
+}
+
+/* A full table: refilled buckets are reused first, then the least recently
+ * updated partly used one is replaced (fail open for that key only). */
+static void
+t_eviction(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(RATELIMIT_PROBE, &mem);
+	uint64_t keys[RATELIMIT_PROBE + 1];
+	char name[32];
+	int i;
+
+	for (i = 0; i <= RATELIMIT_PROBE; i++) {
+		snprintf(name, sizeof(name), "user%d", i);
+		keys[i] = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, name);
+	}
+	/* fill every slot with an empty (used up) bucket, user0 oldest */
+	for (i = 0; i < RATELIMIT_PROBE; i++)
+		assert_int_equal(ratelimit_take(t, keys[i], 1, 3600, 1, 100 + (uint64_t)i, NULL), 1);
+	assert_int_equal(ratelimit_evictions(t), 0);
+	/* a newcomer replaces user0, the least recently updated */
+	assert_int_equal(ratelimit_take(t, keys[RATELIMIT_PROBE], 1, 3600, 1, 200, NULL), 1);
+	assert_int_equal(ratelimit_evictions(t), 1);
+	assert_int_equal(ratelimit_take(t, keys[RATELIMIT_PROBE], 1, 3600, 1, 200, NULL), 0);
+	for (i = 1; i < RATELIMIT_PROBE; i++)
+		assert_int_equal(ratelimit_take(t, keys[i], 1, 3600, 1, 200, NULL), 0);
+	/* user0 starts over with a full bucket (it took user1's slot now) */
+	assert_int_equal(ratelimit_take(t, keys[0], 1, 3600, 1, 201, NULL), 1);
+	assert_int_equal(ratelimit_evictions(t), 2);
+	/* once buckets have refilled their slots are reused without eviction */
+	assert_int_equal(ratelimit_take(t, keys[1], 1, 3600, 1, 200 + 3600, NULL), 1);
+	assert_int_equal(ratelimit_evictions(t), 2);
+	free(mem);
+}
+
+/* ---- concurrency ---- */
+
+struct worker {
+	struct ratelimit_table *t;
+	uint64_t key;
+	int got;
+};
+
+static void *
+hammer(void *arg)
+{
+	struct worker *w = arg;
+	int i;
+
+	for (i = 0; i < 20000; i++)
+		w->got += ratelimit_take(w->t, w->key, 5000, 3600, 1, 42, NULL);
+	return NULL;
+}
+
+static void
+t_threads(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(1024, &mem);
+	struct worker w[4];
+	pthread_t th[4];
+	int i, total = 0;
+
+	for (i = 0; i < 4; i++) {
+		w[i].t = t;
+		w[i].key = ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "shared");
+		w[i].got = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, hammer, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		total += w[i].got;
+	}
+	assert_int_equal(total, 5000);
+	free(mem);
+}
+
+/* The layout the front workers will use: one table in MAP_SHARED memory
+ * mapped before fork, taken from by several processes at once. */
+static void
+t_processes(void **state)
+{
+	size_t len = ratelimit_table_bytes(1024);
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct ratelimit_table *t;
+	uint64_t key;
+	pid_t pid[3];
+	int i, st, total = 0;
+	int *got;
+
+	assert_true(mem != MAP_FAILED);
+	got = mmap(NULL, sizeof(int) * 3, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+	    0);
+	assert_true(got != MAP_FAILED);
+	t = ratelimit_table_init(mem, len, 1024, hk);
+	key = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, "198.51.100.7");
+	for (i = 0; i < 3; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			int j, n = 0;
+
+			for (j = 0; j < 20000; j++)
+				n += ratelimit_take(t, key, 7000, 3600, 1, 9, NULL);
+			got[i] = n;
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		total += got[i];
+	}
+	assert_int_equal(total, 7000);
+	assert_int_equal(ratelimit_available(t, key, 7000, 3600, 9), 0);
+	munmap(got, sizeof(int) * 3);
+	munmap(mem, len);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_init_bounds),
+		cmocka_unit_test(t_keys),
+		cmocka_unit_test(t_bucket),
+		cmocka_unit_test(t_off_and_sizes),
+		cmocka_unit_test(t_eviction),
+		cmocka_unit_test(t_threads),
+		cmocka_unit_test(t_processes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
