@@ -360,6 +360,31 @@ caps_auth(const char *s, struct smtp_caps *caps)
 }
 
 static void
+caps_xclient(const char *s, struct smtp_caps *caps)
+{
+	static const struct { const char *name; unsigned bit; } attrs[] = {
+		{ "NAME", SMTP_XCLIENT_NAME }, { "ADDR", SMTP_XCLIENT_ADDR },
+		{ "PORT", SMTP_XCLIENT_PORT }, { "PROTO", SMTP_XCLIENT_PROTO },
+		{ "HELO", SMTP_XCLIENT_HELO }, { "LOGIN", SMTP_XCLIENT_LOGIN },
+		{ "DESTADDR", SMTP_XCLIENT_DESTADDR }, { "DESTPORT", SMTP_XCLIENT_DESTPORT },
+	};
+	size_t n, i;
+
+	caps->xclient = 1;
+	for (;;) {
+		while (*s == ' ')
+			s++;
+		if (*s == '\0')
+			return;
+		n = strcspn(s, " ");
+		for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+			if (caps_is(s, n, attrs[i].name))
+				caps->xclient_attrs |= attrs[i].bit;
+		s += n;
+	}
+}
+
+static void
 caps_line(const char *s, struct smtp_caps *caps)
 {
 	const char *arg;
@@ -388,6 +413,8 @@ caps_line(const char *s, struct smtp_caps *caps)
 		caps->size_max = caps_size(arg, strcspn(arg, " "));
 	} else if (caps_is(s, n, "AUTH"))
 		caps_auth(arg, caps);
+	else if (caps_is(s, n, "XCLIENT") && s[n] != '=')
+		caps_xclient(arg, caps);
 }
 
 void

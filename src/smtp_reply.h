@@ -87,13 +87,25 @@ struct smtp_caps {
 	uint64_t size_max;      /* its value; 0 when absent, malformed or too big */
 	int auth;               /* AUTH advertised (RFC 4954, or old "AUTH=") */
 	int auth_plain, auth_login;
+	int xclient;            /* Postfix XCLIENT advertised */
+	unsigned xclient_attrs; /* the SMTP_XCLIENT_* attributes it names */
 };
+
+/* XCLIENT attribute names (Postfix XCLIENT_README), as bits. */
+#define SMTP_XCLIENT_NAME       0x01u
+#define SMTP_XCLIENT_ADDR       0x02u
+#define SMTP_XCLIENT_PORT       0x04u
+#define SMTP_XCLIENT_PROTO      0x08u
+#define SMTP_XCLIENT_HELO       0x10u
+#define SMTP_XCLIENT_LOGIN      0x20u
+#define SMTP_XCLIENT_DESTADDR   0x40u
+#define SMTP_XCLIENT_DESTPORT   0x80u
 
 /*
  * Fill *caps (cleared first) from the lines 2..n of an EHLO reply (line 1 is
  * the greeting).  Keywords and AUTH mechanisms are case-insensitive; a
  * keyword ends at SP or '=' (the old "AUTH=LOGIN PLAIN" form); unknown
- * keywords and mechanisms are ignored.  The reply's code is not checked.
+ * keywords, mechanisms and XCLIENT attribute names are ignored.  The reply's code is not checked.
  */
 void smtp_ehlo_caps(const struct smtp_reply *r, struct smtp_caps *caps);
 

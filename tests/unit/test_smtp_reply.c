@@ -578,6 +578,28 @@ t_caps(void **st)
 	assert_true(c.size);
 	assert_int_equal(c.size_max, 10240000);
 	assert_true(c.auth && c.auth_plain && c.auth_login);
+	assert_false(c.xclient);
+	assert_int_equal(c.xclient_attrs, 0);
+	smtp_reply_free(&r);
+
+	/* XCLIENT with its attributes (Postfix); unknown names ignored */
+	r = one("250-mx\r\n250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT "
+	    "REVERSE_NAME\r\n250 XCLIENTX ADDR\r\n");
+	smtp_ehlo_caps(r, &c);
+	assert_true(c.xclient);
+	assert_int_equal(c.xclient_attrs, SMTP_XCLIENT_NAME | SMTP_XCLIENT_ADDR | SMTP_XCLIENT_PORT |
+	    SMTP_XCLIENT_PROTO | SMTP_XCLIENT_HELO | SMTP_XCLIENT_LOGIN | SMTP_XCLIENT_DESTADDR |
+	    SMTP_XCLIENT_DESTPORT);
+	smtp_reply_free(&r);
+	r = one("250-mx\r\n250 xclient  addr   login\r\n");
+	smtp_ehlo_caps(r, &c);
+	assert_true(c.xclient);
+	assert_int_equal(c.xclient_attrs, SMTP_XCLIENT_ADDR | SMTP_XCLIENT_LOGIN);
+	smtp_reply_free(&r);
+	r = one("250-mx\r\n250 XCLIENT\r\n");
+	smtp_ehlo_caps(r, &c);
+	assert_true(c.xclient);
+	assert_int_equal(c.xclient_attrs, 0);
 	smtp_reply_free(&r);
 
 	/* the greeting line is not an extension; nothing offered */
