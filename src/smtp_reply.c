@@ -339,28 +339,35 @@ caps_size(const char *s, size_t n)
 	return v;
 }
 
+/* Call fn for each SP-separated word of s. */
 static void
-caps_auth(const char *s, struct smtp_caps *caps)
+caps_words(const char *s, struct smtp_caps *caps,
+    void (*fn)(const char *w, size_t n, struct smtp_caps *caps))
 {
 	size_t n;
 
-	caps->auth = 1;
 	for (;;) {
 		while (*s == ' ')
 			s++;
 		if (*s == '\0')
 			return;
 		n = strcspn(s, " ");
-		if (caps_is(s, n, "PLAIN"))
-			caps->auth_plain = 1;
-		else if (caps_is(s, n, "LOGIN"))
-			caps->auth_login = 1;
+		fn(s, n, caps);
 		s += n;
 	}
 }
 
 static void
-caps_xclient(const char *s, struct smtp_caps *caps)
+caps_auth_mech(const char *w, size_t n, struct smtp_caps *caps)
+{
+	if (caps_is(w, n, "PLAIN"))
+		caps->auth_plain = 1;
+	else if (caps_is(w, n, "LOGIN"))
+		caps->auth_login = 1;
+}
+
+static void
+caps_xclient_attr(const char *w, size_t n, struct smtp_caps *caps)
 {
 	static const struct { const char *name; unsigned bit; } attrs[] = {
 		{ "NAME", SMTP_XCLIENT_NAME }, { "ADDR", SMTP_XCLIENT_ADDR },
@@ -368,20 +375,11 @@ caps_xclient(const char *s, struct smtp_caps *caps)
 		{ "HELO", SMTP_XCLIENT_HELO }, { "LOGIN", SMTP_XCLIENT_LOGIN },
 		{ "DESTADDR", SMTP_XCLIENT_DESTADDR }, { "DESTPORT", SMTP_XCLIENT_DESTPORT },
 	};
-	size_t n, i;
+	size_t i;
 
-	caps->xclient = 1;
-	for (;;) {
-		while (*s == ' ')
-			s++;
-		if (*s == '\0')
-			return;
-		n = strcspn(s, " ");
-		for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
-			if (caps_is(s, n, attrs[i].name))
-				caps->xclient_attrs |= attrs[i].bit;
-		s += n;
-	}
+	for (i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+		if (caps_is(w, n, attrs[i].name))
+			caps->xclient_attrs |= attrs[i].bit;
 }
 
 static void
@@ -411,10 +409,13 @@ caps_line(const char *s, struct smtp_caps *caps)
 	else if (caps_is(s, n, "SIZE")) {
 		caps->size = 1;
 		caps->size_max = caps_size(arg, strcspn(arg, " "));
-	} else if (caps_is(s, n, "AUTH"))
-		caps_auth(arg, caps);
-	else if (caps_is(s, n, "XCLIENT") && s[n] != '=')
-		caps_xclient(arg, caps);
+	} else if (caps_is(s, n, "AUTH")) {
+		caps->auth = 1;
+		caps_words(arg, caps, caps_auth_mech);
+	} else if (caps_is(s, n, "XCLIENT") && s[n] != '=') {
+		caps->xclient = 1;
+		caps_words(arg, caps, caps_xclient_attr);
+	}
 }
 
 void
