@@ -87,7 +87,8 @@ static const struct keyspec server_keys[] = {
 	{ "shutdown-timeout", 0 }, { NULL, 0 }
 };
 static const struct keyspec listen_keys[] = {
-	{ "address", 0 }, { "tls", 0 }, { "public-port", 0 }, { NULL, 0 }
+	{ "address", 0 }, { "tls", 0 }, { "public-port", 0 }, { "proxy-protocol", 0 },
+	{ "proxy-from", 1 }, { "proxy-timeout", 0 }, { NULL, 0 }
 };
 static const struct keyspec tls_keys[] = {
 	{ "certificate", 0 }, { "key", 0 }, { "priority", 0 }, { NULL, 0 }
@@ -95,7 +96,7 @@ static const struct keyspec tls_keys[] = {
 static const struct keyspec auth_keys[] = { { "passwd-file", 0 }, { NULL, 0 } };
 static const struct keyspec relay_keys[] = {
 	{ "host", 0 }, { "address", 0 }, { "port", 0 }, { "tls", 0 }, { "tlsa", 1 },
-	{ "dane", 0 }, { "auth-file", 0 }, { NULL, 0 }
+	{ "dane", 0 }, { "auth-file", 0 }, { "xclient", 0 }, { NULL, 0 }
 };
 static const struct keyspec dkim_keys[] = { { "key", 1 }, { NULL, 0 } };
 static const struct keyspec dns_keys[] = {
@@ -114,7 +115,13 @@ static const struct keyspec limits_keys[] = {
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
 	{ "timeout", 0 }, { "auth-failures", 0 }, { "memory-body", 0 }, { "relay-timeout", 0 },
 	{ "protocol-errors", 0 }, { "auth-timeout", 0 }, { "session-timeout", 0 },
-	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { NULL, 0 }
+	{ "ipv6-prefix", 0 }, { "login-memory", 0 },
+	{ "messages-per-hour", 0 }, { "recipients-per-hour", 0 }, { "auth-per-minute", 0 },
+	{ "sessions-per-login", 0 }, { NULL, 0 }
+};
+static const struct keyspec login_keys[] = {
+	{ "messages-per-hour", 0 }, { "recipients-per-hour", 0 }, { "auth-per-minute", 0 },
+	{ "sessions-per-login", 0 }, { NULL, 0 }
 };
 
 static const struct sectspec sections[] = {
@@ -129,6 +136,7 @@ static const struct sectspec sections[] = {
 	{ "audit", 0, 0, 0, audit_keys },
 	{ "metrics", 0, 0, 0, metrics_keys },
 	{ "limits", 0, 0, 0, limits_keys },
+	{ "login", 1, 1, 0, login_keys },
 	{ NULL, 0, 0, 0, NULL }
 };
 
@@ -312,7 +320,7 @@ parse_header(struct parse *p, int line, const char *s, const struct sectspec **s
 	}
 	if ((ss = sect_find(sect)) == NULL) {
 		perr(p, line, "unknown section [%s] (expected one of server, listen, tls, auth, "
-		    "senders, relay, dkim, dns, audit, metrics, limits)", sect);
+		    "senders, relay, dkim, dns, audit, metrics, limits, login)", sect);
 		goto err;
 	}
 	if (ss->named && (name == NULL || *name == '\0')) {
@@ -607,10 +615,11 @@ get_str(struct parse *p, const char *sect, const char *name, const char *key, in
 	return 0;
 }
 
-/* Sizes take k/m/g (binary) suffixes, durations s/m/h. */
+/* Sizes take k/m/g (binary) suffixes, durations s/m/h.  name: the section
+ * name of a named section, else NULL. */
 static int
-get_num(struct parse *p, const char *sect, const char *key, uint64_t min, uint64_t max,
-    enum kind kind, uint64_t *out)
+get_num_in(struct parse *p, const char *sect, const char *name, const char *key, uint64_t min,
+    uint64_t max, enum kind kind, uint64_t *out)
 {
 	struct entry *e;
 	uint64_t v, mult = 1;
@@ -618,7 +627,7 @@ get_num(struct parse *p, const char *sect, const char *key, uint64_t min, uint64
 	size_t n;
 	int rc;
 
-	if (get1(p, sect, NULL, key, &e) < 0)
+	if (get1(p, sect, name, key, &e) < 0)
 		return -1;
 	if (e == NULL)
 		return 0;
@@ -647,6 +656,34 @@ get_num(struct parse *p, const char *sect, const char *key, uint64_t min, uint64
 		return -1;
 	}
 	*out = v;
+	return 0;
+}
+
+static int
+get_num(struct parse *p, const char *sect, const char *key, uint64_t min, uint64_t max,
+    enum kind kind, uint64_t *out)
+{
+	return get_num_in(p, sect, NULL, key, min, max, kind, out);
+}
+
+/* A yes/no key; absent leaves *out unchanged. */
+static int
+get_bool(struct parse *p, const char *sect, const char *name, const char *key, int *out)
+{
+	struct entry *e;
+
+	if (get1(p, sect, name, key, &e) < 0)
+		return -1;
+	if (e == NULL)
+		return 0;
+	if (strcmp(e->value, "yes") == 0)
+		*out = 1;
+	else if (strcmp(e->value, "no") == 0)
+		*out = 0;
+	else {
+		perr(p, e->line, "bad value '%s' for '%s' (expected yes or no)", e->value, key);
+		return -1;
+	}
 	return 0;
 }
 
@@ -771,6 +808,58 @@ is_ip_literal(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* proxy-protocol, proxy-from (a list, the key may repeat), proxy-timeout. */
+static int
+check_listen_proxy(struct parse *p, struct config_listen *l, const struct sect *sc)
+{
+	struct entry *e, *from = NULL;
+	size_t i;
+
+	l->proxy_timeout = 5;
+	if (get_bool(p, "listen", sc->name, "proxy-protocol", &l->proxy) < 0 ||
+	    get_num_in(p, "listen", sc->name, "proxy-timeout", 1, 60, K_TIME,
+	    &l->proxy_timeout) < 0)
+		return -1;
+	for (i = 0; i < p->ne; i++) {
+		char *dup, *tok, *save = NULL;
+
+		e = &p->e[i];
+		if (strcmp(e->section, "listen") != 0 || !same_name(e->name, sc->name) ||
+		    strcmp(e->key, "proxy-from") != 0)
+			continue;
+		e->used = 1;
+		from = e;
+		dup = xstrdup(e->value);
+		for (tok = strtok_r(dup, ", \t", &save); tok != NULL;
+		    tok = strtok_r(NULL, ", \t", &save)) {
+			const char *why = NULL;
+
+			l->proxy_from = xreallocarray(l->proxy_from, l->nproxy_from + 1,
+			    sizeof(*l->proxy_from));
+			if (cidr_parse(tok, &l->proxy_from[l->nproxy_from], &why) < 0) {
+				perr(p, e->line, "bad proxy-from '%s': %s (expected ADDRESS or "
+				    "ADDRESS/PREFIX, separated by commas)", tok, why);
+				free(dup);
+				return -1;
+			}
+			l->nproxy_from++;
+		}
+		free(dup);
+	}
+	if (l->proxy && l->nproxy_from == 0) {
+		perr(p, sc->line, "listener \"%s\": proxy-protocol = yes needs 'proxy-from = "
+		    "ADDRESS/PREFIX, ...' naming the load balancers allowed to send the PROXY "
+		    "header", l->name);
+		return -1;
+	}
+	if (!l->proxy && from != NULL) {
+		perr(p, from->line, "listener \"%s\": proxy-from is given but proxy-protocol is "
+		    "not 'yes' (set 'proxy-protocol = yes' or remove proxy-from)", l->name);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_listen(struct parse *p, struct config *cfg, const struct sect *sc)
 {
@@ -813,7 +902,7 @@ check_listen(struct parse *p, struct config *cfg, const struct sect *sc)
 			return -1;
 		}
 	}
-	return 0;
+	return check_listen_proxy(p, l, sc);
 }
 
 static int
@@ -855,7 +944,8 @@ check_relay(struct parse *p, struct config *cfg, const struct sect *sc)
 		}
 		r->port = (int)v;
 	}
-	if (get_str(p, "relay", sc->name, "auth-file", 0, sc->line, &r->auth_file) < 0)
+	if (get_str(p, "relay", sc->name, "auth-file", 0, sc->line, &r->auth_file) < 0 ||
+	    get_bool(p, "relay", sc->name, "xclient", &r->xclient) < 0)
 		return -1;
 	for (i = 0; i < p->ne; i++) {
 		const char *why = NULL;
@@ -1168,6 +1258,37 @@ check_audit(struct parse *p, struct config *cfg)
 	return 0;
 }
 
+/* The four rate keys of [limits] (name NULL) or of [login "NAME"]. */
+static int
+get_rates(struct parse *p, const char *login, struct config_rates *r)
+{
+	const char *sect = login ? "login" : "limits";
+
+	return get_num_in(p, sect, login, "messages-per-hour", 0, 1000000, K_UINT,
+	    &r->messages_per_hour) < 0 ||
+	    get_num_in(p, sect, login, "recipients-per-hour", 0, 1000000, K_UINT,
+	    &r->recipients_per_hour) < 0 ||
+	    get_num_in(p, sect, login, "auth-per-minute", 0, 1000000, K_UINT,
+	    &r->auth_per_minute) < 0 ||
+	    get_num_in(p, sect, login, "sessions-per-login", 0, 1000000, K_UINT,
+	    &r->sessions_per_login) < 0 ? -1 : 0;
+}
+
+/* [login "NAME"]: per-login rate limits over the [limits] defaults. */
+static int
+check_login(struct parse *p, struct config *cfg, const struct sect *sc)
+{
+	struct config_login *lg;
+
+	cfg->logins = xreallocarray(cfg->logins, cfg->nlogins + 1, sizeof(*cfg->logins));
+	lg = &cfg->logins[cfg->nlogins++];
+	memset(lg, 0, sizeof(*lg));
+	lg->name = xstrdup(sc->name);
+	lg->line = sc->line;
+	lg->rates = cfg->limits.rates;
+	return get_rates(p, sc->name, &lg->rates);
+}
+
 static int
 check_limits(struct parse *p, struct config *cfg)
 {
@@ -1206,7 +1327,8 @@ check_limits(struct parse *p, struct config *cfg)
 	    get_num(p, "limits", "session-timeout", 1, 7 * 86400, K_TIME,
 	    &l->session_timeout) < 0 ||
 	    get_num(p, "limits", "ipv6-prefix", 16, 128, K_UINT, &l->ipv6_prefix) < 0 ||
-	    get_num(p, "limits", "login-memory", 1024, 1ULL << 44, K_SIZE, &l->login_memory) < 0)
+	    get_num(p, "limits", "login-memory", 1024, 1ULL << 44, K_SIZE, &l->login_memory) < 0 ||
+	    get_rates(p, NULL, &l->rates) < 0)
 		return -1;
 	if (l->header_size > l->message_size) {
 		perr(p, key_line(p, "limits", "header-size"), "[limits] header-size (%llu) is "
@@ -1316,6 +1438,9 @@ validate(struct parse *p, struct config *cfg)
 		return -1;
 	if (check_limits(p, cfg) < 0)
 		return -1;
+	for (i = 0; i < p->ns; i++)
+		if (strcmp(p->s[i].section, "login") == 0 && check_login(p, cfg, &p->s[i]) < 0)
+			return -1;
 	/* every entry must have been consumed: catches keys the table knows but
 	 * the validator forgot */
 	for (i = 0; i < p->ne; i++)
@@ -1473,6 +1598,7 @@ config_free(struct config **cfgp)
 	for (i = 0; i < cfg->nlistens; i++) {
 		free(cfg->listens[i].name);
 		free(cfg->listens[i].address);
+		free(cfg->listens[i].proxy_from);
 	}
 	free(cfg->listens);
 	free(cfg->tls_certificate);
@@ -1512,6 +1638,9 @@ config_free(struct config **cfgp)
 	free(cfg->metrics_address);
 	free(cfg->audit_signing_key);
 	free(cfg->audit_pseudonymize_key);
+	for (i = 0; i < cfg->nlogins; i++)
+		free(cfg->logins[i].name);
+	free(cfg->logins);
 	free(cfg);
 	*cfgp = NULL;
 }
@@ -1548,4 +1677,15 @@ config_sender_allowed(const struct config *cfg, const char *login, const char *a
 		return 0;
 	}
 	return strchr(login, '@') != NULL && ascii_casecmp(login, address) == 0;
+}
+
+const struct config_rates *
+config_login_rates(const struct config *cfg, const char *login)
+{
+	size_t i;
+
+	for (i = 0; login != NULL && i < cfg->nlogins; i++)
+		if (strcmp(cfg->logins[i].name, login) == 0)
+			return &cfg->logins[i].rates;
+	return &cfg->limits.rates;
 }

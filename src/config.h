@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "cidr.h"
 #include "dane.h"
 
 enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS };
@@ -31,6 +32,10 @@ struct config_listen {
 	int port;
 	int public_port;                /* [listen] public-port; default = port */
 	enum tls_mode tls;
+	int proxy;                      /* [listen] proxy-protocol = yes */
+	struct cidr *proxy_from;        /* proxy-from: who may send the header */
+	size_t nproxy_from;
+	uint64_t proxy_timeout;         /* proxy-timeout, seconds, default 5 */
 	int line;                       /* line of the section header */
 };
 
@@ -44,6 +49,7 @@ struct config_relay {
 	struct dane_tlsa *tlsa;         /* static pins, parsed */
 	size_t ntlsa;
 	char *auth_file;                /* optional: "user:password" on one line */
+	int xclient;                    /* xclient = yes: tell the relay who the client is */
 	int line;
 };
 
@@ -65,6 +71,22 @@ struct config_dkim {
 	int line;
 };
 
+/* Rate limits (0 = off); see ratelimit.h.  [limits] holds the defaults,
+ * which apply per login and per client address; [login "NAME"] overrides
+ * them for one login. */
+struct config_rates {
+	uint64_t messages_per_hour;
+	uint64_t recipients_per_hour;
+	uint64_t auth_per_minute;
+	uint64_t sessions_per_login;    /* concurrent sessions (per login only) */
+};
+
+struct config_login {
+	char *name;
+	struct config_rates rates;      /* with the [limits] defaults filled in */
+	int line;
+};
+
 struct config_limits {
 	uint64_t message_size;          /* bytes, default 25 MiB */
 	uint64_t recipients;            /* default 100 */
@@ -83,6 +105,7 @@ struct config_limits {
 	uint64_t ipv6_prefix;           /* bits of an IPv6 address that count as one, default 64 */
 	uint64_t login_memory;          /* message octets one login may hold at once, default
 					 * 4 x message_size */
+	struct config_rates rates;      /* defaults: all 0 (off) */
 };
 
 struct config {
@@ -144,6 +167,10 @@ struct config {
 	int metrics_allow_remote;       /* [metrics] allow-remote = yes: non-loopback TCP */
 
 	struct config_limits limits;
+
+	/* [login "NAME"] (optional, several) */
+	struct config_login *logins;
+	size_t nlogins;
 };
 
 /* A -o override: "section.key=value" or "section.name.key=value". */
@@ -176,5 +203,9 @@ void config_free(struct config **cfgp);
  * itself an address may send only as itself.  The empty address is never
  * allowed here (null reverse-path is not a submission).  Returns 1 or 0. */
 int config_sender_allowed(const struct config *cfg, const char *login, const char *address);
+
+/* The rate limits of `login` (its [login] section, else the [limits]
+ * defaults; login NULL: the defaults).  Login names compare exactly. */
+const struct config_rates *config_login_rates(const struct config *cfg, const char *login);
 
 #endif

@@ -491,6 +491,98 @@ test_contrib_example(void **state)
 	assert_non_null(strstr(err, "/nonexistent/subproxy.conf: cannot open"));
 }
 
+/* PROXY protocol on a listener, XCLIENT on a relay. */
+static void
+test_edge(void **state)
+{
+	char err[512];
+	struct config *cfg;
+	const struct config_listen *l;
+
+	cfg = parse("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = yes\nproxy-from = 192.0.2.0/24, 2001:db8::7\n"
+	    "proxy-from = 127.0.0.1\nproxy-timeout = 3s\n"
+	    "[relay \"pf\"]\nhost = relay.lab.test\naddress = 127.0.0.1\ntlsa = \"" PIN "\"\n"
+	    "xclient = yes\n", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	l = &cfg->listens[2];
+	assert_true(l->proxy);
+	assert_int_equal(l->nproxy_from, 3);
+	assert_int_equal(l->proxy_timeout, 3);
+	assert_int_equal(l->proxy_from[0].bits, 24);
+	assert_false(cfg->listens[0].proxy);
+	assert_int_equal(cfg->listens[0].proxy_timeout, 5);
+	assert_false(cfg->relays[0].xclient);
+	assert_true(cfg->relays[1].xclient);
+	config_free(&cfg);
+
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = yes\n", "t.conf:28: listener \"lb\": proxy-protocol = yes needs "
+	    "'proxy-from");
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-from = 127.0.0.1\n", "t.conf:31: listener \"lb\": proxy-from is given but "
+	    "proxy-protocol is not 'yes'");
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = yes\nproxy-from = 192.0.2.1/24\n", "t.conf:32: bad proxy-from "
+	    "'192.0.2.1/24': address bits beyond the prefix length are set");
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = yes\nproxy-from = lb.example.org\n", "t.conf:32: bad proxy-from");
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = on\n", "t.conf:31: bad value 'on' for 'proxy-protocol' "
+	    "(expected yes or no)");
+	expect_extra_error("[listen \"lb\"]\naddress = 127.0.0.1:5871\ntls = starttls\n"
+	    "proxy-protocol = yes\nproxy-from = 127.0.0.1\nproxy-timeout = 61\n",
+	    "t.conf:33: bad value '61' for 'proxy-timeout'");
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nxclient = 1\n", "t.conf:32: bad value '1' for 'xclient'");
+}
+
+/* [limits] rate defaults and [login "NAME"] overrides. */
+static void
+test_rates(void **state)
+{
+	char err[512];
+	struct config *cfg;
+	const struct config_rates *r;
+	struct config_override ov;
+
+	cfg = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	r = config_login_rates(cfg, "alice@lab.test");
+	assert_int_equal(r->messages_per_hour + r->recipients_per_hour + r->auth_per_minute +
+	    r->sessions_per_login, 0);
+	config_free(&cfg);
+
+	assert_int_equal(config_override_parse("login.bob@lab.test.auth-per-minute=9", &ov, err,
+	    sizeof(err)), 0);
+	cfg = parse("[limits]\nmessages-per-hour = 100\nrecipients-per-hour = 1000\n"
+	    "auth-per-minute = 10\nsessions-per-login = 5\n"
+	    "[login \"alice@lab.test\"]\nmessages-per-hour = 2\nsessions-per-login = 0\n",
+	    &ov, 1, err, sizeof(err));
+	config_override_clear(&ov);
+	assert_non_null(cfg);
+	r = config_login_rates(cfg, "alice@lab.test");
+	assert_int_equal(r->messages_per_hour, 2);
+	assert_int_equal(r->recipients_per_hour, 1000);     /* from [limits] */
+	assert_int_equal(r->auth_per_minute, 10);
+	assert_int_equal(r->sessions_per_login, 0);
+	r = config_login_rates(cfg, "bob@lab.test");
+	assert_int_equal(r->auth_per_minute, 9);
+	assert_int_equal(r->messages_per_hour, 100);
+	r = config_login_rates(cfg, "carol@lab.test");
+	assert_int_equal(r->messages_per_hour, 100);
+	assert_ptr_equal(r, config_login_rates(cfg, NULL));
+	config_free(&cfg);
+
+	expect_extra_error("[limits]\nmessages-per-hour = lots\n", "t.conf:29: bad value 'lots' "
+	    "for 'messages-per-hour' (expected a number from 0 to 1000000)");
+	expect_extra_error("[login \"a\"]\nrecipients = 3\n", "t.conf:29: unknown key "
+	    "'recipients' in section [login]");
+	expect_extra_error("[login]\nmessages-per-hour = 3\n", "t.conf:28: section [login] needs "
+	    "a name");
+	expect_extra_error("[login \"a\"]\nauth-per-minute = 1000001\n", "t.conf:29: bad value");
+}
+
 int
 main(void)
 {
@@ -506,6 +598,8 @@ main(void)
 		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_operations_keys),
 		cmocka_unit_test(test_contrib_example),
+		cmocka_unit_test(test_edge),
+		cmocka_unit_test(test_rates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
