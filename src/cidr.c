@@ -96,3 +96,45 @@ cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa)
 	}
 	return 0;
 }
+
+char *
+cidr_ntop(const struct sockaddr *sa, char *buf, size_t len, int *port_r)
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	int port = 0;
+
+	snprintf(buf, len, "unknown");
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)len);
+		port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		if (memcmp(&sin6->sin6_addr, mapped, sizeof(mapped)) == 0)
+			inet_ntop(AF_INET, (const unsigned char *)&sin6->sin6_addr + 12, buf,
+			    (socklen_t)len);
+		else
+			inet_ntop(AF_INET6, &sin6->sin6_addr, buf, (socklen_t)len);
+		port = ntohs(sin6->sin6_port);
+	}
+	if (port_r != NULL)
+		*port_r = port;
+	return buf;
+}
+
+void
+cidr_limit_key(const char *addr, char *buf, size_t len)
+{
+	unsigned char a[16];
+	char text[INET6_ADDRSTRLEN];
+
+	if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, a) != 1) {
+		snprintf(buf, len, "%s", addr);
+		return;
+	}
+	memset(a + 8, 0, 8);
+	inet_ntop(AF_INET6, a, text, sizeof(text));
+	snprintf(buf, len, "%s/64", text);
+}

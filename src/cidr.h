@@ -26,4 +26,14 @@ int cidr_parse(const char *s, struct cidr *c, const char **why_r);
 /* 1 when sa (AF_INET or AF_INET6) lies in one of the n prefixes, else 0. */
 int cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa);
 
+/* An address as text ("192.0.2.1", "2001:db8::1"; IPv4-mapped IPv6 as
+ * IPv4) into buf (at least 46 octets), and its port into *port_r (may be
+ * NULL).  Returns buf ("unknown" for other families). */
+char *cidr_ntop(const struct sockaddr *sa, char *buf, size_t len, int *port_r);
+
+/* The name under which per-address limits count a client: the address
+ * itself for IPv4, its /64 prefix ("2001:db8:1:2::/64") for IPv6, where one
+ * subscriber usually holds a whole /64. */
+void cidr_limit_key(const char *addr, char *buf, size_t len);
+
 #endif

@@ -12,6 +12,7 @@
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
+#include "xclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +35,7 @@ struct relay_target {
 	socklen_t addrlens[RELAY_MAX_ADDRS];
 	size_t naddrs;
 	char *auth_plain;               /* base64 "\0user\0pass", sodium_malloc'd */
+	int xclient_warned;             /* "relay does not offer XCLIENT" logged */
 };
 
 struct relay_ctx {
@@ -50,12 +52,14 @@ struct relay_ctx {
 
 enum relay_state {
 	R_RESOLVE, R_CONNECT, R_TLS_IMPLICIT, R_GREETING, R_EHLO1, R_STARTTLS, R_TLS, R_EHLO2,
-	R_AUTH, R_MAIL, R_IDLE, R_RCPT, R_DATA_CMD, R_DATA_SEND, R_FINAL, R_QUIT, R_DEAD
+	R_AUTH, R_XCLIENT, R_EHLO3, R_MAIL, R_IDLE, R_RCPT, R_DATA_CMD, R_DATA_SEND, R_FINAL,
+	R_QUIT, R_DEAD
 };
 
 static const char *const relay_state_names[] = {
 	"resolve", "connect", "tls-implicit", "greeting", "ehlo", "starttls", "tls", "ehlo-tls",
-	"auth", "mail", "idle", "rcpt", "data", "data-send", "final", "quit", "dead"
+	"auth", "xclient", "ehlo-xclient", "mail", "idle", "rcpt", "data", "data-send", "final",
+	"quit", "dead"
 };
 
 /* In rising order of how telling a failure is (the worst one is reported). */
@@ -79,6 +83,11 @@ struct relay_txn {
 	struct relay_ctx *ctx;
 	char sid[24];
 	char *from, *params;
+	/* who the client is (XCLIENT): a copy, and the commands being sent */
+	struct xclient_info client;
+	char *client_strs[4];
+	struct xclient_cmds *xc;
+	size_t xc_next;
 	struct conn *conn;
 	struct smtp_reply_parser *rp;
 	enum relay_state state;
@@ -577,6 +586,42 @@ smtp_ehlo_caps_relay(const struct smtp_reply *r, struct relay_caps *rc)
 	rc->eightbit = c.eightbitmime;
 	rc->pipelining = c.pipelining;
 	rc->size = c.size ? c.size_max : 0;
+	rc->xclient = c.xclient;
+	rc->xclient_attrs = c.xclient_attrs;
+}
+
+/* After TLS and AUTH: XCLIENT when configured and offered, else MAIL. */
+static void
+relay_send_xclient(struct relay_txn *t)
+{
+	struct relay_target *tg = &t->ctx->targets[t->target];
+
+	if (!tg->rc->xclient || t->is_probe || t->client.addr == NULL) {
+		relay_send_mail(t);
+		return;
+	}
+	if (!t->caps.xclient) {
+		if (!tg->xclient_warned)
+			log_warn("session=%s relay=%s xclient = yes, but the relay does not offer "
+			    "XCLIENT: relaying without the client's identity (logged once)", t->sid,
+			    tg->rc->name);
+		tg->xclient_warned = 1;
+		relay_send_mail(t);
+		return;
+	}
+	if (t->xc == NULL) {
+		t->xc = xcalloc(1, sizeof(*t->xc));
+		xclient_build(t->caps.xclient_attrs, &t->client, t->xc);
+		if (t->xc->skipped)
+			log_info("session=%s relay=%s xclient attributes not sent: 0x%x", t->sid,
+			    tg->rc->name, t->xc->skipped);
+	}
+	if (t->xc_next >= t->xc->n) {
+		relay_send_mail(t);
+		return;
+	}
+	relay_set_state(t, R_XCLIENT);
+	relay_send(t, "%s", t->xc->line[t->xc_next++]);
 }
 
 /* ---- replies ---- */
@@ -631,13 +676,37 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 			relay_send(t, "AUTH PLAIN %s\r\n", t->ctx->targets[t->target].auth_plain);
 			return;
 		}
-		relay_send_mail(t);
+		relay_send_xclient(t);
 		return;
 	case R_AUTH:
 		if (r->code != 235) {
 			relay_setup_failed(t, FAIL_AUTH, "AUTH refused with %d", r->code);
 			return;
 		}
+		relay_send_xclient(t);
+		return;
+	case R_XCLIENT:
+		/* each XCLIENT is answered with a new greeting */
+		if (r->code != 220) {
+			relay_setup_failed(t, FAIL_AUTH, "XCLIENT refused with %d (is this host in "
+			    "the relay's smtpd_authorized_xclient_hosts?)", r->code);
+			return;
+		}
+		if (t->xc_next < t->xc->n) {
+			relay_send_xclient(t);
+			return;
+		}
+		relay_send_ehlo(t, R_EHLO3);
+		return;
+	case R_EHLO3:
+		if (!ok) {
+			relay_setup_failed(t, FAIL_CONNECT, "EHLO after XCLIENT refused with %d",
+			    r->code);
+			return;
+		}
+		smtp_ehlo_caps_relay(r, &t->caps);
+		log_info("session=%s relay=%s xclient sent (%zu command%s)", t->sid, rc->name,
+		    t->xc->n, t->xc->n == 1 ? "" : "s");
 		relay_send_mail(t);
 		return;
 	case R_MAIL:
@@ -689,7 +758,7 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 static int
 relay_in_setup(const struct relay_txn *t)
 {
-	return t->state <= R_AUTH;
+	return t->state <= R_EHLO3;
 }
 
 static void
@@ -879,6 +948,9 @@ relay_try_next(struct relay_txn *t)
 			smtp_reply_parser_free(&t->rp);
 			t->rp = smtp_reply_parser_new();
 			memset(&t->caps, 0, sizeof(t->caps));
+			free(t->xc);            /* XCLIENT starts over on a new connection */
+			t->xc = NULL;
+			t->xc_next = 0;
 			t->state = R_CONNECT;
 			t->conn = conn_connect(ctx->base, (const struct sockaddr *)&t->addrs[t->addr],
 			    t->addrlens[t->addr], relay_conn_cb, t);
@@ -914,6 +986,23 @@ relay_txn_new(struct relay_ctx *ctx, const char *sid, relay_cb *cb, void *arg)
 	return t;
 }
 
+/* Keep a copy of who the client is (the session may change its HELO name
+ * while the transaction lives). */
+static void
+relay_txn_client(struct relay_txn *t, const struct xclient_info *ci)
+{
+	const char *src[4] = { ci->addr, ci->helo, ci->login, ci->destaddr };
+	size_t i;
+
+	t->client = *ci;
+	for (i = 0; i < 4; i++)
+		t->client_strs[i] = src[i] ? xstrdup(src[i]) : NULL;
+	t->client.addr = t->client_strs[0];
+	t->client.helo = t->client_strs[1];
+	t->client.login = t->client_strs[2];
+	t->client.destaddr = t->client_strs[3];
+}
+
 /* Around every call the owner makes: completions inside it wait for the
  * loop, and t cannot go away under it. */
 static void
@@ -932,12 +1021,14 @@ relay_owner_leave(struct relay_txn *t)
 
 struct relay_txn *
 relay_txn_start(struct relay_ctx *ctx, const char *sid, const char *from, const char *params,
-    relay_cb *cb, void *arg)
+    const struct xclient_info *client, relay_cb *cb, void *arg)
 {
 	struct relay_txn *t = relay_txn_new(ctx, sid, cb, arg);
 
 	t->from = xstrdup(from);
 	t->params = xstrdup(params);
+	if (client != NULL)
+		relay_txn_client(t, client);
 	relay_owner_enter(t);
 	relay_try_next(t);
 	relay_owner_leave(t);
@@ -1087,6 +1178,8 @@ relay_txn_free(struct relay_txn **tp)
 static void
 relay_txn_destroy(struct relay_txn *t)
 {
+	size_t i;
+
 	if (t->conn != NULL) {
 		if (t->state == R_IDLE) {
 			evbuffer_add_printf(conn_output(t->conn), "QUIT\r\n");
@@ -1105,5 +1198,8 @@ relay_txn_destroy(struct relay_txn *t)
 	event_free(t->ev_done);
 	free(t->from);
 	free(t->params);
+	for (i = 0; i < 4; i++)
+		free(t->client_strs[i]);
+	free(t->xc);
 	free(t);
 }

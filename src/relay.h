@@ -28,6 +28,7 @@ struct event_base;
 struct spool;
 struct relay_ctx;
 struct relay_txn;
+struct xclient_info;
 
 /* A reply for the client: the relay's own, or one we made. */
 struct relay_result {
@@ -47,6 +48,8 @@ struct relay_caps {
 	int starttls;
 	int dsn, chunking, smtputf8, eightbit, pipelining;
 	uint64_t size;
+	int xclient;                    /* XCLIENT offered */
+	unsigned xclient_attrs;         /* SMTP_XCLIENT_* (smtp_reply.h) */
 };
 
 struct dns_ctx;
@@ -65,9 +68,14 @@ const struct relay_caps *relay_ctx_caps(const struct relay_ctx *ctx);
 
 /* Open a verified session to a relay and send MAIL FROM:<from> params.
  * `params` are already validated ESMTP parameters (may be ""), `sid` is the
- * client session id for logs.  The callback gets the MAIL reply. */
+ * client session id for logs.  `client` (copied; may be NULL) says who the
+ * client is: with `[relay] xclient = yes` and a relay that offers XCLIENT it
+ * is sent after TLS and AUTH and before MAIL (xclient.h), followed by a new
+ * EHLO; a relay without XCLIENT is used as it is and a warning is logged
+ * once per relay; a relay that refuses XCLIENT is a failure of that relay
+ * (451 4.7.0).  The callback gets the MAIL reply. */
 struct relay_txn *relay_txn_start(struct relay_ctx *ctx, const char *sid, const char *from,
-    const char *params, relay_cb *cb, void *arg);
+    const char *params, const struct xclient_info *client, relay_cb *cb, void *arg);
 
 /* RCPT TO:<to> params. */
 void relay_txn_rcpt(struct relay_txn *t, const char *to, const char *params, relay_cb *cb,

@@ -1,6 +1,8 @@
 /* smtp_server.c — listeners, client sessions and the submission state machine. */
 #include "smtp_server.h"
 #include "auditrec.h"
+#include "cidr.h"
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "dns.h"
@@ -11,12 +13,15 @@
 #include "message.h"
 #include "owntlsa.h"
 #include "dkim.h"
+#include "proxyin.h"
+#include "ratelimit.h"
 #include "relay.h"
 #include "signer.h"
 #include "smtp_syntax.h"
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
+#include "xclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +90,10 @@ struct server {
 	time_t accept_log_time;        /* ... at this (monotonic) second */
 	unsigned accept_pauses;        /* pauses since that line */
 	struct loginmem_table *logins; /* [limits] login-memory accounting */
+	struct proxyin_pool *proxyin;  /* connections waiting for their PROXY header */
+	struct ratelimit_table *rl;    /* MAP_SHARED, see ratelimit.h */
+	size_t rl_len;
+	struct event *ev_testclock;    /* test builds only (clock.h) */
 };
 
 struct session {
@@ -92,8 +102,12 @@ struct session {
 	struct listener *lst;
 	struct conn *conn;
 	char id[17];
-	char peer[64];
+	char peer[64];                 /* the client's address: session_client() */
 	char peer_key[64];             /* what per-address limits count (conn_addr_key) */
+	int peer_port;
+	char local[64];                /* the address and port it connected to */
+	int local_port;
+	char via[64];                  /* the load balancer's address ("" = direct) */
 	enum sess_state state;
 	unsigned busy;                 /* our frames using the session (session_hold) */
 	struct conn *linger;           /* closed: its last replies are still being written */
@@ -288,6 +302,85 @@ session_flush(struct session *s)
 {
 	if (s->conn != NULL)
 		conn_flush(s->conn);
+}
+
+/* ---- the client ---- */
+
+/* The client's address (and, in *port_r, its port; port_r may be NULL):
+ * from the PROXY header on proxy-protocol listeners, else the socket's
+ * peer.  Everything that names the client -- connection and rate limits,
+ * lockouts (the peer given to keeper), logs, Received, XCLIENT, audit
+ * records -- takes it from here (s->peer holds it). */
+static const char *
+session_client(const struct session *s, int *port_r)
+{
+	if (port_r != NULL)
+		*port_r = s->peer_port;
+	return s->peer;
+}
+
+/* ---- rate limits (ratelimit.h; [limits] and [login "NAME"]) ---- */
+
+static uint64_t
+rate_of(const struct config_rates *r, enum ratelimit_limit lim)
+{
+	switch (lim) {
+	case RATELIMIT_MESSAGES: return r->messages_per_hour;
+	case RATELIMIT_RECIPIENTS: return r->recipients_per_hour;
+	case RATELIMIT_AUTH: return r->auth_per_minute;
+	}
+	return 0;
+}
+
+/* Take one token of `lim` for the login (its own rule) and for the client's
+ * address (the [limits] rule).  Returns 1, or 0 with a sentence naming the
+ * limit in why (nothing taken from the address bucket then). */
+static int
+rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *why,
+    size_t whylen)
+{
+	const struct config *cfg = s->srv->cfg;
+	struct ratelimit_table *rl = s->srv->rl;
+	uint64_t lcap = rate_of(config_login_rates(cfg, login), lim);
+	uint64_t acap = rate_of(&cfg->limits.rates, lim);
+	uint32_t period = lim == RATELIMIT_AUTH ? 60 : 3600;
+	uint64_t now = clock_seconds(), ak;
+	char akey[80];
+
+	cidr_limit_key(session_client(s, NULL), akey, sizeof(akey));
+	ak = ratelimit_key(rl, lim, RATELIMIT_ADDRESS, akey);
+	if (acap > 0 && ratelimit_available(rl, ak, (uint32_t)acap, period, now) < 1) {
+		snprintf(why, whylen, "%s %llu for your address", ratelimit_limit_name(lim),
+		    (unsigned long long)acap);
+		log_warn("session=%s event=rate-limit limit=%s subject=address key=%s peer=%s",
+		    s->id, ratelimit_limit_name(lim), akey, s->peer);
+		return 0;
+	}
+	if (login != NULL && lcap > 0 && !ratelimit_take(rl, ratelimit_key(rl, lim,
+	    RATELIMIT_LOGIN, login), (uint32_t)lcap, period, 1, now, NULL)) {
+		char esc[128];
+
+		snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
+		    (unsigned long long)lcap);
+		log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", s->id,
+		    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)),
+		    s->peer);
+		return 0;
+	}
+	(void)ratelimit_take(rl, ak, (uint32_t)acap, period, 1, now, NULL);
+	return 1;
+}
+
+static unsigned
+count_login(const struct server *srv, const char *login)
+{
+	const struct session *s;
+	unsigned n = 0;
+
+	for (s = srv->sessions; s != NULL; s = s->next)
+		if (s->login != NULL && strcmp(s->login, login) == 0)
+			n++;
+	return n;
 }
 
 /* ---- session lifecycle ---- */
@@ -545,8 +638,23 @@ auth_result(struct session *s, int result)
 		return;
 	}
 	if (result == KEEPER_AUTH_OK) {
+		uint64_t maxs = config_login_rates(s->srv->cfg, s->auth_user)->sessions_per_login;
+
 		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
 		    s->auth_user);
+		if (maxs > 0 && count_login(s->srv, s->auth_user) >= maxs) {
+			/* Postfix/Dovecot style: a concurrency limit closes the
+			 * connection with 421; the client retries later */
+			log_warn("session=%s event=rate-limit limit=sessions-per-login login=%s "
+			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer,
+			    count_login(s->srv, s->auth_user));
+			reply(s, 421, "4.7.0", "Too many concurrent sessions for this login "
+			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);
+			free(s->auth_user);
+			s->auth_user = NULL;
+			session_close(s);
+			return;
+		}
 		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech, "ok", 0, 0,
 		    235, "2.7.0");
 		s->login = s->auth_user;
@@ -595,6 +703,14 @@ auth_done(void *arg, int result)
 static void
 auth_start_check(struct session *s, const char *user, const char *pw, size_t pwlen)
 {
+	char why[128];
+
+	if (!rate_take(s, RATELIMIT_AUTH, user, why, sizeof(why))) {
+		session_set_state(s, S_CMD);
+		reply(s, 454, "4.7.0", "Too many authentication attempts (%s), try again later",
+		    why);
+		return;
+	}
 	free(s->auth_user);
 	s->auth_user = xstrdup(user);
 	session_set_state(s, S_WAIT);
@@ -744,7 +860,8 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	const struct config *cfg = s->srv->cfg;
 	const struct relay_caps *caps = relay_ctx_caps(s->srv->relay);
-	char params[256];
+	struct xclient_info ci;
+	char params[256], why[128];
 	size_t o = 0;
 
 	if (s->login == NULL) {
@@ -774,6 +891,10 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		    "Audit log unavailable, try again later");
 		return;
 	}
+	if (!rate_take(s, RATELIMIT_MESSAGES, s->login, why, sizeof(why))) {
+		reply(s, 450, "4.7.1", "Message rate limit reached (%s), try again later", why);
+		return;
+	}
 	/* parameters for the relay, rebuilt from parsed values only */
 	params[0] = '\0';
 	if (c->size > 0)
@@ -798,7 +919,14 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	s->smtputf8 = c->smtputf8;
 	s->body_8bit = c->body == SMTP_BODY_8BITMIME;
 	session_set_state(s, S_WAIT);
-	s->relay = relay_txn_start(s->srv->relay, s->id, s->mail_from, o ? params + 1 : "",
+	memset(&ci, 0, sizeof(ci));
+	ci.addr = session_client(s, &ci.port);
+	ci.helo = s->helo;
+	ci.esmtp = s->esmtp;
+	ci.login = s->login;
+	ci.destaddr = s->local[0] ? s->local : NULL;
+	ci.destport = s->local_port;
+	s->relay = relay_txn_start(s->srv->relay, s->id, s->mail_from, o ? params + 1 : "", &ci,
 	    mail_relay_done, s);
 }
 
@@ -831,7 +959,7 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 static void
 cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 {
-	char params[256];
+	char params[256], why[128];
 	size_t o = 0;
 
 	if (!s->in_txn) {
@@ -844,6 +972,10 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 	}
 	if (s->rcpts_ok >= s->srv->cfg->limits.recipients) {
 		refuse(s, "rcpt", "too-many-recipients", 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login, why, sizeof(why))) {
+		reply(s, 450, "4.7.1", "Recipient rate limit reached (%s), try again later", why);
 		return;
 	}
 	params[0] = '\0';
@@ -1642,14 +1774,17 @@ count_peer(const struct server *srv, const char *key)
 	return n;
 }
 
+/* A session on an accepted connection.  pr: the PROXY header naming the
+ * real client, or NULL (a direct connection, or the header said LOCAL /
+ * UNKNOWN: the socket's own addresses count). */
 static void
-on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+session_start(struct listener *l, int fd, const struct proxyproto_result *pr)
 {
-	struct listener *l = arg;
 	struct server *srv = l->srv;
 	const struct config_limits *lim = &srv->cfg->limits;
 	struct session *s;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
 	unsigned char rnd[8];
 	const char *refuse = NULL;
 
@@ -1662,10 +1797,27 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	s->started = mono_now();
 	s->ev_limit = evtimer_new(srv->base, session_limit_expired, s);
 	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(s->conn));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sslen) == 0)
+		cidr_ntop((struct sockaddr *)&ss, s->peer, sizeof(s->peer), &s->peer_port);
+	/* where the client connected: the listener's address (front may not
+	 * call getsockname; a wildcard address says nothing and is left out) */
+	cidr_ntop((const struct sockaddr *)&l->cl->addr, s->local, sizeof(s->local),
+	    &s->local_port);
+	if (strcmp(s->local, "0.0.0.0") == 0 || strcmp(s->local, "::") == 0)
+		s->local[0] = '\0';
+	if (l->cl->proxy) {
+		snprintf(s->via, sizeof(s->via), "%s", s->peer);
+		if (pr != NULL) {
+			cidr_ntop((const struct sockaddr *)&pr->src, s->peer, sizeof(s->peer),
+			    &s->peer_port);
+			cidr_ntop((const struct sockaddr *)&pr->dst, s->local, sizeof(s->local),
+			    &s->local_port);
+		}
+	}
 	conn_addr_key(s->peer, (unsigned)lim->ipv6_prefix, s->peer_key, sizeof(s->peer_key));
 	snprintf(s->helo, sizeof(s->helo), "unknown");
 	/* closing sessions count until their descriptor is closed */
-	if (srv->nsessions >= lim->connections)
+	if (srv->nsessions + proxyin_pool_count(srv->proxyin) >= lim->connections)
 		refuse = "421 4.3.2 Too many connections, try again later";
 	else if (count_peer(srv, s->peer_key) >= lim->connections_per_ip)
 		refuse = "421 4.7.0 Too many connections from your address";
@@ -1676,7 +1828,13 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	srv->nsessions++;
 	metrics_count(MF_SESSIONS, 0);
 	metrics_gauge_add(MG_SESSIONS_OPEN, 1);
-	log_info("session=%s event=connect peer=%s listener=%s", s->id, s->peer, l->cl->name);
+	if (s->via[0] != '\0')
+		log_info("session=%s event=connect peer=%s port=%d listener=%s via=%s proxy=%s",
+		    s->id, s->peer, s->peer_port, l->cl->name, s->via,
+		    pr == NULL ? "local" : pr->version == 1 ? "v1" : "v2");
+	else
+		log_info("session=%s event=connect peer=%s listener=%s", s->id, s->peer,
+		    l->cl->name);
 	session_hold(s);
 	if (refuse != NULL) {
 		log_warn("session=%s event=refused peer=%s key=%s reason=\"%s\"", s->id, s->peer,
@@ -1742,6 +1900,43 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 			evconnlistener_enable(srv->listeners[i].evl);
 }
 
+static void
+on_proxy_header(void *arg, int fd, const struct proxyproto_result *r)
+{
+	session_start(arg, fd, r->local ? NULL : r);
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct listener *l = arg;
+	struct server *srv = l->srv;
+	char peer[64];
+
+	if (!l->cl->proxy) {
+		session_start(l, fd, NULL);
+		return;
+	}
+	/* a proxy-protocol listener: only the configured balancers may
+	 * connect, and they speak first */
+	cidr_ntop(sa, peer, sizeof(peer), NULL);
+	if (!cidr_match(l->cl->proxy_from, l->cl->nproxy_from, sa)) {
+		log_warn("event=proxy-refused peer=%s listener=%s reason=\"not in proxy-from\"", peer,
+		    l->cl->name);
+		close(fd);
+		return;
+	}
+	if (srv->nsessions + proxyin_pool_count(srv->proxyin) >= srv->cfg->limits.connections) {
+		log_warn("event=refused peer=%s listener=%s reason=\"too many connections (waiting "
+		    "for a PROXY header)\"", peer, l->cl->name);
+		close(fd);
+		return;
+	}
+	proxyin_start(srv->proxyin, fd, peer, l->cl->name, (unsigned)l->cl->proxy_timeout,
+	    on_proxy_header, l);
+}
+
 /* Fail closed: without the signer nothing can be sent. */
 static void
 signer_lost(void *arg)
@@ -1780,6 +1975,27 @@ server_failed(const struct server *srv)
 	return srv->failed;
 }
 
+/* The rate-limit table, in MAP_SHARED memory so that front workers forked
+ * later can share it (ratelimit.h). */
+static int
+server_rate_table(struct server *srv, char *err, size_t errlen)
+{
+	unsigned char key[RATELIMIT_HASHKEY_LEN];
+	void *mem;
+
+	srv->rl_len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
+	mem = mmap(NULL, srv->rl_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map the rate-limit table (%zu bytes): %s", srv->rl_len,
+		    strerror(errno));
+		return -1;
+	}
+	randombytes_buf(key, sizeof(key));
+	srv->rl = ratelimit_table_init(mem, srv->rl_len, RATELIMIT_SLOTS_DEFAULT, key);
+	sodium_memzero(key, sizeof(key));
+	return 0;
+}
+
 struct server *
 server_new(struct event_base *base, const struct config *cfg, const struct keeper_fds *kfds,
     const int *fds, int signer_fd, int recorder_fd, char *err, size_t errlen)
@@ -1790,6 +2006,10 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 
 	srv->base = base;
 	srv->cfg = cfg;
+	srv->proxyin = proxyin_pool_new(base);
+	if (server_rate_table(srv, err, errlen) < 0)
+		goto fail;
+	srv->ev_testclock = clock_test_hook(base);
 	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
 	srv->keeper = keeper_client_new(base, kfds, keeper_lost, srv);
 	srv->audit = auditrec_new(base, cfg, recorder_fd, recorder_lost, srv);
@@ -1919,6 +2139,7 @@ server_shutdown(struct server *srv)
 		srv->listeners[i].evl = NULL;
 	}
 	event_del(srv->ev_accept);
+	proxyin_pool_free(&srv->proxyin);
 	for (s = srv->sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == S_CLOSED)
@@ -1983,6 +2204,11 @@ server_free(struct server **srvp)
 		event_free(srv->ev_grace);
 	if (srv->ev_accept)
 		event_free(srv->ev_accept);
+	if (srv->ev_testclock)
+		event_free(srv->ev_testclock);
+	proxyin_pool_free(&srv->proxyin);
+	if (srv->rl != NULL)
+		munmap(srv->rl, srv->rl_len);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
 	auditrec_free(&srv->audit);
