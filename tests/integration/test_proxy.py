@@ -1,0 +1,210 @@
+"""
+Behind a real HAProxy (Debian's haproxy, TCP mode, send-proxy and
+send-proxy-v2) on both the STARTTLS and the implicit-TLS listener: the
+client's own address (clients connect from 127.0.0.2, 127.0.0.3, ...; the
+balancer reaches subproxy from 127.0.0.1) is what Received, the logs and the
+per-address limits see.  Headers from a source not in proxy-from, garbage,
+truncated, oversized or late headers close the connection without a word,
+are logged, and leave the service working.
+"""
+
+import re
+import socket
+import struct
+
+import pytest
+
+from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+import peers
+
+LISTENERS = ("submissions", "submission")     # implicit TLS, STARTTLS
+
+
+def proxy_overrides(proxy_from="127.0.0.1", timeout="2"):
+    out = []
+    for name in LISTENERS:
+        out += ["listen.%s.proxy-protocol=yes" % name,
+                "listen.%s.proxy-from=%s" % (name, proxy_from),
+                "listen.%s.proxy-timeout=%s" % (name, timeout)]
+    return out
+
+
+def start_haproxy(lab, sp, name="haproxy"):
+    routes = {}
+    for version, send in (("v1", "send-proxy"), ("v2", "send-proxy-v2")):
+        routes["implicit_" + version] = (sp.implicit_port, send)
+        routes["starttls_" + version] = (sp.starttls_port, send)
+    d = lab.tmp / name
+    d.mkdir(exist_ok=True)
+    return peers.HAProxy(d, routes).start()
+
+
+@pytest.fixture(scope="module")
+def env(module_lab):
+    s = module_lab.sink()
+    sp = module_lab.subproxy(s, overrides=proxy_overrides())
+    hp = start_haproxy(module_lab, sp)
+    yield module_lab, s, sp, hp
+    hp.stop()
+
+
+def client(lab, hp, mode, version, source):
+    c = RawClient(hp.port("%s_%s" % (mode, version)), lab.certs.ca,
+                  implicit=mode == "implicit", source=source)
+    c.greeting.check(220)
+    return c
+
+
+def submit(c, subject):
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    r = c.data(dot_stuff(make_message(subject=subject)))
+    r.check(250, "2.0.0")
+    c.cmd("QUIT", 221)
+
+
+@pytest.mark.parametrize("mode,version,source", [
+    ("starttls", "v1", "127.0.0.2"), ("starttls", "v2", "127.0.0.3"),
+    ("implicit", "v1", "127.0.0.4"), ("implicit", "v2", "127.0.0.5"),
+])
+def test_real_client_address(env, mode, version, source):
+    lab, s, sp, hp = env
+    subject = "via haproxy %s %s" % (mode, version)
+    start = len(sp.lines)
+    submit(client(lab, hp, mode, version, source), subject)
+    msg = [m for m in s.messages() if subject.encode() in m["data"]]
+    assert len(msg) == 1
+    head = msg[0]["data"].split(b"\r\n\r\n", 1)[0].decode()
+    received = re.search(r"Received: from .*?;", head, re.S).group(0)
+    assert "([%s])" % source in received, received
+    assert "127.0.0.1" not in received, received
+    line = sp.wait_log(r"event=connect peer=%s port=\d+ listener=%s via=127\.0\.0\.1 proxy=%s"
+                       % (re.escape(source), LISTENERS[mode == "starttls"], version),
+                       start=start)
+    assert line, sp.stderr_text(40)
+    assert sp.wait_log(r"event=auth peer=%s login=%s result=ok" % (re.escape(source),
+                                                                   re.escape(ALICE)),
+                       start=start)
+
+
+def expect_silent_close(sock, timeout=10):
+    """The server closes without sending a byte."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError("the server did not close the connection") from None
+    finally:
+        sock.close()
+    assert got == b"", "the server sent %r" % got
+
+
+def v2_header(length=12, block=None):
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    block = block if block is not None else bytes([127, 0, 0, 9, 127, 0, 0, 1, 0, 5, 2, 75])
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", length) + block
+
+
+def tls_client_hello():
+    """The first bytes a TLS client sends (a real ClientHello prefix)."""
+    return bytes.fromhex("16030100c4010000c00303") + b"\x00" * 32
+
+
+BAD_HEADERS = {
+    "garbage": (b"EHLO client.lab.test\r\n", False, "not a PROXY protocol header"),
+    "tls-without-header": (tls_client_hello(), False, "not a PROXY protocol header"),
+    "bad-v1": (b"PROXY TCP4 2001:db8::1 127.0.0.1 5 6\r\n", False, "v1: bad address"),
+    "oversized-v2": (v2_header(length=0xffff) + b"\x00" * 64, False,
+                     "v2: header longer than 1024 octets"),
+    "oversized-v1": (b"PROXY UNKNOWN " + b"x" * 200, False, "v1: no CRLF within 107 octets"),
+    "truncated-v2": (v2_header()[:20], True,
+                     "connection closed before the PROXY header was complete"),
+    "truncated-late": (b"PROXY TCP4 127.0.0.9 127.0.0.1 5", False,
+                       "no complete PROXY header within the timeout"),
+    "nothing": (b"", False, "no complete PROXY header within the timeout"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_HEADERS))
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_bad_header_closed(env, what, listener):
+    lab, s, sp, hp = env
+    data, shut, reason = BAD_HEADERS[what]
+    port = sp.implicit_port if listener == "submissions" else sp.starttls_port
+    start = len(sp.lines)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if data:
+        sock.sendall(data)
+    if shut:
+        sock.shutdown(socket.SHUT_WR)
+    expect_silent_close(sock)
+    line = sp.wait_log(r"event=proxy-refused peer=127\.0\.0\.1 listener=%s .*reason=\"%s"
+                       % (listener, re.escape(reason)), start=start)
+    assert line, sp.stderr_text(20)
+    assert "event=connect" not in sp.stderr_text(len(sp.lines) - start)
+    # the service is unaffected
+    submit(client(lab, hp, "implicit", "v2", "127.0.0.6"), "after %s on %s" % (what, listener))
+
+
+def test_header_from_unlisted_source(env):
+    """A valid header, but from 127.0.0.7, which is not in proxy-from."""
+    lab, s, sp, hp = env
+    start = len(sp.lines)
+    sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=10,
+                                    source_address=("127.0.0.7", 0))
+    sock.sendall(b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 587\r\nEHLO x\r\n")
+    expect_silent_close(sock)
+    assert sp.wait_log(r"event=proxy-refused peer=127\.0\.0\.7 listener=submission "
+                       r"reason=\"not in proxy-from\"", start=start)
+    assert "192.0.2.1" not in sp.stderr_text(len(sp.lines) - start)
+
+
+def test_direct_client_without_balancer(env):
+    """A client that reaches the proxy-protocol listener directly (from an
+    allowed address, but speaking SMTP first) gets nothing."""
+    lab, s, sp, hp = env
+    sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=10)
+    sock.settimeout(1)
+    with pytest.raises(socket.timeout):
+        sock.recv(10)          # no greeting: the header must come first
+    sock.close()
+
+
+def test_limits_apply_to_the_real_client(lab):
+    """connections-per-ip and messages-per-hour count 127.0.0.2 and
+    127.0.0.3 apart, although both arrive from the balancer's 127.0.0.1."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=proxy_overrides(),
+                      limits={"connections-per-ip": 1, "messages-per-hour": 1},
+                      extra_config='[login "%s"]\nmessages-per-hour = 100\n' % ALICE)
+    hp = start_haproxy(lab, sp, "haproxy-limits")
+    try:
+        a = client(lab, hp, "starttls", "v2", "127.0.0.2")
+        b = RawClient(hp.port("starttls_v2"), lab.certs.ca, implicit=False, source="127.0.0.2")
+        b.greeting.check(421, "4.7.0")
+        b.expect_closed()
+        c = client(lab, hp, "starttls", "v1", "127.0.0.3")
+        # messages-per-hour = 1 per address: the second MAIL from .2 waits
+        a.login()
+        a.mail(ALICE)
+        a.rcpt(RCPT, code=250)
+        a.data(dot_stuff(make_message()), code=250)
+        r = a.cmd("MAIL FROM:<%s>" % ALICE)
+        r.check(450, "4.7.1")
+        assert "messages-per-hour 1 for your address" in r.text, r
+        a.cmd("QUIT", 221)
+        c.login()
+        c.mail(ALICE)
+        c.cmd("QUIT", 221)
+        assert sp.wait_log(r"event=rate-limit limit=messages-per-hour subject=address "
+                           r"key=127\.0\.0\.2 peer=127\.0\.0\.2")
+    finally:
+        hp.stop()
