@@ -696,7 +696,11 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 			relay_send_xclient(t);
 			return;
 		}
-		relay_send_ehlo(t, R_EHLO3);
+		/* as in Postfix's XCLIENT_README: EHLO again with the client's
+		 * own name, which would otherwise replace the HELO attribute */
+		relay_set_state(t, R_EHLO3);
+		relay_send(t, "EHLO %s\r\n", t->client.helo != NULL && t->client.helo[0] != '\0' &&
+		    (t->caps.xclient_attrs & SMTP_XCLIENT_HELO) ? t->client.helo : t->ctx->ehlo_name);
 		return;
 	case R_EHLO3:
 		if (!ok) {

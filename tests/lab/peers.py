@@ -162,6 +162,9 @@ class Postfix:
             "smtpd_tls_key_file = %s" % self.key,
             "smtpd_tls_security_level = may",
             "smtpd_authorized_xclient_hosts = %s" % self.xclient_hosts,
+            # XCLIENT LOGIN counts as SASL authentication only where SASL is
+            # on (Cyrus, no mechanisms configured: nobody can AUTH directly)
+            "smtpd_sasl_auth_enable = yes",
             # only a login passed with XCLIENT may relay: the client address
             # XCLIENT sets is not in mynetworks
             "smtpd_relay_restrictions = permit_sasl_authenticated, reject",

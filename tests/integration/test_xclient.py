@@ -1,0 +1,116 @@
+"""
+XCLIENT to a real Postfix relay (Debian's postfix, a private instance:
+tests/lab/peers.py) with smtpd_authorized_xclient_hosts = 127.0.0.1: Postfix
+logs, and writes in its Received header, the original client's address and
+login; only that login lets it relay (the address XCLIENT sets is not in its
+mynetworks).  A relay without XCLIENT (the lab sink) still relays, and the
+warning is logged once.
+"""
+
+import os
+import re
+
+import pytest
+
+from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+import peers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix runs as root")
+
+
+@pytest.fixture
+def postfix(lab):
+    sink = lab.sink()
+    pf = peers.Postfix(sink.port, lab.certs.relay, lab.certs.relay_key).start()
+    yield pf, sink
+    pf.stop()
+
+
+def submit(sp, lab, subject, source="127.0.0.2", implicit=True):
+    port = sp.implicit_port if implicit else sp.starttls_port
+    c = RawClient(port, lab.certs.ca, implicit=implicit, source=source)
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    r = c.data(dot_stuff(make_message(subject=subject)))
+    c.cmd("QUIT", 221)
+    return r
+
+
+def postfix_relay(pf, lab, xclient="yes"):
+    return {"name": "postfix", "port": pf.port, "tls": "starttls",
+            "pin_cert": lab.certs.relay, "extra": {"xclient": xclient}}
+
+
+def test_postfix_sees_client_and_login(lab, postfix):
+    pf, sink = postfix
+    sp = lab.subproxy(postfix_relay(pf, lab))
+    r = submit(sp, lab, "xclient to postfix")
+    r.check(250, "2.0.0")
+    # Postfix's own log: the client and the login came with XCLIENT
+    line = pf.wait_log(r"smtpd\[\d+\]: \w+: client=unknown\[127\.0\.0\.2\]:?\d*, "
+                       r"sasl_method=XCLIENT, sasl_username=alice@lab\.test")
+    assert line, pf.log_text()
+    assert sink.wait_for(lambda s: len(s.messages()) == 1, timeout=20), pf.log_text()
+    data = sink.messages()[0]["data"]
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    rcvd = re.findall(r"^Received: .*?(?=^\S)", head + "\r\nX", re.S | re.M)
+    by_postfix = [x for x in rcvd if "by relay.lab.test (Postfix)" in x]
+    assert len(by_postfix) == 1, head
+    pf_rcvd = " ".join(by_postfix[0].split())
+    assert "from client.lab.test (unknown [127.0.0.2])" in pf_rcvd, pf_rcvd
+    assert "(Authenticated sender: alice@lab.test)" in pf_rcvd, pf_rcvd
+    assert "with ESMTPSA" in pf_rcvd, pf_rcvd
+    # subproxy's Received is there too, below Postfix's, naming the same client
+    assert any("([127.0.0.2]) by mail.lab.test (subproxy)" in " ".join(x.split())
+               for x in rcvd), head
+    assert sp.wait_log(r"relay=postfix xclient sent \(1 command\)")
+
+
+def test_postfix_without_xclient_setting(lab, postfix):
+    """xclient = no: Postfix sees subproxy, and refuses to relay (no login)."""
+    pf, sink = postfix
+    sp = lab.subproxy(postfix_relay(pf, lab, xclient="no"))
+    c = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.2")
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    r = c.cmd("RCPT TO:<%s>" % RCPT)
+    assert r.code == 554 and "Access denied" in r.text, r
+    c.cmd("QUIT", 221)
+    assert pf.wait_log(r"connect from localhost\[127\.0\.0\.1\]")
+    assert "XCLIENT" not in pf.log_text()
+
+
+def test_postfix_not_authorising_us(lab):
+    """A Postfix whose smtpd_authorized_xclient_hosts does not name us does
+    not offer XCLIENT: subproxy relays as before (Postfix then applies its
+    own policy: no login, no relaying) and says why in its log."""
+    sink = lab.sink()
+    pf = peers.Postfix(sink.port, lab.certs.relay, lab.certs.relay_key,
+                       xclient_hosts="127.0.0.9").start()
+    try:
+        sp = lab.subproxy(postfix_relay(pf, lab))
+        c = RawClient(sp.implicit_port, lab.certs.ca)
+        c.greeting.check(220)
+        c.login()
+        c.mail(ALICE)
+        r = c.cmd("RCPT TO:<%s>" % RCPT)
+        assert r.code == 554 and "Access denied" in r.text, r
+        c.cmd("QUIT", 221)
+        assert sp.wait_log(r"relay=postfix xclient = yes, but the relay does not offer XCLIENT")
+        assert "sasl_method=XCLIENT" not in pf.log_text()
+    finally:
+        pf.stop()
+
+
+def test_relay_without_xclient_warns_once(lab):
+    s = lab.sink()
+    sp = lab.subproxy({"sink": s, "extra": {"xclient": "yes"}})
+    for i in range(2):
+        submit(sp, lab, "no xclient %d" % i, implicit=bool(i)).check(250, "2.0.0")
+    assert len(s.messages()) == 2
+    assert not any(c.upper().startswith("XCLIENT") for c in s.commands())
+    warnings = [ln for ln in sp.lines if "does not offer XCLIENT" in ln]
+    assert len(warnings) == 1, warnings
