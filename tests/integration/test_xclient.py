@@ -43,6 +43,17 @@ def postfix_relay(pf, lab, xclient="yes"):
             "pin_cert": lab.certs.relay, "extra": {"xclient": xclient}}
 
 
+def expect_relay_denied(sp, lab):
+    """Postfix accepts MAIL but, seeing no login, refuses the recipient."""
+    c = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.2")
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    r = c.cmd("RCPT TO:<%s>" % RCPT)
+    assert r.code == 554 and "Access denied" in r.text, r
+    c.cmd("QUIT", 221)
+
+
 def test_postfix_sees_client_and_login(lab, postfix):
     pf, sink = postfix
     sp = lab.subproxy(postfix_relay(pf, lab))
@@ -72,13 +83,7 @@ def test_postfix_without_xclient_setting(lab, postfix):
     """xclient = no: Postfix sees subproxy, and refuses to relay (no login)."""
     pf, sink = postfix
     sp = lab.subproxy(postfix_relay(pf, lab, xclient="no"))
-    c = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.2")
-    c.greeting.check(220)
-    c.login()
-    c.mail(ALICE)
-    r = c.cmd("RCPT TO:<%s>" % RCPT)
-    assert r.code == 554 and "Access denied" in r.text, r
-    c.cmd("QUIT", 221)
+    expect_relay_denied(sp, lab)
     assert pf.wait_log(r"connect from localhost\[127\.0\.0\.1\]")
     assert "XCLIENT" not in pf.log_text()
 
@@ -92,13 +97,7 @@ def test_postfix_not_authorising_us(lab):
                        xclient_hosts="127.0.0.9").start()
     try:
         sp = lab.subproxy(postfix_relay(pf, lab))
-        c = RawClient(sp.implicit_port, lab.certs.ca)
-        c.greeting.check(220)
-        c.login()
-        c.mail(ALICE)
-        r = c.cmd("RCPT TO:<%s>" % RCPT)
-        assert r.code == 554 and "Access denied" in r.text, r
-        c.cmd("QUIT", 221)
+        expect_relay_denied(sp, lab)
         assert sp.wait_log(r"relay=postfix xclient = yes, but the relay does not offer XCLIENT")
         assert "sasl_method=XCLIENT" not in pf.log_text()
     finally:

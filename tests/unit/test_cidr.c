@@ -92,12 +92,31 @@ t_match(void **state)
 	assert_false(match("192.0.2.0/24", "2001:db8::c000:207"));
 }
 
+static void
+t_text(void **state)
+{
+	struct sockaddr_storage ss = sa("::ffff:192.0.2.7");
+	char buf[64];
+	int port = -1;
+
+	((struct sockaddr_in6 *)&ss)->sin6_port = htons(587);
+	assert_string_equal(cidr_ntop((struct sockaddr *)&ss, buf, sizeof(buf), &port), "192.0.2.7");
+	assert_int_equal(port, 587);
+	ss = sa("2001:db8::1");
+	assert_string_equal(cidr_ntop((struct sockaddr *)&ss, buf, sizeof(buf), NULL), "2001:db8::1");
+	cidr_limit_key("2001:db8:1:2:3:4:5:6", buf, sizeof(buf));
+	assert_string_equal(buf, "2001:db8:1:2::/64");
+	cidr_limit_key("192.0.2.7", buf, sizeof(buf));
+	assert_string_equal(buf, "192.0.2.7");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_parse),
 		cmocka_unit_test(t_match),
+		cmocka_unit_test(t_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
