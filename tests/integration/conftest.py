@@ -141,6 +141,15 @@ def subproxy_binary():
     return SUBPROXY
 
 
+def clock_test_binary():
+    """build/subproxy-testclock: the daemon with the test-only rate-limit
+    clock (SIGUSR2 to front moves it an hour ahead; src/clock.h)."""
+    path = subproxy_binary() + "-testclock"
+    if not os.access(path, os.X_OK):
+        pytest.fail("%s not found (it is built by `make`)" % path, pytrace=False)
+    return path
+
+
 def hash_password(password):
     r = subprocess.run([subproxy_binary(), "--hash-password"], input=password.encode() + b"\n",
                        capture_output=True, timeout=60, check=False)
@@ -191,7 +200,7 @@ class Subproxy:
     (587-style); .lines: its stderr so far; stop() ends it and asserts exit
     status 0."""
 
-    def __init__(self, workdir, config_text, overrides, ports, name, nofile=None):
+    def __init__(self, workdir, config_text, overrides, ports, name, nofile=None, binary=None):
         self.name = name
         self.workdir = Path(workdir)
         self.config_path = self.workdir / ("%s.conf" % name)
@@ -204,7 +213,7 @@ class Subproxy:
         self._stopped = False
         self._term_sent = False
         self._log = open(self.workdir / ("%s.log" % name), "w", encoding="utf-8")
-        argv = [subproxy_binary(), "-d", "-c", str(self.config_path)]
+        argv = [binary or subproxy_binary(), "-d", "-c", str(self.config_path)]
         for o in self.overrides:
             argv += ["-o", o]
         self.argv = argv
@@ -369,13 +378,15 @@ class Lab:
         return s
 
     def subproxy(self, relay=None, *, extra_config="", overrides=(), limits=None, server=None,
-                 senders=None, relays=None, wait=True, dkim=None, dns=None, nofile=None):
+                 senders=None, relays=None, wait=True, dkim=None, dns=None, nofile=None,
+                 binary=None):
         """Write a configuration and start the daemon.
         relay: a Sink, a dict of relay_section() arguments, or None with
         relays=[...] for several; limits/server: extra keys for [limits] /
         [server]; senders: the [senders] mapping (default alice's);
         extra_config: text appended (new sections); overrides: "-o" values;
-        nofile: (soft, hard) RLIMIT_NOFILE the daemon is started with."""
+        nofile: (soft, hard) RLIMIT_NOFILE the daemon is started with;
+        binary: another build of the daemon (clock_test_binary())."""
         passwd = self.request.getfixturevalue("passwd_file")
         if dns is None:
             dns = dns_section(self.request.getfixturevalue("dns_lab"))
@@ -429,7 +440,8 @@ class Lab:
                   if limits else []),
                 extra_config,
             ]) + "\n"
-            sp = Subproxy(self.tmp, text, overrides, ports, self._next("subproxy"), nofile)
+            sp = Subproxy(self.tmp, text, overrides, ports, self._next("subproxy"), nofile,
+                          binary)
             self.daemons.append(sp)
             _LIVE_DAEMONS.append(sp)
             if not wait:

@@ -1,0 +1,165 @@
+"""
+Rate limits ([limits] messages-per-hour, recipients-per-hour,
+auth-per-minute, sessions-per-login; [login "NAME"] overrides): the N+1st
+message, recipient, AUTH and session gets the documented reply with a
+sentence naming the limit, other logins and addresses are not affected, and
+the bucket refills.  Refilling uses build/subproxy-testclock, whose
+rate-limit clock moves an hour ahead on SIGUSR2 to front (no sleeping); the
+installed daemon has no such hook.
+"""
+
+import os
+import signal
+import subprocess
+
+from conftest import subproxy_binary, clock_test_binary
+from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RCPT, RawClient, dot_stuff, make_message
+from test_dkim import roles
+
+
+def session(sp, lab, user=ALICE, password=ALICE_PW, source="127.0.0.2", code=235,
+            enh="2.7.0"):
+    c = RawClient(sp.implicit_port, lab.certs.ca, source=source)
+    c.greeting.check(220)
+    c.ehlo()
+    c.auth_plain(user, password, code=code, enh=enh)
+    return c
+
+
+def advance_clock(sp):
+    """One hour later for the rate limits of this (test-build) daemon."""
+    n = len(sp.lines)
+    os.kill(roles(sp)["front"], signal.SIGUSR2)
+    assert sp.wait_log(r"event=test-clock skew=", start=n), sp.stderr_text(10)
+
+
+def start(lab, limits, logins=None):
+    extra = "".join('[login "%s"]\n%s\n' % (name, "\n".join("%s = %s" % kv for kv in keys.items()))
+                    for name, keys in (logins or {}).items())
+    return lab.subproxy(lab.sink(), limits=limits, extra_config=extra, binary=clock_test_binary())
+
+
+def test_messages_per_hour(lab):
+    sp = start(lab, {}, {ALICE: {"messages-per-hour": 2}})
+    c = session(sp, lab)
+    for _ in range(2):
+        c.mail(ALICE)
+        c.cmd("RSET", 250)
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)
+    r.check(450, "4.7.1")
+    assert "Message rate limit reached (messages-per-hour 2 for this login)" in r.text, r
+    # the session goes on; bob (no override, [limits] off) is not affected
+    c.cmd("NOOP", 250)
+    b = session(sp, lab, BOB, BOB_PW)
+    b.mail(BOB)
+    b.rcpt(RCPT, code=250)
+    b.data(dot_stuff(make_message(sender=BOB)), code=250)
+    b.cmd("QUIT", 221)
+    # from another address the login's limit holds all the same
+    d = session(sp, lab, source="127.0.0.3")
+    d.cmd("MAIL FROM:<%s>" % ALICE).check(450, "4.7.1")
+    d.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=rate-limit limit=messages-per-hour subject=login "
+                       r"login=alice@lab\.test peer=127\.0\.0\.2")
+    # an hour later the bucket is full again
+    advance_clock(sp)
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message()), code=250)
+    c.cmd("MAIL FROM:<%s>" % ALICE).check(250)
+    c.cmd("QUIT", 221)
+
+
+def test_messages_per_hour_per_address(lab):
+    """[limits] applies per address too: two logins from one address share it."""
+    sp = start(lab, {"messages-per-hour": 1})
+    a = session(sp, lab)
+    a.mail(ALICE)
+    a.cmd("QUIT", 221)
+    b = session(sp, lab, BOB, BOB_PW)
+    r = b.cmd("MAIL FROM:<%s>" % BOB)
+    r.check(450, "4.7.1")
+    assert "messages-per-hour 1 for your address" in r.text, r
+    b.cmd("QUIT", 221)
+    # bob from elsewhere is fine (his own login bucket is untouched)
+    b = session(sp, lab, BOB, BOB_PW, source="127.0.0.4")
+    b.mail(BOB)
+    b.cmd("QUIT", 221)
+
+
+def test_recipients_per_hour(lab):
+    sp = start(lab, {"recipients-per-hour": 3})
+    c = session(sp, lab)
+    c.mail(ALICE)
+    for i in range(3):
+        c.rcpt("r%d@remote.test" % i, code=250)
+    r = c.cmd("RCPT TO:<r3@remote.test>")
+    r.check(450, "4.7.1")
+    assert "Recipient rate limit reached (recipients-per-hour 3 for" in r.text, r
+    # the transaction goes on with the three accepted recipients
+    c.data(dot_stuff(make_message()), code=250)
+    assert lab.sinks[0].messages()[-1]["rcpts"] == \
+        ["r0@remote.test", "r1@remote.test", "r2@remote.test"]
+    b = session(sp, lab, BOB, BOB_PW, source="127.0.0.3")
+    b.mail(BOB)
+    b.rcpt(RCPT, code=250)
+    b.cmd("QUIT", 221)
+    advance_clock(sp)
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.cmd("QUIT", 221)
+
+
+def test_auth_per_minute(lab):
+    sp = start(lab, {"auth-per-minute": 2})
+    for _ in range(2):
+        session(sp, lab).cmd("QUIT", 221)
+    # the third attempt, right or wrong, is not even checked
+    c = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.2")
+    c.greeting.check(220)
+    c.ehlo()
+    r = c.auth_plain(ALICE, ALICE_PW, code=454, enh="4.7.0")
+    assert "Too many authentication attempts (auth-per-minute 2 for" in r.text, r
+    # the session stays usable: NOOP, and a later AUTH after the refill
+    c.cmd("NOOP", 250)
+    b = session(sp, lab, BOB, BOB_PW, source="127.0.0.3")
+    b.cmd("QUIT", 221)
+    # alice from another address: her login's bucket is empty too
+    d = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.4")
+    d.greeting.check(220)
+    d.ehlo()
+    d.auth_plain(ALICE, ALICE_PW, code=454, enh="4.7.0")
+    d.cmd("QUIT", 221)
+    advance_clock(sp)
+    c.auth_plain(ALICE, ALICE_PW)
+    c.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=rate-limit limit=auth-per-minute subject=")
+
+
+def test_sessions_per_login(lab):
+    sp = start(lab, {}, {ALICE: {"sessions-per-login": 2}})
+    a, b = session(sp, lab), session(sp, lab, source="127.0.0.3")
+    c = RawClient(sp.implicit_port, lab.certs.ca, source="127.0.0.4")
+    c.greeting.check(220)
+    c.ehlo()
+    r = c.auth_plain(ALICE, ALICE_PW, code=421, enh="4.7.0")
+    assert "Too many concurrent sessions for this login (sessions-per-login 2)" in r.text, r
+    c.expect_closed()
+    # bob is not affected
+    session(sp, lab, BOB, BOB_PW).cmd("QUIT", 221)
+    # a session ends: the slot is free again
+    a.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=close peer=127\.0\.0\.2 login=alice@lab\.test")
+    d = session(sp, lab, source="127.0.0.4")
+    for x in (b, d):
+        x.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=rate-limit limit=sessions-per-login login=alice@lab\.test")
+
+
+def test_installed_daemon_has_no_test_clock():
+    """The SIGUSR2 clock hook exists only in build/subproxy-testclock."""
+    text = "moves the rate-limit clock"
+    prod = subprocess.run(["grep", "-c", text, subproxy_binary()], capture_output=True)
+    test = subprocess.run(["grep", "-c", text, clock_test_binary()], capture_output=True)
+    assert prod.stdout.strip() == b"0", prod
+    assert test.stdout.strip() != b"0", test
