@@ -113,3 +113,30 @@ def test_relay_without_xclient_warns_once(lab):
     assert not any(c.upper().startswith("XCLIENT") for c in s.commands())
     warnings = [ln for ln in sp.lines if "does not offer XCLIENT" in ln]
     assert len(warnings) == 1, warnings
+
+
+def test_xclient_only_offered_attributes(lab):
+    """A relay naming ADDR and LOGIN only gets those two, xtext-encoded, and
+    then a new EHLO (with subproxy's name: HELO was not named)."""
+    s = lab.sink(xclient="ADDR LOGIN")
+    sp = lab.subproxy({"sink": s, "extra": {"xclient": "yes"}})
+    submit(sp, lab, "sink with xclient", source="127.0.0.3").check(250, "2.0.0")
+    cmds = s.commands()
+    i = cmds.index("XCLIENT LOGIN=alice@lab.test ADDR=127.0.0.3")
+    assert cmds[i + 1].startswith("EHLO ") and cmds[i + 2].startswith("MAIL FROM:"), cmds
+    assert len(s.messages()) == 1
+
+
+def test_xclient_refused(lab):
+    """A relay that offers XCLIENT and then refuses it has failed: 451 4.7.0
+    at MAIL, and nothing goes to it without the client's identity."""
+    s = lab.sink(xclient="ADDR LOGIN HELO")
+    s.set_faults(xclient="550 5.7.0 Not authorized")
+    sp = lab.subproxy({"sink": s, "extra": {"xclient": "yes"}})
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.cmd("MAIL FROM:<%s>" % ALICE).check(451, "4.7.0")
+    c.cmd("QUIT", 221)
+    assert not any(x.upper().startswith("MAIL") for x in s.commands()), s.commands()
+    assert sp.wait_log(r"XCLIENT refused with 550")

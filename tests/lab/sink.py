@@ -14,7 +14,8 @@ Modes
   plain     never offers STARTTLS (a relay that cannot do TLS)
 MAIL is refused before TLS in every mode.
 
-Protocol: EHLO, HELO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA (only
+Protocol: EHLO, HELO, STARTTLS, AUTH PLAIN, XCLIENT (offered with
+xclient="ATTR ..."), MAIL, RCPT, DATA (only
 <CRLF>.<CRLF> ends it; dot-unstuffing after CRLF), BDAT (incl. LAST), RSET,
 NOOP, VRFY, QUIT.  Commands must end in CRLF and contain no CR, LF or NUL.
 With strict=True (the default) a message holding a bare CR, a bare LF, a NUL
@@ -33,6 +34,7 @@ Faults (Sink.set_faults(...) or Sink.faults = Faults(...), any time):
   mail="550 ..."           reply to every MAIL
   rcpt={"a@b": "450 ..."}  reply to RCPT for these addresses (case-insensitive)
   data="451 ..."           reply to DATA instead of 354
+  xclient="550 ..."        reply to XCLIENT instead of the new 220 greeting
   final="554 ..."          reply to the final dot / BDAT LAST instead of 250
   drop_after_354           close the connection right after sending 354
   drop_after_bytes=N       close once N octets of message data were read
@@ -90,6 +92,7 @@ class Faults:
     mail: str = None
     rcpt: dict = dataclasses.field(default_factory=dict)
     data: str = None
+    xclient: str = None
     final: str = None
     drop_after_354: bool = False
     drop_after_bytes: int = None
@@ -165,7 +168,7 @@ class Sink:
     def __init__(self, cert=None, key=None, directory=None, *, host="127.0.0.1", port=0,
                  mode="starttls", chunking=True, dsn=True, smtputf8=True, strict=True,
                  size_limit=64 * 1024 * 1024, auth=None, hostname="relay.lab.test",
-                 faults=None):
+                 faults=None, xclient=None):
         if mode not in ("starttls", "implicit", "plain"):
             raise ValueError("mode must be starttls, implicit or plain")
         if mode != "plain" and (cert is None or key is None):
@@ -177,6 +180,7 @@ class Sink:
         self.chunking, self.dsn, self.smtputf8, self.strict = chunking, dsn, smtputf8, strict
         self.size_limit = size_limit
         self.auth = auth                    # (login, password) or None
+        self.xclient = xclient              # XCLIENT attribute names to offer, or None
         self.hostname = hostname
         self.faults = faults if faults is not None else Faults()
         self.errors = []                    # asyncio errors (handshake failures, ...)
@@ -512,7 +516,22 @@ class Sink:
             lines.append("250 SMTPUTF8")
         if self.auth and st.tls:
             lines.append("250 AUTH PLAIN")
+        if self.xclient and st.tls:
+            lines.append("250 XCLIENT " + self.xclient)
         return lines
+
+    async def _cmd_xclient(self, sess, st, reader, writer, arg):
+        """Postfix's XCLIENT (when offered): noted as an event, answered with
+        a new greeting; EHLO must follow."""
+        if not self.xclient:
+            await self._send(writer, "500 5.5.1 Command unrecognized")
+            return
+        self._event(sess, "xclient " + arg)
+        if self.faults.xclient:
+            await self._send(writer, self.faults.xclient)
+            return
+        st.greeted, st.ehlo, st.txn = False, False, None
+        await self._send(writer, "220 %s ESMTP sink" % self.hostname)
 
     async def _cmd_ehlo(self, sess, st, reader, writer, arg):
         if not arg.strip():
