@@ -96,9 +96,10 @@ xclient_build(unsigned attrs, const struct xclient_info *ci, struct xclient_cmds
 		SMTP_XCLIENT_PROTO, SMTP_XCLIENT_HELO, SMTP_XCLIENT_LOGIN, SMTP_XCLIENT_PORT,
 		SMTP_XCLIENT_DESTADDR, SMTP_XCLIENT_DESTPORT, SMTP_XCLIENT_NAME, SMTP_XCLIENT_ADDR
 	};
-	/* "XCLIENT" and CRLF around the attributes */
-	const size_t room = XCLIENT_LINE_MAX - strlen("XCLIENT") - 2;
-	char cur[XCLIENT_LINE_MAX + 1], a[XCLIENT_LINE_MAX + 1];
+	/* room for the attributes between "XCLIENT" and CRLF */
+	enum { ROOM = XCLIENT_LINE_MAX - 7 - 2 };
+	const size_t room = ROOM;
+	char cur[ROOM + 1], a[ROOM + 1];
 	size_t i, curlen = 0;
 
 	memset(out, 0, sizeof(*out));
