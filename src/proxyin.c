@@ -1,5 +1,6 @@
 /* proxyin.c — reading the PROXY protocol header before the session starts. */
 #include "proxyin.h"
+#include "cidr.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,6 +20,7 @@ struct proxyin {
 	struct event *ev_read, *ev_timer;
 	unsigned char buf[PROXYPROTO_MAX];
 	size_t have;                    /* header bytes taken from the socket */
+	struct sockaddr_storage peer_sa;
 	char peer[64];
 	char listener[64];
 	proxyin_cb *cb;
@@ -128,15 +130,19 @@ proxyin_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	cb = w->cb;
 	cbarg = w->arg;
-	fd = w->fd;
-	w->fd = -1;
-	proxyin_free(w);
-	cb(cbarg, fd, &r);
+	{
+		struct sockaddr_storage peer = w->peer_sa;
+
+		fd = w->fd;
+		w->fd = -1;
+		proxyin_free(w);
+		cb(cbarg, fd, (const struct sockaddr *)&peer, &r);
+	}
 }
 
 void
-proxyin_start(struct proxyin_pool *p, int fd, const char *peer, const char *listener,
-    unsigned timeout_seconds, proxyin_cb *cb, void *arg)
+proxyin_start(struct proxyin_pool *p, int fd, const struct sockaddr *peer, socklen_t peerlen,
+    const char *listener, unsigned timeout_seconds, proxyin_cb *cb, void *arg)
 {
 	struct proxyin *w = xcalloc(1, sizeof(*w));
 	struct timeval tv = { (time_t)timeout_seconds, 0 };
@@ -145,7 +151,10 @@ proxyin_start(struct proxyin_pool *p, int fd, const char *peer, const char *list
 	w->fd = fd;
 	w->cb = cb;
 	w->arg = arg;
-	snprintf(w->peer, sizeof(w->peer), "%s", peer);
+	if (peerlen > sizeof(w->peer_sa))
+		peerlen = sizeof(w->peer_sa);
+	memcpy(&w->peer_sa, peer, peerlen);
+	cidr_ntop(peer, w->peer, sizeof(w->peer), NULL);
 	snprintf(w->listener, sizeof(w->listener), "%s", listener);
 	w->ev_read = event_new(p->base, fd, EV_READ | EV_PERSIST, proxyin_on_read, w);
 	w->ev_timer = evtimer_new(p->base, proxyin_on_timer, w);

@@ -22,16 +22,20 @@ struct event_base;
 struct proxyin_pool;
 
 /* A complete header: fd (still non-blocking, nothing after the header read)
- * now belongs to the callee.  Called from the event loop, never from inside
- * proxyin_start(). */
-typedef void proxyin_cb(void *arg, int fd, const struct proxyproto_result *r);
+ * now belongs to the callee; peer is the balancer's address as accepted.
+ * Called from the event loop, never from inside proxyin_start(). */
+typedef void proxyin_cb(void *arg, int fd, const struct sockaddr *peer,
+    const struct proxyproto_result *r);
 
 struct proxyin_pool *proxyin_pool_new(struct event_base *base);
 
-/* Wait for the header on fd, which was accepted from `peer` (text, for
- * logs) on listener `listener`.  The pool owns fd from now on. */
-void proxyin_start(struct proxyin_pool *p, int fd, const char *peer, const char *listener,
-    unsigned timeout_seconds, proxyin_cb *cb, void *arg);
+/* Wait for the header on fd, which was accepted from `peer` (copied: the
+ * address as accept() gave it, so that it is known even when the balancer
+ * has closed by the time the header is read) on listener `listener`.  The
+ * pool owns fd from now on. */
+void proxyin_start(struct proxyin_pool *p, int fd, const struct sockaddr *peer,
+    socklen_t peerlen, const char *listener, unsigned timeout_seconds, proxyin_cb *cb,
+    void *arg);
 
 /* Connections still waiting for their header (they count against the
  * global connection limit); 0 for NULL. */

@@ -1774,17 +1774,17 @@ count_peer(const struct server *srv, const char *key)
 	return n;
 }
 
-/* A session on an accepted connection.  pr: the PROXY header naming the
- * real client, or NULL (a direct connection, or the header said LOCAL /
- * UNKNOWN: the socket's own addresses count). */
+/* A session on an accepted connection from `peer` (as accept() gave it).
+ * pr: the PROXY header naming the real client, or NULL (a direct
+ * connection, or the header said LOCAL / UNKNOWN: the socket's own
+ * addresses count). */
 static void
-session_start(struct listener *l, int fd, const struct proxyproto_result *pr)
+session_start(struct listener *l, int fd, const struct sockaddr *peer,
+    const struct proxyproto_result *pr)
 {
 	struct server *srv = l->srv;
 	const struct config_limits *lim = &srv->cfg->limits;
 	struct session *s;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
 	unsigned char rnd[8];
 	const char *refuse = NULL;
 
@@ -1796,9 +1796,7 @@ session_start(struct listener *l, int fd, const struct proxyproto_result *pr)
 	s->conn = conn_new(srv->base, fd, session_conn_cb, s);
 	s->started = mono_now();
 	s->ev_limit = evtimer_new(srv->base, session_limit_expired, s);
-	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(s->conn));
-	if (getpeername(fd, (struct sockaddr *)&ss, &sslen) == 0)
-		cidr_ntop((struct sockaddr *)&ss, s->peer, sizeof(s->peer), &s->peer_port);
+	cidr_ntop(peer, s->peer, sizeof(s->peer), &s->peer_port);
 	/* where the client connected: the listener's address (front may not
 	 * call getsockname; a wildcard address says nothing and is left out) */
 	cidr_ntop((const struct sockaddr *)&l->cl->addr, s->local, sizeof(s->local),
@@ -1901,9 +1899,10 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_proxy_header(void *arg, int fd, const struct proxyproto_result *r)
+on_proxy_header(void *arg, int fd, const struct sockaddr *peer,
+    const struct proxyproto_result *r)
 {
-	session_start(arg, fd, r->local ? NULL : r);
+	session_start(arg, fd, peer, r->local ? NULL : r);
 }
 
 static void
@@ -1915,7 +1914,7 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	char peer[64];
 
 	if (!l->cl->proxy) {
-		session_start(l, fd, NULL);
+		session_start(l, fd, sa, NULL);
 		return;
 	}
 	/* a proxy-protocol listener: only the configured balancers may
@@ -1933,8 +1932,8 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		close(fd);
 		return;
 	}
-	proxyin_start(srv->proxyin, fd, peer, l->cl->name, (unsigned)l->cl->proxy_timeout,
-	    on_proxy_header, l);
+	proxyin_start(srv->proxyin, fd, sa, (socklen_t)salen, l->cl->name,
+	    (unsigned)l->cl->proxy_timeout, on_proxy_header, l);
 }
 
 /* Fail closed: without the signer nothing can be sent. */

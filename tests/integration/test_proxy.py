@@ -208,3 +208,22 @@ def test_limits_apply_to_the_real_client(lab):
                            r"key=127\.0\.0\.2 peer=127\.0\.0\.2")
     finally:
         hp.stop()
+
+
+def test_health_checks_local(lab):
+    """HAProxy's health checks (check-send-proxy with send-proxy-v2) use the
+    LOCAL command: subproxy serves them as connections of the balancer
+    itself, and clients are served as before."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=proxy_overrides())
+    d = lab.tmp / "haproxy-checks"
+    d.mkdir()
+    hp = peers.HAProxy(d, {"starttls_v2": (sp.starttls_port, "send-proxy-v2")},
+                       checks=True).start()
+    try:
+        assert sp.wait_log(r"event=connect peer=127\.0\.0\.1 port=\d+ listener=submission "
+                           r"via=127\.0\.0\.1 proxy=local"), sp.stderr_text(20)
+        submit(client(lab, hp, "starttls", "v2", "127.0.0.8"), "with health checks")
+        assert "proxy-refused" not in sp.stderr_text()[sp.stderr_text().find("proxy=local"):]
+    finally:
+        hp.stop()

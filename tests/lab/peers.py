@@ -64,11 +64,14 @@ def _stop_group(proc, timeout=10):
 
 class HAProxy:
     """routes: {name: (backend_port, "send-proxy" | "send-proxy-v2")}; after
-    start(), port(name) is the frontend port for that route."""
+    start(), port(name) is the frontend port for that route.  checks=True:
+    health checks every second that carry a header too (check-send-proxy;
+    with send-proxy-v2 HAProxy uses the LOCAL command for them)."""
 
-    def __init__(self, workdir, routes):
+    def __init__(self, workdir, routes, checks=False):
         self.dir = str(workdir)
         self.routes = dict(routes)
+        self.checks = checks
         self.ports = {}
         self.proc = None
         self.cfg = os.path.join(self.dir, "haproxy.cfg")
@@ -82,7 +85,9 @@ class HAProxy:
             assert send in ("send-proxy", "send-proxy-v2"), send
             out += ["frontend f_%s" % name, "    bind 127.0.0.1:%d" % self.ports[name],
                     "    default_backend b_%s" % name, "",
-                    "backend b_%s" % name, "    server s 127.0.0.1:%d %s" % (backend, send), ""]
+                    "backend b_%s" % name, "    server s 127.0.0.1:%d %s%s" % (
+                        backend, send, " check check-send-proxy inter 1s" if self.checks else ""),
+                    ""]
         return "\n".join(out)
 
     def start(self):
