@@ -57,19 +57,17 @@ uint64_t
 ratelimit_key(const struct ratelimit_table *t, enum ratelimit_limit limit,
     enum ratelimit_subject subject, const char *name)
 {
-	unsigned char in[2 + 320], out[crypto_shorthash_BYTES];
-	size_t n = strlen(name);
+	unsigned char out[crypto_shorthash_BYTES];
 	uint64_t k = 0;
 	size_t i;
 
-	if (n > sizeof(in) - 2)
-		n = sizeof(in) - 2;
-	in[0] = (unsigned char)limit;
-	in[1] = (unsigned char)subject;
-	memcpy(in + 2, name, n);
-	crypto_shorthash(out, in, n + 2, t->hashkey);
+	/* the whole name under the secret key, then the kinds mixed in: two
+	 * (limit, subject, name) triples collide only as SipHash outputs do */
+	crypto_shorthash(out, (const unsigned char *)name, strlen(name), t->hashkey);
 	for (i = 0; i < sizeof(out); i++)
 		k = k << 8 | out[i];
+	k ^= ((uint64_t)limit + 1) * 0x9e3779b97f4a7c15ULL ^
+	    ((uint64_t)subject + 1) * 0xc2b2ae3d27d4eb4fULL;
 	return k ? k : 1;
 }
 

@@ -55,6 +55,17 @@ t_keys(void **state)
 	assert_true(a != ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "alice"));
 	assert_true(a != ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, "alice"));
 	assert_true(a != ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alicf"));
+	{
+		/* the whole name counts, however long */
+		char l1[2000], l2[2000];
+
+		memset(l1, 'x', sizeof(l1) - 1);
+		l1[sizeof(l1) - 1] = '\0';
+		memcpy(l2, l1, sizeof(l2));
+		l2[sizeof(l2) - 2] = 'y';
+		assert_true(ratelimit_key(t, RATELIMIT_AUTH, RATELIMIT_LOGIN, l1) !=
+		    ratelimit_key(t, RATELIMIT_AUTH, RATELIMIT_LOGIN, l2));
+	}
 	free(mem);
 }
 
