@@ -3,6 +3,7 @@
 #include "auditrec.h"
 #include "cidr.h"
 #include "clock.h"
+#include "limiter.h"
 #include "config.h"
 #include "conn.h"
 #include "dns.h"
@@ -14,7 +15,6 @@
 #include "owntlsa.h"
 #include "dkim.h"
 #include "proxyin.h"
-#include "ratelimit.h"
 #include "relay.h"
 #include "signer.h"
 #include "smtp_syntax.h"
@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,8 +90,7 @@ struct server {
 	unsigned accept_pauses;        /* pauses since that line */
 	struct loginmem_table *logins; /* [limits] login-memory accounting */
 	struct proxyin_pool *proxyin;  /* connections waiting for their PROXY header */
-	struct ratelimit_table *rl;    /* MAP_SHARED, see ratelimit.h */
-	size_t rl_len;
+	struct limiter *limiter;       /* rate limits (limiter.h) */
 	struct event *ev_testclock;    /* test builds only (clock.h) */
 };
 
@@ -319,56 +317,15 @@ session_client(const struct session *s, int *port_r)
 	return s->peer;
 }
 
-/* ---- rate limits (ratelimit.h; [limits] and [login "NAME"]) ---- */
+/* ---- rate limits (limiter.h; [limits] and [login "NAME"]) ---- */
 
-static uint64_t
-rate_of(const struct config_rates *r, enum ratelimit_limit lim)
-{
-	switch (lim) {
-	case RATELIMIT_MESSAGES: return r->messages_per_hour;
-	case RATELIMIT_RECIPIENTS: return r->recipients_per_hour;
-	case RATELIMIT_AUTH: return r->auth_per_minute;
-	}
-	return 0;
-}
-
-/* Take one token of `lim` for the login (its own rule) and for the client's
- * address (the [limits] rule).  Returns 1, or 0 with a sentence naming the
- * limit in why (nothing taken from the address bucket then). */
+/* One token of `lim` for the login and the client's address (limiter.h). */
 static int
 rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *why,
     size_t whylen)
 {
-	const struct config *cfg = s->srv->cfg;
-	struct ratelimit_table *rl = s->srv->rl;
-	uint64_t lcap = rate_of(config_login_rates(cfg, login), lim);
-	uint64_t acap = rate_of(&cfg->limits.rates, lim);
-	uint32_t period = lim == RATELIMIT_AUTH ? 60 : 3600;
-	uint64_t now = clock_seconds(), ak;
-	char akey[80];
-
-	cidr_limit_key(session_client(s, NULL), akey, sizeof(akey));
-	ak = ratelimit_key(rl, lim, RATELIMIT_ADDRESS, akey);
-	if (acap > 0 && ratelimit_available(rl, ak, (uint32_t)acap, period, now) < 1) {
-		snprintf(why, whylen, "%s %llu for your address", ratelimit_limit_name(lim),
-		    (unsigned long long)acap);
-		log_warn("session=%s event=rate-limit limit=%s subject=address key=%s peer=%s",
-		    s->id, ratelimit_limit_name(lim), akey, s->peer);
-		return 0;
-	}
-	if (login != NULL && lcap > 0 && !ratelimit_take(rl, ratelimit_key(rl, lim,
-	    RATELIMIT_LOGIN, login), (uint32_t)lcap, period, 1, now, NULL)) {
-		char esc[128];
-
-		snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
-		    (unsigned long long)lcap);
-		log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", s->id,
-		    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)),
-		    s->peer);
-		return 0;
-	}
-	(void)ratelimit_take(rl, ak, (uint32_t)acap, period, 1, now, NULL);
-	return 1;
+	return limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->id,
+	    why, whylen);
 }
 
 static unsigned
@@ -1974,27 +1931,6 @@ server_failed(const struct server *srv)
 	return srv->failed;
 }
 
-/* The rate-limit table, in MAP_SHARED memory so that front workers forked
- * later can share it (ratelimit.h). */
-static int
-server_rate_table(struct server *srv, char *err, size_t errlen)
-{
-	unsigned char key[RATELIMIT_HASHKEY_LEN];
-	void *mem;
-
-	srv->rl_len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
-	mem = mmap(NULL, srv->rl_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map the rate-limit table (%zu bytes): %s", srv->rl_len,
-		    strerror(errno));
-		return -1;
-	}
-	randombytes_buf(key, sizeof(key));
-	srv->rl = ratelimit_table_init(mem, srv->rl_len, RATELIMIT_SLOTS_DEFAULT, key);
-	sodium_memzero(key, sizeof(key));
-	return 0;
-}
-
 struct server *
 server_new(struct event_base *base, const struct config *cfg, const struct keeper_fds *kfds,
     const int *fds, int signer_fd, int recorder_fd, char *err, size_t errlen)
@@ -2006,7 +1942,7 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->proxyin = proxyin_pool_new(base);
-	if (server_rate_table(srv, err, errlen) < 0)
+	if ((srv->limiter = limiter_new(cfg, err, errlen)) == NULL)
 		goto fail;
 	srv->ev_testclock = clock_test_hook(base);
 	srv->signer = signer_client_new(base, signer_fd, signer_lost, srv);
@@ -2206,8 +2142,7 @@ server_free(struct server **srvp)
 	if (srv->ev_testclock)
 		event_free(srv->ev_testclock);
 	proxyin_pool_free(&srv->proxyin);
-	if (srv->rl != NULL)
-		munmap(srv->rl, srv->rl_len);
+	limiter_free(&srv->limiter);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
 	auditrec_free(&srv->audit);

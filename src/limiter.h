@@ -1,0 +1,37 @@
+/*
+ * limiter.h — front's rate limits: the bucket table of ratelimit.h in shared
+ * memory, and the rules of [limits] and [login "NAME"] applied to a login
+ * and a client address.
+ *
+ * The table is mapped MAP_SHARED|MAP_ANONYMOUS with a random hash key, so
+ * that front workers forked after limiter_new() share it.  Time is
+ * clock_seconds() (clock.h).  Per-address buckets count IPv4 addresses one
+ * by one and IPv6 addresses by /64 (cidr_limit_key()).
+ */
+#ifndef SUBPROXY_LIMITER_H
+#define SUBPROXY_LIMITER_H
+
+#include <stddef.h>
+
+#include "ratelimit.h"
+
+struct config;
+struct limiter;
+
+/* Map and lay out the table.  Returns NULL with a sentence in err. */
+struct limiter *limiter_new(const struct config *cfg, char *err, size_t errlen);
+
+/* Unmap; *lp = NULL.  NULL is a no-op. */
+void limiter_free(struct limiter **lp);
+
+/*
+ * Take one token of `lim` for `login` (its own rule; NULL: no login yet)
+ * and for `client` (the client's address; the [limits] rule).  Returns 1,
+ * or 0 with a sentence naming the limit in why ("messages-per-hour 100 for
+ * this login"); then nothing was taken from the address bucket.  Refusals
+ * are logged with `sid`.
+ */
+int limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login,
+    const char *client, const char *sid, char *why, size_t whylen);
+
+#endif
