@@ -13,6 +13,7 @@ import re
 import pytest
 
 from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+from test_limits import auth_file
 import peers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix runs as root")
@@ -140,3 +141,19 @@ def test_xclient_refused(lab):
     c.cmd("QUIT", 221)
     assert not any(x.upper().startswith("MAIL") for x in s.commands()), s.commands()
     assert sp.wait_log(r"XCLIENT refused with 550")
+
+
+def test_xclient_after_relay_auth(lab, tmp_path):
+    """With AUTH to the relay, XCLIENT follows AUTH, then EHLO, then MAIL."""
+    s = lab.sink(xclient="ADDR LOGIN HELO", auth=("relay-user", "relay secret"))
+    path = auth_file(tmp_path, "relay-user:relay secret\n")
+    sp = lab.subproxy({"sink": s, "extra": {"xclient": "yes", "auth-file": path}})
+    submit(sp, lab, "auth then xclient", source="127.0.0.4").check(250, "2.0.0")
+    verbs = [c.split(" ", 1)[0].upper() for c in s.commands()]
+    i = verbs.index("AUTH")
+    assert verbs[i:i + 4] == ["AUTH", "XCLIENT", "EHLO", "MAIL"], s.commands()
+    assert "XCLIENT HELO=client.lab.test LOGIN=alice@lab.test ADDR=127.0.0.4" in s.commands()
+    # EHLO after XCLIENT carries the client's name (HELO was named)
+    assert s.commands()[s.commands().index(
+        "XCLIENT HELO=client.lab.test LOGIN=alice@lab.test ADDR=127.0.0.4") + 1] == \
+        "EHLO client.lab.test"
