@@ -123,18 +123,3 @@ cidr_ntop(const struct sockaddr *sa, char *buf, size_t len, int *port_r)
 		*port_r = port;
 	return buf;
 }
-
-void
-cidr_limit_key(const char *addr, char *buf, size_t len)
-{
-	unsigned char a[16];
-	char text[INET6_ADDRSTRLEN];
-
-	if (strchr(addr, ':') == NULL || inet_pton(AF_INET6, addr, a) != 1) {
-		snprintf(buf, len, "%s", addr);
-		return;
-	}
-	memset(a + 8, 0, 8);
-	inet_ntop(AF_INET6, a, text, sizeof(text));
-	snprintf(buf, len, "%s/64", text);
-}

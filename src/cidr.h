@@ -31,9 +31,4 @@ int cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa);
  * NULL).  Returns buf ("unknown" for other families). */
 char *cidr_ntop(const struct sockaddr *sa, char *buf, size_t len, int *port_r);
 
-/* The name under which per-address limits count a client: the address
- * itself for IPv4, its /64 prefix ("2001:db8:1:2::/64") for IPv6, where one
- * subscriber usually holds a whole /64. */
-void cidr_limit_key(const char *addr, char *buf, size_t len);
-
 #endif

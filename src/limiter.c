@@ -1,6 +1,5 @@
 /* limiter.c — rate limits per login and per client address (front). */
 #include "limiter.h"
-#include "cidr.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
@@ -67,21 +66,19 @@ rate_of(const struct config_rates *r, enum ratelimit_limit lim)
 
 int
 limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login, const char *client,
-    const char *sid, char *why, size_t whylen)
+    const char *client_key, const char *sid, char *why, size_t whylen)
 {
 	uint64_t lcap = rate_of(config_login_rates(l->cfg, login), lim);
 	uint64_t acap = rate_of(&l->cfg->limits.rates, lim);
 	uint32_t period = lim == RATELIMIT_AUTH ? 60 : 3600;
-	uint64_t now = clock_seconds(), ak;
-	char akey[80];
+	uint64_t now = clock_seconds();
+	uint64_t ak = ratelimit_key(l->rl, lim, RATELIMIT_ADDRESS, client_key);
 
-	cidr_limit_key(client, akey, sizeof(akey));
-	ak = ratelimit_key(l->rl, lim, RATELIMIT_ADDRESS, akey);
 	if (acap > 0 && ratelimit_available(l->rl, ak, (uint32_t)acap, period, now) < 1) {
 		snprintf(why, whylen, "%s %llu for your address", ratelimit_limit_name(lim),
 		    (unsigned long long)acap);
 		log_warn("session=%s event=rate-limit limit=%s subject=address key=%s peer=%s", sid,
-		    ratelimit_limit_name(lim), akey, client);
+		    ratelimit_limit_name(lim), client_key, client);
 		return 0;
 	}
 	if (login != NULL && lcap > 0 && !ratelimit_take(l->rl, ratelimit_key(l->rl, lim,

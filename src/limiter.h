@@ -5,8 +5,9 @@
  *
  * The table is mapped MAP_SHARED|MAP_ANONYMOUS with a random hash key, so
  * that front workers forked after limiter_new() share it.  Time is
- * clock_seconds() (clock.h).  Per-address buckets count IPv4 addresses one
- * by one and IPv6 addresses by /64 (cidr_limit_key()).
+ * clock_seconds() (clock.h).  Per-address buckets are keyed by the client's
+ * per-address key, the one the connection limits and the keeper's lockout
+ * count by: conn_addr_key() with [limits] ipv6-prefix.
  */
 #ifndef SUBPROXY_LIMITER_H
 #define SUBPROXY_LIMITER_H
@@ -26,12 +27,13 @@ void limiter_free(struct limiter **lp);
 
 /*
  * Take one token of `lim` for `login` (its own rule; NULL: no login yet)
- * and for `client` (the client's address; the [limits] rule).  Returns 1,
- * or 0 with a sentence naming the limit in why ("messages-per-hour 100 for
- * this login"); then nothing was taken from the address bucket.  Refusals
- * are logged with `sid`.
+ * and for the client's address (the [limits] rule), counted under
+ * `client_key` (conn_addr_key() of the address `client`, which is only
+ * logged).  Returns 1, or 0 with a sentence naming the limit in why
+ * ("messages-per-hour 100 for this login"); then nothing was taken from the
+ * address bucket.  Refusals are logged with `sid`.
  */
 int limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login,
-    const char *client, const char *sid, char *why, size_t whylen);
+    const char *client, const char *client_key, const char *sid, char *why, size_t whylen);
 
 #endif

@@ -319,13 +319,14 @@ session_client(const struct session *s, int *port_r)
 
 /* ---- rate limits (limiter.h; [limits] and [login "NAME"]) ---- */
 
-/* One token of `lim` for the login and the client's address (limiter.h). */
+/* One token of `lim` for the login and the client's address, counted
+ * under the same key as the connection limits (limiter.h). */
 static int
 rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *why,
     size_t whylen)
 {
-	return limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->id,
-	    why, whylen);
+	return limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->peer_key,
+	    s->id, why, whylen);
 }
 
 static unsigned

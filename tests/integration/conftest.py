@@ -261,10 +261,14 @@ class Subproxy:
             time.sleep(0.02)
         # the probes above are sessions too: wait until the daemon has ended
         # them, so that they count against no connection limit of the test
+        # (on a proxy-protocol listener a probe sends no header: it ends as
+        # event=proxy-refused without becoming a session)
         while self.proc.poll() is None and time.monotonic() < end:
             lines = list(self.lines)
-            opened = sum(1 for ln in lines if " event=connect " in ln)
-            ended = sum(1 for ln in lines if " event=drop " in ln or " event=close " in ln)
+            refused = sum(1 for ln in lines if " event=proxy-refused " in ln)
+            opened = refused + sum(1 for ln in lines if " event=connect " in ln)
+            ended = refused + sum(1 for ln in lines if " event=drop " in ln or
+                                  " event=close " in ln)
             if opened >= probes and ended >= opened:
                 break
             time.sleep(0.02)

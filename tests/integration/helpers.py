@@ -119,15 +119,18 @@ class RawClient:
     """A byte-exact SMTP client.  implicit=True starts TLS at once (port 465
     style); otherwise call starttls().  Every read has a timeout; the
     greeting is read by the constructor.  source: a local address to
-    connect from (e.g. "127.0.0.2", to look like another client)."""
+    connect from (e.g. "127.0.0.2", to look like another client); proxy:
+    bytes sent first, before TLS (a PROXY protocol header)."""
 
     def __init__(self, port, ca_file, implicit=True, host="127.0.0.1", timeout=TIMEOUT,
-                 read_greeting=True, source=None):
+                 read_greeting=True, source=None, proxy=None):
         self.ctx = client_context(ca_file)
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if proxy:
+            self.sock.sendall(proxy)
         self.buf = b""
         self.tls = False
         OPEN_CLIENTS.add(self)

@@ -227,3 +227,54 @@ def test_health_checks_local(lab):
         assert "proxy-refused" not in sp.stderr_text()[sp.stderr_text().find("proxy=local"):]
     finally:
         hp.stop()
+
+
+def v1(src, port=40000):
+    """A PROXY v1 header naming src (IPv4 or IPv6) as the client."""
+    if ":" in src:
+        return ("PROXY TCP6 %s ::1 %d 587\r\n" % (src, port)).encode()
+    return ("PROXY TCP4 %s 127.0.0.1 %d 587\r\n" % (src, port)).encode()
+
+
+def test_ipv6_client_counts_by_configured_prefix(lab):
+    """An IPv6 client named by the header is counted by [limits]
+    ipv6-prefix (48 here) everywhere: connections-per-ip and the
+    per-address rate limits use one key, 2001:db8:1::/48, although the
+    connections come from the balancer's 127.0.0.1."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=proxy_overrides(),
+                      limits={"connections-per-ip": 1, "messages-per-hour": 1,
+                              "ipv6-prefix": 48},
+                      extra_config='[login "%s"]\nmessages-per-hour = 100\n' % ALICE)
+    port = sp.starttls_port
+    a = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("2001:db8:1:2::5"))
+    a.greeting.check(220)
+    # the same /48: refused as the same client
+    b = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("2001:db8:1:ff::9"))
+    b.greeting.check(421, "4.7.0")
+    b.expect_closed()
+    assert sp.wait_log(r"event=refused peer=2001:db8:1:ff::9 key=2001:db8:1::/48 "), \
+        sp.stderr_text(20)
+    # another /48 is another client
+    c = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("2001:db8:2::1"))
+    c.greeting.check(220)
+    a.login()
+    a.mail(ALICE)
+    a.cmd("QUIT", 221)
+    a.close()
+    c.login()
+    c.mail(ALICE)
+    c.cmd("QUIT", 221)
+    c.close()
+    for peer in ("2001:db8:1:2::5", "2001:db8:2::1"):
+        assert sp.wait_log(r"event=close peer=%s " % peer), sp.stderr_text(20)
+    # a third address of the first /48 finds its message bucket empty
+    d = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("2001:db8:1:3::7"))
+    d.greeting.check(220)
+    d.login()
+    r = d.cmd("MAIL FROM:<%s>" % ALICE)
+    r.check(450, "4.7.1")
+    assert "messages-per-hour 1 for your address" in r.text, r
+    d.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=rate-limit limit=messages-per-hour subject=address "
+                       r"key=2001:db8:1::/48 peer=2001:db8:1:3::7"), sp.stderr_text(20)
