@@ -329,6 +329,9 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *
 	    s->id, why, whylen);
 }
 
+/* Open sessions of one login (sessions-per-login).  Closed ones stay in the
+ * list until their descriptor is closed, but can do nothing more for the
+ * login: they do not count (unlike for the connection limits). */
 static unsigned
 count_login(const struct server *srv, const char *login)
 {
@@ -336,7 +339,7 @@ count_login(const struct server *srv, const char *login)
 	unsigned n = 0;
 
 	for (s = srv->sessions; s != NULL; s = s->next)
-		if (s->login != NULL && strcmp(s->login, login) == 0)
+		if (s->state != S_CLOSED && s->login != NULL && strcmp(s->login, login) == 0)
 			n++;
 	return n;
 }
@@ -1856,6 +1859,11 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 			evconnlistener_enable(srv->listeners[i].evl);
 }
 
+/* The header is in (from the loop: proxyin.h).  Until now there was no
+ * session: the waiting connection was counted by the pool, and one that is
+ * refused or fails there is closed at once.  session_start() holds the new
+ * session like every frame entered from the loop, and its address key is
+ * the header's. */
 static void
 on_proxy_header(void *arg, int fd, const struct sockaddr *peer,
     const struct proxyproto_result *r)

@@ -8,13 +8,19 @@ rate-limit clock moves an hour ahead on SIGUSR2 to front (no sleeping); the
 installed daemon has no such hook.
 """
 
+import base64
 import os
 import signal
+import socket
 import subprocess
 
+import pytest
+
 from conftest import subproxy_binary, clock_test_binary
-from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RCPT, RawClient, dot_stuff, make_message
+from helpers import (ALICE, ALICE_PW, BOB, BOB_PW, RCPT, SERVER_NAME, RawClient, client_context,
+                     dot_stuff, make_message)
 from test_dkim import roles
+from test_flood import flood
 
 
 def session(sp, lab, user=ALICE, password=ALICE_PW, source="127.0.0.2", code=235,
@@ -154,6 +160,39 @@ def test_sessions_per_login(lab):
     for x in (b, d):
         x.cmd("QUIT", 221)
     assert sp.wait_log(r"event=rate-limit limit=sessions-per-login login=alice@lab\.test")
+
+
+def test_closing_session_is_no_session_of_its_login(lab):
+    """A session that is closed but still writing its last replies (its
+    client reads nothing) keeps its descriptor and counts against [limits]
+    connections, but it is no session of its login any more: with
+    sessions-per-login = 1 the login may log in again at once."""
+    sp = start(lab, {"connections": 2, "connections-per-ip": 10, "timeout": 2},
+               {ALICE: {"sessions-per-login": 1}})
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", sp.implicit_port))
+    a = client_context(lab.certs.ca).wrap_socket(raw, server_hostname=SERVER_NAME)
+    a.settimeout(10)
+    tok = base64.b64encode(b"\0%s\0%s" % (ALICE.encode(), ALICE_PW.encode()))
+    a.sendall(b"EHLO a\r\nAUTH PLAIN " + tok + b"\r\n")
+    got = b""
+    while b"\r\n235 " not in got:
+        got += a.recv(4096)
+    flood(a, b"NOOP\r\n", total=4 << 20)             # replies unread
+    assert sp.wait_log(r"event=idle-timeout peer=127\.0\.0\.1 state=command", timeout=10), \
+        sp.stderr_text(20)
+    b = session(sp, lab)                               # alice again: 235
+    c = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source="127.0.0.3")
+    if c.greeting.code == 220:
+        c.close()
+        a.close()
+        pytest.skip("the closing session was gone before the second AUTH (a slow machine)")
+    c.greeting.check(421, "4.3.2")                     # a was still there
+    c.expect_closed()
+    a.close()
+    b.cmd("QUIT", 221)
+    assert "limit=sessions-per-login" not in sp.stderr_text()
 
 
 def test_installed_daemon_has_no_test_clock():
