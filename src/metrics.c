@@ -20,7 +20,7 @@ static const char *const auth_labels[] = { "ok", "fail", "locked", "busy", "erro
 /* Every enhanced code subproxy itself sends for a refused MAIL or message,
  * then one catch-all per class for the relay's own codes. */
 static const char *const refused_labels[] = {
-	"4.3.0", "4.3.1", "4.3.2", "4.4.0", "4.4.2", "4.4.3", "4.5.3", "4.7.0", "4.7.5",
+	"4.3.0", "4.3.1", "4.3.2", "4.4.0", "4.4.2", "4.4.3", "4.5.3", "4.7.0", "4.7.1", "4.7.5",
 	"5.1.3", "5.1.7", "5.3.4", "5.4.6", "5.5.1", "5.5.2", "5.5.4", "5.6.0", "5.6.7",
 	"5.7.0", "5.7.1", "5.7.8", "4.x.x", "5.x.x"
 };
@@ -31,6 +31,12 @@ static const char *const dane_labels[] = {
 	"no-address", "no-tlsa", "no-usable-tlsa", "other"
 };
 static const char *const reload_labels[] = { "ok", "failed" };
+static const char *const ratelimit_labels[] = {
+	"messages-per-hour", "recipients-per-hour", "auth-per-minute", "sessions-per-login"
+};
+static const char *const proxy_refused_labels[] = {
+	"source", "connections", "invalid", "closed", "timeout"
+};
 static const char *const relay_cmd_labels[] = { "mail", "rcpt", "data" };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -58,6 +64,14 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	    "([audit] recheck).", NULL, NULL, 1, 0 },
 	[MF_SHUTDOWN_CUT] = { "subproxy_shutdown_cut", "Transactions cut without "
 	    "acknowledgement because [server] shutdown-timeout expired.", NULL, NULL, 1, 0 },
+	[MF_RATELIMIT_REFUSED] = { "subproxy_ratelimit_refused", "MAIL, RCPT, AUTH and "
+	    "sessions refused by a rate limit ([limits], [login]), by limit.", "limit",
+	    ratelimit_labels, N(ratelimit_labels), 0 },
+	[MF_PROXY_REFUSED] = { "subproxy_proxy_refused", "Connections to proxy-protocol "
+	    "listeners closed before a session started, by reason (source: not in proxy-from; "
+	    "connections: [limits] connections reached; invalid: bad header; closed: ended "
+	    "before the header was complete; timeout: proxy-timeout).", "reason",
+	    proxy_refused_labels, N(proxy_refused_labels), 0 },
 };
 
 const struct metrics_gauge_info metrics_gauges[MG_MAX] = {

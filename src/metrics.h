@@ -63,6 +63,8 @@ enum metrics_family {
 	MF_RELOADS,		/* subproxy_reloads_total{result} */
 	MF_RECHECKS,		/* subproxy_audit_rechecks_total */
 	MF_SHUTDOWN_CUT,	/* subproxy_shutdown_cut_total */
+	MF_RATELIMIT_REFUSED,	/* subproxy_ratelimit_refused_total{limit} */
+	MF_PROXY_REFUSED,	/* subproxy_proxy_refused_total{reason} */
 	MF_MAX
 };
 
@@ -70,6 +72,17 @@ enum metrics_family {
 enum metrics_auth { MA_OK, MA_FAIL, MA_LOCKED, MA_BUSY, MA_ERROR };
 /* Labels of MF_RELOADS. */
 enum metrics_reload { MR_OK, MR_FAILED };
+/* Labels of MF_RATELIMIT_REFUSED: the limit that refused. */
+enum metrics_ratelimit { MRL_MESSAGES, MRL_RECIPIENTS, MRL_AUTH, MRL_SESSIONS };
+/* Labels of MF_PROXY_REFUSED: why a connection to a proxy-protocol listener
+ * was closed before it became a session (proxyin.h). */
+enum metrics_proxy_refused {
+	MPR_SOURCE,		/* not in proxy-from */
+	MPR_CONNECTIONS,	/* [limits] connections reached */
+	MPR_INVALID,		/* malformed, oversized or unsupported header */
+	MPR_CLOSED,		/* closed (or failed) before the header was complete */
+	MPR_TIMEOUT		/* no complete header within proxy-timeout */
+};
 
 /* Gauges (summed over slices; cleared when a writer ends). */
 enum metrics_gauge {

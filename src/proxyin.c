@@ -2,6 +2,7 @@
 #include "proxyin.h"
 #include "cidr.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -63,8 +64,9 @@ proxyin_free(struct proxyin *w)
 }
 
 static void
-proxyin_refuse(struct proxyin *w, const char *why)
+proxyin_refuse(struct proxyin *w, enum metrics_proxy_refused reason, const char *why)
 {
+	metrics_count(MF_PROXY_REFUSED, reason);
 	log_warn("event=proxy-refused peer=%s listener=%s octets=%zu reason=\"%s\"", w->peer,
 	    w->listener, w->have, why);
 	proxyin_free(w);
@@ -73,7 +75,7 @@ proxyin_refuse(struct proxyin *w, const char *why)
 static void
 proxyin_on_timer(evutil_socket_t fd, short what, void *arg)
 {
-	proxyin_refuse(arg, "no complete PROXY header within the timeout");
+	proxyin_refuse(arg, MPR_TIMEOUT, "no complete PROXY header within the timeout");
 }
 
 /* Take n bytes that are certainly header bytes off the socket. */
@@ -107,8 +109,8 @@ proxyin_on_read(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
 	if (n <= 0) {
-		proxyin_refuse(w, n == 0 ? "connection closed before the PROXY header was complete" :
-		    strerror(errno));
+		proxyin_refuse(w, MPR_CLOSED, n == 0 ? "connection closed before the PROXY header "
+		    "was complete" : strerror(errno));
 		return;
 	}
 	st = proxyproto_parse(w->buf, w->have + (size_t)n, &r);
@@ -116,14 +118,14 @@ proxyin_on_read(evutil_socket_t fd, short what, void *arg)
 	case PROXYPROTO_NEED_MORE:
 		/* every byte seen is part of the header: take them */
 		if (proxyin_take(w, (size_t)n) < 0)
-			proxyin_refuse(w, "cannot read the PROXY header");
+			proxyin_refuse(w, MPR_CLOSED, "cannot read the PROXY header");
 		return;
 	case PROXYPROTO_INVALID:
-		proxyin_refuse(w, r.why);
+		proxyin_refuse(w, MPR_INVALID, r.why);
 		return;
 	case PROXYPROTO_DONE:
 		if (proxyin_take(w, r.consumed - w->have) < 0) {
-			proxyin_refuse(w, "cannot read the PROXY header");
+			proxyin_refuse(w, MPR_CLOSED, "cannot read the PROXY header");
 			return;
 		}
 		break;

@@ -9,7 +9,8 @@
  * session.  A malformed or oversized header, a connection that ends before
  * the header is complete, or a header that has not arrived within the
  * timeout closes the connection without a word (a greeting would be read by
- * the balancer as the client's data) and is logged with the reason.
+ * the balancer as the client's data), is logged with the reason and counted
+ * in subproxy_proxy_refused_total{reason} (metrics.h).
  *
  * The pool owns the waiting connections; freeing it closes them.
  */

@@ -325,8 +325,12 @@ static int
 rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *why,
     size_t whylen)
 {
-	return limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->peer_key,
-	    s->id, why, whylen);
+	if (limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->peer_key, s->id,
+	    why, whylen))
+		return 1;
+	metrics_count(MF_RATELIMIT_REFUSED, lim == RATELIMIT_MESSAGES ? MRL_MESSAGES :
+	    lim == RATELIMIT_RECIPIENTS ? MRL_RECIPIENTS : MRL_AUTH);
+	return 0;
 }
 
 /* Open sessions of one login (sessions-per-login).  Closed ones stay in the
@@ -609,6 +613,7 @@ auth_result(struct session *s, int result)
 			log_warn("session=%s event=rate-limit limit=sessions-per-login login=%s "
 			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer,
 			    count_login(s->srv, s->auth_user));
+			metrics_count(MF_RATELIMIT_REFUSED, MRL_SESSIONS);
 			reply(s, 421, "4.7.0", "Too many concurrent sessions for this login "
 			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);
 			free(s->auth_user);
@@ -853,6 +858,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (!rate_take(s, RATELIMIT_MESSAGES, s->login, why, sizeof(why))) {
+		count_refused("4.7.1");
 		reply(s, 450, "4.7.1", "Message rate limit reached (%s), try again later", why);
 		return;
 	}
@@ -1889,12 +1895,14 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	if (!cidr_match(l->cl->proxy_from, l->cl->nproxy_from, sa)) {
 		log_warn("event=proxy-refused peer=%s listener=%s reason=\"not in proxy-from\"", peer,
 		    l->cl->name);
+		metrics_count(MF_PROXY_REFUSED, MPR_SOURCE);
 		close(fd);
 		return;
 	}
 	if (srv->nsessions + proxyin_pool_count(srv->proxyin) >= srv->cfg->limits.connections) {
 		log_warn("event=refused peer=%s listener=%s reason=\"too many connections (waiting "
 		    "for a PROXY header)\"", peer, l->cl->name);
+		metrics_count(MF_PROXY_REFUSED, MPR_CONNECTIONS);
 		close(fd);
 		return;
 	}

@@ -15,6 +15,8 @@ import struct
 import pytest
 
 from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+from opsutil import scrape, val
+from test_metrics import start as start_with_metrics
 import peers
 
 LISTENERS = ("submissions", "submission")     # implicit TLS, STARTTLS
@@ -42,10 +44,16 @@ def start_haproxy(lab, sp, name="haproxy"):
 @pytest.fixture(scope="module")
 def env(module_lab):
     s = module_lab.sink()
-    sp = module_lab.subproxy(s, overrides=proxy_overrides())
+    sp, port = start_with_metrics(module_lab, s, overrides=proxy_overrides())
+    sp.metrics_port = port
     hp = start_haproxy(module_lab, sp)
     yield module_lab, s, sp, hp
     hp.stop()
+
+
+def refused(sp, reason):
+    """subproxy_proxy_refused_total{reason} now."""
+    return val(scrape(sp.metrics_port), "subproxy_proxy_refused_total", reason=reason)
 
 
 def client(lab, hp, mode, version, source):
@@ -118,18 +126,23 @@ def tls_client_hello():
     return bytes.fromhex("16030100c4010000c00303") + b"\x00" * 32
 
 
+# what is sent, whether the sender then shuts its side, the logged reason,
+# and the reason label of subproxy_proxy_refused_total
 BAD_HEADERS = {
-    "garbage": (b"EHLO client.lab.test\r\n", False, "not a PROXY protocol header"),
-    "tls-without-header": (tls_client_hello(), False, "not a PROXY protocol header"),
-    "bad-v1": (b"PROXY TCP4 2001:db8::1 127.0.0.1 5 6\r\n", False, "v1: bad address"),
+    "garbage": (b"EHLO client.lab.test\r\n", False, "not a PROXY protocol header", "invalid"),
+    "tls-without-header": (tls_client_hello(), False, "not a PROXY protocol header",
+                           "invalid"),
+    "bad-v1": (b"PROXY TCP4 2001:db8::1 127.0.0.1 5 6\r\n", False, "v1: bad address",
+               "invalid"),
     "oversized-v2": (v2_header(length=0xffff) + b"\x00" * 64, False,
-                     "v2: header longer than 1024 octets"),
-    "oversized-v1": (b"PROXY UNKNOWN " + b"x" * 200, False, "v1: no CRLF within 107 octets"),
+                     "v2: header longer than 1024 octets", "invalid"),
+    "oversized-v1": (b"PROXY UNKNOWN " + b"x" * 200, False, "v1: no CRLF within 107 octets",
+                     "invalid"),
     "truncated-v2": (v2_header()[:20], True,
-                     "connection closed before the PROXY header was complete"),
+                     "connection closed before the PROXY header was complete", "closed"),
     "truncated-late": (b"PROXY TCP4 127.0.0.9 127.0.0.1 5", False,
-                       "no complete PROXY header within the timeout"),
-    "nothing": (b"", False, "no complete PROXY header within the timeout"),
+                       "no complete PROXY header within the timeout", "timeout"),
+    "nothing": (b"", False, "no complete PROXY header within the timeout", "timeout"),
 }
 
 
@@ -137,9 +150,10 @@ BAD_HEADERS = {
 @pytest.mark.parametrize("listener", LISTENERS)
 def test_bad_header_closed(env, what, listener):
     lab, s, sp, hp = env
-    data, shut, reason = BAD_HEADERS[what]
+    data, shut, reason, label = BAD_HEADERS[what]
     port = sp.implicit_port if listener == "submissions" else sp.starttls_port
     start = len(sp.lines)
+    counted = refused(sp, label)
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     if data:
         sock.sendall(data)
@@ -150,6 +164,7 @@ def test_bad_header_closed(env, what, listener):
                        % (listener, re.escape(reason)), start=start)
     assert line, sp.stderr_text(20)
     assert "event=connect" not in sp.stderr_text(len(sp.lines) - start)
+    assert refused(sp, label) == counted + 1
     # the service is unaffected
     submit(client(lab, hp, "implicit", "v2", "127.0.0.6"), "after %s on %s" % (what, listener))
 
@@ -158,6 +173,7 @@ def test_header_from_unlisted_source(env):
     """A valid header, but from 127.0.0.7, which is not in proxy-from."""
     lab, s, sp, hp = env
     start = len(sp.lines)
+    counted = refused(sp, "source")
     sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=10,
                                     source_address=("127.0.0.7", 0))
     sock.sendall(b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 587\r\nEHLO x\r\n")
@@ -165,6 +181,7 @@ def test_header_from_unlisted_source(env):
     assert sp.wait_log(r"event=proxy-refused peer=127\.0\.0\.7 listener=submission "
                        r"reason=\"not in proxy-from\"", start=start)
     assert "192.0.2.1" not in sp.stderr_text(len(sp.lines) - start)
+    assert refused(sp, "source") == counted + 1
 
 
 def test_direct_client_without_balancer(env):
@@ -242,10 +259,11 @@ def test_ipv6_client_counts_by_configured_prefix(lab):
     per-address rate limits use one key, 2001:db8:1::/48, although the
     connections come from the balancer's 127.0.0.1."""
     s = lab.sink()
-    sp = lab.subproxy(s, overrides=proxy_overrides(),
-                      limits={"connections-per-ip": 1, "messages-per-hour": 1,
-                              "ipv6-prefix": 48},
-                      extra_config='[login "%s"]\nmessages-per-hour = 100\n' % ALICE)
+    sp, mport = start_with_metrics(lab, s, overrides=proxy_overrides(),
+                                   limits={"connections-per-ip": 1, "messages-per-hour": 1,
+                                           "ipv6-prefix": 48},
+                                   extra_config='[login "%s"]\nmessages-per-hour = 100\n'
+                                   % ALICE)
     port = sp.starttls_port
     a = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("2001:db8:1:2::5"))
     a.greeting.check(220)
@@ -278,3 +296,35 @@ def test_ipv6_client_counts_by_configured_prefix(lab):
     d.cmd("QUIT", 221)
     assert sp.wait_log(r"event=rate-limit limit=messages-per-hour subject=address "
                        r"key=2001:db8:1::/48 peer=2001:db8:1:3::7"), sp.stderr_text(20)
+    m = scrape(mport)
+    assert val(m, "subproxy_ratelimit_refused_total", limit="messages-per-hour") == 1
+    for limit in ("recipients-per-hour", "auth-per-minute", "sessions-per-login"):
+        assert val(m, "subproxy_ratelimit_refused_total", limit=limit) == 0
+    assert val(m, "subproxy_messages_refused_total", code="4.7.1") == 1
+
+
+def test_waiting_headers_count_against_connections(lab):
+    """Connections still waiting for their header count against [limits]
+    connections: beyond it the balancer's next connection is closed without
+    a word (reason connections), and the waiting one is served once its
+    header comes."""
+    sp, mport = start_with_metrics(lab, lab.sink(), overrides=proxy_overrides(timeout="30"),
+                                   limits={"connections": 2, "connections-per-ip": 10})
+    port = sp.starttls_port
+    a = RawClient(port, lab.certs.ca, implicit=False, proxy=v1("192.0.2.1"))
+    a.greeting.check(220)
+    before = val(scrape(mport), "subproxy_proxy_refused_total", reason="connections")
+    start = len(sp.lines)
+    w = socket.create_connection(("127.0.0.1", port), timeout=10)    # no header yet
+    x = socket.create_connection(("127.0.0.1", port), timeout=10)    # accepted after w
+    expect_silent_close(x)
+    assert sp.wait_log(r"event=refused peer=127\.0\.0\.1 listener=submission "
+                       r"reason=\"too many connections \(waiting for a PROXY header\)\"",
+                       start=start), sp.stderr_text(20)
+    assert val(scrape(mport), "subproxy_proxy_refused_total", reason="connections") == \
+        before + 1
+    w.sendall(v1("192.0.2.2"))
+    w.settimeout(10)
+    assert w.recv(512).startswith(b"220 ")
+    w.close()
+    a.cmd("QUIT", 221)
