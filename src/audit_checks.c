@@ -1,6 +1,7 @@
 /*
  * audit_checks.c — the self-audit's DNS checks (DNSSEC, own TLSA, DKIM
- * records, SRV, relays), DKIM key checks, sandbox and file checks.
+ * records, SRV, relays), DKIM key checks, sandbox and file checks, and the
+ * listeners' proxy-from.
  *
  * Every DNS question is collected first, then all are asked at once on a
  * private event loop and answered before any check judges them, so the
@@ -8,6 +9,7 @@
  */
 #include "audit_int.h"
 
+#include "cidr.h"
 #include "config.h"
 #include "danedns.h"
 #include "dkim.h"
@@ -44,6 +46,7 @@ static const char *const refs_srv[] = { "RFC6186-3.1", "RFC8314-5.1", NULL };
 static const char *const refs_relay[] = { "RFC7672-2.2", "RFC7672-3.1", NULL };
 static const char *const refs_seccomp[] = { NULL };
 static const char *const refs_files[] = { NULL };
+static const char *const refs_proxy[] = { NULL };
 
 /* ---- DKIM keys ---- */
 
@@ -804,6 +807,59 @@ check_files(struct audit_run *r)
 		    seen);
 }
 
+/* ---- listen.LISTENER.proxy-from ---- */
+
+/* Narrowest prefixes that still warn when they reach public addresses: a
+ * load balancer pool fits in far less, and Google's published proxy range
+ * (35.191.0.0/16) is the widest a cloud documents; an IPv6 /48 is a site. */
+#define PROXY_WIDE_V4 16
+#define PROXY_WIDE_V6 48
+
+static int
+proxy_prefix_wide(const struct cidr *c)
+{
+	return !cidr_private(c) && c->bits < (c->family == AF_INET ? PROXY_WIDE_V4 : PROXY_WIDE_V6);
+}
+
+/* Whoever connects from proxy-from may name any client address: a prefix
+ * that reaches far into the internet lets strangers choose the address the
+ * limits, lockouts, logs, Received and XCLIENT see. */
+static void
+check_proxy_from(struct audit_run *r, const struct config_listen *l)
+{
+	char id[300], wide[600] = "", text[64];
+	size_t i, wl;
+
+	snprintf(id, sizeof(id), "listen.%s.proxy-from", l->name);
+	for (i = 0; i < l->nproxy_from; i++) {
+		if (!proxy_prefix_wide(&l->proxy_from[i]))
+			continue;
+		wl = strlen(wide);
+		snprintf(wide + wl, sizeof(wide) - wl, "%s%s", wl ? ", " : "",
+		    cidr_format(&l->proxy_from[i], text, sizeof(text)));
+	}
+	if (wide[0] != '\0')
+		audit_add(r, id, AUDIT_WARN, refs_proxy, "list only the load balancers' addresses "
+		    "(or their private network)", "%s reach%s public addresses beyond a /%d "
+		    "(IPv4) or /%d (IPv6): any host there may send a PROXY header and claim any "
+		    "client address", wide, strchr(wide, ',') ? "" : "es", PROXY_WIDE_V4,
+		    PROXY_WIDE_V6);
+	else
+		audit_add(r, id, AUDIT_PASS, refs_proxy, NULL, "%zu prefix%s, private or at most "
+		    "a /%d (IPv4) or /%d (IPv6)", l->nproxy_from, l->nproxy_from == 1 ? "" : "es",
+		    PROXY_WIDE_V4, PROXY_WIDE_V6);
+}
+
+static void
+check_listeners(struct audit_run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->cfg->nlistens; i++)
+		if (r->cfg->listens[i].proxy)
+			check_proxy_from(r, &r->cfg->listens[i]);
+}
+
 /* ---- the run ---- */
 
 void
@@ -882,6 +938,7 @@ audit_checks_run(struct audit_run *r)
 	audit_dns_judge(r);
 	check_sandbox(r);
 	check_files(r);
+	check_listeners(r);
 	audit_alog_checks(r);
 }
 

@@ -97,6 +97,47 @@ cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa)
 	return 0;
 }
 
+int
+cidr_private(const struct cidr *c)
+{
+	static const struct cidr v4[] = {
+		{ AF_INET, { 127 }, 8 }, { AF_INET, { 10 }, 8 }, { AF_INET, { 172, 16 }, 12 },
+		{ AF_INET, { 192, 168 }, 16 }, { AF_INET, { 169, 254 }, 16 },
+		{ AF_INET, { 100, 64 }, 10 },
+	};
+	static const struct cidr v6[] = {
+		{ AF_INET6, { [15] = 1 }, 128 }, { AF_INET6, { 0xfc }, 7 },
+		{ AF_INET6, { 0xfe, 0x80 }, 10 },
+	};
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	const struct cidr *in = c->family == AF_INET ? v4 : v6;
+	size_t i, n = c->family == AF_INET ? sizeof(v4) / sizeof(*v4) : sizeof(v6) / sizeof(*v6);
+
+	if (c->family == AF_INET6 && c->bits >= 96 && memcmp(c->addr, mapped, 12) == 0) {
+		struct cidr four = { AF_INET, { 0 }, c->bits - 96 };
+
+		memcpy(four.addr, c->addr + 12, 4);
+		return cidr_private(&four);
+	}
+	for (i = 0; i < n; i++)
+		if (c->bits >= in[i].bits && prefix_eq(c->addr, in[i].addr, in[i].bits))
+			return 1;
+	return 0;
+}
+
+char *
+cidr_format(const struct cidr *c, char *buf, size_t len)
+{
+	char text[INET6_ADDRSTRLEN];
+
+	inet_ntop(c->family, c->addr, text, sizeof(text));
+	if (c->bits == (c->family == AF_INET ? 32u : 128u))
+		snprintf(buf, len, "%s", text);
+	else
+		snprintf(buf, len, "%s/%u", text, c->bits);
+	return buf;
+}
+
 char *
 cidr_ntop(const struct sockaddr *sa, char *buf, size_t len, int *port_r)
 {

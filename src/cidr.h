@@ -26,6 +26,16 @@ int cidr_parse(const char *s, struct cidr *c, const char **why_r);
 /* 1 when sa (AF_INET or AF_INET6) lies in one of the n prefixes, else 0. */
 int cidr_match(const struct cidr *list, size_t n, const struct sockaddr *sa);
 
+/* 1 when every address of the prefix is a loopback, private or link-local
+ * one (IPv4: 127/8, 10/8, 172.16/12, 192.168/16, 169.254/16, 100.64/10;
+ * IPv6: ::1, fc00::/7, fe80::/10; IPv4-mapped IPv6 prefixes as their IPv4
+ * part), else 0: the prefix reaches addresses routed on the internet. */
+int cidr_private(const struct cidr *c);
+
+/* The prefix as text, "192.0.2.0/24" (the address alone for a full-length
+ * prefix), into buf (at least 50 octets).  Returns buf. */
+char *cidr_format(const struct cidr *c, char *buf, size_t len);
+
 /* An address as text ("192.0.2.1", "2001:db8::1"; IPv4-mapped IPv6 as
  * IPv4) into buf (at least 46 octets), and its port into *port_r (may be
  * NULL).  Returns buf ("unknown" for other families). */

@@ -196,9 +196,11 @@ class World:
         return "\n".join(out) + "\n"
 
     def config(self, *, hostname="mail.lab.test", cert=None, profile=None, priority=None,
-               dkim=None, dns=None, relay_tlsa=None, audit=None):
+               dkim=None, dns=None, relay_tlsa=None, audit=None, proxy_from=None):
         """Write a configuration for --check; returns its path.  audit: an
-        [audit] section (default: under bsi-tr-03108, which requires one)."""
+        [audit] section (default: under bsi-tr-03108, which requires one).
+        proxy_from: the submission listener takes PROXY headers from these
+        prefixes."""
         cert = cert or self.good
         self.n += 1
         server = ["hostname = %s" % hostname]
@@ -213,7 +215,9 @@ class World:
             '[listen "submissions"]', "address = 127.0.0.1:%d" % free_port(),
             "public-port = 465", "tls = implicit", "",
             '[listen "submission"]', "address = 127.0.0.1:%d" % free_port(),
-            "public-port = 587", "tls = starttls", "",
+            "public-port = 587", "tls = starttls",
+            *(["proxy-protocol = yes", "proxy-from = %s" % proxy_from] if proxy_from else []),
+            "",
             "[tls]", *tls, "",
             "[auth]", "passwd-file = %s" % self.passwd, "",
             "[senders]", *["%s = %s" % kv for kv in SENDERS.items()], "",
@@ -364,6 +368,34 @@ def test_missing_srv_only_warns_under_baseline(world):
         assert "no SRV record" in c["summary"]
         assert c["remedy"] == "publish: _%s._tcp.d2.lab.test. IN SRV 0 1 %d mail.lab.test." % (
             svc, PORTS["submissions" if svc == "submissions" else "submission"])
+
+
+@pytest.mark.parametrize("proxy_from,wide", [
+    ("127.0.0.1, 10.0.0.0/8, fd00::/8, 192.0.2.0/24, 35.191.0.0/16, 2001:db8:1::/48", None),
+    ("0.0.0.0/0", "0.0.0.0/0"),
+    ("10.0.0.2, ::/0, 2001:db8::/32", "::/0, 2001:db8::/32"),
+])
+def test_wide_proxy_from_warns(world, proxy_from, wide):
+    """Whoever may send a PROXY header may claim any client address: a
+    proxy-from reaching public addresses beyond a /16 (IPv4) or /48 (IPv6)
+    is a warning, private ranges and narrow prefixes pass.  Only listeners
+    with proxy-protocol are checked."""
+    rc, report = check_json(world.config(proxy_from=proxy_from))
+    assert rc == 0 and report["result"] == "pass", json.dumps(report, indent=1)
+    st = statuses(report)
+    assert "listen.submissions.proxy-from" not in st
+    c = st["listen.submission.proxy-from"]
+    if wide is None:
+        assert c["status"] == "pass", c
+        assert c["summary"].startswith("%d prefixes" % len(proxy_from.split(","))), c
+    else:
+        assert c["status"] == "warn" and c["required"], c
+        assert c["summary"].startswith(wide + " reach"), c
+        assert "claim any client address" in c["summary"], c
+        assert "load balancers' addresses" in c["remedy"], c
+        rc, out, err = check(world.config(proxy_from=proxy_from))
+        assert rc == 0, out + err
+        assert re.search(r"^warn\s+listen\.submission\.proxy-from\s", out, re.M), out
 
 
 # ---- broken postures ----

@@ -1,5 +1,5 @@
 /* test_cidr.c — address prefixes: parsing, refusals, matching (with
- * IPv4-mapped IPv6 peers). */
+ * IPv4-mapped IPv6 peers), private ranges, text. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +106,61 @@ t_text(void **state)
 	assert_string_equal(cidr_ntop((struct sockaddr *)&ss, buf, sizeof(buf), NULL), "2001:db8::1");
 }
 
+static int
+private(const char *text)
+{
+	struct cidr c;
+	const char *why;
+
+	if (cidr_parse(text, &c, &why) != 0)
+		fail_msg("bad test prefix %s: %s", text, why);
+	return cidr_private(&c);
+}
+
+static void
+t_private(void **state)
+{
+	static const char *const yes[] = {
+		"127.0.0.1", "127.0.0.0/8", "10.0.0.0/8", "10.1.2.0/24", "172.16.0.0/12",
+		"172.31.255.255", "192.168.0.0/16", "169.254.1.0/24", "100.64.0.0/10", "::1",
+		"fc00::/7", "fd12:3456::/32", "fe80::/10", "::ffff:10.0.0.0/104",
+		"::ffff:127.0.0.1",
+	};
+	static const char *const no[] = {
+		"0.0.0.0/0", "8.0.0.0/7", "0.0.0.0/4", "10.0.0.0/7", "172.0.0.0/11",
+		"172.32.0.0/16", "192.0.2.1", "35.191.0.0/16", "100.128.0.0/10", "::/0", "::",
+		"::/127", "fc00::/6", "2001:db8::/32", "fe80::/9", "::ffff:0:0/96",
+		"::ffff:8.8.8.8",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!private(yes[i]))
+			fail_msg("%s should be private", yes[i]);
+	for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (private(no[i]))
+			fail_msg("%s should not be private", no[i]);
+}
+
+static void
+t_format(void **state)
+{
+	static const char *const same[] = {
+		"0.0.0.0/0", "192.0.2.0/24", "192.0.2.7", "::/0", "2001:db8::/32", "2001:db8::1",
+	};
+	struct cidr c;
+	const char *why;
+	char buf[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		assert_int_equal(cidr_parse(same[i], &c, &why), 0);
+		assert_string_equal(cidr_format(&c, buf, sizeof(buf)), same[i]);
+	}
+	assert_int_equal(cidr_parse("2001:DB8:0::/48", &c, &why), 0);
+	assert_string_equal(cidr_format(&c, buf, sizeof(buf)), "2001:db8::/48");
+}
+
 int
 main(void)
 {
@@ -113,6 +168,8 @@ main(void)
 		cmocka_unit_test(t_parse),
 		cmocka_unit_test(t_match),
 		cmocka_unit_test(t_text),
+		cmocka_unit_test(t_private),
+		cmocka_unit_test(t_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
