@@ -76,6 +76,7 @@ def test_messages_per_hour(lab):
     c.cmd("QUIT", 221)
 
 
+@pytest.mark.sanitized
 def test_messages_per_hour_per_address(lab):
     """[limits] applies per address too: two logins from one address share it."""
     sp = start(lab, {"messages-per-hour": 1})
@@ -116,6 +117,7 @@ def test_recipients_per_hour(lab):
     c.cmd("QUIT", 221)
 
 
+@pytest.mark.sanitized
 def test_auth_per_minute(lab):
     sp = start(lab, {"auth-per-minute": 2})
     for _ in range(2):
@@ -142,6 +144,7 @@ def test_auth_per_minute(lab):
     assert sp.wait_log(r"event=rate-limit limit=auth-per-minute subject=")
 
 
+@pytest.mark.sanitized
 def test_sessions_per_login(lab):
     sp = start(lab, {}, {ALICE: {"sessions-per-login": 2}})
     a, b = session(sp, lab), session(sp, lab, source="127.0.0.3")
@@ -162,6 +165,7 @@ def test_sessions_per_login(lab):
     assert sp.wait_log(r"event=rate-limit limit=sessions-per-login login=alice@lab\.test")
 
 
+@pytest.mark.sanitized
 def test_closing_session_is_no_session_of_its_login(lab):
     """A session that is closed but still writing its last replies (its
     client reads nothing) keeps its descriptor and counts against [limits]

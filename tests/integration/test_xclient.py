@@ -89,6 +89,7 @@ def test_postfix_without_xclient_setting(lab, postfix):
     assert "XCLIENT" not in pf.log_text()
 
 
+@pytest.mark.sanitized
 def test_postfix_not_authorising_us(lab):
     """A Postfix whose smtpd_authorized_xclient_hosts does not name us does
     not offer XCLIENT: subproxy relays as before (Postfix then applies its
@@ -128,6 +129,7 @@ def test_xclient_only_offered_attributes(lab):
     assert len(s.messages()) == 1
 
 
+@pytest.mark.sanitized
 def test_xclient_refused(lab):
     """A relay that offers XCLIENT and then refuses it has failed: 451 4.7.0
     at MAIL, and nothing goes to it without the client's identity."""
