@@ -56,9 +56,10 @@ void auditrec_auth(struct auditrec *ar, const char *session, const char *client,
     const char *login, const char *mechanism, const char *result, int lockout, int closed,
     int code, const char *enh);
 
-/* A command refused by policy.  stage: connect, mail, rcpt, data, message,
- * dkim; reason: a stable token for reports ("sender-not-owned", ...);
- * text: the sentence the client was given. */
+/* A command refused by policy.  stage: connect, session, auth, mail, rcpt,
+ * data, message, dkim; reason: a stable token for reports
+ * ("sender-not-owned", "messages-per-hour", ...); text: the sentence the
+ * client was given. */
 void auditrec_refusal(struct auditrec *ar, const char *session, const char *client,
     const char *login, const char *stage, int code, const char *enh, const char *reason,
     const char *text);

@@ -267,8 +267,18 @@ reply_relay(struct session *s, const struct relay_result *r)
 	reply_relay_to(conn_output(s->conn), r);
 }
 
-/* A command refused by policy: the reply, and the audit record of it.
+/* A command refused by policy: the reply, and the audit record of it
+ * naming `login` (before AUTH succeeded: the name tried, or NULL).
  * reason: a stable token for reports. */
+static void
+refuse_as(struct session *s, const char *login, const char *stage, const char *reason, int code,
+    const char *enh, const char *text)
+{
+	reply(s, code, enh, "%s", text);
+	auditrec_refusal(s->srv->audit, s->id, s->peer, login, stage, code, enh, reason, text);
+}
+
+/* refuse_as() for the session's login, the sentence formatted. */
 static void refuse(struct session *s, const char *stage, const char *reason, int code,
     const char *enh, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
@@ -282,8 +292,7 @@ refuse(struct session *s, const char *stage, const char *reason, int code, const
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	reply(s, code, enh, "%s", text);
-	auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, stage, code, enh, reason, text);
+	refuse_as(s, s->login, stage, reason, code, enh, text);
 }
 
 /* A refusal the relay gave (or our own, when the relay leg failed). */
@@ -319,17 +328,39 @@ session_client(const struct session *s, int *port_r)
 
 /* ---- rate limits (limiter.h; [limits] and [login "NAME"]) ---- */
 
-/* One token of `lim` for the login and the client's address, counted
- * under the same key as the connection limits (limiter.h). */
+/* One token of `lim` (MAIL, RCPT or AUTH) for the login and the client's
+ * address, counted under the same key as the connection limits
+ * (limiter.h).  Returns 1, or 0 when refused: then the reply naming the
+ * limit is queued, the refusal recorded (audit log, reason: the limit's
+ * key) and counted. */
 static int
-rate_take(struct session *s, enum ratelimit_limit lim, const char *login, char *why,
-    size_t whylen)
+rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 {
+	char why[128], text[256];
+
 	if (limiter_take(s->srv->limiter, lim, login, session_client(s, NULL), s->peer_key, s->id,
-	    why, whylen))
+	    why, sizeof(why)))
 		return 1;
-	metrics_count(MF_RATELIMIT_REFUSED, lim == RATELIMIT_MESSAGES ? MRL_MESSAGES :
-	    lim == RATELIMIT_RECIPIENTS ? MRL_RECIPIENTS : MRL_AUTH);
+	switch (lim) {
+	case RATELIMIT_MESSAGES:
+		metrics_count(MF_RATELIMIT_REFUSED, MRL_MESSAGES);
+		count_refused("4.7.1");
+		snprintf(text, sizeof(text), "Message rate limit reached (%s), try again later", why);
+		refuse_as(s, login, "mail", ratelimit_limit_name(lim), 450, "4.7.1", text);
+		break;
+	case RATELIMIT_RECIPIENTS:
+		metrics_count(MF_RATELIMIT_REFUSED, MRL_RECIPIENTS);
+		snprintf(text, sizeof(text), "Recipient rate limit reached (%s), try again later",
+		    why);
+		refuse_as(s, login, "rcpt", ratelimit_limit_name(lim), 450, "4.7.1", text);
+		break;
+	case RATELIMIT_AUTH:
+		metrics_count(MF_RATELIMIT_REFUSED, MRL_AUTH);
+		snprintf(text, sizeof(text), "Too many authentication attempts (%s), try again "
+		    "later", why);
+		refuse_as(s, login, "auth", ratelimit_limit_name(lim), 454, "4.7.0", text);
+		break;
+	}
 	return 0;
 }
 
@@ -604,6 +635,7 @@ auth_result(struct session *s, int result)
 	}
 	if (result == KEEPER_AUTH_OK) {
 		uint64_t maxs = config_login_rates(s->srv->cfg, s->auth_user)->sessions_per_login;
+		char text[160];
 
 		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
 		    s->auth_user);
@@ -614,8 +646,9 @@ auth_result(struct session *s, int result)
 			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer,
 			    count_login(s->srv, s->auth_user));
 			metrics_count(MF_RATELIMIT_REFUSED, MRL_SESSIONS);
-			reply(s, 421, "4.7.0", "Too many concurrent sessions for this login "
+			snprintf(text, sizeof(text), "Too many concurrent sessions for this login "
 			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);
+			refuse_as(s, s->auth_user, "session", "sessions-per-login", 421, "4.7.0", text);
 			free(s->auth_user);
 			s->auth_user = NULL;
 			session_close(s);
@@ -669,12 +702,8 @@ auth_done(void *arg, int result)
 static void
 auth_start_check(struct session *s, const char *user, const char *pw, size_t pwlen)
 {
-	char why[128];
-
-	if (!rate_take(s, RATELIMIT_AUTH, user, why, sizeof(why))) {
+	if (!rate_take(s, RATELIMIT_AUTH, user)) {
 		session_set_state(s, S_CMD);
-		reply(s, 454, "4.7.0", "Too many authentication attempts (%s), try again later",
-		    why);
 		return;
 	}
 	free(s->auth_user);
@@ -827,7 +856,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	const struct config *cfg = s->srv->cfg;
 	const struct relay_caps *caps = relay_ctx_caps(s->srv->relay);
 	struct xclient_info ci;
-	char params[256], why[128];
+	char params[256];
 	size_t o = 0;
 
 	if (s->login == NULL) {
@@ -857,11 +886,8 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		    "Audit log unavailable, try again later");
 		return;
 	}
-	if (!rate_take(s, RATELIMIT_MESSAGES, s->login, why, sizeof(why))) {
-		count_refused("4.7.1");
-		reply(s, 450, "4.7.1", "Message rate limit reached (%s), try again later", why);
+	if (!rate_take(s, RATELIMIT_MESSAGES, s->login))
 		return;
-	}
 	/* parameters for the relay, rebuilt from parsed values only */
 	params[0] = '\0';
 	if (c->size > 0)
@@ -926,7 +952,7 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 static void
 cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 {
-	char params[256], why[128];
+	char params[256];
 	size_t o = 0;
 
 	if (!s->in_txn) {
@@ -941,10 +967,8 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		refuse(s, "rcpt", "too-many-recipients", 452, "4.5.3", "Too many recipients");
 		return;
 	}
-	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login, why, sizeof(why))) {
-		reply(s, 450, "4.7.1", "Recipient rate limit reached (%s), try again later", why);
+	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login))
 		return;
-	}
 	params[0] = '\0';
 	if (c->notify[0] != '\0')
 		o += (size_t)snprintf(params + o, sizeof(params) - o, " NOTIFY=%s", c->notify);

@@ -16,9 +16,11 @@ import struct
 
 import pytest
 
-from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+from helpers import ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, make_message
 from opsutil import scrape, val
+from test_auditlog import validate_all
 from test_metrics import start as start_with_metrics
+import auditlab
 import peers
 
 LISTENERS = ("submissions", "submission")     # implicit TLS, STARTTLS
@@ -336,3 +338,43 @@ def test_waiting_headers_count_against_connections(lab):
     assert w.recv(512).startswith(b"220 ")
     w.close()
     a.cmd("QUIT", 221)
+
+
+def test_audit_records_name_the_real_client(lab, tmp_path):
+    """The audit log's AUTH, transaction and refusal records name the client
+    of the PROXY header, not the balancer; refusals by rate limits are
+    recorded with the limit as their reason."""
+    audit = auditlab.AuditLog(tmp_path / "auditwork")
+    try:
+        sp = lab.subproxy(lab.sink(), overrides=proxy_overrides() + audit.overrides(),
+                          limits={"messages-per-hour": 1, "auth-per-minute": 1})
+        a = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, proxy=v1("192.0.2.10"))
+        a.greeting.check(220)
+        a.login()
+        a.mail(ALICE)
+        a.rcpt(RCPT, code=250)
+        a.data(dot_stuff(make_message(subject="audited")), code=250)
+        a.cmd("MAIL FROM:<%s>" % ALICE).check(450, "4.7.1")
+        a.cmd("QUIT", 221)
+        b = RawClient(sp.implicit_port, lab.certs.ca, proxy=v1("192.0.2.11"))
+        b.greeting.check(220)
+        b.ehlo()
+        b.auth_plain(BOB, BOB_PW + "x", code=535, enh="5.7.8")
+        b.auth_plain(BOB, BOB_PW, code=454, enh="4.7.0")
+        b.cmd("QUIT", 221)
+        sp.stop()
+        recs = audit.records()
+        validate_all(recs)
+        front = [r for r in recs if r["type"] in ("auth", "txn", "refusal")]
+        assert front and all(r["client"] in ("192.0.2.10", "192.0.2.11") for r in front), front
+        ok = [r for r in front if r["type"] == "auth" and r["result"] == "ok"]
+        assert [(r["client"], r["login"]) for r in ok] == [("192.0.2.10", ALICE)], ok
+        txn = [r for r in front if r["type"] == "txn"]
+        assert len(txn) == 1 and txn[0]["client"] == "192.0.2.10", txn
+        refusals = sorted((r["stage"], r["reason"], r["client"], r["login"], r["code"], r["enh"])
+                          for r in front if r["type"] == "refusal")
+        assert refusals == [("auth", "auth-per-minute", "192.0.2.11", BOB, 454, "4.7.0"),
+                            ("mail", "messages-per-hour", "192.0.2.10", ALICE, 450, "4.7.1")], \
+            refusals
+    finally:
+        audit.remove()
