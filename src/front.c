@@ -9,6 +9,7 @@
 #include "metrics_http.h"
 #include "sandbox.h"
 #include "smtp_server.h"
+#include "tls.h"
 #include "util.h"
 
 #include <signal.h>
@@ -71,6 +72,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
+	tls_tickets_schedule(base);     /* ratchet the ticket key at each period's end */
 	if ((srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, err,
 	    sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);

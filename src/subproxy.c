@@ -13,6 +13,7 @@
 #include "sdnotify.h"
 #include "recorder.h"
 #include "signer.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -887,6 +888,7 @@ main(int argc, char **argv)
 			kids[3].hup = 1;
 			nkids = 4;
 		}
+		tls_tickets_init();     /* one ticket key for every front worker (tls.h) */
 		fflush(NULL);
 		if ((pid = fork()) < 0)
 			fatal("fork: %s", strerror(errno));

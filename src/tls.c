@@ -10,7 +10,11 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
+
+#include <event2/event.h>
+#include <sodium.h>
 
 
 struct tls_server {
@@ -25,6 +29,14 @@ struct tls_client {
 	gnutls_certificate_credentials_t creds;
 	gnutls_priority_t prio;
 };
+
+/* The ticket master of this generation (tls.h); inherited across fork. */
+static struct {
+	uint8_t *key;                   /* TLS_TICKET_KEY_SIZE, sodium_malloc; NULL: no tickets */
+	uint64_t period;                /* the period key belongs to */
+} tickets;
+
+static time_t (*tls_clock)(time_t *) = time;
 
 void
 tls_init(void)
@@ -228,7 +240,96 @@ tls_server_session(struct tls_server *ts)
 		fatal("gnutls session setup failed");
 	gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
 	gnutls_handshake_set_timeout(s, 0);
+	if (tickets.key != NULL) {
+		gnutls_datum_t k = { tickets.key, TLS_TICKET_KEY_SIZE };
+
+		tls_tickets_advance(tls_clock(NULL));
+		/* before enabling: GnuTLS derives its period from the lifetime */
+		gnutls_db_set_cache_expiration(s, TLS_TICKET_LIFETIME);
+		if (gnutls_session_ticket_enable_server(s, &k) < 0)
+			fatal("gnutls_session_ticket_enable_server failed");
+	}
 	return s;
+}
+
+static uint64_t
+ticket_period(time_t now)
+{
+	return now > 0 ? (uint64_t)now / TLS_TICKET_PERIOD : 0;
+}
+
+void
+tls_tickets_init(void)
+{
+	int r;
+
+	tls_init();
+	if (sodium_init() < 0)
+		fatal("libsodium initialisation failed");
+	if (tickets.key == NULL && (tickets.key = sodium_malloc(TLS_TICKET_KEY_SIZE)) == NULL)
+		fatal("out of memory for the session ticket key");
+	/* what gnutls_session_ticket_key_generate() does, without a copy on
+	 * the heap */
+	if ((r = gnutls_rnd(GNUTLS_RND_RANDOM, tickets.key, TLS_TICKET_KEY_SIZE)) < 0)
+		fatal("cannot make the session ticket key: %s", gnutls_strerror(r));
+	tickets.period = ticket_period(tls_clock(NULL));
+}
+
+void
+tls_tickets_advance(time_t now)
+{
+	static const uint8_t label[] = "subproxy session ticket master, next period";
+	uint64_t want = ticket_period(now);
+
+	if (tickets.key == NULL)
+		return;
+	/* one BLAKE2b step per period: the same chain in every worker */
+	while (tickets.period < want) {
+		uint8_t next[TLS_TICKET_KEY_SIZE];
+
+		if (crypto_generichash(next, sizeof(next), label, sizeof(label) - 1,
+		    tickets.key, TLS_TICKET_KEY_SIZE) != 0)
+			fatal("crypto_generichash failed");
+		memcpy(tickets.key, next, sizeof(next));
+		sodium_memzero(next, sizeof(next));
+		tickets.period++;
+	}
+}
+
+static void tickets_timer(evutil_socket_t fd, short what, void *arg);
+
+static void
+tickets_timer_add(struct event_base *base)
+{
+	time_t now = tls_clock(NULL);
+	struct timeval tv;
+
+	/* a second after the boundary, so that the new period has begun */
+	tv.tv_sec = (time_t)((ticket_period(now) + 1) * TLS_TICKET_PERIOD) - now + 1;
+	tv.tv_usec = 0;
+	if (event_base_once(base, -1, EV_TIMEOUT, tickets_timer, base, &tv) != 0)
+		fatal("cannot schedule the session ticket key rotation");
+}
+
+static void
+tickets_timer(evutil_socket_t fd, short what, void *arg)
+{
+	tls_tickets_advance(tls_clock(NULL));
+	tickets_timer_add(arg);
+}
+
+void
+tls_tickets_schedule(struct event_base *base)
+{
+	if (tickets.key != NULL)
+		tickets_timer_add(base);
+}
+
+void
+tls_set_clock(time_t (*clock)(time_t *))
+{
+	tls_clock = clock;
+	gnutls_global_set_time_function(clock);
 }
 
 struct tls_client *

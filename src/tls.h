@@ -12,8 +12,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include "dane.h"
 
+struct event_base;
 struct tls_server;
 struct tls_client;
 
@@ -23,8 +25,10 @@ struct tls_server *tls_server_new(const char *cert_file, const char *key_file,
     const char *priority, char *err, size_t errlen);
 /* Appended to every priority string, whatever the operator configured:
  * never below TLS 1.2, never static RSA key exchange (the keeper refuses
- * decryption).  The self-audit evaluates the same effective string. */
-#define TLS_PRIORITY_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA"
+ * decryption), never plain PSK key exchange (a resumed TLS 1.3 session
+ * always makes a fresh ECDHE).  The self-audit evaluates the same
+ * effective string. */
+#define TLS_PRIORITY_FLOOR ":-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-DTLS-ALL:-RSA:-PSK"
 
 /* Server credentials whose private key lives in another process: privkey is
  * a gnutls_privkey_t from keeper_tls_privkey() (ownership taken, also on
@@ -34,8 +38,61 @@ struct tls_server *tls_server_new_key(const char *cert_file, void *privkey,
     const uint8_t *spki, size_t spki_len, const char *priority, char *err, size_t errlen);
 void tls_server_free(struct tls_server **tsp);
 
-/* A new server session (gnutls_session_t) ready for conn_start_tls(). */
+/* A new server session (gnutls_session_t) ready for conn_start_tls().
+ * Once tls_tickets_init() ran in this process or its parent, the session
+ * issues and accepts session tickets (see below). */
 void *tls_server_session(struct tls_server *ts);
+
+/*
+ * Session resumption by ticket: TLS 1.3 tickets (PSK, with ECDHE, no early
+ * data) and TLS 1.2 session tickets (RFC 5077).  A resumed handshake makes
+ * no private-key operation, so it never asks the keeper.
+ *
+ * Key: one random 64-octet master per generation, made by
+ * tls_tickets_init() in the parent before it forks the front workers, so
+ * every worker (and one started later in the same generation) accepts the
+ * tickets of every other.  It is no identity key (it proves nothing to a
+ * client), which is why the parent may hold it.  A restart or a new
+ * generation makes a new master: every older ticket is then refused, as
+ * is every ticket of any other process (another certificate, another host).
+ *
+ * Rotation: GnuTLS 3.7.9 (lib/stek.c) encrypts and authenticates tickets
+ * with SHA3-512(t || master), t = time / TLS_TICKET_PERIOD (3 x the
+ * lifetime, aligned to multiples of it since the epoch), and a new session
+ * accepts only the current t's key: every ticket dies at the end of the
+ * period it was issued in.  GnuTLS never changes the master itself, so
+ * tls.c ratchets it forward at every period boundary (BLAKE2b, the old one
+ * wiped; every worker computes the same chain): front's memory never holds
+ * a key that opens the tickets of an earlier period.  The parent keeps the
+ * key of the period of its last tls_tickets_advance().
+ *
+ * Lifetime: TLS_TICKET_LIFETIME seconds, as told to clients.  TLS 1.2:
+ * the server checks the ticket's own timestamp.  TLS 1.3: the server checks
+ * the ticket age the client states, and a resumed session is given a new
+ * ticket.  The bound whatever a client states or does: no ticket is
+ * accepted after the end of the period it was issued in (at most
+ * TLS_TICKET_PERIOD seconds later); then the client makes a full handshake.
+ */
+#define TLS_TICKET_KEY_SIZE     64
+#define TLS_TICKET_LIFETIME     3600                            /* seconds */
+#define TLS_TICKET_PERIOD       (3 * TLS_TICKET_LIFETIME)       /* GnuTLS: 3 x lifetime */
+
+/* Make this generation's ticket master (parent, before forking front
+ * workers; again for a new generation).  Guarded memory (sodium_malloc),
+ * never in a core dump.  Fatal if the random generator fails. */
+void tls_tickets_init(void);
+
+/* Ratchet the master forward to the period of `now` (wiping the old one);
+ * never backwards.  tls_server_session() calls it too. */
+void tls_tickets_advance(time_t now);
+
+/* Call tls_tickets_advance() on base at every period boundary, so the
+ * master of a period is wiped when the period ends even when no client
+ * comes.  Once per event loop (front); the timer lives as long as base. */
+void tls_tickets_schedule(struct event_base *base);
+
+/* Tests only: the clock tls.c and GnuTLS use (default time()). */
+void tls_set_clock(time_t (*clock)(time_t *));
 
 /* DER of the served leaf certificate (for own-TLSA checks); valid while ts lives. */
 int tls_server_leaf(const struct tls_server *ts, struct dane_cert *out);
