@@ -11,6 +11,8 @@ smtpload (C, one libevent loop, GnuTLS): STARTTLS, AUTH PLAIN, k messages of
 
 Phases (each bounded in count and time; everything started is stopped):
   ceiling   smtpload against smtpsink alone: the generator's own limit
+  tls       sessions of STARTTLS, EHLO, QUIT only, TLS 1.3 and 1.2, full and
+            resumed handshakes: what a handshake costs, and the keeper's part
   storm     N logins at once, each a different login (cold): how many
             succeed, and the login rate
   matrix    CONC x MSGS-PER-SESSION x {cold, warm, warm+resumed TLS}:
@@ -283,14 +285,24 @@ def run_json(argv, timeout):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def measured(world, argv, timeout, sink=True):
-    """Run smtpload; add the CPU of subproxy, the sink and the rest of the box."""
-    tree = world.tree() if world.sp else []
-    c0, s0, b0, t0 = cpu(tree), cpu([world.sink.pid]), box_busy(), time.monotonic()
+def role_cpu(world):
+    """{role: CPU seconds} of subproxy's processes (comm subproxy-ROLE)."""
+    out = {}
+    for pid in (world.tree() if world.sp else []):
+        role = "parent" if pid == world.sp.pid else comm(pid).replace("subproxy-", "")
+        out[role] = out.get(role, 0) + cpu([pid])
+    return out
+
+
+def measured(world, argv, timeout):
+    """Run smtpload; add the CPU of subproxy (per role), the sink and the
+    rest of the box."""
+    c0, s0, b0, t0 = role_cpu(world), cpu([world.sink.pid]), box_busy(), time.monotonic()
     r = run_json(argv, timeout)
-    tree = world.tree() if world.sp else []
+    c1 = role_cpu(world)
     wall = time.monotonic() - t0
-    r["subproxy_cpu_s"] = cpu(tree) - c0
+    r["roles_cpu_s"] = {k: v - c0.get(k, 0) for k, v in c1.items()}
+    r["subproxy_cpu_s"] = sum(r["roles_cpu_s"].values())
     r["sink_cpu_s"] = cpu([world.sink.pid]) - s0
     # what the box did besides subproxy, the sink and the generator: the
     # other engineers' load on a shared machine (in cores)
@@ -316,6 +328,20 @@ def phase_ceiling(world, a):
             r = measured(world, argv, a.seconds + 120)
             rows.append({"phase": "ceiling", "per_session": k, "tls": "resumed" if resume else "full",
                          **r})
+    return rows
+
+
+def phase_tls(world, a):
+    """Sessions of TLS and EHLO only (-k 0): the cost of the handshake, full
+    or resumed, and whether the keeper works for it."""
+    rows = []
+    for version in ("1.3", "1.2"):
+        for tls in ("full", "resumed"):
+            argv = world.load_argv() + ["-c", "100", "-n", str(int(a.seconds * 400)), "-k", "0",
+                                        "-d", str(a.seconds)]
+            argv += (["-2"] if version == "1.2" else []) + (["-S"] if tls == "resumed" else [])
+            r = measured(world, argv, a.seconds + 120)
+            rows.append({"phase": "tls", "version": version, "tls": tls, **r})
     return rows
 
 
@@ -429,7 +455,7 @@ def matrix_line(r):
                 fmt(r["other_cores"], 2)))
 
 
-def report(head, size, ceiling, storm, matrix, idle):
+def report(head, size, ceiling, tls, storm, matrix, idle):
     out = ["", "## subproxy make bench", ""]
     out += ["- %s" % h for h in head]
     out += ["", "### The generator's own ceiling (smtpload against smtpsink, 100 sessions)", "",
@@ -440,6 +466,18 @@ def report(head, size, ceiling, storm, matrix, idle):
             r["per_session"], r["tls"], fmt(r["msg_per_s"]), fmt(r["session_ms"]["p99"]),
             fmt(per_k(r["cpu_s"], r["messages_ok"]), 3), fmt(per_k(r["sink_cpu_s"], r["messages_ok"]), 3),
             fmt(r["other_cores"], 2)))
+    if tls:
+        out += ["", "### TLS alone (STARTTLS, EHLO, QUIT; 100 sessions)", "",
+                "| TLS | handshake | sessions/s | resumed | session p50 ms | session p99 ms | "
+                "subproxy CPU ms / session | of which keeper | other cores |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in tls:
+            n = r["sessions_ok"]
+            out.append("| %s | %s | %s | %d | %s | %s | %s | %s | %s |" % (
+                r["version"], r["tls"], fmt(r["sessions_per_s"]), r["resumed"],
+                fmt(r["session_ms"]["p50"]), fmt(r["session_ms"]["p99"]),
+                fmt(per_k(r["subproxy_cpu_s"], n), 3),
+                fmt(per_k(r["roles_cpu_s"].get("keeper", 0), n), 3), fmt(r["other_cores"], 2)))
     if storm:
         out += ["", "### Login storm", "",
                 "%d cold logins at once: %d succeeded, %d failed in %s s (%s logins/s); "
@@ -495,7 +533,7 @@ def main():
     ap.add_argument("--idle", type=int, default=None, help="sessions held (default 10000)")
     ap.add_argument("--idle-seconds", type=float, default=None,
                     help="no idle session is started after this (default 60; quick 20)")
-    ap.add_argument("--phases", default="ceiling,storm,matrix,idle")
+    ap.add_argument("--phases", default="ceiling,tls,storm,matrix,idle")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="passed to subproxy as -o (e.g. auth.cache-ttl=0)")
     ap.add_argument("--out", default=None, help="JSON lines (default TOOLS/results.jsonl)")
@@ -540,12 +578,15 @@ def main():
         for h in head:
             log(h)
         ceiling = storm = None
-        matrix, idle = [], []
+        matrix, idle, tls = [], [], []
         if "ceiling" in phases:
             log("ceiling: smtpload against smtpsink")
             ceiling = phase_ceiling(world, a)
         world.subproxy_start()
         log("subproxy: front processes %d" % len(world.fronts()))
+        if "tls" in phases:
+            log("tls: handshakes alone, full and resumed")
+            tls = phase_tls(world, a)
         if "storm" in phases:
             log("storm: %d cold logins at once" % a.storm)
             storm = phase_storm(world, a)
@@ -557,9 +598,9 @@ def main():
             log("idle: %d authenticated, then %d held" % (a.idle_auth, a.idle))
             idle = phase_idle(world, a)
         with open(out_path, "w") as f:
-            for r in (ceiling or []) + ([storm] if storm else []) + matrix + idle:
+            for r in (ceiling or []) + tls + ([storm] if storm else []) + matrix + idle:
                 f.write(json.dumps(r) + "\n")
-        print(report(head, a.size, ceiling or [], storm, matrix, idle))
+        print(report(head, a.size, ceiling or [], tls, storm, matrix, idle))
         log("\n(%.0f s; JSON lines in %s)" % (time.monotonic() - t_start, out_path))
         return 0
     finally:

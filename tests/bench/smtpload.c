@@ -5,7 +5,8 @@
  * Load:  smtpload [options] -c CONC -n SESSIONS [-k MSGS] [-d SECONDS]
  *   Keeps CONC sessions running until SESSIONS were started (or -d seconds
  *   passed), each: connect, [EHLO, STARTTLS,] TLS, EHLO, AUTH PLAIN, MSGS x
- *   (MAIL, RCPT, DATA, message, "."), QUIT, as mail clients do (lock-step).
+ *   (MAIL, RCPT, DATA, message, "."), QUIT, as mail clients do (lock-step);
+ *   -k 0: no AUTH and no message (the cost of TLS alone).
  * Idle:  smtpload [options] -I N -G tls|ehlo|auth [-R RAMP] [-d SECONDS]
  *   Takes N sessions to the stage (at most RAMP at a time on their way; 0:
  *   all at once; none started after -d seconds), prints
@@ -282,6 +283,11 @@ on_reply(struct slot *s, int code)
 		if (o_idle && o_stage == G_EHLO) {
 			park(s);
 			return;
+		}
+		if (o_msgs == 0) {              /* -k 0: TLS and EHLO only */
+			bio_queuef(&s->b, "QUIT\r\n");
+			s->state = C_QUIT;
+			break;
 		}
 		send_auth(s);
 		break;
@@ -607,7 +613,7 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (o_port <= 0 || o_conc < 1 || o_msgs < 1 || o_nsrc < 1 || o_nsrc > 250)
+	if (o_port <= 0 || o_conc < 1 || o_msgs < 0 || o_nsrc < 1 || o_nsrc > 250)
 		usage();
 	memset(&dest, 0, sizeof(dest));
 	dest.sin_family = AF_INET;
