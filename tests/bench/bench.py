@@ -487,13 +487,15 @@ def report(head, size, ceiling, tls, storm, matrix, idle):
                     fmt(storm["setup_ms"]["p99"]), json.dumps(storm["errors"]) or "none")]
     out += ["", "### Throughput (STARTTLS, AUTH PLAIN, %d-octet messages)" % size, "",
             "| auth | TLS | sessions | msgs/session | msg/s | failed msgs | session p50 ms | "
-            "session p99 ms | subproxy CPU s / 1,000 msg | other cores |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "session p99 ms | subproxy CPU s / 1,000 msg | of which keeper | other cores |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in matrix:
-        out.append("| %s | %s | %d | %d | %s | %d | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %d | %d | %s | %d | %s | %s | %s | %s | %s |" % (
             r["auth"], r["tls"], r["concurrency"], r["per_session"], fmt(r["msg_per_s"]),
             r["messages_failed"], fmt(r["session_ms"]["p50"]), fmt(r["session_ms"]["p99"]),
-            fmt(per_k(r["subproxy_cpu_s"], r["messages_ok"]), 2), fmt(r["other_cores"], 2)))
+            fmt(per_k(r["subproxy_cpu_s"], r["messages_ok"]), 2),
+            fmt(per_k(r["roles_cpu_s"].get("keeper", 0), r["messages_ok"]), 2),
+            fmt(r["other_cores"], 2)))
     errs = {}
     for r in matrix:
         for k, v in r["errors"].items():
@@ -517,6 +519,16 @@ def report(head, size, ceiling, tls, storm, matrix, idle):
 
 
 
+def report_rows(rows):
+    """The report of the JSON lines a run wrote."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["phase"], []).append(r)
+    head = by["head"][0]
+    return report(head["lines"], head["size"], by.get("ceiling", []), by.get("tls", []),
+                  (by.get("storm") or [None])[0], by.get("matrix", []), by.get("idle", []))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subproxy", default=os.path.join(REPO, "build", "subproxy"))
@@ -537,7 +549,12 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="passed to subproxy as -o (e.g. auth.cache-ttl=0)")
     ap.add_argument("--out", default=None, help="JSON lines (default TOOLS/results.jsonl)")
+    ap.add_argument("--report", metavar="JSONL", help="only print the report of an earlier run")
     a = ap.parse_args()
+    if a.report:
+        with open(a.report) as f:
+            print(report_rows([json.loads(line) for line in f]))
+        return 0
     q = a.quick
     a.concs = [int(x) for x in (a.concs or ("1,10,100" if q else "1,10,100,1000")).split(",")]
     a.per_session = [int(x) for x in a.per_session.split(",")]
@@ -597,10 +614,12 @@ def main():
         if "idle" in phases:
             log("idle: %d authenticated, then %d held" % (a.idle_auth, a.idle))
             idle = phase_idle(world, a)
+        rows = [{"phase": "head", "lines": head, "size": a.size}] + (ceiling or []) + tls + (
+            [storm] if storm else []) + matrix + idle
         with open(out_path, "w") as f:
-            for r in (ceiling or []) + tls + ([storm] if storm else []) + matrix + idle:
+            for r in rows:
                 f.write(json.dumps(r) + "\n")
-        print(report(head, a.size, ceiling or [], tls, storm, matrix, idle))
+        print(report_rows(rows))
         log("\n(%.0f s; JSON lines in %s)" % (time.monotonic() - t_start, out_path))
         return 0
     finally:
