@@ -455,6 +455,52 @@ def matrix_line(r):
                 fmt(r["other_cores"], 2)))
 
 
+def targets(matrix, storm, idle):
+    """Issue 14's targets that this bench measures: (target, measured, met)."""
+    def cell(auth, tls, conc, k):
+        for r in matrix:
+            if (r["auth"], r["tls"], r["concurrency"], r["per_session"]) == (auth, tls, conc, k):
+                return r
+        return None
+
+    out = []
+    for tls in ("full", "resumed"):
+        r = cell("warm", tls, 100, 1)
+        if r:
+            out.append(("≥ 1,200 msg/s, 100 one-message sessions, warm, %s TLS" % tls,
+                        "%s msg/s" % fmt(r["msg_per_s"]), r["msg_per_s"] >= 1200))
+            out.append(("p99 session ≤ 100 ms there", "%s ms" % fmt(r["session_ms"]["p99"]),
+                        r["session_ms"]["p99"] <= 100 and r["sessions_ok"] > 0))
+        r = cell("warm", tls, 100, 10)
+        if r:
+            out.append(("≥ 2,000 msg/s, 100 sessions of 10 messages, warm, %s TLS" % tls,
+                        "%s msg/s" % fmt(r["msg_per_s"]), r["msg_per_s"] >= 2000))
+    for conc in (100, 1000):
+        rs = [r for r in matrix if r["concurrency"] == conc]
+        if rs:
+            failed = sum(r["sessions_failed"] for r in rs)
+            total = failed + sum(r["sessions_ok"] for r in rs)
+            out.append(("no failed session at %d concurrent" % conc,
+                        "%d of %d failed" % (failed, total), failed == 0))
+    if storm:
+        out.append(("a cold storm of %d logins all succeed" % storm["logins"],
+                    "%d failed; %s logins/s" % (storm["failed"], fmt(storm["logins_per_s"])),
+                    storm["failed"] == 0))
+    for r in idle:
+        if r["stage"] == "auth" and r.get("front_pss_per_conn_kib") is not None:
+            out.append(("≤ 64 KiB per idle authenticated connection",
+                        "%s KiB (front PSS, %d sessions)" % (fmt(r["front_pss_per_conn_kib"]),
+                                                               r["ok"]),
+                        r["front_pss_per_conn_kib"] <= 64))
+            break
+    held = [r for r in idle if r["sessions"] >= 10000]
+    if held:
+        r = held[0]
+        out.append(("10,000 concurrent sessions held", "%d held (stage %s), %d dropped" % (
+            r["ok"], r["stage"], r["dropped"]), r["ok"] >= 10000 and r["dropped"] == 0))
+    return out
+
+
 def report(head, size, ceiling, tls, storm, matrix, idle):
     out = ["", "## subproxy make bench", ""]
     out += ["- %s" % h for h in head]
@@ -515,6 +561,11 @@ def report(head, size, ceiling, tls, storm, matrix, idle):
         if r.get("why"):
             out.append("")
             out.append("The %d-session row is at stage %s: %s." % (r["sessions"], r["stage"], r["why"]))
+    rows = targets(matrix, storm, idle)
+    if rows:
+        out += ["", "### Issue 14's targets, as measured here", "",
+                "| target | measured | met |", "|---|---|---|"]
+        out += ["| %s | %s | %s |" % (t, m, "yes" if ok else "no") for t, m, ok in rows]
     return "\n".join(out)
 
 
