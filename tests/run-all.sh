@@ -1,36 +1,203 @@
 #!/usr/bin/env bash
-# Runs the unit test binaries given as arguments (cmocka) and the pytest
-# integration suite, then prints one summary line: "N passed, N failed".
-# Exit status is non-zero when anything failed or nothing ran.
+# Runs the test stages named on the command line and prints one summary
+# line at the end: "N passed, N failed".  Exit status 0 only when every
+# stage ran completely, nothing failed and something passed.
+#
+#   run-all.sh [--unit BIN...] [--replay BIN...] [--selftest]
+#              [--integration SUBPROXY] [--sanitized SUBPROXY]
+#
+#   --unit BIN...      cmocka binaries: each must exit 0 and report as many
+#                      tests (passed + failed + allowed skips) as it
+#                      declared ("Running N test(s)"); a crash, a non-zero
+#                      exit or a short run is a failure.
+#   --replay BIN...    fuzz corpus replay drivers (tests/fuzz/replay.c):
+#                      BIN replays $CORPUS/$(basename BIN); it must exit 0
+#                      and report every file of that non-empty directory.
+#                      One test per fuzz target.
+#   --selftest         tests/selftest/run.sh (TAP): this runner attacked
+#                      with broken suites.
+#   --integration SP   pytest on $SUITE (tests/integration) against the
+#                      daemon binary SP.
+#   --sanitized SP     the same, tests marked `sanitized` only, against the
+#                      ASan/UBSan daemon SP.
+#
+# pytest is judged by its exit status (any non-zero status fails: 1 tests
+# failed, 2 interrupted or collection errors, 3 internal error, 4 usage
+# error, 5 no tests ran) and by the counts that tests/runall_plugin.py
+# writes: every collected test must report exactly one outcome.
+#
+# Skips: allowed only when not running as root, and only for tests that
+# say so ("needs root: ..." as the skip reason for pytest; cmocka skip()
+# only in root-only tests).  As root (CI) every test must run; a skip is a
+# failure.  Allowed skips are listed and counted on the line before the
+# summary.
+#
+# Environment: PYTHON (/usr/bin/python3), SUITE (tests/integration),
+# CORPUS (tests/fuzz/corpus), PYTEST_ARGS (extra pytest arguments).
 set -u
-: "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}"
-passed=0 failed=0
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+: "${PYTHON:=/usr/bin/python3}" "${SUITE:=tests/integration}" "${CORPUS:=tests/fuzz/corpus}"
+here=$(cd "$(dirname "$0")" && pwd)
+passed=0 failed=0 skipped=0
+log=$(mktemp) counts=$(mktemp)
+trap 'rm -f "$log" "$counts"' EXIT
+root=0; [ "$(id -u)" = 0 ] && root=1
 
-if [ -z "${SKIP_UNIT:-}" ]; then
-  for t in "$@"; do
-    echo "== unit: $(basename "$t")"
-    "$t" >"$log" 2>&1; rc=$?
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
-    : "${p:=0}" "${f:=0}"
-    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi   # crashed before reporting
-    if [ "$f" != 0 ]; then cat "$log"; else grep -E '^\[  (FAILED|PASSED)' "$log" | tail -n1; fi
-    passed=$((passed + p)); failed=$((failed + f))
-  done
-fi
+problem() {     # a stage did not run as it must: counts as one failure
+	echo "run-all: FAIL: $*"
+	failed=$((failed + 1))
+}
 
-if [ -z "${SKIP_INTEGRATION:-}" ]; then
-  echo "== integration (pytest)"
-  SUBPROXY="$(pwd)/$BUILD/subproxy" "$PYTHON" -m pytest -q -p no:cacheprovider \
-      ${PYTEST_ARGS:-} tests/integration >"$log" 2>&1
-  cat "$log"
-  last=$(grep -E '(passed|failed|error|no tests ran)' "$log" | tail -n1)
-  p=$(echo "$last" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); : "${p:=0}"
-  f=$(echo "$last" | grep -oE '[0-9]+ (failed|errors?)' | awk '{s+=$1} END {print s+0}')
-  passed=$((passed + p)); failed=$((failed + f))
-fi
+# sum of the numbers captured by sed expression $1 over lines of $log
+sum() {
+	sed -n "$1" "$log" | awk '{ s += $1 } END { print s + 0 }'
+}
 
+run_unit() {
+	local t=$1 name rc declared ran p f s why=""
+	name=$(basename "$t")
+	echo "== unit: $name"
+	"$t" >"$log" 2>&1; rc=$?
+	declared=$(sum 's/^\[==========\] Running \([0-9][0-9]*\) test.*/\1/p')
+	ran=$(sum 's/^\[==========\] \([0-9][0-9]*\) test(s) run\..*/\1/p')
+	p=$(sum 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p')
+	f=$(sum 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p')
+	s=$(sum 's/^\[  SKIPPED \] \([0-9][0-9]*\) test.*/\1/p')
+	if [ "$rc" -gt 128 ]; then
+		why="killed by signal $((rc - 128))"
+	elif [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		why="exited with status $rc and reported no failure"
+	elif [ "$declared" = 0 ]; then
+		why="declared no tests"
+	elif [ "$ran" != "$declared" ] || [ $((p + f + s)) != "$declared" ]; then
+		why="declared $declared tests: $ran ran, $p passed, $f failed, $s skipped"
+	elif [ "$s" != 0 ] && [ $root = 1 ]; then
+		why="skipped $s test(s) while running as root"
+	fi
+	if [ "$f" != 0 ] || [ -n "$why" ]; then
+		cat "$log"
+	else
+		grep -E '^\[  (PASSED  |SKIPPED )\] [0-9]' "$log"
+	fi
+	passed=$((passed + p)); failed=$((failed + f))
+	if [ -n "$why" ]; then
+		echo "run-all: FAIL: $name $why"
+		[ "$f" = 0 ] && failed=$((failed + 1))
+	elif [ "$s" != 0 ]; then
+		skipped=$((skipped + s))
+	fi
+}
+
+run_replay() {
+	local t=$1 name dir files rc n
+	name=$(basename "$t")
+	dir="$CORPUS/$name"
+	echo "== fuzz corpus: $name"
+	files=$(find "$dir" -type f 2>/dev/null | wc -l)
+	if [ "$files" = 0 ]; then
+		problem "$name has no seed corpus in $dir (every fuzz target needs seeds)"
+		return
+	fi
+	"$t" "$dir" >"$log" 2>&1; rc=$?
+	n=$(sed -n 's/^replayed \([0-9][0-9]*\) inputs*$/\1/p' "$log" | tail -n1)
+	if [ "$rc" = 0 ] && [ "$n" = "$files" ]; then
+		tail -n1 "$log"
+		passed=$((passed + 1))
+	else
+		cat "$log"
+		problem "$name: replay of $dir exited with status $rc after ${n:-no} of $files inputs"
+	fi
+}
+
+run_selftest() {
+	local rc plan ok notok
+	echo "== selftest (tests/selftest: the runner against broken suites)"
+	"$here/selftest/run.sh" >"$log" 2>&1; rc=$?
+	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)
+	ok=$(grep -c '^ok ' "$log")
+	notok=$(grep -c '^not ok ' "$log")
+	if [ "$notok" != 0 ] || [ "$rc" != 0 ]; then cat "$log"; else grep -E '^(ok|1\.\.)' "$log"; fi
+	passed=$((passed + ok)); failed=$((failed + notok))
+	if [ -z "$plan" ] || [ $((ok + notok)) != "$plan" ]; then
+		problem "selftest planned ${plan:-no} tests, reported $((ok + notok))"
+	elif [ "$rc" != 0 ] && [ "$notok" = 0 ]; then
+		problem "selftest exited with status $rc"
+	fi
+}
+
+# run_pytest LABEL SUBPROXY [pytest arguments...]
+run_pytest() {
+	local label="pytest ($1)" sp=$2 rc c p f s
+	shift 2
+	case $sp in /*) ;; *) sp="$PWD/$sp" ;; esac    # the daemons run in their own directory
+	echo "== $label: $SUITE against $sp"
+	: >"$counts"
+	# shellcheck disable=SC2086
+	RUN_ALL_COUNTS="$counts" SUBPROXY="$sp" PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" \
+	    "$PYTHON" -m pytest -q -p no:cacheprovider -p runall_plugin "$@" ${PYTEST_ARGS:-} \
+	    "$SUITE" >"$log" 2>&1; rc=$?
+	cat "$log"
+	c=$(sed -n 's/^collected //p' "$counts")
+	p=$(sed -n 's/^passed //p' "$counts")
+	f=$(sed -n 's/^failed //p' "$counts")
+	s=$(sed -n 's/^skipped //p' "$counts")
+	passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+	case $rc in
+	0) ;;
+	1) [ "${f:-0}" = 0 ] && problem "$label exited with status 1 and counted no failure" ;;
+	2) problem "$label was interrupted or could not collect the tests (status 2)" ;;
+	5) problem "$label ran no tests (status 5)" ;;
+	*) problem "$label exited with status $rc" ;;
+	esac
+	if ! grep -qx 'end' "$counts"; then
+		problem "$label did not finish its session (no counts from runall_plugin)"
+		return
+	fi
+	if [ "${c:-0}" = 0 ]; then
+		problem "$label collected no tests"
+	elif [ $((p + f + s)) != "$c" ]; then
+		problem "$label collected $c tests but $p passed, $f failed, $s skipped"
+	fi
+	# skip reasons, one line each: "skip NODEID: REASON"
+	while IFS= read -r line; do
+		case $line in "skip "*) ;; *) continue ;; esac
+		line=${line#skip }
+		case $line in
+		*": needs root"*)
+			if [ $root = 1 ]; then
+				problem "skipped while running as root: $line"
+			else
+				echo "run-all: allowed skip: $line"
+				skipped=$((skipped + 1))
+			fi ;;
+		*) problem "skipped without an allowed reason (\"needs root: ...\"): $line" ;;
+		esac
+	done <"$counts"
+}
+
+stage=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--unit|--replay) stage=$1 ;;
+	--selftest) stage=; run_selftest ;;
+	--integration)
+		stage=
+		[ $# -ge 2 ] || { problem "--integration needs the daemon binary"; break; }
+		run_pytest integration "$2"; shift ;;
+	--sanitized)
+		stage=
+		[ $# -ge 2 ] || { problem "--sanitized needs the daemon binary"; break; }
+		run_pytest sanitized "$2" -m sanitized; shift ;;
+	-*) problem "unknown option $1" ;;
+	*)
+		case $stage in
+		--unit) run_unit "$1" ;;
+		--replay) run_replay "$1" ;;
+		*) problem "$1: not after --unit or --replay" ;;
+		esac ;;
+	esac
+	shift
+done
+
+[ "$skipped" != 0 ] && echo "run-all: $skipped test(s) skipped (allowed: not running as root)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$passed" -gt 0 ]

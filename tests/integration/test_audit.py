@@ -647,7 +647,7 @@ def test_dns_records_without_listener_of_a_kind(world, tmp_path):
     assert "dane.own.submission" not in st
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the chroot is checked only when running as root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the chroot is checked only as root")
 def test_unsafe_chroot_fails_check_and_start(world, lab, tmp_path):
     """The audit makes the very checks front makes before chrooting, so
     --check predicts the refusal: a chroot that is not empty, or below a

@@ -39,7 +39,7 @@ def test_every_process_is_filtered(env):
         assert st["NoNewPrivs"].strip() == "1", "%s: NoNewPrivs %s" % (role, st["NoNewPrivs"])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chroot and the user change need root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot and the user change")
 def test_front_is_chrooted_and_unprivileged(env, sandbox_server):
     lab, s, sp = env
     front = roles(sp)["front"]

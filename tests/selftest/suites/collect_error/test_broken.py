@@ -1,0 +1,2 @@
+def test_cannot_be_collected(:
+    pass
