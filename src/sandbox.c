@@ -26,6 +26,29 @@
 #define SECCOMP_DEBUG_LOG 0
 #endif
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+
+/* ASan/UBSan builds (SANITIZE=1): a report made inside the sandbox must not
+ * need a call the sandbox forbids.  The sanitizer reads /proc/self/maps
+ * (open) to name the module of each frame: do it now, while that file is
+ * reachable and open allowed, and it stays cached (nothing dlopens later).
+ * The report needs no ioctl and no symbolizer process either: see
+ * __asan_default_options() in subproxy.c (color=never, symbolize=0). */
+static void
+sanitizer_prepare(void)
+{
+	char buf[256];
+
+	__sanitizer_symbolize_pc(__builtin_return_address(0), "%m", buf, sizeof(buf));
+}
+#else
+static void
+sanitizer_prepare(void)
+{
+}
+#endif
+
 /* ---- availability ---- */
 
 /* The value of "Seccomp:" in /proc/self/status, or -1 when unknown. */
@@ -279,6 +302,7 @@ drop(const char *user, const char *chroot_dir, int datadir, char *err, size_t er
 	int fd;
 
 	err[0] = '\0';
+	sanitizer_prepare();    /* before the chroot hides /proc */
 	if (geteuid() != 0) {
 		/* an unprivileged run can neither chroot nor switch users */
 		log_debug("sandbox: not running as root: no chroot, uid %lu kept",
@@ -428,6 +452,7 @@ sandbox_seccomp(const char *role, char *err, size_t errlen)
 	size_t i;
 	int rc;
 
+	sanitizer_prepare();
 	if ((pol = sandbox_policy_find(role)) == NULL) {
 		snprintf(err, errlen, "seccomp: no policy for the role \"%s\" (no seccomp/%s.policy "
 		    "was built in)", role, role);

@@ -39,12 +39,23 @@
 #ifdef SUBPROXY_SANITIZE
 /* LeakSanitizer's exit-time check stops the world with clone and ptrace,
  * which no sandboxed role may use: sanitized daemons are checked for memory
- * errors, the (unsandboxed) unit tests for leaks. */
+ * errors, the (unsandboxed) unit tests for leaks.  A report from a
+ * sandboxed role must not need a forbidden call either: no isatty ioctl
+ * (color=never), no symbolizer process (symbolize=0: frames are printed as
+ * module+offset, which tests/integration/conftest.py symbolizes with
+ * addr2line); the module list is read before the sandbox (sandbox.c). */
 const char *__asan_default_options(void);
 const char *
 __asan_default_options(void)
 {
-	return "detect_leaks=0";
+	return "detect_leaks=0:color=never:symbolize=0";
+}
+
+const char *__ubsan_default_options(void);
+const char *
+__ubsan_default_options(void)
+{
+	return "color=never:symbolize=0:print_stacktrace=1";
 }
 #endif
 /* File descriptors front may need at once: per session its client

@@ -50,9 +50,41 @@ from helpers import (ALICE, BOB, RELAY_NAME, SENDERS, SERVER_NAME, USERS,  # noq
 SUBPROXY = os.environ.get("SUBPROXY") or str(REPO / "build" / "subproxy")
 START_TIMEOUT = 10      # seconds until the listeners must accept
 STOP_TIMEOUT = 15       # seconds after SIGTERM
+# what AddressSanitizer, LeakSanitizer and UBSan print when they find
+# something (build-san/subproxy; a normal build never prints it)
+SANITIZER_REPORT = re.compile(r"==\d+==ERROR: \w+Sanitizer|: runtime error: |"
+                              r"SUMMARY: \w+Sanitizer")
 
 _LIVE_DAEMONS = []
 _LIVE_SINKS = []
+
+
+def symbolize(lines):
+    """A sanitizer report with frames "#N 0xPC (MODULE+0xOFF)" (the
+    sanitized daemon prints no names: symbolize=0, see src/subproxy.c),
+    each frame followed by what addr2line makes of it."""
+    frame = re.compile(r"\((/[^()+]+)\+(0x[0-9a-f]+)\)$")
+    want = {}
+    for ln in lines:
+        m = frame.search(ln)
+        if m:
+            want.setdefault(m.group(1), []).append(m.group(2))
+    names = {}
+    for module, offsets in want.items():
+        try:
+            r = subprocess.run(["addr2line", "-f", "-C", "-p", "-e", module] + offsets,
+                               capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        out = r.stdout.splitlines()
+        if r.returncode == 0 and len(out) == len(offsets):
+            names.update({(module, o): n for o, n in zip(offsets, out)})
+    out = []
+    for ln in lines:
+        m = frame.search(ln)
+        name = names.get((m.group(1), m.group(2))) if m else None
+        out.append(ln + ("  " + name if name and not name.startswith("??") else ""))
+    return out
 
 
 # ---- certificates ----
@@ -209,6 +241,7 @@ class Subproxy:
         self.overrides = list(overrides)
         self.implicit_port, self.starttls_port = ports
         self.lines = []
+        self.probes = 0         # connections wait_ready() made
         self.returncode = None
         self._stopped = False
         self._term_sent = False
@@ -253,6 +286,7 @@ class Subproxy:
             try:
                 with socket.create_connection(("127.0.0.1", pending[0]), timeout=1):
                     pending.pop(0)
+                    self.probes += 1
                     continue
             except OSError:
                 pass
@@ -286,6 +320,28 @@ class Subproxy:
                 i += 1
             if time.monotonic() > end or (self.proc.poll() is not None and i >= len(self.lines)):
                 return None
+            time.sleep(0.02)
+
+    def wait_sessions_ended(self, timeout=10.0):
+        """Wait until front has seen every connection so far (at least the
+        ones wait_ready() made) and every session has ended (event=drop or
+        event=close): those connections count against the connection
+        limits until then.  Asserts that they ended within timeout seconds."""
+        rx = re.compile(r"session=(\w+) event=(connect|drop|close) ")
+        end = time.monotonic() + timeout
+        while True:
+            open_, seen = set(), 0
+            for ln in list(self.lines):
+                m = rx.search(ln)
+                if m and m.group(2) == "connect":
+                    open_.add(m.group(1))
+                    seen += 1
+                elif m:
+                    open_.discard(m.group(1))
+            if not open_ and seen >= self.probes:
+                return
+            assert time.monotonic() < end, "sessions %s of subproxy %s did not end " \
+                "within %ss:\n%s" % (sorted(open_), self.name, timeout, self.stderr_text(40))
             time.sleep(0.02)
 
     def signal(self, sig):
@@ -339,6 +395,9 @@ class Subproxy:
         self._log.close()
         self.returncode = self.proc.returncode
         tail = self.stderr_text(60)
+        report = [i for i, ln in enumerate(self.lines) if SANITIZER_REPORT.search(ln)]
+        assert not report, "subproxy %s: sanitizer report:\n%s" % (
+            self.name, "\n".join(symbolize(self.lines[report[0]:report[0] + 80])))
         assert died is None, "subproxy %s died during the test (status %d):\n%s" % (
             self.name, died, tail)
         assert not killed, "subproxy %s did not stop within %ss of SIGTERM:\n%s" % (

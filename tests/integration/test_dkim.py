@@ -58,6 +58,7 @@ def sig_tags(stored):
     return out
 
 
+@pytest.mark.sanitized
 @pytest.mark.parametrize("sender,domain", [(ALICE, "lab.test"),
                                            ("team@alias.lab.test", "alias.lab.test")])
 def test_signed_ed25519_and_rsa(env, lab_dkim, sender, domain):
@@ -78,6 +79,7 @@ def test_signed_ed25519_and_rsa(env, lab_dkim, sender, domain):
         assert b"received" not in signed and b"return-path" not in signed
 
 
+@pytest.mark.sanitized
 def test_message_id_and_date_we_add_are_signed(env, lab_dkim):
     msg = make_message(message_id=False, date=False)
     submit(env, msg)
@@ -113,6 +115,7 @@ def test_tampering_breaks_every_signature(env, lab_dkim):
     assert not any(ok for (_d, _s, ok) in lab_dkim.verify(forged))
 
 
+@pytest.mark.sanitized
 def test_domain_without_key_refused(lab, lab_dkim):
     s = lab.sink()
     sp = lab.subproxy(s, dkim=lab_dkim.config(domains=["lab.test"]))
@@ -252,6 +255,7 @@ def test_signer_process_holds_the_keys_front_does_not(env, lab_dkim):
     assert memory_contains(r["parent"], secrets) == [], "key bytes in the parent's memory"
 
 
+@pytest.mark.sanitized
 def test_signer_dies_while_signing_451(lab):
     """A message waiting for its signature when the signer dies gets
     451 4.3.0 (never 250, never relayed unsigned)."""

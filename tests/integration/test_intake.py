@@ -10,6 +10,10 @@ import pytest
 
 from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
 
+# also run against the ASan/UBSan daemon in make check (doc/testing.md):
+# hostile message bytes through the daemon's intake parser
+pytestmark = pytest.mark.sanitized
+
 MESSAGE_SIZE = 1024 * 1024
 HEADER_SIZE = 16384
 RECEIVED_MAX = 5

@@ -9,6 +9,10 @@ import pytest
 
 from helpers import raw_starttls_client, submit_through
 
+# also run against the ASan/UBSan daemon in make check (doc/testing.md):
+# connection limits and relay AUTH
+pytestmark = pytest.mark.sanitized
+
 
 def greeted(sp, lab):
     """A STARTTLS-listener session that got its greeting (it counts)."""
@@ -19,12 +23,13 @@ def greeted(sp, lab):
 
 def test_connections_per_ip(lab):
     sp = lab.subproxy(lab.sink(), limits={"connections-per-ip": 2})
+    sp.wait_sessions_ended()
     a, b = greeted(sp, lab), greeted(sp, lab)
     c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
     c.greeting.check(421, "4.7.0")
     c.expect_closed()
     a.cmd("QUIT", 221)
-    # a slot is free again
+    a.expect_closed()       # the server closed it: its slot is free again
     d = greeted(sp, lab)
     for x in (b, d):
         x.cmd("QUIT", 221)
@@ -32,6 +37,7 @@ def test_connections_per_ip(lab):
 
 def test_connections_global(lab):
     sp = lab.subproxy(lab.sink(), limits={"connections": 2, "connections-per-ip": 10})
+    sp.wait_sessions_ended()
     a, b = greeted(sp, lab), greeted(sp, lab)
     c = raw_starttls_client(sp.starttls_port, lab.certs.ca)
     c.greeting.check(421, "4.3.2")

@@ -11,6 +11,10 @@ import pytest
 
 from helpers import ALICE, RCPT, RawClient, check_relayed, closed_port, dot_stuff, make_message
 
+# also run against the ASan/UBSan daemon in make check (doc/testing.md):
+# every relay fault path: the relay leg's error handling
+pytestmark = pytest.mark.sanitized
+
 RELAY_TIMEOUT = 2
 
 

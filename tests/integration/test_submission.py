@@ -13,6 +13,10 @@ from helpers import (ALICE, ALICE_PW, BOB, BOB_PW, CLIENT_NAME, RCPT, RELAY_NAME
                      RawClient, check_relayed, dot_stuff, make_message, raw_starttls_client,
                      smtp_auth_plain, smtp_implicit, smtp_starttls, swaks)
 
+# also run against the ASan/UBSan daemon in make check (doc/testing.md):
+# the submission paths (implicit TLS, STARTTLS, DATA, BDAT) and refusals
+pytestmark = pytest.mark.sanitized
+
 MESSAGE_SIZE = 3 * 1024 * 1024
 RECIPIENTS = 5
 LIMITS = {"message-size": MESSAGE_SIZE, "recipients": RECIPIENTS}
