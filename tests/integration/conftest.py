@@ -322,6 +322,16 @@ class Subproxy:
                 return None
             time.sleep(0.02)
 
+    def wait_relay_probe(self, timeout=10.0):
+        """Wait for the start-up EHLO probe of the relay (it decides what
+        is offered to clients, e.g. DSN) and assert that it succeeded;
+        returns its log line ("... capabilities known (dsn=1 ...)")."""
+        line = self.wait_log(r"relay probe", timeout)
+        assert line is not None, "no relay probe result within %ss:\n%s" % (
+            timeout, self.stderr_text(40))
+        assert "relay probe: capabilities known" in line, line
+        return line
+
     def wait_sessions_ended(self, timeout=10.0):
         """Wait until front has seen every connection so far (at least the
         ones wait_ready() made) and every session has ended (event=drop or

@@ -227,9 +227,12 @@ def test_own_tlsa_refuses_start(world, hostname, why):
     assert sp.expect_exit(1, timeout=20) == 1
     text = sp.stderr_text()
     assert "refusing to start" in text and re.search(why, text), text
-    # the message names the record that would match
-    assert re.search(r"_%d\._tcp\.%s\. IN TLSA 3 1 1 [0-9a-f]{64}" % (
-        sp.implicit_port, re.escape(hostname)), text) or "failed (" in text, text
+    # each listener's refusal names the record that would match its certificate
+    record = spki_311(world.certs.mail)
+    for name, port in (("submissions", sp.implicit_port), ("submission", sp.starttls_port)):
+        assert re.search(r"refusing to start: self-audit: dane\.own\.%s: listener \"%s\": .* "
+                         r"_%d\._tcp\.%s\. IN TLSA %s$" % (name, name, port, re.escape(hostname),
+                                                          record), text, re.M), text
 
 
 def test_own_tlsa_uses_public_port(world):

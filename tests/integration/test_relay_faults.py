@@ -54,7 +54,7 @@ class Env:
 def env(module_lab):
     s = module_lab.sink()
     sp = module_lab.subproxy(s, limits={"relay-timeout": RELAY_TIMEOUT})
-    sp.wait_log(r"relay probe", timeout=5)  # let the start-up probe finish first
+    sp.wait_relay_probe()   # let the start-up probe finish first
     return Env(module_lab, s, sp)
 
 

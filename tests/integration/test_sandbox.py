@@ -25,7 +25,7 @@ def status(pid):
 def env(module_lab):
     s = module_lab.sink()
     sp = module_lab.subproxy(s)
-    sp.wait_log(r"relay probe", timeout=5)
+    sp.wait_relay_probe()
     return module_lab, s, sp
 
 
@@ -64,12 +64,19 @@ def test_front_is_chrooted_and_unprivileged(env, sandbox_server):
 
 def test_repeated_sighup_is_safe(env):
     lab, s, sp = env
+    front_hup = r"front\[\d+\] .*event=sighup"
+    # a burst: signals arrive while earlier ones are being handled
+    start = len(sp.lines)
     for _ in range(5):
         sp.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.05)
-    assert sp.wait_log(r"front.*event=sighup", timeout=5)
-    time.sleep(0.2)
+    assert sp.wait_log(front_hup, timeout=10, start=start), sp.stderr_text(20)
+    # then one at a time, each seen through to front before the next
+    for _ in range(3):
+        start = len(sp.lines)
+        sp.proc.send_signal(signal.SIGHUP)
+        assert sp.wait_log(front_hup, timeout=10, start=start), sp.stderr_text(20)
     assert sp.alive()
+    assert set(roles(sp)) >= {"parent", "front", "signer", "keeper"}, roles(sp)
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
     c.cmd("QUIT", 221)
@@ -91,6 +98,19 @@ def test_forbidden_call_kills_and_service_fails_closed(lab):
     for pid in r.values():
         assert not os.path.exists("/proc/%d/status" % pid) or \
             status(pid).get("State", "").startswith("Z"), "process %d left running" % pid
+
+
+def wait_dead(pid, timeout=10):
+    """Wait until process pid is gone or a zombie (bounded)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if status(pid).get("State", "").startswith("Z"):
+                return
+        except OSError:
+            return
+        time.sleep(0.02)
+    raise AssertionError("process %d still running %ss after SIGKILL" % (pid, timeout))
 
 
 def tls_key_secrets(path):
@@ -127,7 +147,7 @@ def test_child_killed_during_submission_fails_closed(lab, role):
     nothing unsigned), and the service exits 1 naming the process."""
     s = lab.sink()
     sp = lab.subproxy(s)
-    sp.wait_log(r"relay probe", timeout=5)
+    sp.wait_relay_probe()
     victim = roles(sp)[role]
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
@@ -138,7 +158,7 @@ def test_child_killed_during_submission_fails_closed(lab, role):
     payload = dot_stuff(make_message())
     c.send(payload[:-3])                 # everything but the final ".\r\n"
     os.kill(victim, signal.SIGKILL)
-    time.sleep(0.3)
+    wait_dead(victim)                    # the final dot reaches a service without it
     try:
         c.send(payload[-3:])
     except OSError:

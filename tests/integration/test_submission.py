@@ -41,14 +41,14 @@ class Env:
     def wait_probe(self):
         """Wait until the daemon's start-up EHLO probe of the relay is done
         (it decides whether DSN is offered)."""
-        assert self.sp.wait_log(r"relay probe"), "no relay probe result in the log"
+        self.sp.wait_relay_probe()
 
 
 @pytest.fixture(scope="module")
 def env(module_lab):
     s = module_lab.sink()
     sp = module_lab.subproxy(s, limits=LIMITS)
-    sp.wait_log(r"relay probe", timeout=5)  # let the start-up probe finish first
+    sp.wait_relay_probe()   # let the start-up probe finish first
     return Env(module_lab, s, sp)
 
 
@@ -142,7 +142,7 @@ def test_ehlo_implicit_tls_and_dsn_follows_relay(env):
 def test_no_dsn_when_relay_lacks_it(lab):
     s = lab.sink(dsn=False)
     sp = lab.subproxy(s)
-    assert sp.wait_log(r"relay probe"), "no relay probe result in the log"
+    assert "dsn=0" in sp.wait_relay_probe()
     c = RawClient(sp.implicit_port, lab.certs.ca)
     r = c.ehlo()
     assert "DSN" not in r.keywords
@@ -516,7 +516,7 @@ def test_pipelined_transaction(env):
 def env_data(module_lab):
     s = module_lab.sink(mode="implicit", chunking=False)
     sp = module_lab.subproxy(s, limits=LIMITS)
-    sp.wait_log(r"relay probe", timeout=5)  # let the start-up probe finish first
+    sp.wait_relay_probe()   # let the start-up probe finish first
     return Env(module_lab, s, sp)
 
 
