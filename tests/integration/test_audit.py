@@ -511,17 +511,23 @@ def test_broken_posture_fails_check_and_start(world, lab, tmp_path, name):
     assert not re.search(r"event=(parent-ready|listening|started)", text), text
 
 
+def bsi_daemon(world, lab, sink):
+    """A daemon relaying to sink on world's correct installation under the
+    strict profile (its listeners' TLSA records are those of ports 465 and
+    587)."""
+    ov = ["listen.%s.public-port=%d" % kv for kv in PORTS.items()]
+    ov += ["tls.certificate=%s" % world.good[0], "tls.key=%s" % world.good[1],
+           "tls.priority=%s" % BSI_PRIORITY, "server.profile=%s" % BSI]
+    ov += world.audit.overrides()
+    return lab.subproxy(sink, dns=dns_section(world.dns), dkim=world.dkim_config(), overrides=ov)
+
+
 def test_daemon_starts_on_a_correct_bsi_installation(world, lab):
     """The start-up audit passes on the strict profile and the daemon serves;
     the keys the audit read are in neither the parent nor front."""
     from test_dkim import key_secrets, memory_contains, roles
     from test_sandbox import tls_key_secrets
-    s = lab.sink()
-    ov = ["listen.%s.public-port=%d" % kv for kv in PORTS.items()]
-    ov += ["tls.certificate=%s" % world.good[0], "tls.key=%s" % world.good[1],
-           "tls.priority=%s" % BSI_PRIORITY, "server.profile=%s" % BSI]
-    ov += world.audit.overrides()
-    sp = lab.subproxy(s, dns=dns_section(world.dns), dkim=world.dkim_config(), overrides=ov)
+    sp = bsi_daemon(world, lab, lab.sink())
     assert sp.wait_log(r"event=audit profile=bsi-tr-03108 checks=\d+ result=pass", timeout=5), \
         sp.stderr_text(40)
     r = roles(sp)
