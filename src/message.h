@@ -2,8 +2,8 @@
  * message.h — the incoming message: a streaming parser for DATA (dot
  * transparency, <CRLF>.<CRLF> end) and BDAT (exact octets) that enforces
  * strict intake rules while writing the message to a spool, plus the
- * dot-stuffer used when relaying with DATA, and RFC 5322 address-list
- * parsing for header From/Sender.  Pure apart from spool_append().
+ * dot-stuffer used when relaying with DATA.  The From and Sender addresses
+ * are parsed by rfc5322.h.  Pure apart from spool_append().
  */
 #ifndef SUBPROXY_MESSAGE_H
 #define SUBPROXY_MESSAGE_H
@@ -98,14 +98,5 @@ struct msg_stuffer {
 void msg_stuff_init(struct msg_stuffer *st);
 void msg_stuff(struct msg_stuffer *st, const void *buf, size_t len, struct evbuffer *out);
 void msg_stuff_end(struct msg_stuffer *st, struct evbuffer *out);
-
-/* Parse an RFC 5322 address-list / mailbox-list field value (unfolded or
- * folded; comments, quoted strings, display names, groups, obsolete route
- * syntax) and return up to max addr-specs (malloc'ed, caller frees) in
- * addrs.  Returns the number found (may exceed max: extra ones are counted
- * but not stored), or -1 on a syntax error (also: an addr-spec over 254
- * octets, invalid UTF-8, control characters).  Addresses are returned in
- * canonical form: the local part unquoted when it is a dot-atom. */
-int msg_parse_addresses(const char *value, size_t len, char **addrs, size_t max);
 
 #endif

@@ -1,0 +1,28 @@
+/*
+ * rfc5322.h — RFC 5322 address lists: the addr-specs of a From, Sender (or
+ * any address-list / mailbox-list) field value.  Pure: no I/O, no state;
+ * message.c uses it for the From and Sender checks of the intake.
+ */
+#ifndef SUBPROXY_RFC5322_H
+#define SUBPROXY_RFC5322_H
+
+#include <stddef.h>
+
+#define RFC5322_ADDR_MAX 254    /* octets of an addr-spec (RFC 5321 path without <>) */
+
+/* Parse an RFC 5322 address-list / mailbox-list field value (unfolded or
+ * folded; comments, quoted strings, display names, groups, obsolete route
+ * syntax) and return up to max addr-specs (malloc'ed, caller frees) in
+ * addrs.  Returns the number found (may exceed max: extra ones are counted
+ * but not stored), or -1 on a syntax error (also: an addr-spec over
+ * RFC5322_ADDR_MAX octets, invalid UTF-8, control characters); on -1
+ * nothing is left stored in addrs.  Addresses are returned in canonical
+ * form: the local part unquoted when it is a dot-atom, else quoted with
+ * '"' and '\' escaped.  value need not be NUL-terminated: len bounds the
+ * parse, and a NUL inside it is an error. */
+int rfc5322_parse_addresses(const char *value, size_t len, char **addrs, size_t max);
+
+/* free() and clear addrs[0..n-1] (NULL entries are fine). */
+void rfc5322_free_addresses(char **addrs, size_t n);
+
+#endif
