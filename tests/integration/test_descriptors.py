@@ -71,9 +71,9 @@ def test_emfile_pauses_accepting(lab):
     CPU time stays small) nor floods the log (one line per 10 s), and once
     the connections are released a new client gets its greeting."""
     if os.geteuid() != 0:
-        pytest.skip("reading the descriptors of front (not dumpable) needs root")
+        pytest.skip("needs root: reading the descriptors of front (not dumpable)")
     sp = lab.subproxy(lab.sink(), limits={"connections": 100, "connections-per-ip": 100})
-    sp.wait_log(r"relay probe", timeout=10)
+    sp.wait_relay_probe()
     front = roles(sp)["front"]
     soft = nofile_limits(front)[0]
     spare = 4

@@ -198,7 +198,7 @@ def test_endless_message_is_bounded(lab, verb):
     size of 10^12): front keeps reading -- the data must be consumed -- but
     holds at most message-size of it, in memory or in its spool."""
     if os.geteuid() != 0:
-        pytest.skip("looking into front's descriptors (not dumpable) needs root")
+        pytest.skip("needs root: looking into front's descriptors (not dumpable)")
     s = lab.sink()
     sp = lab.subproxy(s, limits={"message-size": "1m"})
     front = roles(sp)["front"]

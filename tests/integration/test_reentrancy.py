@@ -96,7 +96,7 @@ def test_rcpt_after_relay_link_died(lab, then):
     the rest of the input -- and close the session -- inside cmd_rcpt."""
     s = lab.sink()
     sp = lab.subproxy(s, limits={"relay-timeout": 1})
-    sp.wait_log(r"relay probe", timeout=10)
+    sp.wait_relay_probe()
     c = logged_in(sp.implicit_port, lab.certs.ca)
     start = len(sp.lines)
     c.mail(ALICE)
@@ -132,7 +132,7 @@ def test_mail_without_a_descriptor_for_the_relay(lab):
     the session goes on."""
     s = lab.sink()
     sp = lab.subproxy(s)
-    sp.wait_log(r"relay probe", timeout=10)
+    sp.wait_relay_probe()
     front = roles(sp)["front"]
     c = logged_in(sp.implicit_port, lab.certs.ca)
     d = logged_in(sp.implicit_port, lab.certs.ca)

@@ -136,13 +136,13 @@ def _systemd_pid1():
 
 
 @pytest.mark.skipif(not _systemd_pid1(),
-                    reason="systemd is not PID 1 here (containers, CI): the notify protocol "
-                           "is tested above with the test as the service manager")
+                    reason="needs systemd as PID 1: not here (containers, CI); the notify "
+                           "protocol is tested above with the test as the service manager")
 def test_under_systemd(lab, make_sink, tmp_path):
     """Type=notify with a watchdog as a transient unit: systemd sees the
     service active only after READY=1 and stops it cleanly."""
     if shutil.which("systemd-run") is None:
-        pytest.skip("systemd-run not installed")
+        pytest.skip("needs systemd-run: not installed")
     sink = make_sink()
     sp = lab.subproxy(sink)            # writes the configuration; run it under systemd
     sp.stop()

@@ -123,7 +123,7 @@ def test_ipv6_peers_count_by_prefix(lab):
         try:
             port = _free_v6_port()
         except OSError:
-            pytest.skip("no IPv6 loopback on this machine")
+            pytest.skip("needs IPv6 loopback: none on this machine")
         sp = lab.subproxy(lab.sink(), limits={"connections-per-ip": 2, "ipv6-prefix": prefix},
                           extra_config='[listen "v6"]\naddress = [::1]:%d\ntls = starttls\n'
                           % port)

@@ -13,7 +13,7 @@ runall="$here/../run-all.sh"
 bin="$here/bin"
 : "${PYTHON:=/usr/bin/python3}"
 n=0 bad=0
-cases=19
+cases=20
 echo "1..$cases"
 
 # expect NAME RC WANT [VAR=VALUE...] -- ARGS...: run run-all.sh with the
@@ -67,6 +67,8 @@ else
 	expect "a root-only skip when not root is allowed" 0 "1 test(s) skipped" \
 	    SUITE="$s/skip_root" -- --integration /bin/false
 fi
+expect "a skip for a requirement the runner knows is allowed" 0 "1 test(s) skipped" \
+    SUITE="$s/skip_env" -- --integration /bin/false
 expect "-m sanitized selecting nothing" nonzero "ran no tests (status 5)" SUITE="$s/good" -- \
     --sanitized /bin/false
 expect "a unit binary that crashes" nonzero "unit-crash killed by signal 11" -- \
