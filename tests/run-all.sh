@@ -28,10 +28,10 @@
 #
 # Skips: a pytest skip is allowed only when its reason names a requirement
 # this runner knows ("needs root: ...", "needs systemd as PID 1: ...",
-# "needs systemd-run: ...", "needs IPv6 loopback: ...": add one here
-# deliberately), and "needs root:" only when not running as root; cmocka's
-# skip() only when not root (it is used in root-only tests).  Any other
-# skip is a failure.  Allowed skips are listed and counted on the line
+# "needs systemd-run: ...", "needs IPv6 loopback: ...", "needs a tmpfs
+# mount: ...": add one here deliberately), and "needs root:" only when not
+# running as root; cmocka's skip() only when not root (it is used in
+# root-only tests).  Any other skip is a failure.  Allowed skips are listed and counted on the line
 # before the summary.
 #
 # Environment: PYTHON (/usr/bin/python3), SUITE (tests/integration),
@@ -171,7 +171,8 @@ run_pytest() {
 				echo "run-all: allowed skip: $line"
 				skipped=$((skipped + 1))
 			fi ;;
-		*": needs systemd as PID 1:"*|*": needs systemd-run:"*|*": needs IPv6 loopback:"*)
+		*": needs systemd as PID 1:"*|*": needs systemd-run:"*|*": needs IPv6 loopback:"*|\
+		*": needs a tmpfs mount:"*)
 			echo "run-all: allowed skip: $line"
 			skipped=$((skipped + 1)) ;;
 		*) problem "skipped without an allowed reason (\"needs root: ...\" etc.): $line" ;;

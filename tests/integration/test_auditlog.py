@@ -279,11 +279,11 @@ def test_disk_full_refuses_new_transactions_and_recovers(lab, tmp_path):
     get 451 4.3.0, one error line is logged; when there is space again,
     everything waiting is written and service resumes."""
     if os.geteuid() != 0:
-        pytest.skip("a small tmpfs for the log needs root")
+        pytest.skip("needs root: a small tmpfs for the log")
     audit = auditlab.AuditLog(tmp_path / "auditwork", small_fs="128k")
     try:
         if not audit.mounted:
-            pytest.skip("cannot mount a tmpfs here: %s" % audit.mount_error)
+            pytest.skip("needs a tmpfs mount: cannot mount one here: %s" % audit.mount_error)
         _disk_full(lab, audit)
     finally:
         audit.remove()
