@@ -13,7 +13,7 @@ runall="$here/../run-all.sh"
 bin="$here/bin"
 : "${PYTHON:=/usr/bin/python3}"
 n=0 bad=0
-cases=20
+cases=25
 echo "1..$cases"
 
 # expect NAME RC WANT [VAR=VALUE...] -- ARGS...: run run-all.sh with the
@@ -69,6 +69,17 @@ else
 fi
 expect "a skip for a requirement the runner knows is allowed" 0 "1 test(s) skipped" \
     SUITE="$s/skip_env" -- --integration /bin/false
+expect "a strict xfail that fails as declared is a known bug, not a pass" 0 \
+    $'1 known bug(s): strict xfail, failing as declared (see the lines above)\n1 passed, 0 failed' \
+    SUITE="$s/xfail" -- --integration /bin/false
+expect "a strict xfail that passes" nonzero "passed although marked xfail(strict=True)" \
+    SUITE="$s/xpass_strict" -- --integration /bin/false
+expect "an xfail that is not strict" nonzero "xfail that is not strict" \
+    SUITE="$s/xfail_loose" -- --integration /bin/false
+expect "pytest.xfail() in a test" nonzero "pytest.xfail() or run=False (not strict" \
+    SUITE="$s/xfail_imperative" -- --integration /bin/false
+expect "an xfail in setup (a broken fixture)" nonzero "xfail in setup (a broken fixture" \
+    SUITE="$s/xfail_setup" -- --integration /bin/false
 expect "-m sanitized selecting nothing" nonzero "ran no tests (status 5)" SUITE="$s/good" -- \
     --sanitized /bin/false
 expect "a unit binary that crashes" nonzero "unit-crash killed by signal 11" -- \
