@@ -16,7 +16,7 @@ from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
 from test_limits import auth_file
 import peers
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix runs as root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a private Postfix runs as root")
 
 
 @pytest.fixture
