@@ -162,6 +162,7 @@ def test_resumed_handshake_completes_while_keeper_is_stopped(lab):
         raise
 
 
+@pytest.mark.sanitized
 def test_tickets_of_another_process_are_refused(module_lab, env):
     lab, sp = env
     other = module_lab.subproxy(module_lab.sink())  # same certificate, its own ticket key
