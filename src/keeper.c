@@ -9,6 +9,8 @@
 #include "metrics.h"
 #include "passwd.h"
 #include "proc.h"
+#include "proc_client.h"
+#include "proc_spawn.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -164,12 +166,12 @@ int
 keeper_ready_decode(const uint8_t *p, size_t len, struct keeper_fds *fds)
 {
 	struct proc_reader r;
-	const uint8_t *text, *spki;
-	size_t tlen, slen;
+	const uint8_t *spki;
+	char text[PROC_TEXT_MAX + 1];
+	size_t slen;
 	uint32_t n, pk, bits;
 
-	proc_reader_init(&r, p, len);
-	if (proc_get_u32(&r, &n) < 0 || proc_get_bytes(&r, &text, &tlen, 1024) < 0 ||
+	if (proc_ready_decode(p, len, &n, text, sizeof(text), &r) < 0 ||
 	    proc_get_u32(&r, &pk) < 0 || proc_get_u32(&r, &bits) < 0 ||
 	    proc_get_bytes(&r, &spki, &slen, KEEPER_SPKI_MAX) < 0 || proc_reader_end(&r) < 0)
 		return -1;
@@ -537,18 +539,6 @@ serve_tls(struct proc_msg *m)
 
 /* ---- the keeper process: start-up ---- */
 
-static void
-close_others(int keep1, int keep2)
-{
-	int fd, max = (int)sysconf(_SC_OPEN_MAX);
-
-	if (max < 0 || max > 65536)
-		max = 65536;
-	for (fd = 3; fd < max; fd++)
-		if (fd != keep1 && fd != keep2)
-			(void)close(fd);
-}
-
 /* Read the key file (mode checked on the open file) into guarded memory. */
 static int
 read_key_file(const char *path, gnutls_datum_t *d, char *err, size_t errlen)
@@ -728,25 +718,6 @@ child_load(const struct config *cfg, struct keeper_fds *fds, char *err, size_t e
 	return 0;
 }
 
-static void
-child_report(int fd, int type, const struct keeper_fds *fds, const char *text)
-{
-	uint8_t buf[64 + 1024 + KEEPER_SPKI_MAX];
-	struct proc_writer w;
-
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u32(&w, type == PROC_READY ? (uint32_t)fds->npasswd : 1);
-	proc_put_bytes(&w, text, strlen(text) > 1024 ? 1024 : strlen(text));
-	if (type == PROC_READY) {
-		proc_put_u32(&w, (uint32_t)fds->pk_algo);
-		proc_put_u32(&w, fds->bits);
-		proc_put_bytes(&w, fds->spki, fds->spki_len);
-	}
-	if (proc_send(fd, (unsigned)type, 0, buf, (size_t)proc_writer_done(&w), -1) < 0 ||
-	    type != PROC_READY)
-		_exit(1);
-}
-
 /* Receive one message of `want` type on fd, or end the keeper. */
 static void
 child_recv(int fd, struct proc_msg *m, unsigned int want, const char *sock)
@@ -811,36 +782,32 @@ child_loop(void)
 	}
 }
 
-static void __attribute__((noreturn))
-child_main(const struct config *cfg, int tls_fd, int auth_fd)
+static void
+child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 {
 	static struct keeper_fds info;
+	const struct config *cfg = arg;
 	char err[1024], ready[160];
+	uint8_t extra[16 + KEEPER_SPKI_MAX];
+	struct proc_writer w;
 
-	close_others(tls_fd, auth_fd);
 	metrics_attach(METRICS_SLICE_KEEPER);
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	log_set_role("keeper");
-	(void)prctl(PR_SET_NAME, "subproxy-keeper");
-	K.tls_fd = tls_fd;
-	K.auth_fd = auth_fd;
+	K.tls_fd = fds[0];
+	K.auth_fd = fds[1];
 	if (child_load(cfg, &info, err, sizeof(err)) < 0)
-		child_report(tls_fd, PROC_ERR, NULL, err);
+		proc_fail(ready_fd, err);
 	/* the secrets are loaded and tested: from now on only the sockets,
 	 * memory, time and randomness */
 	sandbox_nodump();
 	if (sandbox_seccomp("keeper", err, sizeof(err)) < 0)
-		child_report(tls_fd, PROC_ERR, NULL, err);
+		proc_fail(ready_fd, err);
 	snprintf(ready, sizeof(ready), "TLS key %s-%u and %zu login(s) loaded",
 	    gnutls_pk_get_name(K.pk), K.bits, info.npasswd);
-	child_report(tls_fd, PROC_READY, &info, ready);
+	proc_writer_init(&w, extra, sizeof(extra));
+	proc_put_u32(&w, (uint32_t)info.pk_algo);
+	proc_put_u32(&w, info.bits);
+	proc_put_bytes(&w, info.spki, info.spki_len);
+	proc_ready(ready_fd, (uint32_t)info.npasswd, ready, extra, (size_t)proc_writer_done(&w));
 	log_info("event=keeper-ready key=%s-%u logins=%zu workers=%d", gnutls_pk_get_name(K.pk),
 	    K.bits, info.npasswd, KEEPER_WORKERS);
 	child_loop();
@@ -856,79 +823,34 @@ keeper_fds_close(struct keeper_fds *fds)
 	fds->tls_fd = fds->auth_fd = -1;
 }
 
+static int
+ready_decode(const uint8_t *p, size_t len, void *fds)
+{
+	return keeper_ready_decode(p, len, fds);
+}
+
 pid_t
 keeper_spawn(const struct config *cfg, int timeout, struct keeper_fds *fds_r, char *err,
     size_t errlen)
 {
 	static struct proc_msg m;
-	struct proc_reader r;
-	struct pollfd pfd;
-	int tv[2], av[2], status, rc;
-	const uint8_t *text;
-	size_t tlen;
-	uint32_t code;
+	struct proc_role role = {
+		.name = "keeper",
+		.loading = "loading the TLS key and the password file",
+		.nfds = 2,
+		.main = child_main,
+		.arg = (void *)(uintptr_t)cfg,
+		.ready = ready_decode,
+		.ready_out = fds_r,
+	};
+	int fds[2];
 	pid_t pid;
 
 	memset(fds_r, 0, sizeof(*fds_r));
-	fds_r->tls_fd = fds_r->auth_fd = -1;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tv) < 0) {
-		snprintf(err, errlen, "keeper: socketpair: %s", strerror(errno));
-		return -1;
-	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, av) < 0) {
-		snprintf(err, errlen, "keeper: socketpair: %s", strerror(errno));
-		close(tv[0]);
-		close(tv[1]);
-		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		snprintf(err, errlen, "keeper: fork: %s", strerror(errno));
-		close(tv[0]);
-		close(tv[1]);
-		close(av[0]);
-		close(av[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(tv[0]);
-		close(av[0]);
-		child_main(cfg, tv[1], av[1]);
-	}
-	close(tv[1]);
-	close(av[1]);
-	pfd.fd = tv[0];
-	pfd.events = POLLIN;
-	do
-		rc = poll(&pfd, 1, timeout * 1000);
-	while (rc < 0 && errno == EINTR);
-	if (rc == 0) {
-		snprintf(err, errlen, "keeper: no answer within %d s while loading the TLS key and "
-		    "the password file", timeout);
-		goto fail;
-	}
-	if (proc_recv(tv[0], &m, NULL) <= 0) {
-		snprintf(err, errlen, "keeper: exited during start-up (see the log lines above)");
-		goto fail;
-	}
-	if (m.type == PROC_READY && keeper_ready_decode(m.payload, m.len, fds_r) == 0) {
-		fds_r->tls_fd = tv[0];
-		fds_r->auth_fd = av[0];
-		return pid;
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (m.type != PROC_ERR || proc_get_u32(&r, &code) < 0 ||
-	    proc_get_bytes(&r, &text, &tlen, 1024) < 0 || proc_reader_end(&r) < 0)
-		snprintf(err, errlen, "keeper: malformed start-up message");
-	else
-		snprintf(err, errlen, "%.*s", (int)tlen, (const char *)text);
-fail:
-	close(tv[0]);
-	close(av[0]);
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return -1;
+	pid = proc_spawn(&role, timeout, fds, &m, err, errlen);
+	fds_r->tls_fd = fds[0];
+	fds_r->auth_fd = fds[1];
+	return pid;
 }
 
 /* ---- front's client ---- */
@@ -946,25 +868,13 @@ struct keeper_link {
 };
 
 struct keeper_req {
-	struct keeper_client *kc;
-	uint32_t id;
+	struct proc_req *pr;
 	keeper_auth_cb *cb;
 	void *arg;
-	int result;                     /* for an answer given without the keeper */
-	struct event *defer;
-	struct keeper_req *next;
 };
 
 struct keeper_client {
-	struct event_base *base;
-	int auth_fd;
-	struct event *ev;
-	struct event *dead_ev;          /* keeper lost during a key operation */
-	const char *dead_why;
-	uint32_t next_id;
-	struct keeper_req *head;        /* callbacks still due */
-	size_t npending;
-	int dead;
+	struct proc_client *auth;       /* AUTH socket */
 	keeper_dead_cb *dead_cb;
 	void *dead_arg;
 	struct keeper_link *link;
@@ -980,91 +890,62 @@ link_unref(struct keeper_link *l)
 	free(l);
 }
 
-static void
-req_unlink(struct keeper_req *rq)
+/* An AUTH_REP: u32 result, nothing else. */
+static int
+auth_rep_check(const struct proc_msg *m)
 {
-	struct keeper_req **pp;
+	struct proc_reader r;
+	uint32_t result;
 
-	for (pp = &rq->kc->head; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == rq) {
-			*pp = rq->next;
-			rq->kc->npending--;
-			return;
-		}
+	proc_reader_init(&r, m->payload, m->len);
+	if (proc_get_u32(&r, &result) < 0 || proc_reader_end(&r) < 0 ||
+	    result > KEEPER_AUTH_RESULT_MAX)
+		return -1;
+	return 0;
 }
 
 static void
-req_free(struct keeper_req *rq)
+auth_dead(void *arg, const char *why)
 {
-	if (rq->defer != NULL)
-		event_free(rq->defer);
-	free(rq);
-}
+	struct keeper_client *kc = arg;
 
-static void
-client_die(struct keeper_client *kc, const char *why)
-{
-	struct keeper_req *rq;
-
-	if (kc->dead)
-		return;
-	kc->dead = 1;
 	kc->link->broken = 1;
-	log_err("event=keeper-lost %s: the key keeper is gone; no TLS handshake or AUTH can "
-	    "complete, failing closed", why);
-	event_del(kc->ev);
-	while ((rq = kc->head) != NULL) {
-		req_unlink(rq);
-		rq->cb(rq->arg, KEEPER_DEAD);
-		req_free(rq);
-	}
 	if (kc->dead_cb != NULL)
 		kc->dead_cb(kc->dead_arg);
 }
 
 static void
-client_dead_later(evutil_socket_t fd, short what, void *arg)
+auth_answered(void *arg, int status, const struct proc_msg *m)
 {
-	struct keeper_client *kc = arg;
-
-	client_die(kc, kc->dead_why);
-}
-
-static void
-client_read(evutil_socket_t fd, short what, void *arg)
-{
-	static struct proc_msg m;
-	struct keeper_client *kc = arg;
-	struct keeper_req *rq;
+	struct keeper_req *kr = arg;
+	keeper_auth_cb *cb = kr->cb;
+	void *cbarg = kr->arg;
 	struct proc_reader r;
 	uint32_t result;
-	int rc;
+	int res;
 
-	rc = proc_recv(kc->auth_fd, &m, NULL);
-	if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	if (rc == 0) {
-		client_die(kc, "reason=eof");
-		return;
+	switch (status) {
+	case PROC_CLIENT_OK:
+		proc_reader_init(&r, m->payload, m->len);
+		(void)proc_get_u32(&r, &result);        /* checked by auth_rep_check */
+		res = (int)result;
+		break;
+	case PROC_CLIENT_DEAD:
+		res = KEEPER_DEAD;
+		break;
+	case PROC_CLIENT_BADREQ:
+		res = KEEPER_AUTH_BADREQ;
+		break;
+	case PROC_CLIENT_BUSY:
+	case PROC_CLIENT_TIMEOUT:
+		res = KEEPER_AUTH_BUSY;
+		break;
+	default:
+		res = status;                   /* keeper_auth's own answer */
+		break;
 	}
-	if (rc < 0) {
-		client_die(kc, errno == EPROTO ? "reason=protocol-error" : "reason=read-error");
-		return;
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (m.type != PROC_AUTH_REP || proc_get_u32(&r, &result) < 0 ||
-	    proc_reader_end(&r) < 0 || result > KEEPER_AUTH_RESULT_MAX) {
-		client_die(kc, "reason=malformed-reply");
-		return;
-	}
-	/* a cancelled request's answer finds no entry and is dropped */
-	for (rq = kc->head; rq != NULL && (rq->id != m.id || rq->defer != NULL); rq = rq->next)
-		;
-	if (rq != NULL) {
-		req_unlink(rq);
-		rq->cb(rq->arg, (int)result);
-		req_free(rq);
-	}
+	free(kr);
+	cb(cbarg, res);
 }
 
 struct keeper_client *
@@ -1073,10 +954,19 @@ keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_
 {
 	struct keeper_client *kc = xcalloc(1, sizeof(*kc));
 	struct keeper_link *l = xcalloc(1, sizeof(*l));
+	struct proc_client_conf conf = {
+		.role = "keeper",
+		.lost = "the key keeper is gone; no TLS handshake or AUTH can complete, failing "
+		    "closed",
+		.reply_type = PROC_AUTH_REP,
+		.check = auth_rep_check,
+		.queue_max = KEEPER_QUEUE_MAX,
+		.timeout_ms = 0,
+		.dead_cb = auth_dead,
+		.dead_arg = kc,
+	};
 	int fl;
 
-	kc->base = base;
-	kc->auth_fd = fds->auth_fd;
 	kc->dead_cb = dead_cb;
 	kc->dead_arg = arg;
 	kc->link = l;
@@ -1085,13 +975,10 @@ keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_
 	l->kc = kc;
 	l->pk_algo = fds->pk_algo;
 	l->bits = fds->bits;
-	if ((fl = fcntl(kc->auth_fd, F_GETFL)) >= 0)
-		(void)fcntl(kc->auth_fd, F_SETFL, fl | O_NONBLOCK);
+	randombytes_buf(&l->next_id, sizeof(l->next_id));
 	if ((fl = fcntl(l->fd, F_GETFL)) >= 0)
 		(void)fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
-	kc->ev = event_new(base, kc->auth_fd, EV_READ | EV_PERSIST, client_read, kc);
-	kc->dead_ev = event_new(base, -1, 0, client_dead_later, kc);
-	event_add(kc->ev, NULL);
+	kc->auth = proc_client_new(base, fds->auth_fd, &conf);
 	return kc;
 }
 
@@ -1099,17 +986,10 @@ void
 keeper_client_free(struct keeper_client **kcp)
 {
 	struct keeper_client *kc;
-	struct keeper_req *rq;
 
 	if (kcp == NULL || (kc = *kcp) == NULL)
 		return;
-	while ((rq = kc->head) != NULL) {
-		req_unlink(rq);
-		req_free(rq);
-	}
-	event_free(kc->ev);
-	event_free(kc->dead_ev);
-	close(kc->auth_fd);
+	proc_client_free(&kc->auth);
 	kc->link->broken = 1;
 	kc->link->kc = NULL;
 	close(kc->link->fd);
@@ -1119,73 +999,48 @@ keeper_client_free(struct keeper_client **kcp)
 	*kcp = NULL;
 }
 
-static void
-req_answer_later(evutil_socket_t fd, short what, void *arg)
-{
-	struct keeper_req *rq = arg;
-
-	req_unlink(rq);
-	rq->cb(rq->arg, rq->result);
-	req_free(rq);
-}
-
 struct keeper_req *
 keeper_auth(struct keeper_client *kc, const char *login, const char *password, size_t pwlen,
     const char *peer, keeper_auth_cb *cb, void *arg)
 {
-	struct keeper_req *rq = xcalloc(1, sizeof(*rq)), **pp;
+	struct keeper_req *kr = xcalloc(1, sizeof(*kr));
 	uint8_t payload[16 + PASSWD_LOGIN_MAX + KEEPER_PW_MAX + KEEPER_PEER_MAX];
-	uint8_t frame[PROC_HDR_LEN + sizeof(payload)];
-	long n, fn = -1;
+	long n;
 
-	rq->kc = kc;
-	rq->cb = cb;
-	rq->arg = arg;
-	if ((rq->id = ++kc->next_id) == 0)
-		rq->id = ++kc->next_id;
-	for (pp = &kc->head; *pp != NULL; pp = &(*pp)->next)
-		;
-	*pp = rq;
-	kc->npending++;
-	rq->result = -2;
-	if (kc->dead)
-		rq->result = KEEPER_DEAD;
-	else if ((n = keeper_auth_req_encode(payload, sizeof(payload), login, password, pwlen,
-	    peer)) < 0)
-		rq->result = KEEPER_AUTH_BADREQ;
-	else if ((fn = proc_msg_encode(frame, sizeof(frame), PROC_AUTH_REQ, 0, rq->id, payload,
-	    (size_t)n)) < 0)
-		rq->result = KEEPER_AUTH_BADREQ;
-	else if (send(kc->auth_fd, frame, (size_t)fn, MSG_DONTWAIT | MSG_NOSIGNAL) != fn)
-		/* never wait on front's loop: a full socket is a busy keeper,
-		 * a broken one is noticed by client_read */
-		rq->result = (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) ?
-		    KEEPER_AUTH_BUSY : KEEPER_DEAD;
+	kr->cb = cb;
+	kr->arg = arg;
+	n = keeper_auth_req_encode(payload, sizeof(payload), login, password, pwlen, peer);
+	if (n < 0)
+		kr->pr = proc_client_answer(kc->auth, KEEPER_AUTH_BADREQ, auth_answered, kr);
+	else
+		kr->pr = proc_client_call(kc->auth, PROC_AUTH_REQ, payload, (size_t)n, -1,
+		    auth_answered, kr);
 	sodium_memzero(payload, sizeof(payload));
-	sodium_memzero(frame, sizeof(frame));
-	if (rq->result != -2) {
-		rq->defer = event_new(kc->base, -1, 0, req_answer_later, rq);
-		event_active(rq->defer, 0, 0);
-	}
-	return rq;
+	return kr;
 }
 
 void
 keeper_cancel(struct keeper_req **rp)
 {
-	struct keeper_req *rq;
+	struct keeper_req *kr;
 
-	if (rp == NULL || (rq = *rp) == NULL)
+	if (rp == NULL || (kr = *rp) == NULL)
 		return;
-	req_unlink(rq);
-	req_free(rq);
+	proc_req_cancel(&kr->pr);
+	free(kr);
 	*rp = NULL;
 }
 
 size_t
 keeper_pending(const struct keeper_client *kc)
 {
-	return kc->npending;
+	return proc_client_pending(kc->auth);
+}
+
+uint64_t
+keeper_dropped(const struct keeper_client *kc)
+{
+	return proc_client_dropped(kc->auth);
 }
 
 /* ---- front's client: the key ---- */
@@ -1195,11 +1050,9 @@ link_lost(struct keeper_link *l, const char *why)
 {
 	l->broken = 1;
 	log_err("event=keeper-lost %s during a TLS key operation", why);
-	if (l->kc != NULL && !l->kc->dead) {
-		/* callbacks must not run inside GnuTLS: from the loop */
-		l->kc->dead_why = why;
-		event_active(l->kc->dead_ev, 0, 0);
-	}
+	/* callbacks must not run inside GnuTLS: the client dies from the loop */
+	if (l->kc != NULL)
+		proc_client_kill(l->kc->auth, why);
 	return GNUTLS_E_PK_SIGN_FAILED;
 }
 
@@ -1255,11 +1108,16 @@ link_roundtrip(struct keeper_link *l, uint8_t op, gnutls_sign_algorithm_t algo,
 		if (rc < 0)
 			return link_lost(l, errno == EPROTO ? "reason=protocol-error" :
 			    "reason=read-error");
-		break;
+		if (m.type != PROC_TLS_SIGN_REP)
+			return link_lost(l, "reason=malformed-reply");
+		if (m.id == id)
+			break;
+		/* an answer to an earlier worker in this slot (or one that timed
+		 * out): not ours, and no sign of a broken keeper */
+		log_debug("event=keeper-reply-dropped id=%u (waiting for %u)", m.id, id);
 	}
-	/* one request at a time: the answer must be this one's */
 	proc_reader_init(&r, m.payload, m.len);
-	if (m.type != PROC_TLS_SIGN_REP || m.id != id || proc_get_u32(&r, &status) < 0 ||
+	if (proc_get_u32(&r, &status) < 0 ||
 	    proc_get_bytes(&r, &s, &slen, KEEPER_SIG_MAX) < 0 || proc_reader_end(&r) < 0 ||
 	    (status == 0) != (slen > 0))
 		return link_lost(l, "reason=malformed-reply");
@@ -1322,7 +1180,7 @@ keeper_tls_privkey(struct keeper_client *kc, struct gnutls_privkey_st **out, cha
 	int rc;
 
 	*out = NULL;
-	if (kc->dead) {
+	if (proc_client_dead(kc->auth) || kc->link->broken) {
 		snprintf(err, errlen, "the key keeper is gone");
 		return -1;
 	}

@@ -164,9 +164,11 @@ void keeper_client_free(struct keeper_client **kcp);
  * at peer (NUL-terminated address text for the counters; NULL or "" =
  * none).  Nothing is copied beyond this call (the caller wipes its own
  * copy; the request buffer here is wiped).  The callback is never called
- * before this returns.  A field over its limit, or a keeper socket that is
- * full, is answered KEEPER_AUTH_BADREQ / KEEPER_AUTH_BUSY without asking
- * the keeper.  Returns a cookie for keeper_cancel().
+ * before this returns.  A field over its limit is answered
+ * KEEPER_AUTH_BADREQ without asking the keeper; a request that finds no room
+ * in the socket waits in the client's queue (proc_client.h), and when
+ * KEEPER_QUEUE_MAX wait already it is answered KEEPER_AUTH_BUSY, unsent.
+ * Returns a cookie for keeper_cancel().
  */
 struct keeper_req *keeper_auth(struct keeper_client *kc, const char *login, const char *password,
     size_t pwlen, const char *peer, keeper_auth_cb *cb, void *arg);
@@ -178,11 +180,15 @@ void keeper_cancel(struct keeper_req **rp);
 /* AUTH requests whose callback is still due (for logs and tests). */
 size_t keeper_pending(const struct keeper_client *kc);
 
+/* AUTH answers dropped: cancelled, or stale (for logs and tests). */
+uint64_t keeper_dropped(const struct keeper_client *kc);
+
 /*
  * A new GnuTLS private key (gnutls_privkey_import_ext4) whose operations
  * are done by the keeper: each signature is one synchronous round trip on
- * the TLS socket (at most KEEPER_TLS_TIMEOUT_MS; a timeout or EOF marks
- * the keeper lost).  It knows its algorithm and size from READY, so GnuTLS
+ * the TLS socket (at most KEEPER_TLS_TIMEOUT_MS; a timeout, EOF or a reply
+ * of another type marks the keeper lost; a reply with another id -- stale,
+ * from an earlier worker in this slot -- is dropped and the wait goes on).  It knows its algorithm and size from READY, so GnuTLS
  * can choose signature algorithms without asking the keeper.  Use it from
  * the thread that runs the client's event loop only.  The caller owns *out
  * (gnutls_privkey_deinit, or hand it to gnutls_certificate_set_key).

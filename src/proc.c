@@ -143,9 +143,10 @@ proc_msg_decode(const uint8_t *buf, size_t len, struct proc_msg *m)
 	return PROC_OK;
 }
 
-int
-proc_send(int fd, unsigned int type, uint32_t id, const void *payload, size_t len,
-    int passfd)
+/* One sendmsg(2) of a message (EINTR retried); `flags` adds MSG_DONTWAIT. */
+static int
+send_once(int fd, unsigned int type, uint32_t id, const void *payload, size_t len, int passfd,
+    int flags)
 {
 	uint8_t hdr[PROC_HDR_LEN];
 	union {
@@ -155,7 +156,6 @@ proc_send(int fd, unsigned int type, uint32_t id, const void *payload, size_t le
 	struct iovec iov[2];
 	struct msghdr msg;
 	struct cmsghdr *cm;
-	struct pollfd pfd;
 	ssize_t n;
 
 	if (hdr_encode(hdr, type, passfd >= 0 ? PROC_F_FD : 0, id, payload, len) < 0) {
@@ -179,27 +179,43 @@ proc_send(int fd, unsigned int type, uint32_t id, const void *payload, size_t le
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &passfd, sizeof(int));
 	}
-	for (;;) {
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-		if (n >= 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-				return -1;
-			continue;
-		}
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
 		return -1;
-	}
 	if ((size_t)n != PROC_HDR_LEN + len) {
 		/* SOCK_SEQPACKET sends a datagram whole or not at all */
 		errno = EMSGSIZE;
 		return -1;
 	}
 	return 0;
+}
+
+int
+proc_trysend(int fd, unsigned int type, uint32_t id, const void *payload, size_t len,
+    int passfd)
+{
+	return send_once(fd, type, id, payload, len, passfd, MSG_DONTWAIT);
+}
+
+int
+proc_send(int fd, unsigned int type, uint32_t id, const void *payload, size_t len,
+    int passfd)
+{
+	struct pollfd pfd;
+
+	for (;;) {
+		if (send_once(fd, type, id, payload, len, passfd, 0) == 0)
+			return 0;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		/* a non-blocking socket: wait for room */
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -1;
+	}
 }
 
 /* Close every descriptor in fds[0..n). */
@@ -475,4 +491,68 @@ int
 proc_reader_end(const struct proc_reader *r)
 {
 	return (r->error || r->off != r->len) ? -1 : 0;
+}
+
+/* ---- start-up reports and errors ---- */
+
+long
+proc_ready_encode(uint8_t *buf, size_t cap, uint32_t count, const char *text, const void *extra,
+    size_t extralen)
+{
+	struct proc_writer w;
+	uint8_t *p;
+
+	proc_writer_init(&w, buf, cap);
+	proc_put_u32(&w, count);
+	proc_put_bytes(&w, text, strnlen(text, PROC_TEXT_MAX));
+	if ((p = writer_reserve(&w, extralen)) != NULL && extralen > 0)
+		memcpy(p, extra, extralen);
+	return proc_writer_done(&w);
+}
+
+long
+proc_err_encode(uint8_t *buf, size_t cap, uint32_t code, const char *text)
+{
+	struct proc_writer w;
+
+	proc_writer_init(&w, buf, cap);
+	proc_put_u32(&w, code);
+	proc_put_bytes(&w, text, strnlen(text, PROC_TEXT_MAX));
+	return proc_writer_done(&w);
+}
+
+/* u32, then a text of at most PROC_TEXT_MAX octets without NUL, copied. */
+static int
+get_u32_text(struct proc_reader *r, uint32_t *v, char *text, size_t textlen)
+{
+	const uint8_t *t;
+	size_t n;
+
+	if (proc_get_u32(r, v) < 0 || proc_get_bytes(r, &t, &n, PROC_TEXT_MAX) < 0 ||
+	    memchr(t, '\0', n) != NULL)
+		return -1;
+	if (n >= textlen)
+		n = textlen - 1;
+	memcpy(text, t, n);
+	text[n] = '\0';
+	return 0;
+}
+
+int
+proc_ready_decode(const uint8_t *p, size_t len, uint32_t *count_r, char *text, size_t textlen,
+    struct proc_reader *rest_r)
+{
+	proc_reader_init(rest_r, p, len);
+	return get_u32_text(rest_r, count_r, text, textlen);
+}
+
+int
+proc_err_decode(const uint8_t *p, size_t len, uint32_t *code_r, char *text, size_t textlen)
+{
+	struct proc_reader r;
+
+	proc_reader_init(&r, p, len);
+	if (get_u32_text(&r, code_r, text, textlen) < 0 || proc_reader_end(&r) < 0)
+		return -1;
+	return 0;
 }

@@ -19,8 +19,18 @@
  * A malformed message from a trusted peer is a fatal error for the
  * receiver; these functions only report it (they never exit).
  *
- * proc_msg_encode() / proc_msg_decode() are pure (no I/O); proc_send() and
- * proc_recv() wrap them around sendmsg(2) / recvmsg(2).
+ * proc_msg_encode() / proc_msg_decode() and the payload helpers are pure
+ * (no I/O); proc_send(), proc_trysend() and proc_recv() wrap them around
+ * sendmsg(2) / recvmsg(2).  Used by every process: the child roles with
+ * blocking sockets (proc_send), front through its client core
+ * (proc_client.h, never blocking), the parent at start-up (proc_spawn.h).
+ *
+ * Start-up: a child role reports once, on its start-up socket, either
+ *	PROC_READY	u32 count, str text (at most PROC_TEXT_MAX), then
+ *			role-specific bytes (proc_ready_decode leaves a reader on them)
+ *	PROC_ERR	u32 code, str text: why it cannot start (one sentence)
+ * PROC_ERR is also how a peer reports a failure in a conversation; it is
+ * decoded with proc_err_decode() wherever it is read.
  */
 #ifndef SUBPROXY_PROC_H
 #define SUBPROXY_PROC_H
@@ -32,6 +42,7 @@
 #define PROC_HDR_LEN		12
 #define PROC_MAX_PAYLOAD	(64 * 1024)
 #define PROC_MAX_MSG		(PROC_HDR_LEN + PROC_MAX_PAYLOAD)
+#define PROC_TEXT_MAX		1024	/* the text of READY and ERR */
 
 /* Header flags.  Every other bit is reserved and must be zero. */
 #define PROC_F_FD		0x0001	/* one descriptor travels with this message */
@@ -46,7 +57,7 @@ enum proc_type {
 	PROC_AUTH_REP,		/* keeper -> front: see keeper.h */
 	PROC_TLS_SIGN_REQ,	/* front -> keeper: see keeper.h */
 	PROC_TLS_SIGN_REP,	/* keeper -> front: see keeper.h */
-	PROC_READY,		/* child -> parent: u32 count, str text: started */
+	PROC_READY,		/* child -> parent: u32 count, str text, role bytes: started */
 	PROC_AUDIT_REC,		/* front/parent -> recorder: see recorder.h */
 	PROC_AUDIT_ACK,		/* recorder -> front/parent: see recorder.h */
 	PROC_AUDIT_STATE,	/* recorder -> front: see recorder.h */
@@ -100,6 +111,11 @@ int proc_msg_decode(const uint8_t *buf, size_t len, struct proc_msg *m);
 int proc_send(int fd, unsigned int type, uint32_t id, const void *payload, size_t len,
     int passfd);
 
+/* The same in one attempt that never waits (MSG_DONTWAIT): -1 with errno
+ * EAGAIN when the socket has no room for the datagram now. */
+int proc_trysend(int fd, unsigned int type, uint32_t id, const void *payload, size_t len,
+    int passfd);
+
 /* Receive one message into *m.  fd_r may be NULL when the caller expects no
  * descriptor; otherwise *fd_r is set to the received descriptor (close-on-exec)
  * or -1.  Every descriptor not handed to the caller is closed.
@@ -146,5 +162,28 @@ int proc_get_bytes(struct proc_reader *r, const uint8_t **p_r, size_t *n_r, size
 int proc_get_str(struct proc_reader *r, char **s_r, size_t max);
 /* 0 if no get failed and the whole payload was consumed, else -1. */
 int proc_reader_end(const struct proc_reader *r);
+
+/* ---- start-up reports and errors (pure) ---- */
+
+/* Write a READY payload: count, text (cut at PROC_TEXT_MAX octets), then
+ * extralen role-specific octets as they are.  Returns its length, or -1 if
+ * it does not fit in cap. */
+long proc_ready_encode(uint8_t *buf, size_t cap, uint32_t count, const char *text,
+    const void *extra, size_t extralen);
+
+/* Write an ERR payload: code, text (cut at PROC_TEXT_MAX octets). */
+long proc_err_encode(uint8_t *buf, size_t cap, uint32_t code, const char *text);
+
+/* Decode the common part of a READY payload: *count_r, the text copied
+ * into text (textlen > 0; cut to fit, NUL-terminated) and *rest_r a reader
+ * on the role-specific octets that follow (check it with proc_reader_end
+ * once they are read).  Returns 0, or -1 if the common part is malformed
+ * (the text over PROC_TEXT_MAX or holding a NUL). */
+int proc_ready_decode(const uint8_t *p, size_t len, uint32_t *count_r, char *text,
+    size_t textlen, struct proc_reader *rest_r);
+
+/* Decode an ERR payload (nothing may follow the text).  Returns 0, or -1. */
+int proc_err_decode(const uint8_t *p, size_t len, uint32_t *code_r, char *text,
+    size_t textlen);
 
 #endif

@@ -9,6 +9,8 @@
 #include "metrics.h"
 #include "policy.h"
 #include "proc.h"
+#include "proc_client.h"
+#include "proc_spawn.h"
 #include "sandbox.h"
 #include "spool.h"
 #include "util.h"
@@ -34,18 +36,6 @@
 #define SEALS_REQUIRED (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
 
 /* ---- the signer process ---- */
-
-static void
-close_others(int keep)
-{
-	int fd, max = (int)sysconf(_SC_OPEN_MAX);
-
-	if (max < 0 || max > 65536)
-		max = 65536;
-	for (fd = 3; fd < max; fd++)
-		if (fd != keep)
-			(void)close(fd);
-}
 
 static void
 child_reply(int fd, uint32_t id, uint32_t status, const char *headers)
@@ -104,57 +94,35 @@ child_sign(int fd, struct dkim_keyset *ks, const struct proc_msg *m, int memfd)
 	free(headers);
 }
 
-static void __attribute__((noreturn))
-child_main(const struct config *cfg, int fd)
+static void
+child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 {
 	static struct proc_msg m;
+	const struct config *cfg = arg;
 	struct dkim_policy *pol;
 	struct dkim_keyset *ks;
 	const char *ptext;
 	size_t plen;
 	char err[1024], ready[160];
-	uint8_t buf[512];
-	struct proc_writer w;
+	int fd = fds[0];
 
-	close_others(fd);
 	metrics_attach(METRICS_SLICE_SIGNER);
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	log_set_role("signer");
-	(void)prctl(PR_SET_NAME, "subproxy-signer");
 	ptext = policy_get("dkim-headers", &plen);
 	pol = ptext ? dkim_policy_parse("policy/dkim-headers", ptext, plen, err, sizeof(err)) : NULL;
 	ks = pol ? dkim_keys_load(cfg->dkims, cfg->ndkims, pol, err, sizeof(err)) : NULL;
 	dkim_policy_free(&pol);
-	proc_writer_init(&w, buf, sizeof(buf));
 	if (ks == NULL) {
 		if (ptext == NULL)
 			snprintf(err, sizeof(err), "the built-in policy dkim-headers is missing");
-		proc_put_u32(&w, 1);
-		proc_put_str(&w, err);
-		(void)proc_send(fd, PROC_ERR, 0, buf, (size_t)proc_writer_done(&w), -1);
-		_exit(1);
+		proc_fail(ready_fd, err);
 	}
 	snprintf(ready, sizeof(ready), "%zu DKIM key(s) loaded", dkim_keyset_count(ks));
-	proc_put_u32(&w, (uint32_t)dkim_keyset_count(ks));
-	proc_put_str(&w, ready);
 	/* the keys are loaded and tested: from now on only the socket, memory,
 	 * time and randomness */
 	sandbox_nodump();
-	if (sandbox_seccomp("signer", err, sizeof(err)) < 0) {
-		proc_writer_init(&w, buf, sizeof(buf));
-		proc_put_u32(&w, 1);
-		proc_put_str(&w, err);
-		(void)proc_send(fd, PROC_ERR, 0, buf, (size_t)proc_writer_done(&w), -1);
-		_exit(1);
-	}
-	if (proc_send(fd, PROC_READY, 0, buf, (size_t)proc_writer_done(&w), -1) < 0)
-		_exit(1);
+	if (sandbox_seccomp("signer", err, sizeof(err)) < 0)
+		proc_fail(ready_fd, err);
+	proc_ready(ready_fd, (uint32_t)dkim_keyset_count(ks), ready, NULL, 0);
 	log_info("event=signer-ready keys=%zu", dkim_keyset_count(ks));
 	for (;;) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
@@ -199,188 +167,123 @@ pid_t
 signer_spawn(const struct config *cfg, int timeout, int *fd_r, char *err, size_t errlen)
 {
 	static struct proc_msg m;
-	struct proc_reader r;
-	struct pollfd pfd;
-	int sv[2], status, rc;
-	uint32_t code;
-	char *text = NULL;
-	pid_t pid;
+	struct proc_role role = {
+		.name = "signer",
+		.loading = "loading DKIM keys",
+		.nfds = 1,
+		.main = child_main,
+		.arg = (void *)(uintptr_t)cfg,
+	};
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		snprintf(err, errlen, "signer: socketpair: %s", strerror(errno));
-		return -1;
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		snprintf(err, errlen, "signer: fork: %s", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		child_main(cfg, sv[1]);
-	}
-	close(sv[1]);
-	pfd.fd = sv[0];
-	pfd.events = POLLIN;
-	do
-		rc = poll(&pfd, 1, timeout * 1000);
-	while (rc < 0 && errno == EINTR);
-	if (rc == 0) {
-		snprintf(err, errlen, "signer: no answer within %d s while loading DKIM keys", timeout);
-		goto fail;
-	}
-	rc = proc_recv(sv[0], &m, NULL);
-	if (rc <= 0) {
-		snprintf(err, errlen, "signer: exited during start-up (see the log lines above)");
-		goto fail;
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (proc_get_u32(&r, &code) < 0 || proc_get_str(&r, &text, 1024) < 0 ||
-	    proc_reader_end(&r) < 0 || (m.type != PROC_READY && m.type != PROC_ERR)) {
-		snprintf(err, errlen, "signer: malformed start-up message");
-		free(text);
-		goto fail;
-	}
-	if (m.type == PROC_ERR) {
-		snprintf(err, errlen, "%s", text);
-		free(text);
-		goto fail;
-	}
-	free(text);
-	*fd_r = sv[0];
-	return pid;
-fail:
-	close(sv[0]);
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return -1;
+	return proc_spawn(&role, timeout, fd_r, &m, err, errlen);
 }
 
 /* ---- front's client ---- */
 
+const char *
+signer_status_name(int status)
+{
+	switch (status) {
+	case SIGNER_DEAD:	return "signer-dead";
+	case SIGNER_BUSY:	return "signer-busy";
+	case SIGNER_TIMEOUT:	return "signer-timeout";
+	default:		return dkim_result_name((enum dkim_result)status);
+	}
+}
+
 struct signer_req {
-	struct signer_client *sc;
-	uint32_t id;
+	struct proc_req *pr;
 	signer_cb *cb;
 	void *arg;
-	int status;              /* for deferred failure */
-	struct event *defer;
-	struct signer_req *next;
 };
 
 struct signer_client {
-	struct event_base *base;
-	int fd;
-	struct event *ev;
-	uint32_t next_id;
-	struct signer_req *head;  /* pending, in order */
-	size_t npending;
-	int dead;
+	struct proc_client *pc;
 	signer_dead_cb *dead_cb;
 	void *dead_arg;
 };
 
-static void
-req_unlink(struct signer_req *rq)
+/* A SIGN_REP: u32 status (an enum dkim_result), str headers. */
+static int
+sign_rep_check(const struct proc_msg *m)
 {
-	struct signer_req **pp;
+	struct proc_reader r;
+	const uint8_t *h;
+	size_t hlen;
+	uint32_t status;
 
-	for (pp = &rq->sc->head; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == rq) {
-			*pp = rq->next;
-			rq->sc->npending--;
-			return;
-		}
+	proc_reader_init(&r, m->payload, m->len);
+	if (proc_get_u32(&r, &status) < 0 || proc_get_bytes(&r, &h, &hlen, PROC_MAX_PAYLOAD) < 0 ||
+	    proc_reader_end(&r) < 0 || status > DKIM_RES_INTERNAL || memchr(h, '\0', hlen) != NULL)
+		return -1;
+	return 0;
 }
 
 static void
-req_free(struct signer_req *rq)
+sign_dead(void *arg, const char *why)
 {
-	if (rq->defer != NULL)
-		event_free(rq->defer);
-	free(rq);
-}
+	struct signer_client *sc = arg;
 
-static void
-client_die(struct signer_client *sc, const char *why)
-{
-	struct signer_req *rq;
-
-	if (sc->dead)
-		return;
-	sc->dead = 1;
-	log_err("event=signer-lost %s: the DKIM signer is gone; no message can be signed, "
-	    "failing closed", why);
-	if (sc->ev != NULL)
-		event_del(sc->ev);
-	while ((rq = sc->head) != NULL) {
-		req_unlink(rq);
-		rq->cb(rq->arg, SIGNER_DEAD, NULL);
-		req_free(rq);
-	}
 	if (sc->dead_cb != NULL)
 		sc->dead_cb(sc->dead_arg);
 }
 
 static void
-client_read(evutil_socket_t fd, short what, void *arg)
+sign_reply(void *arg, int status, const struct proc_msg *m)
 {
-	static struct proc_msg m;
-	struct signer_client *sc = arg;
-	struct signer_req *rq;
+	struct signer_req *sr = arg;
+	signer_cb *cb = sr->cb;
+	void *cbarg = sr->arg;
 	struct proc_reader r;
-	uint32_t status;
+	uint32_t st;
 	char *headers = NULL;
-	int rc;
 
-	rc = proc_recv(sc->fd, &m, NULL);
-	if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	if (rc == 0) {
-		client_die(sc, "reason=eof");
-		return;
-	}
-	if (rc < 0) {
-		client_die(sc, errno == EPROTO ? "reason=protocol-error" : "reason=read-error");
-		return;
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (m.type != PROC_SIGN_REP || proc_get_u32(&r, &status) < 0 ||
-	    proc_get_str(&r, &headers, PROC_MAX_PAYLOAD) < 0 || proc_reader_end(&r) < 0 ||
-	    status > DKIM_RES_INTERNAL) {
+	free(sr);
+	switch (status) {
+	case PROC_CLIENT_OK:
+		/* checked by sign_rep_check */
+		proc_reader_init(&r, m->payload, m->len);
+		(void)proc_get_u32(&r, &st);
+		(void)proc_get_str(&r, &headers, PROC_MAX_PAYLOAD);
+		cb(cbarg, (int)st, st == DKIM_RES_OK ? headers : NULL);
 		free(headers);
-		client_die(sc, "reason=malformed-reply");
+		return;
+	case PROC_CLIENT_DEAD:
+		cb(cbarg, SIGNER_DEAD, NULL);
+		return;
+	case PROC_CLIENT_BUSY:
+		cb(cbarg, SIGNER_BUSY, NULL);
+		return;
+	case PROC_CLIENT_TIMEOUT:
+		cb(cbarg, SIGNER_TIMEOUT, NULL);
+		return;
+	case PROC_CLIENT_BADREQ:
+		cb(cbarg, DKIM_RES_INTERNAL, NULL);
+		return;
+	default:
+		cb(cbarg, status, NULL);        /* signer_sign's own answer */
 		return;
 	}
-	/* replies come in request order; a cancelled request's reply finds
-	 * no entry and is dropped */
-	for (rq = sc->head; rq != NULL && rq->id != m.id; rq = rq->next)
-		;
-	if (rq != NULL) {
-		req_unlink(rq);
-		rq->cb(rq->arg, (int)status, status == DKIM_RES_OK ? headers : NULL);
-		req_free(rq);
-	}
-	free(headers);
 }
 
 struct signer_client *
 signer_client_new(struct event_base *base, int fd, signer_dead_cb *dead_cb, void *arg)
 {
 	struct signer_client *sc = xcalloc(1, sizeof(*sc));
-	int fl;
+	struct proc_client_conf conf = {
+		.role = "signer",
+		.lost = "the DKIM signer is gone; no message can be signed, failing closed",
+		.reply_type = PROC_SIGN_REP,
+		.check = sign_rep_check,
+		.queue_max = SIGNER_QUEUE_MAX,
+		.timeout_ms = 0,
+		.dead_cb = sign_dead,
+		.dead_arg = sc,
+	};
 
-	sc->base = base;
-	sc->fd = fd;
 	sc->dead_cb = dead_cb;
 	sc->dead_arg = arg;
-	if ((fl = fcntl(fd, F_GETFL)) >= 0)
-		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	sc->ev = event_new(base, fd, EV_READ | EV_PERSIST, client_read, sc);
-	event_add(sc->ev, NULL);
+	sc->pc = proc_client_new(base, fd, &conf);
 	return sc;
 }
 
@@ -388,29 +291,12 @@ void
 signer_client_free(struct signer_client **scp)
 {
 	struct signer_client *sc;
-	struct signer_req *rq;
 
 	if (scp == NULL || (sc = *scp) == NULL)
 		return;
-	while ((rq = sc->head) != NULL) {
-		req_unlink(rq);
-		req_free(rq);
-	}
-	if (sc->ev != NULL)
-		event_free(sc->ev);
-	close(sc->fd);
+	proc_client_free(&sc->pc);
 	free(sc);
 	*scp = NULL;
-}
-
-static void
-req_fail_later(evutil_socket_t fd, short what, void *arg)
-{
-	struct signer_req *rq = arg;
-
-	req_unlink(rq);
-	rq->cb(rq->arg, rq->status, NULL);
-	req_free(rq);
 }
 
 /* The message as the signer must see it, in a sealed memfd. */
@@ -449,62 +335,51 @@ struct signer_req *
 signer_sign(struct signer_client *sc, const char *prefix, size_t prefix_len,
     const struct spool *sp, signer_cb *cb, void *arg)
 {
-	struct signer_req *rq = xcalloc(1, sizeof(*rq)), **pp;
+	struct signer_req *sr = xcalloc(1, sizeof(*sr));
 	uint8_t buf[16];
 	struct proc_writer w;
 	uint64_t size = 0;
-	int memfd = -1;
+	int memfd;
 
-	rq->sc = sc;
-	rq->cb = cb;
-	rq->arg = arg;
-	rq->id = ++sc->next_id;
-	for (pp = &sc->head; *pp != NULL; pp = &(*pp)->next)
-		;
-	*pp = rq;
-	sc->npending++;
-	if (sc->dead) {
-		rq->status = SIGNER_DEAD;
-		goto later;
+	sr->cb = cb;
+	sr->arg = arg;
+	if (proc_client_dead(sc->pc)) {
+		sr->pr = proc_client_answer(sc->pc, SIGNER_DEAD, sign_reply, sr);
+		return sr;
 	}
 	if ((memfd = make_memfd(prefix, prefix_len, sp, &size)) < 0) {
 		log_err("signer: cannot build the message for signing: %s", strerror(errno));
-		rq->status = DKIM_RES_INTERNAL;
-		goto later;
+		sr->pr = proc_client_answer(sc->pc, DKIM_RES_INTERNAL, sign_reply, sr);
+		return sr;
 	}
 	proc_writer_init(&w, buf, sizeof(buf));
 	proc_put_u64(&w, size);
-	if (proc_send(sc->fd, PROC_SIGN_REQ, rq->id, buf, (size_t)proc_writer_done(&w),
-	    memfd) < 0) {
-		close(memfd);
-		rq->status = SIGNER_DEAD;
-		rq->defer = event_new(sc->base, -1, 0, req_fail_later, rq);
-		event_active(rq->defer, 0, 0);
-		/* the callbacks of the others run from client_die via the loop */
-		return rq;
-	}
-	close(memfd);
-	return rq;
-later:
-	rq->defer = event_new(sc->base, -1, 0, req_fail_later, rq);
-	event_active(rq->defer, 0, 0);
-	return rq;
+	/* the memfd is the client's now: closed once sent */
+	sr->pr = proc_client_call(sc->pc, PROC_SIGN_REQ, buf, (size_t)proc_writer_done(&w), memfd,
+	    sign_reply, sr);
+	return sr;
 }
 
 void
 signer_cancel(struct signer_req **rp)
 {
-	struct signer_req *rq;
+	struct signer_req *sr;
 
-	if (rp == NULL || (rq = *rp) == NULL)
+	if (rp == NULL || (sr = *rp) == NULL)
 		return;
-	req_unlink(rq);
-	req_free(rq);
+	proc_req_cancel(&sr->pr);
+	free(sr);
 	*rp = NULL;
 }
 
 size_t
 signer_pending(const struct signer_client *sc)
 {
-	return sc->npending;
+	return proc_client_pending(sc->pc);
+}
+
+uint64_t
+signer_dropped(const struct signer_client *sc)
+{
+	return proc_client_dropped(sc->pc);
 }

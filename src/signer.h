@@ -6,9 +6,11 @@
  * memory), reports READY or the reason it cannot start, then serves
  * PROC_SIGN_REQ messages: the whole message as a sealed memfd
  * (F_SEAL_WRITE|SHRINK|GROW), answered by PROC_SIGN_REP with a status
- * (enum dkim_result) and the DKIM-Signature field(s) to prepend.  Requests
- * are answered in order; front may have many outstanding (they wait in the
- * socket), so front's event loop never waits for a signature.
+ * (enum dkim_result) and the DKIM-Signature field(s) to prepend.
+ *
+ * front's client (proc_client.h) never waits: requests are sent without
+ * blocking (up to SIGNER_QUEUE_MAX wait for room in the socket, beyond that
+ * SIGNER_BUSY), matched to replies by id, and answered from the loop.
  */
 #ifndef SUBPROXY_SIGNER_H
 #define SUBPROXY_SIGNER_H
@@ -30,8 +32,16 @@ struct signer_req;
  * but 0-2 and its socket, and dies with its parent (PR_SET_PDEATHSIG). */
 pid_t signer_spawn(const struct config *cfg, int timeout, int *fd_r, char *err, size_t errlen);
 
-/* Status given to a signer_cb besides enum dkim_result values. */
-#define SIGNER_DEAD (-1)    /* the signer is gone: 451 4.3.0, service stops */
+#define SIGNER_QUEUE_MAX 256  /* requests waiting for room in front's socket */
+
+/* Statuses given to a signer_cb besides enum dkim_result values (all
+ * answered 451 4.3.0 by front). */
+#define SIGNER_DEAD (-1)    /* the signer is gone: service stops */
+#define SIGNER_BUSY (-2)    /* no room to send the request: not sent */
+#define SIGNER_TIMEOUT (-3) /* no answer within the deadline: a later one is dropped */
+
+/* "signer-dead", "signer-busy", "signer-timeout", else dkim_result_name(). */
+const char *signer_status_name(int status);
 
 /* headers: the DKIM-Signature field(s), CRLF-terminated, on DKIM_RES_OK;
  * NULL otherwise.  Owned by the caller of the callback only for its
@@ -54,7 +64,10 @@ struct signer_req *signer_sign(struct signer_client *sc, const char *prefix, siz
 /* Cancel: the callback will not be called; *rp = NULL; NULL is a no-op. */
 void signer_cancel(struct signer_req **rp);
 
-/* Requests sent and not yet answered (for logs and tests). */
+/* Requests whose callback is still due (for logs and tests). */
 size_t signer_pending(const struct signer_client *sc);
+
+/* Answers dropped: cancelled, timed out or stale (for logs and tests). */
+uint64_t signer_dropped(const struct signer_client *sc);
 
 #endif

@@ -1147,7 +1147,7 @@ sign_result(struct session *s, int status, const char *headers)
 		return;
 	}
 	log_info("session=%s event=message-rejected stage=dkim result=%s", s->id,
-	    status == SIGNER_DEAD ? "signer-dead" : dkim_result_name((enum dkim_result)status));
+	    signer_status_name(status));
 	count_refused(status == DKIM_RES_NOKEY ? "5.7.1" : status == DKIM_RES_BADMSG ? "5.6.0" :
 	    "4.3.0");
 	switch (status) {

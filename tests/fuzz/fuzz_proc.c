@@ -3,7 +3,9 @@
  * Properties checked: decode never reads past the input; a decoded message
  * re-encodes to exactly the input bytes; refusals are one of the known
  * statuses; the reader (driven by ops taken from the request id) never leaves
- * its bounds, and a string it returns has the length it claimed and no NUL. */
+ * its bounds, and a string it returns has the length it claimed and no NUL;
+ * a start-up report (READY, ERR) that decodes has a text of at most
+ * PROC_TEXT_MAX octets without NUL, and an ERR re-encodes to its input. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,6 +74,26 @@ run_reader(const uint8_t *p, size_t len, uint32_t ops)
 		abort();
 }
 
+static void
+run_reports(const uint8_t *p, size_t len)
+{
+	static uint8_t enc[PROC_MAX_PAYLOAD];
+	char text[PROC_TEXT_MAX + 1];
+	struct proc_reader r;
+	uint32_t v;
+	long n;
+
+	if (proc_ready_decode(p, len, &v, text, sizeof(text), &r) == 0) {
+		if (strlen(text) > PROC_TEXT_MAX || r.off > r.len || r.off != 8 + strlen(text))
+			abort();
+	}
+	if (proc_err_decode(p, len, &v, text, sizeof(text)) == 0) {
+		n = proc_err_encode(enc, sizeof(enc), v, text);
+		if (n < 0 || (size_t)n != len || memcmp(enc, p, len) != 0)
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -92,5 +114,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (n < 0 || (size_t)n != size || memcmp(again, data, size) != 0)
 		abort();
 	run_reader(m.payload, m.len, m.id);
+	run_reports(m.payload, m.len);
 	return 0;
 }

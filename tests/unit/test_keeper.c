@@ -605,6 +605,7 @@ test_auth_in_flight(void **state)
 			    keeper_auth_result_name(reqs[i].want));
 	}
 	/* the cancelled one's answer was read and dropped */
+	assert_int_equal(keeper_dropped(kc), 1);
 	assert_int_equal(rc.done, 0);
 	assert_int_equal(keeper_pending(kc), 0);
 	gnutls_privkey_deinit(key);
@@ -784,6 +785,96 @@ test_keeper_killed_tls_first(void **state)
 	assert_true(gnutls_privkey_sign_data2(key2, GNUTLS_SIGN_EDDSA_ED25519, 0, &data, &sig) < 0);
 	gnutls_privkey_deinit(key2);
 	assert_int_equal(dead_calls, 1);
+	event_base_free(base);
+}
+
+/* ---- front's client against a scripted keeper ---- */
+
+/* Plays the keeper's TLS side: for each request, first an answer with
+ * another id (what a replacement worker may find in an inherited socket),
+ * then the real one; `last_type` is the type of the final answer. */
+struct fake_tls {
+	int fd;
+	int nreq;
+	unsigned int last_type;
+};
+
+static void *
+fake_tls_thread(void *arg)
+{
+	static struct proc_msg m;
+	struct fake_tls *ft = arg;
+	uint8_t buf[64];
+	struct proc_writer w;
+	int i;
+
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, 0);
+	proc_put_bytes(&w, "sig", 3);
+	for (i = 0; i < ft->nreq; i++) {
+		if (proc_recv(ft->fd, &m, NULL) != 1 || m.type != PROC_TLS_SIGN_REQ)
+			return NULL;
+		(void)proc_send(ft->fd, PROC_TLS_SIGN_REP, m.id + 7, buf,
+		    (size_t)proc_writer_done(&w), -1);
+		(void)proc_send(ft->fd, i == ft->nreq - 1 ? ft->last_type : PROC_TLS_SIGN_REP,
+		    m.id, buf, (size_t)proc_writer_done(&w), -1);
+	}
+	return NULL;
+}
+
+/* A stale answer on the TLS socket is dropped, not taken for the keeper's
+ * end; a wrong message type is (the keeper is lost, reported once from the
+ * loop, and the AUTH side fails with it). */
+static void
+test_tls_stale_reply(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct keeper_client *kc;
+	struct keeper_fds fds;
+	struct fake_tls ft;
+	struct ares r = { 0, -9 };
+	gnutls_privkey_t key;
+	gnutls_datum_t hash = { (unsigned char *)"0123456789abcdef0123456789abcdef", 32 };
+	gnutls_datum_t sig = { NULL, 0 };
+	pthread_t t;
+	char err[256];
+	int tv[2], av[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, av), 0);
+	memset(&fds, 0, sizeof(fds));
+	fds.tls_fd = tv[0];
+	fds.auth_fd = av[0];
+	fds.pk_algo = GNUTLS_PK_ECDSA;
+	fds.bits = 256;
+	dead_calls = 0;
+	kc = keeper_client_new(base, &fds, on_dead, NULL);
+	assert_int_equal(keeper_tls_privkey(kc, &key, err, sizeof(err)), 0);
+	ft.fd = tv[1];
+	ft.nreq = 2;
+	ft.last_type = PROC_AUTH_REP;
+	assert_int_equal(pthread_create(&t, NULL, fake_tls_thread, &ft), 0);
+	assert_int_equal(gnutls_privkey_sign_hash2(key, GNUTLS_SIGN_ECDSA_SHA256, 0, &hash, &sig),
+	    0);
+	assert_int_equal(sig.size, 3);
+	assert_memory_equal(sig.data, "sig", 3);
+	gnutls_free(sig.data);
+	sig.data = NULL;
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(dead_calls, 0);
+	/* the second one: stale, then a reply of the wrong type */
+	assert_non_null(keeper_auth(kc, "bob", "bobpw", 5, NULL, on_auth, &r));
+	assert_true(gnutls_privkey_sign_hash2(key, GNUTLS_SIGN_ECDSA_SHA256, 0, &hash, &sig) < 0);
+	pthread_join(t, NULL);
+	assert_int_equal(dead_calls, 0);        /* not from inside GnuTLS */
+	run_until(base, &dead_calls, 1);
+	run_until(base, &r.done, 1);
+	assert_int_equal(r.result, KEEPER_DEAD);
+	assert_int_equal(dead_calls, 1);
+	gnutls_privkey_deinit(key);
+	keeper_client_free(&kc);
+	close(tv[1]);
+	close(av[1]);
 	event_base_free(base);
 }
 
@@ -1213,6 +1304,7 @@ main(void)
 		cmocka_unit_test(test_lockout),
 		cmocka_unit_test(test_keeper_killed),
 		cmocka_unit_test(test_keeper_killed_tls_first),
+		cmocka_unit_test(test_tls_stale_reply),
 		cmocka_unit_test(test_hostile_front),
 		cmocka_unit_test(test_busy),
 		cmocka_unit_test(test_auth_flood_tls),

@@ -423,6 +423,93 @@ test_eof_and_eagain(void **st)
 	close(sv[1]);
 }
 
+/* proc_trysend never waits: a full socket is EAGAIN, nothing half-sent. */
+static void
+test_trysend_full(void **st)
+{
+	int sv[2], n = 0;
+
+	mk_pair(sv);
+	memset(buf, 'f', 4096);
+	while (proc_trysend(sv[0], PROC_SIGN_REP, (uint32_t)n, buf, 4096, -1) == 0) {
+		n++;
+		assert_true(n < 100000);
+	}
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	assert_true(n > 0);
+	/* every datagram that was accepted arrives whole, in order */
+	while (n-- > 0) {
+		assert_int_equal(proc_recv(sv[1], &msg, NULL), 1);
+		assert_int_equal(msg.len, 4096);
+	}
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	assert_int_equal(proc_recv(sv[1], &msg, NULL), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(proc_trysend(sv[0], PROC_ERR, 1, NULL, 0, -1), 0);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* ---- start-up reports ---- */
+
+static void
+test_ready_err_codecs(void **st)
+{
+	uint8_t p[2 * PROC_TEXT_MAX], big[PROC_TEXT_MAX + 10];
+	char text[PROC_TEXT_MAX + 1], small[6];
+	struct proc_reader r;
+	struct proc_writer w;
+	uint32_t v, x;
+	long n;
+	size_t i;
+
+	n = proc_ready_encode(p, sizeof(p), 3, "3 keys loaded", "\0\0\0\x07", 4);
+	assert_int_equal(n, 4 + 4 + 13 + 4);
+	assert_int_equal(proc_ready_decode(p, (size_t)n, &v, text, sizeof(text), &r), 0);
+	assert_int_equal(v, 3);
+	assert_string_equal(text, "3 keys loaded");
+	assert_int_equal(proc_get_u32(&r, &x), 0);
+	assert_int_equal(x, 7);
+	assert_int_equal(proc_reader_end(&r), 0);
+	/* the text is cut to the caller's buffer, never overrun */
+	assert_int_equal(proc_ready_decode(p, (size_t)n, &v, small, sizeof(small), &r), 0);
+	assert_string_equal(small, "3 key");
+	/* every truncation of the common part fails */
+	for (i = 0; i < 4 + 4 + 13; i++)
+		assert_int_equal(proc_ready_decode(p, i, &v, text, sizeof(text), &r), -1);
+
+	n = proc_err_encode(p, sizeof(p), 1, "TLS key /k has mode 0644");
+	assert_int_equal(proc_err_decode(p, (size_t)n, &v, text, sizeof(text)), 0);
+	assert_int_equal(v, 1);
+	assert_string_equal(text, "TLS key /k has mode 0644");
+	assert_int_equal(proc_err_decode(p, (size_t)n - 1, &v, text, sizeof(text)), -1);
+	p[n] = 'x';
+	assert_int_equal(proc_err_decode(p, (size_t)n + 1, &v, text, sizeof(text)), -1);
+
+	/* a long text is cut at PROC_TEXT_MAX when encoded ... */
+	memset(big, 'a', sizeof(big));
+	big[sizeof(big) - 1] = '\0';
+	n = proc_err_encode(p, sizeof(p), 2, (const char *)big);
+	assert_int_equal(n, 8 + PROC_TEXT_MAX);
+	assert_int_equal(proc_err_decode(p, (size_t)n, &v, text, sizeof(text)), 0);
+	assert_int_equal(strlen(text), PROC_TEXT_MAX);
+	/* ... and a longer one, or one holding a NUL, does not decode */
+	proc_writer_init(&w, p, sizeof(p));
+	proc_put_u32(&w, 1);
+	proc_put_bytes(&w, big, PROC_TEXT_MAX + 1);
+	assert_int_equal(proc_err_decode(p, (size_t)proc_writer_done(&w), &v, text,
+	    sizeof(text)), -1);
+	proc_writer_init(&w, p, sizeof(p));
+	proc_put_u32(&w, 1);
+	proc_put_bytes(&w, "a\0b", 3);
+	assert_int_equal(proc_err_decode(p, (size_t)proc_writer_done(&w), &v, text,
+	    sizeof(text)), -1);
+	assert_int_equal(proc_ready_decode(p, (size_t)proc_writer_done(&w), &v, text,
+	    sizeof(text), &r), -1);
+	/* a buffer too small to hold the report */
+	assert_int_equal(proc_ready_encode(p, 10, 1, "ready", NULL, 0), -1);
+}
+
 /* ---- payload writer / reader ---- */
 
 static void
@@ -549,6 +636,8 @@ main(void)
 		cmocka_unit_test(test_unexpected_fd_closed),
 		cmocka_unit_test(test_extra_fds_closed),
 		cmocka_unit_test(test_eof_and_eagain),
+		cmocka_unit_test(test_trysend_full),
+		cmocka_unit_test(test_ready_err_codecs),
 		cmocka_unit_test(test_payload_roundtrip),
 		cmocka_unit_test(test_writer_overflow),
 		cmocka_unit_test(test_reader_refuses),

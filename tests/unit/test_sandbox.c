@@ -142,6 +142,112 @@ expect_exit0(int status, const char *out)
 		fail_msg("child exit status %d; its output:\n%s", WEXITSTATUS(status), out);
 }
 
+/* ---- stopped and continued ---- */
+
+/*
+ * A role stopped (SIGSTOP: an operator, a debugger, the OOM reaper's
+ * freezer) while it waits in poll(2) with a timeout, then continued, must go
+ * on: the kernel resumes such a call with restart_syscall(2), which every
+ * policy must allow (it repeats the call already checked, with the same
+ * arguments).  The child waits on a pipe the test writes only after SIGCONT.
+ */
+static int stop_pipe[2];
+
+static int
+stop_child(void *arg)
+{
+	struct pollfd pfd;
+	int rc;
+
+	enter(arg);
+	if (write(2, "R", 1) != 1)
+		return 101;
+	pfd.fd = stop_pipe[0];
+	pfd.events = POLLIN;
+	rc = poll(&pfd, 1, 60 * 1000);
+	if (write(2, rc == 1 ? "OK" : "E", rc == 1 ? 2 : 1) < 0)
+		return 102;
+	return 0;
+}
+
+/* 1 once /proc/PID/stat says the child sleeps (it then waits in poll: the
+ * only call after its "R" that can sleep); bounded to 30 s. */
+static int
+sleeping(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int fd, i;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	for (i = 0; i < 30000; i++) {
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return 0;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return 0;
+		buf[n] = '\0';
+		if ((p = strrchr(buf, ')')) != NULL && p[1] == ' ' && p[2] == 'S')
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static void
+test_stop_continue(void **state)
+{
+	const char *role = *state;
+	char out[256];
+	size_t got = 0;
+	ssize_t n;
+	int sv[2], status;
+	pid_t pid;
+
+	if (sandbox_seccomp_log_only())
+		skip();
+	assert_int_equal(pipe2(stop_pipe, O_CLOEXEC), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		if (dup2(sv[1], 2) != 2)
+			_exit(120);
+		_exit(stop_child((void *)role));
+	}
+	close(sv[1]);
+	while (got < 1 && (n = read(sv[0], out, 1)) != 0)
+		if (n > 0)
+			got = 1;
+	assert_true(got == 1 && out[0] == 'R');
+	assert_true(sleeping(pid));
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(write(stop_pipe[1], "x", 1), 1);
+	while (got + 1 < sizeof(out) && (n = read(sv[0], out + got, sizeof(out) - 1 - got)) != 0)
+		if (n > 0)
+			got += (size_t)n;
+		else if (errno != EINTR)
+			break;
+	out[got] = '\0';
+	close(sv[0]);
+	close(stop_pipe[0]);
+	close(stop_pipe[1]);
+	while (waitpid(pid, &status, 0) < 0)
+		assert_int_equal(errno, EINTR);
+	if (WIFSIGNALED(status))
+		fail_msg("role %s: killed by signal %d after SIGSTOP/SIGCONT in poll%s (output "
+		    "\"%s\")", role, WTERMSIG(status), WTERMSIG(status) == SIGSYS ?
+		    " (SIGSYS: restart_syscall not allowed)" : "", out);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_string_equal(out, "ROK");
+}
+
 /* ---- forbidden calls ---- */
 
 static void
@@ -1492,6 +1598,7 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+#define STOPCONT(role) { "stop and continue " role, test_stop_continue, NULL, NULL, role }
 #define F(role, probe) { "forbidden " role " " #probe, test_forbidden, NULL, NULL, \
 	&(struct fcase){ role, do_##probe } }
 #define KEYHOLDER(role) \
@@ -1520,6 +1627,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_available),
 	cmocka_unit_test(test_unknown_role),
 	cmocka_unit_test(test_nodump),
+	STOPCONT("signer"), STOPCONT("keeper"), STOPCONT("recorder"), STOPCONT("front"),
+	STOPCONT("parent"),
 	KEYHOLDER("signer"),
 	KEYHOLDER("keeper"),
 	RECORDER,

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -322,6 +323,101 @@ test_hostile_requests(void **state)
 	close(fd);
 }
 
+/* A stopped signer (SIGSTOP) never stops the caller: requests return at
+ * once, wait in the socket and then in the bounded queue, the next is
+ * answered SIGNER_BUSY from the loop; after SIGCONT every one that was
+ * taken is signed. */
+static void
+test_stopped_signer_never_blocks(void **state)
+{
+	static struct result r[2048];
+	char dk[512], err[512];
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp = spool_new(1024);
+	int fd, i, n = 0, busy = -1, status;
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	pid = spawn(dk, &fd, err, sizeof(err));
+	if (pid < 0)
+		fail_msg("%s", err);
+	dead_calls = 0;
+	sc = signer_client_new(base, fd, on_dead, NULL);
+	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+	kill(pid, SIGSTOP);
+	memset(r, 0, sizeof(r));
+	while (busy < 0) {
+		assert_true(n < 2048);
+		assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r[n]));
+		n++;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		for (i = 0; i < n; i++)
+			if (r[i].done)
+				busy = i;
+	}
+	/* the first answer is the refusal of the one that found no room */
+	assert_int_equal(busy, n - 1);
+	assert_int_equal(r[busy].status, SIGNER_BUSY);
+	assert_true(n > SIGNER_QUEUE_MAX);
+	assert_int_equal(signer_pending(sc), (size_t)n - 1);
+	kill(pid, SIGCONT);
+	for (i = 0; i < n - 1; i++) {
+		run_until(base, &r[i].done, 1);
+		assert_int_equal(r[i].done, 1);
+		assert_int_equal(r[i].status, DKIM_RES_OK);
+	}
+	assert_int_equal(signer_pending(sc), 0);
+	assert_int_equal(dead_calls, 0);
+	signer_client_free(&sc);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	spool_free(&sp);
+	event_base_free(base);
+}
+
+/* An answer nobody waits for (a stale one inherited with the socket) is
+ * dropped; the next is delivered. */
+static void
+test_stale_reply_dropped(void **state)
+{
+	static struct proc_msg m;
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp = spool_new(1024);
+	struct result r1;
+	uint8_t buf[64];
+	struct proc_writer w;
+	int sv[2], memfd = -1;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	dead_calls = 0;
+	sc = signer_client_new(base, sv[0], on_dead, NULL);
+	assert_int_equal(spool_append(sp, MSG, strlen(MSG)), 0);
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(signer_sign(sc, "", 0, sp, on_signed, &r1));
+	assert_int_equal(proc_recv(sv[1], &m, &memfd), 1);
+	assert_int_equal(m.type, PROC_SIGN_REQ);
+	assert_true(memfd >= 0);
+	close(memfd);
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u32(&w, DKIM_RES_OK);
+	proc_put_str(&w, "DKIM-Signature: x\r\n");
+	assert_int_equal(proc_send(sv[1], PROC_SIGN_REP, m.id + 1, buf,
+	    (size_t)proc_writer_done(&w), -1), 0);
+	assert_int_equal(proc_send(sv[1], PROC_SIGN_REP, m.id, buf,
+	    (size_t)proc_writer_done(&w), -1), 0);
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_OK);
+	assert_string_equal(r1.headers, "DKIM-Signature: x\r\n");
+	assert_int_equal(signer_dropped(sc), 1);
+	assert_int_equal(dead_calls, 0);
+	signer_client_free(&sc);
+	close(sv[1]);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
 static void
 test_exits_when_front_closes(void **state)
 {
@@ -347,6 +443,8 @@ main(void)
 		cmocka_unit_test(test_refuses_bad_keys),
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_exits_when_front_closes),
+		cmocka_unit_test(test_stopped_signer_never_blocks),
+		cmocka_unit_test(test_stale_reply_dropped),
 	};
 
 	log_init("test", LOG_LVL_ERR);

@@ -1,0 +1,122 @@
+/*
+ * proc_client.h — front's side of a request/reply conversation with a child
+ * role (keeper AUTH, signer, recorder) over one SOCK_SEQPACKET socket, on
+ * front's libevent loop.  Runs in front only.  It never waits and never
+ * calls back from inside a call that made a request.
+ *
+ * One client per socket.  Each request gets a fresh id (never 0, starting
+ * at a random value, so that a replacement front worker that inherits the
+ * socket does not take a stale answer meant for its predecessor as its
+ * own); the peer echoes the id in its one reply (proc.h framing).
+ *
+ *  - Pending table: requests whose callback is still due, found by id.  A
+ *    reply whose id is not there (cancelled, timed out, or stale from an
+ *    earlier worker) is dropped and counted (proc_client_dropped).
+ *  - Sending never waits: a request the socket has no room for waits in a
+ *    bounded outbound queue (conf.queue_max requests) and is written when
+ *    the socket becomes writable; with the queue full it is answered
+ *    PROC_CLIENT_BUSY through the loop, never sent.
+ *  - Deadline: with conf.timeout_ms, a request not answered in time is
+ *    answered PROC_CLIENT_TIMEOUT through the loop (a queued one is then
+ *    never sent); its reply, if it comes later, is dropped.
+ *  - Die once: EOF, a read or send error, a broken frame, a reply of
+ *    another type than conf.reply_type or one conf.check refuses: the
+ *    client is dead.  It logs "event=ROLE-lost reason=...", answers every
+ *    request still due PROC_CLIENT_DEAD, then calls conf.dead_cb once; later
+ *    requests are answered PROC_CLIENT_DEAD through the loop.  All of this
+ *    happens from the loop (a send error found inside a call is acted on
+ *    from an event).
+ *
+ * Callbacks may make and cancel requests (also on this client); they must
+ * not free the client (free it from the loop later, e.g. after
+ * event_base_loopexit).
+ */
+#ifndef SUBPROXY_PROC_CLIENT_H
+#define SUBPROXY_PROC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct proc_msg;
+struct proc_client;
+struct proc_req;
+
+/* What a reply callback is told besides the reply. */
+enum proc_client_status {
+	PROC_CLIENT_OK = 0,             /* m is the reply (checked by conf.check) */
+	PROC_CLIENT_DEAD = -1,          /* the peer is gone (see "die once") */
+	PROC_CLIENT_BUSY = -2,          /* no room in the socket nor the outbound queue */
+	PROC_CLIENT_TIMEOUT = -3,       /* conf.timeout_ms passed without a reply */
+	PROC_CLIENT_BADREQ = -4         /* the request cannot be framed (payload too long) */
+};
+
+/* status: an enum proc_client_status value, or the status given to
+ * proc_client_answer().  m is the reply on PROC_CLIENT_OK, else NULL; it is
+ * valid only during the call. */
+typedef void proc_reply_cb(void *arg, int status, const struct proc_msg *m);
+
+/* A reply's payload: 0 if well-formed, -1 if not (the client then dies). */
+typedef int proc_reply_check(const struct proc_msg *m);
+
+/* why: "reason=eof", "reason=protocol-error", ... */
+typedef void proc_dead_cb(void *arg, const char *why);
+
+struct proc_client_conf {
+	const char *role;               /* "signer": event=signer-lost, ... */
+	const char *lost;               /* sentence logged when it dies: what stops working */
+	unsigned int reply_type;        /* the only message type the peer may send */
+	proc_reply_check *check;        /* NULL: any payload of that type */
+	size_t queue_max;               /* requests waiting for room; 0: none wait (BUSY) */
+	unsigned int timeout_ms;        /* deadline per request; 0: none */
+	proc_dead_cb *dead_cb;          /* may be NULL */
+	void *dead_arg;
+};
+
+/* A client on fd (made non-blocking; ownership taken: closed by
+ * proc_client_free).  conf is copied; its strings must outlive the client. */
+struct proc_client *proc_client_new(struct event_base *base, int fd,
+    const struct proc_client_conf *conf);
+
+/* Drop every request without calling back (queued ones are never sent),
+ * close the socket, free; *pcp = NULL.  NULL is a no-op. */
+void proc_client_free(struct proc_client **pcp);
+
+/*
+ * Send a request: message `type` with len payload octets (copied only if
+ * it must wait in the queue, and wiped when done with) and, if passfd >= 0,
+ * that descriptor, whose ownership passes to the client (closed once sent
+ * or dropped).  cb is called exactly once, from the loop, unless the
+ * request is cancelled first.  Returns a cookie for proc_req_cancel().
+ */
+struct proc_req *proc_client_call(struct proc_client *pc, unsigned int type, const void *payload,
+    size_t len, int passfd, proc_reply_cb *cb, void *arg);
+
+/* A request that is not sent: cb gets `status` (any value the caller
+ * chooses; m NULL) from the loop.  For refusals decided before asking. */
+struct proc_req *proc_client_answer(struct proc_client *pc, int status, proc_reply_cb *cb,
+    void *arg);
+
+/* Cancel: cb will not be called; a request already sent still reaches the
+ * peer (its reply is dropped), a queued one is never sent.  *rp = NULL;
+ * NULL is a no-op. */
+void proc_req_cancel(struct proc_req **rp);
+
+/* Make the client die from the loop, as if the peer had gone away (for a
+ * fault its owner found elsewhere, e.g. on another socket to the same
+ * peer).  why: as for dead_cb; a string that outlives the client. */
+void proc_client_kill(struct proc_client *pc, const char *why);
+
+/* Requests whose callback is still due. */
+size_t proc_client_pending(const struct proc_client *pc);
+
+/* Requests waiting in the outbound queue. */
+size_t proc_client_queued(const struct proc_client *pc);
+
+/* Replies dropped because no pending request had their id. */
+uint64_t proc_client_dropped(const struct proc_client *pc);
+
+/* 1 once the client died. */
+int proc_client_dead(const struct proc_client *pc);
+
+#endif

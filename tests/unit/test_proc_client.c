@@ -1,0 +1,629 @@
+/* test_proc_client.c — front's IPC client core against a scripted peer (this
+ * test plays the child role on the other end of a real socketpair): replies
+ * by id, stale and cancelled replies dropped, never a callback from inside
+ * a call, the bounded outbound queue, deadlines, dying once; and starting a
+ * role (proc_spawn): READY, ERR, an early exit, no answer. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "proc.h"
+#include "proc_client.h"
+#include "proc_spawn.h"
+
+static struct proc_msg m;
+
+struct got {
+	int calls, status;
+	char payload[64];
+};
+
+static void
+on_reply(void *arg, int status, const struct proc_msg *rm)
+{
+	struct got *g = arg;
+
+	g->calls++;
+	g->status = status;
+	g->payload[0] = '\0';
+	if (rm != NULL)
+		snprintf(g->payload, sizeof(g->payload), "%.*s", (int)rm->len,
+		    (const char *)rm->payload);
+}
+
+static int dead_calls;
+static char dead_why[64];
+
+static void
+on_dead(void *arg, const char *why)
+{
+	dead_calls++;
+	snprintf(dead_why, sizeof(dead_why), "%s", why);
+}
+
+/* A reply payload must not start with 'X'. */
+static int
+check_no_x(const struct proc_msg *rm)
+{
+	return rm->len > 0 && rm->payload[0] == 'X' ? -1 : 0;
+}
+
+struct fixture {
+	struct event_base *base;
+	struct proc_client *pc;
+	int peer;               /* the child's end */
+};
+
+static void
+setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
+{
+	struct proc_client_conf conf = {
+		.role = "test",
+		.lost = "the test peer is gone",
+		.reply_type = PROC_SIGN_REP,
+		.check = check_no_x,
+		.queue_max = queue_max,
+		.timeout_ms = timeout_ms,
+		.dead_cb = on_dead,
+		.dead_arg = NULL,
+	};
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	f->base = event_base_new();
+	f->pc = proc_client_new(f->base, sv[0], &conf);
+	f->peer = sv[1];
+	dead_calls = 0;
+	dead_why[0] = '\0';
+}
+
+static void
+teardown_fixture(struct fixture *f)
+{
+	proc_client_free(&f->pc);
+	assert_null(f->pc);
+	proc_client_free(&f->pc);
+	if (f->peer >= 0)
+		close(f->peer);
+	event_base_free(f->base);
+}
+
+/* Run the loop until *flag >= want (bounded: 2000 rounds of at most 10 ms). */
+static void
+run_until(struct event_base *base, const int *flag, int want)
+{
+	struct timeval tv = { 0, 10000 };
+	int i;
+
+	for (i = 0; i < 2000 && *flag < want; i++) {
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+	assert_true(*flag >= want);
+}
+
+/* The peer reads one request. */
+static void
+peer_recv(struct fixture *f, unsigned int type, int *fd_r)
+{
+	assert_int_equal(proc_recv(f->peer, &m, fd_r), 1);
+	assert_int_equal(m.type, type);
+}
+
+static void
+test_reply_by_id(void **state)
+{
+	struct fixture f;
+	struct got a = { 0 }, b = { 0 };
+	uint32_t ida, idb;
+
+	setup_with(&f, 4, 0);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &b));
+	assert_int_equal(proc_client_pending(f.pc), 2);
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	ida = m.id;
+	assert_memory_equal(m.payload, "a", 1);
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	idb = m.id;
+	assert_true(ida != 0 && idb != 0 && ida != idb);
+	/* answered out of order: each reply finds its own request */
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, idb, "for b", 5, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, ida, "for a", 5, -1), 0);
+	assert_int_equal(a.calls + b.calls, 0);         /* never from inside a call */
+	run_until(f.base, &a.calls, 1);
+	run_until(f.base, &b.calls, 1);
+	assert_int_equal(a.status, PROC_CLIENT_OK);
+	assert_string_equal(a.payload, "for a");
+	assert_string_equal(b.payload, "for b");
+	assert_int_equal(proc_client_pending(f.pc), 0);
+	assert_int_equal(proc_client_dropped(f.pc), 0);
+	assert_int_equal(dead_calls, 0);
+	teardown_fixture(&f);
+}
+
+/* Unknown ids (a stale answer meant for an earlier worker) and cancelled
+ * requests' answers are dropped, counted, and nothing else happens. */
+static void
+test_stale_and_cancelled_dropped(void **state)
+{
+	struct fixture f;
+	struct got a = { 0 }, c = { 0 };
+	struct proc_req *rq;
+	uint32_t ida, idc;
+
+	setup_with(&f, 4, 0);
+	rq = proc_client_call(f.pc, PROC_SIGN_REQ, "c", 1, -1, on_reply, &c);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	idc = m.id;
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	ida = m.id;
+	proc_req_cancel(&rq);
+	assert_null(rq);
+	proc_req_cancel(&rq);
+	assert_int_equal(proc_client_pending(f.pc), 1);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, idc, "late", 4, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, ida + 1000, "stale", 5, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, 0, "zero", 4, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, ida, "mine", 4, -1), 0);
+	run_until(f.base, &a.calls, 1);
+	assert_string_equal(a.payload, "mine");
+	assert_int_equal(c.calls, 0);
+	assert_int_equal(proc_client_dropped(f.pc), 3);
+	assert_int_equal(dead_calls, 0);
+	assert_false(proc_client_dead(f.pc));
+	teardown_fixture(&f);
+}
+
+/* The peer does not read: requests wait in the bounded queue, beyond it
+ * they are answered BUSY from the loop; once the peer reads, the queued
+ * ones are sent in order. */
+static void
+test_queue_and_busy(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got g[4096], busy = { 0 };
+	int n = 0, i, sent, w, r, pv[2];
+	uint32_t last = 0;
+
+	setup_with(&f, 3, 0);
+	memset(g, 0, sizeof(g));
+	memset(big, 'q', sizeof(big));
+	/* fill the socket */
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(n < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &g[n]));
+		n++;
+	}
+	sent = n - 1;
+	/* two more wait (queue_max 3), one with a descriptor */
+	assert_int_equal(pipe2(pv, O_CLOEXEC | O_NONBLOCK), 0);
+	r = pv[0];
+	w = pv[1];
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "fd", 2, w, on_reply, &g[n++]));
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "q", 1, -1, on_reply, &g[n++]));
+	assert_int_equal(proc_client_queued(f.pc), 3);
+	/* the fourth is refused, from the loop */
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "no", 2, -1, on_reply, &busy));
+	assert_int_equal(busy.calls, 0);
+	run_until(f.base, &busy.calls, 1);
+	assert_int_equal(busy.status, PROC_CLIENT_BUSY);
+	assert_int_equal(proc_client_pending(f.pc), (size_t)n);
+	/* the peer reads everything: ids rise, the queued ones follow the
+	 * sent ones, the descriptor arrives and leaves the client */
+	for (i = 0; i < n; i++) {
+		int fd = -1;
+
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+		assert_int_equal(proc_recv(f.peer, &m, &fd), 1);
+		if (i > 0)
+			assert_true(m.id == last + 1 || (last == UINT32_MAX && m.id == 1));
+		last = m.id;
+		if (i == sent + 1) {
+			assert_int_equal(m.len, 2);
+			assert_true(fd >= 0);
+			close(fd);
+		} else {
+			assert_int_equal(fd, -1);
+		}
+		assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, m.id, "ok", 2, -1), 0);
+	}
+	{
+		char c;
+		/* every copy of the write end is closed: the client's too */
+		close(w);
+		assert_int_equal(read(r, &c, 1), 0);
+		close(r);
+	}
+	for (i = 0; i < n; i++)
+		run_until(f.base, &g[i].calls, 1);
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	assert_int_equal(proc_client_pending(f.pc), 0);
+	teardown_fixture(&f);
+}
+
+/* queue_max 0: a full socket is BUSY at once (from the loop). */
+static void
+test_no_queue(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got g = { 0 };
+	int n = 0;
+
+	setup_with(&f, 0, 0);
+	for (;;) {
+		memset(&g, 0, sizeof(g));
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &g));
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+		if (g.calls > 0)
+			break;
+		assert_true(++n < 4096);
+	}
+	assert_int_equal(g.status, PROC_CLIENT_BUSY);
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	assert_int_equal(proc_client_pending(f.pc), (size_t)n);
+	teardown_fixture(&f);
+}
+
+/* Deadlines: answered TIMEOUT from the loop, a later reply is dropped, a
+ * request still queued at its deadline is never sent. */
+static void
+test_deadline(void **state)
+{
+	static char big[8192];
+	static struct got fill[4096];
+	struct fixture f;
+	struct got a = { 0 }, q = { 0 };
+	int n = 0, pv[2];
+	char c;
+
+	setup_with(&f, 2, 50);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	run_until(f.base, &a.calls, 1);
+	assert_int_equal(a.status, PROC_CLIENT_TIMEOUT);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, m.id, "late", 4, -1), 0);
+	while (proc_client_dropped(f.pc) == 0)
+		assert_int_equal(event_base_loop(f.base, EVLOOP_ONCE), 0);
+	assert_int_equal(a.calls, 1);
+
+	/* fill the socket (the last of these waits in the queue), then one
+	 * more queued request with a descriptor */
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(n < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &fill[n]));
+		n++;
+	}
+	assert_int_equal(pipe2(pv, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "q", 1, pv[1], on_reply, &q));
+	run_until(f.base, &q.calls, 1);
+	assert_int_equal(q.status, PROC_CLIENT_TIMEOUT);
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	/* never sent: the descriptor is closed, and the peer finds only the
+	 * requests that fitted */
+	close(pv[1]);
+	assert_int_equal(read(pv[0], &c, 1), 0);
+	close(pv[0]);
+	fcntl(f.peer, F_SETFL, O_NONBLOCK);
+	while (proc_recv(f.peer, &m, NULL) == 1)
+		assert_int_equal(m.len, sizeof(big));
+	assert_int_equal(errno, EAGAIN);
+	teardown_fixture(&f);
+}
+
+struct chain {
+	struct proc_client *pc;
+	struct got first, second;
+	int inner_calls_at_return;
+};
+
+static void
+on_first_then_call(void *arg, int status, const struct proc_msg *rm)
+{
+	struct chain *ch = arg;
+
+	on_reply(&ch->first, status, rm);
+	/* a request made from a callback of a dead client: not answered
+	 * before this callback returns */
+	assert_non_null(proc_client_call(ch->pc, PROC_SIGN_REQ, "x", 1, -1, on_reply,
+	    &ch->second));
+	ch->inner_calls_at_return = ch->second.calls;
+}
+
+/* The peer goes away: every pending request DEAD, dead_cb once, later
+ * requests DEAD from the loop, dead_cb not again. */
+static void
+test_die_once(void **state)
+{
+	struct fixture f;
+	struct chain ch;
+	struct got b = { 0 }, later = { 0 };
+
+	setup_with(&f, 4, 0);
+	memset(&ch, 0, sizeof(ch));
+	ch.pc = f.pc;
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_first_then_call,
+	    &ch));
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &b));
+	close(f.peer);
+	f.peer = -1;
+	run_until(f.base, &b.calls, 1);
+	assert_int_equal(ch.first.status, PROC_CLIENT_DEAD);
+	assert_int_equal(b.status, PROC_CLIENT_DEAD);
+	assert_int_equal(dead_calls, 1);
+	assert_string_equal(dead_why, "reason=eof");
+	assert_true(proc_client_dead(f.pc));
+	assert_int_equal(ch.inner_calls_at_return, 0);
+	run_until(f.base, &ch.second.calls, 1);
+	assert_int_equal(ch.second.status, PROC_CLIENT_DEAD);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "c", 1, -1, on_reply, &later));
+	assert_int_equal(later.calls, 0);
+	run_until(f.base, &later.calls, 1);
+	assert_int_equal(later.status, PROC_CLIENT_DEAD);
+	assert_int_equal(dead_calls, 1);
+	assert_int_equal(proc_client_pending(f.pc), 0);
+	teardown_fixture(&f);
+}
+
+/* A reply of the wrong type, one the check refuses, a broken frame, or a
+ * descriptor in a reply: the client dies. */
+static void
+test_malformed_kills(void **state)
+{
+	static const struct {
+		unsigned int type;
+		const char *payload;
+		const char *why;
+	} cases[] = {
+		{ PROC_AUTH_REP, "ok", "reason=malformed-reply" },
+		{ PROC_SIGN_REP, "Xbad", "reason=malformed-reply" },
+		{ 0, NULL, "reason=protocol-error" },
+		{ PROC_SIGN_REP, "fd", "reason=protocol-error" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture f;
+		struct got a = { 0 };
+
+		setup_with(&f, 4, 0);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
+		peer_recv(&f, PROC_SIGN_REQ, NULL);
+		if (cases[i].type == 0) {
+			uint8_t raw[PROC_HDR_LEN] = { 9, PROC_SIGN_REP, 0, 0 };
+
+			assert_int_equal(send(f.peer, raw, sizeof(raw), 0), (ssize_t)sizeof(raw));
+		} else if (strcmp(cases[i].payload, "fd") == 0) {
+			int pv[2];
+
+			assert_int_equal(pipe(pv), 0);
+			assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, m.id, "ok", 2, pv[0]), 0);
+			close(pv[0]);
+			close(pv[1]);
+		} else {
+			assert_int_equal(proc_send(f.peer, cases[i].type, m.id, cases[i].payload,
+			    strlen(cases[i].payload), -1), 0);
+		}
+		run_until(f.base, &a.calls, 1);
+		assert_int_equal(a.status, PROC_CLIENT_DEAD);
+		assert_int_equal(dead_calls, 1);
+		assert_string_equal(dead_why, cases[i].why);
+		teardown_fixture(&f);
+	}
+}
+
+/* proc_client_answer and proc_client_kill act from the loop only; an
+ * oversized request is refused without reaching the peer. */
+static void
+test_answer_kill_badreq(void **state)
+{
+	static char huge[PROC_MAX_PAYLOAD + 1];
+	struct fixture f;
+	struct got a = { 0 }, b = { 0 }, c = { 0 };
+
+	setup_with(&f, 4, 0);
+	assert_non_null(proc_client_answer(f.pc, 7, on_reply, &a));
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, huge, sizeof(huge), -1, on_reply,
+	    &b));
+	assert_int_equal(a.calls + b.calls, 0);
+	run_until(f.base, &b.calls, 1);
+	run_until(f.base, &a.calls, 1);
+	assert_int_equal(a.status, 7);
+	assert_int_equal(b.status, PROC_CLIENT_BADREQ);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "c", 1, -1, on_reply, &c));
+	proc_client_kill(f.pc, "reason=test");
+	assert_int_equal(dead_calls, 0);
+	assert_int_equal(c.calls, 0);
+	run_until(f.base, &c.calls, 1);
+	assert_int_equal(c.status, PROC_CLIENT_DEAD);
+	assert_int_equal(dead_calls, 1);
+	assert_string_equal(dead_why, "reason=test");
+	teardown_fixture(&f);
+}
+
+/* Freeing with requests pending and queued: no callback, descriptors closed. */
+static void
+test_free_pending(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got g = { 0 };
+	int n = 0, pv[2];
+	char c;
+
+	setup_with(&f, 2, 1000);
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(n++ < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &g));
+	}
+	assert_int_equal(pipe2(pv, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "q", 1, pv[1], on_reply, &g));
+	assert_non_null(proc_client_answer(f.pc, 1, on_reply, &g));
+	proc_client_free(&f.pc);
+	close(pv[1]);
+	assert_int_equal(read(pv[0], &c, 1), 0);
+	close(pv[0]);
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_int_equal(g.calls, 0);
+	teardown_fixture(&f);
+}
+
+/* ---- proc_spawn ---- */
+
+static void
+role_ready(void *arg, int ready_fd, const int *fds, size_t nfds)
+{
+	size_t i;
+
+	proc_ready(ready_fd, (uint32_t)nfds, "ready", "\x01\x02", 2);
+	/* echo one message on every socket, then exit when they close */
+	for (i = 0; i < nfds; i++) {
+		if (proc_recv(fds[i], &m, NULL) != 1)
+			_exit(3);
+		if (proc_send(fds[i], PROC_SIGN_REP, m.id, &i, sizeof(i), -1) < 0)
+			_exit(4);
+	}
+	for (i = 0; i < nfds; i++)
+		if (proc_recv(fds[i], &m, NULL) != 0)
+			_exit(5);
+	/* a descriptor of the parent's was not inherited */
+	if (fcntl(*(const int *)arg, F_GETFD) != -1)
+		_exit(6);
+	_exit(0);
+}
+
+static void
+role_fails(void *arg, int ready_fd, const int *fds, size_t nfds)
+{
+	proc_fail(ready_fd, "key /k has mode 0644; run chmod 600 /k");
+}
+
+static void
+role_exits(void *arg, int ready_fd, const int *fds, size_t nfds)
+{
+	_exit(0);
+}
+
+static void
+role_silent(void *arg, int ready_fd, const int *fds, size_t nfds)
+{
+	pause();
+	_exit(0);
+}
+
+static int
+refuse_ready(const uint8_t *p, size_t len, void *out)
+{
+	return -1;
+}
+
+static void
+test_spawn(void **state)
+{
+	static int extra_fd;
+	struct proc_role role = {
+		.name = "tester", .loading = "testing", .nfds = 3, .main = role_ready,
+		.arg = &extra_fd,
+	};
+	struct proc_reader r;
+	char text[64], err[256];
+	int fds[3], st;
+	uint32_t count;
+	uint8_t b1, b2;
+	size_t i, got;
+	pid_t pid;
+
+	/* a descriptor the child must not inherit */
+	extra_fd = dup(2);
+	pid = proc_spawn(&role, 10, fds, &m, err, sizeof(err));
+	if (pid < 0)
+		fail_msg("%s", err);
+	assert_int_equal(m.type, PROC_READY);
+	assert_int_equal(proc_ready_decode(m.payload, m.len, &count, text, sizeof(text), &r), 0);
+	assert_int_equal(count, 3);
+	assert_string_equal(text, "ready");
+	assert_int_equal(proc_get_u8(&r, &b1), 0);
+	assert_int_equal(proc_get_u8(&r, &b2), 0);
+	assert_int_equal(proc_reader_end(&r), 0);
+	assert_int_equal(b1 + b2, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(proc_send(fds[i], PROC_SIGN_REQ, 40 + (uint32_t)i, NULL, 0, -1), 0);
+		assert_int_equal(proc_recv(fds[i], &m, NULL), 1);
+		assert_int_equal(m.id, 40 + i);
+		memcpy(&got, m.payload, sizeof(got));
+		assert_int_equal(got, i);       /* the sockets are in order */
+		close(fds[i]);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(extra_fd);
+
+	/* a READY the role's decoder refuses */
+	role.ready = refuse_ready;
+	assert_int_equal(proc_spawn(&role, 10, fds, &m, err, sizeof(err)), -1);
+	assert_string_equal(err, "tester: malformed start-up message");
+	for (i = 0; i < 3; i++)
+		assert_int_equal(fds[i], -1);
+	role.ready = NULL;
+	role.main = role_fails;
+	assert_int_equal(proc_spawn(&role, 10, fds, &m, err, sizeof(err)), -1);
+	assert_string_equal(err, "key /k has mode 0644; run chmod 600 /k");
+	for (i = 0; i < 3; i++)
+		assert_int_equal(fds[i], -1);
+	role.main = role_exits;
+	assert_int_equal(proc_spawn(&role, 10, fds, &m, err, sizeof(err)), -1);
+	assert_string_equal(err, "tester: exited during start-up (see the log lines above)");
+	role.main = role_silent;
+	assert_int_equal(proc_spawn(&role, 1, fds, &m, err, sizeof(err)), -1);
+	assert_string_equal(err, "tester: no answer within 1 s while testing");
+	role.nfds = 0;
+	assert_int_equal(proc_spawn(&role, 1, fds, &m, err, sizeof(err)), -1);
+	/* every child was reaped */
+	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reply_by_id),
+		cmocka_unit_test(test_stale_and_cancelled_dropped),
+		cmocka_unit_test(test_queue_and_busy),
+		cmocka_unit_test(test_no_queue),
+		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_die_once),
+		cmocka_unit_test(test_malformed_kills),
+		cmocka_unit_test(test_answer_kill_badreq),
+		cmocka_unit_test(test_free_pending),
+		cmocka_unit_test(test_spawn),
+	};
+
+	log_init("test", LOG_LVL_ERR + 1);
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
