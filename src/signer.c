@@ -267,7 +267,8 @@ sign_reply(void *arg, int status, const struct proc_msg *m)
 }
 
 struct signer_client *
-signer_client_new(struct event_base *base, int fd, signer_dead_cb *dead_cb, void *arg)
+signer_client_new(struct event_base *base, int fd, unsigned int timeout_ms,
+    signer_dead_cb *dead_cb, void *arg)
 {
 	struct signer_client *sc = xcalloc(1, sizeof(*sc));
 	struct proc_client_conf conf = {
@@ -276,7 +277,7 @@ signer_client_new(struct event_base *base, int fd, signer_dead_cb *dead_cb, void
 		.reply_type = PROC_SIGN_REP,
 		.check = sign_rep_check,
 		.queue_max = SIGNER_QUEUE_MAX,
-		.timeout_ms = 0,
+		.timeout_ms = timeout_ms,
 		.dead_cb = sign_dead,
 		.dead_arg = sc,
 	};

@@ -49,10 +49,14 @@ const char *signer_status_name(int status);
 typedef void signer_cb(void *arg, int status, const char *headers);
 typedef void signer_dead_cb(void *arg);
 
-/* front's end.  dead_cb is called once when the signer goes away (EOF,
- * protocol error); every pending request then fails with SIGNER_DEAD. */
-struct signer_client *signer_client_new(struct event_base *base, int fd, signer_dead_cb *dead_cb,
-    void *arg);
+/* front's end (takes ownership of fd).  A request not answered within
+ * timeout_ms (0: no deadline; front passes [limits] relay-timeout, the time
+ * the relay waits idle for the signed message) gets SIGNER_TIMEOUT and its
+ * late answer is dropped.  dead_cb is called once when the signer goes away
+ * (EOF, protocol error, malformed reply); every pending request then fails
+ * with SIGNER_DEAD. */
+struct signer_client *signer_client_new(struct event_base *base, int fd, unsigned int timeout_ms,
+    signer_dead_cb *dead_cb, void *arg);
 void signer_client_free(struct signer_client **scp);
 
 /* Sign prefix + spool content (the message as it will be relayed, without

@@ -143,6 +143,19 @@ spawn(const char *dkim, int *fd_r, char *err, size_t errlen)
 	return pid;
 }
 
+/* A signer with the Ed25519 key only. */
+static pid_t
+spawn_ed(int *fd_r)
+{
+	char dk[512], err[512];
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	if ((pid = spawn(dk, fd_r, err, sizeof(err))) < 0)
+		fail_msg("%s", err);
+	return pid;
+}
+
 static void
 test_sign_both_keys(void **state)
 {
@@ -159,7 +172,7 @@ test_sign_both_keys(void **state)
 	pid = spawn(dk, &fd, err, sizeof(err));
 	if (pid < 0)
 		fail_msg("%s", err);
-	sc = signer_client_new(base, fd, on_dead, NULL);
+	sc = signer_client_new(base, fd, 0, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
 	memset(&r1, 0, sizeof(r1));
 	memset(&r2, 0, sizeof(r2));
@@ -262,7 +275,6 @@ static void
 test_hostile_requests(void **state)
 {
 	static struct proc_msg m;
-	char dk[512], err[512];
 	uint8_t buf[16];
 	struct proc_writer w;
 	struct proc_reader r;
@@ -270,10 +282,7 @@ test_hostile_requests(void **state)
 	int fd, mfd, status;
 	pid_t pid;
 
-	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
-	pid = spawn(dk, &fd, err, sizeof(err));
-	if (pid < 0)
-		fail_msg("%s", err);
+	pid = spawn_ed(&fd);
 
 	/* unsealed memfd */
 	mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -331,19 +340,15 @@ static void
 test_stopped_signer_never_blocks(void **state)
 {
 	static struct result r[2048];
-	char dk[512], err[512];
 	struct event_base *base = event_base_new();
 	struct signer_client *sc;
 	struct spool *sp = spool_new(1024);
 	int fd, i, n = 0, busy = -1, status;
 	pid_t pid;
 
-	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
-	pid = spawn(dk, &fd, err, sizeof(err));
-	if (pid < 0)
-		fail_msg("%s", err);
+	pid = spawn_ed(&fd);
 	dead_calls = 0;
-	sc = signer_client_new(base, fd, on_dead, NULL);
+	sc = signer_client_new(base, fd, 0, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
 	kill(pid, SIGSTOP);
 	memset(r, 0, sizeof(r));
@@ -376,6 +381,47 @@ test_stopped_signer_never_blocks(void **state)
 	event_base_free(base);
 }
 
+/* A stopped signer: the request gets SIGNER_TIMEOUT at its deadline, from
+ * the loop; the signature that comes after SIGCONT is dropped, and the
+ * next request is signed. */
+static void
+test_deadline(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp = spool_new(1024);
+	struct result r1, r2;
+	int fd, i, status;
+	pid_t pid;
+
+	pid = spawn_ed(&fd);
+	dead_calls = 0;
+	sc = signer_client_new(base, fd, 200, on_dead, NULL);
+	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	kill(pid, SIGSTOP);
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.done, 1);
+	assert_int_equal(r1.status, SIGNER_TIMEOUT);
+	assert_string_equal(signer_status_name(r1.status), "signer-timeout");
+	assert_int_equal(signer_pending(sc), 0);
+	kill(pid, SIGCONT);
+	for (i = 0; i < 500 && signer_dropped(sc) == 0; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
+	assert_int_equal(signer_dropped(sc), 1);
+	assert_int_equal(r1.done, 1);
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r2));
+	run_until(base, &r2.done, 1);
+	assert_int_equal(r2.status, DKIM_RES_OK);
+	assert_int_equal(dead_calls, 0);
+	signer_client_free(&sc);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
 /* An answer nobody waits for (a stale one inherited with the socket) is
  * dropped; the next is delivered. */
 static void
@@ -392,7 +438,7 @@ test_stale_reply_dropped(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	dead_calls = 0;
-	sc = signer_client_new(base, sv[0], on_dead, NULL);
+	sc = signer_client_new(base, sv[0], 0, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG, strlen(MSG)), 0);
 	memset(&r1, 0, sizeof(r1));
 	assert_non_null(signer_sign(sc, "", 0, sp, on_signed, &r1));
@@ -421,14 +467,10 @@ test_stale_reply_dropped(void **state)
 static void
 test_exits_when_front_closes(void **state)
 {
-	char dk[512], err[512];
 	int fd, status;
 	pid_t pid;
 
-	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
-	pid = spawn(dk, &fd, err, sizeof(err));
-	if (pid < 0)
-		fail_msg("%s", err);
+	pid = spawn_ed(&fd);
 	close(fd);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -445,6 +487,7 @@ main(void)
 		cmocka_unit_test(test_exits_when_front_closes),
 		cmocka_unit_test(test_stopped_signer_never_blocks),
 		cmocka_unit_test(test_stale_reply_dropped),
+		cmocka_unit_test(test_deadline),
 	};
 
 	log_init("test", LOG_LVL_ERR);
