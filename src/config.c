@@ -181,18 +181,6 @@ is_ident(int c)
 	    c == '-' || c == '_';
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Parse a double-quoted string starting at *pp (on the quote).  Returns a
  * new string and moves *pp past the closing quote, or NULL with err set. */
 static char *
@@ -220,7 +208,7 @@ parse_quoted(struct parse *p, int line, const char **pp)
 			case 'n': c = '\n'; break;
 			case 't': c = '\t'; break;
 			case 'x':
-				if ((h1 = hexval(s[0])) < 0 || (h2 = hexval(s[1])) < 0 ||
+				if ((h1 = ascii_hexval(s[0])) < 0 || (h2 = ascii_hexval(s[1])) < 0 ||
 				    (h1 == 0 && h2 == 0)) {
 					perr(p, line, "bad \\x escape (expected two hex digits, not 00)");
 					goto err;

@@ -1,6 +1,7 @@
 /*
  * conn.h — one non-blocking TCP connection on the libevent loop, with an
- * optional GnuTLS record layer (io.c/tls.c of the design, as one module).
+ * optional GnuTLS record layer (tls.c makes the sessions; conn.c moves the
+ * bytes through them).
  *
  * Input arrives in an evbuffer (conn_input()); output is queued in another
  * (conn_output()) and written by conn_flush().  Every event is delivered to

@@ -43,18 +43,6 @@ struct der {
 };
 
 static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 is_blank(int c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -113,7 +101,7 @@ dane_tlsa_parse_text(const char *s, struct dane_tlsa *out, const char **err_r)
 
 		if (is_blank((unsigned char)*p))
 			continue;
-		if ((v = hexval((unsigned char)*p)) < 0) {
+		if ((v = ascii_hexval((unsigned char)*p)) < 0) {
 			*err_r = "certificate association data must be hex digits";
 			goto err;
 		}

@@ -84,6 +84,18 @@ ascii_tolower(char c)
 }
 
 int
+ascii_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
 ascii_ncasecmp(const char *a, const char *b, size_t n)
 {
 	size_t i;

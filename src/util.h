@@ -24,6 +24,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ascii_casecmp(const char *a, const char *b);
 int ascii_ncasecmp(const char *a, const char *b, size_t n);
 char ascii_tolower(char c);
+/* The value of a hexadecimal digit (0-9, a-f, A-F), or -1. */
+int ascii_hexval(int c);
 
 /* Parse a decimal unsigned integer in [min,max] with an optional k/K, m/M or
  * g/G suffix when allow_suffix (binary multiples).  The whole string must be
