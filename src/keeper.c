@@ -1,15 +1,15 @@
 /*
- * keeper.c — the key keeper process (TLS private key, password hashes,
- * auth failure counters) and front's client for it.
+ * keeper.c — the key keeper process: TLS private key, password hashes,
+ * auth failure counters (lockout.c); serving front's requests.
  */
 #include "keeper.h"
 
 #include "config.h"
+#include "lockout.h"
 #include "log.h"
 #include "metrics.h"
 #include "passwd.h"
 #include "proc.h"
-#include "proc_client.h"
 #include "proc_spawn.h"
 #include "sandbox.h"
 #include "util.h"
@@ -18,18 +18,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <event2/event.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
@@ -37,163 +32,26 @@
 
 #define KEY_FILE_MAX    (1024 * 1024)
 #define QUICK_MAX       1024    /* precomputed answers waiting; beyond: stop reading */
-#define PROBES          8       /* counter slots tried per key */
 #define RSA_MIN_BITS    2048
 #define SIGN_FLAGS_OK   (GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA | GNUTLS_PRIVKEY_SIGN_FLAG_RSA_PSS | \
     GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE | GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH)
 
-_Static_assert(sizeof(((struct keeper_auth_fields *)0)->login) == PASSWD_LOGIN_MAX + 1,
-    "keeper_auth_fields.login must hold PASSWD_LOGIN_MAX octets and a NUL");
-
-static unsigned int lock_login_max = KEEPER_LOCK_LOGIN_MAX;
-static unsigned int lock_peer_max = KEEPER_LOCK_PEER_MAX;
-static unsigned int lock_window = KEEPER_LOCK_WINDOW;
+static struct lockout_limits lock_limits = {
+	KEEPER_LOCK_LOGIN_MAX, KEEPER_LOCK_PEER_MAX, KEEPER_LOCK_WINDOW
+};
 
 void
 keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned int window)
 {
 	if (login_max > 0)
-		lock_login_max = login_max;
+		lock_limits.login_max = login_max;
 	if (peer_max > 0)
-		lock_peer_max = peer_max;
+		lock_limits.peer_max = peer_max;
 	if (window > 0)
-		lock_window = window;
-}
-
-const char *
-keeper_auth_result_name(int result)
-{
-	switch (result) {
-	case KEEPER_AUTH_FAIL:		return "fail";
-	case KEEPER_AUTH_OK:		return "ok";
-	case KEEPER_AUTH_LOCKED:	return "locked";
-	case KEEPER_AUTH_BUSY:		return "busy";
-	case KEEPER_AUTH_BADREQ:	return "badreq";
-	case KEEPER_DEAD:		return "keeper-dead";
-	default:			return "unknown";
-	}
-}
-
-/* ---- pure codecs ---- */
-
-static int
-peer_ok(const uint8_t *p, size_t n)
-{
-	size_t i;
-
-	if (n > KEEPER_PEER_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (p[i] < 0x21 || p[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-long
-keeper_auth_req_encode(uint8_t *buf, size_t cap, const char *login, const char *pw, size_t pwlen,
-    const char *peer)
-{
-	struct proc_writer w;
-	size_t llen = strlen(login), plen;
-
-	if (peer == NULL)
-		peer = "";
-	plen = strlen(peer);
-	if (llen > PASSWD_LOGIN_MAX || pwlen > KEEPER_PW_MAX || (pw == NULL && pwlen > 0) ||
-	    !peer_ok((const uint8_t *)peer, plen))
-		return -1;
-	proc_writer_init(&w, buf, cap);
-	proc_put_bytes(&w, login, llen);
-	proc_put_bytes(&w, pw, pwlen);
-	proc_put_bytes(&w, peer, plen);
-	return proc_writer_done(&w);
-}
-
-int
-keeper_auth_req_decode(const uint8_t *p, size_t len, struct keeper_auth_fields *f)
-{
-	struct proc_reader r;
-	const uint8_t *login, *peer;
-	size_t llen, plen;
-
-	proc_reader_init(&r, p, len);
-	if (proc_get_bytes(&r, &login, &llen, PASSWD_LOGIN_MAX) < 0 ||
-	    proc_get_bytes(&r, &f->pw, &f->pwlen, KEEPER_PW_MAX) < 0 ||
-	    proc_get_bytes(&r, &peer, &plen, KEEPER_PEER_MAX) < 0 || proc_reader_end(&r) < 0)
-		return -1;
-	if ((llen > 0 && memchr(login, '\0', llen) != NULL) || !peer_ok(peer, plen))
-		return -1;
-	memcpy(f->login, login, llen);
-	f->login[llen] = '\0';
-	memcpy(f->peer, peer, plen);
-	f->peer[plen] = '\0';
-	return 0;
-}
-
-long
-keeper_tls_req_encode(uint8_t *buf, size_t cap, const struct keeper_tls_fields *f)
-{
-	struct proc_writer w;
-
-	if ((f->op != KEEPER_OP_SIGN_HASH && f->op != KEEPER_OP_SIGN_DATA) || f->len == 0 ||
-	    f->len > KEEPER_SIGN_DATA_MAX)
-		return -1;
-	proc_writer_init(&w, buf, cap);
-	proc_put_u8(&w, f->op);
-	proc_put_u32(&w, f->algo);
-	proc_put_u32(&w, f->flags);
-	proc_put_bytes(&w, f->data, f->len);
-	return proc_writer_done(&w);
-}
-
-int
-keeper_tls_req_decode(const uint8_t *p, size_t len, struct keeper_tls_fields *f)
-{
-	struct proc_reader r;
-
-	proc_reader_init(&r, p, len);
-	if (proc_get_u8(&r, &f->op) < 0 || proc_get_u32(&r, &f->algo) < 0 ||
-	    proc_get_u32(&r, &f->flags) < 0 ||
-	    proc_get_bytes(&r, &f->data, &f->len, KEEPER_SIGN_DATA_MAX) < 0 ||
-	    proc_reader_end(&r) < 0)
-		return -1;
-	if ((f->op != KEEPER_OP_SIGN_HASH && f->op != KEEPER_OP_SIGN_DATA) || f->len == 0)
-		return -1;
-	return 0;
-}
-
-int
-keeper_ready_decode(const uint8_t *p, size_t len, struct keeper_fds *fds)
-{
-	struct proc_reader r;
-	const uint8_t *spki;
-	char text[PROC_TEXT_MAX + 1];
-	size_t slen;
-	uint32_t n, pk, bits;
-
-	if (proc_ready_decode(p, len, &n, text, sizeof(text), &r) < 0 ||
-	    proc_get_u32(&r, &pk) < 0 || proc_get_u32(&r, &bits) < 0 ||
-	    proc_get_bytes(&r, &spki, &slen, KEEPER_SPKI_MAX) < 0 || proc_reader_end(&r) < 0)
-		return -1;
-	if (pk == 0 || pk > 1000 || bits == 0 || bits > 65536 || slen == 0)
-		return -1;
-	fds->npasswd = n;
-	fds->pk_algo = (int)pk;
-	fds->bits = bits;
-	memcpy(fds->spki, spki, slen);
-	fds->spki_len = slen;
-	return 0;
+		lock_limits.window = window;
 }
 
 /* ---- the keeper process: its state ---- */
-
-struct counter {
-	uint8_t used;
-	uint8_t kind;                   /* 'L' login, 'P' peer address */
-	uint32_t count;                 /* failures since `first` */
-	uint64_t first;                 /* monotonic seconds */
-	char key[PASSWD_LOGIN_MAX + 1];
-};
 
 struct job {
 	struct job *next;
@@ -220,8 +78,7 @@ static struct keeper {
 	struct job *free_slots;         /* unused check jobs */
 	struct job slots[KEEPER_QUEUE_MAX];
 	size_t nquick;
-	struct counter *counters;       /* KEEPER_COUNTERS */
-	unsigned char sipkey[crypto_shorthash_KEYBYTES];
+	struct lockout *lockout;
 } K;
 
 static uint64_t
@@ -233,107 +90,20 @@ now_sec(void)
 	return (uint64_t)ts.tv_sec;
 }
 
-/* ---- failure counters (K.mu held) ---- */
-
-static size_t
-counter_hash(uint8_t kind, const char *key)
-{
-	unsigned char in[PASSWD_LOGIN_MAX + 2], out[crypto_shorthash_BYTES];
-	size_t n = strlen(key);
-	uint64_t h;
-
-	in[0] = kind;
-	memcpy(in + 1, key, n);
-	crypto_shorthash(out, in, n + 1, K.sipkey);
-	memcpy(&h, out, sizeof(h));
-	return (size_t)(h % KEEPER_COUNTERS);
-}
-
-/* The counter of (kind, key); with `create`, a new one if there is none,
- * replacing an expired, then the lowest, then the oldest of its slots. */
-static struct counter *
-counter_find(uint8_t kind, const char *key, uint64_t now, int create)
-{
-	size_t h = counter_hash(kind, key), i;
-	struct counter *c, *victim = NULL;
-
-	for (i = 0; i < PROBES; i++) {
-		c = &K.counters[(h + i) % KEEPER_COUNTERS];
-		if (c->used && c->kind == kind && strcmp(c->key, key) == 0) {
-			if (now - c->first >= lock_window)
-				c->count = 0;
-			return c;
-		}
-	}
-	if (!create)
-		return NULL;
-	for (i = 0; i < PROBES; i++) {
-		c = &K.counters[(h + i) % KEEPER_COUNTERS];
-		if (!c->used || now - c->first >= lock_window) {
-			victim = c;
-			break;
-		}
-		if (victim == NULL || c->count < victim->count ||
-		    (c->count == victim->count && c->first < victim->first))
-			victim = c;
-	}
-	memset(victim, 0, sizeof(*victim));
-	victim->used = 1;
-	victim->kind = kind;
-	victim->first = now;
-	snprintf(victim->key, sizeof(victim->key), "%s", key);
-	return victim;
-}
-
-static int
-counter_locked(uint8_t kind, const char *key, unsigned int max, uint64_t now)
-{
-	struct counter *c;
-
-	if (key[0] == '\0' && kind == 'P')
-		return 0;
-	c = counter_find(kind, key, now, 0);
-	return c != NULL && c->count >= max;
-}
-
-static int
-is_locked(const char *login, const char *peer, uint64_t now)
-{
-	return counter_locked('L', login, lock_login_max, now) ||
-	    counter_locked('P', peer, lock_peer_max, now);
-}
-
-static void
-counter_fail(uint8_t kind, const char *key, unsigned int max, uint64_t now)
-{
-	struct counter *c;
-	char esc[300];
-
-	if (key[0] == '\0' && kind == 'P')
-		return;
-	c = counter_find(kind, key, now, 1);
-	if (c->count == 0)
-		c->first = now;
-	if (c->count < UINT32_MAX)
-		c->count++;
-	if (c->count == max)
-		log_warn("event=auth-locked %s=%s failures=%u window=%u", kind == 'L' ? "login" : "peer",
-		    log_escape(esc, sizeof(esc), key, strlen(key)), c->count, lock_window);
-}
-
+/* Record a check's outcome (K.mu held). */
 static void
 record_result(const char *login, const char *peer, int ok, uint64_t now)
 {
-	struct counter *c;
+	const struct lockout_limits *lim = lockout_limits(K.lockout);
+	unsigned int hit = lockout_record(K.lockout, login, peer, ok, now);
+	char esc[300];
 
-	if (ok) {
-		/* the right password clears its login's count, never an address's */
-		if ((c = counter_find('L', login, now, 0)) != NULL && c->count < lock_login_max)
-			c->used = 0;
-		return;
-	}
-	counter_fail('L', login, lock_login_max, now);
-	counter_fail('P', peer, lock_peer_max, now);
+	if (hit & LOCKOUT_LOCKED_LOGIN)
+		log_warn("event=auth-locked login=%s failures=%u window=%u",
+		    log_escape(esc, sizeof(esc), login, strlen(login)), lim->login_max, lim->window);
+	if (hit & LOCKOUT_LOCKED_PEER)
+		log_warn("event=auth-locked peer=%s failures=%u window=%u",
+		    log_escape(esc, sizeof(esc), peer, strlen(peer)), lim->peer_max, lim->window);
 }
 
 /* ---- AUTH: jobs and workers ---- */
@@ -377,7 +147,7 @@ run_check(struct job *j)
 	int locked, ok;
 
 	pthread_mutex_lock(&K.mu);
-	locked = is_locked(j->login, j->peer, now);
+	locked = lockout_locked(K.lockout, j->login, j->peer, now);
 	pthread_mutex_unlock(&K.mu);
 	if (locked) {
 		j->result = KEEPER_AUTH_LOCKED;
@@ -440,7 +210,7 @@ serve_auth(struct proc_msg *m)
 	if (keeper_auth_req_decode(m->payload, m->len, &f) < 0) {
 		log_err("keeper: refused a malformed AUTH request id=%u (%u octets)", m->id, m->len);
 		queue_quick(m->id, KEEPER_AUTH_BADREQ);
-	} else if (is_locked(f.login, f.peer, now_sec())) {
+	} else if (lockout_locked(K.lockout, f.login, f.peer, now_sec())) {
 		queue_quick(m->id, KEEPER_AUTH_LOCKED);
 	} else if ((j = K.free_slots) == NULL) {
 		queue_quick(m->id, KEEPER_AUTH_BUSY);
@@ -690,8 +460,13 @@ child_load(const struct config *cfg, struct keeper_fds *fds, char *err, size_t e
 	if ((K.db = passwd_load(cfg->passwd_file, err, errlen)) == NULL)
 		return -1;
 	fds->npasswd = passwd_db_count(K.db);
-	K.counters = xcalloc(KEEPER_COUNTERS, sizeof(*K.counters));
-	randombytes_buf(K.sipkey, sizeof(K.sipkey));
+	{
+		unsigned char key[LOCKOUT_HASH_KEY];
+
+		randombytes_buf(key, sizeof(key));
+		K.lockout = lockout_new(&lock_limits, key);
+		sodium_memzero(key, sizeof(key));
+	}
 	if ((pw = sodium_malloc((size_t)KEEPER_QUEUE_MAX * (KEEPER_PW_MAX + 1))) == NULL) {
 		snprintf(err, errlen, "keeper: out of guarded memory");
 		return -1;
@@ -851,353 +626,4 @@ keeper_spawn(const struct config *cfg, int timeout, struct keeper_fds *fds_r, ch
 	fds_r->tls_fd = fds[0];
 	fds_r->auth_fd = fds[1];
 	return pid;
-}
-
-/* ---- front's client ---- */
-
-/* What a key made by keeper_tls_privkey() needs; shared by the client and
- * its keys so that either may go first. */
-struct keeper_link {
-	int fd;                         /* TLS socket; -1 once the client is freed */
-	uint32_t next_id;
-	int broken;
-	unsigned int refs;
-	struct keeper_client *kc;       /* NULL once the client is freed */
-	int pk_algo;
-	unsigned int bits;
-};
-
-struct keeper_req {
-	struct proc_req *pr;
-	keeper_auth_cb *cb;
-	void *arg;
-};
-
-struct keeper_client {
-	struct proc_client *auth;       /* AUTH socket */
-	keeper_dead_cb *dead_cb;
-	void *dead_arg;
-	struct keeper_link *link;
-};
-
-static void
-link_unref(struct keeper_link *l)
-{
-	if (--l->refs > 0)
-		return;
-	if (l->fd >= 0)
-		close(l->fd);
-	free(l);
-}
-
-/* An AUTH_REP: u32 result, nothing else. */
-static int
-auth_rep_check(const struct proc_msg *m)
-{
-	struct proc_reader r;
-	uint32_t result;
-
-	proc_reader_init(&r, m->payload, m->len);
-	if (proc_get_u32(&r, &result) < 0 || proc_reader_end(&r) < 0 ||
-	    result > KEEPER_AUTH_RESULT_MAX)
-		return -1;
-	return 0;
-}
-
-static void
-auth_dead(void *arg, const char *why)
-{
-	struct keeper_client *kc = arg;
-
-	kc->link->broken = 1;
-	if (kc->dead_cb != NULL)
-		kc->dead_cb(kc->dead_arg);
-}
-
-static void
-auth_answered(void *arg, int status, const struct proc_msg *m)
-{
-	struct keeper_req *kr = arg;
-	keeper_auth_cb *cb = kr->cb;
-	void *cbarg = kr->arg;
-	struct proc_reader r;
-	uint32_t result;
-	int res;
-
-	switch (status) {
-	case PROC_CLIENT_OK:
-		proc_reader_init(&r, m->payload, m->len);
-		(void)proc_get_u32(&r, &result);        /* checked by auth_rep_check */
-		res = (int)result;
-		break;
-	case PROC_CLIENT_DEAD:
-		res = KEEPER_DEAD;
-		break;
-	case PROC_CLIENT_BADREQ:
-		res = KEEPER_AUTH_BADREQ;
-		break;
-	case PROC_CLIENT_BUSY:
-	case PROC_CLIENT_TIMEOUT:
-		res = KEEPER_AUTH_BUSY;
-		break;
-	default:
-		res = status;                   /* keeper_auth's own answer */
-		break;
-	}
-	free(kr);
-	cb(cbarg, res);
-}
-
-struct keeper_client *
-keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_dead_cb *dead_cb,
-    void *arg)
-{
-	struct keeper_client *kc = xcalloc(1, sizeof(*kc));
-	struct keeper_link *l = xcalloc(1, sizeof(*l));
-	struct proc_client_conf conf = {
-		.role = "keeper",
-		.lost = "the key keeper is gone; no TLS handshake or AUTH can complete, failing "
-		    "closed",
-		.reply_type = PROC_AUTH_REP,
-		.check = auth_rep_check,
-		.queue_max = KEEPER_QUEUE_MAX,
-		.timeout_ms = 0,
-		.dead_cb = auth_dead,
-		.dead_arg = kc,
-	};
-	int fl;
-
-	kc->dead_cb = dead_cb;
-	kc->dead_arg = arg;
-	kc->link = l;
-	l->fd = fds->tls_fd;
-	l->refs = 1;
-	l->kc = kc;
-	l->pk_algo = fds->pk_algo;
-	l->bits = fds->bits;
-	randombytes_buf(&l->next_id, sizeof(l->next_id));
-	if ((fl = fcntl(l->fd, F_GETFL)) >= 0)
-		(void)fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
-	kc->auth = proc_client_new(base, fds->auth_fd, &conf);
-	return kc;
-}
-
-void
-keeper_client_free(struct keeper_client **kcp)
-{
-	struct keeper_client *kc;
-
-	if (kcp == NULL || (kc = *kcp) == NULL)
-		return;
-	proc_client_free(&kc->auth);
-	kc->link->broken = 1;
-	kc->link->kc = NULL;
-	close(kc->link->fd);
-	kc->link->fd = -1;
-	link_unref(kc->link);
-	free(kc);
-	*kcp = NULL;
-}
-
-struct keeper_req *
-keeper_auth(struct keeper_client *kc, const char *login, const char *password, size_t pwlen,
-    const char *peer, keeper_auth_cb *cb, void *arg)
-{
-	struct keeper_req *kr = xcalloc(1, sizeof(*kr));
-	uint8_t payload[16 + PASSWD_LOGIN_MAX + KEEPER_PW_MAX + KEEPER_PEER_MAX];
-	long n;
-
-	kr->cb = cb;
-	kr->arg = arg;
-	n = keeper_auth_req_encode(payload, sizeof(payload), login, password, pwlen, peer);
-	if (n < 0)
-		kr->pr = proc_client_answer(kc->auth, KEEPER_AUTH_BADREQ, auth_answered, kr);
-	else
-		kr->pr = proc_client_call(kc->auth, PROC_AUTH_REQ, payload, (size_t)n, -1,
-		    auth_answered, kr);
-	sodium_memzero(payload, sizeof(payload));
-	return kr;
-}
-
-void
-keeper_cancel(struct keeper_req **rp)
-{
-	struct keeper_req *kr;
-
-	if (rp == NULL || (kr = *rp) == NULL)
-		return;
-	proc_req_cancel(&kr->pr);
-	free(kr);
-	*rp = NULL;
-}
-
-size_t
-keeper_pending(const struct keeper_client *kc)
-{
-	return proc_client_pending(kc->auth);
-}
-
-uint64_t
-keeper_dropped(const struct keeper_client *kc)
-{
-	return proc_client_dropped(kc->auth);
-}
-
-/* ---- front's client: the key ---- */
-
-static int
-link_lost(struct keeper_link *l, const char *why)
-{
-	l->broken = 1;
-	log_err("event=keeper-lost %s during a TLS key operation", why);
-	/* callbacks must not run inside GnuTLS: the client dies from the loop */
-	if (l->kc != NULL)
-		proc_client_kill(l->kc->auth, why);
-	return GNUTLS_E_PK_SIGN_FAILED;
-}
-
-static int
-msec_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
-}
-
-/* One key operation: send it, wait for its answer. */
-static int
-link_roundtrip(struct keeper_link *l, uint8_t op, gnutls_sign_algorithm_t algo,
-    unsigned int flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
-{
-	static struct proc_msg m;
-	uint8_t buf[16 + KEEPER_SIGN_DATA_MAX];
-	struct keeper_tls_fields f = { op, (uint32_t)algo, flags, data->data, data->size };
-	struct proc_reader r;
-	struct pollfd pfd;
-	struct timespec t0;
-	const uint8_t *s;
-	uint32_t status, id;
-	size_t slen;
-	long n;
-	int rc, left;
-
-	if (l->broken || l->fd < 0)
-		return GNUTLS_E_PK_SIGN_FAILED;
-	if ((n = keeper_tls_req_encode(buf, sizeof(buf), &f)) < 0)
-		return GNUTLS_E_INVALID_REQUEST;
-	if ((id = ++l->next_id) == 0)
-		id = ++l->next_id;
-	if (proc_send(l->fd, PROC_TLS_SIGN_REQ, id, buf, (size_t)n, -1) < 0)
-		return link_lost(l, "reason=send-error");
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		if ((left = KEEPER_TLS_TIMEOUT_MS - msec_since(&t0)) <= 0)
-			return link_lost(l, "reason=timeout");
-		pfd.fd = l->fd;
-		pfd.events = POLLIN;
-		if ((rc = poll(&pfd, 1, left)) < 0 && errno != EINTR)
-			return link_lost(l, "reason=poll-error");
-		if (rc <= 0)
-			continue;
-		rc = proc_recv(l->fd, &m, NULL);
-		if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			continue;
-		if (rc == 0)
-			return link_lost(l, "reason=eof");
-		if (rc < 0)
-			return link_lost(l, errno == EPROTO ? "reason=protocol-error" :
-			    "reason=read-error");
-		if (m.type != PROC_TLS_SIGN_REP)
-			return link_lost(l, "reason=malformed-reply");
-		if (m.id == id)
-			break;
-		/* an answer to an earlier worker in this slot (or one that timed
-		 * out): not ours, and no sign of a broken keeper */
-		log_debug("event=keeper-reply-dropped id=%u (waiting for %u)", m.id, id);
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (proc_get_u32(&r, &status) < 0 ||
-	    proc_get_bytes(&r, &s, &slen, KEEPER_SIG_MAX) < 0 || proc_reader_end(&r) < 0 ||
-	    (status == 0) != (slen > 0))
-		return link_lost(l, "reason=malformed-reply");
-	if (status != 0) {
-		rc = (int)(int32_t)status;
-		return rc < 0 && rc > -1000 ? rc : GNUTLS_E_PK_SIGN_FAILED;
-	}
-	if ((sig->data = gnutls_malloc(slen)) == NULL)
-		return GNUTLS_E_MEMORY_ERROR;
-	memcpy(sig->data, s, slen);
-	sig->size = (unsigned int)slen;
-	return 0;
-}
-
-static int
-ext_sign_hash(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
-    unsigned int flags, const gnutls_datum_t *hash, gnutls_datum_t *sig)
-{
-	return link_roundtrip(userdata, KEEPER_OP_SIGN_HASH, algo, flags, hash, sig);
-}
-
-static int
-ext_sign_data(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
-    unsigned int flags, const gnutls_datum_t *data, gnutls_datum_t *sig)
-{
-	return link_roundtrip(userdata, KEEPER_OP_SIGN_DATA, algo, flags, data, sig);
-}
-
-static int
-ext_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
-{
-	struct keeper_link *l = userdata;
-	gnutls_sign_algorithm_t sig;
-
-	if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO) {
-		sig = (gnutls_sign_algorithm_t)GNUTLS_FLAGS_TO_SIGN_ALGO(flags);
-		if (sig == GNUTLS_SIGN_RSA_RAW)
-			return l->pk_algo == GNUTLS_PK_RSA;
-		return gnutls_sign_supports_pk_algorithm(sig, (gnutls_pk_algorithm_t)l->pk_algo) ?
-		    1 : 0;
-	}
-	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
-		return l->pk_algo;
-	if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
-		return (int)l->bits;
-	return -1;
-}
-
-static void
-ext_deinit(gnutls_privkey_t key, void *userdata)
-{
-	link_unref(userdata);
-}
-
-int
-keeper_tls_privkey(struct keeper_client *kc, struct gnutls_privkey_st **out, char *err,
-    size_t errlen)
-{
-	gnutls_privkey_t key;
-	int rc;
-
-	*out = NULL;
-	if (proc_client_dead(kc->auth) || kc->link->broken) {
-		snprintf(err, errlen, "the key keeper is gone");
-		return -1;
-	}
-	if ((rc = gnutls_privkey_init(&key)) < 0) {
-		snprintf(err, errlen, "gnutls_privkey_init: %s", gnutls_strerror(rc));
-		return -1;
-	}
-	kc->link->refs++;
-	rc = gnutls_privkey_import_ext4(key, kc->link, ext_sign_data, ext_sign_hash, NULL,
-	    ext_deinit, ext_info, GNUTLS_PRIVKEY_IMPORT_AUTO_RELEASE);
-	if (rc < 0) {
-		kc->link->refs--;
-		gnutls_privkey_deinit(key);
-		snprintf(err, errlen, "cannot make the keeper's TLS key usable: %s",
-		    gnutls_strerror(rc));
-		return -1;
-	}
-	*out = key;
-	return 0;
 }

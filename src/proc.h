@@ -53,10 +53,10 @@ enum proc_type {
 	PROC_ERR = 1,		/* u32 code, str text: a peer reports a failure */
 	PROC_SIGN_REQ,		/* front -> signer: u64 size; fd: sealed memfd */
 	PROC_SIGN_REP,		/* signer -> front: u32 status, str headers */
-	PROC_AUTH_REQ,		/* front -> keeper: see keeper.h */
-	PROC_AUTH_REP,		/* keeper -> front: see keeper.h */
-	PROC_TLS_SIGN_REQ,	/* front -> keeper: see keeper.h */
-	PROC_TLS_SIGN_REP,	/* keeper -> front: see keeper.h */
+	PROC_AUTH_REQ,		/* front -> keeper: see keeper_msg.h */
+	PROC_AUTH_REP,		/* keeper -> front: see keeper_msg.h */
+	PROC_TLS_SIGN_REQ,	/* front -> keeper: see keeper_msg.h */
+	PROC_TLS_SIGN_REP,	/* keeper -> front: see keeper_msg.h */
 	PROC_READY,		/* child -> parent: u32 count, str text, role bytes: started */
 	PROC_AUDIT_REC,		/* front/parent -> recorder: see recorder.h */
 	PROC_AUDIT_ACK,		/* recorder -> front/parent: see recorder.h */

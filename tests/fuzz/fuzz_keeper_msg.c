@@ -3,7 +3,7 @@
  * The first input byte chooses the decoder (AUTH_REQ, TLS_SIGN_REQ, READY,
  * or a whole framed message dispatched by type as the keeper does); the
  * rest is the payload.  Properties checked: no decoder reads past its
- * input; a decoded AUTH or TLS request obeys every limit of keeper.h and
+ * input; a decoded AUTH or TLS request obeys every limit of keeper_msg.h and
  * re-encodes to exactly the input bytes (the encoding is canonical, so
  * nothing in a request is ignored); a decoded READY has a usable key
  * description. */
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "keeper.h"
+#include "keeper_msg.h"
 #include "passwd.h"
 #include "proc.h"
 

@@ -1,6 +1,8 @@
-/* Unit tests for signer.c: the signer process started for real with keys
- * generated now, signing over the sealed-memfd IPC, refusing bad key files
- * and hostile requests, and failing every pending request when it dies. */
+/* Unit tests for signer.c and signer_client.c: the signer process started
+ * for real with keys generated now, signing over the sealed-memfd IPC,
+ * refusing bad key files and hostile requests, failing every pending
+ * request when it dies, never blocking the caller when it is stopped,
+ * deadlines, and stale answers dropped. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +30,7 @@
 #include "log.h"
 #include "proc.h"
 #include "signer.h"
+#include "signer_client.h"
 #include "spool.h"
 
 static char dir[64];
