@@ -7,17 +7,17 @@
  * is forked before any secret is read, loads the key ([tls] key) and the
  * password file ([auth] passwd-file) itself, tests the key with one
  * signature, reports READY (with the public key, see struct keeper_fds) or
- * the reason it cannot start, then serves two SOCK_SEQPACKET socketpairs
- * with poll(2):
+ * the reason it cannot start, then serves, for each client slot, two
+ * SOCK_SEQPACKET socketpairs with poll(2):
  *
- *  - the TLS socket: private-key operations, one at a time, answered at
- *    once by the keeper's main thread.  front waits for each answer (GnuTLS
- *    calls the key synchronously during a handshake).
+ *  - the TLS socket: private-key operations, one at a time per slot,
+ *    answered at once by the keeper's main thread.  front waits for each
+ *    answer (GnuTLS calls the key synchronously during a handshake).
  *  - the AUTH socket: password checks with request ids, any number in
  *    flight.  Argon2id (~50-100 ms, 64 MiB) runs on KEEPER_WORKERS threads
- *    inside the keeper, so a slow check never delays a TLS signature, and
- *    every AUTH answer is sent by a worker, so the main thread never waits
- *    for front to read.
+ *    inside the keeper, so a slow check never delays a TLS signature; the
+ *    main thread sends every answer without waiting (a slot's answers queue
+ *    while its front does not read), so it never waits for front.
  *
  * A message of the wrong type on either socket, a broken frame or an
  * unexpected descriptor ends the keeper (exit 1: front broke the protocol);
@@ -63,20 +63,30 @@ struct config;
 void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned int window);
 
 /*
- * Fork the keeper (proc_spawn.h).  Call it before this process reads any
- * secret.  The child loads cfg->tls_key (a regular file that neither group
- * nor other may access; PEM or DER, unencrypted; RSA or RSA-PSS of at
- * least 2048 bits, ECDSA, Ed25519 or Ed448), signs once with it and checks
- * the signature, loads cfg->passwd_file (passwd_load), starts its workers
- * (and waits until they run), then PR_SET_DUMPABLE/RLIMIT_CORE again and
- * its seccomp filter ("keeper", seccomp/keeper.policy), then reports.
- * Returns the child's pid and fills *fds_r once it reported READY within
+ * Fork the keeper (proc_spawn.h) with `nslots` client slots, one per front
+ * worker (1..PROC_SPAWN_FDS_MAX / 2); each slot is a TLS and an AUTH
+ * socketpair.  Call it before this process reads any secret.  The child
+ * loads cfg->tls_key (a regular file that neither group nor other may
+ * access; PEM or DER, unencrypted; RSA or RSA-PSS of at least 2048 bits,
+ * ECDSA, Ed25519 or Ed448), signs once with it and checks the signature,
+ * loads cfg->passwd_file (passwd_load), starts its workers (and waits until
+ * they run), then PR_SET_DUMPABLE/RLIMIT_CORE again and its seccomp filter
+ * ("keeper", seccomp/keeper.policy), then reports.  Returns the child's pid
+ * and fills fds_r[0..nslots) (front's ends of each slot, and the key's
+ * description, the same in every slot) once it reported READY within
  * `timeout` seconds; on failure returns -1 with the keeper's own sentence
  * in err (e.g. "TLS key /etc/k.pem has mode 0644 ...; run chmod 600
- * /etc/k.pem"), the child reaped and fds_r->tls_fd/auth_fd -1.
+ * /etc/k.pem"), the child reaped and every tls_fd/auth_fd -1.
+ *
+ * The keeper serves every slot: key operations first (all slots), then
+ * AUTH answers out and one AUTH request in per slot, in turn.  A slot may
+ * have at most KEEPER_QUEUE_MAX / nslots checks (at least one) waiting or
+ * running, so one front cannot take every worker; a slot whose front does
+ * not read its answers is no longer read (the others are).  It exits 0
+ * when front has closed every slot, 1 when front breaks the protocol.
  */
-pid_t keeper_spawn(const struct config *cfg, int timeout, struct keeper_fds *fds_r, char *err,
-    size_t errlen);
+pid_t keeper_spawn(const struct config *cfg, size_t nslots, int timeout,
+    struct keeper_fds *fds_r, char *err, size_t errlen);
 
 /* Close both descriptors (the parent, after front was forked) and set them
  * to -1.  Safe to call twice. */

@@ -5,7 +5,7 @@
  * The signer alone holds the DKIM private keys.  It is forked before any
  * key is read, loads the keys itself (so no other process ever has them in
  * memory), reports READY or the reason it cannot start, then serves its
- * socket until front closes it.
+ * client slots until front closes them.
  *
  * Messages (src/proc.h framing):
  *   PROC_SIGN_REQ  front -> signer: u64 size; fd: the whole message as a
@@ -33,10 +33,19 @@ struct config;
 #define SIGNER_MSG_MAX  (1ULL << 31)    /* octets of one message */
 #define SIGNER_SEALS    (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
 
-/* Fork the signer (proc_spawn.h).  Returns its pid and stores front's end
- * of the socket in *fd_r once the signer reported READY (within `timeout`
- * seconds); on failure returns -1 with the signer's own sentence in err
- * (e.g. a key file's mode) and the child is reaped. */
-pid_t signer_spawn(const struct config *cfg, int timeout, int *fd_r, char *err, size_t errlen);
+/* Fork the signer (proc_spawn.h) with `nslots` client slots, one socket
+ * per front worker (1..PROC_SPAWN_FDS_MAX).  Returns its pid and stores
+ * front's end of each slot's socket in fds_r[0..nslots) once the signer
+ * reported READY (within `timeout` seconds); on failure returns -1 with the
+ * signer's own sentence in err (e.g. a key file's mode), the child reaped
+ * and fds_r[] -1.
+ *
+ * The signer serves its slots in turn, one request each per round, on one
+ * thread (a signature is milliseconds of CPU); its replies never wait: a
+ * slot whose front does not take its reply is not read until it does, and
+ * the other slots go on.  It exits 0 when front has closed every slot, 1
+ * when front breaks the protocol. */
+pid_t signer_spawn(const struct config *cfg, size_t nslots, int timeout, int *fds_r, char *err,
+    size_t errlen);
 
 #endif

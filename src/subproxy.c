@@ -834,14 +834,14 @@ main(int argc, char **argv)
 	}
 	/* the signer is forked before anything secret is loaded here, and loads
 	 * the DKIM keys itself: this process never holds them */
-	if ((signer_pid = signer_spawn(cfg, SIGNER_START_TIMEOUT, &signer_fd, err,
+	if ((signer_pid = signer_spawn(cfg, 1, SIGNER_START_TIMEOUT, &signer_fd, err,
 	    sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
 		refused(recorder_pid, rec_front_fd, err);
 		return 1;
 	}
 	/* the keeper alone loads the TLS private key and the password hashes */
-	if ((keeper_pid = keeper_spawn(cfg, KEEPER_START_TIMEOUT, &kfds, err,
+	if ((keeper_pid = keeper_spawn(cfg, 1, KEEPER_START_TIMEOUT, &kfds, err,
 	    sizeof(err))) < 0) {
 		log_err("refusing to start: %s", err);
 		kill(signer_pid, SIGKILL);

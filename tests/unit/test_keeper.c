@@ -157,25 +157,32 @@ make_config(const char *keyname, const char *passwd)
 }
 
 static pid_t
-spawn_with(const char *keyname, const char *passwd, struct keeper_fds *fds, char *err,
-    size_t errlen)
+spawn_with(const char *keyname, const char *passwd, size_t nslots, struct keeper_fds *fds,
+    char *err, size_t errlen)
 {
 	struct config *cfg = make_config(keyname, passwd);
-	pid_t pid = keeper_spawn(cfg, 30, fds, err, errlen);
+	pid_t pid = keeper_spawn(cfg, nslots, 30, fds, err, errlen);
 
 	config_free(&cfg);
+	return pid;
+}
+
+/* A keeper with nslots client slots (fds[0..nslots)). */
+static pid_t
+spawn_slots(const char *keyname, size_t nslots, struct keeper_fds *fds)
+{
+	char err[512];
+	pid_t pid = spawn_with(keyname, passwd_path, nslots, fds, err, sizeof(err));
+
+	if (pid < 0)
+		fail_msg("keeper_spawn: %s", err);
 	return pid;
 }
 
 static pid_t
 spawn(const char *keyname, struct keeper_fds *fds)
 {
-	char err[512];
-	pid_t pid = spawn_with(keyname, passwd_path, fds, err, sizeof(err));
-
-	if (pid < 0)
-		fail_msg("keeper_spawn: %s", err);
-	return pid;
+	return spawn_slots(keyname, 1, fds);
 }
 
 static int
@@ -671,7 +678,7 @@ expect_refused(const char *keyname, const char *passwd, const char *want)
 {
 	struct keeper_fds fds;
 	char err[512];
-	pid_t pid = spawn_with(keyname, passwd, &fds, err, sizeof(err));
+	pid_t pid = spawn_with(keyname, passwd, 1, &fds, err, sizeof(err));
 
 	assert_int_equal(pid, -1);
 	assert_int_equal(fds.tls_fd, -1);
@@ -870,6 +877,16 @@ test_tls_stale_reply(void **state)
 
 /* ---- a hostile front, on the raw sockets ---- */
 
+/* One message on fd within ms milliseconds, or the test fails. */
+static void
+recv_within(int fd, struct proc_msg *m, int ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	assert_int_equal(poll(&pfd, 1, ms), 1);
+	assert_int_equal(proc_recv(fd, m, NULL), 1);
+}
+
 static void
 raw_auth(int fd, uint32_t id, const void *payload, size_t len, uint32_t want)
 {
@@ -878,7 +895,7 @@ raw_auth(int fd, uint32_t id, const void *payload, size_t len, uint32_t want)
 	uint32_t result;
 
 	assert_int_equal(proc_send(fd, PROC_AUTH_REQ, id, payload, len, -1), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	recv_within(fd, &m, 10000);
 	assert_int_equal(m.type, PROC_AUTH_REP);
 	assert_int_equal(m.id, id);
 	proc_reader_init(&r, m.payload, m.len);
@@ -909,7 +926,7 @@ raw_tls(int fd, uint32_t id, uint8_t op, uint32_t algo, uint32_t flags, const vo
 	proc_put_bytes(&w, data, len);
 	assert_int_equal(proc_send(fd, PROC_TLS_SIGN_REQ, id, buf,
 	    (size_t)proc_writer_done(&w), -1), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	recv_within(fd, &m, 10000);
 	assert_int_equal(m.type, PROC_TLS_SIGN_REP);
 	assert_int_equal(m.id, id);
 	proc_reader_init(&r, m.payload, m.len);
@@ -1051,6 +1068,34 @@ test_hostile_front(void **state)
 	keeper_fds_close(&fds);
 }
 
+/* Send AUTH_REQ payload p with ids first, first + 1, ... and read no
+ * answer, until the socket stays full for 300 ms.  Returns how many went. */
+static int
+flood_auth(int fd, const uint8_t *p, size_t n, uint32_t first)
+{
+	uint8_t frame[256];
+	long fn;
+	int sent = 0;
+
+	for (;;) {
+		fn = proc_msg_encode(frame, sizeof(frame), PROC_AUTH_REQ, 0, first + (uint32_t)sent,
+		    p, n);
+		assert_true(fn > 0);
+		if (send(fd, frame, (size_t)fn, MSG_DONTWAIT) != fn) {
+			struct pollfd pfd = { fd, POLLOUT, 0 };
+
+			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+			if (poll(&pfd, 1, 300) == 0)
+				break;
+			continue;
+		}
+		sent++;
+		assert_true(sent < 1000000);
+	}
+	assert_true(sent > 1000);
+	return sent;
+}
+
 /* A flood: beyond KEEPER_QUEUE_MAX waiting checks, BUSY at once. */
 static void
 test_busy(void **state)
@@ -1097,10 +1142,10 @@ test_auth_flood_tls(void **state)
 {
 	static struct proc_msg m;
 	struct keeper_fds fds;
-	uint8_t p[64], frame[128], h32[32] = { 9 };
+	uint8_t p[64], h32[32] = { 9 };
 	gnutls_datum_t sig;
 	struct timespec t0, t1;
-	long n, fn;
+	long n;
 	int sent = 0;
 	pid_t pid;
 
@@ -1110,22 +1155,9 @@ test_auth_flood_tls(void **state)
 	n = keeper_auth_req_encode(p, sizeof(p), "bob", "wrong", 5, NULL);
 	raw_auth(fds.auth_fd, 1, p, (size_t)n, KEEPER_AUTH_FAIL);
 	raw_auth(fds.auth_fd, 2, p, (size_t)n, KEEPER_AUTH_LOCKED);
-	/* until the socket is full: the keeper stops reading after its queue
-	 * of answers is full, its workers block on the full answer socket */
-	for (;;) {
-		fn = proc_msg_encode(frame, sizeof(frame), PROC_AUTH_REQ, 0, (uint32_t)sent + 3, p,
-		    (size_t)n);
-		if (send(fds.auth_fd, frame, (size_t)fn, MSG_DONTWAIT) != fn) {
-			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-			struct pollfd pfd = { fds.auth_fd, POLLOUT, 0 };
-			if (poll(&pfd, 1, 300) == 0)
-				break;
-			continue;
-		}
-		sent++;
-		assert_true(sent < 1000000);
-	}
-	assert_true(sent > 1000);
+	/* until the socket is full: the keeper stops reading once the answers
+	 * front does not take have filled its queue for the slot */
+	sent = flood_auth(fds.auth_fd, p, (size_t)n, 3);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(raw_tls(fds.tls_fd, 1, KEEPER_OP_SIGN_HASH, GNUTLS_SIGN_ECDSA_SHA256, 0,
 	    h32, 32, &sig), 0);
@@ -1158,6 +1190,129 @@ test_auth_flood_tls(void **state)
 	}
 	stop(pid);
 	keeper_fds_close(&fds);
+}
+
+/* ---- several client slots (one per front worker) ---- */
+
+/* Two clients in two slots work side by side; a third slot floods checks
+ * without reading: beyond its share it gets BUSY, and its queue does not
+ * delay the others (workers take the slots in turn). */
+static void
+test_slots(void **state)
+{
+	static struct proc_msg m;
+	struct event_base *base = event_base_new();
+	struct keeper_fds fds[3];
+	struct keeper_client *kc0, *kc1;
+	struct ares r0 = { 0, -9 }, r1 = { 0, -9 };
+	gnutls_privkey_t k0, k1;
+	gnutls_datum_t data = { (unsigned char *)"x", 1 }, sig = { NULL, 0 };
+	uint8_t p[128];
+	char err[256], login[32];
+	int i, busy = 0, answered = 0, flood = 40, share = KEEPER_QUEUE_MAX / 3, st;
+	pid_t pid = spawn_slots("ec256", 3, fds);
+
+	dead_calls = 0;
+	for (i = 0; i < 3; i++) {
+		assert_true(fds[i].tls_fd >= 0 && fds[i].auth_fd >= 0);
+		assert_int_equal(fds[i].pk_algo, GNUTLS_PK_ECDSA);
+		assert_int_equal(fds[i].spki_len, fds[0].spki_len);
+	}
+	kc0 = keeper_client_new(base, &fds[0], on_dead, NULL);
+	kc1 = keeper_client_new(base, &fds[1], on_dead, NULL);
+	assert_int_equal(keeper_tls_privkey(kc0, &k0, err, sizeof(err)), 0);
+	assert_int_equal(keeper_tls_privkey(kc1, &k1, err, sizeof(err)), 0);
+	/* slot 2 floods: every check runs Argon2id (distinct logins, no peer) */
+	for (i = 0; i < flood; i++) {
+		long n;
+
+		snprintf(login, sizeof(login), "ghost%d", i);
+		n = keeper_auth_req_encode(p, sizeof(p), login, "boo", 3, NULL);
+		assert_int_equal(proc_send(fds[2].auth_fd, PROC_AUTH_REQ, (uint32_t)i + 1, p,
+		    (size_t)n, -1), 0);
+	}
+	/* the others are served meanwhile */
+	assert_int_equal(gnutls_privkey_sign_data2(k0, GNUTLS_SIGN_ECDSA_SHA256, 0, &data, &sig),
+	    0);
+	gnutls_free(sig.data);
+	assert_int_equal(gnutls_privkey_sign_data2(k1, GNUTLS_SIGN_ECDSA_SHA256, 0, &data, &sig),
+	    0);
+	gnutls_free(sig.data);
+	assert_non_null(keeper_auth(kc0, "alice", "al\0ce\xff", 6, "192.0.2.1", on_auth, &r0));
+	assert_non_null(keeper_auth(kc1, "bob", "bobpw", 5, "192.0.2.2", on_auth, &r1));
+	run_until(base, &r0.done, 1);
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r0.result, KEEPER_AUTH_OK);
+	assert_int_equal(r1.result, KEEPER_AUTH_OK);
+	/* by now slot 2 has had only a few of its checks answered: the
+	 * workers took the slots in turn, not slot 2's queue first */
+	{
+		struct pollfd pfd = { fds[2].auth_fd, POLLIN, 0 };
+		struct proc_reader r;
+		uint32_t res;
+
+		while (poll(&pfd, 1, 0) == 1) {
+			assert_int_equal(proc_recv(fds[2].auth_fd, &m, NULL), 1);
+			proc_reader_init(&r, m.payload, m.len);
+			assert_int_equal(proc_get_u32(&r, &res), 0);
+			if (res == KEEPER_AUTH_BUSY)
+				busy++;
+			else
+				answered++;
+		}
+		assert_true(answered < share);
+		/* and every one beyond its share was refused at once */
+		assert_int_equal(busy, flood - share);
+	}
+	/* one slot closed: the keeper serves the rest */
+	gnutls_privkey_deinit(k0);
+	keeper_client_free(&kc0);
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(keeper_auth(kc1, "bob", "bobpw", 5, NULL, on_auth, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.result, KEEPER_AUTH_OK);
+	assert_int_equal(gnutls_privkey_sign_data2(k1, GNUTLS_SIGN_ECDSA_SHA256, 0, &data, &sig),
+	    0);
+	gnutls_free(sig.data);
+	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
+	/* the last one closed: it exits, cleanly */
+	gnutls_privkey_deinit(k1);
+	keeper_client_free(&kc1);
+	keeper_fds_close(&fds[2]);
+	st = reap(pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(dead_calls, 0);
+	event_base_free(base);
+}
+
+/* A slot whose front reads none of its answers is no longer read; another
+ * slot's key operations and checks are answered meanwhile. */
+static void
+test_slot_not_reading(void **state)
+{
+	struct keeper_fds fds[2];
+	uint8_t p[64], h32[32] = { 9 };
+	gnutls_datum_t sig;
+	long n;
+	pid_t pid;
+
+	keeper_set_lockout(1, 1000, 3600);
+	pid = spawn_slots("ec256", 2, fds);
+	keeper_set_lockout(KEEPER_LOCK_LOGIN_MAX, KEEPER_LOCK_PEER_MAX, KEEPER_LOCK_WINDOW);
+	n = keeper_auth_req_encode(p, sizeof(p), "bob", "wrong", 5, NULL);
+	raw_auth(fds[0].auth_fd, 1, p, (size_t)n, KEEPER_AUTH_FAIL);
+	/* slot 0: locked answers, never read, until its socket is full */
+	flood_auth(fds[0].auth_fd, p, (size_t)n, 2);
+	/* slot 1 is served */
+	n = keeper_auth_req_encode(p, sizeof(p), "alice", "al\0ce\xff", 6, NULL);
+	raw_auth(fds[1].auth_fd, 7, p, (size_t)n, KEEPER_AUTH_OK);
+	assert_int_equal(raw_tls(fds[1].tls_fd, 8, KEEPER_OP_SIGN_HASH, GNUTLS_SIGN_ECDSA_SHA256,
+	    0, h32, 32, &sig), 0);
+	gnutls_free(sig.data);
+	stop(pid);
+	keeper_fds_close(&fds[0]);
+	keeper_fds_close(&fds[1]);
 }
 
 /* ---- the pure codecs ---- */
@@ -1298,6 +1453,8 @@ main(void)
 		cmocka_unit_test(test_hostile_front),
 		cmocka_unit_test(test_busy),
 		cmocka_unit_test(test_auth_flood_tls),
+		cmocka_unit_test(test_slots),
+		cmocka_unit_test(test_slot_not_reading),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,13 +138,19 @@ static const char MSG[] =
     "Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nMessage-ID: <x@lab.test>\r\n\r\nbody\r\n";
 
 static pid_t
-spawn(const char *dkim, int *fd_r, char *err, size_t errlen)
+spawn_slots(const char *dkim, size_t nslots, int *fds_r, char *err, size_t errlen)
 {
 	struct config *cfg = make_config(dkim);
-	pid_t pid = signer_spawn(cfg, 30, fd_r, err, errlen);
+	pid_t pid = signer_spawn(cfg, nslots, 30, fds_r, err, errlen);
 
 	config_free(&cfg);
 	return pid;
+}
+
+static pid_t
+spawn(const char *dkim, int *fd_r, char *err, size_t errlen)
+{
+	return spawn_slots(dkim, 1, fd_r, err, errlen);
 }
 
 /* A signer with the Ed25519 key only. */
@@ -467,6 +474,99 @@ test_stale_reply_dropped(void **state)
 	event_base_free(base);
 }
 
+/* A sealed memfd holding MSG. */
+static int
+sealed_msg(void)
+{
+	int mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(mfd >= 0);
+	assert_int_equal(write(mfd, MSG, strlen(MSG)), (ssize_t)strlen(MSG));
+	assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	return mfd;
+}
+
+/* Two slots: slot 0 sends requests and reads none of the replies; slot 1
+ * is still signed.  Then slot 0 gets every reply, once; closing one slot
+ * leaves the other served; closing both ends the signer cleanly. */
+static void
+test_slots(void **state)
+{
+	static struct proc_msg m;
+	char dk[512], err[512];
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp = spool_new(1024);
+	struct result r1;
+	uint8_t buf[16], *seen;
+	struct proc_writer w;
+	int fds[2], mfd, sent = 0, got = 0, status;
+	pid_t pid;
+
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	if ((pid = spawn_slots(dk, 2, fds, err, sizeof(err))) < 0)
+		fail_msg("%s", err);
+	dead_calls = 0;
+	mfd = sealed_msg();
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u64(&w, strlen(MSG));
+	/* slot 0 fills: requests go until its socket is full (the signer stops
+	 * reading it once its replies have nowhere to go) */
+	for (;;) {
+		if (proc_trysend(fds[0], PROC_SIGN_REQ, (uint32_t)sent + 1, buf, 8, mfd) < 0) {
+			struct pollfd pfd = { fds[0], POLLOUT, 0 };
+
+			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+			if (poll(&pfd, 1, 500) == 0)
+				break;
+			continue;
+		}
+		sent++;
+		assert_true(sent < 100000);
+	}
+	assert_true(sent > 100);
+	/* slot 1 is served */
+	sc = signer_client_new(base, fds[1], 0, on_dead, NULL);
+	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_OK);
+	/* slot 0 reads now: each request answered once, signed */
+	seen = calloc((size_t)sent + 1, 1);
+	assert_non_null(seen);
+	while (got < sent) {
+		struct pollfd pfd = { fds[0], POLLIN, 0 };
+		struct proc_reader r;
+		uint32_t st;
+
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		assert_int_equal(proc_recv(fds[0], &m, NULL), 1);
+		assert_true(m.id >= 1 && m.id <= (uint32_t)sent);
+		assert_int_equal(seen[m.id], 0);
+		seen[m.id] = 1;
+		proc_reader_init(&r, m.payload, m.len);
+		assert_int_equal(proc_get_u32(&r, &st), 0);
+		assert_int_equal(st, DKIM_RES_OK);
+		got++;
+	}
+	free(seen);
+	close(mfd);
+	/* slot 0 closed: slot 1 goes on */
+	close(fds[0]);
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_OK);
+	signer_client_free(&sc);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(dead_calls, 0);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
 static void
 test_exits_when_front_closes(void **state)
 {
@@ -491,6 +591,7 @@ main(void)
 		cmocka_unit_test(test_stopped_signer_never_blocks),
 		cmocka_unit_test(test_stale_reply_dropped),
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_slots),
 	};
 
 	log_init("test", LOG_LVL_ERR);

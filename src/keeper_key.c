@@ -1,0 +1,237 @@
+/*
+ * keeper_key.c — the keeper's TLS private key: loaded and tested at
+ * start-up, then used for the signatures front asks for.  Runs in the
+ * keeper process (main thread only).
+ */
+#include "keeper_int.h"
+
+#include "log.h"
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <sodium.h>
+
+#define KEY_FILE_MAX    (1024 * 1024)
+#define RSA_MIN_BITS    2048
+#define SIGN_FLAGS_OK   (GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA | GNUTLS_PRIVKEY_SIGN_FLAG_RSA_PSS | \
+    GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE | GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH)
+
+static struct {
+	gnutls_privkey_t key;
+	int pk;
+	unsigned int bits;
+} KK;
+
+static int
+is_eddsa(int pk)
+{
+	return pk == GNUTLS_PK_EDDSA_ED25519 || pk == GNUTLS_PK_EDDSA_ED448;
+}
+
+/* Make the signature front asked for, if this key can make it. */
+static int
+tls_sign(const struct keeper_tls_fields *f, gnutls_datum_t *sig)
+{
+	gnutls_datum_t d = { (unsigned char *)(uintptr_t)f->data, (unsigned int)f->len };
+	gnutls_sign_algorithm_t algo = (gnutls_sign_algorithm_t)f->algo;
+	unsigned int flags = f->flags;
+	int spk = gnutls_sign_get_pk_algorithm(algo);
+	gnutls_digest_algorithm_t h;
+
+	if ((flags & ~SIGN_FLAGS_OK) != 0)
+		return GNUTLS_E_INVALID_REQUEST;
+	if (f->op == KEEPER_OP_SIGN_DATA) {
+		if (!is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, KK.pk))
+			return GNUTLS_E_INVALID_REQUEST;
+		return gnutls_privkey_sign_data2(KK.key, algo, flags, &d, sig);
+	}
+	if (algo == GNUTLS_SIGN_RSA_RAW) {
+		/* a PKCS#1 v1.5 DigestInfo, signed as it is */
+		if (KK.pk != GNUTLS_PK_RSA || f->len + 11 > KK.bits / 8)
+			return GNUTLS_E_INVALID_REQUEST;
+		return gnutls_privkey_sign_hash2(KK.key, algo,
+		    flags | GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &d, sig);
+	}
+	h = gnutls_sign_get_hash_algorithm(algo);
+	if (is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, KK.pk) ||
+	    h == GNUTLS_DIG_UNKNOWN || gnutls_hash_get_len(h) != f->len)
+		return GNUTLS_E_INVALID_REQUEST;
+	return gnutls_privkey_sign_hash2(KK.key, algo, flags, &d, sig);
+}
+
+
+/* Read the key file (mode checked on the open file) into guarded memory. */
+static int
+read_key_file(const char *path, gnutls_datum_t *d, char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	size_t off = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		snprintf(err, errlen, "cannot open TLS key %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "TLS key %s is not a regular file", path);
+		goto fail;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "TLS key %s has mode %04o: group or others may access it; "
+		    "run chmod 600 %s", path, (unsigned)(st.st_mode & 07777), path);
+		goto fail;
+	}
+	if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX) {
+		snprintf(err, errlen, "TLS key %s: size %lld is not that of a private key", path,
+		    (long long)st.st_size);
+		goto fail;
+	}
+	if ((d->data = sodium_malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "TLS key %s: out of guarded memory", path);
+		goto fail;
+	}
+	while (off < (size_t)st.st_size) {
+		n = read(fd, d->data + off, (size_t)st.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "cannot read TLS key %s: %s", path,
+			    n < 0 ? strerror(errno) : "file shrank while reading");
+			sodium_free(d->data);
+			d->data = NULL;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	d->size = (unsigned int)off;
+	close(fd);
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Sign once and verify with the public half: the key works, and GnuTLS has
+ * done its lazy set-up (randomness) before the seccomp filter. */
+static int
+key_selftest(gnutls_pubkey_t pub)
+{
+	static const unsigned char msg[] = "subproxy keeper self-test";
+	gnutls_datum_t d = { (unsigned char *)(uintptr_t)msg, sizeof(msg) - 1 }, sig = { NULL, 0 };
+	gnutls_sign_algorithm_t algo;
+	int rc;
+
+	switch (KK.pk) {
+	case GNUTLS_PK_RSA:		algo = GNUTLS_SIGN_RSA_SHA256; break;
+	case GNUTLS_PK_RSA_PSS:		algo = GNUTLS_SIGN_RSA_PSS_SHA256; break;
+	case GNUTLS_PK_ECDSA:		algo = GNUTLS_SIGN_ECDSA_SHA256; break;
+	case GNUTLS_PK_EDDSA_ED25519:	algo = GNUTLS_SIGN_EDDSA_ED25519; break;
+	case GNUTLS_PK_EDDSA_ED448:	algo = GNUTLS_SIGN_EDDSA_ED448; break;
+	default:			return GNUTLS_E_UNKNOWN_PK_ALGORITHM;
+	}
+	if ((rc = gnutls_privkey_sign_data2(KK.key, algo, 0, &d, &sig)) < 0)
+		return rc;
+	rc = gnutls_pubkey_verify_data2(pub, algo, 0, &d, &sig);
+	gnutls_free(sig.data);
+	return rc < 0 ? rc : 0;
+}
+
+/* Load and test the TLS key; store its public half (DER SPKI) in fds. */
+int
+keeper_key_load(const char *path, struct keeper_fds *fds, char *err, size_t errlen)
+{
+	gnutls_datum_t raw = { NULL, 0 }, der = { NULL, 0 };
+	gnutls_pubkey_t pub = NULL;
+	int rc;
+
+	if (read_key_file(path, &raw, err, errlen) < 0)
+		return -1;
+	if ((rc = gnutls_privkey_init(&KK.key)) >= 0) {
+		rc = gnutls_privkey_import_x509_raw(KK.key, &raw, GNUTLS_X509_FMT_PEM, NULL, 0);
+		if (rc < 0)
+			rc = gnutls_privkey_import_x509_raw(KK.key, &raw, GNUTLS_X509_FMT_DER, NULL, 0);
+	}
+	sodium_free(raw.data);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read TLS key %s: %s (expected an unencrypted PEM or "
+		    "DER private key)", path, gnutls_strerror(rc));
+		return -1;
+	}
+	KK.pk = gnutls_privkey_get_pk_algorithm(KK.key, &KK.bits);
+	if (KK.pk != GNUTLS_PK_RSA && KK.pk != GNUTLS_PK_RSA_PSS && KK.pk != GNUTLS_PK_ECDSA &&
+	    !is_eddsa(KK.pk)) {
+		snprintf(err, errlen, "TLS key %s is a %s key; use ECDSA, Ed25519 or RSA", path,
+		    gnutls_pk_get_name(KK.pk) ? gnutls_pk_get_name(KK.pk) : "unknown");
+		return -1;
+	}
+	if ((KK.pk == GNUTLS_PK_RSA || KK.pk == GNUTLS_PK_RSA_PSS) && KK.bits < RSA_MIN_BITS) {
+		snprintf(err, errlen, "TLS key %s is RSA with %u bits; at least %d are required",
+		    path, KK.bits, RSA_MIN_BITS);
+		return -1;
+	}
+	if ((rc = gnutls_pubkey_init(&pub)) >= 0 &&
+	    (rc = gnutls_pubkey_import_privkey(pub, KK.key, 0, 0)) >= 0 &&
+	    (rc = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der)) >= 0 &&
+	    (rc = key_selftest(pub)) >= 0 && (der.size == 0 || der.size > KEEPER_SPKI_MAX))
+		rc = GNUTLS_E_SHORT_MEMORY_BUFFER;
+	if (rc < 0) {
+		snprintf(err, errlen, "TLS key %s does not work: %s", path, gnutls_strerror(rc));
+		gnutls_free(der.data);
+		gnutls_pubkey_deinit(pub);
+		return -1;
+	}
+	memcpy(fds->spki, der.data, der.size);
+	fds->spki_len = der.size;
+	fds->pk_algo = KK.pk;
+	fds->bits = KK.bits;
+	gnutls_free(der.data);
+	gnutls_pubkey_deinit(pub);
+	return 0;
+}
+
+/* Everything the keeper needs before its filter: key, passwords, counters,
+ * job slots (passwords in guarded memory), workers. */
+
+long
+keeper_key_answer(const struct proc_msg *m, uint8_t *buf, size_t cap)
+{
+	struct keeper_tls_fields f;
+	gnutls_datum_t sig = { NULL, 0 };
+	struct proc_writer w;
+	int rc;
+
+	if (keeper_tls_req_decode(m->payload, m->len, &f) < 0) {
+		log_err("keeper: refused a malformed TLS key request id=%u (%u octets)", m->id, m->len);
+		rc = GNUTLS_E_INVALID_REQUEST;
+	} else if ((rc = tls_sign(&f, &sig)) < 0) {
+		log_err("keeper: TLS key operation %s (op %u) refused or failed: %s",
+		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) ?
+		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) : "unknown-algorithm",
+		    f.op, gnutls_strerror(rc));
+	} else if (sig.size == 0 || sig.size > KEEPER_SIG_MAX) {
+		rc = GNUTLS_E_PK_SIGN_FAILED;
+	}
+	proc_writer_init(&w, buf, cap);
+	proc_put_u32(&w, (uint32_t)(rc < 0 ? rc : 0));
+	proc_put_bytes(&w, sig.data, rc < 0 ? 0 : sig.size);
+	gnutls_free(sig.data);
+	return proc_writer_done(&w);
+}
+
+const char *
+keeper_key_describe(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%u", gnutls_pk_get_name(KK.pk) ? gnutls_pk_get_name(KK.pk) : "?",
+	    KK.bits);
+	return buf;
+}
