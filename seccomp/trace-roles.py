@@ -12,7 +12,8 @@ then:
 
     seccomp/trace-roles.py /tmp/sp [seccomp]
 
-For each role (front, signer: from prctl(PR_SET_NAME, "subproxy-ROLE");
+For each role (front, signer, keeper, recorder: from prctl(PR_SET_NAME,
+"subproxy-ROLE"), cut to 15 characters by the kernel;
 parent: the process that called execve) it prints every call made after the
 filter was loaded -- seccomp(SECCOMP_SET_MODE_FILTER, ...) = 0 -- in the
 process and in its threads, with a count and a first example, marking calls
@@ -65,11 +66,23 @@ def policy_names(policy_dir, role):
     return names
 
 
+def full_role(policy_dir, role):
+    """A process name holds 15 characters: "subproxy-record" is the
+    recorder.  The role whose policy file name starts with the cut name."""
+    if role is None or os.path.exists(os.path.join(policy_dir, role + ".policy")):
+        return role
+    names = [f[:-len(".policy")] for f in os.listdir(policy_dir)
+             if f.startswith(role) and f.endswith(".policy")]
+    return names[0] if len(names) == 1 else role
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     procs = load(sys.argv[1])
     policy_dir = sys.argv[2] if len(sys.argv) == 3 else os.path.dirname(os.path.abspath(__file__))
+    for p in procs.values():
+        p["role"] = full_role(policy_dir, p["role"])
     owner = {}
     for key, p in procs.items():
         for line in p["lines"]:

@@ -699,11 +699,45 @@ check_relay(struct audit_run *r, const struct config_relay *rc)
 
 /* ---- sandbox ---- */
 
+/* [server] KEY = user: exists, is not root, and (for a key holder) is not
+ * front's user, not_as; a user of its own would be `own`. */
+static void
+check_user(struct audit_run *r, const char *id, const char *key, const char *user,
+    const char *who, const char *not_as, const char *own)
+{
+	struct passwd *pw;
+	char *fix;
+
+	if ((pw = getpwnam(user)) == NULL) {
+		fix = xasprintf("create it (useradd --system --no-create-home --home-dir "
+		    "/nonexistent --shell /usr/sbin/nologin %s), or set [server] %s", user, key);
+		audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" does not exist",
+		    user);
+		free(fix);
+	} else if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		fix = xasprintf("choose an unprivileged system user in [server] %s", key);
+		audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" has uid %lu gid "
+		    "%lu: %s would keep root's powers", user, (unsigned long)pw->pw_uid,
+		    (unsigned long)pw->pw_gid, who);
+		free(fix);
+	} else if (not_as != NULL && strcmp(user, not_as) == 0) {
+		fix = xasprintf("give it a user of its own in [server] %s (useradd --system "
+		    "--no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin %s)", key,
+		    own);
+		audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "%s would run as \"%s\", the "
+		    "network process's user: a network process that broke out of its filter "
+		    "could signal it", who, user);
+		free(fix);
+	} else {
+		audit_add(r, id, AUDIT_PASS, refs_seccomp, NULL, "%s runs as \"%s\" (uid %lu)", who,
+		    user, (unsigned long)pw->pw_uid);
+	}
+}
+
 static void
 check_sandbox(struct audit_run *r)
 {
 	const struct config *cfg = r->cfg;
-	struct passwd *pw;
 	char why[600];
 
 	if (sandbox_available(why, sizeof(why)))
@@ -715,27 +749,21 @@ check_sandbox(struct audit_run *r)
 		audit_add(r, "sandbox.user", AUDIT_SKIP, refs_seccomp, NULL, "not running as "
 		    "root: subproxy keeps the uid it is started with and cannot switch to "
 		    "\"%s\"", cfg->user);
+		audit_add(r, "sandbox.signer-user", AUDIT_SKIP, refs_seccomp, NULL, "not running "
+		    "as root: the signer keeps the uid subproxy is started with");
+		audit_add(r, "sandbox.keeper-user", AUDIT_SKIP, refs_seccomp, NULL, "not running "
+		    "as root: the keeper keeps the uid subproxy is started with");
 		audit_add(r, "sandbox.chroot", AUDIT_SKIP, refs_seccomp, NULL, "not running as "
 		    "root: subproxy cannot chroot to %s", cfg->chroot);
 		return;
 	}
-	if ((pw = getpwnam(cfg->user)) == NULL) {
-		char *fix = xasprintf("create it (useradd --system --no-create-home --home-dir "
-		    "/nonexistent --shell /usr/sbin/nologin %s), or set [server] user", cfg->user);
-
-		audit_add(r, "sandbox.user", AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" "
-		    "does not exist", cfg->user);
-		free(fix);
-	}
-	else if (pw->pw_uid == 0 || pw->pw_gid == 0)
-		audit_add(r, "sandbox.user", AUDIT_FAIL, refs_seccomp, "choose an unprivileged "
-		    "system user in [server] user", "the user \"%s\" has uid %lu gid %lu: the "
-		    "network process would keep root's powers", cfg->user,
-		    (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
-	else
-		audit_add(r, "sandbox.user", AUDIT_PASS, refs_seccomp, NULL, "the network process "
-		    "runs as \"%s\" (uid %lu)", cfg->user, (unsigned long)pw->pw_uid);
-	/* the very checks sandbox_drop() will make at start */
+	check_user(r, "sandbox.user", "user", cfg->user, "the network process", NULL, NULL);
+	check_user(r, "sandbox.signer-user", "signer-user", cfg->signer_user, "the DKIM signer",
+	    cfg->user, "subproxy-signer");
+	check_user(r, "sandbox.keeper-user", "keeper-user", cfg->keeper_user,
+	    "the keeper (TLS key, passwords)", cfg->user, "subproxy-keeper");
+	/* the very checks sandbox_drop() will make at start (front, signer and
+	 * keeper all chroot there) */
 	if (sandbox_chroot_check(cfg->chroot, why, sizeof(why)) < 0)
 		audit_add(r, "sandbox.chroot", AUDIT_FAIL, refs_seccomp, "make it an empty "
 		    "directory owned by root, as is every directory above it, writable by nobody "

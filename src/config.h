@@ -114,8 +114,10 @@ struct config {
 
 	/* [server] */
 	char *hostname;                 /* required */
-	char *user;                     /* default "subproxy" */
-	char *chroot;                   /* default "/var/empty/subproxy" */
+	char *user;                     /* front's uid; default "subproxy" */
+	char *signer_user;              /* the signer's; default "subproxy-signer" */
+	char *keeper_user;              /* the keeper's; default "subproxy-keeper" */
+	char *chroot;                   /* default "/var/empty/subproxy" (front, signer, keeper) */
 	char *profile;                  /* default "baseline" */
 	uint64_t shutdown_timeout;      /* [server] shutdown-timeout, seconds, default 30 */
 

@@ -515,10 +515,9 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	K.share = KEEPER_QUEUE_MAX / K.nslots > 0 ? KEEPER_QUEUE_MAX / K.nslots : 1;
 	if (child_load(cfg, &info, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
-	/* the secrets are loaded and tested: from now on only the sockets,
-	 * memory, time and randomness */
-	sandbox_nodump();
-	if (sandbox_seccomp("keeper", err, sizeof(err)) < 0)
+	/* the secrets are loaded and tested: from now on, in an empty root as
+	 * [server] keeper-user, only the sockets, memory, time and randomness */
+	if (sandbox_enter("keeper", cfg->keeper_user, cfg->chroot, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	keeper_key_describe(key, sizeof(key));
 	snprintf(ready, sizeof(ready), "TLS key %s and %zu login(s) loaded", key, info.npasswd);

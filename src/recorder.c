@@ -331,7 +331,7 @@ log_open(const char *reason, int at_start, char *err, size_t errlen)
 	int rc, same;
 
 	R.fd = open(R.name, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-	if (R.fd < 0 || fstat(R.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (R.fd < 0 || sandbox_fstat(R.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "audit log %s: %s", R.name, R.fd < 0 ? strerror(errno) :
 		    "not a regular file");
 		return -1;

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <seccomp.h>
@@ -279,9 +280,12 @@ user_ids(const char *user, uid_t *uid_r, gid_t *gid_r, char *err, size_t errlen)
 	}
 	r = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp);
 	if (pwp == NULL) {
-		snprintf(err, errlen, "user \"%s\": %s", user, r != 0 ? strerror(r) :
-		    "no such user (create a system user: adduser --system --group "
-		    "--no-create-home --home /nonexistent subproxy)");
+		if (r != 0)
+			snprintf(err, errlen, "user \"%s\": %s", user, strerror(r));
+		else
+			snprintf(err, errlen, "user \"%s\": no such user (create a system user: "
+			    "adduser --system --group --no-create-home --home /nonexistent %s)",
+			    user, user);
 		return -1;
 	}
 	if (pw.pw_uid == 0) {
@@ -376,6 +380,31 @@ sandbox_datadir_check(const char *user, const char *dir, char *err, size_t errle
 		return -1;
 	close(fd);
 	return 0;
+}
+
+int
+sandbox_enter(const char *role, const char *user, const char *chroot_dir, char *err,
+    size_t errlen)
+{
+	char why[1024];
+
+	sandbox_nodump();
+	if (sandbox_drop(user, chroot_dir, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", role, why);
+		return -1;
+	}
+	return sandbox_seccomp(role, err, errlen);
+}
+
+int
+sandbox_fstat(int fd, struct stat *st_r)
+{
+#if defined(SYS_fstat) && (defined(__x86_64__) || defined(__aarch64__))
+	/* the kernel's struct stat is glibc's on these architectures */
+	return (int)syscall(SYS_fstat, fd, st_r);
+#else
+	return fstat(fd, st_r);	/* newfstatat here: the filter kills on rotation */
+#endif
 }
 
 /* ---- seccomp ---- */

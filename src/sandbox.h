@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct stat;
+
 /* Can this kernel and libseccomp do what sandbox_seccomp() needs (filter
  * mode, SECCOMP_RET_KILL_PROCESS and SECCOMP_RET_LOG, thread sync: libseccomp
  * API level >= 3)?  Returns 1 and a short description in why ("seccomp filter
@@ -72,7 +74,8 @@ int sandbox_datadir_check(const char *user, const char *dir, char *err, size_t e
  * refuse with. */
 int sandbox_chroot_check(const char *dir, char *err, size_t errlen);
 
-/* Load the seccomp filter of `role` ("signer", "keeper", "front", "parent":
+/* Load the seccomp filter of `role` ("signer", "keeper", "recorder", "front",
+ * "parent":
  * the tables generated from seccomp/ROLE.policy) after setting no_new_privs.
  * Default action: kill the process (log only when built with SECCOMP_LOG=1).
  * The filter applies to every thread of the process (TSYNC) and to all its
@@ -81,8 +84,22 @@ int sandbox_chroot_check(const char *dir, char *err, size_t errlen);
  * was loaded and the caller must not serve. */
 int sandbox_seccomp(const char *role, char *err, size_t errlen);
 
+/* The whole order for a role whose files are all loaded:
+ * sandbox_nodump(), sandbox_drop(user, chroot_dir) (as root), then
+ * sandbox_seccomp(role).  Returns 0, or -1 with a sentence in err (a drop
+ * refusal prefixed "ROLE: "); the process must then exit. */
+int sandbox_enter(const char *role, const char *user, const char *chroot_dir, char *err,
+    size_t errlen);
+
 /* 1 when this build only logs forbidden calls (SECCOMP_LOG=1), else 0. */
 int sandbox_seccomp_log_only(void);
+
+/* fstat(2) by the system call that takes a descriptor and nothing else, for
+ * a role that must look at a file it holds after its filter (the recorder's
+ * reopened log).  glibc >= 2.33 implements fstat() as newfstatat(fd, "",
+ * AT_EMPTY_PATH), which the kernel takes as a path lookup whenever the path
+ * is not empty, so no policy allows newfstatat.  0, or -1 with errno. */
+int sandbox_fstat(int fd, struct stat *st_r);
 
 /*
  * Filter tables.  seccomp/gen.sh writes them from seccomp/ROLE.policy into

@@ -145,9 +145,11 @@ def dns_lab(tmp_path_factory, lab_certs, lab_dkim):
 
 @pytest.fixture(scope="session")
 def sandbox_server():
-    """[server] keys for the sandbox.  As root (CI) front chroots and drops
-    to an unprivileged user: an empty root-owned directory whose parents are
-    root-owned and not writable by others (/run, not /tmp), and "nobody".
+    """[server] keys for the sandbox.  As root (CI) front, signer and keeper
+    chroot and drop to unprivileged users: an empty root-owned directory
+    whose parents are root-owned and not writable by others (/run, not
+    /tmp), and three distinct existing system users ("nobody" for front;
+    "daemon" and "bin" stand in for subproxy-signer and subproxy-keeper).
     Unprivileged runs need nothing (subproxy cannot chroot there)."""
     if os.geteuid() != 0:
         yield {}
@@ -155,7 +157,7 @@ def sandbox_server():
     import tempfile
     d = tempfile.mkdtemp(prefix="subproxy-test-chroot.", dir="/run")
     os.chmod(d, 0o755)
-    yield {"user": "nobody", "chroot": d}
+    yield {"user": "nobody", "signer-user": "daemon", "keeper-user": "bin", "chroot": d}
     os.rmdir(d)
 
 

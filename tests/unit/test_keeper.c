@@ -35,6 +35,7 @@
 #include "log.h"
 #include "passwd.h"
 #include "proc.h"
+#include "unit_sandbox.h"
 
 static char dir[64];
 static char passwd_path[128];
@@ -104,6 +105,7 @@ setup(void **state)
 	log_init("test", LOG_LVL_ERR);
 	snprintf(dir, sizeof(dir), "/tmp/test_keeper.XXXXXX");
 	assert_non_null(mkdtemp(dir));
+	assert_int_equal(unit_sandbox_setup(), 0);
 	make_key_cert("ec256", GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
 	    0600);
 	make_key_cert("ec384", GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP384R1),
@@ -133,7 +135,7 @@ teardown(void **state)
 	char cmd[128];
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return system(cmd) == 0 && unit_sandbox_teardown() == 0 ? 0 : -1;
 }
 
 static struct config *
@@ -144,12 +146,12 @@ make_config(const char *keyname, const char *passwd)
 
 	snprintf(key, sizeof(key), "%s/%s.key", dir, keyname);
 	snprintf(buf, sizeof(buf),
-	    "[server]\nhostname = mail.lab.test\n"
+	    "[server]\nhostname = mail.lab.test\n%s"
 	    "[listen \"a\"]\naddress = 127.0.0.1:1\ntls = implicit\n"
 	    "[tls]\ncertificate = /c\nkey = %s\n[auth]\npasswd-file = %s\n"
 	    "[relay \"r\"]\nhost = relay.lab.test\ntlsa = \"3 1 1 "
 	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n"
-	    "[dkim \"lab.test\"]\nkey = s /dkim.key\n", key, passwd);
+	    "[dkim \"lab.test\"]\nkey = s /dkim.key\n", unit_server_keys, key, passwd);
 	cfg = config_parse_buffer("test", buf, strlen(buf), NULL, 0, err, sizeof(err));
 	if (cfg == NULL)
 		fail_msg("%s", err);

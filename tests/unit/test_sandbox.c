@@ -248,6 +248,34 @@ test_stop_continue(void **state)
 	assert_string_equal(out, "ROK");
 }
 
+/* The recorder looks at its reopened log with sandbox_fstat() under its
+ * filter, which has no newfstatat: it must work and tell the truth. */
+static int
+recorder_fstat_child(void *arg)
+{
+	struct stat before, st;
+	char path[] = "/tmp/subproxy-fstat.XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0 || unlink(path) < 0 || write(fd, "12345", 5) != 5 || fstat(fd, &before) < 0)
+		return 100;
+	enter("recorder");
+	if (sandbox_fstat(fd, &st) != 0)
+		return 101;
+	if (!S_ISREG(st.st_mode) || st.st_size != 5 || st.st_ino != before.st_ino ||
+	    st.st_dev != before.st_dev)
+		return 102;
+	return 0;
+}
+
+static void
+test_recorder_fstat(void **state)
+{
+	char out[512];
+
+	expect_exit0(run_child(recorder_fstat_child, NULL, out, sizeof(out)), out);
+}
+
 /* ---- forbidden calls ---- */
 
 static void
@@ -434,14 +462,6 @@ do_mprotect_exec(void)
 }
 
 static void
-do_stat_path(void)
-{
-	struct stat st;
-
-	(void)stat("/etc/passwd", &st);
-}
-
-static void
 do_fcntl_dupfd(void)
 {
 	(void)fcntl(0, F_DUPFD, 10);
@@ -526,6 +546,167 @@ test_forbidden(void **state)
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out);
 }
 
+/* ---- no path lookup under any filter ---- */
+
+/*
+ * A process in its sandbox must not learn anything about the filesystem by
+ * name.  Each probe looks up /etc/shadow (or another path) with one system
+ * call, as a compromised process would, by raw syscall(2) so that no libc
+ * wrapper changes the arguments.  The filter must kill the process or the
+ * call must fail; a probe that succeeds is a hole.  The first two are the
+ * attack that found the old rule's hole: newfstatat with AT_EMPTY_PATH and
+ * a non-empty path does look the path up (AT_FDCWD, or any descriptor when
+ * the path is absolute).
+ */
+static struct stat lk_st;
+static char lk_buf[256];
+
+static long
+lk_fstatat_empty_path(void)
+{
+	return syscall(SYS_newfstatat, AT_FDCWD, "/etc/shadow", &lk_st, AT_EMPTY_PATH);
+}
+
+static long
+lk_fstatat_fd_absolute(void)
+{
+	return syscall(SYS_newfstatat, 2, "/etc/shadow", &lk_st, AT_EMPTY_PATH);
+}
+
+static long
+lk_fstatat(void)
+{
+	return syscall(SYS_newfstatat, AT_FDCWD, "/etc/shadow", &lk_st, 0);
+}
+
+static long
+lk_stat_libc(void)
+{
+	return stat("/etc/shadow", &lk_st);
+}
+
+static long
+lk_statx(void)
+{
+	return syscall(SYS_statx, AT_FDCWD, "/etc/shadow", AT_EMPTY_PATH, 0x7ffU, lk_buf);
+}
+
+static long
+lk_faccessat(void)
+{
+	return syscall(SYS_faccessat, AT_FDCWD, "/etc/shadow", F_OK);
+}
+
+static long
+lk_readlinkat(void)
+{
+	return syscall(SYS_readlinkat, AT_FDCWD, "/proc/self/exe", lk_buf, sizeof(lk_buf));
+}
+
+static long
+lk_openat_path(void)
+{
+	return syscall(SYS_openat, AT_FDCWD, "/etc/shadow", O_PATH | O_CLOEXEC);
+}
+
+static long
+lk_chdir(void)
+{
+	return syscall(SYS_chdir, "/etc");
+}
+
+static long
+lk_statfs(void)
+{
+	return syscall(SYS_statfs, "/etc", lk_buf);
+}
+
+static long
+lk_getxattr(void)
+{
+	return syscall(SYS_getxattr, "/etc/shadow", "security.selinux", lk_buf, sizeof(lk_buf));
+}
+
+static long
+lk_name_to_handle(void)
+{
+	int mount_id;
+
+	return syscall(SYS_name_to_handle_at, AT_FDCWD, "/etc/shadow", lk_buf, &mount_id, 0);
+}
+
+static long
+lk_mkdirat(void)
+{
+	return syscall(SYS_mkdirat, AT_FDCWD, "/tmp/subproxy-sandbox-probe", 0700);
+}
+
+static long
+lk_unlinkat(void)
+{
+	return syscall(SYS_unlinkat, AT_FDCWD, "/etc/subproxy-sandbox-probe", 0);
+}
+
+static long
+lk_utimensat(void)
+{
+	return syscall(SYS_utimensat, AT_FDCWD, "/etc/shadow", NULL, 0);
+}
+
+#ifdef SYS_stat
+static long
+lk_stat_raw(void)
+{
+	return syscall(SYS_stat, "/etc/shadow", &lk_st);
+}
+
+static long
+lk_access(void)
+{
+	return syscall(SYS_access, "/etc/shadow", F_OK);
+}
+#endif
+
+struct lcase {
+	const char *role;
+	long (*fn)(void);
+};
+
+static int
+lookup_child(void *arg)
+{
+	const struct lcase *lc = arg;
+	const char *verdict;
+
+	enter(lc->role);
+	if (write(2, "R", 1) != 1)
+		return 101;
+	verdict = lc->fn() == -1 ? "E" : "OK";
+	if (write(2, verdict, strlen(verdict)) < 0)
+		return 102;
+	return 0;
+}
+
+static void
+test_no_lookup(void **state)
+{
+	const struct lcase *lc = *state;
+	char out[4096];
+	int status;
+
+	if (sandbox_seccomp_log_only())
+		skip();
+	status = run_child(lookup_child, (void *)lc, out, sizeof(out));
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS && strcmp(out, "R") == 0)
+		return;         /* the filter killed it at the call */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && strcmp(out, "RE") == 0)
+		return;         /* the call failed */
+	fail_msg("role %s: a path lookup %s (output \"%s\", %s %d)", lc->role,
+	    strcmp(out, "ROK") == 0 ? "SUCCEEDED under the filter" : "went wrong", out,
+	    WIFSIGNALED(status) ? "signal" : "exit status",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
 /* ---- allowed work: signer ---- */
 
 static char dkim_ed[128], dkim_rsa[128];
@@ -582,9 +763,9 @@ signer_child(void *arg)
 	uint8_t buf[256], rnd[32];
 	struct proc_writer w;
 	struct timespec ts;
-	struct stat st;
 	char *headers;
 	void *map, *p;
+	off_t size;
 	long n;
 	int memfd, rc, seals;
 
@@ -622,17 +803,17 @@ signer_child(void *arg)
 			break;
 		if (rc < 0 || memfd < 0)
 			return child_fail("proc_recv");
-		step("fstat, F_GET_SEALS, mmap of the memfd");
-		if (fstat(memfd, &st) != 0 || (seals = fcntl(memfd, F_GET_SEALS)) < 0 ||
-		    (seals & F_SEAL_WRITE) == 0)
+		step("lseek SEEK_END, F_GET_SEALS, mmap of the memfd");
+		if ((size = lseek(memfd, 0, SEEK_END)) <= 0 ||
+		    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & F_SEAL_WRITE) == 0)
 			return child_fail("memfd checks");
-		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, memfd, 0);
+		map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0);
 		if (map == MAP_FAILED)
 			return child_fail("mmap memfd");
 		step("dkim_sign_message");
 		headers = NULL;
-		rc = (int)dkim_sign_message(keyset, map, (size_t)st.st_size, &headers);
-		munmap(map, (size_t)st.st_size);
+		rc = (int)dkim_sign_message(keyset, map, (size_t)size, &headers);
+		munmap(map, (size_t)size);
 		close(memfd);
 		step("sendmsg");
 		proc_writer_init(&w, buf, sizeof(buf));
@@ -1601,12 +1782,25 @@ teardown(void **state)
 #define STOPCONT(role) { "stop and continue " role, test_stop_continue, NULL, NULL, role }
 #define F(role, probe) { "forbidden " role " " #probe, test_forbidden, NULL, NULL, \
 	&(struct fcase){ role, do_##probe } }
+#define L(role, probe) { "no lookup " role " " #probe, test_no_lookup, NULL, NULL, \
+	&(struct lcase){ role, lk_##probe } }
+#ifdef SYS_stat
+#define LOOKUPS_LEGACY(role) L(role, stat_raw), L(role, access),
+#else
+#define LOOKUPS_LEGACY(role)
+#endif
+#define LOOKUPS(role) \
+	L(role, fstatat_empty_path), L(role, fstatat_fd_absolute), L(role, fstatat), \
+	L(role, stat_libc), L(role, statx), L(role, faccessat), L(role, readlinkat), \
+	L(role, openat_path), L(role, chdir), L(role, statfs), L(role, getxattr), \
+	L(role, name_to_handle), L(role, mkdirat), L(role, unlinkat), L(role, utimensat), \
+	LOOKUPS_LEGACY(role)
 #define KEYHOLDER(role) \
 	F(role, openat), F(role, openat_raw), F(role, execve), F(role, execveat), \
 	F(role, socket_inet), F(role, socket_unix), F(role, socketpair), F(role, ptrace), \
 	F(role, fork), F(role, vfork_raw), F(role, clone3), F(role, pthread), F(role, setuid), \
 	F(role, setresuid), \
-	F(role, mmap_exec), F(role, mprotect_exec), F(role, stat_path), F(role, fcntl_dupfd), \
+	F(role, mmap_exec), F(role, mprotect_exec), F(role, fcntl_dupfd), \
 	F(role, write_stdout), F(role, unshare), F(role, prctl_dumpable), F(role, kill0), \
 	F(role, memfd_hugetlb), F(role, chroot)
 
@@ -1618,7 +1812,7 @@ teardown(void **state)
 	F("recorder", socket_unix), F("recorder", socketpair), F("recorder", ptrace), \
 	F("recorder", fork), F("recorder", vfork_raw), F("recorder", clone3), \
 	F("recorder", pthread), F("recorder", setuid), F("recorder", setresuid), \
-	F("recorder", mmap_exec), F("recorder", mprotect_exec), F("recorder", stat_path), \
+	F("recorder", mmap_exec), F("recorder", mprotect_exec), \
 	F("recorder", fcntl_dupfd), F("recorder", unshare), F("recorder", prctl_dumpable), \
 	F("recorder", kill0), F("recorder", memfd_hugetlb), F("recorder", chroot)
 
@@ -1629,6 +1823,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_nodump),
 	STOPCONT("signer"), STOPCONT("keeper"), STOPCONT("recorder"), STOPCONT("front"),
 	STOPCONT("parent"),
+	cmocka_unit_test(test_recorder_fstat),
 	KEYHOLDER("signer"),
 	KEYHOLDER("keeper"),
 	RECORDER,
@@ -1638,13 +1833,15 @@ static const struct CMUnitTest tests[] = {
 	F("front", ioctl), F("front", memfd_exec), F("front", socketpair), F("front", listen),
 	F("front", ptrace), F("front", fork), F("front", vfork_raw), F("front", clone3),
 	F("front", pthread), F("front", setuid), F("front", setresuid), F("front", mmap_exec),
-	F("front", mprotect_exec), F("front", stat_path), F("front", fcntl_dupfd),
+	F("front", mprotect_exec), F("front", fcntl_dupfd),
 	F("front", unshare), F("front", prctl_dumpable), F("front", kill0),
 	F("front", memfd_hugetlb), F("front", chroot),
 	F("parent", openat), F("parent", execve), F("parent", socket_inet), F("parent", socket_unix),
 	F("parent", ptrace), F("parent", fork), F("parent", vfork_raw), F("parent", setuid),
-	F("parent", mmap_exec), F("parent", stat_path), F("parent", kill0),
+	F("parent", mmap_exec), F("parent", kill0),
 	F("parent", prctl_dumpable), F("parent", write_stdout), F("parent", chroot),
+	LOOKUPS("signer") LOOKUPS("keeper") LOOKUPS("recorder") LOOKUPS("front")
+	LOOKUPS("parent")
 	cmocka_unit_test(test_signer_works),
 	cmocka_unit_test(test_keeper_works),
 	cmocka_unit_test(test_front_works),

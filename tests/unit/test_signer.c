@@ -30,6 +30,7 @@
 #include "dkim.h"
 #include "log.h"
 #include "proc.h"
+#include "unit_sandbox.h"
 #include "signer.h"
 #include "signer_client.h"
 #include "spool.h"
@@ -63,11 +64,12 @@ make_config(const char *dkim)
 	struct config *cfg;
 
 	snprintf(buf, sizeof(buf),
-	    "[server]\nhostname = mail.lab.test\n"
+	    "[server]\nhostname = mail.lab.test\n%s"
 	    "[listen \"a\"]\naddress = 127.0.0.1:1\ntls = implicit\n"
 	    "[tls]\ncertificate = /c\nkey = /k\n[auth]\npasswd-file = /p\n"
 	    "[relay \"r\"]\nhost = relay.lab.test\ntlsa = \"3 1 1 "
-	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n%s", dkim);
+	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n%s",
+	    unit_server_keys, dkim);
 	cfg = config_parse_buffer("test", buf, strlen(buf), NULL, 0, err, sizeof(err));
 	if (cfg == NULL)
 		fail_msg("%s", err);
@@ -81,6 +83,7 @@ setup(void **state)
 
 	snprintf(dir, sizeof(dir), "/tmp/test_signer.XXXXXX");
 	assert_non_null(mkdtemp(dir));
+	assert_int_equal(unit_sandbox_setup(), 0);
 	snprintf(p, sizeof(p), "%s/ed.key", dir);
 	write_key(p, GNUTLS_PK_EDDSA_ED25519, 256, 0600);
 	snprintf(p, sizeof(p), "%s/rsa.key", dir);
@@ -98,7 +101,7 @@ teardown(void **state)
 	char cmd[128];
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return system(cmd) == 0 && unit_sandbox_teardown() == 0 ? 0 : -1;
 }
 
 struct result {
@@ -276,6 +279,26 @@ test_refuses_bad_keys(void **state)
 	expect_refused(dk, "1024");
 	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = s %s/missing.key\n", dir);
 	expect_refused(dk, "missing.key");
+}
+
+/* As root the signer changes to [server] signer-user after loading its
+ * keys: a user that does not exist stops it with a sentence saying how to
+ * create it. */
+static void
+test_refuses_missing_user(void **state)
+{
+	char dk[512], saved[sizeof(unit_server_keys)];
+
+	if (geteuid() != 0)
+		skip();
+	memcpy(saved, unit_server_keys, sizeof(saved));
+	snprintf(unit_server_keys, sizeof(unit_server_keys), "chroot = %s\n"
+	    "signer-user = no-such-user-subproxy\n", unit_chroot);
+	snprintf(dk, sizeof(dk), "[dkim \"lab.test\"]\nkey = ed %s/ed.key\n", dir);
+	expect_refused(dk, "signer: user \"no-such-user-subproxy\": no such user");
+	expect_refused(dk, "adduser --system --group --no-create-home --home /nonexistent "
+	    "no-such-user-subproxy");
+	memcpy(unit_server_keys, saved, sizeof(saved));
 }
 
 /* A hostile front: requests that are not a sealed memfd of the stated size
@@ -586,6 +609,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sign_both_keys),
 		cmocka_unit_test(test_refuses_bad_keys),
+		cmocka_unit_test(test_refuses_missing_user),
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_exits_when_front_closes),
 		cmocka_unit_test(test_stopped_signer_never_blocks),
