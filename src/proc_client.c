@@ -425,6 +425,11 @@ client_read(evutil_socket_t fd, short what, void *arg)
 		    errno == ECONNRESET ? "reason=eof" : "reason=read-error");
 		return;
 	}
+	if (pc->conf.notice_type != 0 && m->type == pc->conf.notice_type && m->id == 0) {
+		if (pc->conf.notice_cb(pc->conf.notice_arg, m) < 0)
+			client_die(pc, "reason=malformed-notice");
+		return;
+	}
 	if (m->type != pc->conf.reply_type || (pc->conf.check != NULL && pc->conf.check(m) < 0)) {
 		client_die(pc, "reason=malformed-reply");
 		return;

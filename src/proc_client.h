@@ -19,17 +19,21 @@
  *  - Deadline: with conf.timeout_ms, a request not answered in time is
  *    answered PROC_CLIENT_TIMEOUT through the loop (a queued one is then
  *    never sent); its reply, if it comes later, is dropped.
+ *  - Notices: a peer may also speak unasked, with messages of one declared
+ *    type (conf.notice_type) and id 0, an id no request ever has (the
+ *    recorder's "the log is writable again").  Each is handed to
+ *    conf.notice_cb from the loop, in order with the replies.
  *  - Die once: EOF, a read or send error, a broken frame, a reply of
- *    another type than conf.reply_type or one conf.check refuses: the
- *    client is dead.  It logs "event=ROLE-lost reason=...", answers every
- *    request still due PROC_CLIENT_DEAD, then calls conf.dead_cb once; later
- *    requests are answered PROC_CLIENT_DEAD through the loop.  All of this
- *    happens from the loop (a send error found inside a call is acted on
- *    from an event).
+ *    another type than conf.reply_type or one conf.check refuses, a notice
+ *    conf.notice_cb refuses: the client is dead.  It logs
+ *    "event=ROLE-lost reason=...", answers every request still due
+ *    PROC_CLIENT_DEAD, then calls conf.dead_cb once; later requests are
+ *    answered PROC_CLIENT_DEAD through the loop.  All of this happens from
+ *    the loop (a send error found inside a call is acted on from an event).
  *
- * Callbacks may make and cancel requests (also on this client); they must
- * not free the client (free it from the loop later, e.g. after
- * event_base_loopexit).
+ * Callbacks (replies, notices, dead_cb) may make and cancel requests (also
+ * on this client); they must not free the client (free it from the loop
+ * later, e.g. after event_base_loopexit).
  */
 #ifndef SUBPROXY_PROC_CLIENT_H
 #define SUBPROXY_PROC_CLIENT_H
@@ -62,6 +66,10 @@ typedef int proc_reply_check(const struct proc_msg *m);
 /* why: "reason=eof", "reason=protocol-error", ... */
 typedef void proc_dead_cb(void *arg, const char *why);
 
+/* A notice (m->type == conf.notice_type, m->id == 0; m valid only during
+ * the call): 0, or -1 if its payload is malformed (the client then dies). */
+typedef int proc_notice_cb(void *arg, const struct proc_msg *m);
+
 struct proc_client_conf {
 	const char *role;               /* "signer": event=signer-lost, ... */
 	const char *lost;               /* sentence logged when it dies: what stops working */
@@ -71,6 +79,9 @@ struct proc_client_conf {
 	unsigned int timeout_ms;        /* deadline per request; 0: none */
 	proc_dead_cb *dead_cb;          /* may be NULL */
 	void *dead_arg;
+	unsigned int notice_type;       /* 0: the peer only replies */
+	proc_notice_cb *notice_cb;      /* with notice_type */
+	void *notice_arg;
 };
 
 /* A client on fd (made non-blocking; ownership taken: closed by

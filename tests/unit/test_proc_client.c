@@ -1,8 +1,8 @@
 /* test_proc_client.c — front's IPC client core against a scripted peer (this
  * test plays the child role on the other end of a real socketpair): replies
  * by id, stale and cancelled replies dropped, never a callback from inside
- * a call, the bounded outbound queue, deadlines, dying once; and starting a
- * role (proc_spawn): READY, ERR, an early exit, no answer. */
+ * a call, the bounded outbound queue, deadlines, dying once, notices; and
+ * starting a role (proc_spawn): READY, ERR, an early exit, no answer. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,8 +70,25 @@ struct fixture {
 	int peer;               /* the child's end */
 };
 
+/* Notices seen, in order ("n1,n2,"); one starting with 'X' is refused. */
+static char notices[64];
+static int notice_calls;
+
+static int
+on_notice(void *arg, const struct proc_msg *nm)
+{
+	size_t n = strlen(notices);
+
+	notice_calls++;
+	if (nm->len > 0 && nm->payload[0] == 'X')
+		return -1;
+	snprintf(notices + n, sizeof(notices) - n, "%.*s,", (int)nm->len,
+	    (const char *)nm->payload);
+	return 0;
+}
+
 static void
-setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
+setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int with_notices)
 {
 	struct proc_client_conf conf = {
 		.role = "test",
@@ -82,6 +99,8 @@ setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
 		.timeout_ms = timeout_ms,
 		.dead_cb = on_dead,
 		.dead_arg = NULL,
+		.notice_type = with_notices ? PROC_AUDIT_STATE : 0,
+		.notice_cb = with_notices ? on_notice : NULL,
 	};
 	int sv[2];
 
@@ -91,6 +110,14 @@ setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
 	f->peer = sv[1];
 	dead_calls = 0;
 	dead_why[0] = '\0';
+	notices[0] = '\0';
+	notice_calls = 0;
+}
+
+static void
+setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
+{
+	setup_conf(f, queue_max, timeout_ms, 0);
 }
 
 static void
@@ -434,6 +461,58 @@ test_malformed_kills(void **state)
 	}
 }
 
+/* A peer that speaks unasked (the recorder's state): messages of the notice
+ * type with id 0 reach the owner in order, between replies, and leave the
+ * requests alone; one the owner refuses, one of that type with an id, or
+ * one a client without notices receives, kills the client. */
+static void
+test_notices(void **state)
+{
+	static const struct {
+		int with_notices;
+		uint32_t id;
+		const char *payload;
+		const char *why;
+	} bad[] = {
+		{ 1, 0, "Xbad", "reason=malformed-notice" },
+		{ 1, 5, "n", "reason=malformed-reply" },
+		{ 0, 0, "n", "reason=malformed-reply" },
+	};
+	struct fixture f;
+	struct got a = { 0 };
+	size_t i;
+
+	setup_conf(&f, 4, 0, 1);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	assert_int_equal(proc_send(f.peer, PROC_AUDIT_STATE, 0, "n1", 2, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, m.id, "ra", 2, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_AUDIT_STATE, 0, "n2", 2, -1), 0);
+	run_until(f.base, &notice_calls, 2);
+	assert_string_equal(notices, "n1,n2,");
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.status, PROC_CLIENT_OK);
+	assert_string_equal(a.payload, "ra");
+	assert_int_equal(dead_calls, 0);
+	assert_int_equal(proc_client_dropped(f.pc), 0);
+	teardown_fixture(&f);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct got b = { 0 };
+
+		setup_conf(&f, 4, 0, bad[i].with_notices);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &b));
+		peer_recv(&f, PROC_SIGN_REQ, NULL);
+		assert_int_equal(proc_send(f.peer, PROC_AUDIT_STATE, bad[i].id, bad[i].payload,
+		    strlen(bad[i].payload), -1), 0);
+		run_until(f.base, &b.calls, 1);
+		assert_int_equal(b.status, PROC_CLIENT_DEAD);
+		assert_int_equal(dead_calls, 1);
+		assert_string_equal(dead_why, bad[i].why);
+		assert_string_equal(notices, "");
+		teardown_fixture(&f);
+	}
+}
+
 /* proc_client_answer and proc_client_kill act from the loop only; an
  * oversized request is refused without reaching the peer. */
 static void
@@ -619,6 +698,7 @@ main(void)
 		cmocka_unit_test(test_die_once),
 		cmocka_unit_test(test_malformed_kills),
 		cmocka_unit_test(test_answer_kill_badreq),
+		cmocka_unit_test(test_notices),
 		cmocka_unit_test(test_free_pending),
 		cmocka_unit_test(test_spawn),
 	};
