@@ -21,7 +21,11 @@
  *                     u8 writable (1: the log is being written), u64 seq
  *                     (the record's number; 0 when it has none).
  *   PROC_AUDIT_STATE  recorder -> every client, id 0: u8 writable, when the
- *                     log stops or starts being writable.
+ *                     log stops or starts being writable.  Unasked (a
+ *                     notice to front's client core, proc_client.h), not
+ *                     only a field of the acks: while the log is not
+ *                     writable front refuses mail and may send no record at
+ *                     all, and would then never hear that it works again.
  * A broken frame, a wrong message type or a type the slot may not send
  * closes that slot (the client sees EOF); a body that does not match the
  * schema is answered RECORDER_REFUSED and logged.
@@ -96,7 +100,13 @@ pid_t recorder_spawn(const struct config *cfg, size_t nslots, int timeout, int *
  * closed or broken) or RECORDER_TIMEOUT.  Blocking: for the parent only. */
 int recorder_send_sync(int fd, int type, const char *body, size_t len, int timeout_ms);
 
-/* ---- front's client ---- */
+/* ---- front's client ----
+ *
+ * Built on the IPC client core (proc_client.h): fresh ids, stale acks
+ * dropped, the bounded outbound queue, a deadline of RECORDER_ACK_TIMEOUT
+ * for every record, dying once, PROC_AUDIT_STATE as a notice.  A record
+ * sent without a callback is tracked all the same: its ack (or its
+ * absence) still says whether the log is written. */
 
 /* Called with the record's status (enum recorder_status or RECORDER_DEAD,
  * _BUSY, _TIMEOUT); never from inside recorder_send(). */
@@ -111,9 +121,10 @@ struct recorder_client *recorder_client_new(struct event_base *base, int fd,
 void recorder_client_free(struct recorder_client **rcp);
 
 /* Send one record (type, JSON object body).  Never blocks: a full socket
- * queues the frame (at most RECORDER_QUEUE_MAX), beyond that the callback
- * gets RECORDER_BUSY.  cb may be NULL (nothing waits for it).  Returns a
- * cookie for recorder_cancel() (NULL when cb is NULL). */
+ * queues it (at most RECORDER_QUEUE_MAX), beyond that the callback gets
+ * RECORDER_BUSY; a body too long for one message gets RECORDER_REFUSED.
+ * cb may be NULL (nothing waits for it).  Returns a cookie for
+ * recorder_cancel() (NULL when cb is NULL). */
 struct recorder_req *recorder_send(struct recorder_client *rc, int type, const char *body,
     size_t len, recorder_cb *cb, void *arg);
 
@@ -121,10 +132,12 @@ struct recorder_req *recorder_send(struct recorder_client *rc, int type, const c
 void recorder_cancel(struct recorder_req **rp);
 
 /* 1 while the log is written (as the recorder last said, and no record of
- * ours was lost, busy or timed out since), 0 otherwise. */
+ * ours was lost, busy, refused as too long or timed out since), 0
+ * otherwise. */
 int recorder_writable(const struct recorder_client *rc);
 
-/* Callbacks still due (for tests and logs). */
+/* Records whose answer is still due, with or without a callback (for
+ * tests and logs). */
 size_t recorder_pending(const struct recorder_client *rc);
 
 /* ---- pure codecs (for the fuzzer and tests) ---- */

@@ -7,18 +7,13 @@
 #include "auditlog.h"
 #include "log.h"
 #include "proc.h"
+#include "proc_client.h"
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/socket.h>
-
-#include <event2/event.h>
 
 const char *
 recorder_status_name(int status)
@@ -138,39 +133,23 @@ recorder_send_sync(int fd, int type, const char *body, size_t len, int timeout_m
 	}
 }
 
-/* ---- front's client ---- */
+/* ---- front's client (through proc_client) ---- */
 
+/* A record whose callback is due; records sent without one have none. */
 struct recorder_req {
 	struct recorder_client *rc;
-	uint32_t id;
+	struct proc_req *pr;
 	recorder_cb *cb;
 	void *arg;
-	int status;			/* an answer given without the recorder */
-	struct event *defer;
-	struct timespec sent;
-	struct recorder_req *next;
-};
-
-/* A frame waiting for room in the socket. */
-struct outframe {
-	struct outframe *next;
-	size_t len;
-	uint8_t data[];
+	struct recorder_req *prev, *next;	/* rc->reqs */
 };
 
 struct recorder_client {
-	struct event_base *base;
-	int fd;
-	struct event *ev_read, *ev_write, *ev_timer, *ev_dead;
-	uint32_t next_id;
-	struct recorder_req *head;	/* callbacks due, in send order */
-	size_t npending;
-	struct outframe *qhead, **qtail;
-	size_t nq;
+	struct proc_client *pc;
+	struct recorder_req *reqs;	/* freed with the client */
 	int writable;			/* the recorder's last word */
 	int failed;			/* one of ours was lost, busy or late since */
 	int busy_logged;		/* the full queue was logged (once until it drains) */
-	int dead;
 	recorder_dead_cb *dead_cb;
 	void *dead_arg;
 };
@@ -178,185 +157,126 @@ struct recorder_client {
 static void
 req_unlink(struct recorder_req *rq)
 {
-	struct recorder_req **pp;
-
-	for (pp = &rq->rc->head; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == rq) {
-			*pp = rq->next;
-			rq->rc->npending--;
-			return;
-		}
+	if (rq->prev != NULL)
+		rq->prev->next = rq->next;
+	else
+		rq->rc->reqs = rq->next;
+	if (rq->next != NULL)
+		rq->next->prev = rq->prev;
 }
 
-static void
-req_free(struct recorder_req *rq)
+/* An ACK: checked here, so that a malformed one kills the client. */
+static int
+ack_check(const struct proc_msg *m)
 {
-	if (rq->defer != NULL)
-		event_free(rq->defer);
-	free(rq);
+	int status, wr;
+	uint64_t seq;
+
+	return recorder_ack_decode(m->payload, m->len, &status, &wr, &seq);
 }
 
-static void
-req_answer(struct recorder_req *rq, int status)
+/* PROC_AUDIT_STATE: u8 writable. */
+static int
+state_notice(void *arg, const struct proc_msg *m)
 {
-	req_unlink(rq);
-	rq->cb(rq->arg, status);
-	req_free(rq);
+	struct recorder_client *rc = arg;
+
+	if (m->len != 1 || m->payload[0] > 1)
+		return -1;
+	rc->writable = m->payload[0];
+	if (rc->writable)
+		rc->failed = 0;
+	return 0;
+}
+
+/* What a record's answer says about the log; the status for its callback. */
+static int
+note(struct recorder_client *rc, int status, const struct proc_msg *m)
+{
+	uint64_t seq;
+	int st, wr;
+
+	switch (status) {
+	case PROC_CLIENT_OK:
+		(void)recorder_ack_decode(m->payload, m->len, &st, &wr, &seq);	/* ack_check */
+		rc->writable = wr;
+		if (st == RECORDER_WRITTEN)
+			rc->failed = 0;
+		else if (st == RECORDER_LOST || st == RECORDER_QUEUED)
+			rc->failed = 1;
+		if (proc_client_queued(rc->pc) == 0)
+			rc->busy_logged = 0;
+		return st;
+	case PROC_CLIENT_DEAD:
+		return RECORDER_DEAD;
+	case PROC_CLIENT_BUSY:
+		if (!rc->busy_logged)
+			log_err("event=recorder-busy: %zu audit records wait for the recorder; "
+			    "more are refused until it reads them", proc_client_queued(rc->pc));
+		rc->busy_logged = 1;
+		rc->failed = 1;
+		return RECORDER_BUSY;
+	case PROC_CLIENT_TIMEOUT:
+		rc->failed = 1;
+		return RECORDER_TIMEOUT;
+	case PROC_CLIENT_BADREQ:
+		rc->failed = 1;
+		return RECORDER_REFUSED;
+	default:
+		return status;		/* recorder_send's own answer */
+	}
 }
 
 static void
-req_answer_later_cb(evutil_socket_t fd, short what, void *arg)
+rec_noted(void *arg, int status, const struct proc_msg *m)
+{
+	(void)note(arg, status, m);
+}
+
+static void
+rec_reply(void *arg, int status, const struct proc_msg *m)
 {
 	struct recorder_req *rq = arg;
+	recorder_cb *cb = rq->cb;
+	void *cbarg = rq->arg;
 
-	req_answer(rq, rq->status);
+	status = note(rq->rc, status, m);
+	req_unlink(rq);
+	free(rq);
+	cb(cbarg, status);
 }
 
 static void
-req_answer_later(struct recorder_req *rq, int status)
+rec_dead(void *arg, const char *why)
 {
-	rq->status = status;
-	rq->defer = event_new(rq->rc->base, -1, 0, req_answer_later_cb, rq);
-	event_active(rq->defer, 0, 0);
-}
+	struct recorder_client *rc = arg;
 
-static void
-client_die(struct recorder_client *rc, const char *why)
-{
-	struct recorder_req *rq;
-
-	if (rc->dead)
-		return;
-	rc->dead = 1;
-	log_err("event=recorder-lost %s: the audit log recorder is gone; failing closed", why);
-	event_del(rc->ev_read);
-	event_del(rc->ev_write);
-	event_del(rc->ev_timer);
-	while ((rq = rc->head) != NULL)
-		req_answer(rq, RECORDER_DEAD);
 	if (rc->dead_cb != NULL)
 		rc->dead_cb(rc->dead_arg);
-}
-
-static void
-client_dead_later(evutil_socket_t fd, short what, void *arg)
-{
-	client_die(arg, "reason=send-error");
-}
-
-static void
-client_read(evutil_socket_t fd, short what, void *arg)
-{
-	static struct proc_msg m;
-	struct recorder_client *rc = arg;
-	struct recorder_req *rq;
-	uint64_t seq;
-	int rv, status, wr;
-
-	rv = proc_recv(rc->fd, &m, NULL);
-	if (rv < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	if (rv <= 0) {
-		client_die(rc, rv == 0 ? "reason=eof" : errno == EPROTO ?
-		    "reason=protocol-error" : "reason=read-error");
-		return;
-	}
-	if (m.type == PROC_AUDIT_STATE && m.len == 1 && m.payload[0] <= 1) {
-		rc->writable = m.payload[0];
-		if (rc->writable)
-			rc->failed = 0;
-		return;
-	}
-	if (m.type != PROC_AUDIT_ACK || recorder_ack_decode(m.payload, m.len, &status, &wr,
-	    &seq) < 0) {
-		client_die(rc, "reason=malformed-reply");
-		return;
-	}
-	rc->writable = wr;
-	if (status == RECORDER_WRITTEN)
-		rc->failed = 0;
-	else if (status == RECORDER_LOST || status == RECORDER_QUEUED)
-		rc->failed = 1;
-	/* an ack for a cancelled, timed-out or fire-and-forget record finds
-	 * no entry */
-	for (rq = rc->head; rq != NULL && (rq->id != m.id || rq->defer != NULL); rq = rq->next)
-		;
-	if (rq != NULL)
-		req_answer(rq, status);
-}
-
-/* Send queued frames while the socket takes them. */
-static void
-client_write(evutil_socket_t fd, short what, void *arg)
-{
-	struct recorder_client *rc = arg;
-	struct outframe *f;
-
-	while ((f = rc->qhead) != NULL) {
-		if (send(rc->fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)f->len) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-				return;		/* EV_WRITE stays armed */
-			client_die(rc, "reason=send-error");
-			return;
-		}
-		rc->qhead = f->next;
-		if (rc->qhead == NULL)
-			rc->qtail = &rc->qhead;
-		rc->nq--;
-		free(f);
-	}
-	rc->busy_logged = 0;
-	event_del(rc->ev_write);
-}
-
-static int
-msec_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int)((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
-}
-
-/* Once a second while acks are due: fail the ones overdue. */
-static void
-client_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct recorder_client *rc = arg;
-	struct recorder_req *rq, *next;
-
-	for (rq = rc->head; rq != NULL; rq = next) {
-		next = rq->next;
-		if (rq->defer == NULL && msec_since(&rq->sent) >= RECORDER_ACK_TIMEOUT * 1000) {
-			log_err("event=recorder-timeout id=%u: no answer from the audit log recorder "
-			    "within %d s", rq->id, RECORDER_ACK_TIMEOUT);
-			rc->failed = 1;
-			req_answer(rq, RECORDER_TIMEOUT);
-		}
-	}
 }
 
 struct recorder_client *
 recorder_client_new(struct event_base *base, int fd, recorder_dead_cb *dead_cb, void *arg)
 {
 	struct recorder_client *rc = xcalloc(1, sizeof(*rc));
-	struct timeval sec = { 1, 0 };
-	int fl;
+	struct proc_client_conf conf = {
+		.role = "recorder",
+		.lost = "the audit log recorder is gone; failing closed",
+		.reply_type = PROC_AUDIT_ACK,
+		.check = ack_check,
+		.queue_max = RECORDER_QUEUE_MAX,
+		.timeout_ms = RECORDER_ACK_TIMEOUT * 1000,
+		.dead_cb = rec_dead,
+		.dead_arg = rc,
+		.notice_type = PROC_AUDIT_STATE,
+		.notice_cb = state_notice,
+		.notice_arg = rc,
+	};
 
-	rc->base = base;
-	rc->fd = fd;
+	rc->writable = 1;
 	rc->dead_cb = dead_cb;
 	rc->dead_arg = arg;
-	rc->writable = 1;
-	rc->qtail = &rc->qhead;
-	if ((fl = fcntl(fd, F_GETFL)) >= 0)
-		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	rc->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, client_read, rc);
-	rc->ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST, client_write, rc);
-	rc->ev_timer = event_new(base, -1, EV_PERSIST, client_timer, rc);
-	rc->ev_dead = event_new(base, -1, 0, client_dead_later, rc);
-	event_add(rc->ev_read, NULL);
-	event_add(rc->ev_timer, &sec);
+	rc->pc = proc_client_new(base, fd, &conf);
 	return rc;
 }
 
@@ -365,99 +285,49 @@ recorder_client_free(struct recorder_client **rcp)
 {
 	struct recorder_client *rc;
 	struct recorder_req *rq;
-	struct outframe *f;
 
 	if (rcp == NULL || (rc = *rcp) == NULL)
 		return;
-	while ((rq = rc->head) != NULL) {
-		req_unlink(rq);
-		req_free(rq);
+	proc_client_free(&rc->pc);	/* no callback any more */
+	while ((rq = rc->reqs) != NULL) {
+		rc->reqs = rq->next;
+		free(rq);
 	}
-	while ((f = rc->qhead) != NULL) {
-		rc->qhead = f->next;
-		free(f);
-	}
-	event_free(rc->ev_read);
-	event_free(rc->ev_write);
-	event_free(rc->ev_timer);
-	event_free(rc->ev_dead);
-	close(rc->fd);
 	free(rc);
 	*rcp = NULL;
-}
-
-/* Send one frame now, or queue it behind the ones waiting.  0, or -1 when
- * the queue is full. */
-static int
-client_send(struct recorder_client *rc, const uint8_t *frame, size_t len)
-{
-	struct outframe *f;
-
-	if (rc->qhead == NULL) {
-		if (send(rc->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len)
-			return 0;
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			/* noticed by the loop, never inside this call */
-			event_active(rc->ev_dead, 0, 0);
-			return 0;
-		}
-	}
-	if (rc->nq >= RECORDER_QUEUE_MAX)
-		return -1;
-	f = xmalloc(sizeof(*f) + len);
-	f->next = NULL;
-	f->len = len;
-	memcpy(f->data, frame, len);
-	*rc->qtail = f;
-	rc->qtail = &f->next;
-	rc->nq++;
-	event_add(rc->ev_write, NULL);
-	return 0;
 }
 
 struct recorder_req *
 recorder_send(struct recorder_client *rc, int type, const char *body, size_t len,
     recorder_cb *cb, void *arg)
 {
-	struct recorder_req *rq = NULL, **pp;
-	uint8_t *frame = xmalloc(PROC_MAX_MSG);
-	uint32_t id;
-	long n, fn = -1;
-	int status = -100;
+	struct recorder_req *rq = NULL;
+	uint8_t *buf = xmalloc(PROC_MAX_PAYLOAD);
+	long n;
 
-	if ((id = ++rc->next_id) == 0)
-		id = ++rc->next_id;
-	if (rc->dead)
-		status = RECORDER_DEAD;
-	else if ((n = recorder_rec_encode(frame + PROC_HDR_LEN, PROC_MAX_MSG - PROC_HDR_LEN, type,
-	    body, len)) < 0 || (fn = proc_msg_encode(frame, PROC_MAX_MSG, PROC_AUDIT_REC, 0, id,
-	    frame + PROC_HDR_LEN, (size_t)n)) < 0) {
+	if ((n = recorder_rec_encode(buf, PROC_MAX_PAYLOAD, type, body, len)) < 0) {
 		log_err("event=audit-record-too-large type=%s len=%zu", alog_type_name(type), len);
-		status = RECORDER_REFUSED;
-	} else if (client_send(rc, frame, (size_t)fn) < 0) {
-		if (!rc->busy_logged)
-			log_err("event=recorder-busy: %zu audit records wait for the recorder; "
-			    "more are refused until it reads them", rc->nq);
-		rc->busy_logged = 1;
-		status = RECORDER_BUSY;
-	}
-	free(frame);
-	if (status == RECORDER_BUSY || status == RECORDER_REFUSED)
 		rc->failed = 1;
-	if (cb == NULL)
-		return NULL;
-	rq = xcalloc(1, sizeof(*rq));
-	rq->rc = rc;
-	rq->id = id;
-	rq->cb = cb;
-	rq->arg = arg;
-	clock_gettime(CLOCK_MONOTONIC, &rq->sent);
-	for (pp = &rc->head; *pp != NULL; pp = &(*pp)->next)
-		;
-	*pp = rq;
-	rc->npending++;
-	if (status != -100)
-		req_answer_later(rq, status);
+	}
+	if (cb != NULL) {
+		rq = xcalloc(1, sizeof(*rq));
+		rq->rc = rc;
+		rq->cb = cb;
+		rq->arg = arg;
+		if ((rq->next = rc->reqs) != NULL)
+			rq->next->prev = rq;
+		rc->reqs = rq;
+	}
+	if (n < 0) {
+		if (rq != NULL)
+			rq->pr = proc_client_answer(rc->pc, RECORDER_REFUSED, rec_reply, rq);
+	} else if (rq != NULL) {
+		rq->pr = proc_client_call(rc->pc, PROC_AUDIT_REC, buf, (size_t)n, -1, rec_reply, rq);
+	} else {
+		/* nobody waits, but the answer still says whether the log is written */
+		(void)proc_client_call(rc->pc, PROC_AUDIT_REC, buf, (size_t)n, -1, rec_noted, rc);
+	}
+	free(buf);
 	return rq;
 }
 
@@ -468,19 +338,20 @@ recorder_cancel(struct recorder_req **rp)
 
 	if (rp == NULL || (rq = *rp) == NULL)
 		return;
+	proc_req_cancel(&rq->pr);
 	req_unlink(rq);
-	req_free(rq);
+	free(rq);
 	*rp = NULL;
 }
 
 int
 recorder_writable(const struct recorder_client *rc)
 {
-	return !rc->dead && rc->writable && !rc->failed;
+	return !proc_client_dead(rc->pc) && rc->writable && !rc->failed;
 }
 
 size_t
 recorder_pending(const struct recorder_client *rc)
 {
-	return rc->npending;
+	return proc_client_pending(rc->pc);
 }

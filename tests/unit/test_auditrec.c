@@ -278,9 +278,43 @@ test_client_queue_bound(void **state)
 	event_base_free(base);
 }
 
+/* Records sent without a callback still count: a lost one makes the log
+ * not written until the recorder says it is again; a malformed state
+ * message is the recorder's death. */
+static void
+test_client_unasked(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct recorder_client *rc;
+	struct seen d = { 0, 0, 0 };
+	uint8_t bad_state[2] = { 1, 0 }, good_state = 1;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	rc = recorder_client_new(base, sv[0], on_dead, &d);
+	assert_null(recorder_send(rc, ALOG_T_AUTH, "{}", 2, NULL, NULL));
+	assert_int_equal(recorder_pending(rc), 1);
+	/* the disk is full and the backlog too: the record is lost */
+	peer_ack(sv[1], peer_read(sv[1], ALOG_T_AUTH), RECORDER_LOST, 0);
+	while (recorder_pending(rc) > 0)
+		loop_once(base);
+	assert_false(recorder_writable(rc));
+	assert_int_equal(proc_send(sv[1], PROC_AUDIT_STATE, 0, &good_state, 1, -1), 0);
+	while (!recorder_writable(rc))
+		loop_once(base);
+	assert_int_equal(proc_send(sv[1], PROC_AUDIT_STATE, 0, bad_state, 2, -1), 0);
+	while (d.dead == 0)
+		loop_once(base);
+	assert_false(recorder_writable(rc));
+	recorder_client_free(&rc);
+	close(sv[1]);
+	event_base_free(base);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_client),
 	cmocka_unit_test(test_client_queue_bound),
+	cmocka_unit_test(test_client_unasked),
 	cmocka_unit_test(test_codecs),
 	cmocka_unit_test(test_dkim_tags),
 	cmocka_unit_test(test_txn_body),
