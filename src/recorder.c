@@ -8,6 +8,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proc.h"
+#include "proc_spawn.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -20,11 +21,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 
 #include <sodium.h>
 
@@ -694,36 +693,6 @@ serve_loop(void)
 
 /* ---- start-up ---- */
 
-static void
-close_others(const int *keep, size_t n)
-{
-	int fd, max = (int)sysconf(_SC_OPEN_MAX);
-	size_t i;
-
-	if (max < 0 || max > 65536)
-		max = 65536;
-	for (fd = 3; fd < max; fd++) {
-		for (i = 0; i < n && keep[i] != fd; i++)
-			;
-		if (i == n)
-			(void)close(fd);
-	}
-}
-
-static void __attribute__((noreturn))
-child_fail(int fd, const char *text)
-{
-	uint8_t buf[1200];
-	struct proc_writer w;
-
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u32(&w, 1);
-	proc_put_str(&w, text);
-	if (proc_writer_done(&w) > 0)
-		(void)proc_send(fd, PROC_ERR, 0, buf, (size_t)proc_writer_done(&w), -1);
-	_exit(1);
-}
-
 /* Everything that needs privileges or files outside the log directory. */
 static int
 child_load(const struct config *cfg, char *dir, char *err, size_t errlen)
@@ -742,34 +711,22 @@ child_load(const struct config *cfg, char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-static void __attribute__((noreturn))
-child_main(const struct config *cfg, const int *fds, size_t nslots, int parent_fd)
+/* fds: the client slots' sockets, then the parent's (proc_spawn). */
+static void
+child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 {
+	const struct config *cfg = arg;
 	struct sigaction sa;
 	sigset_t set;
 	char dir[4096], err[1024], ready[160];
-	uint8_t buf[256];
-	struct proc_writer w;
-	int keep[RECORDER_SLOTS_MAX + 1], root;
-	size_t i;
+	size_t i, nslots = nfds - 1;
+	int root;
 
-	for (i = 0; i < nslots; i++)
-		keep[i] = fds[i];
-	keep[nslots] = parent_fd;
-	close_others(keep, nslots + 1);
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
 	metrics_attach(METRICS_SLICE_RECORDER);
-	log_set_role("recorder");
-	(void)prctl(PR_SET_NAME, "subproxy-recorder");
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN);	/* a file size limit is an error to handle, not death */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -780,40 +737,36 @@ child_main(const struct config *cfg, const int *fds, size_t nslots, int parent_f
 	R.last_cp_ms = now_ms();
 	jsonw_init(&R.w, ALOG_LINE_MAX + 1);
 	if (child_load(cfg, dir, err, sizeof(err)) < 0)
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	/* as root: chroot to the log's directory as [server] user; the files
 	 * made from now on belong to that user */
 	sandbox_nodump();
 	root = geteuid() == 0;
 	if (sandbox_drop_datadir(cfg->user, dir, err, sizeof(err)) < 0)
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	if (!root && chdir(dir) < 0) {
 		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	}
 	if (log_open("new", 1, err, sizeof(err)) < 0)
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	if (flush() < 0) {
 		snprintf(err, sizeof(err), "audit log %.600s/%.200s cannot be written: %s", dir, R.name,
 		    strerror(errno));
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	}
-	R.slots = xcalloc(nslots + 1, sizeof(*R.slots));
-	for (i = 0; i <= nslots; i++) {
-		R.slots[i].fd = i < nslots ? fds[i] : parent_fd;
+	R.slots = xcalloc(nfds, sizeof(*R.slots));
+	for (i = 0; i < nfds; i++) {
+		R.slots[i].fd = fds[i];
 		R.slots[i].origin = i < nslots ? ALOG_FROM_FRONT : ALOG_FROM_PARENT;
 		(void)fcntl(R.slots[i].fd, F_SETFL, fcntl(R.slots[i].fd, F_GETFL) | O_NONBLOCK);
 	}
-	R.nslots = R.open_slots = nslots + 1;
+	R.nslots = R.open_slots = nfds;
 	if (sandbox_seccomp("recorder", err, sizeof(err)) < 0)
-		child_fail(parent_fd, err);
+		proc_fail(ready_fd, err);
 	snprintf(ready, sizeof(ready), "audit log %s at record %llu", cfg->audit_log,
 	    (unsigned long long)R.chain.seq);
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u32(&w, (uint32_t)R.chain.seq);
-	proc_put_str(&w, ready);
-	if (proc_send(parent_fd, PROC_READY, 0, buf, (size_t)proc_writer_done(&w), -1) < 0)
-		_exit(1);
+	proc_ready(ready_fd, (uint32_t)R.chain.seq, ready, NULL, 0);
 	log_info("event=recorder-ready file=%s seq=%llu key=%s pseudonymize=%s", cfg->audit_log,
 	    (unsigned long long)R.chain.seq, R.keyb64, R.pkey ? "yes" : "no");
 	serve_loop();
@@ -824,12 +777,14 @@ recorder_spawn(const struct config *cfg, size_t nslots, int timeout, int *client
     int *parent_fd_r, char *err, size_t errlen)
 {
 	static struct proc_msg m;
-	int sv[RECORDER_SLOTS_MAX + 1][2], child[RECORDER_SLOTS_MAX + 1], status, rc;
-	struct proc_reader r;
-	struct pollfd pfd;
-	const uint8_t *text;
-	size_t i, k, tlen;
-	uint32_t code;
+	int fds[RECORDER_SLOTS_MAX + 1];
+	struct proc_role role = {
+		.name = "recorder",
+		.loading = "opening the audit log",
+		.nfds = nslots + 1,
+		.main = child_main,
+		.arg = (void *)(uintptr_t)cfg,
+	};
 	pid_t pid;
 
 	if (nslots == 0 || nslots > RECORDER_SLOTS_MAX) {
@@ -837,66 +792,9 @@ recorder_spawn(const struct config *cfg, size_t nslots, int timeout, int *client
 		    RECORDER_SLOTS_MAX);
 		return -1;
 	}
-	for (i = 0; i <= nslots; i++)
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv[i]) < 0) {
-			snprintf(err, errlen, "recorder: socketpair: %s", strerror(errno));
-			for (k = 0; k < i; k++) {
-				close(sv[k][0]);
-				close(sv[k][1]);
-			}
-			return -1;
-		}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		snprintf(err, errlen, "recorder: fork: %s", strerror(errno));
-		for (i = 0; i <= nslots; i++) {
-			close(sv[i][0]);
-			close(sv[i][1]);
-		}
+	if ((pid = proc_spawn(&role, timeout, fds, &m, err, errlen)) < 0)
 		return -1;
-	}
-	if (pid == 0) {
-		for (i = 0; i <= nslots; i++) {
-			close(sv[i][0]);
-			child[i] = sv[i][1];
-		}
-		child_main(cfg, child, nslots, child[nslots]);
-	}
-	for (i = 0; i <= nslots; i++)
-		close(sv[i][1]);
-	pfd.fd = sv[nslots][0];
-	pfd.events = POLLIN;
-	do
-		rc = poll(&pfd, 1, timeout * 1000);
-	while (rc < 0 && errno == EINTR);
-	if (rc == 0) {
-		snprintf(err, errlen, "recorder: no answer within %d s while opening the audit log",
-		    timeout);
-		goto fail;
-	}
-	if (proc_recv(sv[nslots][0], &m, NULL) <= 0) {
-		snprintf(err, errlen, "recorder: exited during start-up (see the log lines above)");
-		goto fail;
-	}
-	proc_reader_init(&r, m.payload, m.len);
-	if (proc_get_u32(&r, &code) < 0 || proc_get_bytes(&r, &text, &tlen, 1024) < 0 ||
-	    proc_reader_end(&r) < 0 || (m.type != PROC_READY && m.type != PROC_ERR)) {
-		snprintf(err, errlen, "recorder: malformed start-up message");
-		goto fail;
-	}
-	if (m.type == PROC_ERR) {
-		snprintf(err, errlen, "%.*s", (int)tlen, (const char *)text);
-		goto fail;
-	}
-	for (i = 0; i < nslots; i++)
-		client_fds_r[i] = sv[i][0];
-	*parent_fd_r = sv[nslots][0];
+	memcpy(client_fds_r, fds, nslots * sizeof(int));
+	*parent_fd_r = fds[nslots];
 	return pid;
-fail:
-	for (i = 0; i <= nslots; i++)
-		close(sv[i][0]);
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return -1;
 }
