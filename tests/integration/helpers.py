@@ -441,11 +441,11 @@ def check_relayed(stored, submitted, *, added_message_id, added_date, dkim_domai
     return fields
 
 
-def submit_through(port, ca_file, code, enh=None):
+def submit_through(port, ca_file, code, enh=None, source=None):
     """Log in as alice on an implicit-TLS port and try one message: MAIL,
     and when that is accepted RCPT and DATA.  The last reply must be
-    code/enh (enh None: not checked); returns it."""
-    c = RawClient(port, ca_file)
+    code/enh (enh None: not checked); returns it.  source: see RawClient."""
+    c = RawClient(port, ca_file, source=source)
     c.greeting.check(220)
     c.login()
     r = c.cmd("MAIL FROM:<%s>" % ALICE)
