@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1765,6 +1766,23 @@ count_peer(const struct server *srv, const char *key)
 	return n;
 }
 
+/* A refused connection ends before the next one is accepted: its one-line
+ * answer goes straight into the new socket's empty send buffer (a
+ * non-blocking send that cannot fill it; on an implicit-TLS port nothing
+ * can be said) and its descriptor is closed at once.  So a flood of
+ * refused attempts holds no descriptor and takes no place under the
+ * limits from anybody else. */
+static void
+session_refuse(struct session *s, const char *line)
+{
+	char buf[128];
+	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+
+	if (s->lst->cl->tls == TLS_MODE_STARTTLS)
+		(void)send(conn_fd(s->conn), buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	session_drop(s, "refused");
+}
+
 /* A session on an accepted connection from `peer` (as accept() gave it).
  * pr: the PROXY header naming the real client, or NULL (a direct
  * connection, or the header said LOCAL / UNKNOWN: the socket's own
@@ -1831,9 +1849,7 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 		auditrec_refusal(srv->audit, s->id, s->peer, NULL, "connect", 421,
 		    refuse[6] == '3' ? "4.3.2" : "4.7.0", refuse[6] == '3' ?
 		    "too-many-connections" : "too-many-connections-from-address", refuse + 10);
-		if (l->cl->tls == TLS_MODE_STARTTLS)
-			evbuffer_add_printf(conn_output(s->conn), "%s\r\n", refuse);
-		session_close(s);
+		session_refuse(s, refuse);
 	} else {
 		conn_set_timeout(s->conn, (unsigned)lim->timeout);
 		session_arm_limit(s);

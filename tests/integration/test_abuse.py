@@ -195,6 +195,80 @@ def test_slowloris(target):
     t.settled()
 
 
+@pytest.mark.sanitized
+def test_connection_flood(target):
+    """10 x [limits] connections attempts from one address, held open and
+    never read: that address gets connections-per-ip sessions, every other
+    attempt is refused at once (421 4.7.0 on the STARTTLS port, closed on
+    the implicit one).  Then the address keeps trying, a burst after the
+    other, while another address connects again and again: refused
+    attempts hold nothing and count for nobody else, so every one of its
+    connections is greeted (a refused attempt used to count against the
+    global limit until its descriptor was closed: 421 4.3.2 for others)."""
+    t = target
+    src = "127.0.0.12"
+    n = 10 * CONNECTIONS
+    log0 = len(t.sp.lines)
+    socks = []
+    try:
+        for i in range(n):
+            port = t.sp.starttls_port if i % 2 == 0 else t.sp.implicit_port
+            socks.append((port, attacker(port, src)))
+        wait_for(lambda: log_count(t.sp, log0, "peer=%s" % src, "event=refused") >= n - PER_IP,
+                 timeout=30, what="every attempt answered")
+        refused = [ln for ln in t.sp.lines[log0:] if "event=refused peer=%s " % src in ln]
+        assert len(refused) == n - PER_IP, len(refused)
+        assert all("Too many connections from your address" in ln for ln in refused)
+        t.served()
+        held = 0
+        for port, s in socks:
+            s.settimeout(0.5)
+            try:
+                first = s.recv(512)
+            except socket.timeout:
+                first = None            # implicit TLS: waits for the ClientHello
+            except ConnectionResetError:
+                first = b""
+            if first in (b"", b"421 4.7.0 Too many connections from your address\r\n"):
+                if first:
+                    assert port == t.sp.starttls_port
+                    assert s.recv(512) == b""
+                continue
+            assert first is None or first.startswith(b"220 "), first
+            held += 1
+        assert held == PER_IP
+        stop = threading.Event()
+
+        def keep_trying():
+            while not stop.is_set():
+                burst = []
+                for _ in range(50):
+                    s = socket.socket()
+                    s.bind((src, 0))
+                    s.setblocking(False)
+                    s.connect_ex(("127.0.0.1", t.sp.starttls_port))
+                    burst.append(s)
+                time.sleep(0.02)
+                for s in burst:
+                    s.close()
+        flooder = threading.Thread(target=keep_trying, daemon=True)
+        flooder.start()
+        try:
+            greetings = []
+            for _ in range(20):
+                c = RawClient(t.sp.starttls_port, t.ca, implicit=False, source=LEGIT)
+                greetings.append(c.greeting.raw[:9])
+                c.close()
+        finally:
+            stop.set()
+            flooder.join(TIMEOUT)
+        assert greetings == [b"220 mail."] * 20, greetings
+    finally:
+        for _, s in socks:
+            s.close()
+    t.settled()
+
+
 def login_line():
     return b"AUTH PLAIN " + base64.b64encode(b"\0alice@lab.test\0alice-secret") + b"\r\n"
 
