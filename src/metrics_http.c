@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -149,6 +150,10 @@ struct scrape {
 struct metrics_http {
 	struct event_base *base;
 	struct evconnlistener *evl;
+	struct event *ev_resume;        /* accepting again after a pause */
+	int paused_logged;              /* a pause was logged ... */
+	time_t paused_log_time;         /* ... at this (monotonic) second */
+	unsigned pauses;                /* pauses since that line */
 	struct scrape *scrapes;
 	unsigned nscrapes;
 };
@@ -268,20 +273,58 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	mh->nscrapes++;
 }
 
+/* Accepting failed (EMFILE, ENFILE, ...): without this libevent retries at
+ * once and fails again, a busy loop.  Pause for a moment, as the SMTP
+ * listeners do (smtp_server.c); scrapers wait in the listen backlog.  One
+ * log line per METRICS_HTTP_LOG_EVERY seconds at most. */
+static void
+accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct metrics_http *mh = arg;
+	struct timeval tv = { 0, METRICS_HTTP_BACKOFF_MS * 1000 };
+	struct timespec now;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	mh->pauses++;
+	if (!mh->paused_logged || now.tv_sec - mh->paused_log_time >= METRICS_HTTP_LOG_EVERY) {
+		log_warn("event=metrics-accept-paused error=\"%s\" pauses=%u: not accepting "
+		    "scrapes for %d ms at a time", evutil_socket_error_to_string(err), mh->pauses,
+		    METRICS_HTTP_BACKOFF_MS);
+		mh->paused_logged = 1;
+		mh->paused_log_time = now.tv_sec;
+		mh->pauses = 0;
+	}
+	evconnlistener_disable(evl);
+	evtimer_add(mh->ev_resume, &tv);
+}
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_http *mh = arg;
+
+	evconnlistener_enable(mh->evl);
+}
+
 struct metrics_http *
 metrics_http_new(struct event_base *base, int fd, char *err, size_t errlen)
 {
 	struct metrics_http *mh = xcalloc(1, sizeof(*mh));
 
 	mh->base = base;
+	if ((mh->ev_resume = evtimer_new(base, accept_resume, mh)) == NULL)
+		fatal("out of memory");
 	mh->evl = evconnlistener_new(base, on_accept, mh, LEV_OPT_CLOSE_ON_FREE |
 	    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (mh->evl == NULL) {
 		snprintf(err, errlen, "[metrics]: cannot listen: %s", strerror(errno));
 		close(fd);
+		event_free(mh->ev_resume);
 		free(mh);
 		return NULL;
 	}
+	evconnlistener_set_error_cb(mh->evl, accept_error);
 	return mh;
 }
 
@@ -299,5 +342,6 @@ metrics_http_free(struct metrics_http **mp)
 	}
 	if (mh->evl != NULL)
 		evconnlistener_free(mh->evl);
+	event_free(mh->ev_resume);
 	free(mh);
 }

@@ -10,7 +10,9 @@
  * query string is ignored) answer 200 with the exposition (OpenMetrics when
  * the Accept header names application/openmetrics-text, else Prometheus
  * text 0.0.4); another path 404, another method 405, anything malformed
- * 400, an oversized head 431.
+ * 400, an oversized head 431.  When accepting fails (EMFILE, ...) the
+ * listener pauses for METRICS_HTTP_BACKOFF_MS, logged once per
+ * METRICS_HTTP_LOG_EVERY seconds at most.
  */
 #ifndef SUBPROXY_METRICS_HTTP_H
 #define SUBPROXY_METRICS_HTTP_H
@@ -20,6 +22,8 @@
 #define METRICS_HTTP_HEAD_MAX	4096
 #define METRICS_HTTP_TIMEOUT	5
 #define METRICS_HTTP_CONNS	4
+#define METRICS_HTTP_BACKOFF_MS	250
+#define METRICS_HTTP_LOG_EVERY	10	/* seconds */
 
 struct event_base;
 struct metrics_http;

@@ -12,11 +12,12 @@ Attacks tested elsewhere and not repeated here: STARTTLS then half-close
 (test_reentrancy.test_starttls_then_half_close), floods of NOOP and empty
 lines without reading (test_flood), endless DATA and a BDAT of 10^12
 octets (test_flood.test_endless_message_is_bounded), EMFILE on the SMTP
-listeners (test_descriptors.test_emfile_pauses_accepting), a slow
+listeners alone (test_descriptors.test_emfile_pauses_accepting), a slow
 transaction after AUTH (test_session_limits).
 """
 
 import base64
+import os
 import random
 import select
 import socket
@@ -27,9 +28,10 @@ import time
 
 import pytest
 
-from helpers import (ALICE, RCPT, SERVER_NAME, TIMEOUT, RawClient, client_context,
-                     make_message, submit_through)
+from helpers import (ALICE, RCPT, SERVER_NAME, TIMEOUT, RawClient, client_context, cpu_seconds,
+                     make_message, nofile_limits, set_nofile, submit_through)
 from opsutil import scrape, val, wait_for
+from test_descriptors import lowest_free_fd
 from test_dkim import roles
 from test_flood import flood, growth_check
 from test_metrics import start as start_with_metrics
@@ -469,4 +471,41 @@ def test_huge_bdat_sizes(target):
     pre.read_reply().check(503, "5.5.1")
     pre.cmd("NOOP", 250, "2.0.0")
     pre.cmd("QUIT", 221, "2.0.0")
+    t.settled()
+
+
+@pytest.mark.sanitized
+def test_emfile_on_every_listener(target):
+    """front is out of descriptors while clients keep connecting to both
+    SMTP listeners and to the metrics responder: no listener spins or
+    floods the log (the metrics listener had no error callback: libevent
+    retried accept() at once, 280,000 log lines in 3 s), each pauses and
+    says so once, and all of them serve again when descriptors are back."""
+    if os.geteuid() != 0:
+        pytest.skip("reading the descriptors of front (not dumpable) needs root")
+    t = target
+    src = "127.0.0.19"
+    soft = nofile_limits(t.front)[0]
+    set_nofile(t.front, lowest_free_fd(t.front))
+    socks = []
+    try:
+        log0 = len(t.sp.lines)
+        for port in (t.sp.starttls_port, t.sp.implicit_port, t.metrics_port):
+            socks += [attacker(port, src) for _ in range(3)]
+        time.sleep(1)
+        cpu0, t0 = cpu_seconds(t.front), time.monotonic()
+        time.sleep(3)
+        cpu, wall = cpu_seconds(t.front) - cpu0, time.monotonic() - t0
+        assert cpu < 0.3 * wall, "front used %.2f s of CPU in %.2f s" % (cpu, wall)
+        lines = t.sp.lines[log0:]
+        assert len(lines) < 50, "%d log lines in %.1f s: %s" % (len(lines), wall, lines[-3:])
+        smtp = [ln for ln in lines if "event=accept-paused" in ln]
+        metrics = [ln for ln in lines if "event=metrics-accept-paused" in ln]
+        assert 1 <= len(smtp) <= 2 and 1 <= len(metrics) <= 2, lines
+        assert 'error="Too many open files"' in metrics[0], metrics
+    finally:
+        for s in socks:
+            s.close()
+        set_nofile(t.front, soft)
+    scrape(t.metrics_port)
     t.settled()
