@@ -145,6 +145,7 @@ struct scrape {
 	struct metrics_http *mh;
 	struct scrape *prev, *next;
 	struct conn *conn;
+	struct event *deadline;         /* METRICS_HTTP_TIMEOUT after connecting */
 };
 
 struct metrics_http {
@@ -170,6 +171,7 @@ scrape_unlink(struct scrape *sc)
 	if (sc->next)
 		sc->next->prev = sc->prev;
 	mh->nscrapes--;
+	event_free(sc->deadline);
 	free(sc);
 }
 
@@ -250,11 +252,25 @@ scrape_cb(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
+/* The whole request head must come within METRICS_HTTP_TIMEOUT: a scraper
+ * sending it byte by byte would otherwise keep its place as long as it
+ * likes (the conn timeout starts again with every read). */
+static void
+scrape_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct scrape *sc = arg;
+
+	log_debug("event=metrics-scrape-timeout");
+	conn_free(&sc->conn);
+	scrape_unlink(sc);
+}
+
 static void
 on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg)
 {
 	struct metrics_http *mh = arg;
+	struct timeval tv = { METRICS_HTTP_TIMEOUT, 0 };
 	struct scrape *sc;
 
 	if (mh->nscrapes >= METRICS_HTTP_CONNS) {
@@ -265,7 +281,9 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	sc = xcalloc(1, sizeof(*sc));
 	sc->mh = mh;
 	sc->conn = conn_new(mh->base, fd, scrape_cb, sc);
-	conn_set_timeout(sc->conn, METRICS_HTTP_TIMEOUT);
+	if ((sc->deadline = evtimer_new(mh->base, scrape_deadline, sc)) == NULL)
+		fatal("out of memory");
+	evtimer_add(sc->deadline, &tv);
 	sc->next = mh->scrapes;
 	if (mh->scrapes)
 		mh->scrapes->prev = sc;

@@ -4,7 +4,8 @@
  * like the listeners).
  *
  * Bounds: a request head of at most METRICS_HTTP_HEAD_MAX octets, read
- * within METRICS_HTTP_TIMEOUT seconds; at most METRICS_HTTP_CONNS scrapers
+ * within METRICS_HTTP_TIMEOUT seconds of connecting (however slowly it
+ * trickles in); at most METRICS_HTTP_CONNS scrapers
  * at once (a further connection is closed at once); one request per
  * connection, closed after the response.  GET and HEAD of /metrics (a
  * query string is ignored) answer 200 with the exposition (OpenMetrics when

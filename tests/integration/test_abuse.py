@@ -43,6 +43,7 @@ LIMITS = {"connections": CONNECTIONS, "connections-per-ip": PER_IP,
           "auth-timeout": AUTH_TIMEOUT, "timeout": 10, "message-size": "1m"}
 LEGIT = "127.0.0.2"             # the legitimate client's address
 TRICKLE = 0.25                  # seconds between the bytes of a slow client
+METRICS_HTTP_TIMEOUT = 5        # src/metrics_http.h
 
 
 class Target:
@@ -147,7 +148,11 @@ def test_slowloris(target):
     """One byte every TRICKLE seconds -- never idle -- in plaintext before
     STARTTLS, inside the TLS handshake and after it: each session ends at
     auth-timeout (421 4.4.2 where a reply can be written, just closed in
-    the handshake), and a legitimate client is served meanwhile."""
+    the handshake), and a legitimate client is served meanwhile.  Four
+    request heads to the metrics responder the same way (all its scraper
+    places) are closed METRICS_HTTP_TIMEOUT after connecting, and a scrape
+    is answered then (the timeout used to restart with every byte: four
+    slow clients kept the metrics away for as long as they liked)."""
     t = target
     src = "127.0.0.11"
     t0 = time.monotonic()
@@ -155,9 +160,11 @@ def test_slowloris(target):
     assert plain.recv(512).startswith(b"220 ")
     handshake = attacker(t.sp.implicit_port, src)
     after_tls = tls_attacker(t, src)
+    scrapers = [attacker(t.metrics_port, src) for _ in range(4)]
     slow = [(plain, b"EHLO slow.example\r\n" + b"NOOP\r\n" * 100),
             (handshake, client_hello(t.ca)),
-            (after_tls, b"EHLO slow.example\r\n" + b"NOOP\r\n" * 100)]
+            (after_tls, b"EHLO slow.example\r\n" + b"NOOP\r\n" * 100)] + [
+            (s, b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"x" * 4000) for s in scrapers]
     got = [b""] * len(slow)
     ended = {}
     i = 0
@@ -186,13 +193,16 @@ def test_slowloris(target):
                 ended[k] = time.monotonic() - t0
     for s, _ in slow:
         s.close()
-    assert sorted(ended) == [0, 1, 2], "still open after %.1f s: %r" % (
-        time.monotonic() - t0, [k for k in range(3) if k not in ended])
+    assert sorted(ended) == list(range(len(slow))), "still open after %.1f s: %r" % (
+        time.monotonic() - t0, [k for k in range(len(slow)) if k not in ended])
     for k, when in ended.items():
-        assert AUTH_TIMEOUT - 1 <= when <= AUTH_TIMEOUT + 10, (k, when)
+        limit = AUTH_TIMEOUT if k < 3 else METRICS_HTTP_TIMEOUT
+        assert limit - 1 <= when <= limit + 10, (k, when)
     assert got[0].endswith(auth_timeout_reply()), got[0][-200:]
     assert got[1] == b"", got[1]
     assert got[2].endswith(auth_timeout_reply()), got[2][-200:]
+    assert got[3:] == [b""] * 4, got[3:]
+    scrape(t.metrics_port)
     assert len([ln for ln in t.sp.lines if "event=auth-timeout peer=%s" % src in ln]) == 3
     t.settled()
 
