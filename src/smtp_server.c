@@ -806,7 +806,7 @@ cmd_auth(struct session *s, const struct smtp_cmd *c)
 			return;
 		}
 		session_set_state(s, S_AUTH_PLAIN);
-		reply(s, 334, NULL, " ");
+		reply(s, 334, NULL, "%s", "");  /* "334" SP, an empty challenge */
 		return;
 	}
 	if (ascii_casecmp(c->auth_mech, "LOGIN") == 0) {

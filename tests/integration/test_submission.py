@@ -180,10 +180,10 @@ def test_auth_plain_and_login(env):
     c.ehlo()
     c.auth_plain(ALICE, ALICE_PW)
     c.cmd("QUIT", 221, "2.0.0")
-    # PLAIN with an empty initial challenge
+    # PLAIN with an empty initial challenge: "334" SP and nothing else (RFC 4954 4)
     c = env.implicit()
     c.ehlo()
-    c.cmd("AUTH PLAIN", 334)
+    assert c.cmd("AUTH PLAIN", 334).raw == b"334 \r\n"
     tok = base64.b64encode(b"\0" + BOB.encode() + b"\0" + BOB_PW.encode())
     c.cmd(tok, 235, "2.7.0")
     # LOGIN
