@@ -1604,13 +1604,16 @@ session_process(struct session *s)
 		r = next_line(s, &line, &len);
 		if (r == 0)
 			break;
-		if (r < 0)
+		if (r < 0) {
+			/* a bad line answered with 500 ends an AUTH exchange too:
+			 * the next line is a command, not a user name or password */
+			session_set_state(s, S_CMD);
 			continue;
+		}
 		if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL ||
 		    memchr(line, '\n', len) != NULL) {
 			reply(s, 500, "5.5.2", "Command line contains a bare CR, LF or NUL");
-			if (s->state != S_CMD)
-				session_set_state(s, S_CMD);
+			session_set_state(s, S_CMD);
 		} else if (s->state == S_AUTH_PLAIN) {
 			auth_plain_response(s, line, len);
 		} else if (s->state == S_AUTH_USER || s->state == S_AUTH_PASS) {

@@ -519,3 +519,45 @@ def test_emfile_on_every_listener(target):
         set_nofile(t.front, soft)
     scrape(t.metrics_port)
     t.settled()
+
+
+@pytest.mark.sanitized
+def test_long_and_bad_lines_in_every_state(target):
+    """Overlong lines and lines with a bare LF as commands, as AUTH
+    responses (user name, password, PLAIN response; with and without an
+    end in sight) and inside a transaction: each gets its one 500 5.5.2
+    and the session goes on where the protocol says -- an AUTH exchange is
+    over (it used to stay open, so the next command was taken as the user
+    name or password: QUIT became a login attempt).  No password check is
+    made for any of them."""
+    t = target
+    src = "127.0.0.20"
+    too_long = b"500 5.5.2 Command line too long"
+    bare = b"500 5.5.2 Command line contains a bare CR, LF or NUL"
+    user = base64.b64encode(b"alice@lab.test")
+    c = RawClient(t.sp.implicit_port, t.ca, source=src)
+    c.greeting.check(220)
+    c.ehlo()
+    steps = [
+        (b"NOOP " + b"x" * 2000 + b"\r\n", [too_long]),
+        (b"AUTH LOGIN\r\n" + b"u" * 13000 + b"\r\n",
+         [b"334 VXNlcm5hbWU6", too_long]),
+        (b"AUTH LOGIN " + user + b"\r\n" + b"p" * 13000 + b"\r\n",
+         [b"334 UGFzc3dvcmQ6", too_long]),
+        (b"AUTH LOGIN " + user + b"\r\n" + b"cA==\n", [b"334 UGFzc3dvcmQ6", bare]),
+        (b"AUTH PLAIN\r\n" + b"A" * 13000 + b"\r\n", [b"334 ", too_long]),
+        (b"AUTH PLAIN\r\n" + b"AGFsaWNl\n", [b"334 ", bare]),
+    ]
+    for data, want in steps:
+        c.send(data)
+        assert [c.read_line() for _ in want] == want, data[:40]
+        c.cmd("NOOP", 250, "2.0.0")     # a command again, not an AUTH response
+    assert not [ln for ln in t.sp.lines if "event=auth peer=%s " % src in ln]
+    c.auth_plain()
+    c.mail(ALICE)
+    c.send(b"RCPT TO:<" + b"r" * 2000 + b"@remote.test>\r\n")
+    assert c.read_line() == too_long
+    c.rcpt(RCPT, code=250)
+    c.cmd("RSET", 250, "2.0.0")
+    c.cmd("QUIT", 221, "2.0.0")
+    t.settled()
