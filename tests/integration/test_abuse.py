@@ -336,7 +336,14 @@ def test_pipelined_floods(target):
 
 def sequence(t, steps, source, tls):
     """Open a session and take steps (bytes to send, and the start of the
-    last reply line to wait for, or None); returns the socket."""
+    last reply line to wait for, or None); returns the socket.  tls: True
+    (implicit TLS), False (plaintext on the STARTTLS port) or "hello" (a
+    ClientHello sent, the server's first flight read)."""
+    if tls == "hello":
+        s = attacker(t.sp.implicit_port, source)
+        s.sendall(client_hello(t.ca))
+        assert s.recv(65536)[:1] == b"\x16"     # a handshake record
+        return s
     s = tls_attacker(t, source) if tls else attacker(t.sp.starttls_port, source)
     if not tls:
         assert s.recv(512).startswith(b"220 ")
@@ -358,6 +365,7 @@ TXN = [(b"MAIL FROM:<%s>\r\n" % ALICE.encode(), b"250 2.1.0"),
 STATES = {
     "greeted": (False, []),
     "after-ehlo": (False, [EHLO]),
+    "in-tls-handshake": ("hello", []),
     "tls-greeted": (True, []),
     "auth-plain-continuation": (True, [EHLO, (b"AUTH PLAIN\r\n", b"334 ")]),
     "auth-login-password": (True, [EHLO, (b"AUTH LOGIN " + base64.b64encode(b"alice@lab.test")
@@ -379,9 +387,8 @@ STATES = {
 def test_half_close_and_reset_in_every_state(target, how):
     """The client half-closes (FIN) or resets (RST) in every state a
     session can be in before its message is complete: the session ends,
-    a half-closing client gets nothing more, and nothing is relayed.  (The
-    TLS handshake: test_random_bytes_before_and_after_tls; STARTTLS:
-    test_reentrancy.)"""
+    a half-closing client gets nothing more, and nothing is relayed.
+    (STARTTLS then half-close: test_reentrancy.)"""
     t = target
     src = "127.0.0.15" if how == "half-close" else "127.0.0.16"
     log0 = len(t.sp.lines)
@@ -392,7 +399,7 @@ def test_half_close_and_reset_in_every_state(target, how):
             continue
         s.shutdown(socket.SHUT_WR)      # under TLS too: a TCP FIN, no close_notify
         got = read_to_close(s)
-        if not tls:
+        if tls is not True:             # under TLS the records are not readable here
             assert got == b"", (name, got)
     ended = wait_for(lambda: log_count(t.sp, log0, "peer=%s" % src, "event=drop", "event=close")
                      >= len(STATES) or None, timeout=TIMEOUT, what="every session ended")
