@@ -29,7 +29,7 @@ import time
 import pytest
 
 from helpers import (ALICE, RCPT, SERVER_NAME, TIMEOUT, RawClient, client_context, cpu_seconds,
-                     make_message, nofile_limits, set_nofile, submit_through)
+                     dot_stuff, make_message, nofile_limits, set_nofile, submit_through)
 from opsutil import scrape, val, wait_for
 from test_descriptors import lowest_free_fd
 from test_dkim import roles
@@ -567,4 +567,37 @@ def test_long_and_bad_lines_in_every_state(target):
     c.rcpt(RCPT, code=250)
     c.cmd("RSET", 250, "2.0.0")
     c.cmd("QUIT", 221, "2.0.0")
+    t.settled()
+
+
+@pytest.mark.sanitized
+@pytest.mark.parametrize("size", [600 << 10, 2000], ids=["spool-memfd", "signer-memfd"])
+def test_emfile_during_a_message(target, size):
+    """front runs out of descriptors while a logged-in client sends its
+    message: beyond memory-body the spool cannot move to a memfd, a small
+    message cannot be handed to the signer -- 451 4.3.0 either way, nothing
+    relayed, the session goes on and sends the message once descriptors
+    are back."""
+    if os.geteuid() != 0:
+        pytest.skip("reading the descriptors of front (not dumpable) needs root")
+    t = target
+    c = RawClient(t.sp.implicit_port, t.ca, source="127.0.0.21")
+    c.greeting.check(220)
+    c.login()
+    msg = make_message(body=(b"x" * 76 + b"\r\n") * (size // 78))
+    soft = nofile_limits(t.front)[0]
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    set_nofile(t.front, lowest_free_fd(t.front))
+    try:
+        c.data(dot_stuff(msg), code=451, enh="4.3.0")
+        c.cmd("NOOP", 250, "2.0.0")
+    finally:
+        set_nofile(t.front, soft)
+    assert len(t.sink.messages()) == t.legit
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(msg), code=250, enh="2.0.0")
+    t.legit += 1                        # this one was meant to go out
+    c.cmd("QUIT", 221)
     t.settled()
