@@ -114,7 +114,7 @@ struct session {
 	unsigned proto_errors;
 	struct event *ev_limit;        /* auth-timeout, then session-timeout */
 	int limit_passed;              /* session-timeout passed: end after this transaction */
-	time_t started;                /* monotonic seconds */
+	uint64_t started_ms;           /* monotonic milliseconds at the accept */
 	int tls;                       /* TLS active */
 	int greeted;                   /* HELO/EHLO seen (since TLS) */
 	int esmtp;
@@ -168,6 +168,15 @@ mono_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec;
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Every frame entered from the event loop (connection events, results of
@@ -1696,20 +1705,23 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	session_release(s);
 }
 
-/* auth-timeout (before AUTH) or what is left of session-timeout. */
+/* auth-timeout (before AUTH) or what is left of session-timeout, counted
+ * from the accept to the millisecond (whole seconds would end a session up
+ * to a second early). */
 static void
 session_arm_limit(struct session *s)
 {
 	const struct config_limits *l = &s->srv->cfg->limits;
-	time_t elapsed = mono_now() - s->started;
-	struct timeval tv = { 0, 0 };
+	uint64_t elapsed = mono_ms() - s->started_ms, limit, left;
+	struct timeval tv;
 
 	if (s->login == NULL && l->auth_timeout < l->session_timeout)
-		tv.tv_sec = (time_t)l->auth_timeout - elapsed;
+		limit = l->auth_timeout * 1000;
 	else
-		tv.tv_sec = (time_t)l->session_timeout - elapsed;
-	if (tv.tv_sec < 0)
-		tv.tv_sec = 0;
+		limit = l->session_timeout * 1000;
+	left = elapsed < limit ? limit - elapsed : 0;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
 	evtimer_add(s->ev_limit, &tv);
 }
 
@@ -1806,7 +1818,7 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->id, sizeof(s->id), rnd, sizeof(rnd));
 	s->conn = conn_new(srv->base, fd, session_conn_cb, s);
-	s->started = mono_now();
+	s->started_ms = mono_ms();
 	s->ev_limit = evtimer_new(srv->base, session_limit_expired, s);
 	cidr_ntop(peer, s->peer, sizeof(s->peer), &s->peer_port);
 	/* where the client connected: the listener's address (front may not

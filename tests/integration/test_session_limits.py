@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from helpers import (ALICE, RCPT, TIMEOUT, check_relayed, dot_stuff, logged_in, make_message,
-                     raw_starttls_client)
+from helpers import (ALICE, RCPT, TIMEOUT, RawClient, check_relayed, dot_stuff, logged_in,
+                     make_message, raw_starttls_client)
 
 
 @pytest.mark.sanitized
@@ -113,6 +113,29 @@ def test_session_timeout_ends_a_slow_transaction(lab):
     assert time.monotonic() - t0 >= 4.5
     assert s.messages() == [] and s.data_completions() == 0
     assert sp.wait_log(r"event=session-timeout peer=127.0.0.1 in-transaction=1", timeout=5)
+
+
+@pytest.mark.sanitized
+def test_session_deadline_is_never_early(lab):
+    """session-timeout counts from the accept, to the millisecond: a client
+    that connects just before a second of the monotonic clock turns and
+    logs in just after it is not cut early (whole seconds made the
+    deadline up to a second early, and test_session_timeout_* flaky)."""
+    limit = 5
+    sp = lab.subproxy(lab.sink(), limits={"session-timeout": limit, "auth-timeout": limit})
+    while time.monotonic() % 1 < 0.85:          # the clock subproxy reads too
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    time.sleep(max(0.0, 0.3 - (time.monotonic() - t0)))       # past the turn
+    c.login()
+    c.sock.settimeout(TIMEOUT)
+    r = c.read_reply()
+    elapsed = time.monotonic() - t0
+    r.check(421, "4.4.2")
+    assert elapsed >= limit, "session-timeout = %d ended the session after %.2f s" % (
+        limit, elapsed)
+    c.expect_closed()
 
 
 def test_ipv6_peers_count_by_prefix(lab):
