@@ -121,11 +121,34 @@ slot_idle(const struct ratelimit_slot *s, uint32_t now)
 	    (now > st_time(st) && now - st_time(st) >= RATELIMIT_PERIOD_MAX);
 }
 
+/* Give slot s, holding `old` (0: never used), to `key`.  The bucket is
+ * emptied of the old key's deficit first and the key published last:
+ * once a process can see `key` in the slot, only takers write the state
+ * (resetting it after publishing would give back what a taker of the new
+ * key had just taken).  An old-key taker between the two steps leaves its
+ * deficit to the new key: stricter, never more.  Returns s when the slot is
+ * `key`'s (ours, or claimed for the same key by another process meanwhile),
+ * NULL when another key took it. */
+static struct ratelimit_slot *
+slot_claim(struct ratelimit_slot *s, uint64_t old, uint64_t key)
+{
+	uint64_t st;
+
+	if (old != 0) {
+		st = atomic_load(&s->state);
+		if (!atomic_compare_exchange_strong(&s->state, &st, 0))
+			return NULL;
+	}
+	if (atomic_compare_exchange_strong(&s->key, &old, key) || old == key)
+		return s;
+	return NULL;
+}
+
 /* The slot of `key`, claiming one (see the header for the policy). */
 static struct ratelimit_slot *
 slot_get(struct ratelimit_table *t, uint64_t key, uint32_t now)
 {
-	struct ratelimit_slot *s, *oldest = NULL;
+	struct ratelimit_slot *s, *oldest = NULL, *got;
 	uint64_t k;
 	uint32_t i, at = (uint32_t)(key % t->nslots), tries;
 
@@ -146,18 +169,19 @@ slot_get(struct ratelimit_table *t, uint64_t key, uint32_t now)
 					oldest = s;
 				continue;
 			}
-			if (atomic_compare_exchange_strong(&s->key, &k, key)) {
-				atomic_store(&s->state, 0);
+			if ((got = slot_claim(s, k, key)) != NULL)
+				return got;
+			if (atomic_load(&s->key) == key)
 				return s;
-			}
 		}
 		if (oldest != NULL) {
 			k = atomic_load(&oldest->key);
-			if (k != key && atomic_compare_exchange_strong(&oldest->key, &k, key)) {
-				atomic_store(&oldest->state, 0);
+			if (k != key && (got = slot_claim(oldest, k, key)) != NULL) {
 				atomic_fetch_add(&t->evictions, 1);
-				return oldest;
+				return got;
 			}
+			if (k == key)
+				return oldest;
 			oldest = NULL;
 		}
 	}

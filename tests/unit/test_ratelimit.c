@@ -260,6 +260,54 @@ t_processes(void **state)
 	munmap(mem, len);
 }
 
+/* Several processes meet a new key at once, thousands of times: the one
+ * that claims a slot must not reset a bucket another process already took
+ * from (that gave a token back: 7,001 of 7,000 once).  Every key's bucket
+ * holds one token; exactly one process may get it. */
+static void
+t_claim_race(void **state)
+{
+	enum { NKEYS = 4000, NPROC = 4 };
+	size_t len = ratelimit_table_bytes(NKEYS * 16);
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned char *got;
+	struct ratelimit_table *t;
+	pid_t pid[NPROC];
+	int i, k, st, over = 0;
+
+	assert_true(mem != MAP_FAILED);
+	got = mmap(NULL, NKEYS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(got != MAP_FAILED);
+	t = ratelimit_table_init(mem, len, NKEYS * 16, hk);
+	for (i = 0; i < NPROC; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			char name[32];
+
+			for (k = 0; k < NKEYS; k++) {
+				snprintf(name, sizeof(name), "198.51.100.%d", k);
+				if (ratelimit_take(t, ratelimit_key(t, RATELIMIT_MESSAGES,
+				    RATELIMIT_ADDRESS, name), 1, 3600, 1, 9, NULL))
+					__atomic_fetch_add(&got[k], 1, __ATOMIC_RELAXED);
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < NPROC; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	assert_int_equal(ratelimit_evictions(t), 0);     /* room for every key */
+	for (k = 0; k < NKEYS; k++) {
+		assert_true(got[k] >= 1);
+		over += got[k] - 1;
+	}
+	assert_int_equal(over, 0);
+	munmap(got, NKEYS);
+	munmap(mem, len);
+}
+
 int
 main(void)
 {
@@ -271,6 +319,7 @@ main(void)
 		cmocka_unit_test(t_eviction),
 		cmocka_unit_test(t_threads),
 		cmocka_unit_test(t_processes),
+		cmocka_unit_test(t_claim_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
