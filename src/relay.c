@@ -662,7 +662,7 @@ relay_on_reply(struct relay_txn *t, struct smtp_reply *r)
 			return;
 		}
 		relay_set_state(t, R_TLS);
-		conn_start_tls(t->conn, tls_client_session(t->ctx->tls, relay_sni(t)));
+		conn_start_tls(t->conn, tls_client_session(t->ctx->tls, relay_sni(t), NULL));
 		return;
 	case R_EHLO2:
 		if (!ok) {
@@ -775,7 +775,7 @@ relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 		conn_set_timeout(c, (unsigned)t->ctx->cfg->limits.relay_timeout);
 		if (target_cfg(t)->tls == TLS_MODE_IMPLICIT) {
 			relay_set_state(t, R_TLS_IMPLICIT);
-			conn_start_tls(c, tls_client_session(t->ctx->tls, relay_sni(t)));
+			conn_start_tls(c, tls_client_session(t->ctx->tls, relay_sni(t), NULL));
 		} else {
 			relay_set_state(t, R_GREETING);
 		}

@@ -370,10 +370,15 @@ is_ip_literal(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+struct tls_ticket {
+	gnutls_datum_t data;            /* gnutls_session_get_data2(), gnutls_free */
+};
+
 void *
-tls_client_session(struct tls_client *tc, const char *sni)
+tls_client_session(struct tls_client *tc, const char *sni, const struct tls_ticket *resume)
 {
 	gnutls_session_t s;
+	int r;
 
 	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
 		fatal("gnutls_init failed");
@@ -382,7 +387,62 @@ tls_client_session(struct tls_client *tc, const char *sni)
 		fatal("gnutls session setup failed");
 	if (sni != NULL && !is_ip_literal(sni))
 		(void)gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni, strlen(sni));
+	/* data GnuTLS cannot use (expired, another version) gives a full
+	 * handshake: nothing to do about it here */
+	if (resume != NULL &&
+	    (r = gnutls_session_set_data(s, resume->data.data, resume->data.size)) < 0)
+		log_debug("tls: session data not usable: %s", gnutls_strerror(r));
 	return s;
+}
+
+struct tls_ticket *
+tls_ticket_take(void *session)
+{
+	gnutls_session_t s = session;
+	struct tls_ticket *t;
+
+	/* TLS 1.3: without a ticket, GnuTLS returns placeholder data that
+	 * resumes nothing */
+	if (gnutls_protocol_get_version(s) == GNUTLS_TLS1_3 &&
+	    !(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET))
+		return NULL;
+	t = xcalloc(1, sizeof(*t));
+	if (gnutls_session_get_data2(s, &t->data) < 0 || t->data.size == 0) {
+		gnutls_free(t->data.data);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+tls_ticket_free(struct tls_ticket **tp)
+{
+	struct tls_ticket *t = *tp;
+
+	if (t == NULL)
+		return;
+	*tp = NULL;
+	if (t->data.data != NULL)
+		sodium_memzero(t->data.data, t->data.size);
+	gnutls_free(t->data.data);
+	free(t);
+}
+
+int
+tls_session_resumed(void *session)
+{
+	return gnutls_session_is_resumed(session) != 0;
+}
+
+unsigned
+tls_peer_ncerts(void *session)
+{
+	unsigned n = 0;
+
+	if (gnutls_certificate_get_peers(session, &n) == NULL)
+		return 0;
+	return n;
 }
 
 enum dane_verdict

@@ -105,8 +105,43 @@ size_t tls_server_chain(const struct tls_server *ts, struct dane_cert *out, size
 struct tls_client *tls_client_new(const char *priority, char *err, size_t errlen);
 void tls_client_free(struct tls_client **tcp);
 
-/* A new client session with SNI set to `sni` (NULL or an IP literal: no SNI). */
-void *tls_client_session(struct tls_client *tc, const char *sni);
+/*
+ * Client-side session resumption (the relay leg).  A tls_ticket is what
+ * GnuTLS needs to resume a session later (gnutls_session_get_data2: the
+ * TLS 1.3 ticket or TLS 1.2 session ticket, the secret to use it, and the
+ * server's certificate chain as seen in the full handshake).
+ *
+ * DANE on a resumed session: GnuTLS 3.7.9 packs the peer's certificates
+ * into the session data (lib/session_pack.c, pack_certificate_auth_info)
+ * and restores them when the session is resumed, TLS 1.2 and TLS 1.3 alike,
+ * so gnutls_certificate_get_peers() -- and tls_peer_dane() -- return the
+ * chain the server proved it holds the key of in the full handshake the
+ * ticket comes from.  The caller matches it against the TLSA records that
+ * hold now; tls_peer_ncerts() tells when a resumed session has no chain
+ * (then the caller must not resume).
+ */
+struct tls_ticket;
+
+/* A new client session with SNI set to `sni` (NULL or an IP literal: no
+ * SNI), offering to resume `resume` (NULL: a full handshake). */
+void *tls_client_session(struct tls_client *tc, const char *sni,
+    const struct tls_ticket *resume);
+
+/* What resumes `session` later, or NULL when the server gave nothing to
+ * resume with (TLS 1.3: no ticket received yet -- tickets arrive after the
+ * handshake, so ask after the first record was read).  Free with
+ * tls_ticket_free(). */
+struct tls_ticket *tls_ticket_take(void *session);
+
+/* Wipe and free; *tp = NULL; NULL is a no-op. */
+void tls_ticket_free(struct tls_ticket **tp);
+
+/* 1 when the established session was resumed (no full handshake). */
+int tls_session_resumed(void *session);
+
+/* How many certificates the peer's chain has (restored ones on a resumed
+ * session). */
+unsigned tls_peer_ncerts(void *session);
 
 /* Verify the peer of an established client session against TLSA records.
  * names: reference identifiers for DANE-TA.  Fills why (one sentence) and

@@ -1036,7 +1036,7 @@ front_on_timer(evutil_socket_t fd, short what, void *arg)
 static int
 front_tls(struct front_ctx *c, int cfd, int sfd)
 {
-	gnutls_session_t cs = tls_client_session(c->tc, "mail.lab.test");
+	gnutls_session_t cs = tls_client_session(c->tc, "mail.lab.test", NULL);
 	gnutls_session_t ss = tls_server_session(c->ts);
 	int cdone = 0, sdone = 0, i, r;
 	char buf[64];

@@ -1,7 +1,10 @@
 /* test_tls.c — session tickets on the server side (tls.h): a resumed
  * handshake makes no private-key operation; tickets of another master, of an
  * ended period or past their lifetime are refused; two processes started
- * from one master accept each other's tickets after the ratchet moved on. */
+ * from one master accept each other's tickets after the ratchet moved on.
+ * On the client side (the relay leg): a kept session resumes, and a resumed
+ * session shows the chain of its full handshake to DANE, which matches it
+ * against the records given now. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -299,6 +302,89 @@ test_workers_share_the_ratchet(void **state)
 	tls_server_free(&ts);
 }
 
+/* One connection of our relay-leg client (tls_client_session) to ts,
+ * offering *ticket; DANE-checked against `rrs`.  TLS 1.3: no ticket can be
+ * taken before the first record is read.  *ticket becomes the new one. */
+static enum dane_verdict
+client_once(struct tls_server *ts, int v, struct tls_ticket **ticket,
+    const struct dane_tlsa *rrs, int *resumed_r)
+{
+	static const char *const names[] = { "mail.lab.test" };
+	struct tls_client *tc;
+	gnutls_session_t cs, ss;
+	char err[256], why[256];
+	int sv[2], i, rc = GNUTLS_E_AGAIN, rs = GNUTLS_E_AGAIN;
+	enum dane_verdict verdict;
+	char c;
+
+	tc = tls_client_new(prio[v], err, sizeof(err));
+	if (tc == NULL)
+		fail_msg("tls_client_new: %s", err);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cs = tls_client_session(tc, "mail.lab.test", *ticket);
+	gnutls_transport_set_int(cs, sv[0]);
+	ss = tls_server_session(ts);
+	gnutls_transport_set_int(ss, sv[1]);
+	for (i = 0; i < 10000 && (rc == GNUTLS_E_AGAIN || rs == GNUTLS_E_AGAIN); i++) {
+		if (rc == GNUTLS_E_AGAIN)
+			rc = gnutls_handshake(cs);
+		if (rs == GNUTLS_E_AGAIN)
+			rs = gnutls_handshake(ss);
+	}
+	assert_int_equal(rc, GNUTLS_E_SUCCESS);
+	assert_int_equal(rs, GNUTLS_E_SUCCESS);
+	if (v == 0)
+		assert_null(tls_ticket_take(cs));
+	*resumed_r = tls_session_resumed(cs);
+	assert_true(tls_peer_ncerts(cs) >= 1);
+	verdict = tls_peer_dane(cs, rrs, 1, names, 1, NULL, why, sizeof(why));
+	assert_int_equal(gnutls_record_send(ss, "x", 1), 1);
+	for (i = 0; i < 10000 && (rc = (int)gnutls_record_recv(cs, &c, 1)) == GNUTLS_E_AGAIN; i++)
+		;
+	assert_int_equal(rc, 1);
+	tls_ticket_free(ticket);
+	assert_non_null(*ticket = tls_ticket_take(cs));
+	gnutls_deinit(cs);
+	gnutls_deinit(ss);
+	close(sv[0]);
+	close(sv[1]);
+	tls_client_free(&tc);
+	return verdict;
+}
+
+static void
+test_client_resumes_and_dane_sees_the_chain(void **state)
+{
+	struct tls_server *ts = server_new();
+	struct tls_ticket *t = NULL;
+	struct dane_tlsa good, other;
+	struct dane_cert leaf;
+	const char *why = NULL;
+	char rec[160];
+	int v, resumed;
+
+	assert_int_equal(tls_server_leaf(ts, &leaf), 0);
+	assert_int_equal(dane_record_for_cert(&leaf, 3, 1, 1, rec, sizeof(rec)), 0);
+	assert_int_equal(dane_tlsa_parse_text(rec, &good, &why), 0);
+	assert_int_equal(dane_tlsa_parse_text("3 1 1 "
+	    "0000000000000000000000000000000000000000000000000000000000000000", &other, &why), 0);
+	for (v = 0; v < 2; v++) {
+		assert_int_equal(client_once(ts, v, &t, &good, &resumed), DANE_OK_EE);
+		assert_false(resumed);
+		/* resumed: the certificate comes from the session data, and is
+		 * matched against the records of now, good or not */
+		assert_int_equal(client_once(ts, v, &t, &good, &resumed), DANE_OK_EE);
+		assert_true(resumed);
+		assert_int_equal(client_once(ts, v, &t, &other, &resumed), DANE_MISMATCH);
+		assert_true(resumed);
+		tls_ticket_free(&t);
+		assert_null(t);
+	}
+	dane_tlsa_clear(&good);
+	dane_tlsa_clear(&other);
+	tls_server_free(&ts);
+}
+
 /* ---- fixtures ---- */
 
 static int
@@ -367,6 +453,7 @@ main(void)
 		cmocka_unit_test(test_ticket_dies_with_its_period),
 		cmocka_unit_test(test_tls12_ticket_lifetime),
 		cmocka_unit_test(test_workers_share_the_ratchet),
+		cmocka_unit_test(test_client_resumes_and_dane_sees_the_chain),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
