@@ -96,7 +96,8 @@ static const struct keyspec tls_keys[] = {
 static const struct keyspec auth_keys[] = { { "passwd-file", 0 }, { NULL, 0 } };
 static const struct keyspec relay_keys[] = {
 	{ "host", 0 }, { "address", 0 }, { "port", 0 }, { "tls", 0 }, { "tlsa", 1 },
-	{ "dane", 0 }, { "auth-file", 0 }, { "xclient", 0 }, { NULL, 0 }
+	{ "dane", 0 }, { "auth-file", 0 }, { "xclient", 0 }, { "connections", 0 },
+	{ "idle-timeout", 0 }, { "max-transactions", 0 }, { NULL, 0 }
 };
 static const struct keyspec dkim_keys[] = { { "key", 1 }, { NULL, 0 } };
 static const struct keyspec dns_keys[] = {
@@ -934,6 +935,16 @@ check_relay(struct parse *p, struct config *cfg, const struct sect *sc)
 	}
 	if (get_str(p, "relay", sc->name, "auth-file", 0, sc->line, &r->auth_file) < 0 ||
 	    get_bool(p, "relay", sc->name, "xclient", &r->xclient) < 0)
+		return -1;
+	r->connections = 20;
+	r->idle_timeout = 30;
+	r->max_transactions = 100;
+	if (get_num_in(p, "relay", sc->name, "connections", 0, 10000, K_UINT,
+	    &r->connections) < 0 ||
+	    get_num_in(p, "relay", sc->name, "idle-timeout", 1, 3600, K_TIME,
+	    &r->idle_timeout) < 0 ||
+	    get_num_in(p, "relay", sc->name, "max-transactions", 1, 1000000, K_UINT,
+	    &r->max_transactions) < 0)
 		return -1;
 	for (i = 0; i < p->ne; i++) {
 		const char *why = NULL;

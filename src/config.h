@@ -50,6 +50,11 @@ struct config_relay {
 	size_t ntlsa;
 	char *auth_file;                /* optional: "user:password" on one line */
 	int xclient;                    /* xclient = yes: tell the relay who the client is */
+	/* connection reuse (per front worker): idle connections kept, their
+	 * idle time, and MAIL transactions per connection */
+	uint64_t connections;           /* default 20; 0: one connection per transaction */
+	uint64_t idle_timeout;          /* seconds, default 30 */
+	uint64_t max_transactions;      /* default 100 */
 	int line;
 };
 

@@ -38,6 +38,8 @@ static const char *const proxy_refused_labels[] = {
 	"source", "connections", "invalid", "closed", "timeout"
 };
 static const char *const relay_cmd_labels[] = { "mail", "rcpt", "data" };
+static const char *const relay_opened_labels[] = { "full", "resumed" };
+static const char *const relay_reused_labels[] = { "alive", "dead" };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -72,10 +74,19 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	    "connections: [limits] connections reached; invalid: bad header; closed: ended "
 	    "before the header was complete; timeout: proxy-timeout).", "reason",
 	    proxy_refused_labels, N(proxy_refused_labels), 0 },
+	[MF_RELAY_OPENED] = { "subproxy_relay_connections_opened", "Relay connections opened "
+	    "and verified by DANE, by TLS handshake (resumed: a session kept from an earlier "
+	    "connection).", "handshake", relay_opened_labels, N(relay_opened_labels), 0 },
+	[MF_RELAY_REUSED] = { "subproxy_relay_connections_reused", "Transactions that took "
+	    "an idle relay connection from the pool, by what it was (dead: closed before the "
+	    "relay accepted MAIL, replaced by a new connection).", "result",
+	    relay_reused_labels, N(relay_reused_labels), 0 },
 };
 
 const struct metrics_gauge_info metrics_gauges[MG_MAX] = {
 	[MG_SESSIONS_OPEN] = { "subproxy_sessions_open", "Client sessions open now." },
+	[MG_RELAY_IDLE] = { "subproxy_relay_connections_idle", "Idle relay connections kept "
+	    "for reuse now." },
 };
 
 /* Bucket upper bounds in microseconds; the last is +Inf. */

@@ -65,6 +65,8 @@ enum metrics_family {
 	MF_SHUTDOWN_CUT,	/* subproxy_shutdown_cut_total */
 	MF_RATELIMIT_REFUSED,	/* subproxy_ratelimit_refused_total{limit} */
 	MF_PROXY_REFUSED,	/* subproxy_proxy_refused_total{reason} */
+	MF_RELAY_OPENED,	/* subproxy_relay_connections_opened_total{handshake} */
+	MF_RELAY_REUSED,	/* subproxy_relay_connections_reused_total{result} */
 	MF_MAX
 };
 
@@ -84,9 +86,17 @@ enum metrics_proxy_refused {
 	MPR_TIMEOUT		/* no complete header within proxy-timeout */
 };
 
+/* Labels of MF_RELAY_OPENED: the TLS handshake of a new verified relay
+ * connection. */
+enum metrics_relay_opened { MRO_FULL, MRO_RESUMED };
+/* Labels of MF_RELAY_REUSED: an idle relay connection taken up again was
+ * alive, or found dead before MAIL was accepted (and replaced). */
+enum metrics_relay_reused { MRU_ALIVE, MRU_DEAD };
+
 /* Gauges (summed over slices; cleared when a writer ends). */
 enum metrics_gauge {
 	MG_SESSIONS_OPEN,	/* subproxy_sessions_open */
+	MG_RELAY_IDLE,		/* subproxy_relay_connections_idle */
 	MG_MAX
 };
 

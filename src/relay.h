@@ -1,6 +1,28 @@
 /*
- * relay.h — the upstream leg: one SMTP client session per transaction to the
- * relay MTA, always over TLS verified with DANE, never plaintext.
+ * relay.h — the upstream leg: SMTP client transactions to the relay MTA,
+ * always over TLS verified with DANE, never plaintext.
+ *
+ * Connections are reused (relay_int.h has the parts): a transaction takes
+ * an idle connection of the first relay that has one, or opens a new one,
+ * and gives it back when it is freed.  Kept per relay target and per
+ * process (each front worker has its own pool): up to `[relay] connections`
+ * idle ones, each for at most `idle-timeout` seconds (then QUIT) and
+ * `max-transactions` MAIL commands.  A connection goes back to the pool only
+ * in a clean state: after the reply to the last command (a message's final
+ * reply, or RSET's 250 when the relay still held a transaction), never with
+ * message data in flight, never after 421 or an unsolicited reply.  A
+ * pooled connection is taken up with RSET then MAIL (pipelined when the
+ * relay offers PIPELINING); found dead before the relay accepted MAIL (EOF,
+ * reset, 421, RSET refused, write error) it is replaced by a new verified
+ * connection without the client noticing.  With XCLIENT the relay takes a
+ * connection for the client's: it serves that client session only.
+ *
+ * Every new connection is verified by DANE against the TLSA records that
+ * hold when it is opened (dane = required: looked up for each new
+ * connection, from libunbound's cache within their TTL); connections made
+ * under an older TLSA set serve until they end.  TLS sessions are resumed
+ * with the session data of the target's last connection, and a resumed
+ * session is verified by DANE too (tls.h).
  *
  * Async contract (Dovecot's backend style): every operation completes exactly
  * once by calling its callback with a reply, unless the transaction is freed
@@ -62,11 +84,16 @@ struct relay_ctx *relay_ctx_new(struct event_base *base, const struct config *cf
 void relay_ctx_free(struct relay_ctx **ctxp);
 
 /* Start a background EHLO probe of the first relay to learn its capabilities
- * (DSN advertisement).  Failures are logged only. */
+ * (DSN advertisement); its verified connection (after AUTH, when
+ * configured) is the pool's first.  Failures are logged only. */
 void relay_ctx_probe(struct relay_ctx *ctx);
+
+/* The client session `sid` has ended: close the idle connections that
+ * sent XCLIENT for it (nobody else may use them). */
+void relay_ctx_session_end(struct relay_ctx *ctx, const char *sid);
 const struct relay_caps *relay_ctx_caps(const struct relay_ctx *ctx);
 
-/* Open a verified session to a relay and send MAIL FROM:<from> params.
+/* Take a pooled connection or open a verified one, and send MAIL FROM:<from> params.
  * `params` are already validated ESMTP parameters (may be ""), `sid` is the
  * client session id for logs.  `client` (copied; may be NULL) says who the
  * client is: with `[relay] xclient = yes` and a relay that offers XCLIENT it
@@ -108,9 +135,10 @@ struct relay_facts {
 };
 void relay_txn_facts(const struct relay_txn *t, struct relay_facts *f);
 
-/* End the transaction: QUIT when idle; if data is in flight the connection
- * is closed without the final terminator so that nothing is delivered.
- * *tp = NULL; NULL is a no-op. */
+/* End the transaction: its connection goes back to the pool when clean
+ * (else QUIT when idle); if data is in flight the connection is closed
+ * without the final terminator so that nothing is delivered.  *tp = NULL;
+ * NULL is a no-op. */
 void relay_txn_free(struct relay_txn **tp);
 
 #endif

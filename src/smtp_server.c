@@ -515,6 +515,7 @@ session_end(struct session *s)
 {
 	session_set_state(s, S_CLOSED);
 	txn_reset(s);
+	relay_ctx_session_end(s->srv->relay, s->id);
 	keeper_cancel(&s->authreq);
 	if (s->ev_delay)
 		event_del(s->ev_delay);

@@ -50,7 +50,8 @@ def delta(before, after):
 def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
     sink = make_sink()
     sp, port = start(lab, sink)
-    sink.wait_for(lambda s: len(s.sessions()) >= 1)     # the capability probe
+    # the capability probe: its verified connection is then kept for reuse
+    sp.wait_relay_probe()
     before = scrape(port)
     ca = lab_certs.ca
     # N messages relayed
@@ -82,7 +83,8 @@ def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
         ("subproxy_messages_refused_total", (("code", "5.7.1"),)): M_REFUSED,
         ("subproxy_dkim_signatures_total", (("algorithm", "ed25519-sha256"),)): N_RELAYED,
         ("subproxy_dkim_signatures_total", (("algorithm", "rsa-sha256"),)): N_RELAYED,
-        ("subproxy_relay_dane_total", (("verdict", "ok-ee"),)): N_RELAYED,
+        # all over the probe's connection: verified once, before, and reused
+        ("subproxy_relay_connections_reused_total", (("result", "alive"),)): N_RELAYED,
     }
     assert d == expect, "counter changes %r, expected %r\n%s" % (d, expect,
                                                                   sp.stderr_text(40))

@@ -129,9 +129,10 @@ def test_mail_without_a_descriptor_for_the_relay(lab):
     failure is known inside relay_txn_start; it used to complete into a
     session the nested call had freed, and to leak the relay transaction
     ("Nested MAIL" afterwards).  Now: 451 4.3.0, nothing sent anywhere, and
-    the session goes on."""
+    the session goes on.  (connections = 0: no kept relay connection, so
+    every transaction needs a new descriptor.)"""
     s = lab.sink()
-    sp = lab.subproxy(s)
+    sp = lab.subproxy({"sink": s, "extra": {"connections": 0}})
     sp.wait_relay_probe()
     front = roles(sp)["front"]
     c = logged_in(sp.implicit_port, lab.certs.ca)

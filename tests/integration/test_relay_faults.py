@@ -49,6 +49,12 @@ class Env:
     def session(self):
         return session(self.sp, self.certs)
 
+    def configure(self, **kw):
+        """Change the relay's extensions: they show at EHLO, so the
+        connections subproxy keeps are closed, as a relay restart would."""
+        self.sink.configure(**kw)
+        self.sink.close_idle()
+
 
 @pytest.fixture(scope="module")
 def env(module_lab):
@@ -62,10 +68,10 @@ def env(module_lab):
 def fenv(env):
     """The shared daemon and sink with a clean sink (store, faults, options)."""
     env.sink.reset()
-    env.sink.configure(chunking=True, dsn=True, strict=True)
+    env.configure(chunking=True, dsn=True, strict=True)
     yield env
     env.sink.reset()
-    env.sink.configure(chunking=True)
+    env.configure(chunking=True)
 
 
 # ---- the relay cannot be used at all: refused at MAIL time ----
@@ -156,7 +162,7 @@ def test_all_rcpts_refused_then_data(fenv):
 @pytest.mark.parametrize("final", ["451 4.3.0 Try again later", "554 5.6.0 Content rejected"])
 @pytest.mark.parametrize("client_method", ["DATA", "BDAT"])
 def test_relay_final_reply_passed_on(fenv, relay_method, final, client_method):
-    fenv.sink.configure(chunking=relay_method == "BDAT")
+    fenv.configure(chunking=relay_method == "BDAT")
     fenv.sink.set_faults(final=final)
     msg = make_message()
     c = fenv.session()
@@ -174,7 +180,7 @@ def test_relay_final_reply_passed_on(fenv, relay_method, final, client_method):
 
 
 def test_relay_refuses_data_command(fenv):
-    fenv.sink.configure(chunking=False)
+    fenv.configure(chunking=False)
     fenv.sink.set_faults(data="451 4.3.0 Not now")
     c = fenv.session()
     open_txn(c)
@@ -187,7 +193,7 @@ def test_relay_refuses_data_command(fenv):
 
 @pytest.mark.parametrize("relay_method", ["BDAT", "DATA"])
 def test_relay_drops_connection_mid_data(fenv, relay_method):
-    fenv.sink.configure(chunking=relay_method == "BDAT")
+    fenv.configure(chunking=relay_method == "BDAT")
     fenv.sink.set_faults(drop_after_bytes=5000)
     msg = make_message(body=(b"m" * 76 + b"\r\n") * 2000)
     c = fenv.session()
@@ -204,7 +210,7 @@ def test_relay_drops_connection_mid_data(fenv, relay_method):
 
 
 def test_relay_drops_connection_after_354(fenv):
-    fenv.sink.configure(chunking=False)
+    fenv.configure(chunking=False)
     fenv.sink.set_faults(drop_after_354=True)
     c = fenv.session()
     open_txn(c)

@@ -8,8 +8,9 @@ it accepts and can be told to misbehave.
 Modes
   starttls  plaintext greeting; EHLO offers ENHANCEDSTATUSCODES and STARTTLS,
             and after TLS: PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES,
-            CHUNKING, DSN, SMTPUTF8 (CHUNKING, DSN, SMTPUTF8 can be switched
-            off; AUTH PLAIN is offered when a login is configured)
+            CHUNKING, DSN, SMTPUTF8 (PIPELINING, CHUNKING, DSN, SMTPUTF8 can
+            be switched off; AUTH PLAIN is offered when a login is
+            configured); tls_max="1.2" offers no TLS 1.3
   implicit  TLS from the first byte, same extensions
   plain     never offers STARTTLS (a relay that cannot do TLS)
 MAIL is refused before TLS in every mode.
@@ -38,15 +39,32 @@ Faults (Sink.set_faults(...) or Sink.faults = Faults(...), any time):
   final="554 ..."          reply to the final dot / BDAT LAST instead of 250
   drop_after_354           close the connection right after sending 354
   drop_after_bytes=N       close once N octets of message data were read
+  rset="421 ..."           reply to RSET instead of 250 (a 421 also closes)
+  drop_at={"rset", ...}    close the connection when this command arrives,
+                           without a reply (any verb: rset, mail, rcpt, ...)
+  close_after_final        close the connection right after the final reply
+  once                     mail, rset and drop_at fire once: then all faults
+                           are cleared
   delay={"final": 5.0}     sleep before replying; stages: greeting, ehlo,
                            starttls, auth, mail, rcpt, data, bdat (non-LAST
                            chunk), final, rset, noop, quit
 When the peer is gone after the "final" delay, nothing is stored.
 
 Session records (Sink.sessions()): one dict per connection with id, peer,
-tls, sni, commands (AUTH data redacted), events, data_started,
-data_completed (end of data seen: final dot or complete BDAT LAST chunk),
-stored (message numbers) and closed.
+tls, tls_resumed (the TLS handshake resumed an earlier session: Python's
+SSLObject.session_reused on the server side), sni, commands (AUTH data
+redacted), events, data_started, data_completed (end of data seen: final
+dot or complete BDAT LAST chunk), stored (message numbers) and closed.
+Sink.connections(), handshakes() and resumptions() count them.
+
+A client that keeps connections (subproxy's pool): Sink.close_idle(reply)
+closes every connection that is between transactions (after sending reply,
+e.g. "421 4.3.2 Shutting down", when given), as a relay closing idle
+connections or restarting does (after configure(): a relay announces its
+extensions at EHLO only).  With xclient_once=True a second
+XCLIENT on one connection is refused (550 5.7.0), as Postfix refuses it
+when the first one set a client address that is not authorised for
+XCLIENT.
 
 Use in tests (in-process: a thread with its own event loop):
     s = Sink(cert="relay.pem", key="relay.key", directory=d).start()
@@ -97,9 +115,14 @@ class Faults:
     drop_after_354: bool = False
     drop_after_bytes: int = None
     delay: dict = dataclasses.field(default_factory=dict)
+    rset: str = None
+    drop_at: set = dataclasses.field(default_factory=set)
+    close_after_final: bool = False
+    once: bool = False
 
     def __post_init__(self):
         self.rcpt = {k.lower(): v for k, v in (self.rcpt or {}).items()}
+        self.drop_at = {v.lower() for v in (self.drop_at or ())}
         for k in (self.delay or {}):
             if k not in STAGES:
                 raise ValueError("unknown delay stage %r (one of %s)" % (k, ", ".join(STAGES)))
@@ -129,6 +152,8 @@ class _State:
         self.ehlo = False
         self.login = None
         self.txn = None
+        self.xclients = 0           # XCLIENT commands accepted on this connection
+        self.busy = False           # a command is being handled
 
 
 def _violations(data, crlf_lines=True):
@@ -168,7 +193,8 @@ class Sink:
     def __init__(self, cert=None, key=None, directory=None, *, host="127.0.0.1", port=0,
                  mode="starttls", chunking=True, dsn=True, smtputf8=True, strict=True,
                  size_limit=64 * 1024 * 1024, auth=None, hostname="relay.lab.test",
-                 faults=None, xclient=None):
+                 faults=None, xclient=None, xclient_once=False, pipelining=True,
+                 tls_max=None):
         if mode not in ("starttls", "implicit", "plain"):
             raise ValueError("mode must be starttls, implicit or plain")
         if mode != "plain" and (cert is None or key is None):
@@ -181,6 +207,9 @@ class Sink:
         self.size_limit = size_limit
         self.auth = auth                    # (login, password) or None
         self.xclient = xclient              # XCLIENT attribute names to offer, or None
+        self.xclient_once = xclient_once    # refuse a second XCLIENT per connection
+        self.pipelining = pipelining        # offer PIPELINING
+        self.tls_max = tls_max              # "1.2": no TLS 1.3
         self.hostname = hostname
         self.faults = faults if faults is not None else Faults()
         self.errors = []                    # asyncio errors (handshake failures, ...)
@@ -191,6 +220,8 @@ class Sink:
         self._thread = None
         self._server = None
         self._tasks = set()
+        self._live = {}                     # session id -> (writer, _State, task)
+        self._next_id = 1                   # session ids are never reused
         self._ctx = None
         os.makedirs(self.directory, exist_ok=True)
 
@@ -201,6 +232,8 @@ class Sink:
         if self.cert is not None:
             self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.tls_max == "1.2":
+                self._ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             self._ctx.load_cert_chain(self.cert, self.key)
             self._ctx.sni_callback = self._on_sni
         self._loop = asyncio.new_event_loop()
@@ -279,11 +312,54 @@ class Sink:
         self.faults = Faults(**kw)
 
     def configure(self, **kw):
-        """Change options at run time: chunking, dsn, smtputf8, strict, size_limit, auth."""
+        """Change options at run time: chunking, dsn, smtputf8, strict, size_limit, auth.
+        Extensions show at the next EHLO: a client that keeps its connection
+        sees them after close_idle()."""
         for k, v in kw.items():
             if k not in ("chunking", "dsn", "smtputf8", "strict", "size_limit", "auth"):
                 raise ValueError("not a run-time option: %s" % k)
             setattr(self, k, v)
+
+    def close_idle(self, reply=None):
+        """Close every connection that is between transactions (no mail
+        transaction open, no command being handled), after sending reply
+        when given.  Returns how many were closed."""
+        if self._loop is None or not self._loop.is_running():
+            return 0
+
+        async def close():
+            n, tasks = 0, []
+            for sess_id, (writer, st, task) in list(self._live.items()):
+                if st.txn is not None or st.busy or writer.transport is None or \
+                        writer.transport.is_closing():
+                    continue
+                with self._lock:
+                    rec = next((r for r in self._sessions if r["id"] == sess_id), None)
+                if reply:
+                    try:
+                        await self._send(writer, reply)
+                    except (ConnectionError, OSError):
+                        pass
+                if rec is not None:
+                    self._event(rec, "closed by the sink while idle")
+                writer.transport.abort()
+                tasks.append(task)
+                n += 1
+            if tasks:       # their records say closed when this returns
+                await asyncio.wait(tasks, timeout=5)
+            return n
+
+        return asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+
+    def connections(self):
+        """Connections accepted (since the last reset(): open ones stay)."""
+        return len(self.sessions())
+
+    def handshakes(self):
+        """TLS handshakes completed: (full, resumed)."""
+        recs = [r for r in self.sessions() if r["tls"]]
+        resumed = sum(1 for r in recs if r["tls_resumed"])
+        return len(recs) - resumed, resumed
 
     def reset(self):
         """Delete stored messages, clear faults, forget closed sessions and
@@ -348,11 +424,12 @@ class Sink:
     def _new_session(self, writer):
         peer = writer.get_extra_info("peername")
         rec = {"id": None, "peer": "%s:%s" % peer[:2] if peer else "?", "tls": None,
-               "tls_cipher": None, "sni": None, "commands": [], "events": [],
+               "tls_cipher": None, "tls_resumed": None, "sni": None, "commands": [], "events": [],
                "data_started": 0, "data_completed": 0, "stored": [], "closed": False,
                "started": time.time()}
         with self._lock:
-            rec["id"] = len(self._sessions) + 1
+            rec["id"] = self._next_id
+            self._next_id += 1
             self._sessions.append(rec)
         return rec
 
@@ -376,7 +453,8 @@ class Sink:
         c = so.cipher()
         self._rec(sess, "tls_cipher", c[0] if c else None)
         self._rec(sess, "sni", getattr(so, "lab_sni", None))
-        self._event(sess, "tls " + str(so.version()))
+        self._rec(sess, "tls_resumed", so.session_reused)
+        self._event(sess, "tls %s%s" % (so.version(), " resumed" if so.session_reused else ""))
 
     # ---- I/O helpers ----
 
@@ -412,6 +490,10 @@ class Sink:
         return (writer.transport is None or writer.transport.is_closing() or
                 reader.at_eof() or reader.exception() is not None)
 
+    def _fired(self):
+        if self.faults.once:
+            self.faults = Faults()
+
     def _abort(self, sess, writer, why):
         self._event(sess, "drop: " + why)
         writer.transport.abort()
@@ -446,6 +528,13 @@ class Sink:
 
     async def _session(self, sess, reader, writer):
         st = _State(tls=self.mode == "implicit")
+        self._live[sess["id"]] = (writer, st, asyncio.current_task())
+        try:
+            await self._session_run(sess, st, reader, writer)
+        finally:
+            self._live.pop(sess["id"], None)
+
+    async def _session_run(self, sess, st, reader, writer):
         if st.tls:
             self._note_tls(sess, writer)
         f = self.faults
@@ -468,8 +557,12 @@ class Sink:
             if not line.endswith(b"\n"):
                 await self._send(writer, "500 5.5.2 Line too long")
                 self._abort(sess, writer, "command line over the buffer limit")
-            if await self._command(sess, st, reader, writer, line) == "quit":
-                return
+            st.busy = True
+            try:
+                if await self._command(sess, st, reader, writer, line) == "quit":
+                    return
+            finally:
+                st.busy = False
 
     async def _command(self, sess, st, reader, writer, line):
         if not line.endswith(b"\r\n"):
@@ -496,6 +589,9 @@ class Sink:
         if not st.tls and verb not in ("EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT"):
             await self._send(writer, "530 5.7.0 Must issue a STARTTLS command first")
             return None
+        if verb.lower() in self.faults.drop_at:
+            self._fired()
+            self._abort(sess, writer, "at " + verb)
         handler = getattr(self, "_cmd_" + verb.lower(), None) if verb.isalpha() else None
         if handler is None:
             await self._send(writer, "500 5.5.1 Command unrecognized")
@@ -506,8 +602,8 @@ class Sink:
         lines = ["250 %s" % self.hostname]
         if not st.tls and self.mode == "starttls":
             return lines + ["250 ENHANCEDSTATUSCODES", "250 STARTTLS"]
-        lines += ["250 PIPELINING", "250 SIZE %d" % self.size_limit, "250 8BITMIME",
-                  "250 ENHANCEDSTATUSCODES"]
+        lines += ["250 PIPELINING"] if self.pipelining else []
+        lines += ["250 SIZE %d" % self.size_limit, "250 8BITMIME", "250 ENHANCEDSTATUSCODES"]
         if self.chunking:
             lines.append("250 CHUNKING")
         if self.dsn:
@@ -530,6 +626,11 @@ class Sink:
         if self.faults.xclient:
             await self._send(writer, self.faults.xclient)
             return
+        if self.xclient_once and st.xclients > 0:
+            self._event(sess, "xclient refused: not the first on this connection")
+            await self._send(writer, "550 5.7.0 Error: insufficient authorization")
+            return
+        st.xclients += 1
         st.greeted, st.ehlo, st.txn = False, False, None
         await self._send(writer, "220 %s ESMTP sink" % self.hostname)
 
@@ -641,7 +742,12 @@ class Sink:
             return
         await self._delay("mail")
         if self.faults.mail:
-            await self._send(writer, self.faults.mail)
+            reply = self.faults.mail
+            self._fired()
+            await self._send(writer, reply)
+            if reply.startswith("421"):
+                writer.close()
+                return "quit"
             return
         st.txn = _Txn(path, params)
         await self._send(writer, "250 2.1.0 Sender OK")
@@ -809,6 +915,8 @@ class Sink:
             n = self._store(sess, txn, data, viol, writer)
             reply = "250 2.0.0 Ok: stored as %d" % n
         await self._send(writer, reply)
+        if self.faults.close_after_final:
+            self._abort(sess, writer, "after the final reply")
 
     def _store(self, sess, txn, data, viol, writer):
         so = writer.get_extra_info("ssl_object")
@@ -840,6 +948,14 @@ class Sink:
     async def _cmd_rset(self, sess, st, reader, writer, arg):
         await self._delay("rset")
         st.txn = None
+        if self.faults.rset:
+            reply = self.faults.rset
+            self._fired()
+            await self._send(writer, reply)
+            if reply.startswith("421"):
+                writer.close()
+                return "quit"
+            return None
         await self._send(writer, "250 2.0.0 Ok")
 
     async def _cmd_noop(self, sess, st, reader, writer, arg):

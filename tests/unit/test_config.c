@@ -537,6 +537,41 @@ test_edge(void **state)
 	    "tlsa = \"" PIN "\"\nxclient = 1\n", "t.conf:32: bad value '1' for 'xclient'");
 }
 
+/* Relay connection reuse: defaults, values, bounds. */
+static void
+test_relay_reuse_keys(void **state)
+{
+	char err[512];
+	struct config *cfg;
+	const struct config_relay *r;
+
+	cfg = parse("[relay \"pf\"]\nhost = relay.lab.test\naddress = 127.0.0.1\ntlsa = \"" PIN
+	    "\"\nconnections = 0\nidle-timeout = 2m\nmax-transactions = 1\n", NULL, 0, err,
+	    sizeof(err));
+	assert_non_null(cfg);
+	r = &cfg->relays[0];
+	assert_int_equal(r->connections, 20);
+	assert_int_equal(r->idle_timeout, 30);
+	assert_int_equal(r->max_transactions, 100);
+	r = &cfg->relays[1];
+	assert_int_equal(r->connections, 0);
+	assert_int_equal(r->idle_timeout, 120);
+	assert_int_equal(r->max_transactions, 1);
+	config_free(&cfg);
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nidle-timeout = 0\n", "t.conf:32: bad value '0' for 'idle-timeout' "
+	    "(expected seconds from 1 to 3600");
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nmax-transactions = 0\n", "t.conf:32: bad value '0' for "
+	    "'max-transactions'");
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nconnections = many\n", "t.conf:32: bad value 'many' for "
+	    "'connections'");
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nconnections = 1\nconnections = 2\n", "t.conf:33: duplicate key "
+	    "'connections'");
+}
+
 /* [limits] rate defaults and [login "NAME"] overrides. */
 static void
 test_rates(void **state)
@@ -600,6 +635,7 @@ main(void)
 		cmocka_unit_test(test_contrib_example),
 		cmocka_unit_test(test_edge),
 		cmocka_unit_test(test_rates),
+		cmocka_unit_test(test_relay_reuse_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
