@@ -1,7 +1,7 @@
 /*
  * audit_alog.c — the self-audit's checks of the audit log (recorder.h):
  * audit.log (configured where the profile requires it, and writable by the
- * recorder's user only), audit.key (the Ed25519 signing key loads; its
+ * recorder's user, [server] recorder-user, only), audit.key (the Ed25519 signing key loads; its
  * public half is shown), audit.pseudonymize-key; and the public key for
  * --dns-records.
  */
@@ -45,10 +45,11 @@ log_file_ok(const struct config *cfg, char *err, size_t errlen)
 		    cfg->audit_log, (unsigned)(st.st_mode & 07777), cfg->audit_log);
 		return -1;
 	}
-	if (geteuid() == 0 && (pw = getpwnam(cfg->user)) != NULL && st.st_uid != pw->pw_uid &&
-	    st.st_uid != 0) {
+	if (geteuid() == 0 && (pw = getpwnam(cfg->recorder_user)) != NULL &&
+	    st.st_uid != pw->pw_uid && st.st_uid != 0) {
 		snprintf(err, errlen, "%s is owned by uid %lu, not by %s, who writes it (chown %s %s)",
-		    cfg->audit_log, (unsigned long)st.st_uid, cfg->user, cfg->user, cfg->audit_log);
+		    cfg->audit_log, (unsigned long)st.st_uid, cfg->recorder_user, cfg->recorder_user,
+		    cfg->audit_log);
 		return -1;
 	}
 	if (geteuid() != 0 && access(cfg->audit_log, W_OK) < 0) {
@@ -62,7 +63,7 @@ static void
 check_log(struct audit_run *r)
 {
 	const struct config *cfg = r->cfg;
-	char dir[4096], err[800];
+	char dir[4096], err[800], *fix;
 	const char *slash;
 
 	if (cfg->audit_log == NULL) {
@@ -78,16 +79,19 @@ check_log(struct audit_run *r)
 	slash = strrchr(cfg->audit_log, '/');
 	snprintf(dir, sizeof(dir), "%.*s", slash == cfg->audit_log ? 1 :
 	    (int)(slash - cfg->audit_log), cfg->audit_log);
-	if (sandbox_datadir_check(cfg->user, dir, err, sizeof(err)) < 0 ||
+	if (sandbox_datadir_check(cfg->recorder_user, dir, err, sizeof(err)) < 0 ||
 	    log_file_ok(cfg, err, sizeof(err)) < 0) {
-		audit_add(r, "audit.log", AUDIT_FAIL, refs_none, "the recorder writes only there, "
-		    "as [server] user: install -d -o USER -m 0700 DIR", "audit log %s cannot be "
+		fix = xasprintf("the recorder writes only there, as [server] recorder-user: "
+		    "install -d -o %s -m 0700 %s (and chown -R %s %s)", cfg->recorder_user, dir,
+		    cfg->recorder_user, dir);
+		audit_add(r, "audit.log", AUDIT_FAIL, refs_none, fix, "audit log %s cannot be "
 		    "written safely: %s", cfg->audit_log, err);
+		free(fix);
 		return;
 	}
 	audit_add(r, "audit.log", AUDIT_PASS, refs_none, NULL, "audit log %s: its directory is "
 	    "writable by %s only (the recorder's chroot); %s", cfg->audit_log,
-	    geteuid() == 0 ? cfg->user : "this user", auditrec_required(cfg) ?
+	    geteuid() == 0 ? cfg->recorder_user : "this user", auditrec_required(cfg) ?
 	    "while it cannot be written, new transactions get 451 4.3.0" :
 	    "[audit] required = no: mail goes on while it cannot be written");
 }

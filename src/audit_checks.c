@@ -753,6 +753,9 @@ check_sandbox(struct audit_run *r)
 		    "as root: the signer keeps the uid subproxy is started with");
 		audit_add(r, "sandbox.keeper-user", AUDIT_SKIP, refs_seccomp, NULL, "not running "
 		    "as root: the keeper keeps the uid subproxy is started with");
+		if (cfg->audit_log != NULL)
+			audit_add(r, "sandbox.recorder-user", AUDIT_SKIP, refs_seccomp, NULL, "not "
+			    "running as root: the recorder keeps the uid subproxy is started with");
 		audit_add(r, "sandbox.chroot", AUDIT_SKIP, refs_seccomp, NULL, "not running as "
 		    "root: subproxy cannot chroot to %s", cfg->chroot);
 		return;
@@ -762,6 +765,9 @@ check_sandbox(struct audit_run *r)
 	    cfg->user, "subproxy-signer");
 	check_user(r, "sandbox.keeper-user", "keeper-user", cfg->keeper_user,
 	    "the keeper (TLS key, passwords)", cfg->user, "subproxy-keeper");
+	if (cfg->audit_log != NULL)
+		check_user(r, "sandbox.recorder-user", "recorder-user", cfg->recorder_user,
+		    "the audit log's recorder (log, signing key)", cfg->user, "subproxy-recorder");
 	/* the very checks sandbox_drop() will make at start (front, signer and
 	 * keeper all chroot there) */
 	if (sandbox_chroot_check(cfg->chroot, why, sizeof(why)) < 0)

@@ -84,7 +84,8 @@ struct sectspec {
 
 static const struct keyspec server_keys[] = {
 	{ "hostname", 0 }, { "user", 0 }, { "chroot", 0 }, { "profile", 0 },
-	{ "shutdown-timeout", 0 }, { "signer-user", 0 }, { "keeper-user", 0 }, { NULL, 0 }
+	{ "shutdown-timeout", 0 }, { "signer-user", 0 }, { "keeper-user", 0 },
+	{ "recorder-user", 0 }, { NULL, 0 }
 };
 static const struct keyspec listen_keys[] = {
 	{ "address", 0 }, { "tls", 0 }, { "public-port", 0 }, { "proxy-protocol", 0 },
@@ -1370,6 +1371,7 @@ validate(struct parse *p, struct config *cfg)
 	    get_str(p, "server", NULL, "user", 0, srvline, &cfg->user) < 0 ||
 	    get_str(p, "server", NULL, "signer-user", 0, srvline, &cfg->signer_user) < 0 ||
 	    get_str(p, "server", NULL, "keeper-user", 0, srvline, &cfg->keeper_user) < 0 ||
+	    get_str(p, "server", NULL, "recorder-user", 0, srvline, &cfg->recorder_user) < 0 ||
 	    get_str(p, "server", NULL, "chroot", 0, srvline, &cfg->chroot) < 0 ||
 	    get_str(p, "server", NULL, "profile", 0, srvline, &cfg->profile) < 0)
 		return -1;
@@ -1461,6 +1463,8 @@ defaults(struct config *cfg)
 		cfg->signer_user = xstrdup("subproxy-signer");
 	if (cfg->keeper_user == NULL)
 		cfg->keeper_user = xstrdup("subproxy-keeper");
+	if (cfg->recorder_user == NULL)
+		cfg->recorder_user = xstrdup("subproxy-recorder");
 	if (cfg->chroot == NULL)
 		cfg->chroot = xstrdup("/var/empty/subproxy");
 	if (cfg->profile == NULL)
@@ -1600,6 +1604,7 @@ config_free(struct config **cfgp)
 	free(cfg->user);
 	free(cfg->signer_user);
 	free(cfg->keeper_user);
+	free(cfg->recorder_user);
 	free(cfg->chroot);
 	free(cfg->profile);
 	for (i = 0; i < cfg->nlistens; i++) {

@@ -122,6 +122,7 @@ struct config {
 	char *user;                     /* front's uid; default "subproxy" */
 	char *signer_user;              /* the signer's; default "subproxy-signer" */
 	char *keeper_user;              /* the keeper's; default "subproxy-keeper" */
+	char *recorder_user;            /* the audit log's; default "subproxy-recorder" */
 	char *chroot;                   /* default "/var/empty/subproxy" (front, signer, keeper) */
 	char *profile;                  /* default "baseline" */
 	uint64_t shutdown_timeout;      /* [server] shutdown-timeout, seconds, default 30 */

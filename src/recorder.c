@@ -738,11 +738,11 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	jsonw_init(&R.w, ALOG_LINE_MAX + 1);
 	if (child_load(cfg, dir, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
-	/* as root: chroot to the log's directory as [server] user; the files
-	 * made from now on belong to that user */
+	/* as root: chroot to the log's directory as [server] recorder-user;
+	 * the files made from now on belong to that user */
 	sandbox_nodump();
 	root = geteuid() == 0;
-	if (sandbox_drop_datadir(cfg->user, dir, err, sizeof(err)) < 0)
+	if (sandbox_drop_datadir(cfg->recorder_user, dir, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	if (!root && chdir(dir) < 0) {
 		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));

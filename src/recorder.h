@@ -4,7 +4,7 @@
  *
  * The parent forks the recorder before anything else ([audit] log set).  It
  * loads the Ed25519 signing key (and the pseudonymization key), drops to
- * [server] user chrooted in the log's directory (sandbox_drop_datadir()),
+ * [server] recorder-user chrooted in the log's directory (sandbox_drop_datadir()),
  * opens the log there, continues its chain (the last record of the file,
  * or the head saved at the last rotation/stop in FILE.head when the file is
  * new), enters its seccomp filter (seccomp/recorder.policy: no network, no

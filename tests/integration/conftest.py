@@ -148,8 +148,9 @@ def sandbox_server():
     """[server] keys for the sandbox.  As root (CI) front, signer and keeper
     chroot and drop to unprivileged users: an empty root-owned directory
     whose parents are root-owned and not writable by others (/run, not
-    /tmp), and three distinct existing system users ("nobody" for front;
-    "daemon" and "bin" stand in for subproxy-signer and subproxy-keeper).
+    /tmp), and four distinct existing system users ("nobody" for front;
+    "daemon", "bin" and "sys" stand in for subproxy-signer, subproxy-keeper
+    and subproxy-recorder, the audit log's: auditlab.RECORDER_USER).
     Unprivileged runs need nothing (subproxy cannot chroot there)."""
     if os.geteuid() != 0:
         yield {}
@@ -157,7 +158,8 @@ def sandbox_server():
     import tempfile
     d = tempfile.mkdtemp(prefix="subproxy-test-chroot.", dir="/run")
     os.chmod(d, 0o755)
-    yield {"user": "nobody", "signer-user": "daemon", "keeper-user": "bin", "chroot": d}
+    yield {"user": "nobody", "signer-user": "daemon", "keeper-user": "bin",
+           "recorder-user": "sys", "chroot": d}
     os.rmdir(d)
 
 

@@ -9,9 +9,12 @@ report.
 
 import json
 import os
+import pwd
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -369,7 +372,11 @@ def test_front_holds_no_descriptor_of_the_log(lab, audit):
     assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
     if os.geteuid() == 0:
         assert os.readlink("/proc/%d/root" % rec) == audit.dir
-        assert re.search(r"^Uid:\s+65534\s+65534\s+65534\s+65534$", status, re.M), status
+        uid = pwd.getpwnam(auditlab.RECORDER_USER).pw_uid
+        assert re.search(r"^Uid:\s+%d\s+%d\s+%d\s+%d$" % ((uid,) * 4), status, re.M), status
+        # its own user: front's cannot signal it
+        front_uid = Path("/proc/%d/status" % front).read_text().split("Uid:")[1].split()[0]
+        assert int(front_uid) != uid
     c.close()
     sp.stop()
 
@@ -616,6 +623,37 @@ def test_unusable_log_or_key_refuses_the_start(lab, audit, tmp_path):
         sp.expect_exit(1)
         assert any("refusing to start" in ln and audit.dir in ln and "owned by" in ln
                    for ln in sp.lines), sp.stderr_text(20)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user change needs root")
+def test_recorder_has_a_user_of_its_own(lab, audit):
+    """[server] recorder-user: the self-audit fails one that is missing,
+    root, or front's user (front could signal the log's holder), and a
+    recorder that cannot become it refuses the start."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides())
+    sp.stop()
+    conf = str(sp.config_path)
+    ov = sum((["-o", o] for o in audit.overrides()), [])
+
+    def check(user):
+        rc, out, err = run("-c", conf, *ov, "-o", "server.recorder-user=%s" % user, "--check",
+                           "--json")
+        return {c["id"]: c for c in json.loads(out)["checks"]}["sandbox.recorder-user"]
+    assert check(auditlab.RECORDER_USER)["status"] == "pass"
+    for user, words in (("nobody", "the network process's user"), ("root", "root's powers"),
+                        ("no-such-user-subproxy", "does not exist")):
+        c = check(user)
+        assert c["status"] == "fail" and words in c["summary"], (user, c)
+        assert "recorder-user" in c["remedy"], c
+    # without an audit log there is no recorder and nothing to check
+    rc, out, _ = run("-c", conf, "--check", "--json")
+    assert "sandbox.recorder-user" not in {c["id"] for c in json.loads(out)["checks"]}
+    sp = lab.subproxy(s, overrides=audit.overrides(), server={
+        "recorder-user": "no-such-user-subproxy"}, wait=False)
+    sp.expect_exit(1, timeout=30)
+    text = sp.stderr_text()
+    assert "refusing to start" in text and "no-such-user-subproxy" in text, text[-2000:]
 
 
 def test_refused_start_and_a_dead_recorder_are_in_the_log(lab, audit):

@@ -5,7 +5,8 @@ its public half, and readers for what subproxy wrote.
 
 AuditLog(work, user) makes, as root, a directory under /run (its parents are
 root-owned and not writable by others, as the recorder's chroot needs)
-owned by `user` with mode 0700; unprivileged, a directory in `work`.
+owned by `user` (the recorder's: [server] recorder-user, RECORDER_USER in
+the tests and the demo) with mode 0700; unprivileged, a directory in `work`.
 .overrides() are the -o options that turn the log on, .section() the same
 as an [audit] section; .records() the parsed lines of every file of the
 log, oldest first; .remove() deletes it all.
@@ -25,6 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 import dkimkeys
 
 SIG_DOMAIN = b"subproxy-audit-log-v1\n"
+# stands in for subproxy-recorder ([server] recorder-user) as root: an
+# existing system user distinct from front's, signer's and keeper's
+# (conftest.sandbox_server, labutil.sandbox_keys)
+RECORDER_USER = "sys"
 
 
 def write_key(path, key=None):
@@ -55,7 +60,7 @@ def resign_checkpoint(line, key):
 
 
 class AuditLog:
-    def __init__(self, work, user="nobody", name="audit.log", small_fs=None):
+    def __init__(self, work, user=RECORDER_USER, name="audit.log", small_fs=None):
         """small_fs: a size ("256k"): the directory is a tmpfs of that size
         of its own (a disk that can be filled); needs root and mount."""
         self.work = str(work)

@@ -17,9 +17,10 @@ def free_port():
 def sandbox_keys(work):
     """[server] keys for running subproxy here.  As root, front, signer and
     keeper chroot and drop privileges: give them an empty root-owned
-    directory (under /run: no world-writable parent) and three distinct
-    existing users (nobody; daemon and bin stand in for subproxy-signer and
-    subproxy-keeper); remove_chroot(work) removes it again.  Unprivileged:
+    directory (under /run: no world-writable parent) and four distinct
+    existing users (nobody; daemon, bin and sys stand in for subproxy-signer,
+    subproxy-keeper and subproxy-recorder); remove_chroot(work) removes it
+    again.  Unprivileged:
     nothing is needed."""
     if os.geteuid() != 0:
         return ""
@@ -27,7 +28,8 @@ def sandbox_keys(work):
     os.chmod(d, 0o755)
     with open(os.path.join(work, ".chroot"), "w") as f:
         f.write(d)
-    return "user = nobody\nsigner-user = daemon\nkeeper-user = bin\nchroot = %s\n" % d
+    return ("user = nobody\nsigner-user = daemon\nkeeper-user = bin\nrecorder-user = sys\n"
+            "chroot = %s\n" % d)
 
 
 def remove_chroot(work):
