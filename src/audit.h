@@ -90,6 +90,7 @@ int audit_baseline_parse(const char *buf, size_t len, struct audit_baseline *bl,
 /* ---- the live recheck (front) ---- */
 
 struct audit_live;
+struct auditrec;
 struct dns_ctx;
 struct event_base;
 struct tls_server;
@@ -98,11 +99,14 @@ struct tls_server;
  * dkim.*.dns, srv.*, relay.*.dane) every cfg->audit_recheck seconds on
  * front's loop, with front's resolver and certificate chain and the public
  * DKIM keys of bl (kept by reference).  A change of a check's result is
- * logged once (a failure with its remedy, a recovery as such) and written
- * to the metrics (metrics_check_set()).  The first run is one interval
- * after the start.  Returns NULL (nothing to do) when the interval is 0. */
+ * logged once (a failure with its remedy, a recovery as such), recorded in
+ * the audit log through ar (a recheck record; ar kept by reference, NULL:
+ * none) and written to the metrics (metrics_check_set()).  The first run is
+ * one interval after the start.  Returns NULL (nothing to do) when the
+ * interval is 0. */
 struct audit_live *audit_live_new(struct event_base *base, struct dns_ctx *dns,
-    const struct config *cfg, const struct tls_server *ts, const struct audit_baseline *bl);
+    const struct config *cfg, const struct tls_server *ts, const struct audit_baseline *bl,
+    struct auditrec *ar);
 void audit_live_free(struct audit_live **lp);
 
 /* ---- profiles (pure; policy/baseline, policy/bsi-tr-03108) ---- */

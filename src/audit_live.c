@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "audit_int.h"
 
+#include "auditrec.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +37,7 @@ struct audit_live {
 	const struct config *cfg;
 	const struct tls_server *ts;
 	const struct audit_baseline *bl;
+	struct auditrec *ar;            /* the audit log (recheck records) */
 	struct audit_profile *prof;
 	struct event *ev_timer;
 	struct audit_run *run;          /* the run in progress, or NULL */
@@ -82,6 +84,10 @@ live_report(struct audit_live *al)
 		else if (s->ok == 0)
 			log_info("event=audit-recheck check=%s status=%s recovered: %s", c->id,
 			    audit_status_name(c->status), c->summary);
+		/* a check first seen passing is no news for the log */
+		if (!ok || s->ok == 0)
+			auditrec_recheck(al->ar, c->id, ok, audit_status_name(c->status),
+			    c->required, c->summary, c->remedy);
 		s->ok = ok;
 	}
 	log_debug("event=audit-recheck run=%lu checks=%zu failed=%zu changed=%zu", al->runs,
@@ -185,7 +191,7 @@ live_start(evutil_socket_t fd, short what, void *arg)
 
 struct audit_live *
 audit_live_new(struct event_base *base, struct dns_ctx *dns, const struct config *cfg,
-    const struct tls_server *ts, const struct audit_baseline *bl)
+    const struct tls_server *ts, const struct audit_baseline *bl, struct auditrec *ar)
 {
 	struct audit_live *al;
 	struct timeval tv;
@@ -200,6 +206,7 @@ audit_live_new(struct event_base *base, struct dns_ctx *dns, const struct config
 	al->cfg = cfg;
 	al->ts = ts;
 	al->bl = bl;
+	al->ar = ar;
 	/* parsed now, before the sandbox (it is compiled in; nothing is opened) */
 	if ((al->prof = audit_profile_load(cfg->profile, err, sizeof(err))) == NULL &&
 	    (al->prof = audit_profile_load("baseline", err, sizeof(err))) == NULL)

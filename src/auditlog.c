@@ -17,6 +17,7 @@ static const char *const type_names[ALOG_T_MAX] = {
 	[ALOG_T_REFUSAL] = "refusal",
 	[ALOG_T_CHECKPOINT] = "checkpoint",
 	[ALOG_T_GAP] = "gap",
+	[ALOG_T_RECHECK] = "recheck",
 };
 
 const char *
@@ -48,6 +49,7 @@ alog_type_allowed(int type, enum alog_origin origin)
 	case ALOG_T_AUTH:
 	case ALOG_T_TXN:
 	case ALOG_T_REFUSAL:
+	case ALOG_T_RECHECK:
 		return origin == ALOG_FROM_FRONT;
 	case ALOG_T_OPEN:
 	case ALOG_T_CHECKPOINT:
@@ -106,6 +108,9 @@ static const struct alog_field f_auth[] = {
 	{ "closed", JSON_BOOL, REQ, NULL },
 	{ "code", JSON_INT, REQ, NULL },
 	{ "enh", JSON_STR, REQ, NULL },
+	{ "count", JSON_INT, 0, NULL },		/* v2: a summary (auditagg.h) */
+	{ "first", JSON_STR, 0, NULL },
+	{ "last", JSON_STR, 0, NULL },
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_tls[] = {
@@ -173,6 +178,9 @@ static const struct alog_field f_refusal[] = {
 	{ "enh", JSON_STR, REQ, NULL },
 	{ "reason", JSON_STR, REQ, NULL },
 	{ "text", JSON_STR, FREE, NULL },
+	{ "count", JSON_INT, 0, NULL },		/* v2: a summary (auditagg.h) */
+	{ "first", JSON_STR, 0, NULL },
+	{ "last", JSON_STR, 0, NULL },
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_checkpoint[] = {
@@ -188,6 +196,16 @@ static const struct alog_field f_gap[] = {
 	{ NULL, 0, 0, NULL }
 };
 
+static const struct alog_field f_recheck[] = {
+	{ "check", JSON_STR, REQ, NULL },
+	{ "result", JSON_STR, REQ, NULL },
+	{ "status", JSON_STR, REQ, NULL },
+	{ "required", JSON_BOOL, REQ, NULL },
+	{ "summary", JSON_STR, REQ, NULL },
+	{ "remedy", JSON_STR, 0, NULL },
+	{ NULL, 0, 0, NULL }
+};
+
 static const struct alog_field *const schemas[ALOG_T_MAX] = {
 	[ALOG_T_START] = f_start,
 	[ALOG_T_STOP] = f_stop,
@@ -197,6 +215,7 @@ static const struct alog_field *const schemas[ALOG_T_MAX] = {
 	[ALOG_T_REFUSAL] = f_refusal,
 	[ALOG_T_CHECKPOINT] = f_checkpoint,
 	[ALOG_T_GAP] = f_gap,
+	[ALOG_T_RECHECK] = f_recheck,
 };
 
 const struct alog_field *
@@ -274,6 +293,26 @@ check_object(const struct alog_field *fields, const struct json *obj, int from_c
 	return 0;
 }
 
+/* An AUTH or refusal record that is a summary (auditagg.h) has count >= 1,
+ * first and last; others have none of them. */
+static int
+summary_check(int type, const struct json *body, char *err, size_t errlen)
+{
+	const struct json *c = json_get(body, "count");
+	const char *first = json_get_str(body, "first"), *last = json_get_str(body, "last");
+	int64_t t;
+
+	if ((type != ALOG_T_AUTH && type != ALOG_T_REFUSAL) ||
+	    (c == NULL && first == NULL && last == NULL))
+		return 0;
+	if (c == NULL || first == NULL || last == NULL || c->i < 1 ||
+	    alog_time_parse(first, &t) < 0 || alog_time_parse(last, &t) < 0) {
+		snprintf(err, errlen, "a summary needs count (>= 1), first and last (times)");
+		return -1;
+	}
+	return 0;
+}
+
 int
 alog_body_check(int type, const struct json *body, int from_client, char *err, size_t errlen)
 {
@@ -287,7 +326,9 @@ alog_body_check(int type, const struct json *body, int from_client, char *err, s
 		snprintf(err, errlen, "the body must be an object");
 		return -1;
 	}
-	return check_object(fields, body, from_client, "", err, errlen);
+	if (check_object(fields, body, from_client, "", err, errlen) < 0)
+		return -1;
+	return summary_check(type, body, err, errlen);
 }
 
 struct json
@@ -304,6 +345,22 @@ alog_body(const struct json *rec)
 	view.first = (struct json *)(uintptr_t)m;
 	view.n = rec->n >= 5 ? rec->n - 5 : 0;
 	return view;
+}
+
+/* A version 1 record: nothing version 2 added. */
+static int
+v1_check(int type, const struct json *body, char *err, size_t errlen)
+{
+	if (type == ALOG_T_RECHECK) {
+		snprintf(err, errlen, "record type recheck is not in schema version 1");
+		return -1;
+	}
+	if ((type == ALOG_T_AUTH || type == ALOG_T_REFUSAL) && (json_get(body, "count") != NULL ||
+	    json_get(body, "first") != NULL || json_get(body, "last") != NULL)) {
+		snprintf(err, errlen, "members count, first and last are not in schema version 1");
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -327,8 +384,8 @@ alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_
 		}
 		mv[i] = m;
 	}
-	if (mv[0]->i != ALOG_VERSION) {
-		snprintf(err, errlen, "schema version %lld is not %d", (long long)mv[0]->i,
+	if (mv[0]->i != 1 && mv[0]->i != ALOG_VERSION) {
+		snprintf(err, errlen, "schema version %lld is not 1 or %d", (long long)mv[0]->i,
 		    ALOG_VERSION);
 		return -1;
 	}
@@ -351,7 +408,10 @@ alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_
 		return -1;
 	}
 	body = alog_body(rec);
-	return check_object(schemas[env->type], &body, 0, "", err, errlen);
+	if (check_object(schemas[env->type], &body, 0, "", err, errlen) < 0 ||
+	    summary_check(env->type, &body, err, errlen) < 0)
+		return -1;
+	return mv[0]->i == 1 ? v1_check(env->type, &body, err, errlen) : 0;
 }
 
 /* ---- pseudonyms ---- */

@@ -235,8 +235,8 @@ starts(const struct alog_report *r, FILE *f)
 {
 	size_t i, j;
 
-	fputs("<section><h2>Starts and stops</h2>\n", f);
-	if (r->nstarts == 0 && r->nstops == 0) {
+	fputs("<section><h2>Starts, stops and rechecks</h2>\n", f);
+	if (r->nstarts == 0 && r->nstops == 0 && r->nrechecks == 0) {
 		fputs("<p class=\"muted\">None in the period.</p></section>\n", f);
 		return;
 	}
@@ -273,6 +273,24 @@ starts(const struct alog_report *r, FILE *f)
 			esc(f, r->stops[i].detail);
 		}
 		fprintf(f, ", status %lld</td></tr>\n", (long long)r->stops[i].status);
+	}
+	for (i = 0; i < r->nrechecks; i++) {
+		const struct alog_recheck *c = &r->rechecks[i];
+
+		fprintf(f, "<tr><td class=\"n\">%llu</td><td>%s</td><td>recheck</td><td>",
+		    (unsigned long long)c->seq, c->time);
+		esc(f, c->check);
+		fputs(" <strong>", f);
+		esc(f, c->result);
+		fputs("</strong> (status ", f);
+		esc(f, c->status);
+		fprintf(f, "%s): ", c->required ? ", required" : "");
+		esc(f, c->summary);
+		if (c->remedy[0]) {
+			fputs("<br>fix: ", f);
+			esc(f, c->remedy);
+		}
+		fputs("</td></tr>\n", f);
 	}
 	fputs("</table></section>\n", f);
 }

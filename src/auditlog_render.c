@@ -110,8 +110,8 @@ text_starts(const struct alog_report *r, FILE *f)
 	char b[300];
 	size_t i, j;
 
-	fprintf(f, "\nStarts and stops\n");
-	if (r->nstarts == 0 && r->nstops == 0)
+	fprintf(f, "\nStarts, stops and rechecks\n");
+	if (r->nstarts == 0 && r->nstops == 0 && r->nrechecks == 0)
 		fprintf(f, "  none in the period\n");
 	for (i = 0; i < r->nstarts; i++) {
 		const struct alog_start *s = &r->starts[i];
@@ -140,6 +140,18 @@ text_starts(const struct alog_report *r, FILE *f)
 		    (unsigned long long)r->stops[i].seq, safe(r->stops[i].reason, b, sizeof(b)));
 		fprintf(f, "%s%s, status %lld\n", r->stops[i].detail[0] ? ": " : "",
 		    safe(r->stops[i].detail, b, sizeof(b)), (long long)r->stops[i].status);
+	}
+	for (i = 0; i < r->nrechecks; i++) {
+		const struct alog_recheck *c = &r->rechecks[i];
+
+		fprintf(f, "  %s recheck (record %llu): %s ", c->time, (unsigned long long)c->seq,
+		    safe(c->check, b, sizeof(b)));
+		fprintf(f, "%s ", safe(c->result, b, sizeof(b)));
+		fprintf(f, "(status %s%s): ", safe(c->status, b, sizeof(b)),
+		    c->required ? ", required" : "");
+		fprintf(f, "%s\n", safe(c->summary, b, sizeof(b)));
+		if (c->remedy[0])
+			fprintf(f, "    fix: %s\n", safe(c->remedy, b, sizeof(b)));
 	}
 }
 
@@ -418,6 +430,23 @@ json_starts(struct jsonw *w, const struct alog_report *r)
 		jsonw_kstr(w, "reason", r->stops[i].reason);
 		jsonw_kstr(w, "detail", r->stops[i].detail);
 		jsonw_kint(w, "status", r->stops[i].status);
+		jsonw_obj_close(w);
+	}
+	jsonw_arr_close(w);
+	jsonw_key(w, "rechecks");
+	jsonw_arr_open(w);
+	for (i = 0; i < r->nrechecks; i++) {
+		const struct alog_recheck *c = &r->rechecks[i];
+
+		jsonw_obj_open(w);
+		jsonw_kint(w, "seq", (int64_t)c->seq);
+		jsonw_kstr(w, "time", c->time);
+		jsonw_kstr(w, "check", c->check);
+		jsonw_kstr(w, "result", c->result);
+		jsonw_kstr(w, "status", c->status);
+		jsonw_kbool(w, "required", c->required);
+		jsonw_kstr(w, "summary", c->summary);
+		jsonw_kstr(w, "remedy", c->remedy);
 		jsonw_obj_close(w);
 	}
 	jsonw_arr_close(w);

@@ -290,12 +290,39 @@ add_stop(struct alog_report *r, const struct json *b, const struct alog_env *env
 }
 
 static void
-bucket(struct alog_report *r, int64_t ms, int slot)
+add_recheck(struct alog_report *r, const struct json *b, const struct alog_env *env)
+{
+	struct alog_recheck *c;
+
+	r->rechecks = xreallocarray(r->rechecks, r->nrechecks + 1, sizeof(*r->rechecks));
+	c = &r->rechecks[r->nrechecks++];
+	memset(c, 0, sizeof(*c));
+	c->seq = env->seq;
+	snprintf(c->time, sizeof(c->time), "%s", env->time);
+	c->check = str_or(b, "check", "?");
+	c->result = str_or(b, "result", "?");
+	c->status = str_or(b, "status", "?");
+	c->summary = str_or(b, "summary", "");
+	c->remedy = str_or(b, "remedy", "");
+	(void)json_get_bool(b, "required", &c->required);
+}
+
+static void
+bucket(struct alog_report *r, int64_t ms, int slot, uint64_t n)
 {
 	char k[32];
 
 	snprintf(k, sizeof(k), "%lld", (long long)(ms / HOUR_MS));
-	alog_counts_add(&r->buckets, k, slot, 1);
+	alog_counts_add(&r->buckets, k, slot, n);
+}
+
+/* How many a record stands for: a summary's count, else 1. */
+static uint64_t
+record_count(const struct json *b)
+{
+	int64_t n;
+
+	return json_get_int(b, "count", &n) == 0 && n > 0 ? (uint64_t)n : 1;
 }
 
 static void
@@ -303,6 +330,7 @@ add_auth(struct alog_report *r, const struct json *b)
 {
 	const char *login = json_get_str(b, "login"), *client = json_get_str(b, "client");
 	const char *res = json_get_str(b, "result");
+	uint64_t n = record_count(b);
 	int lock = 0, closed = 0, slot;
 
 	(void)json_get_bool(b, "lockout", &lock);
@@ -313,28 +341,29 @@ add_auth(struct alog_report *r, const struct json *b)
 		slot = ALOG_AUTH_LOCKED;
 	else
 		slot = ALOG_AUTH_FAIL;
-	r->auth[slot]++;
-	alog_counts_add(&r->auth_logins, login ? login : "?", slot, 1);
-	alog_counts_add(&r->auth_clients, client ? client : "?", slot, 1);
+	r->auth[slot] += n;
+	alog_counts_add(&r->auth_logins, login ? login : "?", slot, n);
+	alog_counts_add(&r->auth_clients, client ? client : "?", slot, n);
 	if (closed) {
-		r->auth[ALOG_AUTH_CLOSED]++;
-		alog_counts_add(&r->auth_logins, login ? login : "?", ALOG_AUTH_CLOSED, 1);
-		alog_counts_add(&r->auth_clients, client ? client : "?", ALOG_AUTH_CLOSED, 1);
+		r->auth[ALOG_AUTH_CLOSED] += n;
+		alog_counts_add(&r->auth_logins, login ? login : "?", ALOG_AUTH_CLOSED, n);
+		alog_counts_add(&r->auth_clients, client ? client : "?", ALOG_AUTH_CLOSED, n);
 	}
 }
 
 static void
 add_refusal(struct alog_report *r, const struct json *b, const struct alog_env *env)
 {
+	uint64_t n = record_count(b);
 	char k[400];
 	int64_t code = 0;
 
 	(void)json_get_int(b, "code", &code);
 	snprintf(k, sizeof(k), "%s\t%lld\t%s\t%s", json_get_str(b, "stage") ?: "?",
 	    (long long)code, json_get_str(b, "enh") ?: "?", json_get_str(b, "reason") ?: "?");
-	alog_counts_add(&r->refusals, k, 0, 1);
-	r->nrefusals++;
-	bucket(r, env->time_ms, ALOG_HOUR_REFUSED);
+	alog_counts_add(&r->refusals, k, 0, n);
+	r->nrefusals += n;
+	bucket(r, env->time_ms, ALOG_HOUR_REFUSED, n);
 }
 
 /* DKIM and DANE of one relayed transaction. */
@@ -415,11 +444,11 @@ add_txn(struct alog_report *r, const struct json *b, const struct alog_env *env)
 		snprintf(k, sizeof(k), "%lld\t%s\t%s", (long long)code,
 		    json_get_str(fin, "enh") ?: "?", json_get_str(fin, "text") ?: "");
 		alog_counts_add(&r->relay_failures, k, 0, 1);
-		bucket(r, env->time_ms, ALOG_HOUR_FAILED);
+		bucket(r, env->time_ms, ALOG_HOUR_FAILED, 1);
 		return;
 	}
 	r->relayed++;
-	bucket(r, env->time_ms, ALOG_HOUR_RELAYED);
+	bucket(r, env->time_ms, ALOG_HOUR_RELAYED, 1);
 	if (json_get_int(b, "size", &v) == 0 && v > 0)
 		r->octets += (uint64_t)v;
 	alog_counts_add(&r->senders, login ? login : "?", 0, 1);
@@ -464,6 +493,9 @@ alog_report_add(struct alog_report *r, const struct json *rec, const struct alog
 		break;
 	case ALOG_T_REFUSAL:
 		add_refusal(r, &body, env);
+		break;
+	case ALOG_T_RECHECK:
+		add_recheck(r, &body, env);
 		break;
 	case ALOG_T_GAP:
 		(void)json_get_int(&body, "lost", &lost);
@@ -618,6 +650,14 @@ alog_report_clear(struct alog_report *r)
 		free(r->stops[i].detail);
 	}
 	free(r->stops);
+	for (i = 0; i < r->nrechecks; i++) {
+		free(r->rechecks[i].check);
+		free(r->rechecks[i].result);
+		free(r->rechecks[i].status);
+		free(r->rechecks[i].summary);
+		free(r->rechecks[i].remedy);
+	}
+	free(r->rechecks);
 	alog_counts_clear(&r->relay_failures);
 	alog_counts_clear(&r->refusals);
 	alog_counts_clear(&r->dkim_algos);
@@ -676,6 +716,19 @@ map_id(const struct audit_profile *p, struct alog_reqs *out, const char *id,
 		item_add(&out->unmapped, &out->nunmapped, id, status, check);
 }
 
+/* Did check `id` fail a recheck after record `since` (the start)? */
+static int
+failed_since(const struct alog_report *r, const char *id, uint64_t since)
+{
+	size_t i;
+
+	for (i = 0; i < r->nrechecks; i++)
+		if (r->rechecks[i].seq > since && strcmp(r->rechecks[i].result, "failed") == 0 &&
+		    strcmp(r->rechecks[i].check, id) == 0)
+			return 1;
+	return 0;
+}
+
 void
 alog_report_requirements(const struct alog_report *r, struct alog_reqs *out)
 {
@@ -705,9 +758,11 @@ alog_report_requirements(const struct alog_report *r, struct alog_reqs *out)
 		for (i = 0; i < s->nfailed; i++)
 			map_id(p, out, s->failed[i], "fail", 1);
 		for (i = 0; i < s->nwarned; i++)
-			map_id(p, out, s->warned[i], "warn", 1);
+			map_id(p, out, s->warned[i], failed_since(r, s->warned[i], s->seq) ? "fail" :
+			    "warn", 1);
 		for (i = 0; i < s->npassed; i++)
-			map_id(p, out, s->passed[i], "pass", 1);
+			map_id(p, out, s->passed[i], failed_since(r, s->passed[i], s->seq) ? "fail" :
+			    "pass", 1);
 	}
 	for (i = 0; i < r->evidence.n; i++)
 		map_id(p, out, r->evidence.v[i].key, r->evidence.v[i].n[0] ? "pass" : "fail", 0);

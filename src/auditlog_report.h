@@ -7,9 +7,11 @@
  * report counts only records whose time is within [since, until).  What it
  * gathers for the period:
  *   - every start (version, profile, the self-audit result and its check ids)
- *     and stop;
+ *     and stop, and every check of the live self-audit that failed or
+ *     recovered while serving (recheck records);
  *   - transactions: handed to the relay, relayed (2xx), failed at the relay;
- *     recipients; octets; refusals by stage, reply, enhanced code and reason;
+ *     recipients; octets; refusals by stage, reply, enhanced code and reason
+ *     (a summary record counts as many as its "count");
  *   - DKIM: relayed messages signed, per algorithm, and every relayed
  *     message not signed (or not signed with an algorithm the profile
  *     requires) as an exception;
@@ -70,6 +72,14 @@ struct alog_start {
 	size_t npassed, nwarned, nfailed;
 };
 
+/* A check of the live self-audit that failed or recovered while serving. */
+struct alog_recheck {
+	uint64_t seq;
+	char time[ALOG_TIME_LEN + 1];
+	char *check, *result, *status, *summary, *remedy;	/* remedy "" none */
+	int required;
+};
+
 struct alog_stop {
 	uint64_t seq;
 	char time[ALOG_TIME_LEN + 1];
@@ -93,6 +103,8 @@ struct alog_report {
 	struct alog_start before;	/* storage for a start before the period */
 	struct alog_stop *stops;
 	size_t nstops;
+	struct alog_recheck *rechecks;
+	size_t nrechecks;
 
 	uint64_t txns, relayed, failed;	/* transaction records; final 2xx; other */
 	uint64_t rcpts_ok, rcpts_refused, octets;
@@ -158,8 +170,9 @@ void alog_counts_clear(struct alog_counts *c);
 
 /* The requirements of the active profile in profile order, each with the
  * evidence the profile maps to it: self-audit checks of the last start
- * (with their status) and the log's own evidence (ids log.*, pass or
- * fail); and the evidence mapped to no requirement.  Filled by
+ * (with their status; "fail" for a check that passed then but failed a
+ * recheck since) and the log's own evidence (ids log.*, pass or fail);
+ * and the evidence mapped to no requirement.  Filled by
  * alog_report_requirements(). */
 struct alog_item {
 	char *id;			/* "tls.priority", "log.dkim" */

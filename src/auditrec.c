@@ -2,6 +2,7 @@
 #include "auditrec.h"
 
 #include "audit.h"
+#include "auditagg.h"
 #include "auditlog.h"
 #include "config.h"
 #include "json.h"
@@ -14,9 +15,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #define RCPT_TEXT_MAX	160	/* octets of a recipient's reply text kept */
 #define FINAL_TEXT_MAX	400	/* octets of the final reply's text kept */
 #define BODY_BUDGET	(ALOG_BODY_MAX - 4096)	/* the recipients stop here */
+#define AGG_MAX		1024		/* kinds and client keys counted (auditagg.h) */
+#define AGG_INTERVAL_MS	60000		/* one summary per kind and key per minute */
+#define AGG_TICK_MS	5000
+#define DROP_LOG_MS	60000		/* dropped records: one log line a minute */
+#define DRAIN_POLL_MS	20
+#define DRAIN_MS	((RECORDER_ACK_TIMEOUT + 1) * 1000)
 
 /* ---- the parent's records ---- */
 
@@ -378,21 +387,107 @@ auditrec_txn_body(const struct auditrec_txn *tx, size_t *len_r)
 /* ---- front's handle ---- */
 
 struct auditrec {
+	struct event_base *base;
 	struct recorder_client *rc;	/* NULL: no audit log */
 	int required;
+	struct auditagg *agg;		/* refusals a client can repeat */
+	struct event *ev_tick;
+	uint64_t dropped_logged;
+	int64_t next_drop_log;
+	int64_t drain_until;		/* auditrec_finish()'s deadline */
 };
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+agg_room(void *arg)
+{
+	struct auditrec *ar = arg;
+
+	return recorder_bulk_room(ar->rc);
+}
+
+static void
+agg_emit(void *arg, int type, const char *body, size_t len)
+{
+	struct auditrec *ar = arg;
+
+	recorder_send_bulk(ar->rc, type, body, len);
+}
+
+static void
+agg_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct auditrec *ar = arg;
+	uint64_t dropped = auditagg_dropped(ar->agg);
+	int64_t now = wall_ms();
+
+	auditagg_tick(ar->agg, now);
+	if (dropped > ar->dropped_logged && now >= ar->next_drop_log) {
+		log_err("event=audit-refusals-dropped count=%llu: the recorder is far behind; "
+		    "refusals from more client addresses than front can count were not recorded",
+		    (unsigned long long)(dropped - ar->dropped_logged));
+		ar->dropped_logged = dropped;
+		ar->next_drop_log = now + DROP_LOG_MS;
+	}
+}
 
 struct auditrec *
 auditrec_new(struct event_base *base, const struct config *cfg, int fd,
     recorder_dead_cb *dead_cb, void *arg)
 {
 	struct auditrec *ar = xcalloc(1, sizeof(*ar));
+	struct auditagg_out out = { agg_room, agg_emit, ar };
+	struct timeval tv = { AGG_TICK_MS / 1000, (AGG_TICK_MS % 1000) * 1000 };
 
+	ar->base = base;
 	if (fd >= 0) {
 		ar->rc = recorder_client_new(base, fd, dead_cb, arg);
 		ar->required = auditrec_required(cfg);
+		ar->agg = auditagg_new(AGG_MAX, AGG_INTERVAL_MS, &out);
+		if ((ar->ev_tick = event_new(base, -1, EV_PERSIST, agg_tick, ar)) == NULL)
+			fatal("out of memory");
+		evtimer_add(ar->ev_tick, &tv);
 	}
 	return ar;
+}
+
+static void
+drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct auditrec *ar = arg;
+
+	if (recorder_pending(ar->rc) == 0 || wall_ms() >= ar->drain_until)
+		event_base_loopexit(ar->base, NULL);
+}
+
+void
+auditrec_finish(struct auditrec *ar)
+{
+	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	struct event *ev;
+
+	if (ar == NULL || ar->rc == NULL)
+		return;
+	auditagg_flush(ar->agg);
+	if (recorder_pending(ar->rc) == 0)
+		return;
+	ar->drain_until = wall_ms() + DRAIN_MS;
+	if ((ev = event_new(ar->base, -1, EV_PERSIST, drain_check, ar)) == NULL)
+		fatal("out of memory");
+	evtimer_add(ev, &tv);
+	event_base_dispatch(ar->base);
+	event_free(ev);
+	if (recorder_pending(ar->rc) > 0)
+		log_err("event=audit-records-unanswered count=%zu: the recorder did not answer "
+		    "them before front stopped", recorder_pending(ar->rc));
 }
 
 void
@@ -402,6 +497,9 @@ auditrec_free(struct auditrec **arp)
 
 	if (arp == NULL || (ar = *arp) == NULL)
 		return;
+	if (ar->ev_tick != NULL)
+		event_free(ar->ev_tick);
+	auditagg_free(&ar->agg);
 	recorder_client_free(&ar->rc);
 	free(ar);
 	*arp = NULL;
@@ -413,19 +511,24 @@ auditrec_accepting(const struct auditrec *ar)
 	return ar->rc == NULL || !ar->required || recorder_writable(ar->rc);
 }
 
+/* A record a client may cause many of: bounded (recorder_send_bulk) and,
+ * with a flood key, counted after the first of its kind (auditagg.h). */
 static void
-send_body(struct auditrec *ar, int type, struct jsonw *w)
+send_bulk(struct auditrec *ar, int type, const char *kind, const char *client,
+    const char *flood_key, struct jsonw *w)
 {
-	(void)recorder_send(ar->rc, type, w->buf, w->len, NULL, NULL);
+	(void)auditagg_note(ar->agg, type, kind, flood_key ? flood_key : client ? client : "",
+	    flood_key != NULL, w->buf, w->len, wall_ms());
 	jsonw_free(w);
 }
 
 void
 auditrec_auth(struct auditrec *ar, const char *session, const char *client, const char *login,
     const char *mechanism, const char *result, int lockout, int closed, int code,
-    const char *enh)
+    const char *enh, const char *flood_key)
 {
 	struct jsonw w;
+	char kind[64];
 
 	if (ar->rc == NULL)
 		return;
@@ -441,15 +544,22 @@ auditrec_auth(struct auditrec *ar, const char *session, const char *client, cons
 	jsonw_kint(&w, "code", code);
 	jsonw_kstr(&w, "enh", enh);
 	jsonw_obj_close(&w);
-	send_body(ar, ALOG_T_AUTH, &w);
+	if (flood_key != NULL) {
+		snprintf(kind, sizeof(kind), "auth\t%s", result);
+		send_bulk(ar, ALOG_T_AUTH, kind, client, flood_key, &w);
+		return;
+	}
+	(void)recorder_send(ar->rc, ALOG_T_AUTH, w.buf, w.len, NULL, NULL);
+	jsonw_free(&w);
 }
 
 void
 auditrec_refusal(struct auditrec *ar, const char *session, const char *client,
     const char *login, const char *stage, int code, const char *enh, const char *reason,
-    const char *text)
+    const char *text, const char *flood_key)
 {
 	struct jsonw w;
+	char kind[160];
 
 	if (ar->rc == NULL)
 		return;
@@ -464,7 +574,30 @@ auditrec_refusal(struct auditrec *ar, const char *session, const char *client,
 	jsonw_kstr(&w, "reason", reason);
 	jsonw_kstr(&w, "text", text);
 	jsonw_obj_close(&w);
-	send_body(ar, ALOG_T_REFUSAL, &w);
+	snprintf(kind, sizeof(kind), "%s\t%d\t%s", stage, code, reason);
+	send_bulk(ar, ALOG_T_REFUSAL, kind, client, flood_key, &w);
+}
+
+void
+auditrec_recheck(struct auditrec *ar, const char *check, int ok, const char *status,
+    int required, const char *summary, const char *remedy)
+{
+	struct jsonw w;
+
+	if (ar == NULL || ar->rc == NULL)
+		return;
+	jsonw_init(&w, 0);
+	jsonw_obj_open(&w);
+	jsonw_kstr(&w, "check", check);
+	jsonw_kstr(&w, "result", ok ? "recovered" : "failed");
+	jsonw_kstr(&w, "status", status);
+	jsonw_kbool(&w, "required", required);
+	jsonw_kstr(&w, "summary", summary);
+	if (!ok && remedy != NULL)
+		jsonw_kstr(&w, "remedy", remedy);
+	jsonw_obj_close(&w);
+	(void)recorder_send(ar->rc, ALOG_T_RECHECK, w.buf, w.len, NULL, NULL);
+	jsonw_free(&w);
 }
 
 struct recorder_req *

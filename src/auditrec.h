@@ -47,14 +47,33 @@ struct auditrec *auditrec_new(struct event_base *base, const struct config *cfg,
     recorder_dead_cb *dead_cb, void *arg);
 void auditrec_free(struct auditrec **arp);
 
+/* Before front ends (its loop has stopped): record what is still counted
+ * and run the loop until the recorder answered every record sent (at most
+ * RECORDER_ACK_TIMEOUT + 1 s), so that none is left in front's queue. */
+void auditrec_finish(struct auditrec *ar);
+
 /* 0 when a new transaction must be refused with 451 4.3.0: the log is
  * required and cannot be written now (or the recorder is gone). */
 int auditrec_accepting(const struct auditrec *ar);
 
+/*
+ * Records a client can repeat at will before it authenticated (a
+ * connection over the limits, a session ended for protocol errors, an AUTH
+ * attempt over auth-per-minute or refused by lockout or a busy keeper)
+ * take a flood_key: the client's address key (conn_addr_key()).  Then the
+ * first of a kind from that key in a minute is recorded, the ones after it
+ * are counted, and one record with "count", "first" and "last" stands for
+ * them when the minute is over (or at stop: auditrec_finish()).  Every
+ * refusal, flood or not, is a bulk record (recorder_send_bulk()): they
+ * never take the queue places transaction and AUTH records need; one that
+ * finds no place is counted the same way and recorded when there is room.
+ * flood_key NULL: every one is recorded.
+ */
+
 /* One AUTH attempt (never the password). */
 void auditrec_auth(struct auditrec *ar, const char *session, const char *client,
     const char *login, const char *mechanism, const char *result, int lockout, int closed,
-    int code, const char *enh);
+    int code, const char *enh, const char *flood_key);
 
 /* A command refused by policy.  stage: connect, session, auth, mail, rcpt,
  * data, message, dkim; reason: a stable token for reports
@@ -62,7 +81,13 @@ void auditrec_auth(struct auditrec *ar, const char *session, const char *client,
  * client was given. */
 void auditrec_refusal(struct auditrec *ar, const char *session, const char *client,
     const char *login, const char *stage, int code, const char *enh, const char *reason,
-    const char *text);
+    const char *text, const char *flood_key);
+
+/* A check of the live self-audit (audit_live.c) changed: failed (ok 0,
+ * with its remedy) or recovered (ok 1).  status: the check's status name
+ * now; required: whether the profile requires it.  NULL ar is a no-op. */
+void auditrec_recheck(struct auditrec *ar, const char *check, int ok, const char *status,
+    int required, const char *summary, const char *remedy);
 
 /* A transaction's facts, gathered from MAIL to the relay's final reply.
  * Strings are copied. */

@@ -90,7 +90,8 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 		exit(1);
 	}
 	if (o->worker == 0)
-		live = audit_live_new(base, server_dns(srv), cfg, server_tls(srv), o->audit);
+		live = audit_live_new(base, server_dns(srv), cfg, server_tls(srv), o->audit,
+		    server_audit(srv));
 	if (metrics_beat_interval() > 0) {
 		tv.tv_sec = metrics_beat_interval() / 1000;
 		tv.tv_usec = (metrics_beat_interval() % 1000) * 1000;

@@ -66,6 +66,7 @@ struct recorder_req;
 #define RECORDER_BACKLOG_MAX	(4 * 1024 * 1024)	/* octets kept while unwritable */
 #define RECORDER_SLOTS_MAX	64
 #define RECORDER_QUEUE_MAX	1024			/* frames front queues for a full socket */
+#define RECORDER_BULK_MAX	256	/* bulk records unanswered (recorder_send_bulk) */
 #define RECORDER_ACK_TIMEOUT	10			/* seconds front waits for an ack */
 
 enum recorder_status {
@@ -127,6 +128,17 @@ void recorder_client_free(struct recorder_client **rcp);
  * recorder_cancel() (NULL when cb is NULL). */
 struct recorder_req *recorder_send(struct recorder_client *rc, int type, const char *body,
     size_t len, recorder_cb *cb, void *arg);
+
+/* Bulk records: refusals, and the records a client can repeat at will
+ * (auditagg.h).  Sent like recorder_send() without a callback, but at
+ * most RECORDER_BULK_MAX of them wait for their answer at any time, so
+ * that however many a client causes, they never take the queue's last
+ * RECORDER_QUEUE_MAX - RECORDER_BULK_MAX places, which transaction and
+ * AUTH records need.  recorder_bulk_room() says whether one may be sent
+ * now (the caller counts it instead, auditagg.h); recorder_send_bulk()
+ * sends regardless (for the summaries at stop). */
+int recorder_bulk_room(const struct recorder_client *rc);
+void recorder_send_bulk(struct recorder_client *rc, int type, const char *body, size_t len);
 
 /* The callback will not be called; *rp = NULL; NULL is a no-op. */
 void recorder_cancel(struct recorder_req **rp);

@@ -150,6 +150,7 @@ struct recorder_client {
 	int writable;			/* the recorder's last word */
 	int failed;			/* one of ours was lost, busy or late since */
 	int busy_logged;		/* the full queue was logged (once until it drains) */
+	size_t bulk;			/* bulk records waiting for their answer */
 	recorder_dead_cb *dead_cb;
 	void *dead_arg;
 };
@@ -234,6 +235,15 @@ rec_noted(void *arg, int status, const struct proc_msg *m)
 }
 
 static void
+rec_bulk_noted(void *arg, int status, const struct proc_msg *m)
+{
+	struct recorder_client *rc = arg;
+
+	rc->bulk--;
+	(void)note(rc, status, m);
+}
+
+static void
 rec_reply(void *arg, int status, const struct proc_msg *m)
 {
 	struct recorder_req *rq = arg;
@@ -297,18 +307,28 @@ recorder_client_free(struct recorder_client **rcp)
 	*rcp = NULL;
 }
 
-struct recorder_req *
-recorder_send(struct recorder_client *rc, int type, const char *body, size_t len,
-    recorder_cb *cb, void *arg)
+/* The frame of a record into buf (PROC_MAX_PAYLOAD octets); -1 (logged,
+ * and the log counts as not written) when it is too long. */
+static long
+encode(struct recorder_client *rc, uint8_t *buf, int type, const char *body, size_t len)
 {
-	struct recorder_req *rq = NULL;
-	uint8_t *buf = xmalloc(PROC_MAX_PAYLOAD);
 	long n;
 
 	if ((n = recorder_rec_encode(buf, PROC_MAX_PAYLOAD, type, body, len)) < 0) {
 		log_err("event=audit-record-too-large type=%s len=%zu", alog_type_name(type), len);
 		rc->failed = 1;
 	}
+	return n;
+}
+
+struct recorder_req *
+recorder_send(struct recorder_client *rc, int type, const char *body, size_t len,
+    recorder_cb *cb, void *arg)
+{
+	struct recorder_req *rq = NULL;
+	uint8_t *buf = xmalloc(PROC_MAX_PAYLOAD);
+	long n = encode(rc, buf, type, body, len);
+
 	if (cb != NULL) {
 		rq = xcalloc(1, sizeof(*rq));
 		rq->rc = rc;
@@ -329,6 +349,26 @@ recorder_send(struct recorder_client *rc, int type, const char *body, size_t len
 	}
 	free(buf);
 	return rq;
+}
+
+int
+recorder_bulk_room(const struct recorder_client *rc)
+{
+	return rc->bulk < RECORDER_BULK_MAX;
+}
+
+void
+recorder_send_bulk(struct recorder_client *rc, int type, const char *body, size_t len)
+{
+	uint8_t *buf = xmalloc(PROC_MAX_PAYLOAD);
+	long n = encode(rc, buf, type, body, len);
+
+	if (n >= 0) {
+		rc->bulk++;
+		(void)proc_client_call(rc->pc, PROC_AUDIT_REC, buf, (size_t)n, -1, rec_bulk_noted,
+		    rc);
+	}
+	free(buf);
 }
 
 void

@@ -233,8 +233,10 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 		    s->proto_errors);
 		evbuffer_add_printf(out, "421 4.7.0 Too many errors in this session, closing "
 		    "connection\r\n");
+		/* before AUTH a client may do this again and again: counted */
 		auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, "session", 421, "4.7.0",
-		    "protocol-errors", "Too many errors in this session, closing connection");
+		    "protocol-errors", "Too many errors in this session, closing connection",
+		    s->login == NULL ? s->peer_key : NULL);
 		s->close_after_reply = 1;
 	}
 }
@@ -279,13 +281,15 @@ reply_relay(struct session *s, const struct relay_result *r)
 
 /* A command refused by policy: the reply, and the audit record of it
  * naming `login` (before AUTH succeeded: the name tried, or NULL).
- * reason: a stable token for reports. */
+ * reason: a stable token for reports; flood: one a client can repeat at
+ * will before AUTH (auditrec.h: counted per address key). */
 static void
 refuse_as(struct session *s, const char *login, const char *stage, const char *reason, int code,
-    const char *enh, const char *text)
+    const char *enh, const char *text, int flood)
 {
 	reply(s, code, enh, "%s", text);
-	auditrec_refusal(s->srv->audit, s->id, s->peer, login, stage, code, enh, reason, text);
+	auditrec_refusal(s->srv->audit, s->id, s->peer, login, stage, code, enh, reason, text,
+	    flood ? s->peer_key : NULL);
 }
 
 /* refuse_as() for the session's login, the sentence formatted. */
@@ -302,7 +306,7 @@ refuse(struct session *s, const char *stage, const char *reason, int code, const
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	refuse_as(s, s->login, stage, reason, code, enh, text);
+	refuse_as(s, s->login, stage, reason, code, enh, text, 0);
 }
 
 /* A refusal the relay gave (or our own, when the relay leg failed). */
@@ -311,7 +315,7 @@ refuse_relay(struct session *s, const char *stage, const struct relay_result *r)
 {
 	reply_relay(s, r);
 	auditrec_refusal(s->srv->audit, s->id, s->peer, s->login, stage, r->code, r->enh,
-	    r->local ? "relay-failed" : "relay-refused", r->text);
+	    r->local ? "relay-failed" : "relay-refused", r->text, NULL);
 }
 
 static void
@@ -356,19 +360,19 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 		metrics_count(MF_RATELIMIT_REFUSED, MRL_MESSAGES);
 		count_refused("4.7.1");
 		snprintf(text, sizeof(text), "Message rate limit reached (%s), try again later", why);
-		refuse_as(s, login, "mail", ratelimit_limit_name(lim), 450, "4.7.1", text);
+		refuse_as(s, login, "mail", ratelimit_limit_name(lim), 450, "4.7.1", text, 0);
 		break;
 	case RATELIMIT_RECIPIENTS:
 		metrics_count(MF_RATELIMIT_REFUSED, MRL_RECIPIENTS);
 		snprintf(text, sizeof(text), "Recipient rate limit reached (%s), try again later",
 		    why);
-		refuse_as(s, login, "rcpt", ratelimit_limit_name(lim), 450, "4.7.1", text);
+		refuse_as(s, login, "rcpt", ratelimit_limit_name(lim), 450, "4.7.1", text, 0);
 		break;
 	case RATELIMIT_AUTH:
 		metrics_count(MF_RATELIMIT_REFUSED, MRL_AUTH);
 		snprintf(text, sizeof(text), "Too many authentication attempts (%s), try again "
 		    "later", why);
-		refuse_as(s, login, "auth", ratelimit_limit_name(lim), 454, "4.7.0", text);
+		refuse_as(s, login, "auth", ratelimit_limit_name(lim), 454, "4.7.0", text, 1);
 		break;
 	}
 	return 0;
@@ -630,8 +634,10 @@ auth_result(struct session *s, int result)
 		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
 		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
 		    keeper_auth_result_name(result));
+		/* no password was checked: a client may repeat these at will */
 		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
-		    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0");
+		    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0",
+		    s->peer_key);
 		free(s->auth_user);
 		s->auth_user = NULL;
 		if (result == KEEPER_AUTH_LOCKED)
@@ -659,14 +665,15 @@ auth_result(struct session *s, int result)
 			metrics_count(MF_RATELIMIT_REFUSED, MRL_SESSIONS);
 			snprintf(text, sizeof(text), "Too many concurrent sessions for this login "
 			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);
-			refuse_as(s, s->auth_user, "session", "sessions-per-login", 421, "4.7.0", text);
+			refuse_as(s, s->auth_user, "session", "sessions-per-login", 421, "4.7.0", text,
+			    0);
 			free(s->auth_user);
 			s->auth_user = NULL;
 			session_close(s);
 			return;
 		}
 		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech, "ok", 0, 0,
-		    235, "2.7.0");
+		    235, "2.7.0", NULL);
 		s->login = s->auth_user;
 		s->auth_user = NULL;
 		s->mem = loginmem_get(s->srv->logins, s->login);
@@ -687,7 +694,7 @@ auth_result(struct session *s, int result)
 
 		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
 		    keeper_auth_result_name(result), 0, closed, closed ? 421 : 535,
-		    closed ? "4.7.0" : "5.7.8");
+		    closed ? "4.7.0" : "5.7.8", NULL);
 	}
 	free(s->auth_user);
 	s->auth_user = NULL;
@@ -1864,7 +1871,8 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 		    s->peer_key, refuse + 10);
 		auditrec_refusal(srv->audit, s->id, s->peer, NULL, "connect", 421,
 		    refuse[6] == '3' ? "4.3.2" : "4.7.0", refuse[6] == '3' ?
-		    "too-many-connections" : "too-many-connections-from-address", refuse + 10);
+		    "too-many-connections" : "too-many-connections-from-address", refuse + 10,
+		    s->peer_key);
 		session_refuse(s, refuse);
 	} else {
 		conn_set_timeout(s->conn, (unsigned)lim->timeout);
@@ -2184,6 +2192,12 @@ server_tls(const struct server *srv)
 	return srv->tls;
 }
 
+struct auditrec *
+server_audit(const struct server *srv)
+{
+	return srv->audit;
+}
+
 unsigned
 server_sessions(const struct server *srv)
 {
@@ -2209,6 +2223,8 @@ server_free(struct server **srvp)
 		if (srv->listeners[i].evl)
 			evconnlistener_free(srv->listeners[i].evl);
 	free(srv->listeners);
+	srv->listeners = NULL;
+	srv->nlisteners = 0;
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
 	if (srv->ev_accept)
@@ -2216,6 +2232,10 @@ server_free(struct server **srvp)
 	if (srv->ev_testclock)
 		event_free(srv->ev_testclock);
 	proxyin_pool_free(&srv->proxyin);
+	/* nothing of the server's runs any more: what is counted, and records
+	 * still in front's queue, go to the recorder before front ends (the
+	 * loop runs for them a little) */
+	auditrec_finish(srv->audit);
 	limiter_free(&srv->limiter);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);

@@ -48,6 +48,8 @@ void server_shutdown(struct server *srv);
  * self-audit, audit.h). */
 struct dns_ctx *server_dns(const struct server *srv);
 const struct tls_server *server_tls(const struct server *srv);
+/* front's handle on the audit log (auditrec.h), for the live self-audit. */
+struct auditrec *server_audit(const struct server *srv);
 
 /* Number of open sessions. */
 unsigned server_sessions(const struct server *srv);

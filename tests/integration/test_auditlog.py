@@ -190,6 +190,112 @@ def test_every_record_type_and_the_report(lab, audit):
     assert [st["reason"] for st in rep["stops"]] == ["signal"]
 
 
+# ---- floods a client can cause before AUTH ----
+
+FLOODER = "127.0.0.12"          # holds its connections-per-ip, then floods
+ERRANT = "127.0.0.13"           # sessions that end in protocol errors
+
+
+def _flood(port, seconds, stop):
+    """Connection attempts from FLOODER for `seconds`: bursts of 50 opened
+    at once, then each one's answer read.  Returns (attempts, 421s read)."""
+    attempts = told = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not stop.is_set():
+        burst = []
+        for _ in range(50):
+            s = socket.socket()
+            s.bind((FLOODER, 0))
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            burst.append(s)
+        attempts += len(burst)
+        for s in burst:
+            s.settimeout(5)
+            data = b""
+            try:
+                while len(data) < 200:
+                    chunk = s.recv(200)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            told += data.startswith(b"421 4.7.0 Too many connections from your address")
+            s.close()
+    return attempts, told
+
+
+def test_refusal_flood_costs_a_few_records(lab, audit):
+    """The independent attacker's find: with the connections-per-ip slots of
+    one address held, a flood of connection attempts from it wrote one
+    refusal record each (17,556 in 3 s), filled front's queue to the
+    recorder (event=recorder-busy) and cost real transactions their
+    records.  Now the first refusal of a kind per address is recorded, the
+    rest are counted into one summary (count, first, last) per minute or at
+    stop, and refusals never take the places transaction records need: a
+    legitimate client's transaction during the flood has its record, the
+    refusals are a handful of records, and the report counts every one."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides(), limits={
+        "connections": 200, "connections-per-ip": 2, "protocol-errors": 1})
+    held = [RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source=FLOODER)
+            for _ in range(2)]
+    for c in held:
+        c.greeting.check(220)
+    stop = threading.Event()
+    result = {}
+    flooder = threading.Thread(target=lambda: result.update(
+        n=_flood(sp.starttls_port, 3.0, stop)), daemon=True)
+    flooder.start()
+    try:
+        # meanwhile: a legitimate client submits, and another address breaks
+        # the protocol before AUTH in five sessions
+        c = session(sp, lab.certs)
+        send_one(c).check(250)
+        for _ in range(5):
+            e = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source=ERRANT)
+            e.greeting.check(220)
+            e.send(b"FOO\r\n")
+            e.read_reply().check(500, "5.5.2")
+            e.read_reply().check(421, "4.7.0")
+            e.expect_closed()
+            e.close()
+        send_one(c).check(250)
+    finally:
+        flooder.join(30)
+        stop.set()
+    attempts, told = result["n"]
+    c.close()
+    for h in held:
+        h.close()
+    sp.stop()
+    refused = [ln for ln in sp.lines if "event=refused peer=%s " % FLOODER in ln]
+    assert len(refused) >= told > 100, (attempts, told, len(refused))
+    assert not [ln for ln in sp.lines if "recorder-busy" in ln or "audit-record-missing" in ln]
+    recs = audit.records()
+    validate_all(recs)
+    flood = [r for r in recs if r["type"] == "refusal" and r["client"] == FLOODER]
+    assert 1 <= len(flood) < 10, [r.get("count") for r in flood]
+    assert {r["reason"] for r in flood} == {"too-many-connections-from-address"}
+    assert sum(r.get("count", 1) for r in flood) == len(refused)
+    summary = [r for r in flood if "count" in r]
+    assert summary and summary[0]["first"] <= summary[0]["last"]
+    errant = [r for r in recs if r["type"] == "refusal" and r["client"] == ERRANT]
+    assert {r["reason"] for r in errant} == {"protocol-errors"} and len(errant) <= 2
+    assert sum(r.get("count", 1) for r in errant) == 5
+    txns = [r for r in recs if r["type"] == "txn"]
+    assert len(txns) == 2 == len(s.messages()) and all(t["client"] == "127.0.0.1" for t in txns)
+    assert verify(audit)[0] == 0
+    rc, rep = report(audit)
+    assert rc == 0, rep
+    by_reason = {}
+    for x in rep["refusals"]:
+        by_reason[x["reason"]] = by_reason.get(x["reason"], 0) + x["count"]
+    assert by_reason == {"too-many-connections-from-address": len(refused), "protocol-errors": 5}
+    assert rep["messages"]["relayed"] == 2
+
+
 # ---- tampering ----
 
 def _tamper_cases(lines, other_key):

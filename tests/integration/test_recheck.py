@@ -3,18 +3,22 @@ test_recheck.py -- the live self-audit ([audit] recheck): while the daemon
 serves, a TLSA record of its own listeners disappears from the (re-signed,
 reloaded) lab zone; the next recheck logs the failure once, with its check
 id and remedy, and the metrics show 0 for that check; publishing the record
-again is logged as a recovery and the metrics show 1.
+again is logged as a recovery and the metrics show 1.  With the audit log
+both changes are recorded (recheck records, in the report).
 """
 
+import re
 import socket
 
 import pytest
 
+import auditlab
 import dnslab
 import sink as labsink
 from conftest import dns_section
 from helpers import free_port, submit_through
 from opsutil import scrape, val, wait_for
+from test_auditlog import report, validate_all, verify
 
 TTL = 1      # seconds: libunbound in front caches no longer than this
 
@@ -38,12 +42,19 @@ def short_ttl_lab(tmp_path, lab_certs, lab_dkim):
     lab.stop()
 
 
-def test_recheck_reports_a_removed_tlsa_record(lab, make_sink, short_ttl_lab, lab_certs):
+@pytest.fixture
+def audit(tmp_path):
+    a = auditlab.AuditLog(tmp_path / "auditwork")
+    yield a
+    a.remove()
+
+
+def test_recheck_reports_a_removed_tlsa_record(lab, make_sink, short_ttl_lab, lab_certs, audit):
     dns = short_ttl_lab
     port = free_port()
     sp = lab.subproxy(make_sink(), dns=dns_section(dns),
                       extra_config="[audit]\nrecheck = 2s\n[metrics]\naddress = 127.0.0.1:%d\n"
-                      % port)
+                      % port, overrides=audit.overrides())
     assert sp.wait_log(r"event=audit-recheck interval=2s", timeout=5)
     m = scrape(port)
     assert val(m, "subproxy_audit_check_ok", check="dane.own.submissions") == 1
@@ -83,6 +94,30 @@ def test_recheck_reports_a_removed_tlsa_record(lab, make_sink, short_ttl_lab, la
                        r"recovered: ", timeout=30, start=start), sp.stderr_text(30)
     wait_for(lambda: val(scrape(port), "subproxy_audit_check_ok",
                          check="dane.own.submissions") == 1, timeout=10, what="metric 1")
+    sp.stop()
+    # the audit log has both changes of both listeners, once each
+    recs = audit.records()
+    validate_all(recs)
+    rechecks = [r for r in recs if r["type"] == "recheck"]
+    got = sorted((r["check"], r["result"]) for r in rechecks)
+    assert got == [("dane.own.submission", "failed"), ("dane.own.submission", "recovered"),
+                   ("dane.own.submissions", "failed"), ("dane.own.submissions", "recovered")], got
+    failed = next(r for r in rechecks if r["check"] == "dane.own.submissions" and
+                  r["result"] == "failed")
+    assert failed["status"] == "fail" and failed["required"] is True
+    assert "no TLSA record at _%d._tcp.mail.lab.test" % sp.implicit_port in failed["summary"]
+    assert failed["remedy"].startswith("publish, DNSSEC-signed: _%d._tcp.mail.lab.test. IN TLSA "
+                                       "3 1 1 " % sp.implicit_port), failed
+    assert "remedy" not in next(r for r in rechecks if r["result"] == "recovered")
+    assert verify(audit)[0] == 0
+    # the report lists them beside the start
+    rc, rep = report(audit)
+    assert [(c["check"], c["result"]) for c in rep["rechecks"]] == [
+        (r["check"], r["result"]) for r in rechecks]
+    assert rep["rechecks"][0]["remedy"] and len(rep["starts"]) == 1
+    rc, text = report(audit, "text")
+    assert re.search(r"recheck \(record \d+\): dane\.own\.submissions failed \(status fail, "
+                     r"required\): .*no TLSA record", text), text
 
 
 def test_recheck_off(lab, make_sink):

@@ -255,7 +255,7 @@ test_intact(void **state)
 		assert_int_equal(env.seq, i + 1);
 		json_free(&rec);
 	}
-	assert_non_null(strstr(l.lines[0], "{\"v\":1,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
+	assert_non_null(strstr(l.lines[0], "{\"v\":2,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
 	    "\"type\":\"open\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\""));
 	log_free(&l);
 }
@@ -550,6 +550,22 @@ feed(struct alog_report *r, struct alog_verifier *v, struct log *l, size_t from)
 	}
 }
 
+/* The report of the whole log l, verified with key (NULL: its own). */
+static struct alog_verdict
+report_make(struct alog_report *r, struct log *l, const uint8_t *key)
+{
+	struct alog_verifier *v = alog_verifier_new(key, key != NULL);
+	struct alog_verdict vd;
+
+	alog_verifier_file(v, "log");
+	alog_report_init(r, 0, 0);
+	feed(r, v, l, 0);
+	alog_verifier_finish(v, &vd);
+	alog_verifier_free(&v);
+	alog_report_finish(r, &vd);
+	return vd;
+}
+
 static void
 test_report(void **state)
 {
@@ -574,14 +590,8 @@ test_report(void **state)
 	log_add(&l, ALOG_T_GAP, "{\"lost\":3,\"first\":\"2026-01-01T00:00:00.000Z\","
 	    "\"last\":\"2026-01-01T00:00:01.000Z\"}");
 	log_checkpoint(&l, l.pk, l.sk);
-	v = alog_verifier_new(l.pk, 1);
-	alog_verifier_file(v, "log");
-	alog_report_init(&r, 0, 0);
-	feed(&r, v, &l, 0);
-	alog_verifier_finish(v, &vd);
-	alog_verifier_free(&v);
+	vd = report_make(&r, &l, l.pk);
 	assert_true(vd.intact);
-	alog_report_finish(&r, &vd);
 	assert_int_equal(r.txns, 12);
 	assert_int_equal(r.relayed, 11);
 	assert_int_equal(r.failed, 1);
@@ -653,8 +663,6 @@ test_requirements(void **state)
 	    "\"pseudonymized\":false,\"key\":\"x\"}";
 	struct log l;
 	struct alog_report r;
-	struct alog_verifier *v;
-	struct alog_verdict vd;
 	struct alog_reqs q;
 	char body[4096];
 	size_t i, j;
@@ -665,13 +673,7 @@ test_requirements(void **state)
 	snprintf(body, sizeof(body), txn_ok, 5);
 	log_add(&l, ALOG_T_TXN, body);
 	log_checkpoint(&l, l.pk, l.sk);
-	v = alog_verifier_new(NULL, 0);
-	alog_verifier_file(v, "log");
-	alog_report_init(&r, 0, 0);
-	feed(&r, v, &l, 0);
-	alog_verifier_finish(v, &vd);
-	alog_verifier_free(&v);
-	alog_report_finish(&r, &vd);
+	(void)report_make(&r, &l, NULL);
 	assert_string_equal(r.profile, "bsi-tr-03108");
 	alog_report_requirements(&r, &q);
 	assert_true(q.have_profile);
@@ -696,6 +698,106 @@ test_requirements(void **state)
 	assert_true(found_tls && found_log && found_dane && unmapped_dnssec);
 	alog_reqs_clear(&q);
 	alog_report_clear(&r);
+	log_free(&l);
+}
+
+/* Schema version 2: summaries (count, first, last) count as many in the
+ * report; recheck records are listed and a check that failed one since
+ * the start is a failure in the requirements; version 1 records still
+ * read, without what version 2 added. */
+static void
+test_v2(void **state)
+{
+	static const char start[] = "{\"version\":\"0\",\"hostname\":\"h\","
+	    "\"config_sha256\":\"00\",\"profile\":\"bsi-tr-03108\",\"self_audit\":{"
+	    "\"result\":\"pass\",\"checks\":2,\"passed\":[\"dane.own.submissions\","
+	    "\"tls.priority\"],\"failed\":[],\"warned\":[]},\"required\":true,"
+	    "\"pseudonymized\":false,\"key\":\"x\"}";
+	static const char summary[] = "{\"session\":\"s2\",\"client\":\"192.0.2.1\","
+	    "\"login\":null,\"stage\":\"connect\",\"code\":421,\"enh\":\"4.7.0\",\"reason\":"
+	    "\"too-many-connections-from-address\",\"count\":500,\"first\":"
+	    "\"2026-01-01T00:00:01.000Z\",\"last\":\"2026-01-01T00:00:59.000Z\"}";
+	static const char locked[] = "{\"session\":\"a\",\"client\":\"192.0.2.9\",\"login\":"
+	    "\"mallory\",\"mechanism\":\"PLAIN\",\"result\":\"locked\",\"lockout\":true,"
+	    "\"closed\":false,\"code\":454,\"enh\":\"4.7.0\",\"count\":7,\"first\":"
+	    "\"2026-01-01T00:00:01.000Z\",\"last\":\"2026-01-01T00:00:02.000Z\"}";
+	static const char failed[] = "{\"check\":\"dane.own.submissions\",\"result\":\"failed\","
+	    "\"status\":\"fail\",\"required\":true,\"summary\":\"no TLSA record\",\"remedy\":"
+	    "\"publish it\"}";
+	static const char *const bad[] = {
+		"{\"count\":0,\"first\":\"2026-01-01T00:00:01.000Z\",\"last\":\"2026-01-01T00:00:01.000Z\"}",
+		"{\"count\":2,\"first\":\"2026-01-01T00:00:01.000Z\"}",
+		"{\"count\":2,\"first\":\"yesterday\",\"last\":\"2026-01-01T00:00:01.000Z\"}",
+	};
+	struct log l;
+	struct alog_report r;
+	struct alog_verdict vd;
+	struct alog_reqs q;
+	struct alog_env env;
+	struct json *rec = NULL, *b = NULL;
+	char err[300], body[1024], *line;
+	size_t i, j;
+	int dane = 0, tls = 0;
+
+	log_make(&l);
+	log_add(&l, ALOG_T_START, start);
+	log_add(&l, ALOG_T_REFUSAL, summary);
+	log_add(&l, ALOG_T_AUTH, locked);
+	log_add(&l, ALOG_T_RECHECK, failed);
+	log_add(&l, ALOG_T_RECHECK, "{\"check\":\"dane.own.submissions\",\"result\":"
+	    "\"recovered\",\"status\":\"pass\",\"required\":true,\"summary\":\"ok\"}");
+	log_checkpoint(&l, l.pk, l.sk);
+	vd = report_make(&r, &l, l.pk);
+	assert_true(vd.intact);
+	assert_int_equal(r.nrefusals, 4 + 500);
+	assert_int_equal(r.auth[ALOG_AUTH_LOCKED], 7);
+	assert_int_equal(alog_counts_get(&r.auth_clients, "192.0.2.9")->n[ALOG_AUTH_LOCKED], 7);
+	assert_int_equal(r.nrechecks, 2);
+	assert_string_equal(r.rechecks[0].remedy, "publish it");
+	assert_string_equal(r.rechecks[1].result, "recovered");
+	alog_report_requirements(&r, &q);
+	for (i = 0; i <= q.n; i++) {
+		const struct alog_item *it = i < q.n ? q.v[i].items : q.unmapped;
+		size_t n = i < q.n ? q.v[i].nitems : q.nunmapped;
+
+		for (j = 0; j < n; j++) {
+			if (strcmp(it[j].id, "dane.own.submissions") == 0)
+				dane = strcmp(it[j].status, "fail") == 0 ? 1 : -1;
+			if (strcmp(it[j].id, "tls.priority") == 0)
+				tls = strcmp(it[j].status, "pass") == 0 ? 1 : -1;
+		}
+	}
+	assert_int_equal(dane, 1);
+	assert_int_equal(tls, 1);
+	alog_reqs_clear(&q);
+	alog_report_clear(&r);
+	/* version 1: a plain refusal still reads; a summary or a recheck not */
+	for (i = 1; i < l.n; i++) {
+		line = strdup(l.lines[i]);
+		memcpy(strstr(line, "\"v\":2"), "\"v\":1", 5);
+		assert_int_equal(json_parse(line, strlen(line), &rec, err, sizeof(err)), 0);
+		if (strstr(line, "\"count\"") != NULL || strstr(line, "recheck") != NULL) {
+			assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
+			assert_non_null(strstr(err, "schema version 1"));
+		} else if (alog_record_check(rec, &env, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", line, err);
+		json_free(&rec);
+		free(line);
+	}
+	memcpy(strstr(l.lines[1], "\"v\":2"), "\"v\":3", 5);
+	assert_int_equal(json_parse(l.lines[1], strlen(l.lines[1]), &rec, err, sizeof(err)), 0);
+	assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
+	json_free(&rec);
+	/* a summary needs all three, a count of at least 1, times */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "%.*s,%s", (int)strlen(refusal) - 1, refusal, bad[i] + 1);
+		assert_int_equal(json_parse(body, strlen(body), &b, err, sizeof(err)), 0);
+		assert_int_equal(alog_body_check(ALOG_T_REFUSAL, b, 1, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "summary"));
+		json_free(&b);
+	}
+	assert_true(alog_type_allowed(ALOG_T_RECHECK, ALOG_FROM_FRONT));
+	assert_false(alog_type_allowed(ALOG_T_RECHECK, ALOG_FROM_PARENT));
 	log_free(&l);
 }
 
@@ -731,6 +833,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_report),
 	cmocka_unit_test(test_requirements),
 	cmocka_unit_test(test_share),
+	cmocka_unit_test(test_v2),
 };
 
 int

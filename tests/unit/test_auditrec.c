@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -278,6 +279,55 @@ test_client_queue_bound(void **state)
 	event_base_free(base);
 }
 
+/* Bulk records (refusals) never take the places transaction records need:
+ * with the recorder not reading, at most RECORDER_BULK_MAX of them wait,
+ * and a transaction record after them is still queued, not refused as
+ * busy; once answered, there is room again. */
+static void
+test_client_bulk_bound(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct recorder_client *rc;
+	struct seen a = { 0, 0, 0 }, d = { 0, 0, 0 };
+	char body[4000];
+	uint32_t id;
+	int sv[2], n = 0, i;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	rc = recorder_client_new(base, sv[0], on_dead, &d);
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	body[sizeof(body) - 1] = '}';
+	for (i = 0; i < RECORDER_QUEUE_MAX * 2 && recorder_bulk_room(rc); i++, n++)
+		recorder_send_bulk(rc, ALOG_T_REFUSAL, body, sizeof(body));
+	assert_int_equal(n, RECORDER_BULK_MAX);
+	assert_false(recorder_bulk_room(rc));
+	/* transaction and AUTH records still have their places */
+	for (i = 0; i < RECORDER_QUEUE_MAX - RECORDER_BULK_MAX; i++)
+		(void)recorder_send(rc, ALOG_T_TXN, body, sizeof(body), on_status, &a);
+	for (i = 0; i < 20; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(a.calls, 0);
+	assert_true(recorder_writable(rc));
+	/* the recorder reads and answers the refusals: room again (the
+	 * client sends the rest of its queue as the socket drains) */
+	for (i = 0; i < n; i++) {
+		struct pollfd pfd = { sv[1], POLLIN, 0 };
+
+		while (poll(&pfd, 1, 0) == 0)
+			event_base_loop(base, EVLOOP_NONBLOCK);
+		id = peer_read(sv[1], ALOG_T_REFUSAL);
+		peer_ack(sv[1], id, RECORDER_WRITTEN, 1);
+	}
+	while (!recorder_bulk_room(rc))
+		loop_once(base);
+	assert_int_equal(a.calls, 0);
+	assert_true(recorder_writable(rc));
+	recorder_client_free(&rc);
+	close(sv[1]);
+	event_base_free(base);
+}
+
 /* Records sent without a callback still count: a lost one makes the log
  * not written until the recorder says it is again; a malformed state
  * message is the recorder's death. */
@@ -314,6 +364,7 @@ test_client_unasked(void **state)
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_client),
 	cmocka_unit_test(test_client_queue_bound),
+	cmocka_unit_test(test_client_bulk_bound),
 	cmocka_unit_test(test_client_unasked),
 	cmocka_unit_test(test_codecs),
 	cmocka_unit_test(test_dkim_tags),
