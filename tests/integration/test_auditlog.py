@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator
 
 import auditlab
 from conftest import subproxy_binary
-from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, make_message)
+from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, logged_in, make_message)
 
 SCHEMA = Path(__file__).resolve().parents[2] / "doc" / "audit-log.schema.json"
 
@@ -188,6 +188,72 @@ def test_every_record_type_and_the_report(lab, audit):
     assert rep["relay_latency_ms"]["count"] == 2
     assert [st["self_audit"] for st in rep["starts"]] == ["pass"]
     assert [st["reason"] for st in rep["stops"]] == ["signal"]
+
+
+# ---- refusals by lockout and by login-memory ----
+
+LOGIN_MAX = 10      # src/keeper.h KEEPER_LOCK_LOGIN_MAX
+
+
+def test_lockout_and_login_memory_refusals_are_recorded(lab, audit):
+    """An AUTH refused by lockout is an auth record with result locked,
+    lockout true, 454 4.7.0 (after the failures that caused it, each one
+    recorded); a message beyond [limits] login-memory is a refusal record
+    452 4.3.1, reason login-memory.  Both match the schema and the report
+    counts them."""
+    from concurrent.futures import ThreadPoolExecutor
+    from test_session_limits import message_of
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides(),
+                      limits={"message-size": "200k", "login-memory": "200k"})
+
+    def fail_once(i):
+        c = RawClient(sp.implicit_port, lab.certs.ca)
+        c.greeting.check(220)
+        c.ehlo()
+        r = c.auth_plain(BOB, "wrong-%d" % i, code=None, enh=None)
+        c.cmd("QUIT", 221)
+        return r.code
+    with ThreadPoolExecutor(max_workers=LOGIN_MAX) as pool:
+        assert list(pool.map(fail_once, range(LOGIN_MAX))) == [535] * LOGIN_MAX
+    assert sp.wait_log(r"keeper.*event=auth-locked login=%s" % re.escape(BOB), timeout=10)
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.ehlo()
+    c.auth_plain(BOB, BOB_PW, code=454, enh="4.7.0")
+    c.cmd("QUIT", 221)
+    # one login's data in transit beyond login-memory
+    a = logged_in(sp.implicit_port, lab.certs.ca)
+    b = logged_in(sp.implicit_port, lab.certs.ca)
+    for x in (a, b):
+        x.mail(ALICE)
+        x.rcpt(RCPT, code=250)
+    a.bdat(message_of(150000, "held")[:150000]).check(250, "2.0.0")
+    b.bdat(message_of(60000, "one too many"), last=True).check(452, "4.3.1")
+    a.bdat(b"", last=True).check(250, "2.0.0")
+    for x in (a, b):
+        x.cmd("QUIT", 221)
+    sp.stop()
+    recs = audit.records()
+    validate_all(recs)
+    auths = [r for r in recs if r["type"] == "auth" and r["login"] == BOB]
+    assert [r["result"] for r in auths] == ["fail"] * LOGIN_MAX + ["locked"], auths
+    locked = auths[-1]
+    assert (locked["lockout"], locked["closed"], locked["code"], locked["enh"]) == (
+        True, False, 454, "4.7.0"), locked
+    assert locked["mechanism"] == "PLAIN" and locked["client"] == "127.0.0.1"
+    assert "count" not in locked        # the first of its kind: as it is
+    mem = [r for r in recs if r["type"] == "refusal" and r["reason"] == "login-memory"]
+    assert len(mem) == 1, mem
+    assert (mem[0]["code"], mem[0]["enh"], mem[0]["stage"], mem[0]["login"]) == (
+        452, "4.3.1", "message", ALICE), mem[0]
+    assert "Too much message data of %s in transit" % ALICE in mem[0]["text"]
+    assert len([r for r in recs if r["type"] == "txn"]) == 1 == len(s.messages())
+    rc, rep = report(audit)
+    assert rc == 0 and rep["auth"]["locked"] == 1 and rep["auth"]["failed"] == LOGIN_MAX
+    assert rep["auth"]["per_login"][BOB]["locked"] == 1
+    assert [(x["code"], x["enh"], x["reason"], x["count"]) for x in rep["refusals"]] == [
+        (452, "4.3.1", "login-memory", 1)], rep["refusals"]
 
 
 # ---- floods a client can cause before AUTH ----
