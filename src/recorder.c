@@ -51,6 +51,7 @@ static struct recorder {
 	char keyb64[48];
 	uint8_t *pkey;			/* pseudonym key, or NULL */
 	int fd;				/* the log */
+	int dirfd;			/* its directory (made durable after a new name) */
 	dev_t dev;
 	ino_t ino;
 	uint64_t size;			/* its last good length */
@@ -109,6 +110,16 @@ note_error(const char *what, int err)
 	log_err("event=audit-log-error file=%s op=%s error=\"%s\" backlog=%zu lost=%llu: the "
 	    "audit log cannot be written; new transactions are refused (451 4.3.0) until it "
 	    "can", R.name, what, strerror(err), R.blen, (unsigned long long)R.lost);
+}
+
+/* A file made or renamed in the log's directory: its name is made durable
+ * too, before any record in it is acknowledged (fdatasync of the file
+ * alone does not keep a new name across a power loss). */
+static void
+dir_sync(void)
+{
+	if (R.dirfd >= 0 && fdatasync(R.dirfd) < 0)
+		note_error("fdatasync of the directory", errno);
 }
 
 static int
@@ -234,6 +245,8 @@ head_save(void)
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
 	    write_all(fd, line, (size_t)n) < 0 || fdatasync(fd) < 0 || rename(tmp, path) < 0)
 		log_warn("event=audit-head-error file=%s error=\"%s\"", path, strerror(errno));
+	else
+		dir_sync();
 	if (fd >= 0)
 		close(fd);
 }
@@ -342,6 +355,7 @@ log_open(const char *reason, int at_start, char *err, size_t errlen)
 	R.dirty = 0;
 	if (same)
 		return 0;	/* SIGHUP without rotation: the chain goes on here */
+	dir_sync();		/* it may have been made just now */
 	if (R.size > 0 && at_start) {
 		if ((rc = tail_load(err, errlen)) != 1)
 			return rc;
@@ -733,6 +747,7 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	R.cfg = cfg;
+	R.dirfd = -1;
 	R.writable = 1;
 	R.last_cp_ms = now_ms();
 	jsonw_init(&R.w, ALOG_LINE_MAX + 1);
@@ -745,6 +760,11 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	if (sandbox_drop_datadir(cfg->recorder_user, dir, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	if (!root && chdir(dir) < 0) {
+		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));
+		proc_fail(ready_fd, err);
+	}
+	/* the directory itself, for dir_sync(): opened now, before the filter */
+	if ((R.dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));
 		proc_fail(ready_fd, err);
 	}

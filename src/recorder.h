@@ -33,7 +33,9 @@
  * Writing: every record read in one poll round is encoded (seq, time, prev
  * hash) into one batch, written with one write(2) and made durable with one
  * fdatasync(2) (group commit); only then are the batch's records acked
- * RECORDER_WRITTEN.  A checkpoint is added after `checkpoint-records`
+ * RECORDER_WRITTEN.  A file made or renamed in the log's directory (a new
+ * log, a rotation, FILE.head) has the directory synced too before any
+ * record in it is acked.  A checkpoint is added after `checkpoint-records`
  * records or `checkpoint-interval` seconds, before a rotation and at stop.
  * When a write or fdatasync fails (disk full, I/O error, file size limit),
  * the file is cut back to its last good length, the batch stays in a

@@ -292,6 +292,7 @@ def _flood(port, seconds, stop):
     return attempts, told
 
 
+@pytest.mark.sanitized
 def test_refusal_flood_costs_a_few_records(lab, audit):
     """The independent attacker's find: with the connections-per-ip slots of
     one address held, a flood of connection attempts from it wrote one
@@ -797,7 +798,7 @@ def test_unusable_log_or_key_refuses_the_start(lab, audit, tmp_path):
                    for ln in sp.lines), sp.stderr_text(20)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the user change needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the change to the recorder's user")
 def test_recorder_has_a_user_of_its_own(lab, audit):
     """[server] recorder-user: the self-audit fails one that is missing,
     root, or front's user (front could signal the log's holder), and a
