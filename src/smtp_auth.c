@@ -1,0 +1,257 @@
+/* smtp_auth.c — SMTP AUTH (PLAIN, LOGIN) checked by the keeper, with lockout and
+ * the failure delay. */
+#include "smtp_session.h"
+#include "auditrec.h"
+#include "keeper_client.h"
+#include "log.h"
+#include "loginmem.h"
+#include "metrics.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <event2/event.h>
+
+static void
+auth_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	if (s->auth_failures >= s->srv->cfg->limits.auth_failures) {
+		log_warn("session=%s event=auth-limit peer=%s failures=%u", s->id, s->peer,
+		    s->auth_failures);
+		reply(s, 421, "4.7.0", "Too many authentication failures, closing connection");
+		session_close(s);
+	} else {
+		reply(s, 535, "5.7.8", "Authentication credentials invalid");
+		session_set_state(s, S_CMD);
+		session_process(s);
+	}
+	session_release(s);
+}
+
+static void
+auth_result(struct session *s, int result)
+{
+	struct timeval tv;
+	unsigned ms;
+
+	s->authreq = NULL;
+	metrics_count(MF_AUTH, result == KEEPER_AUTH_OK ? MA_OK : result == KEEPER_AUTH_LOCKED ?
+	    MA_LOCKED : result == KEEPER_AUTH_BUSY ? MA_BUSY : result == KEEPER_DEAD ? MA_ERROR :
+	    MA_FAIL);
+	if (result == KEEPER_AUTH_LOCKED || result == KEEPER_AUTH_BUSY || result == KEEPER_DEAD) {
+		char esc[128];
+
+		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
+		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
+		    keeper_auth_result_name(result));
+		/* no password was checked: a client may repeat these at will */
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
+		    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0",
+		    s->peer_key);
+		free(s->auth_user);
+		s->auth_user = NULL;
+		if (result == KEEPER_AUTH_LOCKED)
+			reply(s, 454, "4.7.0", "Too many failed logins for this account or address, "
+			    "try again later");
+		else
+			reply(s, 454, "4.7.0", "Authentication temporarily unavailable, try again "
+			    "later");
+		session_set_state(s, S_CMD);
+		session_process(s);
+		return;
+	}
+	if (result == KEEPER_AUTH_OK) {
+		uint64_t maxs = config_login_rates(s->srv->cfg, s->auth_user)->sessions_per_login;
+		char text[160];
+
+		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
+		    s->auth_user);
+		if (maxs > 0 && count_login(s->srv, s->auth_user) >= maxs) {
+			/* Postfix/Dovecot style: a concurrency limit closes the
+			 * connection with 421; the client retries later */
+			log_warn("session=%s event=rate-limit limit=sessions-per-login login=%s "
+			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer,
+			    count_login(s->srv, s->auth_user));
+			metrics_count(MF_RATELIMIT_REFUSED, MRL_SESSIONS);
+			snprintf(text, sizeof(text), "Too many concurrent sessions for this login "
+			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);
+			refuse_as(s, s->auth_user, "session", "sessions-per-login", 421, "4.7.0", text,
+			    0);
+			free(s->auth_user);
+			s->auth_user = NULL;
+			session_close(s);
+			return;
+		}
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech, "ok", 0, 0,
+		    235, "2.7.0", NULL);
+		s->login = s->auth_user;
+		s->auth_user = NULL;
+		s->mem = loginmem_get(s->srv->logins, s->login);
+		session_arm_limit(s);
+		reply(s, 235, "2.7.0", "Authentication successful");
+		session_set_state(s, S_CMD);
+		session_process(s);
+		return;
+	}
+	{
+		char esc[128];
+		log_warn("session=%s event=auth peer=%s login=%s result=fail", s->id, s->peer,
+		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
+	}
+	s->auth_failures++;
+	{
+		int closed = s->auth_failures >= s->srv->cfg->limits.auth_failures;
+
+		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
+		    keeper_auth_result_name(result), 0, closed, closed ? 421 : 535,
+		    closed ? "4.7.0" : "5.7.8", NULL);
+	}
+	free(s->auth_user);
+	s->auth_user = NULL;
+	/* rising delay: 0.5 s, 1 s, 2 s, ... capped at 8 s */
+	ms = 500u << (s->auth_failures > 5 ? 4 : s->auth_failures - 1);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (s->ev_delay == NULL)
+		s->ev_delay = evtimer_new(s->srv->base, auth_delay_done, s);
+	evtimer_add(s->ev_delay, &tv);
+}
+
+static void
+auth_done(void *arg, int result)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	auth_result(s, result);
+	session_release(s);
+}
+
+static void
+auth_start_check(struct session *s, const char *user, const char *pw, size_t pwlen)
+{
+	if (!rate_take(s, RATELIMIT_AUTH, user)) {
+		session_set_state(s, S_CMD);
+		return;
+	}
+	free(s->auth_user);
+	s->auth_user = xstrdup(user);
+	session_set_state(s, S_WAIT);
+	/* the keeper counts failures per address: per IPv6 prefix, as our limits */
+	s->authreq = keeper_auth(s->srv->keeper, user, pw, pwlen, s->peer_key, auth_done, s);
+}
+
+/* Decode a base64 AUTH response line; "*" cancels.  Returns decoded length,
+ * -1 after replying. */
+static ssize_t
+auth_decode(struct session *s, const char *line, size_t len, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (len == 1 && line[0] == '*') {
+		reply(s, 501, "5.0.0", "Authentication cancelled");
+		return -1;
+	}
+	if (smtp_base64_decode(line, len, out, outlen - 1, &n) < 0) {
+		reply(s, 501, "5.5.2", "Invalid base64 data");
+		return -1;
+	}
+	out[n] = '\0';
+	return (ssize_t)n;
+}
+
+void
+auth_plain_response(struct session *s, const char *line, size_t len)
+{
+	char buf[1024];
+	const char *user = NULL, *pw = NULL;
+	size_t pwlen = 0;
+	ssize_t n;
+
+	session_set_state(s, S_CMD);
+	if ((n = auth_decode(s, line, len, buf, sizeof(buf))) < 0)
+		return;
+	if (smtp_auth_plain_decode(buf, (size_t)n, &user, &pw, &pwlen) < 0) {
+		sodium_memzero(buf, sizeof(buf));
+		reply(s, 501, "5.5.2", "Malformed PLAIN response");
+		return;
+	}
+	auth_start_check(s, user, pw, pwlen);
+	sodium_memzero(buf, sizeof(buf));
+}
+
+void
+auth_login_step(struct session *s, const char *line, size_t len)
+{
+	char buf[1024];
+	ssize_t n;
+
+	if ((n = auth_decode(s, line, len, buf, sizeof(buf))) < 0) {
+		session_set_state(s, S_CMD);
+		return;
+	}
+	if (s->state == S_AUTH_USER) {
+		if (n == 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+			session_set_state(s, S_CMD);
+			reply(s, 501, "5.5.2", "Invalid user name");
+			return;
+		}
+		free(s->auth_user);
+		s->auth_user = xstrdup(buf);
+		session_set_state(s, S_AUTH_PASS);
+		reply(s, 334, NULL, "UGFzc3dvcmQ6");
+		return;
+	}
+	{
+		char *user = s->auth_user;
+		s->auth_user = NULL;
+		auth_start_check(s, user, buf, (size_t)n);
+		free(user);
+	}
+	sodium_memzero(buf, sizeof(buf));
+}
+
+void
+cmd_auth(struct session *s, const struct smtp_cmd *c)
+{
+	if (s->login != NULL) {
+		reply(s, 503, "5.5.1", "Already authenticated");
+		return;
+	}
+	if (!s->greeted) {
+		reply(s, 503, "5.5.1", "Send EHLO first");
+		return;
+	}
+	if (s->in_txn) {
+		reply(s, 503, "5.5.1", "AUTH not permitted during a mail transaction");
+		return;
+	}
+	if (ascii_casecmp(c->auth_mech, "PLAIN") == 0) {
+		s->auth_mech = "PLAIN";
+		if (c->auth_initial != NULL) {
+			auth_plain_response(s, c->auth_initial, strlen(c->auth_initial));
+			return;
+		}
+		session_set_state(s, S_AUTH_PLAIN);
+		reply(s, 334, NULL, "%s", "");  /* "334" SP, an empty challenge */
+		return;
+	}
+	if (ascii_casecmp(c->auth_mech, "LOGIN") == 0) {
+		s->auth_mech = "LOGIN";
+		session_set_state(s, S_AUTH_USER);
+		if (c->auth_initial != NULL) {
+			auth_login_step(s, c->auth_initial, strlen(c->auth_initial));
+			return;
+		}
+		reply(s, 334, NULL, "VXNlcm5hbWU6");
+		return;
+	}
+	reply(s, 504, "5.5.4", "Unrecognized authentication mechanism");
+}
