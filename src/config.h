@@ -7,9 +7,9 @@
  * sections and keys, duplicate singular keys and bad values are errors that
  * name file:line and what was expected.
  *
- * config.c is pure: config_parse_buffer() does no I/O; config_load() only
- * reads the file.  Checks that touch the filesystem (key files, modes) are
- * done by their users.
+ * The reader (config*.c) is pure: config_parse_buffer() does no I/O;
+ * config_load() only reads the file.  Checks that touch the filesystem (key
+ * files, modes) are done by their users.
  */
 #ifndef SUBPROXY_CONFIG_H
 #define SUBPROXY_CONFIG_H
