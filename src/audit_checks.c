@@ -178,14 +178,6 @@ relay_done(void *arg, const struct danedns_result *res)
 	dns_answered(a->run);
 }
 
-static int
-is_ip_literal(const char *s)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 void
 audit_dns_start(struct audit_run *r)
 {

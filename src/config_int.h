@@ -62,7 +62,6 @@ int get_hostname(struct parse *p, const char *sect, const char *name, const char
 int get_tls_mode(struct parse *p, const char *sect, const char *name, int line, int required,
     enum tls_mode *out);
 int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, int *port);
-int is_ip_literal(const char *s);
 int get_yesno(struct parse *p, const char *sect, const char *key, int *out);
 int key_line(struct parse *p, const char *sect, const char *key);
 

@@ -756,14 +756,6 @@ parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, int *
 	return 0;
 }
 
-int
-is_ip_literal(const char *s)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 /* yes/no; *out keeps its value when the key is absent. */
 int
 get_yesno(struct parse *p, const char *sect, const char *key, int *out)

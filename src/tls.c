@@ -362,14 +362,6 @@ tls_client_free(struct tls_client **tcp)
 	free(tc);
 }
 
-static int
-is_ip_literal(const char *s)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 struct tls_ticket {
 	gnutls_datum_t data;            /* gnutls_session_get_data2(), gnutls_free */
 };

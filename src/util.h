@@ -26,6 +26,8 @@ int ascii_ncasecmp(const char *a, const char *b, size_t n);
 char ascii_tolower(char c);
 /* The value of a hexadecimal digit (0-9, a-f, A-F), or -1. */
 int ascii_hexval(int c);
+/* An IPv4 or IPv6 address literal (inet_pton), not a host name. */
+int is_ip_literal(const char *s);
 
 /* Parse a decimal unsigned integer in [min,max] with an optional k/K, m/M or
  * g/G suffix when allow_suffix (binary multiples).  The whole string must be

@@ -1,0 +1,75 @@
+/* test_util.c — the small helpers every module shares: ASCII case and hex
+ * digits without locale, address literals, bounded unsigned numbers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "util.h"
+
+static void
+test_hexval(void **state)
+{
+	assert_int_equal(ascii_hexval('0'), 0);
+	assert_int_equal(ascii_hexval('9'), 9);
+	assert_int_equal(ascii_hexval('a'), 10);
+	assert_int_equal(ascii_hexval('F'), 15);
+	assert_int_equal(ascii_hexval('g'), -1);
+	assert_int_equal(ascii_hexval('/'), -1);
+	assert_int_equal(ascii_hexval(0xe9), -1);
+}
+
+static void
+test_casecmp(void **state)
+{
+	assert_int_equal(ascii_casecmp("MAIL", "mail"), 0);
+	assert_true(ascii_casecmp("a", "b") < 0);
+	assert_int_equal(ascii_ncasecmp("STARTTLSX", "starttls", 8), 0);
+	assert_int_equal(ascii_tolower('Q'), 'q');
+	assert_int_equal(ascii_tolower((char)0xc9), (char)0xc9);
+}
+
+static void
+test_ip_literal(void **state)
+{
+	assert_true(is_ip_literal("127.0.0.1"));
+	assert_true(is_ip_literal("::1"));
+	assert_true(is_ip_literal("2001:db8::25"));
+	assert_true(is_ip_literal("::ffff:192.0.2.1"));
+	assert_false(is_ip_literal("relay.example"));
+	assert_false(is_ip_literal("127.0.0.1.example"));
+	assert_false(is_ip_literal("[::1]"));
+	assert_false(is_ip_literal("256.1.1.1"));
+	assert_false(is_ip_literal(""));
+}
+
+static void
+test_parse_uint(void **state)
+{
+	uint64_t v = 7;
+
+	assert_int_equal(parse_uint("10k", 0, UINT64_MAX, 1, &v), 0);
+	assert_int_equal(v, 10240);
+	assert_int_equal(parse_uint("2M", 0, UINT64_MAX, 1, &v), 0);
+	assert_int_equal(v, 2u << 20);
+	assert_int_equal(parse_uint("10k", 0, UINT64_MAX, 0, &v), -1);
+	assert_int_equal(parse_uint("5", 6, 9, 0, &v), -1);
+	assert_int_equal(parse_uint("", 0, 9, 0, &v), -1);
+	assert_int_equal(parse_uint("-1", 0, 9, 0, &v), -1);
+	assert_int_equal(parse_uint("99999999999999999999", 0, UINT64_MAX, 0, &v), -1);
+	assert_int_equal(parse_uint("17179869184g", 0, UINT64_MAX, 1, &v), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hexval),
+		cmocka_unit_test(test_casecmp),
+		cmocka_unit_test(test_ip_literal),
+		cmocka_unit_test(test_parse_uint),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
