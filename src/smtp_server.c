@@ -81,7 +81,7 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->id, sizeof(s->id), rnd, sizeof(rnd));
 	s->conn = conn_new(srv->base, fd, session_conn_cb, s);
-	s->started_ms = mono_ms();
+	s->started_us = mono_us();
 	s->ev_limit = evtimer_new(srv->base, session_limit_expired, s);
 	cidr_ntop(peer, s->peer, sizeof(s->peer), &s->peer_port);
 	/* where the client connected: the listener's address (front may not

@@ -41,12 +41,12 @@ mono_now(void)
 }
 
 uint64_t
-mono_ms(void)
+mono_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* Every frame entered from the event loop (connection events, results of
@@ -814,20 +814,29 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 /* auth-timeout (before AUTH) or what is left of session-timeout, counted
  * from the accept to the millisecond (whole seconds would end a session up
  * to a second early). */
+/* Microseconds left until auth-timeout (before AUTH) or session-timeout,
+ * counted from the accept; 0 when passed. */
+static uint64_t
+session_limit_left(const struct session *s)
+{
+	const struct config_limits *l = &s->srv->cfg->limits;
+	uint64_t elapsed = mono_us() - s->started_us, limit;
+
+	if (s->login == NULL && l->auth_timeout < l->session_timeout)
+		limit = l->auth_timeout * 1000000;
+	else
+		limit = l->session_timeout * 1000000;
+	return elapsed < limit ? limit - elapsed : 0;
+}
+
 void
 session_arm_limit(struct session *s)
 {
-	const struct config_limits *l = &s->srv->cfg->limits;
-	uint64_t elapsed = mono_ms() - s->started_ms, limit, left;
+	uint64_t left = session_limit_left(s);
 	struct timeval tv;
 
-	if (s->login == NULL && l->auth_timeout < l->session_timeout)
-		limit = l->auth_timeout * 1000;
-	else
-		limit = l->session_timeout * 1000;
-	left = elapsed < limit ? limit - elapsed : 0;
-	tv.tv_sec = (time_t)(left / 1000);
-	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+	tv.tv_sec = (time_t)(left / 1000000);
+	tv.tv_usec = (suseconds_t)(left % 1000000);
 	evtimer_add(s->ev_limit, &tv);
 }
 
@@ -870,6 +879,11 @@ session_limit_expired(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 
 	session_hold(s);
-	session_limit(s);
+	/* libevent's timers run on a coarse clock and may fire a few
+	 * milliseconds before the deadline: the limit is never early. */
+	if (!s->limit_passed && session_limit_left(s) > 0)
+		session_arm_limit(s);
+	else
+		session_limit(s);
 	session_release(s);
 }

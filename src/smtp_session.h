@@ -90,7 +90,7 @@ struct session {
 	unsigned proto_errors;
 	struct event *ev_limit;        /* auth-timeout, then session-timeout */
 	int limit_passed;              /* session-timeout passed: end after this transaction */
-	uint64_t started_ms;           /* monotonic milliseconds at the accept */
+	uint64_t started_us;           /* monotonic microseconds at the accept */
 	int tls;                       /* TLS active */
 	int greeted;                   /* HELO/EHLO seen (since TLS) */
 	int esmtp;
@@ -132,7 +132,7 @@ struct session {
 
 /* smtp_session.c */
 time_t mono_now(void);
-uint64_t mono_ms(void);
+uint64_t mono_us(void);
 void session_hold(struct session *s);
 void session_release(struct session *s);
 void reply(struct session *s, int code, const char *enh, const char *fmt, ...)
