@@ -58,15 +58,16 @@ int auditrec_accepting(const struct auditrec *ar);
 
 /*
  * Records a client can repeat at will before it authenticated (a
- * connection over the limits, a session ended for protocol errors, an AUTH
- * attempt over auth-per-minute or refused by lockout or a busy keeper)
- * take a flood_key: the client's address key (conn_addr_key()).  Then the
- * first of a kind from that key in a minute is recorded, the ones after it
- * are counted, and one record with "count", "first" and "last" stands for
- * them when the minute is over (or at stop: auditrec_finish()).  Every
- * refusal, flood or not, is a bulk record (recorder_send_bulk()): they
- * never take the queue places transaction and AUTH records need; one that
- * finds no place is counted the same way and recorded when there is room.
+ * connection over the limits, a MAIL command before AUTH, a session ended
+ * for protocol errors, an AUTH attempt over auth-per-minute or refused by
+ * lockout or a busy keeper) take a flood_key: the client's address key
+ * (conn_addr_key()).  Then the first of a kind from that key in a minute is
+ * recorded, the ones after it are counted, and one record with "count",
+ * "first" and "last" stands for them when the minute is over (or at stop:
+ * auditrec_finish()).  Every refusal, flood or not, is a bulk record
+ * (recorder_send_bulk()): they never take the queue places transaction and
+ * AUTH records need; one that finds no place is counted the same way and
+ * recorded when there is room.
  * flood_key NULL: every one is recorded.
  */
 

@@ -62,7 +62,9 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	size_t o = 0;
 
 	if (s->login == NULL) {
-		refuse(s, "mail", "auth-required", 530, "5.7.0", "Authentication required");
+		/* before AUTH: a client may repeat it at will (counted) */
+		refuse_as(s, NULL, "mail", "auth-required", 530, "5.7.0", "Authentication required",
+		    1);
 		return;
 	}
 	if (s->in_txn || s->relay != NULL) {

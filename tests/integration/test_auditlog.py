@@ -367,6 +367,52 @@ def test_refusal_flood_costs_a_few_records(lab, audit):
     assert rep["messages"]["relayed"] == 2
 
 
+
+@pytest.mark.sanitized
+def test_mail_before_auth_costs_a_few_records(lab, audit):
+    """The independent attacker's find: MAIL before AUTH (530 5.7.0) wrote
+    one refusal record per command, protocol-errors - 1 of them per session
+    and again in every new session, so anybody could fill the log's disk at
+    the rate they can connect, and a full disk refuses every transaction
+    (451 4.3.0).  Now they are counted per address like the other refusals
+    before AUTH: a handful of records whose counts add up to every 530, a
+    legitimate transaction meanwhile has its record, nothing is relayed for
+    the flooder."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides(), limits={"protocol-errors": 10})
+    told = 0
+    for _ in range(4):
+        e = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source=ERRANT)
+        e.greeting.check(220)
+        e.ehlo()
+        e.starttls()
+        e.ehlo()
+        for _ in range(9):
+            e.cmd("MAIL FROM:<%s>" % ALICE).check(530, "5.7.0")
+            told += 1
+        e.cmd("QUIT", 221)
+        e.close()
+    c = session(sp, lab.certs)
+    send_one(c).check(250)
+    c.cmd("QUIT", 221)
+    c.close()
+    sp.stop()
+    recs = audit.records()
+    validate_all(recs)
+    errant = [r for r in recs if r["type"] == "refusal" and r["client"] == ERRANT]
+    assert {(r["stage"], r["reason"], r["code"], r["enh"]) for r in errant} == {
+        ("mail", "auth-required", 530, "5.7.0")}, errant
+    assert 1 <= len(errant) <= 2, [r.get("count") for r in errant]
+    assert sum(r.get("count", 1) for r in errant) == told == 36
+    txns = [r for r in recs if r["type"] == "txn"]
+    assert len(txns) == 1 == len(s.messages()), txns
+    assert verify(audit)[0] == 0
+    rc, rep = report(audit)
+    assert rc == 0, rep
+    assert [(x["reason"], x["count"]) for x in rep["refusals"]] == [("auth-required", 36)], \
+        rep["refusals"]
+
+
 # ---- tampering ----
 
 def _tamper_cases(lines, other_key):
