@@ -811,11 +811,9 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	session_release(s);
 }
 
-/* auth-timeout (before AUTH) or what is left of session-timeout, counted
- * from the accept to the millisecond (whole seconds would end a session up
- * to a second early). */
 /* Microseconds left until auth-timeout (before AUTH) or session-timeout,
- * counted from the accept; 0 when passed. */
+ * counted from the accept (whole seconds would end a session up to a second
+ * early); 0 when passed. */
 static uint64_t
 session_limit_left(const struct session *s)
 {
