@@ -223,3 +223,107 @@ config_free(struct config **cfgp)
 	free(cfg);
 	*cfgp = NULL;
 }
+
+/* ---- reload ---- */
+
+unsigned
+config_workers(const struct config *cfg, long online)
+{
+	if (cfg->workers > 0)
+		return (unsigned)cfg->workers;
+	if (online < 1)
+		return 1;
+	return online > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : (unsigned)online;
+}
+
+static int
+listens_eq(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (a->nlistens != b->nlistens)
+		return 0;
+	for (i = 0; i < a->nlistens; i++) {
+		const struct config_listen *x = &a->listens[i], *y = &b->listens[i];
+
+		if (!same_name(x->name, y->name) || !same_name(x->address, y->address) ||
+		    x->tls != y->tls || x->public_port != y->public_port)
+			return 0;
+	}
+	return 1;
+}
+
+/* Replace *dst by a copy of src. */
+static void
+keep_str(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src != NULL ? xstrdup(src) : NULL;
+}
+
+static void
+keep_listens(struct config *nw, const struct config *old)
+{
+	size_t i;
+
+	for (i = 0; i < nw->nlistens; i++) {
+		free(nw->listens[i].name);
+		free(nw->listens[i].address);
+	}
+	free(nw->listens);
+	nw->nlistens = old->nlistens;
+	nw->listens = xcalloc(old->nlistens, sizeof(*nw->listens));
+	for (i = 0; i < old->nlistens; i++) {
+		nw->listens[i] = old->listens[i];
+		nw->listens[i].name = xstrdup(old->listens[i].name);
+		nw->listens[i].address = xstrdup(old->listens[i].address);
+	}
+}
+
+static void
+add_name(char *names, size_t len, size_t *n, const char *name)
+{
+	size_t used = strlen(names);
+
+	if (used < len)
+		snprintf(names + used, len - used, "%s%s", *n > 0 ? ", " : "", name);
+	(*n)++;
+}
+
+size_t
+config_keep_restart_only(struct config *nw, const struct config *old, char *names, size_t len)
+{
+	size_t n = 0;
+
+	if (len > 0)
+		names[0] = '\0';
+	if (!listens_eq(nw, old)) {
+		keep_listens(nw, old);
+		add_name(names, len, &n, "[listen] sections");
+	}
+	if (!same_name(nw->user, old->user)) {
+		keep_str(&nw->user, old->user);
+		add_name(names, len, &n, "[server] user");
+	}
+	if (!same_name(nw->chroot, old->chroot)) {
+		keep_str(&nw->chroot, old->chroot);
+		add_name(names, len, &n, "[server] chroot");
+	}
+	if (nw->workers != old->workers) {
+		nw->workers = old->workers;
+		add_name(names, len, &n, "[server] workers");
+	}
+	if (!same_name(nw->metrics_address, old->metrics_address) ||
+	    nw->metrics_allow_remote != old->metrics_allow_remote) {
+		keep_str(&nw->metrics_address, old->metrics_address);
+		nw->metrics_addr = old->metrics_addr;
+		nw->metrics_addrlen = old->metrics_addrlen;
+		nw->metrics_allow_remote = old->metrics_allow_remote;
+		add_name(names, len, &n, "[metrics] address");
+	}
+	if (nw->limits.connections != old->limits.connections) {
+		nw->limits.connections = old->limits.connections;
+		add_name(names, len, &n, "[limits] connections");
+	}
+	return n;
+}

@@ -21,6 +21,8 @@
 #include "cidr.h"
 #include "dane.h"
 
+#define CONFIG_WORKERS_MAX 64
+
 enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS };
 enum dane_mode { DANE_MODE_REQUIRED, DANE_MODE_STATIC };
 
@@ -126,6 +128,10 @@ struct config {
 	char *chroot;                   /* default "/var/empty/subproxy" (front, signer, keeper) */
 	char *profile;                  /* default "baseline" */
 	uint64_t shutdown_timeout;      /* [server] shutdown-timeout, seconds, default 30 */
+	uint64_t workers;               /* [server] workers, 1..CONFIG_WORKERS_MAX; 0 = not set:
+					 * the number of online CPUs (config_workers()) */
+	uint64_t worker_restarts;       /* [server] worker-restarts: front workers replaced per
+					 * minute before the service stops; default 5, 0 = none */
 
 	/* [listen "NAME"] (at least one) */
 	struct config_listen *listens;
@@ -204,6 +210,20 @@ struct config *config_load(const char *path, const struct config_override *ov,
 
 /* Free a config; *cfgp is set to NULL.  NULL is a no-op. */
 void config_free(struct config **cfgp);
+
+/* The number of front workers: [server] workers, or when it is not set the
+ * number of online CPUs (`online`, from sysconf) within 1..CONFIG_WORKERS_MAX. */
+unsigned config_workers(const struct config *cfg, long online);
+
+/* Reload: settings a running service cannot change (the listening sockets,
+ * the sandbox's user and chroot, the number of workers, the metrics socket,
+ * and [limits] connections, which sized the shared connection table and
+ * the descriptor limit at start) that differ between the running `old`
+ * configuration and the reloaded `nw` are set back to their old values in
+ * nw.  Their names ("[server] user, [listen] sections") go to names
+ * (comma-separated, truncated to len).  Returns how many there were. */
+size_t config_keep_restart_only(struct config *nw, const struct config *old, char *names,
+    size_t len);
 
 /* Sender policy: may `login` use `address` as envelope or header sender?
  * Rules: the [senders] entry for the login (exact address, case-insensitive;

@@ -500,8 +500,11 @@ validate(struct parse *p, struct config *cfg)
 	    get_str(p, "server", NULL, "profile", 0, srvline, &cfg->profile) < 0)
 		return -1;
 	cfg->shutdown_timeout = 30;
+	cfg->worker_restarts = 5;
 	if (get_num(p, "server", "shutdown-timeout", 0, 86400, K_TIME,
-	    &cfg->shutdown_timeout) < 0)
+	    &cfg->shutdown_timeout) < 0 ||
+	    get_num(p, "server", "workers", 1, CONFIG_WORKERS_MAX, K_UINT, &cfg->workers) < 0 ||
+	    get_num(p, "server", "worker-restarts", 0, 1000, K_UINT, &cfg->worker_restarts) < 0)
 		return -1;
 	if (cfg->chroot != NULL && cfg->chroot[0] != '/') {
 		perr(p, srvline, "'chroot' must be an absolute path, not '%s'", cfg->chroot);

@@ -51,7 +51,7 @@ struct sectspec {
 static const struct keyspec server_keys[] = {
 	{ "hostname", 0 }, { "user", 0 }, { "chroot", 0 }, { "profile", 0 },
 	{ "shutdown-timeout", 0 }, { "signer-user", 0 }, { "keeper-user", 0 },
-	{ "recorder-user", 0 }, { NULL, 0 }
+	{ "recorder-user", 0 }, { "workers", 0 }, { "worker-restarts", 0 }, { NULL, 0 }
 };
 static const struct keyspec listen_keys[] = {
 	{ "address", 0 }, { "tls", 0 }, { "public-port", 0 }, { "proxy-protocol", 0 },

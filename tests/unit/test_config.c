@@ -474,6 +474,75 @@ test_operations_keys(void **state)
 	expect_extra_error("[metrics]\nport = 5\n", want);
 }
 
+/* [server] workers and worker-restarts; what a reload may not change. */
+static void
+test_workers_and_reload(void **state)
+{
+	struct config_override ov[6];
+	struct config *old, *nw;
+	char err[512], names[256];
+	const char *set[] = {
+		"server.workers=3", "server.user=other", "listen.submission.address=[::1]:5871",
+		"limits.connections=50", "metrics.address=127.0.0.1:9187",
+		"server.hostname=mx2.lab.test"
+	};
+	size_t i;
+
+	old = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(old);
+	assert_int_equal(old->workers, 0);
+	assert_int_equal(old->worker_restarts, 5);
+	assert_int_equal(config_workers(old, 2), 2);
+	assert_int_equal(config_workers(old, 0), 1);
+	assert_int_equal(config_workers(old, 512), CONFIG_WORKERS_MAX);
+	/* nothing changed: nothing kept */
+	nw = parse("", NULL, 0, err, sizeof(err));
+	assert_int_equal(config_keep_restart_only(nw, old, names, sizeof(names)), 0);
+	assert_string_equal(names, "");
+	config_free(&nw);
+
+	for (i = 0; i < 6; i++)
+		assert_int_equal(config_override_parse(set[i], &ov[i], err, sizeof(err)), 0);
+	nw = parse("", ov, 6, err, sizeof(err));
+	assert_non_null(nw);
+	assert_int_equal(nw->workers, 3);
+	assert_int_equal(config_workers(nw, 2), 3);
+	assert_int_equal(config_keep_restart_only(nw, old, names, sizeof(names)), 5);
+	assert_string_equal(names, "[listen] sections, [server] user, [server] workers, "
+	    "[metrics] address, [limits] connections");
+	/* the old values are back; what may change has changed */
+	assert_int_equal(nw->workers, 0);
+	assert_string_equal(nw->user, old->user);
+	assert_string_equal(nw->listens[1].address, "[::1]:5870");
+	assert_int_equal(nw->limits.connections, 1000);
+	assert_null(nw->metrics_address);
+	assert_string_equal(nw->hostname, "mx2.lab.test");
+	/* a truncated list still counts every setting */
+	config_free(&nw);
+	nw = parse("", ov, 6, err, sizeof(err));
+	assert_int_equal(config_keep_restart_only(nw, old, names, 12), 5);
+	assert_true(strlen(names) < 12);
+	config_free(&nw);
+	for (i = 0; i < 6; i++)
+		config_override_clear(&ov[i]);
+	config_free(&old);
+
+	assert_int_equal(config_override_parse("server.worker-restarts=0", &ov[0], err,
+	    sizeof(err)), 0);
+	nw = parse("", ov, 1, err, sizeof(err));
+	assert_non_null(nw);
+	assert_int_equal(nw->worker_restarts, 0);
+	config_free(&nw);
+	config_override_clear(&ov[0]);
+	assert_int_equal(config_override_parse("server.workers=65", &ov[0], err, sizeof(err)), 0);
+	assert_null(parse("", ov, 1, err, sizeof(err)));
+	assert_non_null(strstr(err, "bad value '65' for 'workers' (expected a number from 1 to 64"));
+	config_override_clear(&ov[0]);
+	assert_int_equal(config_override_parse("server.workers=0", &ov[0], err, sizeof(err)), 0);
+	assert_null(parse("", ov, 1, err, sizeof(err)));
+	config_override_clear(&ov[0]);
+}
+
 static void
 test_contrib_example(void **state)
 {
@@ -632,6 +701,7 @@ main(void)
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_operations_keys),
+		cmocka_unit_test(test_workers_and_reload),
 		cmocka_unit_test(test_contrib_example),
 		cmocka_unit_test(test_edge),
 		cmocka_unit_test(test_rates),
