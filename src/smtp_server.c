@@ -4,6 +4,7 @@
 #include "smtp_session.h"
 #include "auditrec.h"
 #include "clock.h"
+#include "connlimit.h"
 #include "limiter.h"
 #include "dns.h"
 #include "keeper_client.h"
@@ -30,19 +31,6 @@
 
 #define ACCEPT_BACKOFF_MS 250    /* no accepting for this long after EMFILE and the like */
 #define ACCEPT_LOG_EVERY 10      /* seconds between log lines about it */
-
-/* Sessions under one per-address key, closing ones included. */
-static unsigned
-count_peer(const struct server *srv, const char *key)
-{
-	const struct session *s;
-	unsigned n = 0;
-
-	for (s = srv->sessions; s != NULL; s = s->next)
-		if (strcmp(s->peer_key, key) == 0)
-			n++;
-	return n;
-}
 
 /* A refused connection ends before the next one is accepted: its one-line
  * answer goes straight into the new socket's empty send buffer (a
@@ -72,6 +60,7 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	struct server *srv = l->srv;
 	const struct config_limits *lim = &srv->cfg->limits;
 	struct session *s;
+	struct connlimit_count cc;
 	unsigned char rnd[8];
 	const char *refuse = NULL;
 
@@ -101,10 +90,14 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	}
 	conn_addr_key(s->peer, (unsigned)lim->ipv6_prefix, s->peer_key, sizeof(s->peer_key));
 	snprintf(s->helo, sizeof(s->helo), "unknown");
-	/* closing sessions count until their descriptor is closed */
-	if (srv->nsessions + proxyin_pool_count(srv->proxyin) >= lim->connections)
+	/* counted across every front worker (connlimit.h), this one included,
+	 * with the connections still waiting for a PROXY header; closing
+	 * sessions count until their descriptor is closed */
+	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
+	s->climit = connlimit_add(s->peer_key, &cc);
+	if (s->climit < 0 || cc.total > lim->connections)
 		refuse = "421 4.3.2 Too many connections, try again later";
-	else if (count_peer(srv, s->peer_key) >= lim->connections_per_ip)
+	else if (cc.same > lim->connections_per_ip)
 		refuse = "421 4.7.0 Too many connections from your address";
 	s->next = srv->sessions;
 	if (srv->sessions)
@@ -218,7 +211,8 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		close(fd);
 		return;
 	}
-	if (srv->nsessions + proxyin_pool_count(srv->proxyin) >= srv->cfg->limits.connections) {
+	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
+	if (connlimit_total() >= srv->cfg->limits.connections) {
 		log_warn("event=refused peer=%s listener=%s reason=\"too many connections (waiting "
 		    "for a PROXY header)\"", peer, l->cl->name);
 		metrics_count(MF_PROXY_REFUSED, MPR_CONNECTIONS);
@@ -227,6 +221,7 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	}
 	proxyin_start(srv->proxyin, fd, sa, (socklen_t)salen, l->cl->name,
 	    (unsigned)l->cl->proxy_timeout, on_proxy_header, l);
+	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
 }
 
 /* Fail closed: without the signer nothing can be sent. */
@@ -388,6 +383,59 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
+static void
+close_listeners(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_free(srv->listeners[i].evl);
+		srv->listeners[i].evl = NULL;
+	}
+	event_del(srv->ev_accept);      /* no resuming after a descriptor pause */
+}
+
+/* Without sessions the loop ends now; else `cb` runs after [server]
+ * shutdown-timeout (the timer is returned). */
+static struct event *
+exit_or_wait(struct server *srv, event_callback_fn cb)
+{
+	struct timeval tv;
+	struct event *ev;
+
+	if (srv->nsessions == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return NULL;
+	}
+	tv.tv_sec = (time_t)srv->cfg->shutdown_timeout;
+	tv.tv_usec = 0;
+	ev = evtimer_new(srv->base, cb, srv);
+	evtimer_add(ev, &tv);
+	return ev;
+}
+
+/* The drain's time is up: what is left is stopped as at SIGTERM. */
+static void
+drain_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	log_info("event=drain-timeout sessions=%u: stopping them as at a stop", srv->nsessions);
+	server_shutdown(srv);
+}
+
+void
+server_drain(struct server *srv)
+{
+	if (srv->shutting_down || srv->draining)
+		return;
+	srv->draining = 1;
+	close_listeners(srv);
+	log_info("event=drain sessions=%u timeout=%llus", srv->nsessions,
+	    (unsigned long long)srv->cfg->shutdown_timeout);
+	srv->ev_drain = exit_or_wait(srv, drain_expired);
+}
+
 /* Graceful stop, per session state (doc/subproxy.8, SIGNALS):
  *   TLS handshake                  dropped (no SMTP dialogue yet)
  *   between commands, no MAIL yet, AUTH exchange or password check pending,
@@ -399,19 +447,18 @@ void
 server_shutdown(struct server *srv)
 {
 	struct session *s, *next;
-	struct timeval tv;
 	unsigned busy = 0;
-	size_t i;
 
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = 1;
-	for (i = 0; i < srv->nlisteners; i++) {
-		evconnlistener_free(srv->listeners[i].evl);
-		srv->listeners[i].evl = NULL;
+	if (srv->ev_drain != NULL) {
+		event_free(srv->ev_drain);
+		srv->ev_drain = NULL;
 	}
-	event_del(srv->ev_accept);
+	close_listeners(srv);
 	proxyin_pool_free(&srv->proxyin);
+	connlimit_set_pending(0);
 	for (s = srv->sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == S_CLOSED)
@@ -425,14 +472,7 @@ server_shutdown(struct server *srv)
 	}
 	log_info("event=shutdown in-flight=%u timeout=%llus", busy,
 	    (unsigned long long)srv->cfg->shutdown_timeout);
-	if (srv->nsessions == 0) {
-		event_base_loopexit(srv->base, NULL);
-		return;
-	}
-	tv.tv_sec = (time_t)srv->cfg->shutdown_timeout;
-	tv.tv_usec = 0;
-	srv->ev_grace = evtimer_new(srv->base, grace_expired, srv);
-	evtimer_add(srv->ev_grace, &tv);
+	srv->ev_grace = exit_or_wait(srv, grace_expired);
 }
 
 struct dns_ctx *
@@ -492,6 +532,8 @@ server_free(struct server **srvp)
 	 * loop runs for them a little) */
 	auditrec_finish(srv->audit);
 	limiter_free(&srv->limiter);
+	if (srv->ev_drain)
+		event_free(srv->ev_drain);
 	keeper_client_free(&srv->keeper);
 	signer_client_free(&srv->signer);
 	auditrec_free(&srv->audit);

@@ -39,6 +39,13 @@ int server_check_own_tlsa(struct server *srv, char *err, size_t errlen);
 /* Start accepting. */
 void server_start(struct server *srv);
 
+/* Drain (a reload started a new generation of workers): no new sessions;
+ * the open ones go on as usual (new transactions too) with this process's
+ * configuration and keys.  When the last one is gone the event loop is
+ * asked to exit; after [server] shutdown-timeout the rest is stopped as by
+ * server_shutdown(). */
+void server_drain(struct server *srv);
+
 /* Graceful stop: no new sessions; idle sessions get 421 and are closed; a
  * session waiting for the relay's final reply gets that reply, then 421.
  * When the last session is gone, the event loop is asked to exit. */

@@ -2,6 +2,7 @@
  * its state machine. */
 #include "smtp_session.h"
 #include "auditrec.h"
+#include "connlimit.h"
 #include "limiter.h"
 #include "keeper_client.h"
 #include "log.h"
@@ -370,9 +371,10 @@ session_reap(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	connlimit_del(s->climit);
 	metrics_gauge_add(MG_SESSIONS_OPEN, -1);
 	free(s);
-	if (srv->shutting_down && srv->nsessions == 0)
+	if ((srv->shutting_down || srv->draining) && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 

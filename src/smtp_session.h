@@ -60,6 +60,7 @@ struct server {
 	struct session *sessions;      /* doubly linked; closing ones until their fd is closed */
 	unsigned nsessions;
 	int shutting_down;
+	int draining;                  /* server_drain(): no new sessions */
 	struct event *ev_grace;
 	struct event *ev_accept;       /* accepting again after a pause */
 	int accept_logged;             /* a pause was logged ... */
@@ -69,6 +70,7 @@ struct server {
 	struct proxyin_pool *proxyin;  /* connections waiting for their PROXY header */
 	struct limiter *limiter;       /* rate limits (limiter.h) */
 	struct event *ev_testclock;    /* test builds only (clock.h) */
+	struct event *ev_drain;
 };
 
 struct session {
@@ -83,6 +85,7 @@ struct session {
 	char local[64];                /* the address and port it connected to */
 	int local_port;
 	char via[64];                  /* the load balancer's address ("" = direct) */
+	long climit;                   /* its entry in the shared connection counts */
 	enum sess_state state;
 	unsigned busy;                 /* our frames using the session (session_hold) */
 	struct conn *linger;           /* closed: its last replies are still being written */
