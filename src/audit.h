@@ -22,7 +22,9 @@
 #define SUBPROXY_AUDIT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 struct config;
 struct config_override;
@@ -79,6 +81,27 @@ int audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err
     size_t errlen);
 
 void audit_baseline_clear(struct audit_baseline *bl);
+
+/* The same audit for a supervisor that must not wait (a reload): the child
+ * is forked by audit_job_start() (NULL with err when it cannot be); the
+ * caller reads its report whenever audit_job_fd() is readable
+ * (audit_job_read() returns 1 once it is complete, 0 while more may come),
+ * reaps the child itself (audit_job_pid()), killing it with SIGKILL when
+ * audit_job_deadline() (CLOCK_MONOTONIC milliseconds) has passed, and then
+ * calls audit_job_finish() with the child's wait status (timedout: it was
+ * killed for being late), which frees the job and returns what
+ * audit_startup() would.  audit_job_abandon() frees a job whose child is
+ * handled elsewhere.  The child closes every descriptor but its pipe and
+ * unblocks every signal. */
+struct audit_job;
+struct audit_job *audit_job_start(const struct config *cfg, char *err, size_t errlen);
+pid_t audit_job_pid(const struct audit_job *j);
+int audit_job_fd(const struct audit_job *j);
+uint64_t audit_job_deadline(const struct audit_job *j);
+int audit_job_read(struct audit_job *j);
+int audit_job_finish(struct audit_job **jp, int status, int timedout, struct audit_baseline *bl,
+    char *err, size_t errlen);
+void audit_job_abandon(struct audit_job **jp);
 
 /* Pure: the child's report (records of tab-separated, backslash-escaped
  * fields, one per line: "C OK REQUIRED ID STATUS", "K TYPE DOMAIN SELECTOR TXT",

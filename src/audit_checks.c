@@ -697,20 +697,27 @@ static void
 check_user(struct audit_run *r, const char *id, const char *key, const char *user,
     const char *who, const char *not_as, const char *own)
 {
-	struct passwd *pw;
-	char *fix;
+	char *fix, why[512];
+	uid_t uid;
+	gid_t gid;
+	int found;
 
-	if ((pw = getpwnam(user)) == NULL) {
+	/* the daemon looked its users up before its filter: sandbox_user()
+	 * answers from memory then, as sandbox_drop() will */
+	if ((found = sandbox_user(user, &uid, &gid, why, sizeof(why))) != 0) {
 		fix = xasprintf("create it (useradd --system --no-create-home --home-dir "
 		    "/nonexistent --shell /usr/sbin/nologin %s), or set [server] %s", user, key);
-		audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" does not exist",
-		    user);
+		if (found > 0)
+			audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" does not "
+			    "exist", user);
+		else
+			audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "%s", why);
 		free(fix);
-	} else if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+	} else if (uid == 0 || gid == 0) {
 		fix = xasprintf("choose an unprivileged system user in [server] %s", key);
 		audit_add(r, id, AUDIT_FAIL, refs_seccomp, fix, "the user \"%s\" has uid %lu gid "
-		    "%lu: %s would keep root's powers", user, (unsigned long)pw->pw_uid,
-		    (unsigned long)pw->pw_gid, who);
+		    "%lu: %s would keep root's powers", user, (unsigned long)uid,
+		    (unsigned long)gid, who);
 		free(fix);
 	} else if (not_as != NULL && strcmp(user, not_as) == 0) {
 		fix = xasprintf("give it a user of its own in [server] %s (useradd --system "
@@ -722,7 +729,7 @@ check_user(struct audit_run *r, const char *id, const char *key, const char *use
 		free(fix);
 	} else {
 		audit_add(r, id, AUDIT_PASS, refs_seccomp, NULL, "%s runs as \"%s\" (uid %lu)", who,
-		    user, (unsigned long)pw->pw_uid);
+		    user, (unsigned long)uid);
 	}
 }
 

@@ -23,6 +23,17 @@
 
 #define STARTUP_REPORT_MAX (64 * 1024)
 
+/* The child starts with the signals its parent blocked (a supervisor
+ * waits for TERM, HUP and CHLD) unblocked again: alarm() must end it. */
+static void
+sigprocmask_unblock_all(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* ---- running the audit ---- */
 
 static const char *const refs_config[] = { NULL };
@@ -480,81 +491,123 @@ audit_baseline_clear(struct audit_baseline *bl)
 	memset(bl, 0, sizeof(*bl));
 }
 
-int
-audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err, size_t errlen)
+struct audit_job {
+	pid_t pid;
+	int fd;                         /* the report pipe; -1 once read to the end */
+	unsigned int limit;             /* seconds the child has */
+	uint64_t deadline_ms;           /* CLOCK_MONOTONIC */
+	char *buf;
+	size_t len;
+};
+
+static uint64_t
+now_ms(void)
 {
-	struct audit_baseline got;
-	char *failures;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+struct audit_job *
+audit_job_start(const struct config *cfg, char *err, size_t errlen)
+{
+	struct audit_job *j;
 	/* lookups run in parallel; DANE lookups of relays take up to three
 	 * rounds (addresses, TLSA, TLSA at the original name) */
 	unsigned int limit = (unsigned int)(cfg->dns_timeout ? cfg->dns_timeout : 10) * 4 + 30;
-	char *buf = xmalloc(STARTUP_REPORT_MAX + 1);
-	size_t len = 0;
-	time_t deadline;
-	int fds[2], status, rc = -1, timedout = 0;
-	pid_t pid, w;
+	int fds[2];
 
 	if (pipe2(fds, O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "self-audit: pipe: %s", strerror(errno));
-		free(buf);
-		return -1;
+		return NULL;
 	}
+	j = xcalloc(1, sizeof(*j));
 	fflush(NULL);
-	if ((pid = fork()) < 0) {
+	if ((j->pid = fork()) < 0) {
 		snprintf(err, errlen, "self-audit: fork: %s", strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
-		free(buf);
-		return -1;
+		free(j);
+		return NULL;
 	}
-	if (pid == 0) {
-		close(fds[0]);
+	if (j->pid == 0) {
+		/* nothing of the parent's but the pipe (a daemon's parent holds
+		 * the listeners and the sockets of every worker slot) */
+		close_fds_except(&fds[1], 1);
+		sigprocmask_unblock_all();
 		startup_child(cfg, fds[1], limit);
 	}
 	close(fds[1]);
+	j->fd = fds[0];
+	j->limit = limit;
+	j->deadline_ms = now_ms() + (uint64_t)(limit + 2) * 1000u;
+	j->buf = xmalloc(STARTUP_REPORT_MAX + 1);
+	(void)fcntl(j->fd, F_SETFL, O_NONBLOCK);
+	return j;
+}
+
+pid_t
+audit_job_pid(const struct audit_job *j)
+{
+	return j->pid;
+}
+
+int
+audit_job_fd(const struct audit_job *j)
+{
+	return j->fd;
+}
+
+uint64_t
+audit_job_deadline(const struct audit_job *j)
+{
+	return j->deadline_ms;
+}
+
+int
+audit_job_read(struct audit_job *j)
+{
+	ssize_t n;
+
+	while (j->fd >= 0) {
+		n = read(j->fd, j->buf + j->len, STARTUP_REPORT_MAX - j->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n > 0) {
+			j->len += (size_t)n;
+			if (j->len < STARTUP_REPORT_MAX)
+				continue;
+		}
+		close(j->fd);
+		j->fd = -1;
+	}
+	return 1;
+}
+
+int
+audit_job_finish(struct audit_job **jp, int status, int timedout, struct audit_baseline *bl,
+    char *err, size_t errlen)
+{
+	struct audit_job *j = *jp;
+	struct audit_baseline got;
+	char *failures;
+	int rc = -1;
+
+	*jp = NULL;
+	if (j->fd >= 0)
+		close(j->fd);
+	j->buf[j->len] = '\0';
 	if (bl != NULL)
 		memset(bl, 0, sizeof(*bl));
 	failures = xmalloc(STARTUP_REPORT_MAX);
-	deadline = time(NULL) + limit + 2;
-	for (;;) {
-		struct pollfd pfd = { fds[0], POLLIN, 0 };
-		time_t left = deadline - time(NULL);
-		ssize_t n;
-		int pr;
-
-		if (left <= 0) {
-			timedout = 1;
-			break;
-		}
-		pr = poll(&pfd, 1, (int)(left * 1000));
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0) {
-			timedout = pr == 0;
-			break;
-		}
-		n = read(fds[0], buf + len, STARTUP_REPORT_MAX - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == STARTUP_REPORT_MAX)
-			break;
-	}
-	close(fds[0]);
-	buf[len] = '\0';
-	if (timedout)
-		kill(pid, SIGKILL);
-	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-		;
 	if (timedout)
 		snprintf(err, errlen, "self-audit: no result within %u s (DNS lookups hanging?)",
-		    limit);
-	else if (w < 0)
-		snprintf(err, errlen, "self-audit: waitpid: %s", strerror(errno));
+		    j->limit);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) <= 1 &&
-	    audit_baseline_parse(buf, len, &got, failures, STARTUP_REPORT_MAX) < 0)
+	    audit_baseline_parse(j->buf, j->len, &got, failures, STARTUP_REPORT_MAX) < 0)
 		snprintf(err, errlen, "self-audit: the audit process sent a malformed report");
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		rc = 0;
@@ -579,7 +632,57 @@ audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err, si
 	else
 		snprintf(err, errlen, "self-audit: the audit process failed (exit status %d)",
 		    WEXITSTATUS(status));
-	free(buf);
 	free(failures);
+	free(j->buf);
+	free(j);
 	return rc;
+}
+
+int
+audit_startup(const struct config *cfg, struct audit_baseline *bl, char *err, size_t errlen)
+{
+	struct audit_job *j;
+	int status = 0, timedout = 0;
+	pid_t pid, w;
+
+	if ((j = audit_job_start(cfg, err, errlen)) == NULL)
+		return -1;
+	pid = j->pid;
+	while (!audit_job_read(j)) {
+		struct pollfd pfd = { j->fd, POLLIN, 0 };
+		uint64_t now = now_ms();
+		int pr;
+
+		if (now >= j->deadline_ms) {
+			timedout = 1;
+			break;
+		}
+		pr = poll(&pfd, 1, (int)(j->deadline_ms - now));
+		if (pr < 0 && errno != EINTR)
+			break;
+	}
+	if (timedout)
+		kill(pid, SIGKILL);
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0 && !timedout) {
+		snprintf(err, errlen, "self-audit: waitpid: %s", strerror(errno));
+		audit_job_abandon(&j);
+		return -1;
+	}
+	return audit_job_finish(&j, status, timedout, bl, err, errlen);
+}
+
+void
+audit_job_abandon(struct audit_job **jp)
+{
+	struct audit_job *j = *jp;
+
+	if (j == NULL)
+		return;
+	*jp = NULL;
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j->buf);
+	free(j);
 }

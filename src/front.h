@@ -10,20 +10,29 @@
 #ifndef SUBPROXY_FRONT_H
 #define SUBPROXY_FRONT_H
 
+#include <stddef.h>
+
 struct audit_baseline;
 struct config;
 struct keeper_fds;
 
 /* What the parent gives one front worker besides the sockets. */
 struct front_opts {
-	unsigned worker;                        /* slot: its metrics slice; worker 0
-						 * runs the live self-audit */
+	unsigned worker;                        /* 0..workers-1 in its generation;
+						 * worker 0 runs the live self-audit */
+	unsigned generation;                    /* 1, 2, ... (a reload starts the next) */
+	size_t mslice;                          /* its metrics slice (metrics.h) */
+	size_t cslice;                          /* its connection-count slice (connlimit.h) */
 	int metrics_fd;                         /* [metrics] listening socket, or -1 */
-	const struct audit_baseline *audit;     /* the start-up audit's results */
+	const struct audit_baseline *audit;     /* the start-up (or reload) audit's results */
 	int recorder_fd;                        /* to the audit log's recorder, or -1 */
 };
 
-/* Never returns: exits 0 after a clean stop, 1 on a failure. */
+/* Signals (from the parent): SIGTERM/SIGINT stop (server_shutdown()),
+ * SIGUSR1 drains (server_drain(): a newer generation serves; the metrics
+ * socket and the live self-audit stop too, and the worker's "serving" flag
+ * is cleared once it accepts nothing more), SIGHUP reopens the logs.
+ * Never returns: exits 0 after a clean stop or drain, 1 on a failure. */
 void front_main(const struct config *cfg, const int *fds, int signer_fd,
     const struct keeper_fds *kfds, const struct front_opts *o) __attribute__((noreturn));
 

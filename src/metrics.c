@@ -135,6 +135,7 @@ static struct slice *me = &dummy;
 static size_t cbase[MF_MAX];		/* first counter cell of each family */
 static size_t hbase[MH_MAX];
 static int layout_done;
+static unsigned role_half;		/* metrics_set_half() */
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
@@ -225,7 +226,23 @@ metrics_init(size_t nslices, unsigned beat_ms)
 void
 metrics_attach(size_t slice)
 {
+	slice = metrics_role_slice(slice, role_half);
 	me = (blk != NULL && slice < blk->nslices) ? &blk->slices[slice] : &dummy;
+}
+
+void
+metrics_set_half(unsigned half)
+{
+	role_half = half ? 1 : 0;
+}
+
+size_t
+metrics_role_slice(size_t role, unsigned half)
+{
+	if (role >= METRICS_SLICE_SIGNER && role < METRICS_SLICE_SIGNER + METRICS_HALF_ROLES &&
+	    half > 0)
+		return role + METRICS_HALF_ROLES;
+	return role;
 }
 
 void
@@ -361,6 +378,12 @@ void
 metrics_set_serving(void)
 {
 	STORE(&me->serving, 1);
+}
+
+void
+metrics_clear_serving(void)
+{
+	STORE(&me->serving, 0);
 }
 
 /* ---- the parent ---- */

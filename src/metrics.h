@@ -11,9 +11,12 @@
  * stay monotonic across worker restarts; a sequence counter lets readers
  * retry a sum that raced with a fold.
  *
- * Slices: METRICS_SLICE_RETIRED (dead writers' counts), then one for the
- * signer, one for the keeper, one for the recorder, then one per front worker
- * (METRICS_SLICE_FRONT + worker).  Each slice also carries a heartbeat
+ * Slices: METRICS_SLICE_RETIRED (dead writers' counts), then for each
+ * generation half (a reload runs a new generation of processes beside the
+ * draining old one: halves A and B alternate) one for the signer and one
+ * for the keeper, then one for the recorder (one for the whole run), then
+ * one per front worker slot (METRICS_SLICE_FRONT + slot; slots of half A
+ * first, then those of half B).  Each slice also carries a heartbeat
  * (metrics_beat(), the time of the writer's last loop iteration) and a
  * "serving" flag, which the parent reads for systemd's READY=1 and
  * WATCHDOG=1 (see sdnotify.h).
@@ -46,10 +49,12 @@
 #define METRICS_CHECK_ID_MAX	128
 
 #define METRICS_SLICE_RETIRED	0
-#define METRICS_SLICE_SIGNER	1
+#define METRICS_SLICE_SIGNER	1	/* half A; + METRICS_HALF_ROLES for half B */
 #define METRICS_SLICE_KEEPER	2
-#define METRICS_SLICE_RECORDER	3	/* the audit log's recorder (heartbeat only) */
-#define METRICS_SLICE_FRONT	4	/* + worker number */
+#define METRICS_HALF_ROLES	2	/* role slices per generation half */
+#define METRICS_SLICE_RECORDER	(1 + 2 * METRICS_HALF_ROLES)	/* the audit log's recorder
+							 * (heartbeat only) */
+#define METRICS_SLICE_FRONT	(METRICS_SLICE_RECORDER + 1)	/* + slot */
 
 /* Counter families (summed over slices).  Labels in metrics.c. */
 enum metrics_family {
@@ -134,9 +139,17 @@ int metrics_serving(size_t slice);
 void metrics_checks_reset(void);
 void metrics_check_add(const char *id, int ok);
 
+/* Role slices (METRICS_SLICE_SIGNER, METRICS_SLICE_KEEPER) that children
+ * forked from now on attach to belong to generation half `half` (0 or 1):
+ * call it before forking a generation's signer and keeper.  The slice a
+ * role of half `half` writes is metrics_role_slice(role, half). */
+void metrics_set_half(unsigned half);
+size_t metrics_role_slice(size_t role, unsigned half);
+
 /* ---- every writer ---- */
 
-/* Write slice `slice` from now on (after fork).  Out of range: the dummy. */
+/* Write slice `slice` from now on (after fork); a role slice is taken from
+ * the half set by metrics_set_half().  Out of range: the dummy. */
 void metrics_attach(size_t slice);
 
 /* +1 (or +n) on counter `label` of family f.  Out-of-range labels count
@@ -163,8 +176,10 @@ void metrics_observe(enum metrics_hist h, unsigned label, uint64_t usec);
 void metrics_beat(void);
 int metrics_beat_interval(void);
 
-/* This writer accepts work now (front: listeners enabled). */
+/* This writer accepts work now (front: listeners enabled), or no longer
+ * does (front: draining after a reload). */
 void metrics_set_serving(void);
+void metrics_clear_serving(void);
 
 /* Set the result of check `id` (1 ok, 0 failed); unknown ids are ignored.
  * One writer (the recheck in front worker 0). */

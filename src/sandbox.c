@@ -5,6 +5,7 @@
 #include "sandbox.h"
 
 #include "log.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -265,35 +266,79 @@ ids_verify(uid_t uid, gid_t gid, char *err, size_t errlen)
 	return 0;
 }
 
+#define PRELOADED_MAX 8     /* [server] user, signer-user, keeper-user, ... */
+
+static struct {
+	char *name;
+	uid_t uid;
+	gid_t gid;
+} preloaded[PRELOADED_MAX];
+static size_t npreloaded;
+
+int
+sandbox_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+	struct passwd pw, *pwp = NULL;
+	char buf[4096];
+	size_t i;
+	int r;
+
+	for (i = 0; i < npreloaded; i++)
+		if (strcmp(preloaded[i].name, user) == 0) {
+			*uid = preloaded[i].uid;
+			*gid = preloaded[i].gid;
+			return 0;
+		}
+	r = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp);
+	if (pwp == NULL && r != 0 && r != ENOENT && r != ESRCH) {
+		snprintf(err, errlen, "user \"%s\": %s", user, strerror(r));
+		return -1;
+	}
+	if (pwp == NULL) {
+		snprintf(err, errlen, "user \"%s\": no such user (create a system user: adduser "
+		    "--system --group --no-create-home --home /nonexistent %s)", user, user);
+		return 1;
+	}
+	*uid = pw.pw_uid;
+	*gid = pw.pw_gid;
+	return 0;
+}
+
+int
+sandbox_user_preload(const char *user, char *err, size_t errlen)
+{
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	if ((r = sandbox_user(user, &uid, &gid, err, errlen)) != 0)
+		return r;
+	if (npreloaded == PRELOADED_MAX) {
+		snprintf(err, errlen, "more than %d users to look up in advance", PRELOADED_MAX);
+		return -1;
+	}
+	preloaded[npreloaded].name = xstrdup(user);
+	preloaded[npreloaded].uid = uid;
+	preloaded[npreloaded].gid = gid;
+	npreloaded++;
+	return 0;
+}
+
 /* The unprivileged user to become: 0 with its ids, or -1 with a sentence. */
 static int
 user_ids(const char *user, uid_t *uid_r, gid_t *gid_r, char *err, size_t errlen)
 {
-	struct passwd pw, *pwp = NULL;
-	char buf[4096];
-	int r;
-
 	if (user == NULL || user[0] == '\0') {
 		snprintf(err, errlen, "running as root needs an unprivileged user to switch to "
 		    "([server] user)");
 		return -1;
 	}
-	r = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp);
-	if (pwp == NULL) {
-		if (r != 0)
-			snprintf(err, errlen, "user \"%s\": %s", user, strerror(r));
-		else
-			snprintf(err, errlen, "user \"%s\": no such user (create a system user: "
-			    "adduser --system --group --no-create-home --home /nonexistent %s)",
-			    user, user);
+	if (sandbox_user(user, uid_r, gid_r, err, errlen) != 0)
 		return -1;
-	}
-	if (pw.pw_uid == 0) {
+	if (*uid_r == 0) {
 		snprintf(err, errlen, "user \"%s\" has uid 0: choose an unprivileged user", user);
 		return -1;
 	}
-	*uid_r = pw.pw_uid;
-	*gid_r = pw.pw_gid;
 	return 0;
 }
 

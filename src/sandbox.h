@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct stat;
 
@@ -66,6 +67,18 @@ int sandbox_drop_datadir(const char *user, const char *dir, char *err, size_t er
  * not root: `dir` is a directory this process may write.  0 or -1 with the
  * sentence. */
 int sandbox_datadir_check(const char *user, const char *dir, char *err, size_t errlen);
+
+/* The uid and gid of `user`.  After sandbox_user_preload(user) they come
+ * from memory, without reading /etc/passwd or loading NSS modules (which a
+ * process forked later, under the parent's seccomp filter or in a chroot,
+ * must not do); other names are looked up with getpwnam_r().  Returns 0
+ * found, 1 no such user, -1 the lookup failed (a sentence in err). */
+int sandbox_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen);
+
+/* Look `user` up now and keep the answer for sandbox_user() (the parent,
+ * before its filter; the user is a restart-only setting).  Returns what
+ * sandbox_user() returned. */
+int sandbox_user_preload(const char *user, char *err, size_t errlen);
 
 /* The checks sandbox_drop() makes of its chroot directory, alone (for the
  * self-audit): absolute, every directory above it root-owned and not

@@ -860,6 +860,9 @@ main(int argc, char **argv)
 	}
 	memset(&fo, 0, sizeof(fo));
 	fo.worker = 0;
+	fo.generation = 1;
+	fo.mslice = METRICS_SLICE_FRONT;
+	fo.cslice = 0;
 	fo.audit = &baseline;
 	fo.metrics_fd = -1;
 	fo.recorder_fd = rec_front_fd;
@@ -890,7 +893,7 @@ main(int argc, char **argv)
 		kids[1].pid = keeper_pid;
 		kids[1].slice = METRICS_SLICE_KEEPER;
 		kids[2].name = "front";
-		kids[2].slice = METRICS_SLICE_FRONT + fo.worker;
+		kids[2].slice = fo.mslice;
 		kids[2].hup = 1;
 		if (recorder_pid > 0) {
 			kids[3].name = "recorder";

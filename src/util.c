@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void *
 xmalloc(size_t n)
@@ -159,4 +160,29 @@ parse_uint(const char *s, uint64_t min, uint64_t max, int allow_suffix, uint64_t
 		return -1;
 	*out = v;
 	return 0;
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+void
+close_fds_except(int *keep, size_t n)
+{
+	unsigned int from = 3;
+	size_t i;
+
+	qsort(keep, n, sizeof(*keep), int_cmp);
+	for (i = 0; i < n; i++) {
+		if (keep[i] < 3 || (unsigned int)keep[i] < from)
+			continue;
+		if ((unsigned int)keep[i] > from)
+			(void)close_range(from, (unsigned int)keep[i] - 1, 0);
+		from = (unsigned int)keep[i] + 1;
+	}
+	(void)close_range(from, ~0U, 0);
 }

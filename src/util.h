@@ -34,4 +34,8 @@ int is_ip_literal(const char *s);
  * consumed.  Returns 0 and stores *out, or -1. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, int allow_suffix, uint64_t *out);
 
+/* Close every descriptor from 3 up except keep[0..n) (a child that must
+ * not hold its parent's other sockets).  keep may be reordered. */
+void close_fds_except(int *keep, size_t n);
+
 #endif
