@@ -305,6 +305,14 @@ config_keep_restart_only(struct config *nw, const struct config *old, char *name
 		keep_str(&nw->user, old->user);
 		add_name(names, len, &n, "[server] user");
 	}
+	if (!same_name(nw->signer_user, old->signer_user)) {
+		keep_str(&nw->signer_user, old->signer_user);
+		add_name(names, len, &n, "[server] signer-user");
+	}
+	if (!same_name(nw->keeper_user, old->keeper_user)) {
+		keep_str(&nw->keeper_user, old->keeper_user);
+		add_name(names, len, &n, "[server] keeper-user");
+	}
 	if (!same_name(nw->chroot, old->chroot)) {
 		keep_str(&nw->chroot, old->chroot);
 		add_name(names, len, &n, "[server] chroot");
@@ -320,6 +328,25 @@ config_keep_restart_only(struct config *nw, const struct config *old, char *name
 		nw->metrics_addrlen = old->metrics_addrlen;
 		nw->metrics_allow_remote = old->metrics_allow_remote;
 		add_name(names, len, &n, "[metrics] address");
+	}
+	if (!same_name(nw->audit_log, old->audit_log) ||
+	    !same_name(nw->audit_signing_key, old->audit_signing_key) ||
+	    nw->audit_rotate_size != old->audit_rotate_size ||
+	    nw->audit_checkpoint_records != old->audit_checkpoint_records ||
+	    nw->audit_checkpoint_interval != old->audit_checkpoint_interval ||
+	    nw->audit_pseudonymize != old->audit_pseudonymize ||
+	    !same_name(nw->audit_pseudonymize_key, old->audit_pseudonymize_key) ||
+	    !same_name(nw->recorder_user, old->recorder_user)) {
+		/* the recorder runs for the whole life of the service */
+		keep_str(&nw->audit_log, old->audit_log);
+		keep_str(&nw->recorder_user, old->recorder_user);
+		keep_str(&nw->audit_signing_key, old->audit_signing_key);
+		nw->audit_rotate_size = old->audit_rotate_size;
+		nw->audit_checkpoint_records = old->audit_checkpoint_records;
+		nw->audit_checkpoint_interval = old->audit_checkpoint_interval;
+		nw->audit_pseudonymize = old->audit_pseudonymize;
+		keep_str(&nw->audit_pseudonymize_key, old->audit_pseudonymize_key);
+		add_name(names, len, &n, "[audit] log and its keys");
 	}
 	if (nw->limits.connections != old->limits.connections) {
 		nw->limits.connections = old->limits.connections;

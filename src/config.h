@@ -216,9 +216,10 @@ void config_free(struct config **cfgp);
 unsigned config_workers(const struct config *cfg, long online);
 
 /* Reload: settings a running service cannot change (the listening sockets,
- * the sandbox's user and chroot, the number of workers, the metrics socket,
- * and [limits] connections, which sized the shared connection table and
- * the descriptor limit at start) that differ between the running `old`
+ * the sandbox's users and chroot, the number of workers, the metrics socket,
+ * the audit log's recorder settings -- it runs for the whole life of the
+ * service -- and [limits] connections, which sized the shared connection
+ * table and the descriptor limit at start) that differ between the running `old`
  * configuration and the reloaded `nw` are set back to their old values in
  * nw.  Their names ("[server] user, [listen] sections") go to names
  * (comma-separated, truncated to len).  Returns how many there were. */

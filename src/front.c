@@ -145,6 +145,9 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	    cfg->nrelays, cfg->metrics_address ? cfg->metrics_address : "off", o->generation,
 	    o->worker);
 	event_base_dispatch(base);
+	/* freeing the signal events restores the default actions: a stop
+	 * signal arriving now must not turn a clean end into a kill */
+	sigprocmask(SIG_BLOCK, &set, NULL);
 	rc = server_failed(f.srv) ? 1 : 0;
 	audit_live_free(&f.live);
 	metrics_http_free(&f.mh);

@@ -60,8 +60,9 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	[MF_DANE] = { "subproxy_relay_dane", "DANE verdicts of relay connections (TLS "
 	    "check, or the DNS lookup that prevented it).", "verdict", dane_labels,
 	    N(dane_labels), 1 },
-	[MF_RELOADS] = { "subproxy_reloads", "Configuration reloads by result (no reload "
-	    "yet: stays 0).", "result", reload_labels, N(reload_labels), 0 },
+	[MF_RELOADS] = { "subproxy_reloads", "Configuration reloads (SIGHUP) by result "
+	    "(failed: refused by the self-audit, an error, or the previous generation still "
+	    "draining).", "result", reload_labels, N(reload_labels), 0 },
 	[MF_RECHECKS] = { "subproxy_audit_rechecks", "Runs of the live self-audit "
 	    "([audit] recheck).", NULL, NULL, 1, 0 },
 	[MF_SHUTDOWN_CUT] = { "subproxy_shutdown_cut", "Transactions cut without "

@@ -334,7 +334,7 @@ metrics_http_new(struct event_base *base, int fd, char *err, size_t errlen)
 	if ((mh->ev_resume = evtimer_new(base, accept_resume, mh)) == NULL)
 		fatal("out of memory");
 	mh->evl = evconnlistener_new(base, on_accept, mh, LEV_OPT_CLOSE_ON_FREE |
-	    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	    LEV_OPT_CLOSE_ON_EXEC, 0, fd);   /* 0: the parent listens (listen(2) is not front's) */
 	if (mh->evl == NULL) {
 		snprintf(err, errlen, "[metrics]: cannot listen: %s", strerror(errno));
 		close(fd);

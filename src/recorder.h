@@ -66,7 +66,7 @@ struct recorder_client;
 struct recorder_req;
 
 #define RECORDER_BACKLOG_MAX	(4 * 1024 * 1024)	/* octets kept while unwritable */
-#define RECORDER_SLOTS_MAX	64
+#define RECORDER_SLOTS_MAX	128	/* 2 x [server] workers at most: two generations */
 #define RECORDER_QUEUE_MAX	1024			/* frames front queues for a full socket */
 #define RECORDER_BULK_MAX	256	/* bulk records unanswered (recorder_send_bulk) */
 #define RECORDER_ACK_TIMEOUT	10			/* seconds front waits for an ack */

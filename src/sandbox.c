@@ -270,6 +270,7 @@ ids_verify(uid_t uid, gid_t gid, char *err, size_t errlen)
 
 static struct {
 	char *name;
+	int found;              /* sandbox_user()'s answer: 0 found, 1 no such user */
 	uid_t uid;
 	gid_t gid;
 } preloaded[PRELOADED_MAX];
@@ -285,6 +286,12 @@ sandbox_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 
 	for (i = 0; i < npreloaded; i++)
 		if (strcmp(preloaded[i].name, user) == 0) {
+			if (preloaded[i].found != 0) {
+				snprintf(err, errlen, "user \"%s\": no such user (create a system "
+				    "user: adduser --system --group --no-create-home --home "
+				    "/nonexistent %s)", user, user);
+				return 1;
+			}
 			*uid = preloaded[i].uid;
 			*gid = preloaded[i].gid;
 			return 0;
@@ -307,21 +314,23 @@ sandbox_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 int
 sandbox_user_preload(const char *user, char *err, size_t errlen)
 {
-	uid_t uid;
-	gid_t gid;
+	uid_t uid = 0;
+	gid_t gid = 0;
 	int r;
 
-	if ((r = sandbox_user(user, &uid, &gid, err, errlen)) != 0)
+	if ((r = sandbox_user(user, &uid, &gid, err, errlen)) < 0)
 		return r;
 	if (npreloaded == PRELOADED_MAX) {
 		snprintf(err, errlen, "more than %d users to look up in advance", PRELOADED_MAX);
 		return -1;
 	}
+	/* a missing user is remembered too: the self-audit says so later */
 	preloaded[npreloaded].name = xstrdup(user);
+	preloaded[npreloaded].found = r;
 	preloaded[npreloaded].uid = uid;
 	preloaded[npreloaded].gid = gid;
 	npreloaded++;
-	return 0;
+	return r;
 }
 
 /* The unprivileged user to become: 0 with its ids, or -1 with a sentence. */

@@ -75,9 +75,9 @@ int sandbox_datadir_check(const char *user, const char *dir, char *err, size_t e
  * found, 1 no such user, -1 the lookup failed (a sentence in err). */
 int sandbox_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen);
 
-/* Look `user` up now and keep the answer for sandbox_user() (the parent,
- * before its filter; the user is a restart-only setting).  Returns what
- * sandbox_user() returned. */
+/* Look `user` up now and keep the answer -- also "no such user" -- for
+ * sandbox_user() (the parent, before its filter; the users are
+ * restart-only settings).  Returns what sandbox_user() returned. */
 int sandbox_user_preload(const char *user, char *err, size_t errlen);
 
 /* The checks sandbox_drop() makes of its chroot directory, alone (for the

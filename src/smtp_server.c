@@ -303,7 +303,7 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 		l->srv = srv;
 		l->cl = &cfg->listens[i];
 		l->evl = evconnlistener_new(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE |
-		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, -1, fds[i]);
+		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, 0, fds[i]);
 		if (l->evl == NULL) {
 			snprintf(err, errlen, "cannot listen on %s", l->cl->address);
 			goto fail;
@@ -389,7 +389,8 @@ close_listeners(struct server *srv)
 	size_t i;
 
 	for (i = 0; i < srv->nlisteners; i++) {
-		evconnlistener_free(srv->listeners[i].evl);
+		if (srv->listeners[i].evl != NULL)
+			evconnlistener_free(srv->listeners[i].evl);
 		srv->listeners[i].evl = NULL;
 	}
 	event_del(srv->ev_accept);      /* no resuming after a descriptor pause */

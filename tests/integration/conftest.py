@@ -143,6 +143,28 @@ def dns_lab(tmp_path_factory, lab_certs, lab_dkim):
     lab.stop()
 
 
+@pytest.fixture
+def short_ttl_lab(tmp_path, lab_certs, lab_dkim):
+    """A DNS lab of its own for a test that changes records: like dns_lab,
+    with one-second TTLs so that libunbound in front sees changes at once
+    (.ttl; .tlsa is the listeners' "3 1 1" record)."""
+    ttl = 1
+    lab = dnslab.DnsLab(tmp_path / "dns", ttl=ttl)
+    tlsa = labsink.tlsa_311(lab_certs.mail)
+    lab.add("lab.test", "*._tcp.mail %d TLSA %s" % (ttl, tlsa))
+    lab.add("lab.test", "*._tcp.relay %d TLSA %s" % (ttl, labsink.tlsa_311(lab_certs.relay)))
+    for (dom, sel), k in lab_dkim.keys.items():
+        if dom == "lab.test":
+            lab.add("lab.test", "%s._domainkey %d TXT %s" % (sel, ttl, k["txt"]))
+    lab.add("lab.test", "_submission._tcp %d SRV 0 1 587 mail.lab.test." % ttl)
+    lab.add("lab.test", "_submissions._tcp %d SRV 0 1 465 mail.lab.test." % ttl)
+    lab.start()
+    lab.ttl = ttl
+    lab.tlsa = tlsa
+    yield lab
+    lab.stop()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     """[server] keys for the sandbox.  As root (CI) front, signer and keeper

@@ -299,6 +299,17 @@ class RawClient:
         return r
 
 
+def half_sent(c, subject, sender=ALICE):
+    """MAIL, RCPT and DATA on a logged-in client, then the message without
+    its final ".\r\n", which is returned (send it to finish)."""
+    c.mail(sender)
+    c.rcpt(RCPT, code=250)
+    c.cmd("DATA", 354)
+    payload = dot_stuff(make_message(sender=sender, subject=subject))
+    c.send(payload[:-3])
+    return payload[-3:]
+
+
 def logged_in(port, ca_file, user=ALICE, password=ALICE_PW):
     """A RawClient on an implicit-TLS port, greeted and logged in."""
     c = RawClient(port, ca_file)

@@ -66,9 +66,8 @@ def val(m, name, **labels):
     return m.get((name, tuple(sorted(labels.items()))), None)
 
 
-def children(pid):
-    """{comm: pid} of the direct children of pid (from /proc)."""
-    out = {}
+def _processes():
+    """(pid, comm, state, ppid) of every process in /proc."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -77,11 +76,14 @@ def children(pid):
                 st = f.read().decode("ascii", "replace")
         except OSError:
             continue
-        comm = st[st.index("(") + 1:st.rindex(")")]
         rest = st[st.rindex(")") + 2:].split()
-        if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
-            out[comm] = int(d)
-    return out
+        yield int(d), st[st.index("(") + 1:st.rindex(")")], rest[0], int(rest[1])
+
+
+def children(pid):
+    """{comm: pid} of the direct children of pid (from /proc)."""
+    return {comm: p for p, comm, state, ppid in _processes()
+            if ppid == pid and state not in ("Z", "X")}
 
 
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
@@ -138,3 +140,52 @@ class NotifySocket:
 
     def close(self):
         self.sock.close()
+
+
+# ---- front workers ----
+
+def fronts(parent):
+    """Pids of the running front workers of the daemon whose pid is parent
+    (children named subproxy-front, zombies left out), sorted."""
+    return sorted(p for p, comm, state, ppid in _processes()
+                  if comm == "subproxy-front" and ppid == parent and state not in ("Z", "X"))
+
+
+def wait_fronts(parent, n, timeout=30.0, exclude=()):
+    """The pids once exactly n front workers run (none of them in exclude)."""
+    return wait_for(lambda: (lambda p: p if len(p) == n and not set(p) & set(exclude)
+                             else None)(fronts(parent)), timeout=timeout,
+                    what="%d front workers" % n)
+
+
+class Pinned:
+    """with Pinned(worker, others): the other workers are stopped (SIGSTOP),
+    so that a connection made inside the block is accepted by `worker`;
+    they continue on leaving.  Nothing is timed: a stopped worker simply
+    cannot accept."""
+
+    def __init__(self, worker, others):
+        self.worker = worker
+        self.others = [p for p in others if p != worker]
+
+    def __enter__(self):
+        import signal
+        for p in self.others:
+            os.kill(p, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for p in self.others:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def served_by(sp, pid, start=0):
+    """Session ids that worker pid accepted (its "event=connect" lines from
+    log line index start)."""
+    import re
+    rx = re.compile(r"front\[%d\] \w+: session=(\w+) event=connect " % pid)
+    return [m.group(1) for m in (rx.search(ln) for ln in sp.lines[start:]) if m]

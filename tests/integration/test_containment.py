@@ -14,6 +14,7 @@ import pwd
 import pytest
 
 from helpers import submit_through
+from opsutil import fronts
 from test_dkim import roles
 from test_sandbox import status
 
@@ -34,17 +35,18 @@ def env(module_lab):
 def test_role_chrooted_as_its_user(env, sandbox_server, role, key):
     lab, s, sp = env
     r = roles(sp)
-    pid = r[role]
     pw = pwd.getpwnam(sandbox_server[key])
-    st = status(pid)
-    assert st["Uid"].split() == [str(pw.pw_uid)] * 4, "%s: Uid %s" % (role, st["Uid"])
-    assert st["Gid"].split() == [str(pw.pw_gid)] * 4, "%s: Gid %s" % (role, st["Gid"])
-    assert st["Groups"].strip() == "", "%s keeps supplementary groups: %r" % (role, st["Groups"])
-    assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", role
-    assert os.readlink("/proc/%d/root" % pid) == sandbox_server["chroot"], role
-    assert os.readlink("/proc/%d/cwd" % pid) == sandbox_server["chroot"], role
-    # not dumpable: its memory cannot be read by its own uid
-    assert os.stat("/proc/%d/mem" % pid).st_uid == 0, role
+    for pid in fronts(sp.proc.pid) if role == "front" else [r[role]]:     # every worker
+        st = status(pid)
+        assert st["Uid"].split() == [str(pw.pw_uid)] * 4, "%s: Uid %s" % (role, st["Uid"])
+        assert st["Gid"].split() == [str(pw.pw_gid)] * 4, "%s: Gid %s" % (role, st["Gid"])
+        assert st["Groups"].strip() == "", "%s keeps supplementary groups: %r" % (
+            role, st["Groups"])
+        assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", role
+        assert os.readlink("/proc/%d/root" % pid) == sandbox_server["chroot"], role
+        assert os.readlink("/proc/%d/cwd" % pid) == sandbox_server["chroot"], role
+        # not dumpable: its memory cannot be read by its own uid
+        assert os.stat("/proc/%d/mem" % pid).st_uid == 0, role
     # three different uids: front cannot signal a key holder
     uids = {status(p)["Uid"].split()[0] for n, p in r.items() if n != "parent"}
     assert len(uids) == 3, uids

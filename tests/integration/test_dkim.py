@@ -12,7 +12,9 @@ import signal
 
 import pytest
 
+
 from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
+from opsutil import fronts
 
 import dkim  # python3-dkim (dkimpy)
 
@@ -242,19 +244,20 @@ def test_signer_process_holds_the_keys_front_does_not(env, lab_dkim):
     assert len(env.sink.messages()) == 1
     r = roles(env.sp)
     assert "signer" in r and "front" in r, r
-    front, signer = r["front"], r["signer"]
+    signer = r["signer"]
     files = [k["file"] for k in lab_dkim.keys.values()]
-    with open("/proc/%d/maps" % front) as f:
-        maps = f.read()
-    assert not any(p in maps for p in files)
-    for fd in os.listdir("/proc/%d/fd" % front):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (front, fd))
-        except OSError:
-            continue
-        assert target not in files, "front has a key file open: %s" % target
     secrets = key_secrets(lab_dkim)
-    assert memory_contains(front, secrets) == [], "key bytes found in front's memory"
+    for front in fronts(env.sp.proc.pid):          # every worker
+        with open("/proc/%d/maps" % front) as f:
+            maps = f.read()
+        assert not any(p in maps for p in files)
+        for fd in os.listdir("/proc/%d/fd" % front):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (front, fd))
+            except OSError:
+                continue
+            assert target not in files, "front has a key file open: %s" % target
+        assert memory_contains(front, secrets) == [], "key bytes found in front's memory"
     # the test is able to find them where they are: in the signer
     assert memory_contains(signer, secrets), "the search cannot find the keys in the signer"
     with open("/proc/%d/status" % signer) as f:

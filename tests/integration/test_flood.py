@@ -120,7 +120,7 @@ def test_empty_line_flood_is_cut_off(lab):
     """40 MB of CRLF without reading: ten 500 replies, 421 4.7.0, closed --
     long before the flood is through; front's memory does not grow."""
     s = lab.sink()
-    sp = lab.subproxy(s)
+    sp = lab.subproxy(s, server={"workers": 1})   # the one process whose memory is watched
     front = roles(sp)["front"]
     rss_ok = growth_check(sp, front)
     sock = socket.create_connection(("127.0.0.1", sp.starttls_port), timeout=TIMEOUT)
@@ -154,7 +154,7 @@ def test_command_flood_without_reading(lab, tls):
     other clients are served meanwhile; the flooder gets its replies in
     order when it reads."""
     s = lab.sink()
-    sp = lab.subproxy(s)
+    sp = lab.subproxy(s, server={"workers": 1})   # the one process whose memory is watched
     front = roles(sp)["front"]
     rss_ok = growth_check(sp, front)
     if tls:
@@ -200,7 +200,7 @@ def test_endless_message_is_bounded(lab, verb):
     if os.geteuid() != 0:
         pytest.skip("needs root: looking into front's descriptors (not dumpable)")
     s = lab.sink()
-    sp = lab.subproxy(s, limits={"message-size": "1m"})
+    sp = lab.subproxy(s, limits={"message-size": "1m"}, server={"workers": 1})
     front = roles(sp)["front"]
     rss_ok = growth_check(sp, front)
     c = logged_in(sp.implicit_port, lab.certs.ca)

@@ -13,33 +13,10 @@ import socket
 import pytest
 
 import auditlab
-import dnslab
-import sink as labsink
 from conftest import dns_section
 from helpers import free_port, submit_through
 from opsutil import scrape, val, wait_for
 from test_auditlog import report, validate_all, verify
-
-TTL = 1      # seconds: libunbound in front caches no longer than this
-
-
-@pytest.fixture
-def short_ttl_lab(tmp_path, lab_certs, lab_dkim):
-    """A lab like the session's (tests/integration/conftest.py dns_lab), with
-    one-second TTLs so that changes are seen at once."""
-    lab = dnslab.DnsLab(tmp_path / "dns", ttl=TTL)
-    tlsa = labsink.tlsa_311(lab_certs.mail)
-    lab.add("lab.test", "*._tcp.mail %d TLSA %s" % (TTL, tlsa))
-    lab.add("lab.test", "*._tcp.relay %d TLSA %s" % (TTL, labsink.tlsa_311(lab_certs.relay)))
-    for (dom, sel), k in lab_dkim.keys.items():
-        if dom == "lab.test":
-            lab.add("lab.test", "%s._domainkey %d TXT %s" % (sel, TTL, k["txt"]))
-    lab.add("lab.test", "_submission._tcp %d SRV 0 1 587 mail.lab.test." % TTL)
-    lab.add("lab.test", "_submissions._tcp %d SRV 0 1 465 mail.lab.test." % TTL)
-    lab.start()
-    lab.tlsa = tlsa
-    yield lab
-    lab.stop()
 
 
 @pytest.fixture
@@ -88,7 +65,7 @@ def test_recheck_reports_a_removed_tlsa_record(lab, make_sink, short_ttl_lab, la
     submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
     # published again: a recovery, and the metric is back to 1
     start = len(sp.lines)
-    dns.add("lab.test", "*._tcp.mail %d TLSA %s" % (TTL, dns.tlsa))
+    dns.add("lab.test", "*._tcp.mail %d TLSA %s" % (dns.ttl, dns.tlsa))
     dns.reload()
     assert sp.wait_log(r"event=audit-recheck check=dane\.own\.submissions status=\w+ "
                        r"recovered: ", timeout=30, start=start), sp.stderr_text(30)

@@ -132,7 +132,8 @@ def test_mail_without_a_descriptor_for_the_relay(lab):
     the session goes on.  (connections = 0: no kept relay connection, so
     every transaction needs a new descriptor.)"""
     s = lab.sink()
-    sp = lab.subproxy({"sink": s, "extra": {"connections": 0}})
+    sp = lab.subproxy({"sink": s, "extra": {"connections": 0}},
+                      server={"workers": 1})   # the one process that runs out
     sp.wait_relay_probe()
     front = roles(sp)["front"]
     c = logged_in(sp.implicit_port, lab.certs.ca)

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
 from test_dkim import memory_contains, roles
+from opsutil import fronts
 
 
 def status(pid):
@@ -42,16 +43,16 @@ def test_every_process_is_filtered(env):
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot and the user change")
 def test_front_is_chrooted_and_unprivileged(env, sandbox_server):
     lab, s, sp = env
-    front = roles(sp)["front"]
-    st = status(front)
-    uids = st["Uid"].split()
-    assert all(u != "0" for u in uids), "front runs with uid 0: %s" % st["Uid"]
-    assert all(g != "0" for g in st["Gid"].split()), st["Gid"]
-    assert st["Groups"].strip() == "", "supplementary groups kept: %r" % st["Groups"]
-    assert os.readlink("/proc/%d/root" % front) == sandbox_server["chroot"]
-    assert os.readlink("/proc/%d/cwd" % front) == sandbox_server["chroot"]
-    # not dumpable: its memory cannot be read by its own uid
-    assert os.stat("/proc/%d/mem" % front).st_uid == 0
+    for front in fronts(sp.proc.pid):           # every worker
+        st = status(front)
+        uids = st["Uid"].split()
+        assert all(u != "0" for u in uids), "front runs with uid 0: %s" % st["Uid"]
+        assert all(g != "0" for g in st["Gid"].split()), st["Gid"]
+        assert st["Groups"].strip() == "", "supplementary groups kept: %r" % st["Groups"]
+        assert os.readlink("/proc/%d/root" % front) == sandbox_server["chroot"]
+        assert os.readlink("/proc/%d/cwd" % front) == sandbox_server["chroot"]
+        # not dumpable: its memory cannot be read by its own uid
+        assert os.stat("/proc/%d/mem" % front).st_uid == 0
     # the service still works from inside the sandbox
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
@@ -135,7 +136,8 @@ def test_keeper_holds_the_tls_key_front_does_not(env):
     c.greeting.check(220)
     c.cmd("QUIT", 221)
     secrets = tls_key_secrets(lab.certs.mail_key)
-    assert memory_contains(r["front"], secrets) == [], "TLS key bytes in front's memory"
+    for front in fronts(sp.proc.pid):
+        assert memory_contains(front, secrets) == [], "TLS key bytes in front's memory"
     assert memory_contains(r["parent"], secrets) == [], "TLS key bytes in the parent's memory"
     assert memory_contains(r["keeper"], secrets), "the search cannot find the key in the keeper"
 

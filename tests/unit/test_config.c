@@ -527,6 +527,23 @@ test_workers_and_reload(void **state)
 		config_override_clear(&ov[i]);
 	config_free(&old);
 
+	/* the audit log's recorder: restart only */
+	assert_int_equal(config_override_parse("audit.log=/var/log/subproxy/audit.log", &ov[0],
+	    err, sizeof(err)), 0);
+	assert_int_equal(config_override_parse("audit.signing-key=/etc/subproxy/audit.key",
+	    &ov[1], err, sizeof(err)), 0);
+	nw = parse("", ov, 2, err, sizeof(err));
+	assert_non_null(nw);
+	old = parse("", NULL, 0, err, sizeof(err));
+	assert_int_equal(config_keep_restart_only(nw, old, names, sizeof(names)), 1);
+	assert_string_equal(names, "[audit] log and its keys");
+	assert_null(nw->audit_log);
+	assert_null(nw->audit_signing_key);
+	config_free(&nw);
+	config_free(&old);
+	config_override_clear(&ov[0]);
+	config_override_clear(&ov[1]);
+
 	assert_int_equal(config_override_parse("server.worker-restarts=0", &ov[0], err,
 	    sizeof(err)), 0);
 	nw = parse("", ov, 1, err, sizeof(err));
