@@ -1,0 +1,320 @@
+"""
+test_reload.py -- SIGHUP reloads the configuration, the certificate and
+key, the password file and the DKIM keys (issue 12, item 1): the new set
+passes the self-audit or the running one stays (logged once per failed
+check with its remedy); sessions in progress finish with the set they
+started with, new sessions get the new one; settings that need a restart
+are named; the service manager hears RELOADING=1 then READY=1; the
+reloads are counted in the metrics.
+"""
+
+import os
+import re
+import signal
+import ssl
+
+import pytest
+
+import dkimkeys
+import sink as labsink
+from conftest import dns_section, hash_password
+from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, free_port, half_sent,
+                     logged_in, make_message, submit_through)
+from opsutil import NotifySocket, scrape, val, wait_for
+
+RELOAD_TIMEOUT = 60
+
+
+def rewrite(sp, *pairs):
+    """Replace text in the daemon's configuration file."""
+    text = sp.config_path.read_text()
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new)
+    sp.config_path.write_text(text)
+    sp.config_text = text
+
+
+def sighup(sp):
+    start = len(sp.lines)
+    sp.proc.send_signal(signal.SIGHUP)
+    return start
+
+
+def reload_ok(sp, generation):
+    """SIGHUP, then wait until generation `generation` serves and the old
+    one accepts nothing more.  Returns the index of the first new log line."""
+    start = sighup(sp)
+    line = sp.wait_log(r"event=(reloaded generation=%d |reload-failed)" % generation,
+                       timeout=RELOAD_TIMEOUT, start=start)
+    assert line and "reloaded" in line, sp.stderr_text(40)
+    return start
+
+
+def leaf_der(chain_path):
+    """DER of the first certificate of a PEM chain file."""
+    pem = open(chain_path).read()
+    first = pem[:pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+    return ssl.PEM_cert_to_DER_cert(first)
+
+
+def served_cert(sp, ca):
+    c = RawClient(sp.implicit_port, ca)
+    c.greeting.check(220)
+    der = c.sock.getpeercert(binary_form=True)
+    c.cmd("QUIT", 221)
+    return der
+
+
+def test_rotate_to_a_certificate_already_in_tlsa(lab, short_ttl_lab, lab_certs, tmp_path,
+                                                 monkeypatch):
+    """The DANE rollover: the next key's "3 1 1" is published beside the
+    current one, then the certificate is swapped and SIGHUP sent.  New
+    sessions get the new certificate; a transaction in progress on the old
+    one finishes; RELOADING=1 then READY=1; reloads_total{result="ok"}."""
+    dns = short_ttl_lab
+    notify = NotifySocket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.env)
+    port = free_port()
+    s = lab.sink()
+    sp = lab.subproxy(s, dns=dns_section(dns), server={"shutdown-timeout": 60},
+                      extra_config="[metrics]\naddress = 127.0.0.1:%d\n" % port)
+    notify.wait("READY", "1", timeout=30)
+    assert served_cert(sp, lab_certs.ca) == leaf_der(lab_certs.mail)
+    old = logged_in(sp.implicit_port, lab_certs.ca)
+    tail = half_sent(old, "started before the rollover")
+    # step 1: publish the next key's record beside the current one
+    chain, key = lab_certs.authority.issue("mail.lab.test", tmp_path, "next")
+    dns.add("lab.test", "*._tcp.mail %d TLSA %s" % (dns.ttl, labsink.tlsa_311(chain)))
+    dns.reload()
+    # step 2: swap the certificate and key, SIGHUP
+    rewrite(sp, ("certificate = %s" % lab_certs.mail, "certificate = %s" % chain),
+            ("key = %s" % lab_certs.mail_key, "key = %s" % key))
+    notify.drain()
+    start = reload_ok(sp, 2)
+    notify.wait("RELOADING", "1", timeout=5)
+    ready = notify.wait("READY", "1", timeout=5)
+    assert ready.get("STATUS", "").startswith("serving: "), ready
+    # new sessions: the new certificate, and they work
+    assert served_cert(sp, lab_certs.ca) == leaf_der(chain)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    # the session in progress finishes on the old generation
+    old.send(tail)
+    old.read_reply().check(250, "2.0.0")
+    old.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=generation-ended generation=1", timeout=30, start=start)
+    subjects = [m["data"] for m in s.messages()]
+    assert len(subjects) == 2 and any(b"started before the rollover" in d for d in subjects)
+    assert not any("reload-failed" in ln or "child-died" in ln for ln in sp.lines)
+    m = scrape(port)
+    assert val(m, "subproxy_reloads_total", result="ok") == 1
+    assert val(m, "subproxy_reloads_total", result="failed") == 0
+    notify.close()
+
+
+def test_rotate_to_a_certificate_not_in_tlsa(lab, lab_certs, tmp_path, monkeypatch):
+    """A renewal whose key is not published in TLSA never goes live: the
+    reload is refused by the self-audit (logged once, with the check id and
+    the remedy), the old certificate is still served, READY=1 follows
+    RELOADING=1, and the failure is counted."""
+    notify = NotifySocket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.env)
+    port = free_port()
+    sp = lab.subproxy(lab.sink(),
+                      extra_config="[metrics]\naddress = 127.0.0.1:%d\n" % port)
+    notify.wait("READY", "1", timeout=30)
+    chain, key = lab_certs.authority.issue("mail.lab.test", tmp_path, "unpublished")
+    rewrite(sp, ("certificate = %s" % lab_certs.mail, "certificate = %s" % chain),
+            ("key = %s" % lab_certs.mail_key, "key = %s" % key))
+    notify.drain()
+    start = sighup(sp)
+    assert sp.wait_log(r"event=reload-failed reason=self-audit", timeout=RELOAD_TIMEOUT,
+                       start=start), sp.stderr_text(30)
+    refused = [ln for ln in sp.lines[start:] if "event=reload-refused self-audit:" in ln]
+    ids = [re.search(r"self-audit: ([\w.-]+):", ln).group(1) for ln in refused]
+    assert "dane.own.submissions" in ids and len(ids) == len(set(ids)), refused
+    line = next(ln for ln in refused if "dane.own.submissions:" in ln)
+    assert "Fix: publish" in line and labsink.tlsa_311(chain).split()[3] in line, line
+    notify.wait("RELOADING", "1", timeout=5)
+    notify.wait("READY", "1", timeout=5)
+    assert served_cert(sp, lab_certs.ca) == leaf_der(lab_certs.mail)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    m = scrape(port)
+    assert val(m, "subproxy_reloads_total", result="failed") == 1
+    assert val(m, "subproxy_reloads_total", result="ok") == 0
+    assert not any("generation=2" in ln for ln in sp.lines)
+    notify.close()
+
+
+def test_passwd_file_reloaded(lab, lab_certs, tmp_path):
+    """A user added to the passwd file can log in after SIGHUP, a removed
+    one is refused; a session that logged in before goes on with the set it
+    started with."""
+    path = tmp_path / "passwd"
+    alice, bob = hash_password("alice-secret"), hash_password(BOB_PW)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("%s:%s\n%s:%s\n" % (ALICE, alice, BOB, bob))
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=["auth.passwd-file=%s" % path])
+    early_bob = logged_in(sp.implicit_port, lab_certs.ca, BOB, BOB_PW)
+    with pytest.raises(AssertionError):
+        logged_in(sp.implicit_port, lab_certs.ca, "carol@lab.test", "carol-secret")
+    with open(path, "w") as f:
+        f.write("%s:%s\ncarol@lab.test:%s\n" % (ALICE, alice, hash_password("carol-secret")))
+    reload_ok(sp, 2)
+    carol = logged_in(sp.implicit_port, lab_certs.ca, "carol@lab.test", "carol-secret")
+    carol.mail("carol@lab.test")
+    carol.rcpt(RCPT, code=250)
+    carol.data(dot_stuff(make_message(sender="carol@lab.test")), 250, "2.0.0")
+    c = RawClient(sp.implicit_port, lab_certs.ca)
+    c.greeting.check(220)
+    c.ehlo()
+    c.auth_plain(BOB, BOB_PW, code=535, enh="5.7.8")
+    # bob's session from before the reload: the old set
+    early_bob.mail(BOB)
+    early_bob.rcpt(RCPT, code=250)
+    early_bob.data(dot_stuff(make_message(sender=BOB)), 250, "2.0.0")
+    assert len(s.messages()) == 2
+
+
+def test_dkim_key_swap(lab, short_ttl_lab, lab_dkim, tmp_path):
+    """A new DKIM key under a new selector, published in DNS, replaces the
+    old one at SIGHUP: messages are signed with it (dkimpy verifies)."""
+    dns = short_ttl_lab
+    key = dkimkeys.make_key("ed25519")
+    path = str(tmp_path / "s2027.lab.test.key")
+    dkimkeys.write_private(path, key)
+    txt = dkimkeys.txt_record(key)
+    dns.add_txt("lab.test", "s2027._domainkey", txt, ttl=dns.ttl)
+    dns.reload()
+    s = lab.sink()
+    sp = lab.subproxy(s, dns=dns_section(dns))
+    old_ed = lab_dkim.keys[("lab.test", "ed")]["file"]
+    rewrite(sp, ("key = ed %s" % old_ed, "key = s2027 %s" % path))
+    reload_ok(sp, 2)
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+    import dkim   # python3-dkim
+
+    def dnsfunc(name, timeout=5):
+        name = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
+        if name == "s2027._domainkey.lab.test":
+            return txt.encode()
+        return lab_dkim.dnsfunc(name, timeout)
+
+    data = s.messages()[-1]["data"]
+    d = dkim.DKIM(data)
+    sigs = [v for (n, v) in d.headers if n.lower() == b"dkim-signature"]
+    selectors = [dkim.util.parse_tag_value(b"".join(v.split()))[b"s"].decode() for v in sigs]
+    assert sorted(selectors) == ["rsa", "s2027"], selectors
+    for i in range(len(sigs)):
+        assert d.verify(idx=i, dnsfunc=dnsfunc), selectors[i]
+
+
+def test_reload_while_the_previous_generation_drains(lab, lab_certs):
+    """A SIGHUP while the previous generation still has sessions is refused
+    (logged with their number, counted as failed); once they have ended, the
+    next SIGHUP reloads."""
+    port = free_port()
+    s = lab.sink()
+    sp = lab.subproxy(s, server={"shutdown-timeout": 120},
+                      extra_config="[metrics]\naddress = 127.0.0.1:%d\n" % port)
+    held = logged_in(sp.implicit_port, lab_certs.ca)
+    tail = half_sent(held, "held across two reloads")
+    reload_ok(sp, 2)
+    start = sighup(sp)
+    assert sp.wait_log(r"event=reload-refused reason=draining: generation 1 is still draining "
+                       r"\(1 sessions", timeout=10, start=start), sp.stderr_text(20)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    held.send(tail)
+    held.read_reply().check(250, "2.0.0")
+    held.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=generation-ended generation=1", timeout=30, start=start)
+    reload_ok(sp, 3)
+    m = scrape(port)
+    assert val(m, "subproxy_reloads_total", result="ok") == 2
+    assert val(m, "subproxy_reloads_total", result="failed") == 1
+    assert len(s.messages()) == 2
+
+
+def test_repeated_sighup(lab, lab_certs):
+    """SIGHUP after SIGHUP: one reload runs; those that come while it runs
+    are ignored, those that come while the previous generation still has a
+    session are refused (the log says which); the service serves
+    throughout, and once the old session has ended a SIGHUP reloads again.
+    (Signals sent faster than the parent reads them merge into one: the
+    kernel keeps one pending SIGHUP; each burst here waits for the parent
+    to have read the previous one.)"""
+    sp = lab.subproxy(lab.sink())
+    held = logged_in(sp.implicit_port, lab_certs.ca)
+    start = len(sp.lines)
+    for n in range(8):
+        sp.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(re.findall(r"subproxy\[\d+\] info: event=sighup",
+                                        "\n".join(sp.lines[start:]))) > n,
+                 timeout=10, what="SIGHUP %d read by the parent" % (n + 1))
+    assert sp.wait_log(r"event=reloaded generation=2 ", timeout=RELOAD_TIMEOUT, start=start)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    text = "\n".join(sp.lines[start:])
+    assert "child-died" not in text and "generation=3" not in text
+    assert len(re.findall(r"event=reloaded ", text)) == 1, text
+    assert len(re.findall(r"event=reload-(ignored|refused)", text)) == 7, text
+    held.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=generation-ended generation=1", timeout=30, start=start)
+    reload_ok(sp, 3)
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+
+
+def test_configuration_error_keeps_the_running_set(lab, lab_certs):
+    """A reloaded file with an error: FILE:LINE in the log, the running
+    configuration stays; once fixed, the next SIGHUP reloads."""
+    sp = lab.subproxy(lab.sink())
+    text = sp.config_path.read_text()
+    lines = text.count("\n")
+    sp.config_path.write_text(text + "[limits]\nrecipients = many\n")
+    start = sighup(sp)
+    line = sp.wait_log(r"event=reload-failed ", timeout=RELOAD_TIMEOUT, start=start)
+    assert line and "%s:%d: bad value 'many' for 'recipients'" % (sp.config_path, lines + 2) \
+        in line, line
+    assert "still serving with the running configuration" in line
+    submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+    sp.config_path.write_text(text)
+    reload_ok(sp, 2)
+
+
+def test_restart_only_settings_are_named(lab, lab_certs):
+    """Changed listen addresses, user, workers or [limits] connections are
+    named in the log and keep their running values; the rest is reloaded."""
+    sp = lab.subproxy(lab.sink(), server={"workers": 2})
+    other = free_port()
+    rewrite(sp, ("address = 127.0.0.1:%d" % sp.starttls_port, "address = 127.0.0.1:%d" % other),
+            ("workers = 2", "workers = 1"))
+    start = reload_ok(sp, 2)
+    line = sp.wait_log(r"event=reload-restart-only ", timeout=1, start=start)
+    assert 'settings="[listen] sections, [server] workers"' in line, line
+    assert sp.wait_log(r"event=reloaded generation=2 workers=2 ", timeout=1, start=start)
+    c = RawClient(sp.starttls_port, lab_certs.ca, implicit=False)
+    c.greeting.check(220)
+    c.cmd("QUIT", 221)
+    with pytest.raises(OSError):
+        RawClient(other, lab_certs.ca, implicit=False, timeout=2)
+
+
+def test_stop_while_a_generation_drains(lab, lab_certs):
+    """SIGTERM while the previous generation drains: its transaction in
+    flight still finishes (250 once, then 421), idle sessions of both
+    generations get 421 4.3.2, and the service exits 0."""
+    s = lab.sink()
+    sp = lab.subproxy(s, server={"shutdown-timeout": 60})
+    busy = logged_in(sp.implicit_port, lab_certs.ca)
+    tail = half_sent(busy, "in flight at the stop")
+    reload_ok(sp, 2)
+    idle = logged_in(sp.implicit_port, lab_certs.ca)          # on generation 2
+    sp.signal(signal.SIGTERM)
+    r = idle.read_reply()
+    assert (r.code, r.enh) == (421, "4.3.2"), r
+    busy.send(tail)
+    busy.read_reply().check(250, "2.0.0")
+    busy.read_reply().check(421, "4.3.2")
+    sp.wait_exit()
+    assert len(s.messages()) == 1
