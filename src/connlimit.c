@@ -1,4 +1,4 @@
-/* connlimit.c — connection counts shared by the front workers. */
+/* connlimit.c — counts shared by the front workers. */
 #include "connlimit.h"
 
 #include "util.h"
@@ -12,13 +12,23 @@
 #include <sodium.h>
 
 #define PRIVATE_SLICE_ENTRIES 4096
+#define KIND_MASK 3ULL          /* the low bits of an entry's key word */
 
-/* One worker's entries: [0, hwm) may be in use; 0 is a free entry. */
+/* One entry: the key word (a keyed hash with the kind in its low bits; 0:
+ * free) and a value.  The writer stores the value before the key, a reader
+ * loads the key before the value, so a reader never pairs a new key with
+ * an old value. */
+struct entry {
+	uint64_t key;
+	uint64_t value;
+};
+
+/* One worker's entries: [0, hwm) may be in use. */
 struct slice {
 	uint32_t hwm;                   /* only grows while its writer lives */
 	uint32_t pending;               /* connlimit_set_pending() */
 	uint32_t pad[14];               /* the entries start on their own cache line */
-	uint64_t key[];
+	struct entry e[];
 };
 
 static unsigned char *table;            /* the mapping */
@@ -32,6 +42,8 @@ static size_t nfree;
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 static struct slice *
 slice_at(size_t i)
@@ -39,8 +51,17 @@ slice_at(size_t i)
 	return (struct slice *)(table + i * slice_bytes);
 }
 
-/* A worker's pending count, as much as a slice could hold (a bad writer
- * cannot make the sum wrap). */
+/* A slice's high-water mark, as much as a slice can hold (a bad writer
+ * cannot send a reader off the end), and its pending count likewise (it
+ * cannot make a sum wrap). */
+static uint32_t
+hwm_of(struct slice *s)
+{
+	uint32_t hwm = LOAD(&s->hwm);
+
+	return hwm > per_slice ? (uint32_t)per_slice : hwm;
+}
+
 static unsigned
 bounded(uint32_t n)
 {
@@ -54,11 +75,11 @@ connlimit_init(size_t n, size_t entries)
 	void *p;
 
 	if (n == 0 || entries == 0 || entries > UINT32_MAX ||
-	    entries > (SIZE_MAX - sizeof(struct slice) - 63) / sizeof(uint64_t)) {
+	    entries > (SIZE_MAX - sizeof(struct slice) - 63) / sizeof(struct entry)) {
 		errno = EINVAL;
 		return -1;
 	}
-	bytes = (sizeof(struct slice) + entries * sizeof(uint64_t) + 63) & ~(size_t)63;
+	bytes = (sizeof(struct slice) + entries * sizeof(struct entry) + 63) & ~(size_t)63;
 	if (n > SIZE_MAX / bytes) {
 		errno = EINVAL;
 		return -1;
@@ -88,30 +109,36 @@ connlimit_attach(size_t slice)
 		freelist = xcalloc(per_slice, sizeof(*freelist));
 }
 
+/* Without a table (unit tests, --check): a private one for this process. */
+static void
+ensure_table(void)
+{
+	if (table == NULL && connlimit_init(1, PRIVATE_SLICE_ENTRIES) == 0)
+		connlimit_attach(0);
+}
+
 static uint64_t
-key_hash(const char *key)
+key_word(enum connlimit_kind kind, const char *key)
 {
 	unsigned char h[crypto_shorthash_BYTES];
 	uint64_t v;
 
 	crypto_shorthash(h, (const unsigned char *)key, strlen(key), hashkey);
 	memcpy(&v, h, sizeof(v));
-	return v != 0 ? v : 1;          /* 0 marks a free entry */
+	v &= ~KIND_MASK;
+	if (v == 0)
+		v = KIND_MASK + 1;
+	return v | (uint64_t)kind;      /* never 0: kind is 1..3 */
 }
 
 long
-connlimit_add(const char *key, struct connlimit_count *c)
+connlimit_put(enum connlimit_kind kind, const char *key, uint64_t value)
 {
-	uint64_t h;
 	uint32_t idx;
-	size_t i, j;
 
-	if (table == NULL && connlimit_init(1, PRIVATE_SLICE_ENTRIES) == 0)
-		connlimit_attach(0);
-	c->total = c->same = 0;
+	ensure_table();
 	if (mine == NULL)
 		return -1;
-	h = key_hash(key);
 	if (nfree > 0) {
 		idx = freelist[--nfree];
 	} else if (mine->hwm < per_slice) {
@@ -120,34 +147,80 @@ connlimit_add(const char *key, struct connlimit_count *c)
 	} else {
 		return -1;
 	}
-	STORE(&mine->key[idx], h);
+	STORE(&mine->e[idx].value, value);
+	STORE_REL(&mine->e[idx].key, key_word(kind, key));
 	/* our entry is visible before we look at the others' (see the header) */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return (long)idx;
+}
+
+void
+connlimit_set(long id, uint64_t value)
+{
+	if (id < 0 || mine == NULL || (size_t)id >= per_slice)
+		return;
+	STORE(&mine->e[id].value, value);
+}
+
+/* Every worker's entries of `kind` (all keys when key is NULL): how many
+ * there are and the sum of their values; *total the entries of the kind. */
+static uint64_t
+scan(enum connlimit_kind kind, const char *key, unsigned *n_r, unsigned *total_r)
+{
+	uint64_t want = key != NULL ? key_word(kind, key) : 0, sum = 0;
+	unsigned n = 0, total = 0;
+	size_t i;
+	uint32_t j, hwm;
+
 	for (i = 0; i < nslices; i++) {
 		struct slice *s = slice_at(i);
-		uint32_t hwm = LOAD(&s->hwm);
 
-		if (hwm > per_slice)
-			hwm = (uint32_t)per_slice;      /* a bad writer cannot send us off the end */
-		c->total += bounded(LOAD(&s->pending));
+		hwm = hwm_of(s);
 		for (j = 0; j < hwm; j++) {
-			uint64_t k = LOAD(&s->key[j]);
+			uint64_t k = LOAD_ACQ(&s->e[j].key);
 
-			if (k == 0)
+			if (k == 0 || (k & KIND_MASK) != (uint64_t)kind)
 				continue;
-			c->total++;
-			if (k == h)
-				c->same++;
+			total++;
+			if (key == NULL || k == want) {
+				n++;
+				sum += LOAD(&s->e[j].value);
+			}
 		}
 	}
-	return (long)idx;
+	if (n_r != NULL)
+		*n_r = n;
+	if (total_r != NULL)
+		*total_r = total;
+	return sum;
+}
+
+uint64_t
+connlimit_sum(enum connlimit_kind kind, const char *key, unsigned *n_r)
+{
+	ensure_table();
+	return scan(kind, key, n_r, NULL);
+}
+
+long
+connlimit_add(const char *key, struct connlimit_count *c)
+{
+	long id;
+	size_t i;
+
+	c->total = c->same = 0;
+	if ((id = connlimit_put(CL_CONN, key, 1)) < 0)
+		return -1;
+	(void)scan(CL_CONN, key, &c->same, &c->total);
+	for (i = 0; i < nslices; i++)
+		c->total += bounded(LOAD(&slice_at(i)->pending));
+	return id;
 }
 
 void
 connlimit_set_pending(unsigned n)
 {
-	if (table == NULL && connlimit_init(1, PRIVATE_SLICE_ENTRIES) == 0)
-		connlimit_attach(0);
+	ensure_table();
 	if (mine != NULL)
 		STORE(&mine->pending, n);
 }
@@ -158,6 +231,7 @@ connlimit_total(void)
 	unsigned n = 0;
 	size_t i;
 
+	ensure_table();
 	for (i = 0; i < nslices; i++)
 		n += connlimit_used(i) + bounded(LOAD(&slice_at(i)->pending));
 	return n;
@@ -166,9 +240,9 @@ connlimit_total(void)
 void
 connlimit_del(long id)
 {
-	if (id < 0 || mine == NULL || (size_t)id >= per_slice || LOAD(&mine->key[id]) == 0)
+	if (id < 0 || mine == NULL || (size_t)id >= per_slice || LOAD(&mine->e[id].key) == 0)
 		return;
-	STORE(&mine->key[id], 0);
+	STORE_REL(&mine->e[id].key, 0);
 	freelist[nfree++] = (uint32_t)id;
 }
 
@@ -181,12 +255,10 @@ connlimit_clear(size_t slice)
 	if (slice >= nslices)
 		return;
 	s = slice_at(slice);
-	hwm = LOAD(&s->hwm);
-	if (hwm > per_slice)
-		hwm = (uint32_t)per_slice;
+	hwm = hwm_of(s);
 	/* word by word: readers may be counting meanwhile */
 	for (j = 0; j < hwm; j++)
-		STORE(&s->key[j], 0);
+		STORE(&s->e[j].key, 0);
 	STORE(&s->pending, 0);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	STORE(&s->hwm, 0);
@@ -202,11 +274,9 @@ connlimit_used(size_t slice)
 	if (slice >= nslices)
 		return 0;
 	s = slice_at(slice);
-	hwm = LOAD(&s->hwm);
-	if (hwm > per_slice)
-		hwm = (uint32_t)per_slice;
+	hwm = hwm_of(s);
 	for (j = 0; j < hwm; j++)
-		if (LOAD(&s->key[j]) != 0)
+		if ((LOAD(&s->e[j].key) & KIND_MASK) == CL_CONN)
 			n++;
 	return n;
 }

@@ -19,25 +19,54 @@ struct limiter {
 	size_t len;
 };
 
+static struct ratelimit_table *shared;  /* limiter_table_init() */
+
+/* A new table: *len_r its size.  NULL with a sentence in err. */
+static struct ratelimit_table *
+table_map(size_t *len_r, char *err, size_t errlen)
+{
+	unsigned char key[RATELIMIT_HASHKEY_LEN];
+	struct ratelimit_table *t;
+	size_t len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
+	void *mem;
+
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map the rate-limit table (%zu bytes): %s", len,
+		    strerror(errno));
+		return NULL;
+	}
+	randombytes_buf(key, sizeof(key));
+	t = ratelimit_table_init(mem, len, RATELIMIT_SLOTS_DEFAULT, key);
+	sodium_memzero(key, sizeof(key));
+	*len_r = len;
+	return t;
+}
+
+int
+limiter_table_init(char *err, size_t errlen)
+{
+	size_t len;
+
+	if (shared == NULL && (shared = table_map(&len, err, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
 struct limiter *
 limiter_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct limiter *l = xcalloc(1, sizeof(*l));
-	unsigned char key[RATELIMIT_HASHKEY_LEN];
-	void *mem;
 
 	l->cfg = cfg;
-	l->len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
-	mem = mmap(NULL, l->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map the rate-limit table (%zu bytes): %s", l->len,
-		    strerror(errno));
+	if (shared != NULL) {
+		l->rl = shared;         /* l->len 0: not ours to unmap */
+		return l;
+	}
+	if ((l->rl = table_map(&l->len, err, errlen)) == NULL) {
 		free(l);
 		return NULL;
 	}
-	randombytes_buf(key, sizeof(key));
-	l->rl = ratelimit_table_init(mem, l->len, RATELIMIT_SLOTS_DEFAULT, key);
-	sodium_memzero(key, sizeof(key));
 	return l;
 }
 
@@ -49,7 +78,8 @@ limiter_free(struct limiter **lp)
 	if (l == NULL)
 		return;
 	*lp = NULL;
-	munmap(l->rl, l->len);
+	if (l->len > 0)
+		munmap(l->rl, l->len);
 	free(l);
 }
 

@@ -3,8 +3,9 @@
  * memory, and the rules of [limits] and [login "NAME"] applied to a login
  * and a client address.
  *
- * The table is mapped MAP_SHARED|MAP_ANONYMOUS with a random hash key, so
- * that front workers forked after limiter_new() share it.  Time is
+ * The table is mapped MAP_SHARED|MAP_ANONYMOUS with a random hash key by
+ * limiter_table_init() in the parent, so that the front workers forked
+ * after it share it.  Time is
  * clock_seconds() (clock.h).  Per-address buckets are keyed by the client's
  * per-address key, the one the connection limits and the keeper's lockout
  * count by: conn_addr_key() with [limits] ipv6-prefix.
@@ -19,7 +20,15 @@
 struct config;
 struct limiter;
 
-/* Map and lay out the table.  Returns NULL with a sentence in err. */
+/* The parent, before it forks any front worker: map and lay out the
+ * bucket table once, so that every worker of every generation shares it
+ * (a reload keeps the buckets; the rules come from each generation's
+ * configuration).  Returns 0, or -1 with a sentence in err. */
+int limiter_table_init(char *err, size_t errlen);
+
+/* A limiter applying cfg's rules to the shared table (limiter_table_init()
+ * in this process or a parent), or without one to a table of its own
+ * (tests).  Returns NULL with a sentence in err. */
 struct limiter *limiter_new(const struct config *cfg, char *err, size_t errlen);
 
 /* Unmap; *lp = NULL.  NULL is a no-op. */

@@ -1,5 +1,6 @@
 /* loginmem.c — per-login accounting of message octets held at once. */
 #include "loginmem.h"
+#include "connlimit.h"
 #include "log.h"
 #include "util.h"
 
@@ -10,7 +11,8 @@ struct loginmem {
 	struct loginmem_table *table;
 	struct loginmem *prev, *next;
 	char *login;
-	uint64_t held;
+	uint64_t held;                  /* in this process */
+	long shared;                    /* its entry in the workers' counts, or -1 */
 	unsigned refs;
 };
 
@@ -52,6 +54,7 @@ loginmem_get(struct loginmem_table *t, const char *login)
 	m->table = t;
 	m->login = xstrdup(login);
 	m->refs = 1;
+	m->shared = connlimit_put(CL_MEMORY, login, 0);
 	m->next = t->head;
 	if (t->head != NULL)
 		t->head->prev = m;
@@ -82,6 +85,7 @@ loginmem_put(struct loginmem **mp)
 	if (m->next != NULL)
 		m->next->prev = m->prev;
 	t->n--;
+	connlimit_del(m->shared);
 	free(m->login);
 	free(m);
 }
@@ -90,6 +94,7 @@ void
 loginmem_add(struct loginmem *m, uint64_t n)
 {
 	m->held += n;
+	connlimit_set(m->shared, m->held);
 }
 
 void
@@ -99,12 +104,17 @@ loginmem_sub(struct loginmem *m, uint64_t n)
 		fatal("loginmem: %llu octets given back, %llu held", (unsigned long long)n,
 		    (unsigned long long)m->held);
 	m->held -= n;
+	connlimit_set(m->shared, m->held);
 }
 
 uint64_t
 loginmem_held(const struct loginmem *m)
 {
-	return m->held;
+	/* every worker's octets for the login (this one's when the shared
+	 * table had no room for its entry) */
+	if (m->shared < 0)
+		return m->held;
+	return connlimit_sum(CL_MEMORY, m->login, NULL);
 }
 
 unsigned

@@ -4,8 +4,10 @@
  *
  * One table per front process.  A session takes a reference to its login's
  * entry after AUTH and gives it back when it ends; the entry lives while
- * any session of the login does.  Pure bookkeeping: no I/O, no limits of
- * its own (the caller compares loginmem_held() with its limit).
+ * any session of the login does.  Each entry publishes what it holds in
+ * the counts every front worker shares (connlimit.h, CL_MEMORY), and
+ * loginmem_held() is the sum over all workers.  No I/O, no limits of its
+ * own (the caller compares loginmem_held() with its limit).
  */
 #ifndef SUBPROXY_LOGINMEM_H
 #define SUBPROXY_LOGINMEM_H
@@ -34,6 +36,7 @@ void loginmem_put(struct loginmem **mp);
 void loginmem_add(struct loginmem *m, uint64_t n);
 void loginmem_sub(struct loginmem *m, uint64_t n);
 
+/* Octets the login holds in every front worker. */
 uint64_t loginmem_held(const struct loginmem *m);
 
 /* Entries in the table (for tests). */

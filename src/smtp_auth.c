@@ -2,6 +2,7 @@
  * the failure delay. */
 #include "smtp_session.h"
 #include "auditrec.h"
+#include "connlimit.h"
 #include "keeper_client.h"
 #include "log.h"
 #include "loginmem.h"
@@ -73,12 +74,21 @@ auth_result(struct session *s, int result)
 
 		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
 		    s->auth_user);
-		if (maxs > 0 && count_login(s->srv, s->auth_user) >= maxs) {
+		unsigned open = 0;
+
+		/* open sessions of the login in every worker, this one
+		 * included (connlimit.h); closed ones stop counting */
+		if (maxs > 0) {
+			s->lslot = connlimit_put(CL_LOGIN, s->auth_user, 1);
+			(void)connlimit_sum(CL_LOGIN, s->auth_user, &open);
+		}
+		if (maxs > 0 && (s->lslot < 0 || open > maxs)) {
+			connlimit_del(s->lslot);
+			s->lslot = -1;
 			/* Postfix/Dovecot style: a concurrency limit closes the
 			 * connection with 421; the client retries later */
 			log_warn("session=%s event=rate-limit limit=sessions-per-login login=%s "
-			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer,
-			    count_login(s->srv, s->auth_user));
+			    "peer=%s sessions=%u", s->id, s->auth_user, s->peer, open > 0 ? open - 1 : 0);
 			metrics_count(MF_RATELIMIT_REFUSED, MRL_SESSIONS);
 			snprintf(text, sizeof(text), "Too many concurrent sessions for this login "
 			    "(sessions-per-login %llu), closing connection", (unsigned long long)maxs);

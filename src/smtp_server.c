@@ -65,6 +65,7 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	const char *refuse = NULL;
 
 	s = xcalloc(1, sizeof(*s));
+	s->lslot = -1;
 	s->srv = srv;
 	s->lst = l;
 	randombytes_buf(rnd, sizeof(rnd));

@@ -242,21 +242,6 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 	return 0;
 }
 
-/* Open sessions of one login (sessions-per-login).  Closed ones stay in the
- * list until their descriptor is closed, but can do nothing more for the
- * login: they do not count (unlike for the connection limits). */
-unsigned
-count_login(const struct server *srv, const char *login)
-{
-	const struct session *s;
-	unsigned n = 0;
-
-	for (s = srv->sessions; s != NULL; s = s->next)
-		if (s->state != S_CLOSED && s->login != NULL && strcmp(s->login, login) == 0)
-			n++;
-	return n;
-}
-
 /* ---- session lifecycle ---- */
 
 void
@@ -266,6 +251,10 @@ session_set_state(struct session *s, enum sess_state st)
 		log_debug("session=%s state %s -> %s", s->id, sess_state_names[s->state],
 		    sess_state_names[st]);
 	s->state = st;
+	if (st == S_CLOSED) {
+		connlimit_del(s->lslot);        /* closed: no longer a session of its login */
+		s->lslot = -1;
+	}
 }
 
 /* Count the spool's growth for the login; past [limits] login-memory the

@@ -81,6 +81,7 @@ struct session {
 	char id[17];
 	char peer[64];                 /* the client's address: session_client() */
 	char peer_key[64];             /* what per-address limits count (conn_addr_key) */
+	long lslot;                    /* its entry in the per-login session counts, or -1 */
 	int peer_port;
 	char local[64];                /* the address and port it connected to */
 	int local_port;
@@ -150,7 +151,6 @@ void refuse(struct session *s, const char *stage, const char *reason, int code,
 void refuse_relay(struct session *s, const char *stage, const struct relay_result *r);
 const char *session_client(const struct session *s, int *port_r);
 int rate_take(struct session *s, enum ratelimit_limit lim, const char *login);
-unsigned count_login(const struct server *srv, const char *login);
 void session_set_state(struct session *s, enum sess_state st);
 int login_memory_full(const struct session *s);
 void reply_login_memory(struct session *s, const char *stage);

@@ -5,6 +5,7 @@
 #include "auditrec.h"
 #include "config.h"
 #include "connlimit.h"
+#include "limiter.h"
 #include "log.h"
 #include "passwd.h"
 #include "sandbox.h"
@@ -250,8 +251,9 @@ ops_start(const struct config *cfg, unsigned workers, char *err, size_t errlen)
 		return -1;
 	}
 	/* a worker holds at most every connection of the service, plus the
-	 * ones it is closing */
-	if (connlimit_init(2 * (size_t)workers, 2 * cfg->limits.connections + 64) < 0) {
+	 * ones it is closing, and for its sessions a login entry and a memory
+	 * entry each */
+	if (connlimit_init(2 * (size_t)workers, 4 * cfg->limits.connections + 64) < 0) {
 		snprintf(err, errlen, "cannot map the connection counts for [limits] connections "
 		    "= %llu: %s", (unsigned long long)cfg->limits.connections, strerror(errno));
 		return -1;
@@ -424,9 +426,11 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
-	/* the service manager's socket, the metrics block and the connection
-	 * counts, before anything is forked: every process inherits them */
-	if (ops_start(cfg, workers, err, sizeof(err)) < 0) {
+	/* the service manager's socket, the metrics block, the connection
+	 * counts and the rate-limit buckets, before anything is forked: every
+	 * process inherits them */
+	if (ops_start(cfg, workers, err, sizeof(err)) < 0 ||
+	    limiter_table_init(err, sizeof(err)) < 0) {
 		log_err("refusing to start: %s", err);
 		config_free(&cfg);
 		return 1;

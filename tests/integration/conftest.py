@@ -332,6 +332,12 @@ class Subproxy:
             if opened >= probes and ended >= opened:
                 break
             time.sleep(0.02)
+        # and every front worker serves (the parent's event=ready): the
+        # first one to accept is not necessarily the last one to start
+        while self.proc.poll() is None and time.monotonic() < end:
+            if any(" event=ready " in ln for ln in list(self.lines)):
+                break
+            time.sleep(0.02)
 
     def wait_log(self, pattern, timeout=10.0, start=0):
         """First stderr line (from index start) matching the regex, waiting

@@ -1,6 +1,7 @@
-/* test_connlimit.c — the shared connection counts: counting across
- * slices written by separate processes, a dead writer's slice cleared,
- * a full slice, and that racing workers never admit beyond a limit. */
+/* test_connlimit.c — the counts the front workers share: connections
+ * counted across slices written by separate processes, sessions and
+ * memory per login, a dead writer's slice cleared, a full slice, and that
+ * racing workers never admit beyond a limit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,54 @@ test_across_processes(void **state)
 	connlimit_clear(99);            /* out of range: ignored */
 }
 
+/* Sessions per login and memory per login, summed over workers. */
+static void
+test_logins_across_processes(void **state)
+{
+	unsigned n;
+	long id, mem;
+	int fds[2], status;
+	pid_t pid;
+	char ch;
+
+	assert_int_equal(connlimit_init(3, 16), 0);
+	connlimit_attach(0);
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		close(fds[1]);
+		connlimit_attach(2);
+		if (connlimit_put(CL_LOGIN, "alice@lab.test", 1) < 0 ||
+		    (mem = connlimit_put(CL_MEMORY, "alice@lab.test", 100)) < 0)
+			_exit(2);
+		connlimit_set(mem, 700);
+		if (read(fds[0], &ch, 1) < 0)
+			_exit(3);
+		_exit(0);
+	}
+	close(fds[0]);
+	for (n = 0; n < 2000 && connlimit_sum(CL_MEMORY, "alice@lab.test", NULL) != 700; n++)
+		usleep(1000);
+	id = connlimit_put(CL_LOGIN, "alice@lab.test", 1);
+	mem = connlimit_put(CL_MEMORY, "alice@lab.test", 50);
+	assert_int_equal(connlimit_sum(CL_LOGIN, "alice@lab.test", &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(connlimit_sum(CL_MEMORY, "alice@lab.test", &n), 750);
+	assert_int_equal(n, 2);
+	/* kinds and keys do not mix: a connection from "alice@lab.test" is
+	 * no session, another login has none */
+	assert_int_equal(connlimit_sum(CL_CONN, "alice@lab.test", &n), 0);
+	assert_int_equal(connlimit_sum(CL_LOGIN, "bob@lab.test", &n), 0);
+	assert_int_equal(connlimit_used(2), 0);         /* no connections there */
+	connlimit_del(id);
+	connlimit_del(mem);
+	assert_int_equal(connlimit_sum(CL_LOGIN, "alice@lab.test", NULL), 1);
+	close(fds[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	connlimit_clear(2);
+	assert_int_equal(connlimit_sum(CL_MEMORY, "alice@lab.test", NULL), 0);
+}
+
 static void
 test_full_slice(void **state)
 {
@@ -224,6 +273,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_private_table),
 		cmocka_unit_test(test_across_processes),
+		cmocka_unit_test(test_logins_across_processes),
 		cmocka_unit_test(test_full_slice),
 		cmocka_unit_test(test_race_never_over),
 	};
