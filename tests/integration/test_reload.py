@@ -112,6 +112,7 @@ def test_rotate_to_a_certificate_already_in_tlsa(lab, short_ttl_lab, lab_certs, 
     notify.close()
 
 
+@pytest.mark.sanitized
 def test_rotate_to_a_certificate_not_in_tlsa(lab, lab_certs, tmp_path, monkeypatch):
     """A renewal whose key is not published in TLSA never goes live: the
     reload is refused by the self-audit (logged once, with the check id and
@@ -211,6 +212,7 @@ def test_dkim_key_swap(lab, short_ttl_lab, lab_dkim, tmp_path):
         assert d.verify(idx=i, dnsfunc=dnsfunc), selectors[i]
 
 
+@pytest.mark.sanitized
 def test_reload_while_the_previous_generation_drains(lab, lab_certs):
     """A SIGHUP while the previous generation still has sessions is refused
     (logged with their number, counted as failed); once they have ended, the
@@ -300,6 +302,7 @@ def test_restart_only_settings_are_named(lab, lab_certs):
         RawClient(other, lab_certs.ca, implicit=False, timeout=2)
 
 
+@pytest.mark.sanitized
 def test_stop_while_a_generation_drains(lab, lab_certs):
     """SIGTERM while the previous generation drains: its transaction in
     flight still finishes (250 once, then 421), idle sessions of both

@@ -60,6 +60,7 @@ def test_two_workers_both_serve(lab):
     assert subjects == sorted(b"via %d" % w for w in (a, b))
 
 
+@pytest.mark.sanitized
 def test_per_address_limit_holds_across_workers(lab):
     """[limits] connections-per-ip = 3 with sessions spread over two
     workers: two on one, one on the other; a fourth is refused whichever
@@ -110,6 +111,7 @@ def test_global_limit_holds_across_workers(lab):
         h.cmd("QUIT", 221)
 
 
+@pytest.mark.sanitized
 def test_worker_killed_mid_submission(lab):
     """SIGKILL of one worker while each worker has a message half sent: the
     other worker's message completes and is relayed; the killed worker's
