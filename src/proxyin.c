@@ -1,5 +1,6 @@
 /* proxyin.c — reading the PROXY protocol header before the session starts. */
 #include "proxyin.h"
+#include "connlimit.h"
 #include "cidr.h"
 #include "log.h"
 #include "metrics.h"
@@ -56,6 +57,7 @@ proxyin_free(struct proxyin *w)
 	if (w->next)
 		w->next->prev = w->prev;
 	p->n--;
+	connlimit_set_pending(p->n);    /* what every worker counts (connlimit.h) */
 	event_free(w->ev_read);
 	event_free(w->ev_timer);
 	if (w->fd >= 0)
@@ -165,6 +167,7 @@ proxyin_start(struct proxyin_pool *p, int fd, const struct sockaddr *peer, sockl
 		p->list->prev = w;
 	p->list = w;
 	p->n++;
+	connlimit_set_pending(p->n);
 	event_add(w->ev_read, NULL);
 	evtimer_add(w->ev_timer, &tv);
 }

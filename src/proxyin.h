@@ -39,7 +39,8 @@ void proxyin_start(struct proxyin_pool *p, int fd, const struct sockaddr *peer,
     void *arg);
 
 /* Connections still waiting for their header (they count against the
- * global connection limit); 0 for NULL. */
+ * global connection limit: the pool publishes the number to the other
+ * front workers, connlimit_set_pending()); 0 for NULL. */
 unsigned proxyin_pool_count(const struct proxyin_pool *p);
 
 /* Close every waiting connection (no callbacks) and free the pool; *pp =

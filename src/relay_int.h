@@ -49,7 +49,8 @@ struct relay_target {
 	socklen_t addrlens[RELAY_MAX_ADDRS];
 	size_t naddrs;
 	char *auth_plain;               /* base64 "\0user\0pass", sodium_malloc'd */
-	int xclient_warned;             /* "relay does not offer XCLIENT" logged */
+	int xclient_warned;             /* "relay does not offer XCLIENT" logged (by this
+					 * front worker) */
 	/* idle connections, least recently used first */
 	struct relay_link *idle_first, *idle_last;
 	size_t nidle;

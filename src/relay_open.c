@@ -246,8 +246,8 @@ relay_open_reply(struct relay_txn *t, const struct smtp_reply *r)
 		relay_caps_from_ehlo(r, &l->caps);
 		if (tg->rc->xclient && !l->caps.xclient && !tg->xclient_warned) {
 			log_warn("session=%s relay=%s xclient = yes, but the relay does not offer "
-			    "XCLIENT: relaying without the client's identity (logged once)", t->sid,
-			    tg->rc->name);
+			    "XCLIENT: relaying without the client's identity (logged once per "
+			    "worker)", t->sid, tg->rc->name);
 			tg->xclient_warned = 1;
 		}
 		if (t->is_probe && !relay_pool_wants(l)) {

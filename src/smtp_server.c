@@ -94,7 +94,6 @@ session_start(struct listener *l, int fd, const struct sockaddr *peer,
 	/* counted across every front worker (connlimit.h), this one included,
 	 * with the connections still waiting for a PROXY header; closing
 	 * sessions count until their descriptor is closed */
-	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
 	s->climit = connlimit_add(s->peer_key, &cc);
 	if (s->climit < 0 || cc.total > lim->connections)
 		refuse = "421 4.3.2 Too many connections, try again later";
@@ -212,7 +211,6 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		close(fd);
 		return;
 	}
-	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
 	if (connlimit_total() >= srv->cfg->limits.connections) {
 		log_warn("event=refused peer=%s listener=%s reason=\"too many connections (waiting "
 		    "for a PROXY header)\"", peer, l->cl->name);
@@ -222,7 +220,6 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	}
 	proxyin_start(srv->proxyin, fd, sa, (socklen_t)salen, l->cl->name,
 	    (unsigned)l->cl->proxy_timeout, on_proxy_header, l);
-	connlimit_set_pending(proxyin_pool_count(srv->proxyin));
 }
 
 /* Fail closed: without the signer nothing can be sent. */
@@ -460,7 +457,6 @@ server_shutdown(struct server *srv)
 	}
 	close_listeners(srv);
 	proxyin_pool_free(&srv->proxyin);
-	connlimit_set_pending(0);
 	for (s = srv->sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == S_CLOSED)
