@@ -36,6 +36,7 @@ close_others(const int *keep, size_t n)
 static void __attribute__((noreturn))
 child_start(const struct proc_role *role, int *child_fds)
 {
+	sigset_t none;
 	char name[16];
 
 	/* child_fds[0] is the start-up socket, the role's follow */
@@ -48,6 +49,10 @@ child_start(const struct proc_role *role, int *child_fds)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+	/* the supervisor blocks the signals it reads from its signalfd; a
+	 * role starts with none blocked, so that SIGTERM ends it */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	log_set_role(role->name);
 	snprintf(name, sizeof(name), "subproxy-%s", role->name);
 	(void)prctl(PR_SET_NAME, name);

@@ -46,6 +46,7 @@ struct proc_role {
  * Fork a role.  In the child: every descriptor but 0-2 and its own sockets
  * is closed, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG SIGKILL (and exit if the
  * parent is already gone), SIGTERM default, SIGINT/SIGHUP/SIGPIPE ignored,
+ * no signal blocked (whatever the parent blocks),
  * log role and process name set; then role->main.
  *
  * In the parent: waits up to `timeout` seconds for the report.  On READY

@@ -144,6 +144,13 @@ class NotifySocket:
 
 # ---- front workers ----
 
+def all_children(parent):
+    """The process names (comm) of parent's running children, one per
+    child."""
+    return [comm for p, comm, state, ppid in _processes()
+            if ppid == parent and state not in ("Z", "X")]
+
+
 def fronts(parent):
     """Pids of the running front workers of the daemon whose pid is parent
     (children named subproxy-front, zombies left out), sorted."""

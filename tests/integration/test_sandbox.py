@@ -14,7 +14,7 @@ import pytest
 
 from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
 from test_dkim import memory_contains, roles
-from opsutil import fronts
+from opsutil import all_children, fronts, wait_for
 
 
 def status(pid):
@@ -38,6 +38,17 @@ def test_every_process_is_filtered(env):
         st = status(pid)
         assert st["Seccomp"].strip() == "2", "%s: Seccomp %s" % (role, st["Seccomp"])
         assert st["NoNewPrivs"].strip() == "1", "%s: NoNewPrivs %s" % (role, st["NoNewPrivs"])
+
+
+def test_signer_and_keeper_block_no_signal(env):
+    """The parent reads its signals from a signalfd and so blocks them;
+    the signer and the keeper must not inherit that mask, or SIGTERM (its
+    default action) would wait forever instead of ending them."""
+    lab, s, sp = env
+    r = roles(sp)
+    assert int(status(r["parent"])["SigBlk"], 16) & (1 << (signal.SIGTERM - 1))
+    for role in ("signer", "keeper"):
+        assert int(status(r[role])["SigBlk"], 16) == 0, (role, status(r[role])["SigBlk"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot and the user change")
@@ -77,10 +88,26 @@ def test_repeated_sighup_is_safe(env):
         sp.proc.send_signal(signal.SIGHUP)
         assert sp.wait_log(front_hup, timeout=10, start=start), sp.stderr_text(20)
     assert sp.alive()
+    # each SIGHUP is also a reload: wait until the last one has run its
+    # course and one generation is left (the module's other tests look at
+    # its processes)
+    wait_for(lambda: settled(sp), timeout=60, what="one generation after the reloads")
     assert set(roles(sp)) >= {"parent", "front", "signer", "keeper"}, roles(sp)
     c = RawClient(sp.implicit_port, lab.certs.ca)
     c.greeting.check(220)
     c.cmd("QUIT", 221)
+
+
+def settled(sp):
+    """No reload under way and one generation's processes (a signer, a
+    keeper and its workers; no audit child)."""
+    events = [ln for ln in sp.lines if re.search(r"subproxy\[\d+\] \w+: event=(reload-|"
+                                                  r"reloaded|generation-ended|sighup)", ln)]
+    if events and re.search(r"event=(reload-audit|reload-start|sighup)", events[-1]):
+        return False
+    comms = [c for c in all_children(sp.proc.pid)]
+    return comms.count("subproxy-signer") == 1 and comms.count("subproxy-keeper") == 1 \
+        and "subproxy" not in comms
 
 
 def test_forbidden_call_kills_and_service_fails_closed(lab):
