@@ -157,7 +157,7 @@ def test_responder_refuses_what_is_not_a_scrape(lab, make_sink):
 
 def test_responder_bounds_idle_and_concurrent_scrapers(lab, make_sink):
     sink = make_sink()
-    sp, port = start(lab, sink)
+    sp, port = start(lab, sink, server={"workers": 1})     # the bound is each worker's
     idle = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(4)]
     # a fifth scraper is closed at once (nothing is read or written)
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
