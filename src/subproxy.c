@@ -49,14 +49,18 @@ __asan_default_options(void)
  * session its client connection, its relay connection and its message
  * spool (a memfd) -- and since the limit is shared by all workers, one
  * worker may hold every connection of the service -- then libunbound's
- * query sockets, and for the rest stdio, the listeners, its slot's sockets
- * and the event loop's own.  The parent: the listeners, and the sockets
- * of every worker slot of two generations (signer, keeper TLS and AUTH,
- * recorder).  Documented in subproxy.conf(5) under [limits] connections. */
+ * query sockets, and for the rest stdio, the listeners, its slot's sockets,
+ * its 4 metrics scrapers and the event loop's own.  RLIMIT_NOFILE is per
+ * process, so this is a worker's need whatever [server] workers is.  The
+ * parent: the listeners, and the sockets of every worker slot of two
+ * generations (signer, keeper TLS and AUTH, recorder: 4 per slot), plus,
+ * while a reload forks the new keeper, the child's ends of its 2W
+ * socketpairs (one more per slot of the 2W).  Documented in
+ * subproxy.conf(5) under [limits] connections. */
 #define NOFILE_PER_SESSION   3
 #define NOFILE_DNS           128
 #define NOFILE_BASE          64
-#define NOFILE_PER_SLOT      4
+#define NOFILE_PER_SLOT      5
 #define RECORDER_START_TIMEOUT 30 /* seconds to load the audit key and open the log */
 #define MAX_FILES 1024            /* --verify-log / --report files */
 
@@ -133,6 +137,7 @@ raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errle
 	    NOFILE_PER_SLOT;
 	unsigned long long need = worker > parent ? worker : parent;
 	struct rlimit rl;
+	char what[64];
 	rlim_t old;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -142,11 +147,16 @@ raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errle
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
 		return 0;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		snprintf(err, errlen, "[limits] connections = %llu needs %llu file descriptors, but "
-		    "the hard limit on open files (RLIMIT_NOFILE) is %llu; raise it to at least %llu "
-		    "(LimitNOFILE=%llu in the systemd unit, or ulimit -n %llu as root before "
-		    "starting) or lower [limits] connections", (unsigned long long)
-		    cfg->limits.connections, need, (unsigned long long)rl.rlim_max, need, need, need);
+		if (worker >= parent)
+			snprintf(what, sizeof(what), "[limits] connections = %llu",
+			    (unsigned long long)cfg->limits.connections);
+		else
+			snprintf(what, sizeof(what), "[server] workers = %u", workers);
+		snprintf(err, errlen, "%s needs %llu file descriptors, but the hard limit on open "
+		    "files (RLIMIT_NOFILE) is %llu; raise it to at least %llu (LimitNOFILE=%llu in "
+		    "the systemd unit, or ulimit -n %llu as root before starting) or lower %s", what,
+		    need, (unsigned long long)rl.rlim_max, need, need, need,
+		    worker >= parent ? "[limits] connections" : "[server] workers");
 		return -1;
 	}
 	old = rl.rlim_cur;
@@ -156,8 +166,8 @@ raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errle
 		    (unsigned long long)old, need, strerror(errno));
 		return -1;
 	}
-	log_info("event=nofile-raised from=%llu to=%llu connections=%llu", (unsigned long long)old,
-	    need, (unsigned long long)cfg->limits.connections);
+	log_info("event=nofile-raised from=%llu to=%llu connections=%llu workers=%u",
+	    (unsigned long long)old, need, (unsigned long long)cfg->limits.connections, workers);
 	return 0;
 }
 
@@ -181,7 +191,10 @@ bind_listener(const struct config_listen *l, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (listen(fd, 511) != 0) {
+	/* the longest queue the system allows (net.core.somaxconn caps it): a
+	 * burst of connections waits there while every worker is busy,
+	 * instead of handshakes the kernel forgets (ListenOverflows) */
+	if (listen(fd, SOMAXCONN) != 0) {
 		snprintf(err, errlen, "[listen \"%s\"] listen: %s", l->name, strerror(errno));
 		close(fd);
 		return -1;
@@ -216,7 +229,7 @@ bind_metrics(const struct config *cfg, char *err, size_t errlen)
 	    connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) < 0 && errno == ECONNREFUSED)
 		(void)unlink(sun->sun_path);
 	if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) != 0 ||
-	    chmod(sun->sun_path, 0660) != 0 || listen(fd, 16) != 0) {
+	    chmod(sun->sun_path, 0660) != 0 || listen(fd, SOMAXCONN) != 0) {
 		snprintf(err, errlen, "[metrics] cannot listen on %s: %s%s", cfg->metrics_address,
 		    strerror(errno), errno == EADDRINUSE ? " (another process listens there, or "
 		    "a file of that name is in the way)" : "");

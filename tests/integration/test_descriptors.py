@@ -10,6 +10,7 @@ import os
 import re
 import select
 import socket
+import subprocess
 import time
 
 import pytest
@@ -27,28 +28,67 @@ def needed(connections, listeners=2):
 
 
 def test_nofile_raised_at_start(lab):
-    """A soft limit below the need is raised (every process inherits it)."""
-    sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 4096))
+    """A soft limit below the need is raised (every process inherits it).
+    The limit is per process and one worker may hold every session, so the
+    need does not depend on the number of workers."""
+    sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 4096),
+                      server={"workers": 2})
     need = needed(200)
-    assert sp.wait_log(r"event=nofile-raised from=256 to=%d connections=200" % need, timeout=5)
+    assert sp.wait_log(r"event=nofile-raised from=256 to=%d connections=200 workers=2" % need,
+                       timeout=5)
     r = roles(sp)
-    for role in ("front", "signer", "keeper"):
+    for role in ("signer", "keeper"):
         assert nofile_limits(r[role]) == (need, 4096), role
+    workers = fronts(sp.proc.pid)
+    assert len(workers) == 2
+    for pid in workers:
+        assert nofile_limits(pid) == (need, 4096), pid
     submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+
+
+def test_listen_backlog_is_somaxconn(lab):
+    """The listeners queue as many connections as the system allows
+    (SOMAXCONN, 4096, capped by net.core.somaxconn): a burst waits while the
+    workers are busy instead of overflowing a short queue.  ss(8) shows a
+    listening socket's backlog as its Send-Q."""
+    sp = lab.subproxy(lab.sink())
+    with open("/proc/sys/net/core/somaxconn") as f:
+        want = min(4096, int(f.read()))
+    for port in (sp.implicit_port, sp.starttls_port):
+        out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.split()
+        assert out[0] == "LISTEN" and int(out[2]) == want, (port, out)
+
+
+def refusal(key, value, need, hard):
+    """The sentence of a start refused for want of descriptors."""
+    return ("refusing to start: %s = %s needs %d file descriptors, but the hard limit on open "
+            "files (RLIMIT_NOFILE) is %d; raise it to at least %d (LimitNOFILE=%d in the "
+            "systemd unit, or ulimit -n %d as root before starting) or lower %s"
+            % (key, value, need, hard, need, need, need, key))
 
 
 def test_nofile_refused_when_hard_limit_too_low(lab):
     sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 512), wait=False)
     assert sp.expect_exit(1, timeout=20) == 1
-    need = needed(200)
     out = sp.stderr_text()
-    sentence = ("refusing to start: [limits] connections = 200 needs %d file descriptors, but "
-                "the hard limit on open files (RLIMIT_NOFILE) is 512; raise it to at least %d "
-                "(LimitNOFILE=%d in the systemd unit, or ulimit -n %d as root before starting) "
-                "or lower [limits] connections" % (need, need, need, need))
-    assert sentence in out, out
+    assert refusal("[limits] connections", 200, needed(200), 512) in out, out
     # nothing was started: no audit, no signer, no keeper
     assert "signer-ready" not in out and "keeper-ready" not in out
+
+
+def test_nofile_refused_for_the_parents_sockets(lab):
+    """With many workers and few connections the parent's need is the
+    larger (64 + listeners + 10 per worker: the sockets of every slot of two
+    generations): the refusal names [server] workers, not connections."""
+    sp = lab.subproxy(lab.sink(), limits={"connections": 1}, server={"workers": 17},
+                      nofile=(64, 200), wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    need = 64 + 2 + 10 * 17
+    assert need > needed(1)
+    out = sp.stderr_text()
+    assert refusal("[server] workers", 17, need, 200) in out, out
+    assert "signer-ready" not in out
 
 
 def test_nofile_enough_is_left_alone(lab):
