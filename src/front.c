@@ -96,18 +96,18 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	if ((f.srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, err,
 	    sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);
-		exit(1);
+		exit(FRONT_EXIT_FAIL);
 	}
 	/* the own-TLSA check also makes libunbound read its trust anchor and
 	 * configuration now, while the files are reachable */
 	if (server_check_own_tlsa(f.srv, err, sizeof(err)) < 0) {
 		log_err("refusing to start: %s", err);
-		exit(1);
+		exit(FRONT_EXIT_FAIL);
 	}
 	if (o->metrics_fd >= 0 &&
 	    (f.mh = metrics_http_new(base, o->metrics_fd, err, sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);
-		exit(1);
+		exit(FRONT_EXIT_FAIL);
 	}
 	if (o->worker == 0)
 		f.live = audit_live_new(base, server_dns(f.srv), cfg, server_tls(f.srv), o->audit,
@@ -136,7 +136,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	if (sandbox_drop(cfg->user, cfg->chroot, err, sizeof(err)) < 0 ||
 	    sandbox_seccomp("front", err, sizeof(err)) < 0) {
 		log_err("refusing to start: %s", err);
-		exit(1);
+		exit(FRONT_EXIT_FAIL);
 	}
 	server_start(f.srv);
 	event_base_once(base, -1, EV_TIMEOUT, on_serving, NULL, NULL);
@@ -148,7 +148,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	/* freeing the signal events restores the default actions: a stop
 	 * signal arriving now must not turn a clean end into a kill */
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	rc = server_failed(f.srv) ? 1 : 0;
+	rc = server_failed(f.srv) ? FRONT_EXIT_PEER : FRONT_EXIT_OK;
 	audit_live_free(&f.live);
 	metrics_http_free(&f.mh);
 	if (beat != NULL)

@@ -28,11 +28,18 @@ struct front_opts {
 	int recorder_fd;                        /* to the audit log's recorder, or -1 */
 };
 
+/* Exit statuses of a worker, for the parent's restart policy (supervisor.h). */
+#define FRONT_EXIT_OK    0      /* a clean stop or drain */
+#define FRONT_EXIT_FAIL  1      /* it could not start or serve (its log says why) */
+#define FRONT_EXIT_PEER  3      /* its signer, keeper or recorder went away or broke
+				 * the protocol: a broken invariant between trusted
+				 * parts, which the parent answers by failing closed */
+
 /* Signals (from the parent): SIGTERM/SIGINT stop (server_shutdown()),
  * SIGUSR1 drains (server_drain(): a newer generation serves; the metrics
  * socket and the live self-audit stop too, and the worker's "serving" flag
  * is cleared once it accepts nothing more), SIGHUP reopens the logs.
- * Never returns: exits 0 after a clean stop or drain, 1 on a failure. */
+ * Never returns: exits with one of the statuses above. */
 void front_main(const struct config *cfg, const int *fds, int signer_fd,
     const struct keeper_fds *kfds, const struct front_opts *o) __attribute__((noreturn));
 

@@ -28,8 +28,8 @@ struct server *server_new(struct event_base *base, const struct config *cfg,
     const struct keeper_fds *kfds, const int *fds, int signer_fd, int recorder_fd, char *err,
     size_t errlen);
 
-/* 1 after a fatal fault (signer or keeper lost): the process must exit
- * non-zero. */
+/* 1 after a fatal fault (the signer, keeper or recorder went away or broke
+ * the protocol): the process must exit FRONT_EXIT_PEER (front.h). */
 int server_failed(const struct server *srv);
 
 /* The start-up DANE check of our own listeners (owntlsa.h): runs the event

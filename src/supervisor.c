@@ -6,6 +6,7 @@
 #include "auditlog.h"
 #include "auditrec.h"
 #include "connlimit.h"
+#include "front.h"
 #include "log.h"
 #include "metrics.h"
 #include "recorder.h"
@@ -386,6 +387,13 @@ worker_died(struct sup *S, struct gen *g, unsigned w, pid_t pid, int status)
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
 		fail_closed(S, "event=child-died process=front pid=%ld %s generation=%u worker=%u: a "
 		    "seccomp violation", (long)pid, why, g->id, w);
+		return;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == FRONT_EXIT_PEER && !S->stopping &&
+	    !g->roles_killed) {
+		fail_closed(S, "event=child-died process=front pid=%ld %s generation=%u worker=%u: its "
+		    "signer, keeper or recorder went away or broke the protocol (the worker's "
+		    "event=...-lost line says which)", (long)pid, why, g->id, w);
 		return;
 	}
 	if (sl->stopped || S->stopping) {

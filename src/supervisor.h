@@ -18,8 +18,10 @@
  *
  * Policy (doc/sandbox.md, "Restart policy"):
  *  - a front worker killed by SIGSYS (a seccomp violation), or any death of
- *    a signer, keeper or the recorder, stops the service: exit 1 (fail
- *    closed);
+ *    a signer, keeper or the recorder, or a worker that exits
+ *    FRONT_EXIT_PEER (its signer, keeper or recorder broke the protocol or
+ *    went away: a broken invariant between trusted parts) stops the
+ *    service: exit 1 (fail closed);
  *  - a front worker that ends otherwise (another signal, an exit it was
  *    not asked for) is logged with its status, its metrics are folded, its
  *    connection counts cleared, and a replacement starts in the same slot

@@ -1,6 +1,7 @@
 """
 test_workers.py -- several front workers ([server] workers) and the restart
-policy (issue 14 item 5, issue 9 item 6).
+policy (issue 14 item 5, issue 9 item 6): SIGSYS and a signer that breaks the
+protocol fail closed, other deaths are replaced.
 
 Which worker accepts a connection is the kernel's choice; to put a session
 on a given worker the other workers are stopped (SIGSTOP) while it connects
@@ -13,6 +14,7 @@ import os
 import platform
 import re
 import signal
+import socket
 
 import pytest
 
@@ -300,3 +302,82 @@ def test_seccomp_violation_in_a_worker_stops_the_service(lab):
     assert "worker-replaced" not in text
     assert not os.path.exists("/proc/%d/status" % b) or \
         "Z" in open("/proc/%d/stat" % b).read().split(")")[1].split()[0]
+
+
+# ---- a broken invariant between trusted parts ----
+
+SYS_PIDFD_OPEN, SYS_PIDFD_GETFD = 434, 438
+
+
+def steal_fd(pid, fd):
+    """A copy of process pid's descriptor fd (pidfd_getfd(2), as root: the
+    roles are not dumpable).  Returns the copy, or None when the kernel
+    does not allow it here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    pidfd = libc.syscall(SYS_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
+    if pidfd < 0:
+        return None
+    try:
+        copy = libc.syscall(SYS_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd),
+                            ctypes.c_uint(0))
+    finally:
+        os.close(pidfd)
+    return copy if copy >= 0 else None
+
+
+def slot_socket(pid):
+    """A copy of one of the signer's client-slot sockets (the only
+    SOCK_SEQPACKET sockets it holds once it serves), or None."""
+    for name in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
+        if not os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+            continue
+        fd = steal_fd(pid, int(name))
+        if fd is None:
+            return None
+        s = socket.socket(fileno=fd)
+        if s.type == socket.SOCK_SEQPACKET:
+            return s
+        s.close()
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: pidfd_getfd on the signer")
+def test_signer_breaking_the_protocol_fails_closed(lab):
+    """The signer is alive but sends a worker a broken frame (as a signer
+    gone wrong would): a broken invariant between trusted parts.  The
+    worker exits FRONT_EXIT_PEER (3) instead of being replaced, and the
+    parent stops the whole service (exit 1) saying why; the half-sent
+    message on the other worker is not acknowledged unless relayed."""
+    s = lab.sink()
+    sp, (a, b) = start_two(lab, s)
+    signer = int(re.search(r"signer=(\d+)", sp.wait_log(r"event=parent-ready ", timeout=5))
+                 .group(1))
+    held = [pinned_client(sp, lab.certs.ca, w, (a, b)) for w in (a, b)]
+    tails = [half_sent(c.login(), "in flight at the broken frame") for c in held]
+    sock = slot_socket(signer)
+    assert sock is not None, "cannot take a socket of the signer (pidfd_getfd)"
+    with sock:
+        sock.send(b"\x00\x01\x02")                  # shorter than any frame header
+    line = sp.wait_log(r"front\[\d+\] \w+: event=signer-lost reason=protocol-error", timeout=10)
+    assert line, sp.stderr_text(20)
+    broken = int(re.search(r"front\[(\d+)\]", line).group(1))
+    acked = 0
+    for c, tail in zip(held, tails):
+        try:
+            c.send(tail)
+            r = c.read_reply()
+        except (ConnectionClosed, OSError):
+            continue
+        if r.code == 250:
+            acked += 1
+        else:
+            assert 400 <= r.code < 500, r
+    assert sp.expect_exit(1, timeout=60) == 1
+    assert len(s.messages()) == s.data_completions() == acked
+    text = sp.stderr_text()
+    assert re.search(r"event=child-died process=front pid=%d exit status 3 generation=1 "
+                     r"worker=\d: its signer, keeper or recorder went away or broke the "
+                     r"protocol .*: stopping the service \(fail closed\)" % broken, text), \
+        text[-3000:]
+    assert "worker-replaced" not in text and "worker-died" not in text
