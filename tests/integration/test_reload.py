@@ -20,7 +20,7 @@ import sink as labsink
 from conftest import dns_section, hash_password
 from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, free_port, half_sent,
                      logged_in, make_message, submit_through)
-from opsutil import NotifySocket, scrape, val, wait_for
+from opsutil import NotifySocket, all_children, scrape, val, wait_for
 
 RELOAD_TIMEOUT = 60
 
@@ -321,3 +321,31 @@ def test_stop_while_a_generation_drains(lab, lab_certs):
     busy.read_reply().check(421, "4.3.2")
     sp.wait_exit()
     assert len(s.messages()) == 1
+
+
+def test_passwd_file_error_keeps_the_running_set(lab, lab_certs, tmp_path):
+    """A passwd file broken between two reloads: the reload is refused
+    with FILE:LINE and what is wrong, the running generation keeps serving
+    its users (nothing of a new one is left running); once fixed, the next
+    SIGHUP reloads."""
+    path = tmp_path / "passwd"
+    good = "%s:%s\n" % (ALICE, hash_password("alice-secret"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(good)
+    sp = lab.subproxy(lab.sink(), overrides=["auth.passwd-file=%s" % path])
+    with open(path, "w") as f:
+        f.write(good + "carol@lab.test {ARGON2ID}no-colon\n")
+    start = sighup(sp)
+    line = sp.wait_log(r"event=reload-failed ", timeout=RELOAD_TIMEOUT, start=start)
+    assert line and "generation=2: %s:2: no ':' after the login" % path in line, \
+        sp.stderr_text(20)
+    assert "still serving with the running configuration" in line
+    assert "event=reloaded" not in "\n".join(sp.lines[start:])
+    wait_for(lambda: all_children(sp.proc.pid).count("subproxy-signer") == 1, timeout=15,
+             what="the refused generation's signer gone")
+    c = logged_in(sp.implicit_port, lab_certs.ca, ALICE, "alice-secret")
+    c.cmd("QUIT", 221)
+    with open(path, "w") as f:
+        f.write(good)
+    reload_ok(sp, 3)          # 2 was the number of the refused one (its keeper refused)
