@@ -18,9 +18,10 @@ import socket
 
 import pytest
 
-from helpers import (ALICE, RCPT, ConnectionClosed, RawClient, dot_stuff, free_port,
+from helpers import (ALICE, ALICE_PW, RCPT, ConnectionClosed, RawClient, dot_stuff, free_port,
                      half_sent, make_message, raw_starttls_client, submit_through)
 from opsutil import Pinned, fronts, scrape, served_by, val, wait_fronts, wait_for
+from test_session_limits import message_of
 
 
 def pinned_client(sp, ca, worker, workers, starttls=False):
@@ -111,6 +112,38 @@ def test_global_limit_holds_across_workers(lab):
             c.expect_closed()
     for h in held:
         h.cmd("QUIT", 221)
+
+
+def test_login_limits_hold_across_workers(lab):
+    """sessions-per-login and login-memory count a login's sessions on every
+    worker: one session of alice on each worker fills sessions-per-login =
+    2 for a third on either; 60 KB held on one worker leave no room for
+    60 KB more on the other (login-memory = 100k), and once that message is
+    relayed the other's fits."""
+    s = lab.sink()
+    sp, (a, b) = start_two(lab, s, limits={"sessions-per-login": 2, "message-size": "100k",
+                                           "login-memory": "100k"})
+    on_a, on_b = (pinned_client(sp, lab.certs.ca, w, (a, b)).login() for w in (a, b))
+    with Pinned(a, (a, b)):
+        c = RawClient(sp.implicit_port, lab.certs.ca)
+        c.greeting.check(220)
+    c.ehlo()
+    r = c.auth_plain(ALICE, ALICE_PW, code=421, enh="4.7.0")
+    assert "sessions-per-login 2" in r.text, r
+    first, second = message_of(60000, "held on a"), message_of(60000, "refused on b")
+    for x in (on_a, on_b):
+        x.mail(ALICE)
+        x.rcpt(RCPT, code=250)
+    on_a.bdat(first[:50000]).check(250, "2.0.0")
+    on_b.bdat(second, last=True).check(452, "4.3.1")
+    assert s.data_starts() == 0
+    on_a.bdat(first[50000:], last=True).check(250, "2.0.0")
+    on_b.mail(ALICE)
+    on_b.rcpt(RCPT, code=250)
+    on_b.data(dot_stuff(second), 250, "2.0.0")
+    assert len(s.messages()) == 2
+    for x in (on_a, on_b):
+        x.cmd("QUIT", 221)
 
 
 @pytest.mark.sanitized
