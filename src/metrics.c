@@ -369,6 +369,12 @@ metrics_beat(void)
 	STORE(&me->beat_ms, metrics_now_ms() | 1);	/* never 0 */
 }
 
+void
+metrics_beat_at(uint64_t ms)
+{
+	STORE(&me->beat_ms, ms | 1);
+}
+
 int
 metrics_beat_interval(void)
 {

@@ -176,6 +176,11 @@ void metrics_observe(enum metrics_hist h, unsigned label, uint64_t usec);
 void metrics_beat(void);
 int metrics_beat_interval(void);
 
+/* The same with the time (metrics_now_ms()) of the loop that ran longest
+ * ago, for a writer whose loops are several threads: one stuck thread stops
+ * its heartbeat as a stuck single loop would. */
+void metrics_beat_at(uint64_t ms);
+
 /* This writer accepts work now (front: listeners enabled), or no longer
  * does (front: draining after a reload). */
 void metrics_set_serving(void);

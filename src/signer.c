@@ -20,99 +20,116 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
-/* One client slot: a front worker's socket and the reply it has not taken
- * yet (while there is one, the slot's requests are not read). */
+/* One client slot: a front worker's socket, served by a thread of its own
+ * (a signature is milliseconds of CPU: the workers' messages are signed on
+ * as many cores at once).  Everything here is that thread's but alive_ms,
+ * which the main thread reads. */
 struct slot {
+	size_t i;
 	int fd;                         /* -1 once front closed it */
-	uint8_t *reply;                 /* a whole SIGN_REP payload, or NULL */
-	size_t replylen;
-	uint32_t reply_id;
+	uint64_t alive_ms;              /* when its loop last ran (atomic); 0 once closed */
+	struct proc_msg m;              /* the request being served */
+	uint8_t reply[PROC_MAX_PAYLOAD];
 };
 
 static struct {
 	struct slot *slots;
-	size_t nslots, nopen;
-	struct dkim_keyset *ks;
+	size_t nslots, nopen;           /* nopen: atomic */
+	struct dkim_keyset *ks;         /* read-only once loaded */
+	pthread_barrier_t started;
 } S;
 
-static void
-slot_close(size_t i)
-{
-	struct slot *sl = &S.slots[i];
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
-	log_debug("signer: front closed slot %zu", i);
+static void
+alive(struct slot *sl)
+{
+	STORE(&sl->alive_ms, metrics_now_ms() | 1);
+}
+
+/* Front closed the slot: the last one closed ends the process (the
+ * others' threads sleep until then: no thread ever ends, so the filter
+ * need not allow it). */
+static void __attribute__((noreturn))
+slot_close(struct slot *sl)
+{
+	log_debug("signer: front closed slot %zu", sl->i);
 	close(sl->fd);
 	sl->fd = -1;
-	free(sl->reply);
-	sl->reply = NULL;
-	if (--S.nopen == 0) {
+	STORE(&sl->alive_ms, 0);
+	if (__atomic_sub_fetch(&S.nopen, 1, __ATOMIC_ACQ_REL) == 0) {
 		log_debug("signer: every slot is closed, exiting");
 		dkim_keyset_free(&S.ks);
 		_exit(0);
 	}
+	for (;;)
+		(void)poll(NULL, 0, -1);
 }
 
-/* Send slot i's waiting reply if its socket has room. */
-static void
-slot_flush(size_t i)
+/* Send the reply; while front does not take it, this slot waits (its
+ * loop still beats), the others do not.  0, or -1 when front closed. */
+static int
+slot_send(struct slot *sl, uint32_t id, size_t len)
 {
-	struct slot *sl = &S.slots[i];
+	struct pollfd pfd = { .fd = sl->fd, .events = POLLOUT };
 
-	if (sl->reply == NULL)
-		return;
-	if (proc_trysend(sl->fd, PROC_SIGN_REP, sl->reply_id, sl->reply, sl->replylen, -1) < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-			return;
-		if (errno == EPIPE || errno == ECONNRESET) {
-			slot_close(i);
-			return;
+	for (;;) {
+		alive(sl);
+		if (proc_trysend(sl->fd, PROC_SIGN_REP, id, sl->reply, len, -1) == 0)
+			return 0;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return -1;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+			log_err("signer: cannot answer front on slot %zu: %s", sl->i,
+			    strerror(errno));
+			_exit(1);
 		}
-		log_err("signer: cannot answer front on slot %zu: %s", i, strerror(errno));
-		dkim_keyset_free(&S.ks);
-		_exit(1);
+		if (poll(&pfd, 1, metrics_beat_interval()) < 0 && errno != EINTR) {
+			log_err("signer: poll: %s", strerror(errno));
+			_exit(1);
+		}
+		if (pfd.revents & (POLLHUP | POLLERR))
+			return -1;      /* hung up with a reply waiting */
 	}
-	free(sl->reply);
-	sl->reply = NULL;
 }
 
-/* Answer a request of slot i: sent now, or kept until front reads. */
-static void
-child_reply(size_t i, uint32_t id, uint32_t status, const char *headers)
+/* Answer a request: 0, or -1 when front closed the slot meanwhile. */
+static int
+child_reply(struct slot *sl, uint32_t id, uint32_t status, const char *headers)
 {
-	static uint8_t buf[PROC_MAX_PAYLOAD];
-	struct slot *sl = &S.slots[i];
 	struct proc_writer w;
 	long n;
 
-	proc_writer_init(&w, buf, sizeof(buf));
+	proc_writer_init(&w, sl->reply, sizeof(sl->reply));
 	proc_put_u32(&w, status);
 	proc_put_str(&w, headers ? headers : "");
 	if ((n = proc_writer_done(&w)) < 0) {
 		/* signatures too long for one message: report, do not truncate */
-		proc_writer_init(&w, buf, sizeof(buf));
+		proc_writer_init(&w, sl->reply, sizeof(sl->reply));
 		proc_put_u32(&w, DKIM_RES_INTERNAL);
 		proc_put_str(&w, "");
 		n = proc_writer_done(&w);
 	}
-	sl->reply = xmalloc((size_t)n);
-	memcpy(sl->reply, buf, (size_t)n);
-	sl->replylen = (size_t)n;
-	sl->reply_id = id;
-	slot_flush(i);
+	return slot_send(sl, id, (size_t)n);
 }
 
-/* One request of slot i: map the sealed memfd read-only and sign it. */
-static void
-child_sign(size_t i, const struct proc_msg *m, int memfd)
+/* One request: map the sealed memfd read-only and sign it.  0, or -1 when
+ * front closed the slot meanwhile. */
+static int
+child_sign(struct slot *sl, int memfd)
 {
+	const struct proc_msg *m = &sl->m;
 	struct proc_reader r;
 	uint64_t size;
 	off_t end;
 	char *headers = NULL;
 	void *map;
-	int seals;
+	int seals, rc;
 	enum dkim_result res;
 
 	/* the size by lseek, not fstat: glibc's fstat is newfstatat, which the
@@ -124,82 +141,112 @@ child_sign(size_t i, const struct proc_msg *m, int memfd)
 	    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS) {
 		log_err("signer: refused a malformed request id=%u (not a sealed memfd of the "
 		    "stated size)", m->id);
-		child_reply(i, m->id, DKIM_RES_INTERNAL, NULL);
-		return;
+		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
 	map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0);
 	if (map == MAP_FAILED) {
 		log_err("signer: mmap of %llu bytes: %s", (unsigned long long)size, strerror(errno));
-		child_reply(i, m->id, DKIM_RES_INTERNAL, NULL);
-		return;
+		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
 	res = dkim_sign_message(S.ks, map, (size_t)size, &headers);
 	munmap(map, (size_t)size);
-	child_reply(i, m->id, (uint32_t)res, headers);
+	rc = child_reply(sl, m->id, (uint32_t)res, headers);
 	free(headers);
+	return rc;
 }
 
-/* Read and serve one request of slot i. */
-static void
-serve(size_t i)
+/* Read and serve one request.  0, or -1 when front closed the slot. */
+static int
+serve(struct slot *sl)
 {
-	static struct proc_msg m;
-	int memfd = -1, rc = proc_recv(S.slots[i].fd, &m, &memfd);
+	int memfd = -1, rc = proc_recv(sl->fd, &sl->m, &memfd);
 
-	if (rc == 0 || (rc < 0 && errno == ECONNRESET)) {
-		slot_close(i);
-		return;
-	}
+	if (rc == 0 || (rc < 0 && errno == ECONNRESET))
+		return -1;
 	if (rc < 0) {
-		log_err("signer: bad message from front on slot %zu: %s; exiting", i,
-		    errno == EPROTO ? proc_strerror(m.error) : strerror(errno));
-		dkim_keyset_free(&S.ks);
+		/* the other threads may be signing: the keys are not freed, the
+		 * kernel discards them with the process */
+		log_err("signer: bad message from front on slot %zu: %s; exiting", sl->i,
+		    errno == EPROTO ? proc_strerror(sl->m.error) : strerror(errno));
 		_exit(1);
 	}
-	if (m.type != PROC_SIGN_REQ) {
+	if (sl->m.type != PROC_SIGN_REQ) {
 		log_err("signer: unexpected %s from front on slot %zu; exiting",
-		    proc_type_name(m.type), i);
-		dkim_keyset_free(&S.ks);
+		    proc_type_name(sl->m.type), sl->i);
 		_exit(1);
 	}
-	child_sign(i, &m, memfd);
+	rc = child_sign(sl, memfd);
 	if (memfd >= 0)
 		close(memfd);
+	return rc;
 }
 
-/* Every slot in turn, one request each per round; a slot whose front does
- * not take its reply waits, the others do not. */
-static void __attribute__((noreturn))
-child_loop(void)
+/* A slot's thread: its requests one after the other, until front closes
+ * the slot.  It wakes up at least once per heartbeat interval. */
+static void *
+slot_main(void *arg)
 {
-	struct pollfd *pfd = xcalloc(S.nslots, sizeof(*pfd));
-	size_t i;
+	struct slot *sl = arg;
+	struct pollfd pfd = { .fd = sl->fd, .events = POLLIN };
+	char name[16];
 	int rc;
 
+	/* named (/proc/PID/task/TID/comm) and started before the filter */
+	snprintf(name, sizeof(name), "signer-slot%zu", sl->i);
+	(void)prctl(PR_SET_NAME, name);
+	pthread_barrier_wait(&S.started);
 	for (;;) {
-		for (i = 0; i < S.nslots; i++) {
-			pfd[i].fd = S.slots[i].fd;
-			pfd[i].events = S.slots[i].reply != NULL ? POLLOUT : POLLIN;
-		}
-		/* wake up at least once per heartbeat interval (metrics.h) */
-		metrics_beat();
-		if ((rc = poll(pfd, S.nslots, metrics_beat_interval())) < 0 && errno != EINTR) {
+		alive(sl);
+		if ((rc = poll(&pfd, 1, metrics_beat_interval())) < 0 && errno != EINTR) {
 			log_err("signer: poll: %s", strerror(errno));
 			_exit(1);
 		}
-		for (i = 0; rc > 0 && i < S.nslots; i++) {
-			if (pfd[i].revents == 0 || S.slots[i].fd < 0)
-				continue;
-			if (S.slots[i].reply != NULL) {
-				if (pfd[i].revents & POLLOUT)
-					slot_flush(i);
-				else
-					slot_close(i);  /* hung up with a reply waiting */
-			} else {
-				serve(i);
-			}
-		}
+		if (rc > 0 && serve(sl) < 0)
+			slot_close(sl);
 	}
+}
+
+/* The main thread beats for the signer with the time of the slot loop
+ * that ran longest ago (metrics_beat_at()). */
+static void __attribute__((noreturn))
+child_loop(void)
+{
+	uint64_t oldest, a;
+	size_t i;
+
+	for (;;) {
+		oldest = UINT64_MAX;
+		for (i = 0; i < S.nslots; i++)
+			if ((a = LOAD(&S.slots[i].alive_ms)) != 0 && a < oldest)
+				oldest = a;
+		if (oldest != UINT64_MAX)
+			metrics_beat_at(oldest);
+		(void)poll(NULL, 0, metrics_beat_interval());
+	}
+}
+
+/* One thread per slot, running before the sandbox is entered: its filter
+ * forbids making threads and reaches these at once (TSYNC, as in the
+ * keeper); the barrier makes sure each has started (glibc's and the
+ * sanitizers' thread start-up calls) and named itself by then. */
+static int
+start_threads(char *err, size_t errlen)
+{
+	pthread_t t;
+	size_t i;
+	int rc;
+
+	pthread_barrier_init(&S.started, NULL, (unsigned)S.nslots + 1);
+	for (i = 0; i < S.nslots; i++) {
+		alive(&S.slots[i]);
+		if ((rc = pthread_create(&t, NULL, slot_main, &S.slots[i])) != 0) {
+			snprintf(err, errlen, "signer: cannot start a thread: %s", strerror(rc));
+			return -1;
+		}
+		pthread_detach(t);
+	}
+	pthread_barrier_wait(&S.started);
+	return 0;
 }
 
 static void
@@ -214,8 +261,10 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	metrics_attach(METRICS_SLICE_SIGNER);
 	S.nslots = S.nopen = nfds;
 	S.slots = xcalloc(nfds, sizeof(*S.slots));
-	for (i = 0; i < nfds; i++)
+	for (i = 0; i < nfds; i++) {
+		S.slots[i].i = i;
 		S.slots[i].fd = fds[i];
+	}
 	ptext = policy_get("dkim-headers", &plen);
 	pol = ptext ? dkim_policy_parse("policy/dkim-headers", ptext, plen, err, sizeof(err)) : NULL;
 	S.ks = pol ? dkim_keys_load(cfg->dkims, cfg->ndkims, pol, err, sizeof(err)) : NULL;
@@ -227,8 +276,10 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	}
 	snprintf(ready, sizeof(ready), "%zu DKIM key(s) loaded", dkim_keyset_count(S.ks));
 	/* the keys are loaded and tested: from now on, in an empty root as
-	 * [server] signer-user, only the sockets, memory, time and randomness */
-	if (sandbox_enter("signer", cfg->signer_user, cfg->chroot, err, sizeof(err)) < 0)
+	 * [server] signer-user, only the sockets, memory, time and randomness
+	 * (no front exists yet: the threads wait for requests until READY) */
+	if (start_threads(err, sizeof(err)) < 0 ||
+	    sandbox_enter("signer", cfg->signer_user, cfg->chroot, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	proc_ready(ready_fd, (uint32_t)dkim_keyset_count(S.ks), ready, NULL, 0);
 	log_info("event=signer-ready keys=%zu slots=%zu", dkim_keyset_count(S.ks), S.nslots);

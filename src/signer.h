@@ -40,11 +40,13 @@ struct config;
  * signer's own sentence in err (e.g. a key file's mode), the child reaped
  * and fds_r[] -1.
  *
- * The signer serves its slots in turn, one request each per round, on one
- * thread (a signature is milliseconds of CPU); its replies never wait: a
- * slot whose front does not take its reply is not read until it does, and
- * the other slots go on.  It exits 0 when front has closed every slot, 1
- * when front breaks the protocol. */
+ * The signer serves each slot on a thread of its own ("signer-slotN" in
+ * /proc/PID/task/TID/comm), started before its sandbox: a signature is
+ * milliseconds of CPU, and the workers' messages are signed on as many
+ * cores at once.  A slot whose front does not take its reply is not read
+ * until it does; the other slots go on.  Its heartbeat (metrics.h) is the
+ * time of the slot loop that ran longest ago.  It exits 0 when front has
+ * closed every slot, 1 when front breaks the protocol. */
 pid_t signer_spawn(const struct config *cfg, size_t nslots, int timeout, int *fds_r, char *err,
     size_t errlen);
 

@@ -21,6 +21,7 @@ import pytest
 from helpers import (ALICE, ALICE_PW, RCPT, ConnectionClosed, RawClient, dot_stuff, free_port,
                      half_sent, make_message, raw_starttls_client, submit_through)
 from opsutil import Pinned, fronts, scrape, served_by, val, wait_fronts, wait_for
+from test_dkim import roles
 from test_session_limits import message_of
 
 
@@ -335,6 +336,67 @@ def test_seccomp_violation_in_a_worker_stops_the_service(lab):
     assert "worker-replaced" not in text
     assert not os.path.exists("/proc/%d/status" % b) or \
         "Z" in open("/proc/%d/stat" % b).read().split(")")[1].split()[0]
+
+
+# ---- the signer keeps up with the workers ----
+
+class ThreadStopped:
+    """with ThreadStopped(tid): one thread of another process is held in a
+    ptrace stop (the process's other threads run on), as a long signature
+    would hold it; it runs again on leaving."""
+
+    def __init__(self, tid):
+        self.tid = tid
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.restype = ctypes.c_long
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+
+    def __enter__(self):
+        assert self.libc.ptrace(PTRACE_SEIZE, self.tid, None, None) == 0, \
+            os.strerror(ctypes.get_errno())
+        assert self.libc.ptrace(PTRACE_INTERRUPT, self.tid, None, None) == 0
+        _, status = os.waitpid(self.tid, 0x40000000)     # __WALL
+        assert os.WIFSTOPPED(status), status
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.ptrace(PTRACE_DETACH, self.tid, None, None)
+
+
+def signer_thread(signer, slot):
+    """The id of the signer's thread serving worker slot `slot`."""
+    for tid in os.listdir("/proc/%d/task" % signer):
+        with open("/proc/%d/task/%s/comm" % (signer, tid)) as f:
+            if f.read().strip() == "signer-slot%d" % slot:
+                return int(tid)
+    raise AssertionError("no thread signer-slot%d in process %d" % (slot, signer))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: ptrace on the signer")
+def test_signer_serves_the_workers_in_parallel(lab):
+    """The signer serves each worker slot on a thread of its own, so the
+    workers' messages are signed on as many cores at once.  With the
+    thread of worker a's slot held, a message through worker b is still
+    signed and relayed while a's waits; a's completes once its thread runs
+    again.  (A signer with one thread for all slots fails this.)"""
+    s = lab.sink()
+    sp, (a, b) = start_two(lab, s)
+    line = sp.wait_log(r"front\[%d\] info: event=started .* worker=(\d)" % a, timeout=5)
+    tid = signer_thread(roles(sp)["signer"], int(re.search(r"worker=(\d)", line).group(1)))
+    ca, cb = (pinned_client(sp, lab.certs.ca, w, (a, b)).login() for w in (a, b))
+    tail_a = half_sent(ca, "signed when its thread runs again")
+    tail_b = half_sent(cb, "signed while the other thread is held")
+    with ThreadStopped(tid):
+        ca.send(tail_a)                       # a's request waits for its thread
+        cb.send(tail_b)
+        cb.read_reply().check(250, "2.0.0")
+        msgs = s.messages()
+        assert len(msgs) == 1 and b"while the other thread is held" in msgs[0]["data"], msgs
+    ca.read_reply().check(250, "2.0.0")
+    assert len(s.messages()) == 2
+    for c in (ca, cb):
+        c.cmd("QUIT", 221)
 
 
 # ---- a broken invariant between trusted parts ----

@@ -104,6 +104,18 @@ test_block_slices_and_fold(void **state)
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
+	/* a writer of several loops beats with its oldest one's time */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		metrics_attach(METRICS_SLICE_FRONT);
+		metrics_beat_at(metrics_now_ms() - 30000);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(metrics_beat_age(METRICS_SLICE_FRONT) >= 29000);  /* stored | 1 */
+	assert_true(metrics_beat_age(METRICS_SLICE_FRONT) < 90000);
+	metrics_fold(METRICS_SLICE_FRONT);
 	metrics_snapshot(&snap);
 	assert_int_equal(metrics_snap_counter(&snap, MF_SESSIONS, 0), 6);
 	assert_int_equal(snap.g[MG_SESSIONS_OPEN], 3);
