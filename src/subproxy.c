@@ -48,7 +48,9 @@ __asan_default_options(void)
 /* File descriptors one process may need at once.  A front worker: per
  * session its client connection, its relay connection and its message
  * spool (a memfd) -- and since the limit is shared by all workers, one
- * worker may hold every connection of the service -- then libunbound's
+ * worker may hold every connection of the service -- then the idle relay
+ * connections it keeps ([relay] connections per relay, per worker: not
+ * tied to a session), libunbound's
  * query sockets, and for the rest stdio, the listeners, its slot's sockets,
  * its 4 metrics scrapers and the event loop's own.  RLIMIT_NOFILE is per
  * process, so this is a worker's need whatever [server] workers is.  The
@@ -135,10 +137,15 @@ raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errle
 	    NOFILE_BASE + cfg->nlistens;
 	unsigned long long parent = NOFILE_BASE + cfg->nlistens + 2ULL * workers *
 	    NOFILE_PER_SLOT;
-	unsigned long long need = worker > parent ? worker : parent;
+	unsigned long long need;
 	struct rlimit rl;
 	char what[64];
 	rlim_t old;
+	size_t i;
+
+	for (i = 0; i < cfg->nrelays; i++)
+		worker += cfg->relays[i].connections;
+	need = worker > parent ? worker : parent;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		snprintf(err, errlen, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
@@ -453,7 +460,8 @@ main(int argc, char **argv)
 	 * (under the parent's filter, at a reload) take it from memory */
 	if (geteuid() == 0 && (sandbox_user_preload(cfg->user, err, sizeof(err)) < 0 ||
 	    sandbox_user_preload(cfg->signer_user, err, sizeof(err)) < 0 ||
-	    sandbox_user_preload(cfg->keeper_user, err, sizeof(err)) < 0)) {
+	    sandbox_user_preload(cfg->keeper_user, err, sizeof(err)) < 0 ||
+	    sandbox_user_preload(cfg->recorder_user, err, sizeof(err)) < 0)) {
 		log_err("refusing to start: %s", err);
 		config_free(&cfg);
 		return 1;
