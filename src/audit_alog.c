@@ -14,7 +14,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,9 @@ static const char *const refs_none[] = { NULL };
 static int
 log_file_ok(const struct config *cfg, char *err, size_t errlen)
 {
-	struct passwd *pw;
+	uid_t uid;
+	gid_t gid;
+	char why[256];
 	struct stat st;
 
 	if (lstat(cfg->audit_log, &st) < 0)
@@ -45,8 +46,11 @@ log_file_ok(const struct config *cfg, char *err, size_t errlen)
 		    cfg->audit_log, (unsigned)(st.st_mode & 07777), cfg->audit_log);
 		return -1;
 	}
-	if (geteuid() == 0 && (pw = getpwnam(cfg->recorder_user)) != NULL &&
-	    st.st_uid != pw->pw_uid && st.st_uid != 0) {
+	/* sandbox_user(), not getpwnam(): at a reload this runs under the
+	 * parent's filter and takes the user the parent looked up at start */
+	if (geteuid() == 0 &&
+	    sandbox_user(cfg->recorder_user, &uid, &gid, why, sizeof(why)) == 0 &&
+	    st.st_uid != uid && st.st_uid != 0) {
 		snprintf(err, errlen, "%s is owned by uid %lu, not by %s, who writes it (chown %s %s)",
 		    cfg->audit_log, (unsigned long)st.st_uid, cfg->recorder_user, cfg->recorder_user,
 		    cfg->audit_log);

@@ -623,6 +623,13 @@ def test_rotation_links_the_files(lab, audit):
     sp._term_sent = False
     assert sp.wait_log(r"event=audit-rotate reason=sighup", timeout=5, start=start)
     send_one(c).check(250)
+    # the SIGHUP also reloaded: the new generation's workers record through
+    # their own sockets to the same recorder, into the same chain
+    assert sp.wait_log(r"event=reloaded generation=2 ", timeout=60, start=start), \
+        sp.stderr_text(30)
+    c2 = session(sp, lab.certs)
+    send_one(c2).check(250)
+    c2.close()
     c.close()
     sp.stop()
     files = audit.files()
@@ -647,7 +654,7 @@ def test_rotation_links_the_files(lab, audit):
     rc, out, _ = verify(audit, *files[1:])
     assert rc == 0 and "starts at record" in out, out
     rc, rep = report(audit)
-    assert rep["messages"]["relayed"] == 5 and rep["verdict"]["files"] == len(files)
+    assert rep["messages"]["relayed"] == 6 and rep["verdict"]["files"] == len(files)
 
 
 # ---- pseudonyms ----
