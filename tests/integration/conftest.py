@@ -356,13 +356,23 @@ class Subproxy:
 
     def wait_relay_probe(self, timeout=10.0):
         """Wait for the start-up EHLO probe of the relay (it decides what
-        is offered to clients, e.g. DSN) and assert that it succeeded;
-        returns its log line ("... capabilities known (dsn=1 ...)")."""
-        line = self.wait_log(r"relay probe", timeout)
-        assert line is not None, "no relay probe result within %ss:\n%s" % (
-            timeout, self.stderr_text(40))
-        assert "relay probe: capabilities known" in line, line
-        return line
+        is offered to clients, e.g. DSN) in every front worker of the first
+        generation (each probes, and keeps the probe's connection for
+        reuse) and assert that they succeeded; returns the first one's log
+        line ("... capabilities known (dsn=1 ...)")."""
+        ready = self.wait_log(r" event=ready generation=1 workers=\d+", timeout)
+        n = int(re.search(r"workers=(\d+)", ready).group(1)) if ready else 1
+        end = time.monotonic() + timeout
+        while True:
+            probes = [ln for ln in list(self.lines) if "relay probe" in ln]
+            if len(probes) >= n or time.monotonic() > end or self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert len(probes) >= n, "%d of %d relay probe results within %ss:\n%s" % (
+            len(probes), n, timeout, self.stderr_text(40))
+        for line in probes[:n]:
+            assert "relay probe: capabilities known" in line, line
+        return probes[0]
 
     def wait_sessions_ended(self, timeout=10.0):
         """Wait until front has seen every connection so far (at least the

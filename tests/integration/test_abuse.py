@@ -53,7 +53,10 @@ class Target:
         self.lab = lab
         self.ca = lab.certs.ca
         self.sink = lab.sink()
-        self.sp, self.metrics_port = start_with_metrics(lab, self.sink, limits=LIMITS)
+        # one front worker: the attacks watch its pid, memory and descriptors
+        # (test_workers.py covers several)
+        self.sp, self.metrics_port = start_with_metrics(lab, self.sink, limits=LIMITS,
+                                                        server={"workers": 1})
         self.sp.wait_log(r"relay probe", timeout=10)
         self.front = roles(self.sp)["front"]
         self.rss_ok = growth_check(self.sp, self.front)

@@ -306,9 +306,10 @@ def test_refusal_flood_costs_a_few_records(lab, audit):
     rest are counted into one summary (count, first, last) per minute or at
     stop, and refusals never take the places transaction records need: a
     legitimate client's transaction during the flood has its record, the
-    refusals are a handful of records, and the report counts every one."""
+    refusals are a handful of records, and the report counts every one.
+    Each of the two workers summarizes what it refused itself."""
     s = lab.sink()
-    sp = lab.subproxy(s, overrides=audit.overrides(), limits={
+    sp = lab.subproxy(s, overrides=audit.overrides(), server={"workers": 2}, limits={
         "connections": 200, "connections-per-ip": 2, "protocol-errors": 1})
     held = [RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source=FLOODER)
             for _ in range(2)]
@@ -347,13 +348,13 @@ def test_refusal_flood_costs_a_few_records(lab, audit):
     recs = audit.records()
     validate_all(recs)
     flood = [r for r in recs if r["type"] == "refusal" and r["client"] == FLOODER]
-    assert 1 <= len(flood) < 10, [r.get("count") for r in flood]
+    assert 1 <= len(flood) < 20, [r.get("count") for r in flood]
     assert {r["reason"] for r in flood} == {"too-many-connections-from-address"}
     assert sum(r.get("count", 1) for r in flood) == len(refused)
     summary = [r for r in flood if "count" in r]
     assert summary and summary[0]["first"] <= summary[0]["last"]
     errant = [r for r in recs if r["type"] == "refusal" and r["client"] == ERRANT]
-    assert {r["reason"] for r in errant} == {"protocol-errors"} and len(errant) <= 2
+    assert {r["reason"] for r in errant} == {"protocol-errors"} and len(errant) <= 2 * 2
     assert sum(r.get("count", 1) for r in errant) == 5
     txns = [r for r in recs if r["type"] == "txn"]
     assert len(txns) == 2 == len(s.messages()) and all(t["client"] == "127.0.0.1" for t in txns)
@@ -377,9 +378,10 @@ def test_mail_before_auth_costs_a_few_records(lab, audit):
     (451 4.3.0).  Now they are counted per address like the other refusals
     before AUTH: a handful of records whose counts add up to every 530, a
     legitimate transaction meanwhile has its record, nothing is relayed for
-    the flooder."""
+    the flooder.  Each of the two workers summarizes what it refused itself."""
     s = lab.sink()
-    sp = lab.subproxy(s, overrides=audit.overrides(), limits={"protocol-errors": 10})
+    sp = lab.subproxy(s, overrides=audit.overrides(), server={"workers": 2},
+                      limits={"protocol-errors": 10})
     told = 0
     for _ in range(4):
         e = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source=ERRANT)
@@ -402,7 +404,7 @@ def test_mail_before_auth_costs_a_few_records(lab, audit):
     errant = [r for r in recs if r["type"] == "refusal" and r["client"] == ERRANT]
     assert {(r["stage"], r["reason"], r["code"], r["enh"]) for r in errant} == {
         ("mail", "auth-required", 530, "5.7.0")}, errant
-    assert 1 <= len(errant) <= 2, [r.get("count") for r in errant]
+    assert 1 <= len(errant) <= 2 * 2, [r.get("count") for r in errant]
     assert sum(r.get("count", 1) for r in errant) == told == 36
     txns = [r for r in recs if r["type"] == "txn"]
     assert len(txns) == 1 == len(s.messages()), txns

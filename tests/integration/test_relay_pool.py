@@ -10,6 +10,10 @@ changed TLSA set honoured by new connections; 100 concurrent sessions.
 The sink counts connections, full and resumed TLS handshakes (tls_resumed
 in its session records) and stores what it accepted, so that every test can
 show that nothing was lost, duplicated, or acknowledged without the relay.
+
+The pool (and the TLS session it resumes) is each front worker's own: the
+daemons that count connections run one worker, so that every transaction
+meets the same pool.
 """
 
 import re
@@ -57,7 +61,7 @@ def daemon(lab, sink, **relay_keys):
     """A daemon relaying to sink ([relay] keys given with _ for -), once its
     start-up probe is done (its connection is then the pool's first)."""
     extra = {k.replace("_", "-"): v for k, v in relay_keys.items()}
-    sp = lab.subproxy({"sink": sink, "extra": extra})
+    sp = lab.subproxy({"sink": sink, "extra": extra}, server={"workers": 1})
     sp.wait_relay_probe()
     return sp
 
@@ -331,7 +335,7 @@ def subjects_of(msgs):
 @pytest.mark.parametrize("version", ["1.3", "1.2"])
 def test_new_connection_resumes_tls(lab, version):
     s = lab.sink(tls_max=version if version == "1.2" else None)
-    sp, port = start_with_metrics(lab, s)
+    sp, port = start_with_metrics(lab, s, server={"workers": 1})
     sp.wait_relay_probe()
     c = login(sp, lab.certs)
     send(c, "one")
