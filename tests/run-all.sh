@@ -3,7 +3,7 @@
 # line at the end: "N passed, N failed".  Exit status 0 only when every
 # stage ran completely, nothing failed and something passed.
 #
-#   run-all.sh [--unit BIN...] [--replay BIN...] [--selftest]
+#   run-all.sh [--unit BIN...] [--replay BIN...] [--selftest] [--jobs N]
 #              [--integration SUBPROXY] [--sanitized SUBPROXY]
 #
 #   --unit BIN...      cmocka binaries: each must exit 0 and report as many
@@ -20,11 +20,19 @@
 #                      daemon binary SP.
 #   --sanitized SP     the same, tests marked `sanitized` only, against the
 #                      ASan/UBSan daemon SP.
+#   --jobs N           N > 1: the stages named after it run side by side
+#                      (each one's output shown whole, in command-line
+#                      order), and each pytest stage in N processes
+#                      (pytest-xdist: -n N --dist loadgroup).  1 (the
+#                      default): one stage after the other, pytest in one
+#                      process.  Every stage is judged the same way.
 #
 # pytest is judged by its exit status (any non-zero status fails: 1 tests
 # failed, 2 interrupted or collection errors, 3 internal error, 4 usage
 # error, 5 no tests ran) and by the counts that tests/runall_plugin.py
-# writes: every collected test must report exactly one outcome.
+# writes: every collected test must report exactly one outcome, a module
+# that could not be collected fails, and in parallel a test whose worker
+# died fails.
 #
 # Skips: a pytest skip is allowed only when its reason names a requirement
 # this runner knows ("needs root: ...", "needs systemd as PID 1: ...",
@@ -45,9 +53,10 @@
 set -u
 : "${PYTHON:=/usr/bin/python3}" "${SUITE:=tests/integration}" "${CORPUS:=tests/fuzz/corpus}"
 here=$(cd "$(dirname "$0")" && pwd)
-passed=0 failed=0 skipped=0 xfailed=0
-log=$(mktemp) counts=$(mktemp)
-trap 'rm -f "$log" "$counts"' EXIT
+passed=0 failed=0 skipped=0 xfailed=0 jobs=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+log=$tmp/log counts=$tmp/counts
 root=0; [ "$(id -u)" = 0 ] && root=1
 
 problem() {     # a stage did not run as it must: counts as one failure
@@ -134,15 +143,16 @@ run_selftest() {
 
 # run_pytest LABEL SUBPROXY [pytest arguments...]
 run_pytest() {
-	local label="pytest ($1)" sp=$2 rc c p f s x
+	local label="pytest ($1)" sp=$2 rc c p f s x par=()
 	shift 2
 	case $sp in /*) ;; *) sp="$PWD/$sp" ;; esac    # the daemons run in their own directory
+	[ "$jobs" -gt 1 ] && par=(-n "$jobs" --dist loadgroup) && label="$label, $jobs processes"
 	echo "== $label: $SUITE against $sp"
 	: >"$counts"
 	# shellcheck disable=SC2086
 	RUN_ALL_COUNTS="$counts" SUBPROXY="$sp" PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" \
-	    "$PYTHON" -m pytest -q -p no:cacheprovider -p runall_plugin "$@" ${PYTEST_ARGS:-} \
-	    "$SUITE" >"$log" 2>&1; rc=$?
+	    "$PYTHON" -m pytest -q -p no:cacheprovider -p runall_plugin "${par[@]}" "$@" \
+	    ${PYTEST_ARGS:-} "$SUITE" >"$log" 2>&1; rc=$?
 	cat "$log"
 	c=$(sed -n 's/^collected //p' "$counts")
 	p=$(sed -n 's/^passed //p' "$counts")
@@ -175,6 +185,7 @@ run_pytest() {
 			xfailed=$((xfailed + 1))
 			continue ;;
 		"fail "*) echo "run-all: FAIL: ${line#fail }"; continue ;;
+		"error "*) problem "${line#error }"; continue ;;
 		"skip "*) line=${line#skip } ;;
 		*) continue ;;
 		esac
@@ -195,29 +206,73 @@ run_pytest() {
 	done <"$counts"
 }
 
-stage=
+# stage FUNCTION ARGS...: run a stage.  After --jobs N (N > 1) it starts
+# in the background instead, with counters of its own, its output to a
+# file; finish() shows the stages in command-line order and adds up
+# their counts.  A stage that ends without writing its counts fails.
+stage() {
+	if [ "$jobs" = 1 ]; then
+		"$@"
+		return
+	fi
+	local n=${#bg[@]}
+	# shellcheck disable=SC2030,SC2031  # the stage's own counters, sent back in a file
+	(
+		passed=0 failed=0 skipped=0 xfailed=0
+		log=$tmp/$n.log counts=$tmp/$n.counts
+		start=$SECONDS
+		"$@"
+		echo "run-all: ($((SECONDS - start)) s, side by side with the other stages)"
+		echo "$passed $failed $skipped $xfailed" >"$tmp/$n.result"
+	) >"$tmp/$n.out" 2>&1 </dev/null &
+	bg+=("$!")
+}
+
+finish() {
+	local n p f s x
+	# shellcheck disable=SC2031
+	for n in "${!bg[@]}"; do
+		wait "${bg[n]}"
+		cat "$tmp/$n.out"
+		if read -r p f s x <"$tmp/$n.result" 2>/dev/null; then
+			passed=$((passed + p)) failed=$((failed + f))
+			skipped=$((skipped + s)) xfailed=$((xfailed + x))
+		else
+			problem "a stage run side by side ended without its counts"
+		fi
+	done
+}
+
+run_units() { local t; for t; do run_unit "$t"; done; }
+run_replays() { local t; for t; do run_replay "$t"; done; }
+
+bg=()
 while [ $# -gt 0 ]; do
 	case $1 in
-	--unit|--replay) stage=$1 ;;
-	--selftest) stage=; run_selftest ;;
-	--integration)
-		stage=
-		[ $# -ge 2 ] || { problem "--integration needs the daemon binary"; break; }
-		run_pytest integration "$2"; shift ;;
-	--sanitized)
-		stage=
-		[ $# -ge 2 ] || { problem "--sanitized needs the daemon binary"; break; }
-		run_pytest sanitized "$2" -m sanitized; shift ;;
-	-*) problem "unknown option $1" ;;
-	*)
-		case $stage in
-		--unit) run_unit "$1" ;;
-		--replay) run_replay "$1" ;;
-		*) problem "$1: not after --unit or --replay" ;;
+	--unit|--replay)
+		opt=$1 bins=()
+		while [ $# -ge 2 ] && [ "${2#-}" = "$2" ]; do bins+=("$2"); shift; done
+		if [ "${#bins[@]}" != 0 ]; then
+			stage "run_${opt#--}s" "${bins[@]}"
+		fi ;;
+	--selftest) stage run_selftest ;;
+	--jobs)
+		case ${2:-} in
+		[1-9]|[1-9][0-9]) jobs=$2; shift ;;
+		*) problem "--jobs needs a number of processes (1-99), not '${2:-}'"; break ;;
 		esac ;;
+	--integration)
+		[ $# -ge 2 ] || { problem "--integration needs the daemon binary"; break; }
+		stage run_pytest integration "$2"; shift ;;
+	--sanitized)
+		[ $# -ge 2 ] || { problem "--sanitized needs the daemon binary"; break; }
+		stage run_pytest sanitized "$2" -m sanitized; shift ;;
+	-*) problem "unknown option $1" ;;
+	*) problem "$1: not after --unit or --replay" ;;
 	esac
 	shift
 done
+finish
 
 [ "$skipped" != 0 ] && echo "run-all: $skipped test(s) skipped (allowed: see the lines above)"
 [ "$xfailed" != 0 ] &&

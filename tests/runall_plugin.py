@@ -8,7 +8,9 @@ runner compares numbers instead of reading pytest's text:
     skip NODEID: WHY   one line per skipped test
     xfail NODEID: WHY  one line per strict expected failure (below)
     fail NODEID: WHY   a failure the runner explains itself (an xfail the
-                       runner does not accept); other failures pytest shows
+                       runner does not accept, a test whose xdist worker
+                       died); other failures pytest shows
+    error NODEID: WHY  a module or package that could not be collected
     passed N
     failed N           a failure or error in any phase (setup, call,
                        teardown)
@@ -29,6 +31,18 @@ or teardown hides a broken fixture, not the bug it names.
 A test that reports no outcome (the run stopped early) makes
 passed + failed + skipped + xfailed smaller than collected; the runner
 fails then.
+
+In parallel (pytest-xdist, `-n N`) the controller writes the file alone:
+it collects nothing itself, so "collected" is the list the first worker
+reports (xdist refuses to run when the workers' lists differ), and every
+report of every worker reaches it through pytest_runtest_logreport,
+with the xfail judgement the worker made (runall_xfail travels with the
+report).  A worker that dies is reported by xdist as a failure of the
+test it was running (a "fail" line says so; xdist starts another worker
+for the tests left); a worker that stops early leaves its tests without
+an outcome.  A collection error does not stop an xdist session (status
+1, not 2): the "error" line makes it a failure of its own.  The workers
+write nothing.
 """
 
 import os
@@ -39,11 +53,15 @@ _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "failed": 3}
 _outcome = {}       # nodeid -> one of _RANK
 _why = {}           # nodeid -> (kind, reason) for the skip/xfail/fail lines
 _collected = []
+_worker = []        # [True] in an xdist worker (its controller writes)
+_collector = []     # the controller: [the worker whose list counts]
+_crashed = {}       # nodeid -> xdist's sentence about the worker that died
+_uncollectable = [] # "NODEID: WHY" of each collection error
 
 
 def _write(lines):
     path = os.environ.get("RUN_ALL_COUNTS")
-    if path:
+    if path and not _worker:
         with open(path, "a", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
 
@@ -55,9 +73,36 @@ def _set(nid, outcome, kind=None, why=None):
             _why[nid] = (kind, " ".join(why.split()))
 
 
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        _worker.append(True)
+
+
 def pytest_collection_finish(session):
     _collected[:] = [item.nodeid for item in session.items]
     _write(["collected %d" % len(_collected)])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """The controller (which collects nothing): what a worker collected."""
+    if not _collector:
+        _collector.append(node)
+        _collected[:] = ids
+        _write(["collected %d" % len(_collected)])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem, report, sched):
+    """The controller: the worker running crashitem died."""
+    _crashed[crashitem] = str(report.longrepr)
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        why = str(report.longrepr).strip().splitlines()
+        _uncollectable.append("%s: could not be collected (%s)" % (
+            report.nodeid or "the session", why[-1] if why else "no reason given"))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -92,7 +137,9 @@ def pytest_runtest_logreport(report):
         else:
             _set(nid, "failed", "fail", "%s: %s" % (judged, report.wasxfail))
     elif report.failed:
-        if judged is not None:
+        if nid in _crashed:
+            _set(nid, "failed", "fail", "its xdist worker died: %s" % _crashed[nid])
+        elif judged is not None:
             _set(nid, "failed", "fail", "%s (%s)" % (judged, str(report.longrepr)[16:]))
         else:
             _set(nid, "failed")
@@ -115,6 +162,7 @@ def pytest_sessionfinish(session, exitstatus):
         if nid in _why and (o, _why[nid][0]) in (("skipped", "skip"), ("xfailed", "xfail"),
                                                   ("failed", "fail")):
             lines.append("%s %s: %s" % (_why[nid][0], nid, _why[nid][1]))
+    lines += ["error %s" % e for e in _uncollectable]
     lines += ["%s %d" % kv for kv in counts.items()]
     lines.append("end")
     _write(lines)

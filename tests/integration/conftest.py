@@ -631,6 +631,13 @@ def _close_raw_clients():
     close_all_clients()
 
 
+def pytest_collection_modifyitems(items):
+    """The tests of an xdist_group first (a costly shared fixture: the
+    five scans of test_tls_scan.py): in a parallel run their worker
+    starts with them instead of ending the run with them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 # ---- failure reports: show the daemons' stderr and the sinks' sessions ----
 
 def _sink_summary(s):

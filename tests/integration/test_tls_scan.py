@@ -42,6 +42,11 @@ import pytest
 
 from test_audit import BSI, World, bsi_daemon, rsa_leaf
 
+# one xdist worker for the whole module (make check runs the suite in
+# parallel, --dist loadgroup): each worker that ran one of these tests
+# would make the five scans of the module fixtures again
+pytestmark = pytest.mark.xdist_group("tls_scan")
+
 SCAN_TIMEOUT = 300      # seconds for one testssl.sh run (~15 s on a quiet machine)
 RENEG_TIMEOUT = 60      # seconds for one renegotiation probe (~0.1 s)
 # OpenSSL 3's SSL_OP_ALLOW_CLIENT_RENEGOTIATION (Python's ssl has no name for it)

@@ -13,7 +13,7 @@ runall="$here/../run-all.sh"
 bin="$here/bin"
 : "${PYTHON:=/usr/bin/python3}"
 n=0 bad=0
-cases=25
+cases=34
 echo "1..$cases"
 
 # expect NAME RC WANT [VAR=VALUE...] -- ARGS...: run run-all.sh with the
@@ -94,6 +94,30 @@ expect "a fuzz replay that skips an input" nonzero "after 1 of 2 inputs" -- \
     --replay "$bin/replay-partial"
 expect "a fuzz target without seeds" nonzero "replay-noseeds has no seed corpus" -- \
     --replay "$bin/replay-good" "$bin/replay-noseeds"
+
+# the same runner in parallel (--jobs 2: the stages side by side, pytest in
+# two xdist workers): the counts still come from one place, the controller
+j=(--jobs 2)
+expect "parallel: a good suite passes with the exact count" 0 $'\n5 passed, 0 failed' \
+    SUITE="$s/good" -- "${j[@]}" --unit "$bin/unit-good" --replay "$bin/replay-good" \
+    --integration /bin/false
+expect "parallel: a worker that dies in a test" nonzero "its xdist worker died" \
+    SUITE="$s/dies" -- "${j[@]}" --integration /bin/false
+expect "parallel: a worker that stops the session early" nonzero "collected 3 tests but" \
+    SUITE="$s/stops_early" -- "${j[@]}" --integration /bin/false
+expect "parallel: a syntax error in a test module" nonzero "test_broken.py: could not be collected" \
+    SUITE="$s/collect_error" -- "${j[@]}" --integration /bin/false
+expect "parallel: an xfail in setup, judged in the worker" nonzero "xfail in setup (a broken fixture" \
+    SUITE="$s/xfail_setup" -- "${j[@]}" --integration /bin/false
+expect "parallel: a skip for a requirement the runner knows is counted" 0 "1 test(s) skipped" \
+    SUITE="$s/skip_env" -- "${j[@]}" --integration /bin/false
+expect "parallel: pytest-xdist missing" nonzero "exited with status 4" \
+    SUITE="$s/good" PYTEST_ARGS="-p no:xdist" -- "${j[@]}" --integration /bin/false
+expect "parallel: a unit binary that crashes beside the other stages" nonzero \
+    "unit-crash killed by signal 11" -- "${j[@]}" --unit "$bin/unit-good" "$bin/unit-crash" \
+    --replay "$bin/replay-good"
+expect "--jobs without a number" nonzero "--jobs needs a number of processes" \
+    SUITE="$s/good" -- --jobs x --integration /bin/false
 
 [ "$n" = "$cases" ] || { echo "# ran $n cases, planned $cases"; exit 1; }
 [ "$bad" = 0 ]
