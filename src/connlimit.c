@@ -223,6 +223,9 @@ connlimit_set_pending(unsigned n)
 	ensure_table();
 	if (mine != NULL)
 		STORE(&mine->pending, n);
+	/* a count that follows (connlimit_total()) sees every other worker's
+	 * record made before it, as after connlimit_add() */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 unsigned

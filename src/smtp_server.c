@@ -211,7 +211,11 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 		close(fd);
 		return;
 	}
-	if (connlimit_total() >= srv->cfg->limits.connections) {
+	/* record, then count (as session_start does): of two workers that
+	 * accept at once, at least one sees the other's connection */
+	connlimit_set_pending(proxyin_pool_count(srv->proxyin) + 1);
+	if (connlimit_total() > srv->cfg->limits.connections) {
+		connlimit_set_pending(proxyin_pool_count(srv->proxyin));
 		log_warn("event=refused peer=%s listener=%s reason=\"too many connections (waiting "
 		    "for a PROXY header)\"", peer, l->cl->name);
 		metrics_count(MF_PROXY_REFUSED, MPR_CONNECTIONS);

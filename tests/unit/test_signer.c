@@ -429,7 +429,9 @@ test_deadline(void **state)
 
 	pid = spawn_ed(&fd);
 	dead_calls = 0;
-	sc = signer_client_new(base, fd, 200, on_dead, NULL);
+	/* the deadline also bounds the signature after SIGCONT (r2): long
+	 * enough for a loaded machine, where 200 ms was not */
+	sc = signer_client_new(base, fd, 1500, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
 	memset(&r1, 0, sizeof(r1));
 	memset(&r2, 0, sizeof(r2));
