@@ -196,3 +196,26 @@ def served_by(sp, pid, start=0):
     import re
     rx = re.compile(r"front\[%d\] \w+: session=(\w+) event=connect " % pid)
     return [m.group(1) for m in (rx.search(ln) for ln in sp.lines[start:]) if m]
+
+
+def sigstop(pid, timeout=10.0):
+    """Stop pid (SIGSTOP) and return once every thread of it is stopped.
+    kill() returns before a multi-threaded process has stopped: one thread
+    takes the signal and stops the others when it runs, and meanwhile
+    another (a signer's slot thread, a keeper's worker) may still serve a
+    request that was sent after the kill."""
+    import signal
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+            states = []
+            for t in tasks:
+                with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            return True         # gone: nothing of it runs
+        return all(st in ("T", "t") for st in states) or None
+    wait_for(stopped, timeout=timeout, what="pid %d stopped" % pid)
+

@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 import auditlab
 from conftest import subproxy_binary
 from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, logged_in, make_message)
+from opsutil import sigstop
 
 SCHEMA = Path(__file__).resolve().parents[2] / "doc" / "audit-log.schema.json"
 
@@ -939,7 +940,7 @@ def test_recorder_beats_for_the_watchdog(lab, audit, tmp_path, monkeypatch, dns_
         for _ in range(3):
             ns.wait("WATCHDOG", "1", timeout=4)
         rec = proc_of(sp, "subproxy-record")
-        os.kill(rec, signal.SIGSTOP)
+        sigstop(rec)
         try:
             assert sp.wait_log(r"event=watchdog process=recorder .*not notifying", timeout=8)
         finally:

@@ -14,7 +14,7 @@ import pytest
 
 
 from helpers import ALICE, RCPT, RawClient, check_relayed, dot_stuff, make_message
-from opsutil import fronts
+from opsutil import fronts, sigstop
 
 import dkim  # python3-dkim (dkimpy)
 
@@ -280,7 +280,7 @@ def test_signer_dies_while_signing_451(lab):
     c.login()
     c.mail(ALICE)
     c.rcpt(RCPT, code=250)
-    os.kill(signer, signal.SIGSTOP)      # the request will wait in the socket
+    sigstop(signer)      # the request will wait in the socket
     try:
         c.cmd("DATA", 354)
         c.send(dot_stuff(make_message()))

@@ -10,6 +10,7 @@ import os
 import signal
 
 from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message, raw_starttls_client
+from opsutil import sigstop
 from test_dkim import roles
 
 DEADLINE = 4        # [limits] relay-timeout: the signing deadline, seconds
@@ -26,7 +27,7 @@ def test_stopped_signer_does_not_stop_front(lab):
     a.mail(ALICE)
     a.rcpt(RCPT, code=250)
     a.cmd("DATA", 354)
-    os.kill(signer, signal.SIGSTOP)
+    sigstop(signer)
     try:
         a.send(dot_stuff(make_message(subject="stalled")))
         # the signer cannot answer: every reply b gets comes from a loop

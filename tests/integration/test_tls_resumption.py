@@ -18,6 +18,7 @@ import time
 import pytest
 
 from helpers import SERVER_NAME, RawClient, client_context
+from opsutil import sigstop
 from test_dkim import roles
 
 LIFETIME = 3600         # TLS_TICKET_LIFETIME in src/tls.h
@@ -142,7 +143,7 @@ def test_resumed_handshake_completes_while_keeper_is_stopped(lab):
     sessions = {c: session_over(sp, lab.certs.ca, ctxs[c], c[1])[1] for c in CASES}
     # the keeper cannot answer at all: a full handshake would wait for it
     # (then front would give the keeper up); resumed ones complete
-    os.kill(keeper, signal.SIGSTOP)
+    sigstop(keeper)
     try:
         for c in CASES:
             reused, sessions[c] = session_over(sp, lab.certs.ca, ctxs[c], c[1], sessions[c])

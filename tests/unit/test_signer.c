@@ -136,6 +136,20 @@ run_until(struct event_base *base, const int *flag, int want)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
 }
 
+/* SIGSTOP, and wait until the signer has really stopped: kill() returns
+ * before a multi-threaded process is stopped (one thread takes the signal
+ * and stops the others when it runs; meanwhile a slot thread may still
+ * serve a request sent after the kill). */
+static void
+stop_signer(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+}
+
 static const char MSG[] =
     "From: Alice <alice@lab.test>\r\nTo: <bob@remote.test>\r\nSubject: hi\r\n"
     "Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nMessage-ID: <x@lab.test>\r\n\r\nbody\r\n";
@@ -383,7 +397,7 @@ test_stopped_signer_never_blocks(void **state)
 	dead_calls = 0;
 	sc = signer_client_new(base, fd, 0, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
-	kill(pid, SIGSTOP);
+	stop_signer(pid);
 	memset(r, 0, sizeof(r));
 	while (busy < 0) {
 		assert_true(n < 2048);
@@ -435,7 +449,7 @@ test_deadline(void **state)
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
 	memset(&r1, 0, sizeof(r1));
 	memset(&r2, 0, sizeof(r2));
-	kill(pid, SIGSTOP);
+	stop_signer(pid);
 	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
 	run_until(base, &r1.done, 1);
 	assert_int_equal(r1.done, 1);
