@@ -417,16 +417,30 @@ pw_lookup_cmp(const void *key, const void *elem)
 	return strcmp(key, e->login);
 }
 
+static const struct passwd_entry *
+pw_lookup(const struct passwd_db *db, const char *login)
+{
+	if (login == NULL || db->n == 0)
+		return NULL;
+	return bsearch(login, db->e, db->n, sizeof(*db->e), pw_lookup_cmp);
+}
+
+const char *
+passwd_stored(const struct passwd_db *db, const char *login)
+{
+	const struct passwd_entry *e = pw_lookup(db, login);
+
+	return e != NULL ? e->hash : NULL;
+}
+
 int
 passwd_verify(const struct passwd_db *db, const char *login, const char *password,
     size_t pwlen)
 {
-	const struct passwd_entry *e = NULL;
+	const struct passwd_entry *e = pw_lookup(db, login);
 	const char *hash;
 	int rv;
 
-	if (login != NULL && db->n > 0)
-		e = bsearch(login, db->e, db->n, sizeof(*db->e), pw_lookup_cmp);
 	hash = e != NULL ? e->hash : db->dummy;
 	rv = crypto_pwhash_str_verify(hash, password, (unsigned long long)pwlen);
 	return e != NULL && rv == 0 ? 1 : 0;

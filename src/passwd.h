@@ -60,6 +60,15 @@ int passwd_verify(const struct passwd_db *db, const char *login, const char *pas
     size_t pwlen);
 
 /*
+ * The stored hash of login (NUL-terminated), as libsodium reads it
+ * ("$argon2id$v=19$m=...", without the scheme prefix), or NULL when the
+ * login is not in the file.  The string lives in db's read-only guarded
+ * memory as long as db.  For binding something to the hash (the auth
+ * cache): it is no password check, and it costs a lookup, not Argon2id.
+ */
+const char *passwd_stored(const struct passwd_db *db, const char *login);
+
+/*
  * Hash password (len bytes) with Argon2id at libsodium's interactive limits
  * (m=65536 KiB, t=2, p=1) and a random salt, into out as
  * "{ARGON2ID}$argon2id$v=19$m=65536,t=2,p=1$SALT$HASH" (the format of

@@ -25,6 +25,7 @@ static const char *const type_names[PROC_TYPE_MAX] = {
 	[PROC_AUDIT_REC] = "AUDIT_REC",
 	[PROC_AUDIT_ACK] = "AUDIT_ACK",
 	[PROC_AUDIT_STATE] = "AUDIT_STATE",
+	[PROC_AUTH_CANCEL] = "AUTH_CANCEL",
 };
 
 const char *

@@ -61,6 +61,7 @@ enum proc_type {
 	PROC_AUDIT_REC,		/* front/parent -> recorder: see recorder.h */
 	PROC_AUDIT_ACK,		/* recorder -> front/parent: see recorder.h */
 	PROC_AUDIT_STATE,	/* recorder -> front: see recorder.h */
+	PROC_AUTH_CANCEL,	/* front -> keeper: see keeper_msg.h */
 	PROC_TYPE_MAX
 };
 

@@ -333,10 +333,16 @@ proc_client_answer(struct proc_client *pc, int status, proc_reply_cb *cb, void *
 void
 proc_req_cancel(struct proc_req **rp)
 {
+	struct proc_client *pc;
 	struct proc_req *rq;
 
 	if (rp == NULL || (rq = *rp) == NULL)
 		return;
+	pc = rq->pc;
+	/* sent: tell the peer, if it listens and there is room (a send error
+	 * is left for the reading side to find) */
+	if (pc->conf.cancel_type != 0 && rq->in_table && !rq->queued && !pc->dead)
+		(void)proc_trysend(pc->fd, pc->conf.cancel_type, rq->id, NULL, 0, -1);
 	req_detach(rq);
 	req_free(rq);
 	*rp = NULL;

@@ -19,6 +19,11 @@
  *  - Deadline: with conf.timeout_ms, a request not answered in time is
  *    answered PROC_CLIENT_TIMEOUT through the loop (a queued one is then
  *    never sent); its reply, if it comes later, is dropped.
+ *  - Cancel: a cancelled request that was sent can be followed by a message
+ *    of a declared type (conf.cancel_type) with its id and no payload, so
+ *    that the peer may skip work nobody waits for (the keeper's Argon2id
+ *    run for a session that went away).  Best effort: sent only when the
+ *    socket has room at once; its reply, if any, is dropped either way.
  *  - Notices: a peer may also speak unasked, with messages of one declared
  *    type (conf.notice_type) and id 0, an id no request ever has (the
  *    recorder's "the log is writable again").  Each is handed to
@@ -79,6 +84,7 @@ struct proc_client_conf {
 	unsigned int timeout_ms;        /* deadline per request; 0: none */
 	proc_dead_cb *dead_cb;          /* may be NULL */
 	void *dead_arg;
+	unsigned int cancel_type;       /* 0: a cancel tells the peer nothing */
 	unsigned int notice_type;       /* 0: the peer only replies */
 	proc_notice_cb *notice_cb;      /* with notice_type */
 	void *notice_arg;
@@ -109,8 +115,8 @@ struct proc_req *proc_client_answer(struct proc_client *pc, int status, proc_rep
     void *arg);
 
 /* Cancel: cb will not be called; a request already sent still reaches the
- * peer (its reply is dropped), a queued one is never sent.  *rp = NULL;
- * NULL is a no-op. */
+ * peer (its reply is dropped; with conf.cancel_type the peer is told, see
+ * above), a queued one is never sent.  *rp = NULL; NULL is a no-op. */
 void proc_req_cancel(struct proc_req **rp);
 
 /* Make the client die from the loop, as if the peer had gone away (for a

@@ -116,6 +116,13 @@ t_good(void **st)
 	assert_int_equal(passwd_verify(db, NULL, "alpha", 5), 0);
 	/* the extra fields are not part of anything */
 	assert_int_equal(passwd_verify(db, "1000", "alpha", 5), 0);
+	/* the stored hashes (for the auth cache), without the scheme, exactly
+	 * as written; none for unknown logins */
+	assert_string_equal(passwd_stored(db, "ref"), REF_HASH);
+	assert_string_equal(passwd_stored(db, "bob"), fastpw[1]);
+	assert_null(passwd_stored(db, "carol"));
+	assert_null(passwd_stored(db, "Bob"));
+	assert_null(passwd_stored(db, NULL));
 
 	passwd_db_free(&db);
 	assert_null(db);

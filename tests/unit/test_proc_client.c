@@ -87,8 +87,10 @@ on_notice(void *arg, const struct proc_msg *nm)
 	return 0;
 }
 
+/* with_notices: PROC_AUDIT_STATE is a notice; cancel_type: conf.cancel_type. */
 static void
-setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int with_notices)
+setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int with_notices,
+    unsigned int cancel_type)
 {
 	struct proc_client_conf conf = {
 		.role = "test",
@@ -101,6 +103,7 @@ setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int wit
 		.dead_arg = NULL,
 		.notice_type = with_notices ? PROC_AUDIT_STATE : 0,
 		.notice_cb = with_notices ? on_notice : NULL,
+		.cancel_type = cancel_type,
 	};
 	int sv[2];
 
@@ -117,7 +120,7 @@ setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int wit
 static void
 setup_with(struct fixture *f, size_t queue_max, unsigned int timeout_ms)
 {
-	setup_conf(f, queue_max, timeout_ms, 0);
+	setup_conf(f, queue_max, timeout_ms, 0, 0);
 }
 
 static void
@@ -216,6 +219,70 @@ test_stale_and_cancelled_dropped(void **state)
 	assert_int_equal(proc_client_dropped(f.pc), 3);
 	assert_int_equal(dead_calls, 0);
 	assert_false(proc_client_dead(f.pc));
+	teardown_fixture(&f);
+}
+
+/* With a cancel type, cancelling a sent request tells the peer its id (no
+ * payload); a request still queued is simply never sent; without one the
+ * peer hears nothing. */
+static void
+test_cancel_tells_peer(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got a = { 0 }, b = { 0 }, q = { 0 }, fill = { 0 };
+	struct proc_req *ra, *rq;
+	struct pollfd pfd;
+	uint32_t ida;
+	int n = 0;
+
+	setup_conf(&f, 4, 0, 0, PROC_AUTH_CANCEL);
+	ra = proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &b));
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	ida = m.id;
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	proc_req_cancel(&ra);
+	peer_recv(&f, PROC_AUTH_CANCEL, NULL);
+	assert_int_equal(m.id, ida);
+	assert_int_equal(m.len, 0);
+	/* its answer, if the peer sends one anyway, is dropped */
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, ida, "late", 4, -1), 0);
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, m.id + 1, "for b", 5, -1), 0);
+	run_until(f.base, &b.calls, 1);
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(proc_client_dropped(f.pc), 1);
+	/* a queued request: never sent, no cancel either */
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(++n < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &fill));
+	}
+	rq = proc_client_call(f.pc, PROC_SIGN_REQ, "q", 1, -1, on_reply, &q);
+	assert_int_equal(proc_client_queued(f.pc), 2);
+	proc_req_cancel(&rq);
+	assert_int_equal(proc_client_queued(f.pc), 1);
+	for (;;) {
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+		pfd.fd = f.peer;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) != 1)
+			break;
+		assert_int_equal(proc_recv(f.peer, &m, NULL), 1);
+		assert_int_equal(m.type, PROC_SIGN_REQ);
+		assert_int_equal(m.len, sizeof(big));
+	}
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	teardown_fixture(&f);
+
+	/* no cancel type: nothing follows a cancel */
+	setup_with(&f, 4, 0);
+	ra = proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a);
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	proc_req_cancel(&ra);
+	pfd.fd = f.peer;
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 0), 0);
 	teardown_fixture(&f);
 }
 
@@ -482,7 +549,7 @@ test_notices(void **state)
 	struct got a = { 0 };
 	size_t i;
 
-	setup_conf(&f, 4, 0, 1);
+	setup_conf(&f, 4, 0, 1, 0);
 	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a));
 	peer_recv(&f, PROC_SIGN_REQ, NULL);
 	assert_int_equal(proc_send(f.peer, PROC_AUDIT_STATE, 0, "n1", 2, -1), 0);
@@ -499,7 +566,7 @@ test_notices(void **state)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct got b = { 0 };
 
-		setup_conf(&f, 4, 0, bad[i].with_notices);
+		setup_conf(&f, 4, 0, bad[i].with_notices, 0);
 		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &b));
 		peer_recv(&f, PROC_SIGN_REQ, NULL);
 		assert_int_equal(proc_send(f.peer, PROC_AUDIT_STATE, bad[i].id, bad[i].payload,
@@ -693,6 +760,7 @@ main(void)
 		cmocka_unit_test(test_reply_by_id),
 		cmocka_unit_test(test_stale_and_cancelled_dropped),
 		cmocka_unit_test(test_queue_and_busy),
+		cmocka_unit_test(test_cancel_tells_peer),
 		cmocka_unit_test(test_no_queue),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_die_once),
