@@ -226,14 +226,28 @@ config_free(struct config **cfgp)
 
 /* ---- reload ---- */
 
+/* A number of threads or processes: `set` when it is set, else one per
+ * online CPU within 1..max. */
+static unsigned
+per_cpu(uint64_t set, long online, unsigned max)
+{
+	if (set > 0)
+		return (unsigned)set;
+	if (online < 1)
+		return 1;
+	return online > (long)max ? max : (unsigned)online;
+}
+
 unsigned
 config_workers(const struct config *cfg, long online)
 {
-	if (cfg->workers > 0)
-		return (unsigned)cfg->workers;
-	if (online < 1)
-		return 1;
-	return online > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX : (unsigned)online;
+	return per_cpu(cfg->workers, online, CONFIG_WORKERS_MAX);
+}
+
+unsigned
+config_auth_workers(const struct config *cfg, long online)
+{
+	return per_cpu(cfg->auth_workers, online, CONFIG_AUTH_WORKERS_MAX);
 }
 
 static int

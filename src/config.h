@@ -22,6 +22,7 @@
 #include "dane.h"
 
 #define CONFIG_WORKERS_MAX 64
+#define CONFIG_AUTH_WORKERS_MAX 64      /* [auth] workers */
 
 enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS };
 enum dane_mode { DANE_MODE_REQUIRED, DANE_MODE_STATIC };
@@ -109,6 +110,8 @@ struct config_limits {
 	uint64_t protocol_errors;       /* per session, then 421 4.7.0; default 10 */
 	uint64_t auth_timeout;          /* seconds from connect to AUTH, default 60 */
 	uint64_t session_timeout;       /* seconds per session, default 3600 */
+	uint64_t auth_queue;            /* password checks the keeper holds at once (waiting
+					 * for or on a worker), default = connections */
 	uint64_t ipv6_prefix;           /* bits of an IPv6 address that count as one, default 64 */
 	uint64_t login_memory;          /* message octets one login may hold at once, default
 					 * 4 x message_size */
@@ -144,6 +147,10 @@ struct config {
 
 	/* [auth] */
 	char *passwd_file;              /* required */
+	uint64_t auth_cache_ttl;        /* cache-ttl, seconds, default 3600; 0 = no auth cache */
+	uint64_t auth_cache_size;       /* cache-size, entries (one per login), default 10000 */
+	uint64_t auth_workers;          /* workers: Argon2id threads, 1..CONFIG_AUTH_WORKERS_MAX;
+					 * 0 = not set: online CPUs (config_auth_workers()) */
 
 	/* [senders] LOGIN = ADDRESS, @DOMAIN, ... */
 	struct config_sender *senders;
@@ -225,6 +232,11 @@ unsigned config_workers(const struct config *cfg, long online);
  * (comma-separated, truncated to len).  Returns how many there were. */
 size_t config_keep_restart_only(struct config *nw, const struct config *old, char *names,
     size_t len);
+
+/* The keeper's Argon2id threads: [auth] workers, or when it is not set the
+ * number of online CPUs (`online`, from sysconf) within
+ * 1..CONFIG_AUTH_WORKERS_MAX. */
+unsigned config_auth_workers(const struct config *cfg, long online);
 
 /* Sender policy: may `login` use `address` as envelope or header sender?
  * Rules: the [senders] entry for the login (exact address, case-insensitive;

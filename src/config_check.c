@@ -452,6 +452,7 @@ check_limits(struct parse *p, struct config *cfg)
 	    &l->session_timeout) < 0 ||
 	    get_num(p, "limits", "ipv6-prefix", 16, 128, K_UINT, &l->ipv6_prefix) < 0 ||
 	    get_num(p, "limits", "login-memory", 1024, 1ULL << 44, K_SIZE, &l->login_memory) < 0 ||
+	    get_num(p, "limits", "auth-queue", 1, 1000000, K_UINT, &l->auth_queue) < 0 ||
 	    get_rates(p, NULL, &l->rates) < 0)
 		return -1;
 	if (l->header_size > l->message_size) {
@@ -466,6 +467,10 @@ check_limits(struct parse *p, struct config *cfg)
 		    (unsigned long long)l->auth_timeout, (unsigned long long)l->session_timeout);
 		return -1;
 	}
+	/* every session has at most one password check in flight: as many as
+	 * sessions can exist, none is refused for want of room */
+	if (l->auth_queue == 0)
+		l->auth_queue = l->connections;
 	if (l->login_memory == 0)
 		l->login_memory = 4 * l->message_size;
 	else if (l->login_memory < l->message_size) {
@@ -537,7 +542,14 @@ validate(struct parse *p, struct config *cfg)
 			perr(p, 1, "missing section [auth] (expected 'passwd-file')");
 			return -1;
 		}
-		if (get_str(p, "auth", NULL, "passwd-file", 1, a->line, &cfg->passwd_file) < 0)
+		cfg->auth_cache_ttl = 3600;
+		cfg->auth_cache_size = 10000;
+		if (get_str(p, "auth", NULL, "passwd-file", 1, a->line, &cfg->passwd_file) < 0 ||
+		    get_num(p, "auth", "cache-ttl", 0, 7 * 86400, K_TIME, &cfg->auth_cache_ttl) < 0 ||
+		    get_num(p, "auth", "cache-size", 1, 1u << 24, K_UINT,
+		    &cfg->auth_cache_size) < 0 ||
+		    get_num(p, "auth", "workers", 1, CONFIG_AUTH_WORKERS_MAX, K_UINT,
+		    &cfg->auth_workers) < 0)
 			return -1;
 	}
 	if (check_senders(p, cfg) < 0)

@@ -60,7 +60,10 @@ static const struct keyspec listen_keys[] = {
 static const struct keyspec tls_keys[] = {
 	{ "certificate", 0 }, { "key", 0 }, { "priority", 0 }, { NULL, 0 }
 };
-static const struct keyspec auth_keys[] = { { "passwd-file", 0 }, { NULL, 0 } };
+static const struct keyspec auth_keys[] = {
+	{ "passwd-file", 0 }, { "cache-ttl", 0 }, { "cache-size", 0 }, { "workers", 0 },
+	{ NULL, 0 }
+};
 static const struct keyspec relay_keys[] = {
 	{ "host", 0 }, { "address", 0 }, { "port", 0 }, { "tls", 0 }, { "tlsa", 1 },
 	{ "dane", 0 }, { "auth-file", 0 }, { "xclient", 0 }, { "connections", 0 },
@@ -83,7 +86,7 @@ static const struct keyspec limits_keys[] = {
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
 	{ "timeout", 0 }, { "auth-failures", 0 }, { "memory-body", 0 }, { "relay-timeout", 0 },
 	{ "protocol-errors", 0 }, { "auth-timeout", 0 }, { "session-timeout", 0 },
-	{ "ipv6-prefix", 0 }, { "login-memory", 0 },
+	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { "auth-queue", 0 },
 	{ "messages-per-hour", 0 }, { "recipients-per-hour", 0 }, { "auth-per-minute", 0 },
 	{ "sessions-per-login", 0 }, { NULL, 0 }
 };

@@ -5,7 +5,9 @@
 #include "keeper.h"
 #include "keeper_int.h"
 
+#include "authcache.h"
 #include "config.h"
+#include "keeper_queue.h"
 #include "lockout.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,7 +30,6 @@
 #include <sodium.h>
 
 #define QUICK_MAX       1024    /* AUTH answers waiting for one slot; beyond: stop reading it */
-#define OUT_MAX         (QUICK_MAX + KEEPER_QUEUE_MAX)  /* and the checks still running */
 
 static struct lockout_limits lock_limits = {
 	KEEPER_LOCK_LOGIN_MAX, KEEPER_LOCK_PEER_MAX, KEEPER_LOCK_WINDOW
@@ -47,46 +48,35 @@ keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned int w
 
 /* ---- the keeper process: its state ---- */
 
-/* A password check waiting for, or running on, a worker. */
-struct job {
-	struct job *next;
-	size_t slot;                    /* whose answer it is */
-	uint32_t id;
-	char *pw;                       /* a guarded slot of KEEPER_PW_MAX + 1 */
-	size_t pwlen;
-	char login[PASSWD_LOGIN_MAX + 1];
-	char peer[KEEPER_PEER_MAX + 1];
-};
-
+/* An answer given without a worker (malformed, locked, cached, busy). */
 struct answer {
 	uint32_t id;
 	uint32_t result;                /* enum keeper_auth_result */
+	uint32_t flags;                 /* KEEPER_AUTH_F_* */
 };
 
-/* One client slot: a front worker's two sockets and its AUTH answers. */
+/* One client slot: a front worker's two sockets and its quick answers
+ * (the workers' answers wait in the queue, keeper_queue_answer). */
 struct slot {
 	int tls_fd, auth_fd;            /* -1 once front closed them */
 	/* K.mu: */
-	struct answer out[OUT_MAX];     /* answers to send, oldest at out_head */
-	size_t out_head, nout;
-	struct job *waiting, *waiting_tail;     /* checks for a worker */
-	size_t njobs;                   /* checks waiting or running */
+	struct answer *quick;           /* QUICK_MAX, oldest at qhead */
+	size_t qhead, nquick;
 };
 
 static struct keeper {
 	struct slot *slots;
 	size_t nslots, nopen;
-	size_t share;                   /* checks one slot may have at once */
+	unsigned int nworkers;
 	int wake[2];                    /* a worker's answer is ready: [1] -> [0] */
 	struct passwd_db *db;
 	pthread_mutex_t mu;             /* the slots' K.mu fields and everything below */
-	pthread_cond_t cv;               /* a check is waiting */
-	pthread_cond_t started;          /* a worker is running */
+	pthread_cond_t cv;              /* a check is waiting */
+	pthread_cond_t started;         /* a worker is running */
 	unsigned int nstarted;
-	size_t rr;                      /* the slot a worker looks at first */
-	struct job *free_jobs;
-	struct job jobs[KEEPER_QUEUE_MAX];
+	struct keeper_queue *q;         /* checks waiting, running, answered */
 	struct lockout *lockout;
+	struct authcache *cache;        /* NULL: [auth] cache-ttl = 0 */
 } K;
 
 static uint64_t
@@ -114,25 +104,52 @@ record_result(const char *login, const char *peer, int ok, uint64_t now)
 		    log_escape(esc, sizeof(esc), peer, strlen(peer)), lim->peer_max, lim->window);
 }
 
-/* ---- AUTH: answers, jobs and workers ---- */
+/*
+ * Is the check answered without Argon2id (K.mu held)?  A locked login or
+ * address: KEEPER_AUTH_LOCKED, before the cache is looked at.  The same
+ * login and password verified within the cache's ttl, against the hash the
+ * file has now: KEEPER_AUTH_OK with KEEPER_AUTH_F_CACHED, recorded for the
+ * lockout as a verified success is.  Else -1: Argon2id decides.
+ */
+static int
+answer_early(const char *login, const char *peer, const uint8_t *pw, size_t pwlen,
+    uint32_t *flags_r)
+{
+	uint64_t now = now_sec();
+
+	*flags_r = 0;
+	if (lockout_locked(K.lockout, login, peer, now))
+		return KEEPER_AUTH_LOCKED;
+	if (K.cache != NULL &&
+	    authcache_lookup(K.cache, login, passwd_stored(K.db, login), pw, pwlen, now)) {
+		record_result(login, peer, 1, now);
+		*flags_r = KEEPER_AUTH_F_CACHED;
+		return KEEPER_AUTH_OK;
+	}
+	return -1;
+}
+
+/* ---- AUTH: answers, checks and workers ---- */
 
 /* Queue an answer for slot s (K.mu held); dropped if front closed it. */
 static void
-answer_put(struct slot *s, uint32_t id, int result)
+answer_put(struct slot *s, uint32_t id, int result, uint32_t flags)
 {
 	struct answer *a;
 
 	if (s->auth_fd < 0)
 		return;
-	/* never full: reading stops at QUICK_MAX, at most KEEPER_QUEUE_MAX run */
-	if (s->nout == OUT_MAX) {
+	/* never full: a slot is read only while nquick < QUICK_MAX, one
+	 * request per round */
+	if (s->nquick == QUICK_MAX) {
 		log_err("keeper: answer queue overflow (a bug); exiting");
 		_exit(1);
 	}
-	a = &s->out[(s->out_head + s->nout) % OUT_MAX];
+	a = &s->quick[(s->qhead + s->nquick) % QUICK_MAX];
 	a->id = id;
 	a->result = (uint32_t)result;
-	s->nout++;
+	a->flags = flags;
+	s->nquick++;
 }
 
 /* Tell the main thread (in poll) that answers are ready. */
@@ -158,115 +175,88 @@ drain_wake(void)
 		;
 }
 
-/* The next check for a worker, taking the slots in turn (K.mu held). */
-static struct job *
-job_take(void)
-{
-	struct slot *s;
-	struct job *j;
-	size_t i;
-
-	for (i = 0; i < K.nslots; i++) {
-		s = &K.slots[(K.rr + i) % K.nslots];
-		if ((j = s->waiting) != NULL) {
-			if ((s->waiting = j->next) == NULL)
-				s->waiting_tail = NULL;
-			K.rr = (K.rr + i + 1) % K.nslots;
-			return j;
-		}
-	}
-	return NULL;
-}
-
-/* Back to the free list, password wiped (K.mu held). */
+/* One check on a worker (K.mu held; released during Argon2id).  Looked at
+ * again first: a login locked, or a login verified by another check,
+ * while this one waited. */
 static void
-job_free(struct job *j)
+run_check(struct keeper_check *c)
 {
-	sodium_memzero(j->pw, KEEPER_PW_MAX + 1);
-	K.slots[j->slot].njobs--;
-	j->next = K.free_jobs;
-	K.free_jobs = j;
-}
+	uint32_t flags;
+	int result, ok;
 
-static int
-run_check(struct job *j)
-{
-	uint64_t now = now_sec();
-	int locked, ok;
-
-	pthread_mutex_lock(&K.mu);
-	locked = lockout_locked(K.lockout, j->login, j->peer, now);
-	pthread_mutex_unlock(&K.mu);
-	if (locked)
-		return KEEPER_AUTH_LOCKED;
-	ok = passwd_verify(K.db, j->login, j->pw, j->pwlen) == 1;
-	pthread_mutex_lock(&K.mu);
-	record_result(j->login, j->peer, ok, now_sec());
-	pthread_mutex_unlock(&K.mu);
-	return ok ? KEEPER_AUTH_OK : KEEPER_AUTH_FAIL;
+	if ((result = answer_early(c->login, c->peer, c->pw, c->pwlen, &flags)) < 0) {
+		/* the check is running: nobody else touches it meanwhile */
+		pthread_mutex_unlock(&K.mu);
+		ok = passwd_verify(K.db, c->login, (const char *)c->pw, c->pwlen) == 1;
+		pthread_mutex_lock(&K.mu);
+		/* only what Argon2id verified is remembered, never a failure */
+		if (ok && K.cache != NULL)
+			authcache_insert(K.cache, c->login, passwd_stored(K.db, c->login), c->pw,
+			    c->pwlen, now_sec());
+		record_result(c->login, c->peer, ok, now_sec());
+		result = ok ? KEEPER_AUTH_OK : KEEPER_AUTH_FAIL;
+	}
+	keeper_queue_done(K.q, c, (uint32_t)result, flags);
 }
 
 static void *
 worker(void *arg)
 {
-	struct job *j;
-	int result;
+	struct keeper_check *c;
 
 	/* running: every system call of a thread's start (rseq, ...) is done */
 	pthread_mutex_lock(&K.mu);
 	K.nstarted++;
 	pthread_cond_broadcast(&K.started);
 	for (;;) {
-		while ((j = job_take()) == NULL)
+		while ((c = keeper_queue_take(K.q)) == NULL)
 			pthread_cond_wait(&K.cv, &K.mu);
-		pthread_mutex_unlock(&K.mu);
-		result = run_check(j);
-		pthread_mutex_lock(&K.mu);
-		answer_put(&K.slots[j->slot], j->id, result);
-		job_free(j);
+		run_check(c);
 		wake_main();
 	}
 	return NULL;
 }
 
-/* One AUTH_REQ from slot i: answer at once (malformed, locked, busy) or
- * queue the check.  The password is wiped from the message here. */
+/* One AUTH_REQ from slot i: answer at once (malformed, locked, cached,
+ * no room) or queue the check for a worker.  The password is wiped from
+ * the message here. */
 static void
 serve_auth(size_t i, struct proc_msg *m)
 {
 	struct slot *s = &K.slots[i];
 	struct keeper_auth_fields f;
-	struct job *j;
+	uint32_t flags = 0;
+	int result;
 
 	pthread_mutex_lock(&K.mu);
 	if (keeper_auth_req_decode(m->payload, m->len, &f) < 0) {
 		log_err("keeper: refused a malformed AUTH request id=%u (%u octets)", m->id, m->len);
-		answer_put(s, m->id, KEEPER_AUTH_BADREQ);
-	} else if (lockout_locked(K.lockout, f.login, f.peer, now_sec())) {
-		answer_put(s, m->id, KEEPER_AUTH_LOCKED);
-	} else if (s->njobs >= K.share || (j = K.free_jobs) == NULL) {
-		/* a slot's share keeps one front from taking every worker */
-		answer_put(s, m->id, KEEPER_AUTH_BUSY);
+		answer_put(s, m->id, KEEPER_AUTH_BADREQ, 0);
+	} else if ((result = answer_early(f.login, f.peer, f.pw, f.pwlen, &flags)) >= 0) {
+		answer_put(s, m->id, result, flags);
+	} else if (keeper_queue_put(K.q, i, m->id, f.login, f.peer, f.pw, f.pwlen) < 0) {
+		/* [limits] auth-queue checks are held already */
+		answer_put(s, m->id, KEEPER_AUTH_BUSY, 0);
 	} else {
-		K.free_jobs = j->next;
-		j->next = NULL;
-		j->slot = i;
-		j->id = m->id;
-		memcpy(j->login, f.login, sizeof(j->login));
-		memcpy(j->peer, f.peer, sizeof(j->peer));
-		memcpy(j->pw, f.pw, f.pwlen);
-		j->pw[f.pwlen] = '\0';
-		j->pwlen = f.pwlen;
-		if (s->waiting_tail != NULL)
-			s->waiting_tail->next = j;
-		else
-			s->waiting = j;
-		s->waiting_tail = j;
-		s->njobs++;
 		pthread_cond_signal(&K.cv);
 	}
 	pthread_mutex_unlock(&K.mu);
+	sodium_memzero(&f, sizeof(f));
 	sodium_memzero(m->payload, m->len);
+}
+
+/* AUTH_CANCEL from slot i: front's session went away; a check still
+ * waiting is dropped before it costs an Argon2id run. */
+static void
+serve_cancel(size_t i, const struct proc_msg *m)
+{
+	if (m->len != 0) {
+		log_err("keeper: ignored an AUTH cancel with a payload id=%u", m->id);
+		return;
+	}
+	pthread_mutex_lock(&K.mu);
+	(void)keeper_queue_cancel(K.q, i, m->id);
+	pthread_mutex_unlock(&K.mu);
 }
 
 /* ---- the main thread: the slots' sockets ---- */
@@ -276,19 +266,14 @@ static void
 slot_close(size_t i, const char *why)
 {
 	struct slot *s = &K.slots[i];
-	struct job *j;
 
 	log_debug("keeper: front closed slot %zu (%s)", i, why);
 	pthread_mutex_lock(&K.mu);
 	close(s->tls_fd);
 	close(s->auth_fd);
 	s->tls_fd = s->auth_fd = -1;
-	s->nout = 0;
-	while ((j = s->waiting) != NULL) {
-		s->waiting = j->next;
-		job_free(j);
-	}
-	s->waiting_tail = NULL;
+	s->nquick = 0;
+	keeper_queue_drop_slot(K.q, i);
 	pthread_mutex_unlock(&K.mu);
 	if (--K.nopen == 0) {
 		log_debug("keeper: every slot is closed, exiting");
@@ -296,10 +281,12 @@ slot_close(size_t i, const char *why)
 	}
 }
 
-/* Receive one message of `want` type from slot i: 1, or 0 when front
- * closed the slot; a broken frame or another type ends the keeper. */
+/* Receive one message of type want or want2 (0: none) from slot i: 1, or
+ * 0 when front closed the slot; a broken frame or another type ends the
+ * keeper. */
 static int
-slot_recv(size_t i, int fd, struct proc_msg *m, unsigned int want, const char *sock)
+slot_recv(size_t i, int fd, struct proc_msg *m, unsigned int want, unsigned int want2,
+    const char *sock)
 {
 	int rc = proc_recv(fd, m, NULL);
 
@@ -314,7 +301,7 @@ slot_recv(size_t i, int fd, struct proc_msg *m, unsigned int want, const char *s
 		    sock, errno == EPROTO ? proc_strerror(m->error) : strerror(errno));
 		_exit(1);
 	}
-	if (m->type != want) {
+	if (m->type != want && (want2 == 0 || m->type != want2)) {
 		log_err("keeper: unexpected %s from front on slot %zu's %s socket; exiting",
 		    proc_type_name(m->type), i, sock);
 		_exit(1);
@@ -340,28 +327,58 @@ serve_tls(size_t i, struct proc_msg *m)
 		    strerror(errno));
 }
 
-/* Send slot i's queued AUTH answers until its socket is full. */
+/* Slot i's oldest unsent AUTH answer into *a: 1, or 0 when there is none
+ * (K.mu held).  Quick answers first.  Only the main thread adds quick
+ * answers and sends, so the answer is still the oldest at answer_sent(). */
+static int
+answer_next(size_t i, struct answer *a)
+{
+	struct slot *s = &K.slots[i];
+	const struct keeper_check *c;
+
+	if (s->nquick > 0) {
+		*a = s->quick[s->qhead];
+		return 1;
+	}
+	if ((c = keeper_queue_answer(K.q, i)) == NULL)
+		return 0;
+	a->id = c->id;
+	a->result = c->result;
+	a->flags = c->flags;
+	return 1;
+}
+
+static void
+answer_sent(size_t i)
+{
+	struct slot *s = &K.slots[i];
+
+	if (s->nquick > 0) {
+		s->qhead = (s->qhead + 1) % QUICK_MAX;
+		s->nquick--;
+	} else {
+		keeper_queue_sent(K.q, i);
+	}
+}
+
+/* Send slot i's AUTH answers until its socket is full. */
 static void
 flush_answers(size_t i)
 {
 	struct slot *s = &K.slots[i];
 	struct answer a;
-	uint8_t buf[4];
-	int rc;
+	uint8_t buf[8];
+	long n;
+	int rc, more;
 
 	for (;;) {
 		pthread_mutex_lock(&K.mu);
-		if (s->auth_fd < 0 || s->nout == 0) {
-			pthread_mutex_unlock(&K.mu);
-			return;
-		}
-		a = s->out[s->out_head];
+		more = s->auth_fd >= 0 && answer_next(i, &a);
 		pthread_mutex_unlock(&K.mu);
-		buf[0] = (uint8_t)(a.result >> 24);
-		buf[1] = (uint8_t)(a.result >> 16);
-		buf[2] = (uint8_t)(a.result >> 8);
-		buf[3] = (uint8_t)a.result;
-		rc = proc_trysend(s->auth_fd, PROC_AUTH_REP, a.id, buf, sizeof(buf), -1);
+		if (!more)
+			return;
+		n = keeper_auth_rep_encode(buf, sizeof(buf), a.result, a.flags);
+		rc = proc_trysend(s->auth_fd, PROC_AUTH_REP, a.id, buf, (size_t)n, -1);
 		if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) {
 			slot_close(i, "eof");
 			return;
@@ -374,8 +391,7 @@ flush_answers(size_t i)
 		if (rc < 0)
 			return;         /* POLLOUT brings us back */
 		pthread_mutex_lock(&K.mu);
-		s->out_head = (s->out_head + 1) % OUT_MAX;
-		s->nout--;
+		answer_sent(i);
 		pthread_mutex_unlock(&K.mu);
 	}
 }
@@ -386,21 +402,24 @@ child_loop(void)
 	static struct proc_msg m;
 	struct pollfd *pfd = xcalloc(1 + 2 * K.nslots, sizeof(*pfd));
 	struct slot *s;
-	size_t i;
+	size_t i, unsent;
 	int rc;
 
 	for (;;) {
 		pfd[0].fd = K.wake[0];
 		pfd[0].events = POLLIN;
 		pthread_mutex_lock(&K.mu);
+		if (K.cache != NULL)
+			authcache_expire(K.cache, now_sec());
 		for (i = 0; i < K.nslots; i++) {
 			s = &K.slots[i];
+			unsent = s->nquick + keeper_queue_answers(K.q, i);
 			pfd[1 + 2 * i].fd = s->tls_fd;          /* -1: ignored by poll */
 			pfd[1 + 2 * i].events = POLLIN;
 			pfd[2 + 2 * i].fd = s->auth_fd;
 			/* front does not read its answers: stop reading its checks */
-			pfd[2 + 2 * i].events = (s->nout < QUICK_MAX ? POLLIN : 0) |
-			    (s->nout > 0 ? POLLOUT : 0);
+			pfd[2 + 2 * i].events = (unsent < QUICK_MAX ? POLLIN : 0) |
+			    (unsent > 0 ? POLLOUT : 0);
 		}
 		pthread_mutex_unlock(&K.mu);
 		/* wake up at least once per heartbeat interval (metrics.h) */
@@ -417,7 +436,7 @@ child_loop(void)
 		/* key operations first: a handshake is waiting for each */
 		for (i = 0; i < K.nslots; i++)
 			if (pfd[1 + 2 * i].revents != 0 && K.slots[i].tls_fd >= 0 &&
-			    slot_recv(i, K.slots[i].tls_fd, &m, PROC_TLS_SIGN_REQ, "TLS"))
+			    slot_recv(i, K.slots[i].tls_fd, &m, PROC_TLS_SIGN_REQ, 0, "TLS"))
 				serve_tls(i, &m);
 		/* then answers out, then one check in per slot: every slot in turn */
 		for (i = 0; i < K.nslots; i++) {
@@ -429,8 +448,13 @@ child_loop(void)
 			if (K.slots[i].auth_fd < 0)
 				continue;
 			if (re & POLLIN) {
-				if (slot_recv(i, K.slots[i].auth_fd, &m, PROC_AUTH_REQ, "AUTH"))
+				if (!slot_recv(i, K.slots[i].auth_fd, &m, PROC_AUTH_REQ,
+				    PROC_AUTH_CANCEL, "AUTH"))
+					continue;
+				if (m.type == PROC_AUTH_REQ)
 					serve_auth(i, &m);
+				else
+					serve_cancel(i, &m);
 			} else if (re & (POLLHUP | POLLERR)) {
 				slot_close(i, "hangup");
 			}
@@ -440,19 +464,42 @@ child_loop(void)
 
 /* ---- start-up ---- */
 
+/* The auth cache ([auth] cache-ttl, cache-size; one entry per login, so no
+ * more than the file has), its key random and wiped here. */
+static int
+cache_make(const struct config *cfg, char *err, size_t errlen)
+{
+	unsigned char key[AUTHCACHE_KEY];
+	size_t n = passwd_db_count(K.db), size = (size_t)cfg->auth_cache_size;
+
+	if (cfg->auth_cache_ttl == 0)
+		return 0;
+	if (size > n)
+		size = n > 0 ? n : 1;
+	randombytes_buf(key, sizeof(key));
+	K.cache = authcache_new(size, cfg->auth_cache_ttl, key);
+	sodium_memzero(key, sizeof(key));
+	if (K.cache == NULL) {
+		snprintf(err, errlen, "keeper: out of guarded memory for the auth cache");
+		return -1;
+	}
+	return 0;
+}
+
 /* Everything the keeper needs before its filter: key, passwords, counters,
- * job slots (passwords in guarded memory), the wake-up socket, workers. */
+ * the auth cache, the check queue, the wake-up socket, the workers. */
 static int
 child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t errlen)
 {
 	unsigned char key[LOCKOUT_HASH_KEY];
 	pthread_t t;
-	char *pw;
 	size_t i;
 
 	/* glibc reads /etc/localtime on the first time conversion (even
-	 * gmtime_r, in log lines): now, while files may still be opened */
+	 * gmtime_r, in log lines): now, while files may still be opened;
+	 * the number of CPUs from /sys too */
 	tzset();
+	K.nworkers = config_auth_workers(cfg, sysconf(_SC_NPROCESSORS_ONLN));
 	if (passwd_init() < 0 || gnutls_global_init() < 0) {
 		snprintf(err, errlen, "keeper: cannot initialise libsodium or GnuTLS");
 		return -1;
@@ -465,15 +512,11 @@ child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t 
 	randombytes_buf(key, sizeof(key));
 	K.lockout = lockout_new(&lock_limits, key);
 	sodium_memzero(key, sizeof(key));
-	if ((pw = sodium_malloc((size_t)KEEPER_QUEUE_MAX * (KEEPER_PW_MAX + 1))) == NULL) {
-		snprintf(err, errlen, "keeper: out of guarded memory");
+	if (cache_make(cfg, err, errlen) < 0)
 		return -1;
-	}
-	for (i = 0; i < KEEPER_QUEUE_MAX; i++) {
-		K.jobs[i].pw = pw + i * (KEEPER_PW_MAX + 1);
-		K.jobs[i].next = K.free_jobs;
-		K.free_jobs = &K.jobs[i];
-	}
+	K.q = keeper_queue_new((size_t)cfg->limits.auth_queue, K.nslots);
+	for (i = 0; i < K.nslots; i++)
+		K.slots[i].quick = xcalloc(QUICK_MAX, sizeof(struct answer));
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, K.wake) < 0) {
 		snprintf(err, errlen, "keeper: socketpair: %s", strerror(errno));
 		return -1;
@@ -481,15 +524,16 @@ child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t 
 	pthread_mutex_init(&K.mu, NULL);
 	pthread_cond_init(&K.cv, NULL);
 	pthread_cond_init(&K.started, NULL);
-	for (i = 0; i < KEEPER_WORKERS; i++)
+	for (i = 0; i < K.nworkers; i++)
 		if (pthread_create(&t, NULL, worker, NULL) != 0) {
-			snprintf(err, errlen, "keeper: cannot start a worker thread");
+			snprintf(err, errlen, "keeper: cannot start Argon2id worker thread %zu of "
+			    "%u ([auth] workers)", i + 1, K.nworkers);
 			return -1;
 		}
 	/* the seccomp filter reaches every thread at once (TSYNC): a thread
 	 * still starting would be killed by its first rseq(2) */
 	pthread_mutex_lock(&K.mu);
-	while (K.nstarted < KEEPER_WORKERS)
+	while (K.nstarted < K.nworkers)
 		pthread_cond_wait(&K.started, &K.mu);
 	pthread_mutex_unlock(&K.mu);
 	return 0;
@@ -512,7 +556,6 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 		K.slots[i].tls_fd = fds[2 * i];
 		K.slots[i].auth_fd = fds[2 * i + 1];
 	}
-	K.share = KEEPER_QUEUE_MAX / K.nslots > 0 ? KEEPER_QUEUE_MAX / K.nslots : 1;
 	if (child_load(cfg, &info, err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	/* the secrets are loaded and tested: from now on, in an empty root as
@@ -526,8 +569,10 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	proc_put_u32(&w, info.bits);
 	proc_put_bytes(&w, info.spki, info.spki_len);
 	proc_ready(ready_fd, (uint32_t)info.npasswd, ready, extra, (size_t)proc_writer_done(&w));
-	log_info("event=keeper-ready key=%s logins=%zu workers=%d slots=%zu", key, info.npasswd,
-	    KEEPER_WORKERS, K.nslots);
+	log_info("event=keeper-ready key=%s logins=%zu workers=%u auth-queue=%llu cache-ttl=%llu "
+	    "cache-size=%llu slots=%zu", key, info.npasswd, K.nworkers,
+	    (unsigned long long)cfg->limits.auth_queue, (unsigned long long)cfg->auth_cache_ttl,
+	    (unsigned long long)cfg->auth_cache_size, K.nslots);
 	child_loop();
 }
 

@@ -14,10 +14,15 @@
  *    answered at once by the keeper's main thread.  front waits for each
  *    answer (GnuTLS calls the key synchronously during a handshake).
  *  - the AUTH socket: password checks with request ids, any number in
- *    flight.  Argon2id (~50-100 ms, 64 MiB) runs on KEEPER_WORKERS threads
- *    inside the keeper, so a slow check never delays a TLS signature; the
- *    main thread sends every answer without waiting (a slot's answers queue
- *    while its front does not read), so it never waits for front.
+ *    flight, and cancels of checks whose session went away.  Argon2id
+ *    (~50-100 ms, 64 MiB each) runs on [auth] workers threads inside the
+ *    keeper (default: one per CPU), so a slow check never delays a TLS
+ *    signature; checks beyond the workers wait in a FIFO per slot
+ *    (keeper_queue.h), at most [limits] auth-queue of them held at once,
+ *    and only a check beyond that is answered KEEPER_AUTH_BUSY.  A
+ *    cancelled check that still waits is dropped before it costs Argon2id.
+ *    The main thread sends every answer without waiting (a slot's answers
+ *    queue while its front does not read), so it never waits for front.
  *
  * A message of the wrong type on either socket, a broken frame or an
  * unexpected descriptor ends the keeper (exit 1: front broke the protocol);
@@ -34,10 +39,22 @@
  * (without running Argon2id) until the window ends; front replies
  * 454 4.7.0.  A check is looked at when it arrives and again when a
  * worker takes it, so only checks already running when a counter reaches
- * its limit (at most KEEPER_WORKERS - 1 others) still count beyond it.
- * Locked logins, addresses and queue overflows are answered without
- * Argon2id, by the workers (answers may come in any order: match ids).
- * Unknown logins cost the same Argon2id run as known ones (passwd_verify).
+ * its limit (at most workers - 1 others) still count beyond it.
+ *
+ * The auth cache (authcache.h; [auth] cache-ttl, 0 = off, and cache-size)
+ * is looked at in the same two places, after the lockout: a login and
+ * password that Argon2id verified within cache-ttl, against the hash the
+ * keeper holds now, is answered KEEPER_AUTH_OK with KEEPER_AUTH_F_CACHED at
+ * once (the main thread spends one BLAKE2b run on it, between rounds of key
+ * operations) and clears the login's failure count as a verified success
+ * does.  Only successes of Argon2id are entered; any other password goes
+ * to Argon2id.
+ *
+ * Locked, cached, malformed and refused checks are answered at once
+ * (answers may come in any order: match ids).  Unknown logins cost the same
+ * Argon2id run as known ones (passwd_verify) and never hit the cache.
+ * Memory: each running check takes 64 MiB (the hashes' m=), so workers x
+ * 64 MiB at most; each held check a few hundred octets (keeper_queue.h).
  */
 #ifndef SUBPROXY_KEEPER_H
 #define SUBPROXY_KEEPER_H
@@ -49,8 +66,6 @@
 #include "keeper_msg.h"
 
 struct config;
-
-#define KEEPER_WORKERS          2       /* Argon2id threads in the keeper */
 
 /* Default lockout limits (keeper_set_lockout() changes them). */
 #define KEEPER_LOCK_LOGIN_MAX   10
@@ -69,8 +84,9 @@ void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned 
  * loads cfg->tls_key (a regular file that neither group nor other may
  * access; PEM or DER, unencrypted; RSA or RSA-PSS of at least 2048 bits,
  * ECDSA, Ed25519 or Ed448), signs once with it and checks the signature,
- * loads cfg->passwd_file (passwd_load), starts its workers (and waits until
- * they run), then PR_SET_DUMPABLE/RLIMIT_CORE again and its seccomp filter
+ * loads cfg->passwd_file (passwd_load), makes its auth cache, starts its
+ * workers (config_auth_workers(); waits until they run), then
+ * PR_SET_DUMPABLE/RLIMIT_CORE again and its seccomp filter
  * ("keeper", seccomp/keeper.policy), then reports.  Returns the child's pid
  * and fills fds_r[0..nslots) (front's ends of each slot, and the key's
  * description, the same in every slot) once it reported READY within
@@ -79,11 +95,14 @@ void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned 
  * /etc/k.pem"), the child reaped and every tls_fd/auth_fd -1.
  *
  * The keeper serves every slot: key operations first (all slots), then
- * AUTH answers out and one AUTH request in per slot, in turn.  A slot may
- * have at most KEEPER_QUEUE_MAX / nslots checks (at least one) waiting or
- * running, so one front cannot take every worker; a slot whose front does
- * not read its answers is no longer read (the others are).  It exits 0
- * when front has closed every slot, 1 when front breaks the protocol.
+ * AUTH answers out and one AUTH message in per slot, in turn.  Workers take
+ * the slots' checks in turn, so one front's long queue delays no other
+ * front's checks (it only fills cfg->limits.auth_queue sooner: every
+ * session has at most one check in flight, so a legitimate front never
+ * holds more than its sessions, and a front that floods is broken and can
+ * stop the keeper anyway).  A slot whose front does not read its answers is
+ * no longer read (the others are).  It exits 0 when front has closed every
+ * slot, 1 when front breaks the protocol.
  */
 pid_t keeper_spawn(const struct config *cfg, size_t nslots, int timeout,
     struct keeper_fds *fds_r, char *err, size_t errlen);

@@ -58,18 +58,14 @@ link_unref(struct keeper_link *l)
 	free(l);
 }
 
-/* An AUTH_REP: u32 result, nothing else. */
+/* An AUTH_REP: keeper_auth_rep_decode. */
 static int
 auth_rep_check(const struct proc_msg *m)
 {
-	struct proc_reader r;
-	uint32_t result;
+	unsigned int flags;
+	int result;
 
-	proc_reader_init(&r, m->payload, m->len);
-	if (proc_get_u32(&r, &result) < 0 || proc_reader_end(&r) < 0 ||
-	    result > KEEPER_AUTH_RESULT_MAX)
-		return -1;
-	return 0;
+	return keeper_auth_rep_decode(m->payload, m->len, &result, &flags);
 }
 
 static void
@@ -88,15 +84,13 @@ auth_answered(void *arg, int status, const struct proc_msg *m)
 	struct keeper_req *kr = arg;
 	keeper_auth_cb *cb = kr->cb;
 	void *cbarg = kr->arg;
-	struct proc_reader r;
-	uint32_t result;
+	unsigned int flags = 0;
 	int res;
 
 	switch (status) {
 	case PROC_CLIENT_OK:
-		proc_reader_init(&r, m->payload, m->len);
-		(void)proc_get_u32(&r, &result);        /* checked by auth_rep_check */
-		res = (int)result;
+		/* checked by auth_rep_check */
+		(void)keeper_auth_rep_decode(m->payload, m->len, &res, &flags);
 		break;
 	case PROC_CLIENT_DEAD:
 		res = KEEPER_DEAD;
@@ -113,12 +107,12 @@ auth_answered(void *arg, int status, const struct proc_msg *m)
 		break;
 	}
 	free(kr);
-	cb(cbarg, res);
+	cb(cbarg, res, flags);
 }
 
 struct keeper_client *
-keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_dead_cb *dead_cb,
-    void *arg)
+keeper_client_new(struct event_base *base, const struct keeper_fds *fds, size_t queue_max,
+    keeper_dead_cb *dead_cb, void *arg)
 {
 	struct keeper_client *kc = xcalloc(1, sizeof(*kc));
 	struct keeper_link *l = xcalloc(1, sizeof(*l));
@@ -128,8 +122,9 @@ keeper_client_new(struct event_base *base, const struct keeper_fds *fds, keeper_
 		    "closed",
 		.reply_type = PROC_AUTH_REP,
 		.check = auth_rep_check,
-		.queue_max = KEEPER_QUEUE_MAX,
-		.timeout_ms = 0,
+		.queue_max = queue_max,
+		.timeout_ms = 0,                /* the session's own timeouts bound the wait */
+		.cancel_type = PROC_AUTH_CANCEL,
 		.dead_cb = auth_dead,
 		.dead_arg = kc,
 	};

@@ -25,16 +25,20 @@ struct gnutls_privkey_st;
 
 #define KEEPER_TLS_TIMEOUT_MS   5000    /* a key operation slower than this: keeper lost */
 
-/* result: an enum keeper_auth_result value or KEEPER_DEAD. */
-typedef void keeper_auth_cb(void *arg, int result);
+/* result: an enum keeper_auth_result value or KEEPER_DEAD; flags:
+ * KEEPER_AUTH_F_* of the keeper's answer (KEEPER_AUTH_F_CACHED: an OK from
+ * the auth cache), else 0. */
+typedef void keeper_auth_cb(void *arg, int result, unsigned int flags);
 typedef void keeper_dead_cb(void *arg);
 
-/* front's end.  Takes ownership of both descriptors in *fds.  dead_cb is
- * called once, from the event loop, when the keeper goes away (EOF,
- * protocol error, a key operation timing out); every pending AUTH request
- * then fails with KEEPER_DEAD, later ones too, and key operations fail. */
+/* front's end.  Takes ownership of both descriptors in *fds.  queue_max:
+ * AUTH requests that may wait for room in the socket ([limits]
+ * auth-queue).  dead_cb is called once, from the event loop, when the
+ * keeper goes away (EOF, protocol error, a key operation timing out);
+ * every pending AUTH request then fails with KEEPER_DEAD, later ones too,
+ * and key operations fail. */
 struct keeper_client *keeper_client_new(struct event_base *base, const struct keeper_fds *fds,
-    keeper_dead_cb *dead_cb, void *arg);
+    size_t queue_max, keeper_dead_cb *dead_cb, void *arg);
 
 /* Fail pending requests silently (no callbacks), close the sockets, free;
  * *kcp = NULL.  NULL is a no-op.  Keys from keeper_tls_privkey() may
@@ -49,8 +53,9 @@ void keeper_client_free(struct keeper_client **kcp);
  * before this returns.  A field over its limit is answered
  * KEEPER_AUTH_BADREQ without asking the keeper; a request that finds no room
  * in the socket waits in the client's queue (proc_client.h), and when
- * KEEPER_QUEUE_MAX wait already it is answered KEEPER_AUTH_BUSY, unsent.
- * Returns a cookie for keeper_cancel().
+ * queue_max wait already it is answered KEEPER_AUTH_BUSY, unsent.  There is
+ * no deadline here: the caller's session timeouts bound the wait, and it
+ * cancels when the session ends.  Returns a cookie for keeper_cancel().
  */
 struct keeper_req *keeper_auth(struct keeper_client *kc, const char *login, const char *password,
     size_t pwlen, const char *peer, keeper_auth_cb *cb, void *arg);

@@ -80,6 +80,35 @@ keeper_auth_req_decode(const uint8_t *p, size_t len, struct keeper_auth_fields *
 }
 
 long
+keeper_auth_rep_encode(uint8_t *buf, size_t cap, uint32_t result, uint32_t flags)
+{
+	struct proc_writer w;
+
+	proc_writer_init(&w, buf, cap);
+	proc_put_u32(&w, result);
+	proc_put_u32(&w, flags);
+	return proc_writer_done(&w);
+}
+
+int
+keeper_auth_rep_decode(const uint8_t *p, size_t len, int *result_r, unsigned int *flags_r)
+{
+	struct proc_reader r;
+	uint32_t result, flags;
+
+	proc_reader_init(&r, p, len);
+	if (proc_get_u32(&r, &result) < 0 || proc_get_u32(&r, &flags) < 0 ||
+	    proc_reader_end(&r) < 0)
+		return -1;
+	if (result > KEEPER_AUTH_RESULT_MAX || (flags & ~KEEPER_AUTH_F_KNOWN) != 0 ||
+	    ((flags & KEEPER_AUTH_F_CACHED) && result != KEEPER_AUTH_OK))
+		return -1;
+	*result_r = (int)result;
+	*flags_r = flags;
+	return 0;
+}
+
+long
 keeper_tls_req_encode(uint8_t *buf, size_t cap, const struct keeper_tls_fields *f)
 {
 	struct proc_writer w;

@@ -10,7 +10,12 @@
  *                     no NUL), bytes password (at most KEEPER_PW_MAX),
  *                     str peer (client address for the counters, at most
  *                     KEEPER_PEER_MAX printable ASCII, "" = none)
- *   PROC_AUTH_REP     keeper -> front: u32 enum keeper_auth_result
+ *   PROC_AUTH_REP     keeper -> front: u32 enum keeper_auth_result, u32
+ *                     flags (KEEPER_AUTH_F_*)
+ *   PROC_AUTH_CANCEL  front -> keeper: no payload; the id of an AUTH_REQ
+ *                     whose session went away.  A check still waiting for
+ *                     a worker is dropped unanswered; one already running
+ *                     or answered is not affected (front drops its answer).
  *   PROC_TLS_SIGN_REQ front -> keeper: u8 enum keeper_tls_op, u32
  *                     gnutls_sign_algorithm_t, u32 GnuTLS privkey flags,
  *                     bytes data (at most KEEPER_SIGN_DATA_MAX)
@@ -29,7 +34,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KEEPER_QUEUE_MAX        64      /* checks queued or running; beyond: KEEPER_AUTH_BUSY */
 #define KEEPER_PW_MAX           1024    /* password octets */
 #define KEEPER_PEER_MAX         63      /* "2001:db8::1", "[...]" or a name; printable */
 #define KEEPER_SIGN_DATA_MAX    8192    /* octets to sign (Ed25519 TLS 1.2: ~700) */
@@ -45,6 +49,10 @@ enum keeper_auth_result {
 };
 #define KEEPER_AUTH_RESULT_MAX  KEEPER_AUTH_BADREQ
 #define KEEPER_DEAD             (-1)    /* the keeper is gone: 454 4.7.0, service stops */
+
+/* Flags of an answer. */
+#define KEEPER_AUTH_F_CACHED    1u      /* KEEPER_AUTH_OK from the auth cache: no Argon2id ran */
+#define KEEPER_AUTH_F_KNOWN     (KEEPER_AUTH_F_CACHED)
 
 /* "ok", "fail", "locked", "busy", "badreq", "keeper-dead" (for logs). */
 const char *keeper_auth_result_name(int result);
@@ -91,6 +99,14 @@ long keeper_auth_req_encode(uint8_t *buf, size_t cap, const char *login, const c
 /* Decode an AUTH_REQ payload; the same limits.  Returns 0, or -1 (the
  * fields are then unspecified). */
 int keeper_auth_req_decode(const uint8_t *p, size_t len, struct keeper_auth_fields *f);
+
+/* Encode an AUTH_REP payload (8 octets) into buf.  Returns its length, or
+ * -1 (cap too small). */
+long keeper_auth_rep_encode(uint8_t *buf, size_t cap, uint32_t result, uint32_t flags);
+
+/* Decode an AUTH_REP payload: a known result, known flags, and
+ * KEEPER_AUTH_F_CACHED only with KEEPER_AUTH_OK.  Returns 0, or -1. */
+int keeper_auth_rep_decode(const uint8_t *p, size_t len, int *result_r, unsigned int *flags_r);
 
 /* Encode / decode a TLS_SIGN_REQ payload: op must be a known op and data
  * 1..KEEPER_SIGN_DATA_MAX octets.  Whether the key can make that signature

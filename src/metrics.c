@@ -46,10 +46,11 @@ static const char *const relay_reused_labels[] = { "alive", "dead" };
 const struct metrics_family_info metrics_families[MF_MAX] = {
 	[MF_SESSIONS] = { "subproxy_sessions", "Client sessions accepted.", NULL, NULL, 1, 0 },
 	[MF_AUTH] = { "subproxy_auth", "SMTP AUTH attempts by result (locked: refused "
-	    "without a password check; busy: keeper queue full; error: keeper gone).",
+	    "without a password check; busy: [limits] auth-queue full; error: keeper gone).",
 	    "result", auth_labels, N(auth_labels), 0 },
-	[MF_AUTH_CACHE] = { "subproxy_auth_cache_hits", "Password checks the keeper "
-	    "answered from its auth cache (no cache yet: stays 0).", NULL, NULL, 1, 0 },
+	[MF_AUTH_CACHE] = { "subproxy_auth_cache_hits", "Successful AUTH the keeper "
+	    "answered from its auth cache, without Argon2id ([auth] cache-ttl).", NULL, NULL,
+	    1, 0 },
 	[MF_RELAYED] = { "subproxy_messages_relayed", "Messages the relay accepted (the "
 	    "client got 250).", NULL, NULL, 1, 0 },
 	[MF_REFUSED] = { "subproxy_messages_refused", "MAIL commands and messages refused, "

@@ -37,7 +37,7 @@ auth_delay_done(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-auth_result(struct session *s, int result)
+auth_result(struct session *s, int result, unsigned int flags)
 {
 	struct timeval tv;
 	unsigned ms;
@@ -72,8 +72,11 @@ auth_result(struct session *s, int result)
 		uint64_t maxs = config_login_rates(s->srv->cfg, s->auth_user)->sessions_per_login;
 		char text[160];
 
-		log_info("session=%s event=auth peer=%s login=%s result=ok", s->id, s->peer,
-		    s->auth_user);
+		/* verified=cache: the keeper's auth cache answered, no Argon2id */
+		if (flags & KEEPER_AUTH_F_CACHED)
+			metrics_count(MF_AUTH_CACHE, 0);
+		log_info("session=%s event=auth peer=%s login=%s result=ok verified=%s", s->id,
+		    s->peer, s->auth_user, flags & KEEPER_AUTH_F_CACHED ? "cache" : "argon2id");
 		unsigned open = 0;
 
 		/* open sessions of the login in every worker, this one
@@ -135,12 +138,12 @@ auth_result(struct session *s, int result)
 }
 
 static void
-auth_done(void *arg, int result)
+auth_done(void *arg, int result, unsigned int flags)
 {
 	struct session *s = arg;
 
 	session_hold(s);
-	auth_result(s, result);
+	auth_result(s, result, flags);
 	session_release(s);
 }
 

@@ -280,7 +280,8 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 	srv->ev_testclock = clock_test_hook(base);
 	srv->signer = signer_client_new(base, signer_fd, (unsigned)cfg->limits.relay_timeout * 1000,
 	    signer_lost, srv);
-	srv->keeper = keeper_client_new(base, kfds, keeper_lost, srv);
+	srv->keeper = keeper_client_new(base, kfds, (size_t)cfg->limits.auth_queue, keeper_lost,
+	    srv);
 	srv->audit = auditrec_new(base, cfg, recorder_fd, recorder_lost, srv);
 	if (keeper_tls_privkey(srv->keeper, &key, err, errlen) < 0)
 		goto fail;

@@ -394,7 +394,7 @@ def hold_idle(world, n, stage, login_args, seconds):
         time.sleep(0.5)
         fronts = world.fronts()
         f0, t0 = memory(fronts), memory(world.tree())
-        # AUTH: no more on the way than the keeper queues (KEEPER_QUEUE_MAX)
+        # AUTH: a bounded ramp (a subproxy without the AUTH queue refused beyond 64 checks)
         ramp = 32 if stage == "auth" else 256
         argv = world.load_argv() + login_args + ["-I", str(n), "-G", stage, "-R", str(ramp),
                                                  "-d", str(seconds)]

@@ -1,12 +1,13 @@
-/* fuzz_keeper_msg.c — the keeper's request decoders on arbitrary payloads.
+/* fuzz_keeper_msg.c — the keeper's message decoders on arbitrary payloads.
  *
  * The first input byte chooses the decoder (AUTH_REQ, TLS_SIGN_REQ, READY,
- * or a whole framed message dispatched by type as the keeper does); the
- * rest is the payload.  Properties checked: no decoder reads past its
- * input; a decoded AUTH or TLS request obeys every limit of keeper_msg.h and
- * re-encodes to exactly the input bytes (the encoding is canonical, so
- * nothing in a request is ignored); a decoded READY has a usable key
- * description. */
+ * a whole framed message dispatched by type as the keeper and front do, or
+ * AUTH_REP); the rest is the payload.  Properties checked: no decoder reads
+ * past its input; a decoded AUTH or TLS request obeys every limit of
+ * keeper_msg.h and re-encodes to exactly the input bytes (the encoding is
+ * canonical, so nothing in a request is ignored); a decoded READY has a
+ * usable key description; a decoded AUTH_REP has a known result, known
+ * flags, "cached" only on success, and re-encodes to the input. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -73,12 +74,29 @@ ready(const uint8_t *p, size_t len)
 		abort();
 }
 
+static void
+rep(const uint8_t *p, size_t len)
+{
+	unsigned int flags;
+	int result;
+	long n;
+
+	if (keeper_auth_rep_decode(p, len, &result, &flags) < 0)
+		return;
+	if (result < 0 || result > KEEPER_AUTH_RESULT_MAX || (flags & ~KEEPER_AUTH_F_KNOWN) ||
+	    ((flags & KEEPER_AUTH_F_CACHED) && result != KEEPER_AUTH_OK))
+		abort();
+	n = keeper_auth_rep_encode(again, sizeof(again), (uint32_t)result, flags);
+	if (n < 0 || (size_t)n != len || memcmp(again, p, len) != 0)
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1 || size - 1 > PROC_MAX_PAYLOAD + PROC_HDR_LEN)
 		return 0;
-	switch (data[0] & 3) {
+	switch (data[0] & 7) {
 	case 0:
 		auth(data + 1, size - 1);
 		break;
@@ -88,8 +106,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		ready(data + 1, size - 1);
 		break;
-	default:
-		/* a whole datagram, as the keeper's loop sees it */
+	case 4:
+		rep(data + 1, size - 1);
+		break;
+	case 3:
+		/* a whole datagram, as the keeper's loop (and front) sees it */
 		if (proc_msg_decode(data + 1, size - 1, &m) != PROC_OK)
 			break;
 		if (m.type == PROC_AUTH_REQ)
@@ -98,6 +119,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			tls(m.payload, m.len);
 		else if (m.type == PROC_READY)
 			ready(m.payload, m.len);
+		else if (m.type == PROC_AUTH_REP)
+			rep(m.payload, m.len);
+		break;
+	default:
 		break;
 	}
 	return 0;

@@ -560,6 +560,80 @@ test_workers_and_reload(void **state)
 	config_override_clear(&ov[0]);
 }
 
+/* Parse with -o overrides given as strings. */
+static struct config *
+parse_ov(const char *extra, const char *const *ovs, size_t n, char *err, size_t errlen)
+{
+	struct config_override ov[4];
+	struct config *cfg;
+	size_t i;
+
+	assert_true(n <= 4);
+	for (i = 0; i < n; i++)
+		assert_int_equal(config_override_parse(ovs[i], &ov[i], err, errlen), 0);
+	cfg = parse(extra, ov, n, err, errlen);
+	for (i = 0; i < n; i++)
+		config_override_clear(&ov[i]);
+	return cfg;
+}
+
+/* [auth] cache-ttl, cache-size, workers; [limits] auth-queue. */
+static void
+test_auth_keys(void **state)
+{
+	static const char *const set[] = {
+		"auth.cache-ttl=15m", "auth.cache-size=3", "auth.workers=5", "limits.auth-queue=7"
+	};
+	static const char *const off[] = { "auth.cache-ttl=0" };
+	static const char *const bad[][1] = {
+		{ "auth.cache-ttl=8d" }, { "auth.cache-size=0" }, { "auth.workers=0" },
+		{ "auth.workers=65" }, { "limits.auth-queue=0" }, { "limits.auth-queue=1000001" },
+	};
+	static const char *const why[] = {
+		"bad value '8d' for 'cache-ttl'", "bad value '0' for 'cache-size'",
+		"bad value '0' for 'workers' (expected a number from 1 to 64)",
+		"bad value '65' for 'workers'", "bad value '0' for 'auth-queue'",
+		"bad value '1000001' for 'auth-queue' (expected a number from 1 to 1000000)",
+	};
+	struct config *cfg;
+	char err[512];
+	size_t i;
+
+	/* defaults: an hour, 10,000 logins, one worker per CPU, a queue as long
+	 * as the connection limit */
+	cfg = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->auth_cache_ttl, 3600);
+	assert_int_equal(cfg->auth_cache_size, 10000);
+	assert_int_equal(cfg->auth_workers, 0);
+	assert_int_equal(config_auth_workers(cfg, 6), 6);
+	assert_int_equal(config_auth_workers(cfg, 1000), CONFIG_AUTH_WORKERS_MAX);
+	assert_int_equal(config_auth_workers(cfg, -1), 1);
+	assert_int_equal(cfg->limits.auth_queue, 1000);
+	config_free(&cfg);
+	cfg = parse("[limits]\nconnections = 5000\n", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->limits.auth_queue, 5000);
+	config_free(&cfg);
+	cfg = parse_ov("", set, 4, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->auth_cache_ttl, 900);
+	assert_int_equal(cfg->auth_cache_size, 3);
+	assert_int_equal(config_auth_workers(cfg, 2), 5);
+	assert_int_equal(cfg->limits.auth_queue, 7);
+	config_free(&cfg);
+	cfg = parse_ov("", off, 1, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->auth_cache_ttl, 0);
+	config_free(&cfg);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(parse_ov("", bad[i], 1, err, sizeof(err)));
+		if (strstr(err, why[i]) == NULL)
+			fail_msg("-o %s: \"%s\", wanted \"%s\"", bad[i][0], err, why[i]);
+	}
+}
+
 static void
 test_contrib_example(void **state)
 {
@@ -719,6 +793,7 @@ main(void)
 		cmocka_unit_test(test_senders),
 		cmocka_unit_test(test_operations_keys),
 		cmocka_unit_test(test_workers_and_reload),
+		cmocka_unit_test(test_auth_keys),
 		cmocka_unit_test(test_contrib_example),
 		cmocka_unit_test(test_edge),
 		cmocka_unit_test(test_rates),
