@@ -77,6 +77,7 @@ static struct keeper {
 	struct keeper_queue *q;         /* checks waiting, running, answered */
 	struct lockout *lockout;
 	struct authcache *cache;        /* NULL: [auth] cache-ttl = 0 */
+	size_t held_shown;              /* checks held, as the gauge says */
 } K;
 
 static uint64_t
@@ -123,6 +124,7 @@ answer_early(const char *login, const char *peer, const uint8_t *pw, size_t pwle
 	if (K.cache != NULL &&
 	    authcache_lookup(K.cache, login, passwd_stored(K.db, login), pw, pwlen, now)) {
 		record_result(login, peer, 1, now);
+		metrics_count(MF_AUTH_CACHE, 0);
 		*flags_r = KEEPER_AUTH_F_CACHED;
 		return KEEPER_AUTH_OK;
 	}
@@ -194,6 +196,7 @@ run_check(struct keeper_check *c)
 			authcache_insert(K.cache, c->login, passwd_stored(K.db, c->login), c->pw,
 			    c->pwlen, now_sec());
 		record_result(c->login, c->peer, ok, now_sec());
+		metrics_count(MF_AUTH_CACHE_MISSES, 0);
 		result = ok ? KEEPER_AUTH_OK : KEEPER_AUTH_FAIL;
 	}
 	keeper_queue_done(K.q, c, (uint32_t)result, flags);
@@ -411,6 +414,10 @@ child_loop(void)
 		pthread_mutex_lock(&K.mu);
 		if (K.cache != NULL)
 			authcache_expire(K.cache, now_sec());
+		/* only this thread changes how many checks are held */
+		metrics_gauge_add(MG_AUTH_QUEUE, (int64_t)keeper_queue_held(K.q) -
+		    (int64_t)K.held_shown);
+		K.held_shown = keeper_queue_held(K.q);
 		for (i = 0; i < K.nslots; i++) {
 			s = &K.slots[i];
 			unsent = s->nquick + keeper_queue_answers(K.q, i);

@@ -14,7 +14,7 @@
  *    answered at once by the keeper's main thread.  front waits for each
  *    answer (GnuTLS calls the key synchronously during a handshake).
  *  - the AUTH socket: password checks with request ids, any number in
- *    flight, and cancels of checks whose session went away.  Argon2id
+ *    flight, and cancels of checks whose session ended.  Argon2id
  *    (~50-100 ms, 64 MiB each) runs on [auth] workers threads inside the
  *    keeper (default: one per CPU), so a slow check never delays a TLS
  *    signature; checks beyond the workers wait in a FIFO per slot
@@ -55,6 +55,8 @@
  * Argon2id run as known ones (passwd_verify) and never hit the cache.
  * Memory: each running check takes 64 MiB (the hashes' m=), so workers x
  * 64 MiB at most; each held check a few hundred octets (keeper_queue.h).
+ * Metrics (its slice, metrics.h): cache hits, Argon2id runs (misses) and
+ * the checks held now (a gauge, updated once per round of its loop).
  */
 #ifndef SUBPROXY_KEEPER_H
 #define SUBPROXY_KEEPER_H

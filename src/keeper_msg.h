@@ -13,7 +13,7 @@
  *   PROC_AUTH_REP     keeper -> front: u32 enum keeper_auth_result, u32
  *                     flags (KEEPER_AUTH_F_*)
  *   PROC_AUTH_CANCEL  front -> keeper: no payload; the id of an AUTH_REQ
- *                     whose session went away.  A check still waiting for
+ *                     whose session ended.  A check still waiting for
  *                     a worker is dropped unanswered; one already running
  *                     or answered is not affected (front drops its answer).
  *   PROC_TLS_SIGN_REQ front -> keeper: u8 enum keeper_tls_op, u32

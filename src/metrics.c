@@ -48,9 +48,11 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	[MF_AUTH] = { "subproxy_auth", "SMTP AUTH attempts by result (locked: refused "
 	    "without a password check; busy: [limits] auth-queue full; error: keeper gone).",
 	    "result", auth_labels, N(auth_labels), 0 },
-	[MF_AUTH_CACHE] = { "subproxy_auth_cache_hits", "Successful AUTH the keeper "
+	[MF_AUTH_CACHE] = { "subproxy_auth_cache_hits", "Password checks the keeper "
 	    "answered from its auth cache, without Argon2id ([auth] cache-ttl).", NULL, NULL,
 	    1, 0 },
+	[MF_AUTH_CACHE_MISSES] = { "subproxy_auth_cache_misses", "Password checks the keeper "
+	    "ran Argon2id for: not in its auth cache, or the cache is off.", NULL, NULL, 1, 0 },
 	[MF_RELAYED] = { "subproxy_messages_relayed", "Messages the relay accepted (the "
 	    "client got 250).", NULL, NULL, 1, 0 },
 	[MF_REFUSED] = { "subproxy_messages_refused", "MAIL commands and messages refused, "
@@ -89,6 +91,8 @@ const struct metrics_gauge_info metrics_gauges[MG_MAX] = {
 	[MG_SESSIONS_OPEN] = { "subproxy_sessions_open", "Client sessions open now." },
 	[MG_RELAY_IDLE] = { "subproxy_relay_connections_idle", "Idle relay connections kept "
 	    "for reuse now." },
+	[MG_AUTH_QUEUE] = { "subproxy_auth_queue_checks", "Password checks the keeper holds "
+	    "now, on a worker or waiting for one; at [limits] auth-queue more are refused." },
 };
 
 /* Bucket upper bounds in microseconds; the last is +Inf. */

@@ -23,8 +23,10 @@
  *
  * What front writes can be forged by a compromised front: the parent uses
  * the block only for liveness, readiness and the STATUS= line, bounds every
- * index it reads, and never follows anything in it.  The signer, keeper and
- * recorder only write their heartbeat and never read the block.
+ * index it reads, and never follows anything in it.  The signer and
+ * recorder only write their heartbeat, the keeper also its AUTH counters
+ * and its queue gauge (under its own mutex: one writer at a time); none of
+ * them reads the block.
  *
  * Adding a metric: a family id below (counters and gauges), a row in the
  * family table in metrics.c (name, help, labels), and a metrics_count()
@@ -60,7 +62,8 @@
 enum metrics_family {
 	MF_SESSIONS,		/* subproxy_sessions_total */
 	MF_AUTH,		/* subproxy_auth_total{result} */
-	MF_AUTH_CACHE,		/* subproxy_auth_cache_hits_total */
+	MF_AUTH_CACHE,		/* subproxy_auth_cache_hits_total (keeper) */
+	MF_AUTH_CACHE_MISSES,	/* subproxy_auth_cache_misses_total (keeper) */
 	MF_RELAYED,		/* subproxy_messages_relayed_total */
 	MF_REFUSED,		/* subproxy_messages_refused_total{code} */
 	MF_DKIM,		/* subproxy_dkim_signatures_total{algorithm} */
@@ -102,6 +105,7 @@ enum metrics_relay_reused { MRU_ALIVE, MRU_DEAD };
 enum metrics_gauge {
 	MG_SESSIONS_OPEN,	/* subproxy_sessions_open */
 	MG_RELAY_IDLE,		/* subproxy_relay_connections_idle */
+	MG_AUTH_QUEUE,		/* subproxy_auth_queue_checks (keeper) */
 	MG_MAX
 };
 

@@ -3,9 +3,10 @@ test_authcache.py -- the keeper's auth cache and AUTH queue, through the
 daemon.
 
 - A second login with the same password is answered from the cache: the
-  log says verified=cache and subproxy_auth_cache_hits_total counts it; a
-  wrong password for the cached login still gets 535 5.7.8; with
-  cache-ttl = 0 nothing is cached.
+  log says verified=cache and subproxy_auth_cache_hits_total counts it
+  (subproxy_auth_cache_misses_total counts the Argon2id runs); a wrong
+  password for the cached login still gets 535 5.7.8; with cache-ttl = 0
+  nothing is cached.
 - A login storm of 100 idle sessions authenticating at once (distinct
   logins: a cold cache, one Argon2id run each) all succeed: the checks wait
   in the keeper's queue instead of failing.
@@ -13,7 +14,11 @@ daemon.
   the bound get 454 4.7.0, the 5 others 235.
   In both the keeper is stopped while the checks are written to it (until
   its socket holds all of them, `ss -x`), so that it finds them together,
-  as in a storm, however loaded the machine is.
+  as in a storm, however loaded the machine is.  subproxy_auth_queue_checks
+  shows the checks held and returns to 0.
+- A session whose check waits past auth-timeout gets 421 4.4.2 (never a
+  hang), and the keeper drops the waiting check (front tells it): no
+  Argon2id for it.
 - Where the cache is: the keeper holds an entry for alice made with a key
   it keeps in inaccessible (PROT_NONE) memory; the test finds that key only
   by trying the candidates in the keeper's PROT_NONE pages against the
@@ -29,6 +34,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 
 from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RawClient, free_port, submit_through
 from opsutil import children, scrape, val, wait_for
@@ -46,6 +52,14 @@ def hits(port):
     return val(scrape(port), "subproxy_auth_cache_hits_total")
 
 
+def misses(port):
+    return val(scrape(port), "subproxy_auth_cache_misses_total")
+
+
+def held(port):
+    return val(scrape(port), "subproxy_auth_queue_checks")
+
+
 def login_once(sp, ca, user, password, code=235, enh="2.7.0"):
     c = RawClient(sp.implicit_port, ca)
     c.greeting.check(220)
@@ -61,11 +75,11 @@ def test_second_login_from_cache(lab, lab_certs):
     ca = lab_certs.ca
     assert sp.wait_log(r"event=keeper-ready .*workers=\d+ auth-queue=1000 cache-ttl=3600 "
                        r"cache-size=10000", timeout=5)
-    assert hits(port) == 0
+    assert hits(port) == 0 and misses(port) == 0
     login_once(sp, ca, ALICE, ALICE_PW)
     assert sp.wait_log(r"event=auth .*login=alice@lab\.test result=ok verified=argon2id",
                        timeout=5)
-    assert hits(port) == 0
+    assert hits(port) == 0 and misses(port) == 1
     login_once(sp, ca, ALICE, ALICE_PW)
     assert sp.wait_log(r"event=auth .*login=alice@lab\.test result=ok verified=cache",
                        timeout=5)
@@ -81,7 +95,11 @@ def test_second_login_from_cache(lab, lab_certs):
     login_once(sp, ca, BOB, BOB_PW)
     login_once(sp, ca, BOB, BOB_PW)
     assert hits(port) == 3
+    # Argon2id ran for alice's first login, her two wrong passwords and
+    # bob's first login
+    assert misses(port) == 4
     assert val(scrape(port), "subproxy_auth_total", result="fail") == 2
+    wait_for(lambda: held(port) == 0, what="no check held")
 
 
 def test_cache_off(lab, lab_certs):
@@ -89,6 +107,7 @@ def test_cache_off(lab, lab_certs):
     for _ in range(2):
         login_once(sp, lab_certs.ca, ALICE, ALICE_PW)
     assert hits(port) == 0
+    assert misses(port) == 2
     wait_for(lambda: len(re.findall(r"result=ok verified=argon2id", sp.stderr_text())) == 2,
              what="two logins verified by Argon2id in the log")
 
@@ -161,6 +180,9 @@ def keeper_queued_bytes(keeper):
     return total
 
 
+CANCEL_OCTETS = 12                  # AUTH_CANCEL: a header (src/proc.h), no payload
+
+
 def auth_req_octets(login, password, peer="127.0.0.1"):
     """The size of one AUTH_REQ datagram (src/proc.h header, keeper_msg.h)."""
     return 12 + 4 + len(login) + 4 + len(password) + 4 + len(peer)
@@ -192,9 +214,9 @@ def test_login_storm_all_succeed(lab, lab_certs, tmp_path):
     wait for the two workers, and every session gets 235."""
     n = 100
     passwd = storm_passwd(tmp_path, n, 1, 8 << 20)       # cheap: a storm, not a benchmark
-    sp = lab.subproxy(lab.sink(), limits={"connections": n + 20,
-                                          "connections-per-ip": n + 20},
-                      overrides=["auth.passwd-file=%s" % passwd, "auth.workers=2"])
+    sp, port = start_with_metrics(lab, lab.sink(), limits={"connections": n + 20,
+                                                           "connections-per-ip": n + 20},
+                                  overrides=["auth.passwd-file=%s" % passwd, "auth.workers=2"])
     assert sp.wait_log(r"event=keeper-ready .*workers=2 auth-queue=%d " % (n + 20), timeout=5)
     clients, replies = storm(sp, lab_certs.ca, n)
     bad = [(i, r) for i, r in enumerate(replies) if r.code != 235]
@@ -202,6 +224,8 @@ def test_login_storm_all_succeed(lab, lab_certs, tmp_path):
     wait_for(lambda: len(re.findall(r"result=ok verified=argon2id", sp.stderr_text())) == n,
              what="%d logins verified by Argon2id in the log" % n)
     assert "result=busy" not in sp.stderr_text()
+    assert misses(port) == n and hits(port) == 0
+    wait_for(lambda: held(port) == 0, what="no check held")
     for c in clients:
         c.cmd("QUIT", 221)
         c.close()
@@ -213,9 +237,10 @@ def test_auth_queue_bound(lab, lab_certs, tmp_path):
     long before the first ends."""
     n, bound = 20, 5
     passwd = storm_passwd(tmp_path, n, 6, 64 << 20)
-    sp = lab.subproxy(lab.sink(), limits={"connections": n + 20, "connections-per-ip": n + 20,
+    sp, port = start_with_metrics(lab, lab.sink(),
+                                  limits={"connections": n + 20, "connections-per-ip": n + 20,
                                           "auth-queue": bound},
-                      overrides=["auth.passwd-file=%s" % passwd, "auth.workers=2"])
+                                  overrides=["auth.passwd-file=%s" % passwd, "auth.workers=2"])
     assert sp.wait_log(r"event=keeper-ready .*auth-queue=5 ", timeout=5)
     clients, replies = storm(sp, lab_certs.ca, n)
     ok = [r for r in replies if r.code == 235]
@@ -226,12 +251,57 @@ def test_auth_queue_bound(lab, lab_certs, tmp_path):
         assert "temporarily unavailable" in r.text, r
     wait_for(lambda: len(re.findall(r"result=busy", sp.stderr_text())) == n - bound,
              what="%d busy results in the log" % (n - bound))
+    assert val(scrape(port), "subproxy_auth_total", result="busy") == n - bound
+    # the checks held are back to 0 once the five are answered; none of
+    # the refused ones ran Argon2id
+    wait_for(lambda: held(port) == 0, what="no check held")
+    assert misses(port) == bound
     # a refused session may try again: there is room now
     i = replies.index(busy[0])
     clients[i].cmd(auth_line("u%03d@lab.test" % i, STORM_PW).rstrip(b"\r\n"), 235, "2.7.0")
     for c in clients:
         c.cmd("QUIT", 221)
         c.close()
+
+
+def test_waiting_check_dropped_with_its_session(lab, lab_certs):
+    """One worker; bob's check runs, alice's waits behind it, and alice's
+    session reaches its auth-timeout: 421 4.4.2, front tells the keeper,
+    and the keeper drops her check before it costs Argon2id.  Shown by what
+    the keeper did not do: her next login is verified by Argon2id (not
+    found in the cache), and Argon2id ran twice in all (bob's check and
+    that login).  The keeper is stopped until both checks and the cancel
+    are in its socket, in that order; bob's session starts 2 s after
+    alice's, so it is still there when his check is answered."""
+    timeout = 4
+    sp, port = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": timeout},
+                                  overrides=["auth.workers=1"])
+    ca = lab_certs.ca
+    keeper = children(sp.proc.pid)["subproxy-keeper"]
+    b = open_sessions(sp, ca, 1)[0]
+    time.sleep(timeout / 2)
+    a = open_sessions(sp, ca, 1)[0]
+    bob_req, alice_req = auth_req_octets(BOB, BOB_PW), auth_req_octets(ALICE, ALICE_PW)
+    os.kill(keeper, signal.SIGSTOP)
+    try:
+        a.send(auth_line(BOB, BOB_PW))
+        wait_for(lambda: keeper_queued_bytes(keeper) == bob_req, timeout=30,
+                 what="bob's check at the keeper")
+        b.send(auth_line(ALICE, ALICE_PW))
+        b.read_reply().check(421, "4.4.2")
+        wait_for(lambda: keeper_queued_bytes(keeper) == bob_req + alice_req + CANCEL_OCTETS,
+                 timeout=30, what="alice's check and its cancel at the keeper")
+    finally:
+        os.kill(keeper, signal.SIGCONT)
+    b.close()
+    a.read_reply().check(235, "2.7.0")
+    a.cmd("QUIT", 221)
+    a.close()
+    login_once(sp, ca, ALICE, ALICE_PW)
+    assert sp.wait_log(r"event=auth .*login=alice@lab\.test result=ok verified=argon2id",
+                       timeout=5)
+    assert misses(port) == 2 and hits(port) == 0
+    wait_for(lambda: held(port) == 0, what="no check held")
 
 
 # ---- where the cache is ----

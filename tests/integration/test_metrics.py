@@ -82,6 +82,8 @@ def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
         # alice's first login is verified by Argon2id, the others by the
         # keeper's auth cache (one after the other: each finds the entry)
         ("subproxy_auth_cache_hits_total", ()): N_RELAYED + M_REFUSED - 1,
+        # Argon2id: alice's first login and bob's wrong passwords
+        ("subproxy_auth_cache_misses_total", ()): 1 + K_AUTH_FAIL,
         ("subproxy_messages_relayed_total", ()): N_RELAYED,
         ("subproxy_messages_refused_total", (("code", "5.7.1"),)): M_REFUSED,
         ("subproxy_dkim_signatures_total", (("algorithm", "ed25519-sha256"),)): N_RELAYED,
@@ -103,6 +105,8 @@ def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
     assert val(after, "subproxy_reloads_total", result="failed") == 0
     assert val(after, "subproxy_auth_total", result="locked") == 0
     assert val(after, "subproxy_sessions_open") == 0
+    wait_for(lambda: val(scrape(port), "subproxy_auth_queue_checks") == 0,
+             what="no password check held")
     # the start-up audit's results, one per check id
     assert val(after, "subproxy_audit_check_ok", check="dane.own.submissions") == 1
     assert val(after, "subproxy_audit_check_ok", check="tls.key.match") == 1
