@@ -2,7 +2,8 @@
  * real keeper process: the auth cache (a second login with the same
  * password is answered without Argon2id, marked so in the answer; any
  * other password is not; failures are never cached; the lockout comes
- * first and counts as before; cache-ttl = 0 turns it off), the queue
+ * first and counts as before; cache-ttl = 0 turns it off; cache-size
+ * bounds it; an entry expires after cache-ttl), the queue
  * (exactly [limits] auth-queue checks held, the rest BUSY) and cancels (a
  * waiting check whose session went away never runs).  Where an order of
  * events matters the keeper is stopped (SIGSTOP) while the requests are
@@ -80,6 +81,15 @@ start(const char *passwd, const char *auth, const char *limits, struct keeper_fd
 /* ---- the cache ---- */
 
 static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void
 test_cache(void **state)
 {
 	struct event_base *base = event_base_new();
@@ -141,6 +151,20 @@ test_cache(void **state)
 	assert_int_equal(fl, 0);
 	assert_int_equal(auth1f(base, kc, "bob", "bobpw", 5, NULL, &fl), KEEPER_AUTH_OK);
 	assert_int_equal(fl, KEEPER_AUTH_F_CACHED);
+	keeper_client_free(&kc);
+	reap(pid);
+
+	/* cache-ttl = 2s: an entry is gone once its ttl has passed (a lower
+	 * bound: sleeping longer changes nothing) */
+	pid = start(passwd_path, "workers = 2\ncache-ttl = 2s\n", "", &fds);
+	kc = keeper_client_new(base, &fds, 64, on_dead, NULL);
+	assert_int_equal(auth1f(base, kc, "bob", "bobpw", 5, NULL, &fl), KEEPER_AUTH_OK);
+	assert_int_equal(fl, 0);
+	assert_int_equal(auth1f(base, kc, "bob", "bobpw", 5, NULL, &fl), KEEPER_AUTH_OK);
+	assert_int_equal(fl, KEEPER_AUTH_F_CACHED);
+	sleep_ms(2100);
+	assert_int_equal(auth1f(base, kc, "bob", "bobpw", 5, NULL, &fl), KEEPER_AUTH_OK);
+	assert_int_equal(fl, 0);
 	keeper_client_free(&kc);
 	reap(pid);
 	event_base_free(base);
