@@ -19,11 +19,14 @@ daemon.
 - A session whose check waits past auth-timeout gets 421 4.4.2 (never a
   hang), and the keeper drops the waiting check (front tells it): no
   Argon2id for it.
+- A reload (SIGHUP: a new generation, a new keeper) drops the cache: a
+  password changed in the passwd file is refused though the old one was
+  cached, and every login is verified by Argon2id again.
 - Where the cache is: the keeper holds an entry for alice made with a key
   it keeps in inaccessible (PROT_NONE) memory; the test finds that key only
   by trying the candidates in the keeper's PROT_NONE pages against the
   documented construction, and neither the key nor the entry is anywhere in
-  front's memory (front never has the key, and the entries never leave the
+  any front worker's memory (front never has the key, and the entries never leave the
   keeper).
 """
 
@@ -36,8 +39,10 @@ import subprocess
 import threading
 import time
 
+from conftest import hash_password
 from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RawClient, free_port, submit_through
-from opsutil import children, scrape, val, wait_for
+from opsutil import children, fronts, scrape, sigstop, val, wait_for
+from test_reload import reload_ok
 
 STORM_PW = "storm-secret"
 
@@ -197,7 +202,7 @@ def storm(sp, ca, n):
     keeper = children(sp.proc.pid)["subproxy-keeper"]
     clients = open_sessions(sp, ca, n)
     want = sum(auth_req_octets("u%03d@lab.test" % i, STORM_PW) for i in range(n))
-    os.kill(keeper, signal.SIGSTOP)
+    sigstop(keeper)
     try:
         for i, c in enumerate(clients):
             c.send(auth_line("u%03d@lab.test" % i, STORM_PW))
@@ -275,15 +280,16 @@ def test_waiting_check_dropped_with_its_session(lab, lab_certs):
     are in its socket, in that order; bob's session starts 2 s after
     alice's, so it is still there when his check is answered."""
     timeout = 4
+    # one front worker: both checks come through one slot, in order
     sp, port = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": timeout},
-                                  overrides=["auth.workers=1"])
+                                  overrides=["auth.workers=1", "server.workers=1"])
     ca = lab_certs.ca
     keeper = children(sp.proc.pid)["subproxy-keeper"]
     b = open_sessions(sp, ca, 1)[0]
     time.sleep(timeout / 2)
     a = open_sessions(sp, ca, 1)[0]
     bob_req, alice_req = auth_req_octets(BOB, BOB_PW), auth_req_octets(ALICE, ALICE_PW)
-    os.kill(keeper, signal.SIGSTOP)
+    sigstop(keeper)
     try:
         a.send(auth_line(BOB, BOB_PW))
         wait_for(lambda: keeper_queued_bytes(keeper) == bob_req, timeout=30,
@@ -303,6 +309,34 @@ def test_waiting_check_dropped_with_its_session(lab, lab_certs):
                        timeout=5)
     assert misses(port) == 2 and hits(port) == 0
     wait_for(lambda: held(port) == 0, what="no check held")
+
+
+def test_reload_drops_the_cache(lab, lab_certs, tmp_path):
+    """SIGHUP starts a new generation, whose keeper has a new key and an
+    empty cache: alice's cached password, changed in the passwd file, is
+    refused after the reload; her new one and bob's unchanged one are
+    verified by Argon2id again."""
+    path = tmp_path / "passwd"
+    bob = hash_password(BOB_PW)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("%s:%s\n%s:%s\n" % (ALICE, hash_password(ALICE_PW), BOB, bob))
+    sp = lab.subproxy(lab.sink(), overrides=["auth.passwd-file=%s" % path])
+    ca = lab_certs.ca
+    for user, pw in ((ALICE, ALICE_PW), (ALICE, ALICE_PW), (BOB, BOB_PW), (BOB, BOB_PW)):
+        login_once(sp, ca, user, pw)
+    wait_for(lambda: len(re.findall(r"result=ok verified=cache", sp.stderr_text())) == 2,
+             what="alice and bob cached")
+    new_pw = "alice-new-secret"
+    with open(path, "w") as f:
+        f.write("%s:%s\n%s:%s\n" % (ALICE, hash_password(new_pw), BOB, bob))
+    start = reload_ok(sp, 2)
+    login_once(sp, ca, ALICE, ALICE_PW, code=535, enh="5.7.8")
+    login_once(sp, ca, ALICE, new_pw)
+    login_once(sp, ca, BOB, BOB_PW)
+    wait_for(lambda: len([ln for ln in sp.lines[start:] if "result=ok verified=argon2id" in ln])
+             == 2, what="alice and bob verified by Argon2id after the reload")
+    assert not [ln for ln in sp.lines[start:] if "verified=cache" in ln]
 
 
 # ---- where the cache is ----
@@ -354,8 +388,7 @@ def test_cache_lives_in_the_keeper_only(lab, lab_certs):
     login_once(sp, ca, ALICE, ALICE_PW)
     login_once(sp, ca, ALICE, ALICE_PW)
     assert sp.wait_log(r"result=ok verified=cache", timeout=5)
-    kids = children(sp.proc.pid)
-    keeper, front = kids["subproxy-keeper"], kids["subproxy-front"]
+    keeper = children(sp.proc.pid)["subproxy-keeper"]
     keeper_readable = b"".join(d for _, d in mappings(keeper, lambda p: p.startswith("r")))
     # candidate keys: 32-octet windows of the keeper's inaccessible pages
     # that are not all zeros (guard pages are)
@@ -376,10 +409,11 @@ def test_cache_lives_in_the_keeper_only(lab, lab_certs):
     key, tag = found[0]
     # another password gives another tag, not in the keeper
     assert entry_tag(key, ALICE, ALICE_PW + "x") not in keeper_readable
-    # front has neither the key nor the entry, in any of its mappings
-    for data in every_mapping(front):
-        assert key not in data, "the cache key is in front's memory"
-        assert tag not in data, "alice's cache entry is in front's memory"
+    # no front worker has the key or the entry, in any of its mappings
+    for front in fronts(sp.proc.pid):
+        for data in every_mapping(front):
+            assert key not in data, "the cache key is in front's memory"
+            assert tag not in data, "alice's cache entry is in front's memory"
     # nor does the parent
     for data in every_mapping(sp.proc.pid):
         assert key not in data and tag not in data

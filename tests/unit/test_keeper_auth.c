@@ -257,7 +257,7 @@ test_queue_bound(void **state)
 	int busy = 0, failed = 0, res;
 	pid_t pid = start(slow_path, "workers = 1\n", "auth-queue = 5\n", &fds);
 
-	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(unit_role_stop(pid), 0);
 	for (i = 1; i <= 20; i++) {
 		snprintf(login, sizeof(login), "ghost%u", i);
 		raw_req(fds.auth_fd, i, login, "boo");
@@ -291,7 +291,7 @@ test_cancel(void **state)
 	uint32_t id;
 	pid_t pid = start(slow_path, "workers = 1\n", "", &fds);
 
-	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(unit_role_stop(pid), 0);
 	raw_req(fds.auth_fd, 1, "ghost1", "x");
 	raw_req(fds.auth_fd, 2, "ghost2", "x");
 	raw_req(fds.auth_fd, 3, "slow", "slowpw");
@@ -334,7 +334,7 @@ test_client_cancel(void **state)
 	pid_t pid = start(slow_path, "workers = 1\n", "", &fds);
 
 	kc = keeper_client_new(base, &fds, 64, on_dead, NULL);
-	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(unit_role_stop(pid), 0);
 	assert_non_null(keeper_auth(kc, "ghost1", "x", 1, NULL, on_auth, &r1));
 	req2 = keeper_auth(kc, "slow", "slowpw", 6, NULL, on_auth, &r2);
 	assert_non_null(keeper_auth(kc, "ghost3", "x", 1, NULL, on_auth, &r3));

@@ -136,18 +136,11 @@ run_until(struct event_base *base, const int *flag, int want)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
 }
 
-/* SIGSTOP, and wait until the signer has really stopped: kill() returns
- * before a multi-threaded process is stopped (one thread takes the signal
- * and stops the others when it runs; meanwhile a slot thread may still
- * serve a request sent after the kill). */
+/* SIGSTOP, and wait until the signer has really stopped (unit_sandbox.h). */
 static void
 stop_signer(pid_t pid)
 {
-	int status;
-
-	assert_int_equal(kill(pid, SIGSTOP), 0);
-	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
-	assert_true(WIFSTOPPED(status));
+	assert_int_equal(unit_role_stop(pid), 0);
 }
 
 static const char MSG[] =

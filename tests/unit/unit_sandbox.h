@@ -9,9 +9,11 @@
 #ifndef UNIT_SANDBOX_H
 #define UNIT_SANDBOX_H
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define UNIT_SIGNER_USER "daemon"
@@ -43,6 +45,20 @@ unit_sandbox_teardown(void)
 	if (unit_chroot[0] != '\0' && rmdir(unit_chroot) != 0)
 		return -1;
 	return 0;
+}
+
+/* SIGSTOP a role the test started (its child) and wait until it has really
+ * stopped: kill() returns before a multi-threaded process is stopped (one
+ * thread takes the signal and stops the others when it runs; meanwhile
+ * another thread may still serve a request sent after the kill).  0, or -1. */
+static inline int
+unit_role_stop(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGSTOP) < 0 || waitpid(pid, &status, WUNTRACED) != pid)
+		return -1;
+	return WIFSTOPPED(status) ? 0 : -1;
 }
 
 #endif
