@@ -13,42 +13,59 @@
 
 #include <sodium.h>
 
+/* Two tables (limiter.h): one for the limits only authenticated sessions
+ * reach, one for AUTH attempts, whose keys any client can make up. */
 struct limiter {
 	const struct config *cfg;
-	struct ratelimit_table *rl;     /* MAP_SHARED */
-	size_t len;
+	struct ratelimit_table *rl;     /* MAP_SHARED: messages, recipients */
+	struct ratelimit_table *auth;   /* MAP_SHARED: AUTH attempts */
+	size_t len;                     /* of each; 0: the shared ones, not ours */
 };
 
-static struct ratelimit_table *shared;  /* limiter_table_init() */
+/* limiter_table_init()'s, shared by every worker of every generation */
+static struct ratelimit_table *shared_rl, *shared_auth;
 
-/* A new table: *len_r its size.  NULL with a sentence in err. */
+/* One table in shared memory with a random hash key; NULL with a sentence. */
 static struct ratelimit_table *
-table_map(size_t *len_r, char *err, size_t errlen)
+table_map(size_t len, const char *what, char *err, size_t errlen)
 {
 	unsigned char key[RATELIMIT_HASHKEY_LEN];
 	struct ratelimit_table *t;
-	size_t len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
 	void *mem;
 
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map the rate-limit table (%zu bytes): %s", len,
-		    strerror(errno));
+		snprintf(err, errlen, "cannot map the rate-limit table of %s (%zu bytes): %s", what,
+		    len, strerror(errno));
 		return NULL;
 	}
 	randombytes_buf(key, sizeof(key));
 	t = ratelimit_table_init(mem, len, RATELIMIT_SLOTS_DEFAULT, key);
 	sodium_memzero(key, sizeof(key));
-	*len_r = len;
 	return t;
+}
+
+/* Both tables into *rl_r and *auth_r, or neither (-1 with a sentence). */
+static int
+tables_map(struct ratelimit_table **rl_r, struct ratelimit_table **auth_r, char *err,
+    size_t errlen)
+{
+	size_t len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
+
+	if ((*rl_r = table_map(len, "messages and recipients", err, errlen)) == NULL)
+		return -1;
+	if ((*auth_r = table_map(len, "AUTH attempts", err, errlen)) == NULL) {
+		munmap(*rl_r, len);
+		*rl_r = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 int
 limiter_table_init(char *err, size_t errlen)
 {
-	size_t len;
-
-	if (shared == NULL && (shared = table_map(&len, err, errlen)) == NULL)
+	if (shared_rl == NULL && tables_map(&shared_rl, &shared_auth, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -59,14 +76,16 @@ limiter_new(const struct config *cfg, char *err, size_t errlen)
 	struct limiter *l = xcalloc(1, sizeof(*l));
 
 	l->cfg = cfg;
-	if (shared != NULL) {
-		l->rl = shared;         /* l->len 0: not ours to unmap */
+	if (shared_rl != NULL) {
+		l->rl = shared_rl;
+		l->auth = shared_auth;
 		return l;
 	}
-	if ((l->rl = table_map(&l->len, err, errlen)) == NULL) {
+	if (tables_map(&l->rl, &l->auth, err, errlen) < 0) {
 		free(l);
 		return NULL;
 	}
+	l->len = ratelimit_table_bytes(RATELIMIT_SLOTS_DEFAULT);
 	return l;
 }
 
@@ -78,8 +97,10 @@ limiter_free(struct limiter **lp)
 	if (l == NULL)
 		return;
 	*lp = NULL;
-	if (l->len > 0)
+	if (l->len > 0) {
 		munmap(l->rl, l->len);
+		munmap(l->auth, l->len);
+	}
 	free(l);
 }
 
@@ -98,30 +119,34 @@ int
 limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login, const char *client,
     const char *client_key, const char *sid, char *why, size_t whylen)
 {
-	uint64_t lcap = rate_of(config_login_rates(l->cfg, login), lim);
+	struct ratelimit_table *t = lim == RATELIMIT_AUTH ? l->auth : l->rl;
+	uint64_t lcap = login != NULL ? rate_of(config_login_rates(l->cfg, login), lim) : 0;
 	uint64_t acap = rate_of(&l->cfg->limits.rates, lim);
 	uint32_t period = lim == RATELIMIT_AUTH ? 60 : 3600;
-	uint64_t now = clock_seconds();
-	uint64_t ak = ratelimit_key(l->rl, lim, RATELIMIT_ADDRESS, client_key);
+	struct ratelimit_rule rule[2];
+	char esc[128];
+	int refused;
 
-	if (acap > 0 && ratelimit_available(l->rl, ak, (uint32_t)acap, period, now) < 1) {
+	/* the address first: a client over its address's AUTH limit makes no
+	 * bucket for the login names it tries */
+	rule[0].key = ratelimit_key(t, lim, RATELIMIT_ADDRESS, client_key);
+	rule[0].capacity = (uint32_t)acap;
+	rule[0].period = period;
+	rule[1].key = ratelimit_key(t, lim, RATELIMIT_LOGIN, login != NULL ? login : "");
+	rule[1].capacity = (uint32_t)lcap;
+	rule[1].period = period;
+	if (ratelimit_take_both(t, rule, 1, clock_seconds(), &refused))
+		return 1;
+	if (refused == 0) {
 		snprintf(why, whylen, "%s %llu for your address", ratelimit_limit_name(lim),
 		    (unsigned long long)acap);
 		log_warn("session=%s event=rate-limit limit=%s subject=address key=%s peer=%s", sid,
 		    ratelimit_limit_name(lim), client_key, client);
 		return 0;
 	}
-	if (login != NULL && lcap > 0 && !ratelimit_take(l->rl, ratelimit_key(l->rl, lim,
-	    RATELIMIT_LOGIN, login), (uint32_t)lcap, period, 1, now, NULL)) {
-		char esc[128];
-
-		snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
-		    (unsigned long long)lcap);
-		log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", sid,
-		    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)),
-		    client);
-		return 0;
-	}
-	(void)ratelimit_take(l->rl, ak, (uint32_t)acap, period, 1, now, NULL);
-	return 1;
+	snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
+	    (unsigned long long)lcap);
+	log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", sid,
+	    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)), client);
+	return 0;
 }

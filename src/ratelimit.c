@@ -23,6 +23,7 @@ struct ratelimit_table {
 	uint32_t nslots;
 	unsigned char hashkey[RATELIMIT_HASHKEY_LEN];
 	_Atomic uint64_t evictions;
+	_Atomic uint32_t period;        /* the longest period a take used (slot_idle) */
 	struct ratelimit_slot slots[];
 };
 
@@ -46,6 +47,7 @@ ratelimit_table_init(void *mem, size_t len, uint32_t nslots, const unsigned char
 	t->nslots = nslots;
 	memcpy(t->hashkey, hashkey, RATELIMIT_HASHKEY_LEN);
 	atomic_init(&t->evictions, 0);
+	atomic_init(&t->period, 0);
 	for (i = 0; i < nslots; i++) {
 		atomic_init(&t->slots[i].key, 0);
 		atomic_init(&t->slots[i].state, 0);
@@ -109,16 +111,28 @@ st_make(uint32_t now, uint32_t deficit)
 
 /* ---- slots ---- */
 
-/* Is the slot's bucket full again (so that it may be given away)? */
+/* Is the slot's bucket full again (so that it may be given away)?  The
+ * slot's own rule is not known here, only that no take in this table used a
+ * longer period than t->period (raised before the take that wrote the
+ * state, note_period()): the bucket is surely full once its deficit is 0,
+ * or once that much time has passed since its last update. */
 static int
-slot_idle(const struct ratelimit_slot *s, uint32_t now)
+slot_idle(struct ratelimit_table *t, const struct ratelimit_slot *s, uint32_t now)
 {
 	uint64_t st = atomic_load(&s->state);
+	uint32_t period = atomic_load(&t->period);
 
-	/* the rule is not known here: a bucket is surely full once its
-	 * deficit is 0, or once the longest period has passed */
-	return st_deficit(st) == 0 ||
-	    (now > st_time(st) && now - st_time(st) >= RATELIMIT_PERIOD_MAX);
+	return st_deficit(st) == 0 || (now > st_time(st) && now - st_time(st) >= period);
+}
+
+/* Raise t->period to `period` (lock-free; it only grows). */
+static void
+note_period(struct ratelimit_table *t, uint32_t period)
+{
+	uint32_t cur = atomic_load(&t->period);
+
+	while (cur < period && !atomic_compare_exchange_weak(&t->period, &cur, period))
+		;
 }
 
 /* Give slot s, holding `old` (0: never used), to `key`.  The bucket is
@@ -163,7 +177,7 @@ slot_get(struct ratelimit_table *t, uint64_t key, uint32_t now)
 			k = atomic_load(&s->key);
 			if (k == key)
 				return s;       /* claimed by another process meanwhile */
-			if (k != 0 && !slot_idle(s, now)) {
+			if (k != 0 && !slot_idle(t, s, now)) {
 				if (oldest == NULL || st_time(atomic_load(&s->state)) <
 				    st_time(atomic_load(&oldest->state)))
 					oldest = s;
@@ -199,27 +213,45 @@ slot_find(const struct ratelimit_table *t, uint64_t key)
 	return NULL;
 }
 
-int
-ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period,
-    uint32_t n, uint64_t now64, uint32_t *retry_r)
+/* The rule as the table applies it: capacity and period cut to their
+ * bounds.  0 when capacity is 0 (no limit). */
+static int
+rule_fix(uint32_t *capacity, uint32_t *period)
+{
+	if (*capacity == 0)
+		return 0;
+	if (*capacity > RATELIMIT_CAPACITY_MAX)
+		*capacity = RATELIMIT_CAPACITY_MAX;
+	if (*period == 0)
+		*period = 1;
+	if (*period > RATELIMIT_PERIOD_MAX)
+		*period = RATELIMIT_PERIOD_MAX;
+	return 1;
+}
+
+enum took {
+	TOOK_NONE,      /* over the limit: nothing taken */
+	TOOK,           /* the tokens were taken */
+	TOOK_FREE       /* allowed without taking (no limit, or endless contention) */
+};
+
+static enum took
+take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period, uint32_t n,
+    uint64_t now64, uint32_t *retry_r)
 {
 	struct ratelimit_slot *s;
 	uint32_t now = (uint32_t)now64, d, cap_u, need;
 	uint64_t st, nst;
 	int tries;
 
-	if (capacity == 0)
-		return 1;
-	if (capacity > RATELIMIT_CAPACITY_MAX)
-		capacity = RATELIMIT_CAPACITY_MAX;
-	if (period == 0)
-		period = 1;
-	if (period > RATELIMIT_PERIOD_MAX)
-		period = RATELIMIT_PERIOD_MAX;
+	if (!rule_fix(&capacity, &period))
+		return TOOK_FREE;
 	cap_u = capacity * RATELIMIT_UNIT;
 	need = (n > capacity ? capacity + 1 : n) * RATELIMIT_UNIT;
+	/* before any state of this period exists: slot_idle() must know it */
+	note_period(t, period);
 	if ((s = slot_get(t, key, now)) == NULL)
-		return 1;       /* endless contention: fail open rather than spin */
+		return TOOK_FREE;       /* endless contention: fail open rather than spin */
 	for (tries = 0; tries < CAS_TRIES; tries++) {
 		st = atomic_load(&s->state);
 		d = refilled(st, capacity, period, now);
@@ -228,14 +260,65 @@ ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint3
 				uint64_t over = (uint64_t)d + need - cap_u;
 				*retry_r = (uint32_t)((over * period + cap_u - 1) / cap_u);
 			}
-			return 0;
+			return TOOK_NONE;
 		}
 		/* never move the word's time backwards */
 		nst = st_make(now > st_time(st) ? now : st_time(st), d + need);
 		if (atomic_compare_exchange_weak(&s->state, &st, nst))
-			return 1;
+			return TOOK;
 	}
-	return 1;
+	return TOOK_FREE;
+}
+
+int
+ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period,
+    uint32_t n, uint64_t now, uint32_t *retry_r)
+{
+	return take(t, key, capacity, period, n, now, retry_r) != TOOK_NONE;
+}
+
+/* Give back n tokens a take of the same rule took (never beyond full).  A
+ * key no longer in the table gets nothing: its bucket was given away. */
+static void
+refund(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period, uint32_t n,
+    uint64_t now64)
+{
+	/* a slot of t, which is ours to write */
+	struct ratelimit_slot *s = (struct ratelimit_slot *)(uintptr_t)slot_find(t, key);
+	uint32_t now = (uint32_t)now64, d, back;
+	uint64_t st;
+	int tries;
+
+	if (!rule_fix(&capacity, &period))
+		return;
+	back = (n > capacity ? capacity + 1 : n) * RATELIMIT_UNIT;
+	for (tries = 0; s != NULL && tries < CAS_TRIES; tries++) {
+		st = atomic_load(&s->state);
+		d = refilled(st, capacity, period, now);
+		d = d > back ? d - back : 0;
+		if (atomic_compare_exchange_weak(&s->state, &st,
+		    st_make(now > st_time(st) ? now : st_time(st), d)))
+			return;
+	}
+}
+
+int
+ratelimit_take_both(struct ratelimit_table *t, const struct ratelimit_rule rule[2], uint32_t n,
+    uint64_t now, int *refused_r)
+{
+	enum took first;
+
+	if ((first = take(t, rule[0].key, rule[0].capacity, rule[0].period, n, now, NULL)) ==
+	    TOOK_NONE) {
+		*refused_r = 0;
+		return 0;
+	}
+	if (take(t, rule[1].key, rule[1].capacity, rule[1].period, n, now, NULL) != TOOK_NONE)
+		return 1;
+	if (first == TOOK)
+		refund(t, rule[0].key, rule[0].capacity, rule[0].period, n, now);
+	*refused_r = 1;
+	return 0;
 }
 
 uint32_t

@@ -26,17 +26,28 @@
  * Size and eviction.  The table has a fixed number of slots; a key lives in
  * one of RATELIMIT_PROBE slots after its hash.  A slot is reused when it is
  * empty or when its bucket has refilled completely (it then holds no
- * information).  When all RATELIMIT_PROBE slots hold partly used buckets,
- * the one updated least recently is replaced: that key starts again with a
- * full bucket (the table fails open for it, never closed for a newcomer), and
+ * information): its deficit is 0, or the longest period any take on this
+ * table used has passed since its last update (so a table that holds only
+ * per-minute buckets frees a slot a minute after its last use, not an
+ * hour).  When all RATELIMIT_PROBE slots hold partly used buckets, the one
+ * updated least recently is replaced: that key starts again with a full
+ * bucket (the table fails open for it, never closed for a newcomer), and
  * the eviction is counted (ratelimit_evictions()).  With the default size
  * (RATELIMIT_SLOTS_DEFAULT, 1 MiB) an instance tracks tens of thousands of
- * active clients before that happens.
+ * active clients before that happens.  Eviction is why keys a client can
+ * make up before it authenticated (every login name it tries, every
+ * address it can claim) must not share a table with the buckets of
+ * authenticated limits: the caller keeps them in a table of their own
+ * (limiter.h), where a flood of them can only evict their like.
  *
  * Races.  Two processes taking from the same bucket never lose a token (the
  * CAS retries).  Only while a slot is being handed from one key to another
  * can one take of the old key be lost or the new key inherit the old key's
- * deficit; both are bounded to that one operation.
+ * deficit; both are bounded to that one operation.  ratelimit_take_both()
+ * takes from two buckets all or nothing: a token it takes from the first
+ * and must give back (the second refused) is briefly missing from the
+ * first, so a concurrent taker of the first may be refused (stricter, never
+ * more).
  */
 #ifndef SUBPROXY_RATELIMIT_H
 #define SUBPROXY_RATELIMIT_H
@@ -90,6 +101,24 @@ uint64_t ratelimit_key(const struct ratelimit_table *t, enum ratelimit_limit lim
  */
 int ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period,
     uint32_t n, uint64_t now, uint32_t *retry_r);
+
+/* One bucket and its rule, for ratelimit_take_both(). */
+struct ratelimit_rule {
+	uint64_t key;
+	uint32_t capacity;              /* 0: no limit */
+	uint32_t period;
+};
+
+/*
+ * Take `n` tokens from both buckets, or from neither: the first is taken,
+ * then the second; when the second refuses, what was taken from the first
+ * is given back (never beyond full).  Both keys must live in this table.
+ * Returns 1 (both taken), or 0 with *refused_r the index (0 or 1) of the
+ * bucket that refused.  With several processes at a bucket's limit no more
+ * than its capacity is ever granted (test_ratelimit.c, t_both_race).
+ */
+int ratelimit_take_both(struct ratelimit_table *t, const struct ratelimit_rule rule[2],
+    uint32_t n, uint64_t now, int *refused_r);
 
 /* Tokens available now in bucket `key` (for tests and logs). */
 uint32_t ratelimit_available(const struct ratelimit_table *t, uint64_t key, uint32_t capacity,

@@ -1,7 +1,8 @@
 /* test_ratelimit.c — token buckets: N pass and the N+1st not, refill over
- * time, keys independent, bounded table with its eviction policy, and
- * concurrent takers (threads, and processes on MAP_SHARED memory) never
- * getting more than the bucket holds. */
+ * time, keys independent, bounded table with its eviction policy (a slot
+ * free once the table's longest period has passed), two buckets taken all
+ * or nothing, and concurrent takers (threads, and processes on MAP_SHARED
+ * memory) never getting more than the bucket holds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -308,6 +310,172 @@ t_claim_race(void **state)
 	munmap(mem, len);
 }
 
+/* A table of per-minute buckets frees a slot a minute after its last use:
+ * it took an hour before (the longest period any rule may have), so that
+ * AUTH buckets under made-up names stayed busy for an hour.  A table with
+ * an hourly rule in it waits the hour (it cannot tell its slots apart). */
+static void
+newcomer(struct ratelimit_table *t, enum ratelimit_limit lim, const char *name,
+    uint32_t period, uint64_t now, uint64_t evictions)
+{
+	assert_int_equal(ratelimit_take(t, ratelimit_key(t, lim, RATELIMIT_LOGIN, name), 5,
+	    period, 1, now, NULL), 1);
+	assert_int_equal(ratelimit_evictions(t), evictions);
+}
+
+static void
+t_idle_after_own_period(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(RATELIMIT_PROBE, &mem);
+	char name[32];
+	int i;
+
+	/* every slot a per-minute bucket, partly used */
+	for (i = 0; i < RATELIMIT_PROBE; i++) {
+		snprintf(name, sizeof(name), "guess%d", i);
+		assert_int_equal(ratelimit_take(t, ratelimit_key(t, RATELIMIT_AUTH,
+		    RATELIMIT_LOGIN, name), 5, 60, 1, 100, NULL), 1);
+	}
+	/* within the minute a newcomer must evict; after it, it need not */
+	newcomer(t, RATELIMIT_AUTH, "late0", 60, 159, 1);
+	newcomer(t, RATELIMIT_AUTH, "late1", 60, 160, 1);
+	/* one hourly bucket: from now on nothing is idle before an hour, so
+	 * the minute-old buckets are not given away without eviction */
+	newcomer(t, RATELIMIT_MESSAGES, "alice", 3600, 161, 2);
+	newcomer(t, RATELIMIT_AUTH, "later", 60, 300, 3);
+	free(mem);
+}
+
+/* npass take_both calls pass, then the next is refused by bucket `by`. */
+static void
+both_until(struct ratelimit_table *t, const struct ratelimit_rule *r, int npass, int by)
+{
+	int i, refused = -1;
+
+	for (i = 0; i < npass; i++)
+		assert_int_equal(ratelimit_take_both(t, r, 1, 10, &refused), 1);
+	assert_int_equal(ratelimit_take_both(t, r, 1, 10, &refused), 0);
+	assert_int_equal(refused, by);
+}
+
+/* Both or neither: a refusal by the second gives the first back. */
+static void
+t_both(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(64, &mem);
+	struct ratelimit_rule r[2] = {
+		{ ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, "192.0.2.1"), 5, 3600 },
+		{ ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "alice"), 2, 3600 },
+	};
+	int refused = -1;
+
+	both_until(t, r, 2, 1);
+	assert_int_equal(ratelimit_available(t, r[0].key, 5, 3600, 10), 3);
+	/* the first refusing: the second is not touched */
+	r[1].capacity = 100;
+	both_until(t, r, 3, 0);
+	assert_int_equal(ratelimit_available(t, r[1].key, 100, 3600, 10), 95);
+	/* no limit on either side: always, and nothing is given back that
+	 * was not taken */
+	r[0].capacity = 0;
+	assert_int_equal(ratelimit_take_both(t, r, 1, 10, &refused), 1);
+	r[0].capacity = 5;
+	r[1].capacity = 0;
+	assert_int_equal(ratelimit_take_both(t, r, 1, 10, &refused), 0);
+	assert_int_equal(refused, 0);
+	/* what refilled meanwhile is kept when a token is given back: 3 of 5
+	 * used, one back after 720 s, one taken and given back */
+	r[0].key = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, "192.0.2.2");
+	r[1].key = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, "zed");
+	r[1].capacity = 1;
+	assert_int_equal(ratelimit_take(t, r[0].key, 5, 3600, 3, 10, NULL), 1);
+	assert_int_equal(ratelimit_take(t, r[1].key, 1, 3600, 1, 10, NULL), 1);
+	assert_int_equal(ratelimit_take_both(t, r, 1, 10 + 720, &refused), 0);
+	assert_int_equal(refused, 1);
+	assert_int_equal(ratelimit_available(t, r[0].key, 5, 3600, 10 + 720), 3);
+	free(mem);
+}
+
+/* Four processes meet two limits at once, again and again (a new pair of
+ * buckets each round, at a barrier): never more than the smaller passes,
+ * and the larger gets back every token the smaller refused. */
+struct both_shared {
+	int got[4];
+	unsigned long arrived;
+};
+
+static void
+both_worker(struct ratelimit_table *t, struct both_shared *sh, int me)
+{
+	struct ratelimit_rule r[2];
+	char name[32];
+	unsigned long spins;
+	int round, k, refused;
+
+	for (round = 0; round < 300; round++) {
+		snprintf(name, sizeof(name), "a%d", round);
+		r[0].key = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_ADDRESS, name);
+		r[0].capacity = 7;
+		r[0].period = 3600;
+		snprintf(name, sizeof(name), "l%d", round);
+		r[1].key = ratelimit_key(t, RATELIMIT_MESSAGES, RATELIMIT_LOGIN, name);
+		r[1].capacity = 5;
+		r[1].period = 3600;
+		__atomic_fetch_add(&sh->arrived, 1, __ATOMIC_SEQ_CST);
+		for (spins = 0; __atomic_load_n(&sh->arrived, __ATOMIC_SEQ_CST) <
+		    4ul * (unsigned long)(round + 1); spins++) {
+			if (spins > 50000000)
+				_exit(2);
+			if (spins % 64 == 63)
+				sched_yield();
+		}
+		for (k = 0; k < 4; k++)
+			sh->got[me] += ratelimit_take_both(t, r, 1, 9, &refused);
+	}
+}
+
+static void
+t_both_race(void **state)
+{
+	size_t len = ratelimit_table_bytes(4096);
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct both_shared *sh;
+	struct ratelimit_table *t;
+	pid_t pid[4];
+	char name[32];
+	int i, st, total = 0;
+
+	assert_true(mem != MAP_FAILED);
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	t = ratelimit_table_init(mem, len, 4096, hk);
+	for (i = 0; i < 4; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			both_worker(t, sh, i);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		total += sh->got[i];
+	}
+	assert_int_equal(total, 300 * 5);
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "a%d", i);
+		assert_int_equal(ratelimit_available(t, ratelimit_key(t, RATELIMIT_MESSAGES,
+		    RATELIMIT_ADDRESS, name), 7, 3600, 9), 2);
+	}
+	assert_int_equal(ratelimit_evictions(t), 0);
+	munmap(sh, sizeof(*sh));
+	munmap(mem, len);
+}
+
 int
 main(void)
 {
@@ -320,6 +488,9 @@ main(void)
 		cmocka_unit_test(t_threads),
 		cmocka_unit_test(t_processes),
 		cmocka_unit_test(t_claim_race),
+		cmocka_unit_test(t_idle_after_own_period),
+		cmocka_unit_test(t_both),
+		cmocka_unit_test(t_both_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
