@@ -100,7 +100,7 @@ batch_add(const char *line, size_t len)
 
 /* A write problem: logged at most once a minute. */
 static void
-note_error(const char *what, int err)
+note_problem(const char *what, const char *why)
 {
 	int64_t now = now_ms();
 
@@ -109,7 +109,13 @@ note_error(const char *what, int err)
 	R.next_error_log = now + ERROR_LOG_EVERY_MS;
 	log_err("event=audit-log-error file=%s op=%s error=\"%s\" backlog=%zu lost=%llu: the "
 	    "audit log cannot be written; new transactions are refused (451 4.3.0) until it "
-	    "can", R.name, what, strerror(err), R.blen, (unsigned long long)R.lost);
+	    "can", R.name, what, why, R.blen, (unsigned long long)R.lost);
+}
+
+static void
+note_error(const char *what, int err)
+{
+	note_problem(what, strerror(err));
 }
 
 /* A file made or renamed in the log's directory: its name is made durable
@@ -142,13 +148,18 @@ write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
+static int log_next(void);
+
 /* Write the batch and make it durable.  On failure the file is cut back to
- * its last good length and the batch is kept. */
+ * its last good length and the batch is kept.  Without a file (a rotation
+ * could not open the new one) the name is tried again first. */
 static int
 flush(void)
 {
 	int err;
 
+	if (R.fd < 0 && log_next() < 0)
+		return -1;
 	if (R.dirty) {
 		if (ftruncate(R.fd, (off_t)R.size) < 0) {
 			note_error("ftruncate", errno);
@@ -334,49 +345,126 @@ out:
 	return rc;
 }
 
-/* Open the log's file name (in the current directory).  A new file gets an
- * "open" record.  Returns 0, or -1 with a sentence. */
+/*
+ * Open the log's file name (in the current directory) for appending: never
+ * through a symbolic link (O_NOFOLLOW: ELOOP), never anything but a
+ * regular file (a FIFO, a directory or a device in its place is closed
+ * again, unwritten; opening a FIFO O_RDWR does not wait for a peer).
+ * Returns the descriptor and its stat, or -1 with a sentence in why.
+ */
 static int
-log_open(const char *reason, int at_start, char *err, size_t errlen)
+name_open(struct stat *st, char *why, size_t whylen)
 {
-	struct stat st;
-	int rc, same;
+	int fd;
 
-	R.fd = open(R.name, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-	if (R.fd < 0 || sandbox_fstat(R.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "audit log %s: %s", R.name, R.fd < 0 ? strerror(errno) :
-		    "not a regular file");
+	if ((fd = open(R.name, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+	    0600)) < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
 		return -1;
 	}
-	same = !at_start && st.st_dev == R.dev && st.st_ino == R.ino;
-	R.dev = st.st_dev;
-	R.ino = st.st_ino;
-	R.size = (uint64_t)st.st_size;
+	if (sandbox_fstat(fd, st) < 0)
+		snprintf(why, whylen, "fstat: %s", strerror(errno));
+	else if (S_ISREG(st->st_mode))
+		return fd;
+	else
+		snprintf(why, whylen, "%s", S_ISFIFO(st->st_mode) ? "a FIFO, not a regular file" :
+		    "not a regular file");
+	close(fd);
+	return -1;
+}
+
+/* Write to fd (stat st) from now on. */
+static void
+log_adopt(int fd, const struct stat *st)
+{
+	R.fd = fd;
+	R.dev = st->st_dev;
+	R.ino = st->st_ino;
+	R.size = (uint64_t)st->st_size;
 	R.dirty = 0;
-	if (same)
-		return 0;	/* SIGHUP without rotation: the chain goes on here */
-	dir_sync();		/* it may have been made just now */
-	if (R.size > 0 && at_start) {
-		if ((rc = tail_load(err, errlen)) != 1)
-			return rc;
-	} else if (R.size > 0)
-		log_err("event=audit-log-reopen file=%s size=%llu: a file that is not this log's "
-		    "is in its place; the log continues after it (verifying this file will show "
-		    "where)", R.name, (unsigned long long)R.size);
-	if (at_start && head_load(err, errlen) < 0)
+}
+
+/* At start: open the log and continue its chain (its last record, or
+ * FILE.head); a new file gets an "open" record.  Returns 0, or -1 with a
+ * sentence. */
+static int
+log_open(char *err, size_t errlen)
+{
+	struct stat st;
+	char why[80];
+	int fd, rc;
+
+	if ((fd = name_open(&st, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "audit log %s: %s", R.name, why);
 		return -1;
-	append_open(reason);
+	}
+	log_adopt(fd, &st);
+	dir_sync();		/* it may have been made just now */
+	if (R.size > 0 && (rc = tail_load(err, errlen)) != 1)
+		return rc;
+	if (head_load(err, errlen) < 0)
+		return -1;
+	append_open("new");
 	return 0;
 }
 
-/* SIGHUP or size: end the file with a checkpoint, reopen the name (after
- * moving the file away when `moved_to` is set). */
+/* Go on in fd, the next file of a rotation (its batch begins with the
+ * "open" record). */
+static void
+next_adopt(int fd, const struct stat *st)
+{
+	log_adopt(fd, st);
+	dir_sync();		/* it may have been made just now */
+	if (R.size > 0)
+		log_err("event=audit-log-reopen file=%s size=%llu: a file that is not this log's "
+		    "is in its place; the log continues after it (verifying this file will show "
+		    "where)", R.name, (unsigned long long)R.size);
+}
+
+/*
+ * The next file of a rotation, while there is none (R.fd < 0).  Like a
+ * failed write, a failed open leaves the log not writable (the caller says
+ * so to every client), is logged once a minute and tried again every
+ * RETRY_MS.  Returns 0, or -1.
+ */
+static int
+log_next(void)
+{
+	struct stat st;
+	char why[80];
+	int fd;
+
+	if ((fd = name_open(&st, why, sizeof(why))) < 0) {
+		note_problem("open", why);
+		return -1;
+	}
+	next_adopt(fd, &st);
+	log_info("event=audit-log-open file=%s seq=%llu", R.name, (unsigned long long)R.chain.seq);
+	return 0;
+}
+
+static void set_writable(int w);
+
+/*
+ * SIGHUP or size: end the file with a checkpoint and go on in the file the
+ * name holds now (after moving the file away when by_size).  The same file
+ * (SIGHUP without rotation): nothing changes.  Another one: the old file is
+ * closed, an "open" record linking to its last record begins the new one.
+ * When the new one cannot be opened (no space for a new file, a symbolic
+ * link, a FIFO in its place ...), the old file stays closed (the rotation
+ * moved it on: writing there would be writing to the wrong file) and the
+ * log is not writable until the name can be opened: records wait in the
+ * backlog behind the "open" record, as when a write fails.
+ */
 static void
 rotate(const char *reason, int by_size)
 {
-	char newname[320], t[ALOG_TIME_LEN + 1], err[600];
-	int i;
+	char newname[320], t[ALOG_TIME_LEN + 1], why[80];
+	struct stat st;
+	int i, fd;
 
+	if (R.fd < 0)
+		return;		/* the last rotation's file is not open yet */
 	if (R.since_cp > 0)
 		append_checkpoint();
 	if (flush() < 0)
@@ -399,9 +487,20 @@ rotate(const char *reason, int by_size)
 		}
 	}
 	head_save();
+	fd = name_open(&st, why, sizeof(why));
+	if (fd >= 0 && st.st_dev == R.dev && st.st_ino == R.ino) {
+		close(fd);
+		return;		/* SIGHUP without rotation: the chain goes on here */
+	}
 	close(R.fd);
-	if (log_open(reason, 0, err, sizeof(err)) < 0)
-		fatal("recorder: %s", err);
+	R.fd = -1;
+	append_open(reason);
+	if (fd < 0) {
+		note_problem("open", why);
+		set_writable(0);
+		return;
+	}
+	next_adopt(fd, &st);
 	if (flush() < 0)
 		return;
 	log_info("event=audit-rotate reason=%s file=%s seq=%llu", reason, R.name,
@@ -768,7 +867,7 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 		snprintf(err, sizeof(err), "audit log directory %.600s: %s", dir, strerror(errno));
 		proc_fail(ready_fd, err);
 	}
-	if (log_open("new", 1, err, sizeof(err)) < 0)
+	if (log_open(err, sizeof(err)) < 0)
 		proc_fail(ready_fd, err);
 	if (flush() < 0) {
 		snprintf(err, sizeof(err), "audit log %.600s/%.200s cannot be written: %s", dir, R.name,

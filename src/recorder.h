@@ -50,6 +50,11 @@
  * name and, when that is a new file, starts it with an "open" record that
  * links to the old file's last record; with [audit] rotate-size it renames
  * the file to NAME.YYYYMMDDTHHMMSSZ itself when it grows beyond that size.
+ * The name is never opened through a symbolic link, and only a regular file
+ * is written.  When it cannot be opened (no space for a new file, a link or
+ * a FIFO in its place), that is a failed write: the log is not writable,
+ * the records wait in the backlog behind the "open" record, and the name is
+ * tried again every second.
  * On SIGTERM, or when every client socket is closed, it writes what it has,
  * a final checkpoint and FILE.head, and exits 0.
  */

@@ -660,6 +660,121 @@ def test_rotation_links_the_files(lab, audit):
     assert rep["messages"]["relayed"] == 6 and rep["verdict"]["files"] == len(files)
 
 
+def _until_mail(c, code, seconds=20):
+    """MAIL on c until it gets `code` (the recorder's state reaches front
+    within a poll round); the others seen meanwhile are 250 or 451 4.3.0.
+    A 250 is ended with RSET."""
+    end = time.monotonic() + seconds
+    while True:
+        r = c.cmd("MAIL FROM:<%s>" % ALICE)
+        if r.code == code:
+            return r
+        if r.code == 250:
+            c.cmd("RSET", 250)
+        else:
+            r.check(451, "4.3.0")
+        assert time.monotonic() < end, "MAIL never got %d (last %r)" % (code, r)
+        time.sleep(0.2)
+
+
+def _reopen_fails(lab, audit, obstruct, clear, error):
+    """The operator moved the log away and sent SIGHUP, but the recorder
+    cannot open the name again (obstruct() made sure of it).  The service
+    does not stop: new transactions get 451 4.3.0, one error line is
+    logged, and nothing is written anywhere but the log; after clear(), the
+    next try opens a new file and mail flows again.  Returns the files."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides(required="yes"))
+    c = session(sp, lab.certs)
+    send_one(c).check(250)
+    moved = audit.log + ".1"
+    os.rename(audit.log, moved)
+    obstruct()
+    start = len(sp.lines)
+    sp.signal(signal.SIGHUP)
+    sp._term_sent = False
+    assert sp.wait_log(r"event=audit-log-error file=audit\.log op=open error=\"%s\"" % error,
+                       timeout=10, start=start), sp.stderr_text(20)
+    _until_mail(c, 451).check(451, "4.3.0")
+    session(sp, lab.certs).cmd("MAIL FROM:<%s>" % ALICE, 451, "4.3.0")
+    assert sp.proc.poll() is None and proc_of(sp, "subproxy-record")
+    clear()
+    _until_mail(c, 250)
+    c.rcpt(code=250)
+    c.data(dot_stuff(make_message()), 250)
+    assert sp.wait_log(r"event=audit-log-writable", timeout=5, start=start)
+    assert len(s.messages()) == 2
+    c.close()
+    sp.stop()
+    errors = [ln for ln in sp.lines[start:] if "event=audit-log-error" in ln]
+    assert len(errors) == 1, "one error line a minute, got:\n%s" % "\n".join(errors)
+    files = audit.files()
+    assert files == [moved, audit.log], files
+    with open(audit.log, "rb") as f:
+        first = json.loads(f.readline())
+    assert first["type"] == "open" and first["reason"] == "sighup", first
+    assert verify(audit)[0] == 0
+    rc, rep = report(audit)
+    assert rep["messages"]["relayed"] == 2 and rep["records_lost"] == 0
+    assert sum(x["count"] for x in rep["refusals"]
+               if x["reason"] == "audit-log-unavailable") >= 2
+    return files
+
+
+def _recorders(path):
+    """Give path to the recorder's user (the log directory's owner), so that
+    only the recorder's own checks keep it from using it."""
+    st = os.stat(os.path.dirname(path))
+    os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def test_rotation_onto_a_symlink_fails_closed_and_recovers(lab, audit):
+    """The attacker's find: a symbolic link in the log's place at rotation
+    made the recorder exit and the whole service stop.  Now it is refused
+    (O_NOFOLLOW), the service fails closed until the name is free, and the
+    file the link points to, which the recorder could write, is never
+    written."""
+    decoy = os.path.join(audit.dir, "decoy")
+    with open(decoy, "wb") as f:
+        f.write(b"not the log\n")
+    os.chmod(decoy, 0o600)
+    _recorders(decoy)
+
+    def obstruct():
+        os.symlink("decoy", audit.log)
+        _recorders(audit.log)
+    _reopen_fails(lab, audit, obstruct, lambda: os.unlink(audit.log),
+                  "Too many levels of symbolic links")
+    with open(decoy, "rb") as f:
+        assert f.read() == b"not the log\n"
+
+
+def test_rotation_onto_a_fifo_fails_closed_and_recovers(lab, audit):
+    """A FIFO in the log's place: opened without waiting, found not to be a
+    regular file, closed unwritten; the service fails closed until it is
+    gone."""
+    def obstruct():
+        os.mkfifo(audit.log, 0o600)
+        _recorders(audit.log)
+    _reopen_fails(lab, audit, obstruct, lambda: os.unlink(audit.log),
+                  "a FIFO, not a regular file")
+
+
+def test_rotation_without_space_for_a_file_fails_closed_and_recovers(lab, tmp_path):
+    """No inode left for the new file at rotation (ENOSPC on create): the
+    service fails closed until a file can be made."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a small tmpfs for the log")
+    audit = auditlab.AuditLog(tmp_path / "auditwork", small_fs="1m", inodes=64)
+    try:
+        if not audit.mounted:
+            pytest.skip("needs a tmpfs mount: cannot mount one here: %s" % audit.mount_error)
+        _reopen_fails(lab, audit, lambda: audit.fill_inodes() or None, audit.unfill_inodes,
+                      "No space left on device")
+    finally:
+        audit.remove()
+
+
 # ---- pseudonyms ----
 
 def test_pseudonymized_log_still_counts(lab, audit, tmp_path):

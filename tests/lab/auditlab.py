@@ -60,9 +60,11 @@ def resign_checkpoint(line, key):
 
 
 class AuditLog:
-    def __init__(self, work, user=RECORDER_USER, name="audit.log", small_fs=None):
+    def __init__(self, work, user=RECORDER_USER, name="audit.log", small_fs=None,
+                 inodes=None):
         """small_fs: a size ("256k"): the directory is a tmpfs of that size
-        of its own (a disk that can be filled); needs root and mount."""
+        of its own (a disk that can be filled); needs root and mount.
+        inodes: the tmpfs holds at most that many files (fill_inodes())."""
         self.work = str(work)
         self.mounted = False
         os.makedirs(self.work, exist_ok=True)
@@ -71,9 +73,11 @@ class AuditLog:
             pw = pwd.getpwnam(user)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             if small_fs:
-                r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700,uid=%d,"
-                                    "gid=%d" % (small_fs, pw.pw_uid, pw.pw_gid), "tmpfs",
-                                    self.dir], capture_output=True, text=True, check=False)
+                opts = "size=%s,mode=0700,uid=%d,gid=%d" % (small_fs, pw.pw_uid, pw.pw_gid)
+                if inodes:
+                    opts += ",nr_inodes=%d" % inodes
+                r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", self.dir],
+                                   capture_output=True, text=True, check=False)
                 self.mounted = r.returncode == 0
                 self.mount_error = r.stderr.strip()
         else:
@@ -138,6 +142,24 @@ class AuditLog:
 
     def unfill(self):
         os.unlink(os.path.join(self.dir, "filler"))
+
+    def fill_inodes(self, most=10000):
+        """Take every free inode of the small file system (ENOSPC for a new
+        file from now on); returns how many files that took."""
+        n = 0
+        try:
+            while n < most:
+                os.close(os.open(os.path.join(self.dir, "inode%d" % n),
+                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                n += 1
+        except OSError:
+            pass
+        return n
+
+    def unfill_inodes(self):
+        for name in os.listdir(self.dir):
+            if name.startswith("inode"):
+                os.unlink(os.path.join(self.dir, name))
 
     def remove(self):
         if self.mounted:
