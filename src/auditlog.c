@@ -111,6 +111,8 @@ static const struct alog_field f_auth[] = {
 	{ "count", JSON_INT, 0, NULL },		/* v2: a summary (auditagg.h) */
 	{ "first", JSON_STR, 0, NULL },
 	{ "last", JSON_STR, 0, NULL },
+	{ "clients", JSON_INT, 0, NULL },	/* v3: a summary per kind */
+	{ "clients_capped", JSON_BOOL, 0, NULL },
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_tls[] = {
@@ -181,6 +183,8 @@ static const struct alog_field f_refusal[] = {
 	{ "count", JSON_INT, 0, NULL },		/* v2: a summary (auditagg.h) */
 	{ "first", JSON_STR, 0, NULL },
 	{ "last", JSON_STR, 0, NULL },
+	{ "clients", JSON_INT, 0, NULL },	/* v3: a summary per kind */
+	{ "clients_capped", JSON_BOOL, 0, NULL },
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_checkpoint[] = {
@@ -294,20 +298,29 @@ check_object(const struct alog_field *fields, const struct json *obj, int from_c
 }
 
 /* An AUTH or refusal record that is a summary (auditagg.h) has count >= 1,
- * first and last; others have none of them. */
+ * first and last; others have none of them.  A summary per kind has
+ * "client": "*" and clients (1 to count), and clients_capped only as true. */
 static int
 summary_check(int type, const struct json *body, char *err, size_t errlen)
 {
-	const struct json *c = json_get(body, "count");
+	const struct json *c = json_get(body, "count"), *k = json_get(body, "clients");
+	const struct json *capped = json_get(body, "clients_capped");
 	const char *first = json_get_str(body, "first"), *last = json_get_str(body, "last");
+	const char *client = json_get_str(body, "client");
 	int64_t t;
 
 	if ((type != ALOG_T_AUTH && type != ALOG_T_REFUSAL) ||
-	    (c == NULL && first == NULL && last == NULL))
+	    (c == NULL && first == NULL && last == NULL && k == NULL && capped == NULL))
 		return 0;
 	if (c == NULL || first == NULL || last == NULL || c->i < 1 ||
 	    alog_time_parse(first, &t) < 0 || alog_time_parse(last, &t) < 0) {
 		snprintf(err, errlen, "a summary needs count (>= 1), first and last (times)");
+		return -1;
+	}
+	if ((k == NULL && capped != NULL) || (capped != NULL && !capped->b) ||
+	    (k != NULL && (k->i < 1 || k->i > c->i || client == NULL || strcmp(client, "*")))) {
+		snprintf(err, errlen, "a summary per kind needs client \"*\" and clients (1 to "
+		    "count), clients_capped only as true");
 		return -1;
 	}
 	return 0;
@@ -347,10 +360,18 @@ alog_body(const struct json *rec)
 	return view;
 }
 
-/* A version 1 record: nothing version 2 added. */
+/* A record of an older version: nothing a later one added. */
 static int
-v1_check(int type, const struct json *body, char *err, size_t errlen)
+version_check(int64_t v, int type, const struct json *body, char *err, size_t errlen)
 {
+	if (v < 3 && (json_get(body, "clients") != NULL ||
+	    json_get(body, "clients_capped") != NULL)) {
+		snprintf(err, errlen, "members clients and clients_capped are not in schema "
+		    "version %lld", (long long)v);
+		return -1;
+	}
+	if (v >= 2)
+		return 0;
 	if (type == ALOG_T_RECHECK) {
 		snprintf(err, errlen, "record type recheck is not in schema version 1");
 		return -1;
@@ -384,8 +405,8 @@ alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_
 		}
 		mv[i] = m;
 	}
-	if (mv[0]->i != 1 && mv[0]->i != ALOG_VERSION) {
-		snprintf(err, errlen, "schema version %lld is not 1 or %d", (long long)mv[0]->i,
+	if (mv[0]->i < 1 || mv[0]->i > ALOG_VERSION) {
+		snprintf(err, errlen, "schema version %lld is not 1 to %d", (long long)mv[0]->i,
 		    ALOG_VERSION);
 		return -1;
 	}
@@ -411,7 +432,7 @@ alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_
 	if (check_object(schemas[env->type], &body, 0, "", err, errlen) < 0 ||
 	    summary_check(env->type, &body, err, errlen) < 0)
 		return -1;
-	return mv[0]->i == 1 ? v1_check(env->type, &body, err, errlen) : 0;
+	return version_check(mv[0]->i, env->type, &body, err, errlen);
 }
 
 /* ---- pseudonyms ---- */
@@ -430,8 +451,10 @@ alog_pseudonym(const uint8_t *key, const char *value, size_t len, char *out)
 static void
 pseudo_value(const struct alog_field *f, struct json *v, const uint8_t *key);
 
+/* keep: a member left as it is. */
 static void
-pseudo_object(const struct alog_field *fields, struct json *obj, const uint8_t *key)
+pseudo_object(const struct alog_field *fields, struct json *obj, const uint8_t *key,
+    const struct json *keep)
 {
 	const struct alog_field *f;
 	struct json **pp, *m, *e;
@@ -446,7 +469,7 @@ pseudo_object(const struct alog_field *fields, struct json *obj, const uint8_t *
 			json_free(&m);
 			continue;
 		}
-		if (f->name != NULL) {
+		if (f->name != NULL && m != keep) {
 			if (f->flags & ALOG_F_ARRAY) {
 				if (m->type == JSON_ARR)
 					for (e = m->first; e != NULL; e = e->next)
@@ -469,16 +492,22 @@ pseudo_value(const struct alog_field *f, struct json *v, const uint8_t *key)
 		v->s = xstrdup(h);
 		v->slen = strlen(h);
 	} else if (v->type == JSON_OBJ && f->sub != NULL)
-		pseudo_object(f->sub, v, key);
+		pseudo_object(f->sub, v, key, NULL);
 }
 
 void
 alog_pseudonymize(int type, struct json *body, const uint8_t *key)
 {
 	const struct alog_field *fields = alog_schema(type);
+	const struct json *client;
 
-	if (fields != NULL && body != NULL && body->type == JSON_OBJ)
-		pseudo_object(fields, body, key);
+	if (fields == NULL || body == NULL || body->type != JSON_OBJ)
+		return;
+	/* a summary per kind names no client: its "*" stays */
+	client = json_get(body, "clients") != NULL ? json_get(body, "client") : NULL;
+	if (client != NULL && (client->type != JSON_STR || strcmp(client->s, "*") != 0))
+		client = NULL;
+	pseudo_object(fields, body, key, client);
 }
 
 /* ---- encoding ---- */

@@ -5,7 +5,7 @@
  * described in doc/audit-log.schema.json and, for auditors, doc/audit-log.md.
  * Every record starts with the same envelope, in this order:
  *
- *	{"v":2,"seq":N,"time":"2026-01-02T03:04:05.678Z","type":"txn","prev":"HEX",...}
+ *	{"v":3,"seq":N,"time":"2026-01-02T03:04:05.678Z","type":"txn","prev":"HEX",...}
  *
  * seq counts records from 1 across every file of the log (rotation does not
  * restart it); prev is the SHA-256 (hex) of the previous record's line, its
@@ -33,7 +33,7 @@
 
 #include "json.h"
 
-#define ALOG_VERSION		2	/* written; 1 is still read (alog_record_check) */
+#define ALOG_VERSION		3	/* written; 1 and 2 are still read (alog_record_check) */
 #define ALOG_LINE_MAX		(128 * 1024)	/* one record, without its newline */
 #define ALOG_BODY_MAX		(60 * 1024)	/* a body a client sends (one IPC message) */
 #define ALOG_HASH_LEN		32
@@ -110,9 +110,11 @@ struct alog_env {
 	const char *time;		/* as written; points into the record */
 };
 
-/* Check a parsed line: an object whose first five members are v (1 or
+/* Check a parsed line: an object whose first five members are v (1 to
  * ALOG_VERSION; a version 1 record has none of what version 2 added: the
- * recheck type, a refusal's or an AUTH record's count), seq (>= 1), time, type and prev, in that order, followed
+ * recheck type, a refusal's or an AUTH record's count; a version 1 or 2
+ * record none of what version 3 added: a summary's clients and
+ * clients_capped), seq (>= 1), time, type and prev, in that order, followed
  * by the body of its type (alog_body_check, recorder members allowed).
  * Returns 0 with *env, or -1 with a sentence in err.  The body members are
  * the ones after the fifth; alog_body(rec) returns a view of them. */

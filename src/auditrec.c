@@ -431,8 +431,8 @@ agg_tick(evutil_socket_t fd, short what, void *arg)
 
 	auditagg_tick(ar->agg, now);
 	if (dropped > ar->dropped_logged && now >= ar->next_drop_log) {
-		log_err("event=audit-refusals-dropped count=%llu: the recorder is far behind; "
-		    "refusals from more client addresses than front can count were not recorded",
+		log_err("event=audit-refusals-dropped count=%llu: refusals of more kinds than "
+		    "front can count at once were not recorded",
 		    (unsigned long long)(dropped - ar->dropped_logged));
 		ar->dropped_logged = dropped;
 		ar->next_drop_log = now + DROP_LOG_MS;
@@ -451,7 +451,8 @@ auditrec_new(struct event_base *base, const struct config *cfg, int fd,
 	if (fd >= 0) {
 		ar->rc = recorder_client_new(base, fd, dead_cb, arg);
 		ar->required = auditrec_required(cfg);
-		ar->agg = auditagg_new(AGG_MAX, AGG_INTERVAL_MS, &out);
+		ar->agg = auditagg_new(AGG_MAX, AGG_INTERVAL_MS,
+		    (uint32_t)cfg->audit_flood_records, &out);
 		if ((ar->ev_tick = event_new(base, -1, EV_PERSIST, agg_tick, ar)) == NULL)
 			fatal("out of memory");
 		evtimer_add(ar->ev_tick, &tv);
@@ -476,7 +477,7 @@ auditrec_finish(struct auditrec *ar)
 
 	if (ar == NULL || ar->rc == NULL)
 		return;
-	auditagg_flush(ar->agg);
+	auditagg_flush(ar->agg, wall_ms());
 	if (recorder_pending(ar->rc) == 0)
 		return;
 	ar->drain_until = wall_ms() + DRAIN_MS;

@@ -64,7 +64,9 @@ int auditrec_accepting(const struct auditrec *ar);
  * (conn_addr_key()).  Then the first of a kind from that key in a minute is
  * recorded, the ones after it are counted, and one record with "count",
  * "first" and "last" stands for them when the minute is over (or at stop:
- * auditrec_finish()).  Every refusal, flood or not, is a bulk record
+ * auditrec_finish()).  At most [audit] flood-records such records a minute
+ * name a client; beyond that a kind is counted for all addresses together
+ * (one record per kind and minute, "client": "*", auditagg.h).  Every refusal, flood or not, is a bulk record
  * (recorder_send_bulk()): they never take the queue places transaction and
  * AUTH records need; one that finds no place is counted the same way and
  * recorded when there is room.

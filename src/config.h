@@ -178,6 +178,7 @@ struct config {
 	uint64_t audit_rotate_size;     /* bytes; 0 = rotate on SIGHUP only */
 	uint64_t audit_checkpoint_records;  /* a checkpoint after this many records (1000) */
 	uint64_t audit_checkpoint_interval; /* ... or this many seconds (60) */
+	uint64_t audit_flood_records;   /* refusal records naming one client a minute (100) */
 	int audit_pseudonymize;         /* 1: keyed hashes for addresses and logins */
 	char *audit_pseudonymize_key;   /* the key file; required with pseudonymize */
 

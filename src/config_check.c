@@ -329,6 +329,7 @@ check_audit(struct parse *p, struct config *cfg)
 	cfg->audit_required = -1;
 	cfg->audit_checkpoint_records = 1000;
 	cfg->audit_checkpoint_interval = 60;
+	cfg->audit_flood_records = 100;
 	if (get_str(p, "audit", NULL, "log", 0, line, &cfg->audit_log) < 0 ||
 	    get_str(p, "audit", NULL, "signing-key", 0, line, &cfg->audit_signing_key) < 0 ||
 	    get_yesno(p, "audit", "required", &cfg->audit_required) < 0 ||
@@ -338,6 +339,8 @@ check_audit(struct parse *p, struct config *cfg)
 	    &cfg->audit_checkpoint_records) < 0 ||
 	    get_num(p, "audit", "checkpoint-interval", 1, 86400, K_TIME,
 	    &cfg->audit_checkpoint_interval) < 0 ||
+	    get_num(p, "audit", "flood-records", 0, 100000, K_UINT,
+	    &cfg->audit_flood_records) < 0 ||
 	    get_yesno(p, "audit", "pseudonymize", &cfg->audit_pseudonymize) < 0 ||
 	    get_str(p, "audit", NULL, "pseudonymize-key", 0, line,
 	    &cfg->audit_pseudonymize_key) < 0)
@@ -345,7 +348,7 @@ check_audit(struct parse *p, struct config *cfg)
 	if (cfg->audit_log == NULL) {
 		static const char *const needs_log[] = { "signing-key", "required", "rotate-size",
 		    "checkpoint-records", "checkpoint-interval", "pseudonymize", "pseudonymize-key",
-		    NULL };
+		    "flood-records", NULL };
 		size_t i, k;
 
 		/* (recheck belongs to the self-audit, not to the log) */

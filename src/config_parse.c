@@ -76,7 +76,7 @@ static const struct keyspec dns_keys[] = {
 static const struct keyspec audit_keys[] = {
 	{ "log", 0 }, { "recheck", 0 }, { "signing-key", 0 }, { "required", 0 },
 	{ "rotate-size", 0 }, { "checkpoint-records", 0 }, { "checkpoint-interval", 0 },
-	{ "pseudonymize", 0 }, { "pseudonymize-key", 0 }, { NULL, 0 }
+	{ "pseudonymize", 0 }, { "pseudonymize-key", 0 }, { "flood-records", 0 }, { NULL, 0 }
 };
 static const struct keyspec metrics_keys[] = {
 	{ "address", 0 }, { "allow-remote", 0 }, { NULL, 0 }

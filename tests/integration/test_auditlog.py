@@ -7,12 +7,14 @@ written (and service back when it can); rotation; pseudonyms; the HTML
 report.
 """
 
+import concurrent.futures
 import json
 import os
 import pwd
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -414,6 +416,93 @@ def test_mail_before_auth_costs_a_few_records(lab, audit):
     assert rc == 0, rep
     assert [(x["reason"], x["count"]) for x in rep["refusals"]] == [("auth-required", 36)], \
         rep["refusals"]
+
+
+FLOOD_KEYS = 2000                # each connection claims an IPv6 /64 of its own
+FLOOD_RECORDS = 50              # [audit] flood-records: records naming a client a minute
+
+
+def _proxied_protocol_error(port, n):
+    """One connection from 127.0.0.1 (allowed by proxy-from) whose PROXY v2
+    header claims 2001:db8:N::1 (a /64 of its own), then a command the
+    server does not know: 500, then 421 (protocol-errors = 1).  Returns
+    whether the 421 was read."""
+    src = socket.inet_pton(socket.AF_INET6, "2001:db8:%x:%x::1" % (n >> 16, n & 0xffff))
+    dst = socket.inet_pton(socket.AF_INET6, "2001:db8::25")
+    header = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x21]) + struct.pack("!H", 36) +
+              src + dst + struct.pack("!HH", 40000 + n % 20000, 587))
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(header)
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(512)
+            if not chunk:
+                return False
+            data += chunk
+        s.sendall(b"FOO\r\n")
+        while True:
+            chunk = s.recv(512)
+            if not chunk:
+                break
+            data += chunk
+        return b"\r\n421 4.7.0 " in data
+    finally:
+        s.close()
+
+
+@pytest.mark.sanitized
+def test_refusals_from_thousands_of_addresses_cost_a_bounded_number_of_records(lab, audit):
+    """The independent attacker's find: refusals before AUTH were counted
+    per address, but the first of every new address was recorded, so 3000
+    connections through a PROXY listener, each claiming another IPv6 /64,
+    wrote 2582 records (with a /48, 65,536 addresses: tens of GB a day, a
+    full disk, and then every transaction refused).  Now at most [audit]
+    flood-records a minute name a client; beyond it the refusals of a kind
+    are one summary with "client": "*", their count and how many addresses
+    they came from.  A legitimate transaction meanwhile is relayed and
+    recorded, the log verifies, and the report counts every refusal."""
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=audit.overrides(**{"flood-records": FLOOD_RECORDS}) + [
+        "listen.submission.proxy-protocol=yes", "listen.submission.proxy-from=127.0.0.1"],
+        limits={"protocol-errors": 1})
+    told = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for i, ok in enumerate(pool.map(lambda n: _proxied_protocol_error(sp.starttls_port, n),
+                                        range(FLOOD_KEYS))):
+            told += ok
+            if i == FLOOD_KEYS // 2:
+                # in the middle: a real client on the other listener
+                c = session(sp, lab.certs)
+                send_one(c).check(250)
+                c.cmd("QUIT", 221)
+                c.close()
+    assert told == FLOOD_KEYS
+    sp.stop()
+    assert not [ln for ln in sp.lines if "recorder-busy" in ln or "audit-refusals-dropped" in ln]
+    recs = audit.records()
+    validate_all(recs)
+    flood = [r for r in recs if r["type"] == "refusal" and r["reason"] == "protocol-errors"]
+    named = [r for r in flood if r["client"] != "*"]
+    kinds = [r for r in flood if r["client"] == "*"]
+    # a minute or two of attack: the bound per minute, and one summary per
+    # kind and minute (and one at stop)
+    assert len(named) <= 2 * FLOOD_RECORDS, len(named)
+    assert 1 <= len(kinds) <= 3, kinds
+    assert all(r["client"].startswith("2001:db8:") for r in named), named[:3]
+    assert sum(r.get("count", 1) for r in flood) == FLOOD_KEYS
+    # every address once: named, or one of the clients of a summary
+    assert len({r["client"] for r in named}) + sum(r["clients"] for r in kinds) == FLOOD_KEYS
+    assert all(r["count"] >= r["clients"] and "clients_capped" not in r for r in kinds)
+    txns = [r for r in recs if r["type"] == "txn"]
+    assert len(txns) == 1 == len(s.messages()) and txns[0]["final"]["code"] == 250
+    assert len(recs) < 2 * FLOOD_RECORDS + 20, len(recs)
+    assert verify(audit)[0] == 0
+    rc, rep = report(audit)
+    assert rc == 0, rep
+    assert [(x["reason"], x["count"]) for x in rep["refusals"]] == [
+        ("protocol-errors", FLOOD_KEYS)], rep["refusals"]
+    assert rep["messages"]["relayed"] == 1
 
 
 # ---- tampering ----

@@ -255,7 +255,7 @@ test_intact(void **state)
 		assert_int_equal(env.seq, i + 1);
 		json_free(&rec);
 	}
-	assert_non_null(strstr(l.lines[0], "{\"v\":2,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
+	assert_non_null(strstr(l.lines[0], "{\"v\":3,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
 	    "\"type\":\"open\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\""));
 	log_free(&l);
 }
@@ -774,7 +774,7 @@ test_v2(void **state)
 	/* version 1: a plain refusal still reads; a summary or a recheck not */
 	for (i = 1; i < l.n; i++) {
 		line = strdup(l.lines[i]);
-		memcpy(strstr(line, "\"v\":2"), "\"v\":1", 5);
+		memcpy(strstr(line, "\"v\":3"), "\"v\":1", 5);
 		assert_int_equal(json_parse(line, strlen(line), &rec, err, sizeof(err)), 0);
 		if (strstr(line, "\"count\"") != NULL || strstr(line, "recheck") != NULL) {
 			assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
@@ -784,7 +784,7 @@ test_v2(void **state)
 		json_free(&rec);
 		free(line);
 	}
-	memcpy(strstr(l.lines[1], "\"v\":2"), "\"v\":3", 5);
+	memcpy(strstr(l.lines[1], "\"v\":3"), "\"v\":4", 5);
 	assert_int_equal(json_parse(l.lines[1], strlen(l.lines[1]), &rec, err, sizeof(err)), 0);
 	assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
 	json_free(&rec);
@@ -798,6 +798,90 @@ test_v2(void **state)
 	}
 	assert_true(alog_type_allowed(ALOG_T_RECHECK, ALOG_FROM_FRONT));
 	assert_false(alog_type_allowed(ALOG_T_RECHECK, ALOG_FROM_PARENT));
+	log_free(&l);
+}
+
+/* Schema version 3: a summary per kind ("client": "*", clients) counts as
+ * many as it stands for in the report; its form is checked; pseudonyms
+ * leave its "*"; versions 1 and 2 may not have it. */
+static void
+test_v3(void **state)
+{
+	static const char wild[] = "{\"session\":\"s9\",\"client\":\"*\",\"login\":null,"
+	    "\"stage\":\"session\",\"code\":421,\"enh\":\"4.7.0\",\"reason\":\"protocol-errors\","
+	    "\"text\":\"Too many errors\",\"count\":2990,\"first\":\"2026-01-01T00:00:01.000Z\","
+	    "\"last\":\"2026-01-01T00:00:59.000Z\",\"clients\":2990}";
+	static const char wild_auth[] = "{\"session\":\"a\",\"client\":\"*\",\"login\":"
+	    "\"mallory\",\"mechanism\":\"PLAIN\",\"result\":\"locked\",\"lockout\":true,"
+	    "\"closed\":false,\"code\":454,\"enh\":\"4.7.0\",\"count\":70000,\"first\":"
+	    "\"2026-01-01T00:00:01.000Z\",\"last\":\"2026-01-01T00:00:02.000Z\","
+	    "\"clients\":16384,\"clients_capped\":true}";
+	static const char *const bad[] = {
+		",\"clients\":3}",				/* not a summary */
+		",\"count\":2,\"first\":\"2026-01-01T00:00:01.000Z\","
+		    "\"last\":\"2026-01-01T00:00:01.000Z\",\"clients\":3}",	/* > count */
+		",\"count\":2,\"first\":\"2026-01-01T00:00:01.000Z\","
+		    "\"last\":\"2026-01-01T00:00:01.000Z\",\"clients\":0}",
+		",\"count\":2,\"first\":\"2026-01-01T00:00:01.000Z\","
+		    "\"last\":\"2026-01-01T00:00:01.000Z\",\"clients\":1,\"clients_capped\":false}",
+		",\"count\":2,\"first\":\"2026-01-01T00:00:01.000Z\","
+		    "\"last\":\"2026-01-01T00:00:01.000Z\",\"clients_capped\":true}",
+	};
+	uint8_t key[ALOG_PSEUDO_KEY_LEN];
+	struct log l;
+	struct alog_report r;
+	struct alog_verdict vd;
+	struct alog_env env;
+	struct json *rec = NULL, *b = NULL;
+	char err[300], body[1024], h[40];
+	size_t i;
+
+	log_make(&l);
+	log_add(&l, ALOG_T_REFUSAL, refusal);
+	log_add(&l, ALOG_T_REFUSAL, wild);
+	log_add(&l, ALOG_T_AUTH, wild_auth);
+	log_checkpoint(&l, l.pk, l.sk);
+	assert_non_null(strstr(l.lines[1], "\"v\":3,"));
+	vd = report_make(&r, &l, l.pk);
+	assert_true(vd.intact);
+	assert_int_equal(r.nrefusals, 4 + 1 + 2990);	/* log_make's, ours */
+	assert_int_equal(r.auth[ALOG_AUTH_LOCKED], 70000);
+	assert_int_equal(alog_counts_get(&r.auth_clients, "*")->n[ALOG_AUTH_LOCKED], 70000);
+	alog_report_clear(&r);
+	/* versions 1 and 2 have no summary per kind */
+	for (i = 1; i <= 2; i++) {
+		memcpy(strstr(l.lines[8], "\"v\":"), i == 1 ? "\"v\":1" : "\"v\":2", 5);
+		assert_int_equal(json_parse(l.lines[8], strlen(l.lines[8]), &rec, err,
+		    sizeof(err)), 0);
+		assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "clients"));
+		json_free(&rec);
+	}
+	/* clients: only in a summary, with client "*", 1 to count; capped
+	 * only as true and only with clients */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* wild up to its count, then bad[i] */
+		snprintf(body, sizeof(body), "%.*s%s", (int)(strstr(wild, ",\"count\"") - wild),
+		    wild, bad[i]);
+		assert_int_equal(json_parse(body, strlen(body), &b, err, sizeof(err)), 0);
+		if (alog_body_check(ALOG_T_REFUSAL, b, 1, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", body);
+		json_free(&b);
+	}
+	snprintf(body, sizeof(body), "%s", wild);
+	memcpy(strstr(body, "\"client\":\"*\""), "\"client\":\"x\"", 12);
+	assert_int_equal(json_parse(body, strlen(body), &b, err, sizeof(err)), 0);
+	assert_int_equal(alog_body_check(ALOG_T_REFUSAL, b, 1, err, sizeof(err)), -1);
+	json_free(&b);
+	/* pseudonyms: the login is hashed, the "*" stays */
+	memset(key, 7, sizeof(key));
+	assert_int_equal(json_parse(wild_auth, strlen(wild_auth), &b, err, sizeof(err)), 0);
+	alog_pseudonymize(ALOG_T_AUTH, b, key);
+	assert_int_equal(alog_body_check(ALOG_T_AUTH, b, 1, err, sizeof(err)), 0);
+	assert_string_equal(json_get_str(b, "client"), "*");
+	alog_pseudonym(key, "mallory", 7, h);
+	assert_string_equal(json_get_str(b, "login"), h);
+	json_free(&b);
 	log_free(&l);
 }
 
@@ -834,6 +918,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_requirements),
 	cmocka_unit_test(test_share),
 	cmocka_unit_test(test_v2),
+	cmocka_unit_test(test_v3),
 };
 
 int

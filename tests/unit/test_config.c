@@ -275,6 +275,10 @@ test_audit_section(void **state)
 		{ "[audit]\nlog = /l\nsigning-key = /k\nrotate-size = 100\n", "rotate-size" },
 		{ "[audit]\nlog = /l\nsigning-key = /k\ncheckpoint-records = 0\n",
 		    "checkpoint-records" },
+		{ "[audit]\nlog = /l\nsigning-key = /k\nflood-records = 100001\n",
+		    "t.conf:31: bad value '100001' for 'flood-records' (expected a number from 0 "
+		    "to 100000)" },
+		{ "[audit]\nflood-records = 10\n", "'flood-records' needs 'log = FILE'" },
 	};
 	char err[512];
 	struct config *cfg;
@@ -293,8 +297,14 @@ test_audit_section(void **state)
 	assert_int_equal(cfg->audit_rotate_size, 10 * 1024 * 1024);
 	assert_int_equal(cfg->audit_checkpoint_interval, 120);
 	assert_int_equal(cfg->audit_checkpoint_records, 1000);
+	assert_int_equal(cfg->audit_flood_records, 100);
 	assert_int_equal(cfg->audit_required, 0);
 	assert_int_equal(cfg->audit_pseudonymize, 0);
+	config_free(&cfg);
+	cfg = parse("[audit]\nlog = /l\nsigning-key = /k\nflood-records = 0\n", NULL, 0, err,
+	    sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->audit_flood_records, 0);
 	config_free(&cfg);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cfg = parse(bad[i].text, NULL, 0, err, sizeof(err));
