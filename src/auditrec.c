@@ -441,7 +441,7 @@ agg_tick(evutil_socket_t fd, short what, void *arg)
 
 struct auditrec *
 auditrec_new(struct event_base *base, const struct config *cfg, int fd,
-    recorder_dead_cb *dead_cb, void *arg)
+    unsigned workers, recorder_dead_cb *dead_cb, void *arg)
 {
 	struct auditrec *ar = xcalloc(1, sizeof(*ar));
 	struct auditagg_out out = { agg_room, agg_emit, ar };
@@ -451,8 +451,10 @@ auditrec_new(struct event_base *base, const struct config *cfg, int fd,
 	if (fd >= 0) {
 		ar->rc = recorder_client_new(base, fd, dead_cb, arg);
 		ar->required = auditrec_required(cfg);
+		/* the instance's bound, shared out: ceil(flood-records / workers) */
+		workers = workers > 0 ? workers : 1;
 		ar->agg = auditagg_new(AGG_MAX, AGG_INTERVAL_MS,
-		    (uint32_t)cfg->audit_flood_records, &out);
+		    (uint32_t)((cfg->audit_flood_records + workers - 1) / workers), &out);
 		if ((ar->ev_tick = event_new(base, -1, EV_PERSIST, agg_tick, ar)) == NULL)
 			fatal("out of memory");
 		evtimer_add(ar->ev_tick, &tv);

@@ -42,9 +42,11 @@ struct auditrec_txn;
 
 /* front's handle on the log.  fd: the recorder socket, or -1 when there is
  * no audit log (every call below is then a no-op that accepts everything).
- * dead_cb runs once, from the loop, when the recorder is gone. */
+ * workers: the front workers of this generation, which share [audit]
+ * flood-records (each may write its share, rounded up).  dead_cb runs
+ * once, from the loop, when the recorder is gone. */
 struct auditrec *auditrec_new(struct event_base *base, const struct config *cfg, int fd,
-    recorder_dead_cb *dead_cb, void *arg);
+    unsigned workers, recorder_dead_cb *dead_cb, void *arg);
 void auditrec_free(struct auditrec **arp);
 
 /* Before front ends (its loop has stopped): record what is still counted

@@ -93,7 +93,7 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
 	tls_tickets_schedule(base);     /* ratchet the ticket key at each period's end */
-	if ((f.srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, err,
+	if ((f.srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, o->workers, err,
 	    sizeof(err))) == NULL) {
 		log_err("refusing to start: %s", err);
 		exit(FRONT_EXIT_FAIL);

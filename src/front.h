@@ -20,6 +20,7 @@ struct keeper_fds;
 struct front_opts {
 	unsigned worker;                        /* 0..workers-1 in its generation;
 						 * worker 0 runs the live self-audit */
+	unsigned workers;                       /* front workers in its generation */
 	unsigned generation;                    /* 1, 2, ... (a reload starts the next) */
 	size_t mslice;                          /* its metrics slice (metrics.h) */
 	size_t cslice;                          /* its connection-count slice (connlimit.h) */

@@ -114,6 +114,7 @@ gen_fork_front(struct gen *g, unsigned w, const struct gen_sockets *gs)
 		free(keep);
 		memset(&fo, 0, sizeof(fo));
 		fo.worker = w;
+		fo.workers = g->nslots;
 		fo.generation = g->id;
 		fo.mslice = sl->mslice;
 		fo.cslice = sl->cslice;

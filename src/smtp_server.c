@@ -266,7 +266,7 @@ server_failed(const struct server *srv)
 
 struct server *
 server_new(struct event_base *base, const struct config *cfg, const struct keeper_fds *kfds,
-    const int *fds, int signer_fd, int recorder_fd, char *err, size_t errlen)
+    const int *fds, int signer_fd, int recorder_fd, unsigned workers, char *err, size_t errlen)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
 	struct gnutls_privkey_st *key = NULL;
@@ -282,7 +282,7 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 	    signer_lost, srv);
 	srv->keeper = keeper_client_new(base, kfds, (size_t)cfg->limits.auth_queue, keeper_lost,
 	    srv);
-	srv->audit = auditrec_new(base, cfg, recorder_fd, recorder_lost, srv);
+	srv->audit = auditrec_new(base, cfg, recorder_fd, workers, recorder_lost, srv);
 	if (keeper_tls_privkey(srv->keeper, &key, err, errlen) < 0)
 		goto fail;
 	srv->tls = tls_server_new_key(cfg->tls_certificate, key, kfds->spki, kfds->spki_len,

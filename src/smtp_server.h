@@ -22,11 +22,12 @@ struct keeper_fds;
  * relay context, DNS.  `fds` are the listening sockets, one per
  * cfg->listens entry, already bound; signer_fd is the socket to the DKIM
  * signer, kfds the sockets to the keeper, recorder_fd the one to the audit
- * log's recorder (-1: no audit log) (all owned from now on).
+ * log's recorder (-1: no audit log) (all owned from now on); workers: the
+ * front workers of this generation (auditrec_new()).
  * Returns NULL with a sentence in err. */
 struct server *server_new(struct event_base *base, const struct config *cfg,
-    const struct keeper_fds *kfds, const int *fds, int signer_fd, int recorder_fd, char *err,
-    size_t errlen);
+    const struct keeper_fds *kfds, const int *fds, int signer_fd, int recorder_fd,
+    unsigned workers, char *err, size_t errlen);
 
 /* 1 after a fatal fault (the signer, keeper or recorder went away or broke
  * the protocol): the process must exit FRONT_EXIT_PEER (front.h). */
