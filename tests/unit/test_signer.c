@@ -436,8 +436,9 @@ test_deadline(void **state)
 
 	pid = spawn_ed(&fd);
 	dead_calls = 0;
-	/* the deadline also bounds the signature after SIGCONT (r2): long
-	 * enough for a loaded machine, where 200 ms was not */
+	/* the deadline also bounds the signature after SIGCONT (r2): room
+	 * for a loaded machine (the failures first blamed on 200 ms were the
+	 * stop not yet in effect: stop_signer() waits for it now) */
 	sc = signer_client_new(base, fd, 1500, on_dead, NULL);
 	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
 	memset(&r1, 0, sizeof(r1));
