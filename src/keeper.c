@@ -249,7 +249,9 @@ serve_auth(size_t i, struct proc_msg *m)
 }
 
 /* AUTH_CANCEL from slot i: front's session went away; a check still
- * waiting is dropped before it costs an Argon2id run. */
+ * waiting is dropped before it costs an Argon2id run (and counted).  One
+ * already running runs to its end: Argon2id cannot be interrupted, and
+ * its answer is dropped by front as stale. */
 static void
 serve_cancel(size_t i, const struct proc_msg *m)
 {
@@ -258,7 +260,8 @@ serve_cancel(size_t i, const struct proc_msg *m)
 		return;
 	}
 	pthread_mutex_lock(&K.mu);
-	(void)keeper_queue_cancel(K.q, i, m->id);
+	if (keeper_queue_cancel(K.q, i, m->id))
+		metrics_count(MF_AUTH_CANCELLED, 0);
 	pthread_mutex_unlock(&K.mu);
 }
 

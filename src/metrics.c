@@ -53,6 +53,9 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	    1, 0 },
 	[MF_AUTH_CACHE_MISSES] = { "subproxy_auth_cache_misses", "Password checks the keeper "
 	    "ran Argon2id for: not in its auth cache, or the cache is off.", NULL, NULL, 1, 0 },
+	[MF_AUTH_CANCELLED] = { "subproxy_auth_cancelled", "Password checks the keeper "
+	    "dropped before they ran: the session ended (the client closed, a timeout) while "
+	    "the check waited for an Argon2id worker.", NULL, NULL, 1, 0 },
 	[MF_RELAYED] = { "subproxy_messages_relayed", "Messages the relay accepted (the "
 	    "client got 250).", NULL, NULL, 1, 0 },
 	[MF_REFUSED] = { "subproxy_messages_refused", "MAIL commands and messages refused, "

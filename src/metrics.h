@@ -64,6 +64,7 @@ enum metrics_family {
 	MF_AUTH,		/* subproxy_auth_total{result} */
 	MF_AUTH_CACHE,		/* subproxy_auth_cache_hits_total (keeper) */
 	MF_AUTH_CACHE_MISSES,	/* subproxy_auth_cache_misses_total (keeper) */
+	MF_AUTH_CANCELLED,	/* subproxy_auth_cancelled_total (keeper) */
 	MF_RELAYED,		/* subproxy_messages_relayed_total */
 	MF_REFUSED,		/* subproxy_messages_refused_total{code} */
 	MF_DKIM,		/* subproxy_dkim_signatures_total{algorithm} */

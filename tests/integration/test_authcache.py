@@ -18,7 +18,7 @@ daemon.
   shows the checks held and returns to 0.
 - A session whose check waits past auth-timeout gets 421 4.4.2 (never a
   hang), and the keeper drops the waiting check (front tells it): no
-  Argon2id for it.
+  Argon2id for it (subproxy_auth_cancelled_total counts it).
 - A reload (SIGHUP: a new generation, a new keeper) drops the cache: a
   password changed in the passwd file is refused though the old one was
   cached, and every login is verified by Argon2id again.
@@ -308,6 +308,8 @@ def test_waiting_check_dropped_with_its_session(lab, lab_certs):
     assert sp.wait_log(r"event=auth .*login=alice@lab\.test result=ok verified=argon2id",
                        timeout=5)
     assert misses(port) == 2 and hits(port) == 0
+    # the keeper counts the check it dropped
+    assert val(scrape(port), "subproxy_auth_cancelled_total") == 1
     wait_for(lambda: held(port) == 0, what="no check held")
 
 
