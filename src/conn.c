@@ -36,6 +36,8 @@ struct conn {
 	void *arg;
 	struct evbuffer *in, *out;
 	struct event *ev_read, *ev_write, *ev_timer, *ev_defer;
+	struct event *ev_watch;         /* paused: the peer's FIN or reset (edge-triggered) */
+	int hangup;                     /* the peer's FIN was told (CONN_EV_HANGUP) */
 	unsigned pending;               /* DEFER_* bits, run by ev_defer */
 	unsigned timeout;
 	gnutls_session_t tls;
@@ -55,6 +57,7 @@ struct conn {
 static void conn_on_read(evutil_socket_t, short, void *);
 static void conn_on_write(evutil_socket_t, short, void *);
 static void conn_on_timer(evutil_socket_t, short, void *);
+static void conn_on_watch(evutil_socket_t, short, void *);
 static void conn_update_events(struct conn *);
 static void conn_on_defer(evutil_socket_t, short, void *);
 static void conn_finish_close(struct conn *);
@@ -122,7 +125,10 @@ conn_alloc(struct event_base *base, int fd, conn_cb *cb, void *arg)
 	c->ev_write = event_new(base, fd, EV_WRITE, conn_on_write, c);
 	c->ev_timer = evtimer_new(base, conn_on_timer, c);
 	c->ev_defer = event_new(base, -1, 0, conn_on_defer, c);
-	if (!c->in || !c->out || !c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_defer)
+	c->ev_watch = event_new(base, fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, conn_on_watch,
+	    c);
+	if (!c->in || !c->out || !c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_defer ||
+	    !c->ev_watch)
 		fatal("conn: out of memory");
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
@@ -307,11 +313,24 @@ conn_emit(struct conn *c, enum conn_event ev)
 	c->cb(c, ev, c->arg);
 }
 
+int
+conn_watch_supported(struct event_base *base)
+{
+	int need = EV_FEATURE_EARLY_CLOSE | EV_FEATURE_ET;
+
+	return (event_base_get_features(base) & need) == need;
+}
+
+/* Register what the state asks for.  The close watch is edge-triggered
+ * and the other two are not: libevent cannot mix both on one descriptor,
+ * so the watch is only ever registered alone, and every event that goes
+ * is removed before any that comes is added. */
 static void
 conn_update_events(struct conn *c)
 {
 	int want_read = !c->paused && !c->connecting && evbuffer_get_length(c->in) < CONN_INPUT_MAX;
 	int want_write = c->connecting || evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
+	int want_watch;
 
 	if (c->tls_state == TLS_HANDSHAKE) {
 		want_read = !gnutls_record_get_direction(c->tls);
@@ -321,14 +340,48 @@ conn_update_events(struct conn *c)
 		want_read = 1;  /* to notice EOF */
 		want_write = evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
 	}
+	want_watch = c->paused && !want_read && !want_write && !c->hangup && !c->closing &&
+	    !c->connecting && c->tls_state != TLS_HANDSHAKE && conn_watch_supported(c->base);
+	if (!want_watch)
+		event_del(c->ev_watch);
+	if (!want_read)
+		event_del(c->ev_read);
+	if (!want_write)
+		event_del(c->ev_write);
 	if (want_read)
 		event_add(c->ev_read, NULL);
-	else
-		event_del(c->ev_read);
 	if (want_write)
 		event_add(c->ev_write, NULL);
-	else
-		event_del(c->ev_write);
+	if (want_watch)
+		event_add(c->ev_watch, NULL);
+}
+
+/* Reading is paused and the kernel says something about the socket:
+ * EV_CLOSED is the peer's FIN (told once); a plain EV_READ is new bytes,
+ * which stay where they are, or a reset (libevent reports EPOLLERR as
+ * EV_READ | EV_WRITE, never as EV_CLOSED), which SO_ERROR tells apart
+ * without reading. */
+static void
+conn_on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (!c->paused || c->closing || c->hangup)
+		return;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+		conn_set_error(c, "read", strerror(err));
+		c->hangup = 1;
+		conn_update_events(c);
+		conn_emit(c, CONN_EV_ERROR);
+		return;
+	}
+	if (!(what & EV_CLOSED))
+		return;
+	c->hangup = 1;
+	conn_update_events(c);
+	conn_emit(c, CONN_EV_HANGUP);
 }
 
 static void
@@ -661,6 +714,7 @@ conn_free(struct conn **cp)
 	event_free(c->ev_write);
 	event_free(c->ev_timer);
 	event_free(c->ev_defer);
+	event_free(c->ev_watch);
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
 	close(c->fd);

@@ -20,6 +20,12 @@
  * while CONN_INPUT_MAX octets of input wait (the owner resumes reading by
  * draining and calling conn_resume()); the owner bounds its output with
  * conn_want_drained().
+ *
+ * A paused connection still notices that the peer went away, without
+ * reading (so without buffering) a byte: its FIN is told once as
+ * CONN_EV_HANGUP, a reset as CONN_EV_ERROR.  That needs a loop backend
+ * with EV_FEATURE_EARLY_CLOSE and EV_FEATURE_ET (epoll: EPOLLRDHUP,
+ * EPOLLET); see conn_watch_supported().
  */
 #ifndef SUBPROXY_CONN_H
 #define SUBPROXY_CONN_H
@@ -39,6 +45,7 @@ enum conn_event {
 	CONN_EV_TLS_OK,      /* TLS handshake finished */
 	CONN_EV_CONNECTED,   /* outgoing connect finished */
 	CONN_EV_EOF,         /* peer closed (TLS: close_notify or TCP FIN) */
+	CONN_EV_HANGUP,      /* paused: the peer's FIN came (see conn_pause()) */
 	CONN_EV_ERROR,       /* I/O or TLS error; conn_error() says which */
 	CONN_EV_TIMEOUT      /* no progress for the configured time */
 };
@@ -74,9 +81,23 @@ void conn_want_flushed(struct conn *c);
  * that makes progress (also by conn_set_timeout() itself). */
 void conn_set_timeout(struct conn *c, unsigned seconds);
 
-/* Stop / resume delivering CONN_EV_READ (bytes stay in the kernel). */
+/* Stop / resume delivering CONN_EV_READ (bytes stay in the kernel).
+ * While paused with no output left to write, the peer's FIN is told once
+ * as CONN_EV_HANGUP: it shut down its sending side -- closed, or
+ * half-closed and still reading, which looks the same without writing --
+ * and what it sent before is still unread; after conn_resume() that input
+ * comes as usual, then CONN_EV_EOF.  A reset is told as CONN_EV_ERROR.
+ * With output still to write, the write watches instead (a reset fails
+ * it; the FIN is told once the output is written).  Nothing is told while
+ * paused on a loop without conn_watch_supported(): the owner sees EOF or
+ * an error when it reads or writes again.  A TLS close_notify is data:
+ * only the FIN that follows it is seen. */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
+
+/* 1 when a paused connection on this loop sees its peer's FIN and reset
+ * (the backend has EV_FEATURE_EARLY_CLOSE and EV_FEATURE_ET: epoll). */
+int conn_watch_supported(struct event_base *base);
 
 /* Start TLS on this connection with a prepared session (gnutls_session_t,
  * passed as void * so that only conn.c and tls.c include GnuTLS).  Buffered

@@ -3,6 +3,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "conn.h"
 #include "connlimit.h"
 #include "log.h"
 #include "keeper.h"
@@ -92,6 +93,11 @@ front_main(const struct config *cfg, const int *fds, int signer_fd,
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
+	if (!conn_watch_supported(base))
+		log_warn("event=loop-backend method=%s: this event loop cannot see a client's FIN "
+		    "or reset without reading (no EPOLLRDHUP/edge triggering): a client that closes "
+		    "while its password check waits is noticed only when the check is answered",
+		    event_base_get_method(base));
 	tls_tickets_schedule(base);     /* ratchet the ticket key at each period's end */
 	if ((f.srv = server_new(base, cfg, kfds, fds, signer_fd, o->recorder_fd, o->workers, err,
 	    sizeof(err))) == NULL) {

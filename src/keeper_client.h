@@ -60,8 +60,11 @@ void keeper_client_free(struct keeper_client **kcp);
 struct keeper_req *keeper_auth(struct keeper_client *kc, const char *login, const char *password,
     size_t pwlen, const char *peer, keeper_auth_cb *cb, void *arg);
 
-/* Cancel: the callback will not be called (a check already sent still
- * runs and still counts); *rp = NULL; NULL is a no-op. */
+/* Cancel: the callback will not be called; a check still queued here is
+ * never sent; one already sent is followed by PROC_AUTH_CANCEL (best
+ * effort: when the socket has room), and the keeper drops it if it still
+ * waits for a worker -- one already running runs and still counts.
+ * *rp = NULL; NULL is a no-op. */
 void keeper_cancel(struct keeper_req **rp);
 
 /* AUTH requests whose callback is still due (for logs and tests). */

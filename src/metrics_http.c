@@ -242,6 +242,7 @@ scrape_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_FLUSHED:
 	case CONN_EV_CONNECTED:
 	case CONN_EV_TLS_OK:
+	case CONN_EV_HANGUP:            /* only after conn_pause(): never paused */
 		return;
 	case CONN_EV_TIMEOUT:
 	case CONN_EV_EOF:

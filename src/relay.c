@@ -500,6 +500,8 @@ relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 		if (t->state == R_DATA_SEND)
 			relay_feed_body(t);
 		return;
+	case CONN_EV_HANGUP:            /* only after conn_pause(): never paused */
+		return;
 	case CONN_EV_EOF:
 	case CONN_EV_ERROR:
 	case CONN_EV_TIMEOUT:

@@ -741,6 +741,29 @@ session_process(struct session *s)
 
 /* ---- connection events ---- */
 
+/* The client shut down its side while reading was paused (conn.h:
+ * CONN_EV_HANGUP; closed or half-closed, which cannot be told apart without
+ * writing).  Waiting for its password check -- in the keeper's queue or
+ * on a worker -- the session ends now, as at EOF: session_end() cancels
+ * the check, which the keeper then drops before it costs an Argon2id run
+ * (one already running runs to its end), and the connection's place under
+ * the limits is free at once.  Any other wait goes on as before the FIN:
+ * a mail transaction in flight (its message may be the relay's already:
+ * its final reply is owed and written), the failed-AUTH delay (at most
+ * 8 s, nothing runs), replies the client has not read yet; the FIN is
+ * read (EOF) when reading resumes. */
+static void
+session_hangup(struct session *s)
+{
+	if (s->authreq != NULL) {
+		session_drop(s, "client closed connection while its password check waited");
+		return;
+	}
+	log_info("session=%s event=client-hangup peer=%s state=%s in-transaction=%d: reading "
+	    "again after the wait", s->id, s->peer, sess_state_names[s->state],
+	    session_in_flight(s));
+}
+
 static void
 session_conn_event(struct session *s, struct conn *c, enum conn_event ev)
 {
@@ -782,6 +805,9 @@ session_conn_event(struct session *s, struct conn *c, enum conn_event ev)
 		reply(s, 421, "4.4.2", "%s Idle timeout, closing connection",
 		    s->srv->cfg->hostname);
 		session_close(s);
+		return;
+	case CONN_EV_HANGUP:
+		session_hangup(s);
 		return;
 	case CONN_EV_EOF:
 		session_drop(s, "client closed connection");

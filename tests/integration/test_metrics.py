@@ -104,7 +104,8 @@ def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
     assert val(after, "subproxy_reloads_total", result="ok") == 0
     assert val(after, "subproxy_reloads_total", result="failed") == 0
     assert val(after, "subproxy_auth_total", result="locked") == 0
-    # no session ended while its password check waited (test_authcache.py)
+    # no session ended while its password check waited (test_authcache.py,
+    # test_client_close.py)
     assert val(after, "subproxy_auth_cancelled_total") == 0
     assert val(after, "subproxy_sessions_open") == 0
     wait_for(lambda: val(scrape(port), "subproxy_auth_queue_checks") == 0,

@@ -1,6 +1,8 @@
 /* test_conn.c — conn's re-entrancy contract on a real libevent loop (no
  * callback from inside a call the owner made), the close notification,
- * output low-water marks, and the per-address key (IPv6 prefixes). */
+ * output low-water marks, a paused connection seeing its peer's FIN and
+ * reset over real TCP without reading (and without spinning), and the
+ * per-address key (IPv6 prefixes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -186,6 +189,188 @@ test_want_drained(void **state)
 	event_base_free(base);
 }
 
+/* A connected TCP pair on loopback: *srv (accepted, for conn) and *cli. */
+static void
+tcp_pair(int *srv, int *cli)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
+	*cli = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(*cli, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	*srv = accept(l, NULL, NULL);
+	assert_true(*srv >= 0);
+	close(l);
+}
+
+/* A conn on the accepted end of a new TCP pair, its events in *s. */
+static struct conn *
+tcp_conn(struct event_base *base, struct seen *s, int *fd, int *cli)
+{
+	memset(s, 0, sizeof(*s));
+	tcp_pair(fd, cli);
+	return conn_new(base, *fd, record, s);
+}
+
+/* Octets the kernel holds unread on fd. */
+static int
+unread(int fd)
+{
+	int n = -1;
+
+	assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+	return n;
+}
+
+static void
+guard_fired(evutil_socket_t fd, short what, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+/* The loop has nothing to do for the connection: after the passes that
+ * deliver what is already due, one blocking pass ends only by a guard
+ * timer.  A level-triggered registration of the unread bytes (or of the
+ * FIN) would wake the loop at once, again and again: it would spin. */
+static void
+expect_quiet(struct event_base *base, struct seen *s)
+{
+	struct timeval tv = { 0, 50 * 1000 };
+	struct event *guard;
+	int fired = 0, calls = s->calls;
+
+	RUN_UNTIL(base, 0);
+	assert_int_equal(s->calls, calls);
+	guard = evtimer_new(base, guard_fired, &fired);
+	evtimer_add(guard, &tv);
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(fired);
+	assert_int_equal(s->calls, calls);
+	event_free(guard);
+}
+
+/* Paused: the client's FIN is told once, from the loop, and nothing is
+ * read; the client's bytes stay in the kernel.  Resumed: they come, then
+ * EOF (a half-closed client is still served what it sent). */
+static void
+test_paused_sees_fin(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct seen s;
+	struct conn *c;
+	int fd, cli;
+
+	assert_true(conn_watch_supported(base));
+	c = tcp_conn(base, &s, &fd, &cli);
+	s.in_call = 1;
+	conn_pause(c);
+	s.in_call = 0;
+	assert_int_equal(write(cli, "AUTH PLAIN x\r\n", 14), 14);
+	/* bytes alone: nothing to tell, and no spinning over them */
+	expect_quiet(base, &s);
+	assert_int_equal(shutdown(cli, SHUT_WR), 0);
+	RUN_UNTIL(base, s.calls > 0);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.first, CONN_EV_HANGUP);
+	assert_false(s.during_call);
+	assert_int_equal(evbuffer_get_length(conn_input(c)), 0);
+	assert_int_equal(unread(fd), 14);
+	/* told once: the FIN and the bytes stay, the loop stays quiet */
+	expect_quiet(base, &s);
+	conn_resume(c);
+	RUN_UNTIL(base, s.last == CONN_EV_EOF);
+	assert_int_equal(s.last, CONN_EV_EOF);
+	assert_int_equal(evbuffer_get_length(conn_input(c)), 14);
+	conn_free(&c);
+	close(cli);
+	event_base_free(base);
+}
+
+/* A FIN that came before the pause, unread, is told as well. */
+static void
+test_fin_before_pause(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct seen s;
+	struct conn *c;
+	int fd, cli;
+
+	c = tcp_conn(base, &s, &fd, &cli);
+	assert_int_equal(write(cli, "QUIT\r\n", 6), 6);
+	assert_int_equal(shutdown(cli, SHUT_WR), 0);
+	conn_pause(c);          /* before the loop read anything */
+	RUN_UNTIL(base, s.calls > 0);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.first, CONN_EV_HANGUP);
+	assert_int_equal(unread(fd), 6);
+	conn_free(&c);
+	close(cli);
+	event_base_free(base);
+}
+
+/* Paused: a reset (a client that closes with our replies unread) is an
+ * error, told from the loop, and nothing spins over it. */
+static void
+test_paused_sees_reset(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct linger lg = { 1, 0 };
+	struct seen s;
+	struct conn *c;
+	int fd, cli;
+
+	c = tcp_conn(base, &s, &fd, &cli);
+	conn_pause(c);
+	assert_int_equal(write(cli, "AUTH PLAIN x\r\n", 14), 14);
+	expect_quiet(base, &s);
+	assert_int_equal(setsockopt(cli, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	close(cli);             /* RST */
+	RUN_UNTIL(base, s.calls > 0);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.first, CONN_EV_ERROR);
+	assert_non_null(strstr(conn_error(c), "reset"));
+	conn_free(&c);
+	event_base_free(base);
+}
+
+/* A loop without EV_FEATURE_EARLY_CLOSE (poll): nothing is told while
+ * paused, and nothing spins (no level-triggered read of the unread bytes);
+ * resumed, the bytes and the EOF come as before. */
+static void
+test_no_watch_without_the_feature(void **state)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+	struct seen s;
+	struct conn *c;
+	int fd, cli;
+
+	event_config_avoid_method(cfg, "epoll");
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	assert_non_null(base);
+	assert_false(conn_watch_supported(base));
+	c = tcp_conn(base, &s, &fd, &cli);
+	conn_pause(c);
+	assert_int_equal(write(cli, "QUIT\r\n", 6), 6);
+	assert_int_equal(shutdown(cli, SHUT_WR), 0);
+	expect_quiet(base, &s);
+	assert_int_equal(unread(fd), 6);
+	conn_resume(c);
+	RUN_UNTIL(base, s.last == CONN_EV_EOF);
+	assert_int_equal(s.first, CONN_EV_READ);
+	conn_free(&c);
+	close(cli);
+	event_base_free(base);
+}
+
 static void
 key(const char *addr, unsigned prefix, const char *want, int rc)
 {
@@ -223,6 +408,10 @@ main(void)
 		cmocka_unit_test(test_connect_failure_comes_from_the_loop),
 		cmocka_unit_test(test_close_after_flush_tells_from_the_loop),
 		cmocka_unit_test(test_want_drained),
+		cmocka_unit_test(test_paused_sees_fin),
+		cmocka_unit_test(test_fin_before_pause),
+		cmocka_unit_test(test_paused_sees_reset),
+		cmocka_unit_test(test_no_watch_without_the_feature),
 		cmocka_unit_test(test_addr_key),
 	};
 
