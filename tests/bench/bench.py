@@ -363,11 +363,12 @@ def phase_storm(world, a):
 
 def phase_matrix(world, a):
     rows = []
-    variants = [("cold", "full"), ("warm", "full"), ("warm", "resumed")]
+    variants = [v for v in [("cold", "full"), ("warm", "full"), ("warm", "resumed")]
+                if "%s-%s" % v in a.variants.split(",")]
     for conc in a.concs:
         for k in a.per_session:
             for auth, tls in variants:
-                n = max(20, conc * 3)
+                n = max(20, conc * a.sessions_per_conc)
                 argv = world.load_argv() + ["-c", str(conc), "-n", str(n), "-k", str(k),
                                             "-d", str(a.seconds)]
                 if auth == "cold":
@@ -574,21 +575,28 @@ def connections_limit(idle):
     return max(idle + 200, 2000)
 
 
+# What subproxy wants beyond 3 x [limits] connections (src/subproxy.c
+# raise_nofile): 128 for DNS, 64 base, the listeners and each relay's idle
+# connections ([relay] connections, default 64 per relay); with margin.
+NOFILE_SLACK = 512
+
+
 def raise_nofile(a):
     """RLIMIT_NOFILE for subproxy (which wants 3 x connections + 192 +
     listeners, src/subproxy.c) and the generator; as root the hard limit
     is raised too, else the idle sessions held are fewer."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 3 * connections_limit(a.idle) + 200
+    need = 3 * connections_limit(a.idle) + NOFILE_SLACK
     if hard != resource.RLIM_INFINITY and hard < need:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
             return
         except (ValueError, OSError):
-            want, a.idle = a.idle, max(100, (hard - 200) // 3 - 200)
+            want, a.idle = a.idle, max(100, (hard - NOFILE_SLACK) // 3 - 200)
             a.notes.append("RLIMIT_NOFILE: the hard limit is %d and cannot be raised here (no "
                            "CAP_SYS_RESOURCE); subproxy needs 3 x [limits] connections + 192 + "
-                           "listeners descriptors, so %d idle sessions are held instead of %d" % (
+                           "listeners + [relay] connections descriptors, so %d idle sessions are "
+                           "held instead of %d" % (
                                hard, a.idle, want))
             log(a.notes[-1])
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -621,6 +629,11 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=None,
                     help="no idle session is started after this (default 60; quick 20)")
     ap.add_argument("--phases", default="ceiling,tls,storm,matrix,idle")
+    ap.add_argument("--variants", default="cold-full,warm-full,warm-resumed",
+                    help="matrix cells to run (default all three)")
+    ap.add_argument("--sessions-per-conc", type=int, default=3, metavar="M",
+                    help="a matrix cell runs M x concurrency sessions (at least 20) or "
+                    "--seconds, whichever ends first (default 3)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="passed to subproxy as -o (e.g. auth.cache-ttl=0)")
     ap.add_argument("--out", default=None, help="JSON lines (default TOOLS/results.jsonl)")
@@ -639,7 +652,7 @@ def main():
     a.idle = a.idle or (2000 if q else 10000)
     a.idle_seconds = a.idle_seconds or (20 if q else 60)
     phases = a.phases.split(",")
-    a.cold_users = a.storm + sum(max(20, c * 3) for c in a.concs) * len(a.per_session) + 10
+    a.cold_users = a.storm + sum(max(20, c * a.sessions_per_conc) for c in a.concs) * len(a.per_session) + 10
     a.notes = []
     raise_nofile(a)
     work = tempfile.mkdtemp(prefix="subproxy-bench-")
