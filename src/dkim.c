@@ -1,21 +1,22 @@
-/* dkim.c — DKIM keys (GnuTLS parses, sodium holds) and signing (libopendkim). */
+/* dkim.c — DKIM keys (GnuTLS parses, dkim_sign.c holds), signing policy and messages. */
 #include "dkim.h"
+#include "dkim_sign.h"
+#include "dkim_verify.h"
 #include "log.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
-#include <opendkim/dkim.h>
 #include <sodium.h>
 
 #define SIGHDR_NAME	"DKIM-Signature"
@@ -33,24 +34,15 @@ struct dkim_key {
 	char *file;
 	enum dkim_keytype type;
 	unsigned int bits;
-	char *pem;			/* sodium_malloc: PKCS#8 PEM, NUL-terminated */
-	size_t pemsize;
+	struct dkim_signkey *sk;
 	char *dns_txt;
 };
 
 struct dkim_keyset {
-	DKIM_LIB *lib;
+	char **names;			/* the signed header list */
+	size_t nnames;
 	struct dkim_key *keys;
 	size_t nkeys;
-};
-
-/* One header field of a message: the name (without trailing WSP) and the
- * whole field without its final CRLF. */
-struct field {
-	const uint8_t *name;
-	size_t namelen;
-	const uint8_t *text;
-	size_t textlen;
 };
 
 const char *
@@ -63,23 +55,6 @@ dkim_result_name(enum dkim_result r)
 	case DKIM_RES_INTERNAL:	return "internal";
 	}
 	return "unknown";
-}
-
-/* ---- libopendkim memory hooks: its copies of the key are wiped on free ---- */
-
-static void *
-lib_malloc(void *closure, size_t n)
-{
-	return malloc(n);
-}
-
-static void
-lib_free(void *closure, void *p)
-{
-	if (p == NULL)
-		return;
-	sodium_memzero(p, malloc_usable_size(p));
-	free(p);
 }
 
 /* ---- policy: the signed header list ---- */
@@ -266,7 +241,7 @@ dkim_policy_free(struct dkim_policy **polp)
  * -1 if the header section is malformed (bare CR or LF, a line without a
  * colon-terminated name, a continuation line first, no final CRLF). */
 static int
-next_field(const uint8_t *msg, size_t len, size_t *off, struct field *f)
+next_field(const uint8_t *msg, size_t len, size_t *off, struct dkim_field *f)
 {
 	size_t i = *off, start = *off, n;
 
@@ -307,7 +282,7 @@ next_field(const uint8_t *msg, size_t len, size_t *off, struct field *f)
 }
 
 static int
-field_is(const struct field *f, const char *name)
+field_is(const struct dkim_field *f, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -461,9 +436,9 @@ from_domain(const char *v, size_t n, char *dom, size_t domlen)
 
 /* Find the single From field of msg; 0 with *from, or -1. */
 static int
-find_from(const uint8_t *msg, size_t len, struct field *from)
+find_from(const uint8_t *msg, size_t len, struct dkim_field *from)
 {
-	struct field f;
+	struct dkim_field f;
 	size_t off = 0;
 	int rc, found = 0;
 
@@ -480,7 +455,7 @@ find_from(const uint8_t *msg, size_t len, struct field *from)
 int
 dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen)
 {
-	struct field from = { NULL, 0, NULL, 0 };
+	struct dkim_field from = { NULL, 0, NULL, 0 };
 	const char *v;
 	size_t skip;
 
@@ -502,8 +477,7 @@ key_clear(struct dkim_key *k)
 	free(k->selector);
 	free(k->file);
 	free(k->dns_txt);
-	if (k->pem != NULL)
-		sodium_free(k->pem);	/* wipes */
+	dkim_signkey_free(&k->sk);	/* wipes */
 	memset(k, 0, sizeof(*k));
 }
 
@@ -549,13 +523,43 @@ out:
 	return txt;
 }
 
-/* Parse the PEM in raw[0..len) into k: type, bits, PKCS#8 PEM, DNS TXT. */
+/* The signing key of x for k: the Ed25519 seed, or the RSA key as DER for
+ * OpenSSL; GnuTLS's exported copies are wiped. */
+static int
+key_signer(struct dkim_key *k, gnutls_x509_privkey_t x, char *err, size_t errlen)
+{
+	gnutls_datum_t d = { NULL, 0 }, pub = { NULL, 0 };
+	gnutls_ecc_curve_t curve;
+	char why[256];
+	int rc;
+
+	if (k->type == DKIM_KEY_ED25519)
+		rc = gnutls_x509_privkey_export_ecc_raw(x, &curve, &pub, NULL, &d);
+	else
+		rc = gnutls_x509_privkey_export2_pkcs8(x, GNUTLS_X509_FMT_DER, NULL,
+		    GNUTLS_PKCS_PLAIN, &d);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: cannot export the key: %s", k->file, gnutls_strerror(rc));
+	else if (k->type == DKIM_KEY_ED25519)
+		k->sk = dkim_signkey_ed25519(d.data, d.size, why, sizeof(why));
+	else
+		k->sk = dkim_signkey_rsa(d.data, d.size, k->bits, why, sizeof(why));
+	if (rc >= 0 && k->sk == NULL)
+		snprintf(err, errlen, "%s: %s", k->file, why);
+	if (d.data != NULL) {
+		sodium_memzero(d.data, d.size);
+		gnutls_free(d.data);
+	}
+	gnutls_free(pub.data);
+	return k->sk != NULL ? 0 : -1;
+}
+
+/* Parse the PEM in raw[0..len) into k: type, bits, signing key, DNS TXT. */
 static int
 key_parse(struct dkim_key *k, const char *raw, size_t len, char *err, size_t errlen)
 {
 	gnutls_x509_privkey_t x = NULL;
 	gnutls_datum_t in = { (unsigned char *)(uintptr_t)raw, (unsigned int)len };
-	gnutls_datum_t out = { NULL, 0 };
 	unsigned int bits = 0;
 	int rc, alg, ret = -1;
 
@@ -591,30 +595,14 @@ key_parse(struct dkim_key *k, const char *raw, size_t len, char *err, size_t err
 		goto out;
 	}
 	k->bits = bits;
-	if ((rc = gnutls_x509_privkey_export2_pkcs8(x, GNUTLS_X509_FMT_PEM, NULL,
-	    GNUTLS_PKCS_PLAIN, &out)) < 0) {
-		snprintf(err, errlen, "%s: cannot re-encode the key: %s", k->file,
-		    gnutls_strerror(rc));
+	if (key_signer(k, x, err, errlen) < 0)
 		goto out;
-	}
-	k->pemsize = out.size + 1;
-	if ((k->pem = sodium_malloc(k->pemsize)) == NULL) {
-		snprintf(err, errlen, "%s: sodium_malloc failed", k->file);
-		goto out;
-	}
-	memcpy(k->pem, out.data, out.size);
-	k->pem[out.size] = '\0';
-	sodium_mprotect_readonly(k->pem);
 	if ((k->dns_txt = key_dns_txt(x, k->type)) == NULL) {
 		snprintf(err, errlen, "%s: cannot export the public key", k->file);
 		goto out;
 	}
 	ret = 0;
 out:
-	if (out.data != NULL) {
-		sodium_memzero(out.data, out.size);
-		gnutls_free(out.data);
-	}
 	gnutls_x509_privkey_deinit(x);
 	return ret;
 }
@@ -657,95 +645,83 @@ key_load(struct dkim_key *k, char *err, size_t errlen)
 
 /* ---- signing ---- */
 
-/* Sign with one key; the header fields are hdrs[0..nhdrs).  Returns 0 with a
- * new "DKIM-Signature: ...\r\n" in *sig_r, or -1 with the reason in err. */
+/* Split msg into its header fields (at most MAX_FIELDS, a new array in
+ * *f_r) and find the body.  0, or -1 if the header section is malformed. */
 static int
-sign_one(struct dkim_keyset *ks, const struct dkim_key *k, const struct field *hdrs,
-    size_t nhdrs, const uint8_t *body, size_t bodylen, char **sig_r, char *err,
-    size_t errlen)
+split_fields(const uint8_t *msg, size_t len, struct dkim_field **f_r, size_t *nf_r,
+    size_t *body_r)
 {
-	DKIM *d;
-	DKIM_STAT st;
-	unsigned char *sig = NULL;
-	size_t i, siglen = 0;
-	const char *what = "dkim_sign";
-
-	d = dkim_sign(ks->lib, (const unsigned char *)"subproxy", NULL,
-	    (dkim_sigkey_t)k->pem, (const unsigned char *)k->selector,
-	    (const unsigned char *)k->domain, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
-	    k->type == DKIM_KEY_RSA ? DKIM_SIGN_RSASHA256 : DKIM_SIGN_ED25519SHA256,
-	    -1, &st);
-	if (d == NULL)
-		goto fail;
-	for (i = 0; i < nhdrs; i++) {
-		what = "dkim_header";
-		st = dkim_header(d, (unsigned char *)(uintptr_t)hdrs[i].text, hdrs[i].textlen);
-		if (st != DKIM_STAT_OK)
-			goto fail;
-	}
-	what = "dkim_eoh";
-	if ((st = dkim_eoh(d)) != DKIM_STAT_OK)
-		goto fail;
-	what = "dkim_body";
-	if (bodylen > 0 && (st = dkim_body(d, (unsigned char *)(uintptr_t)body, bodylen)) !=
-	    DKIM_STAT_OK)
-		goto fail;
-	what = "dkim_eom";
-	if ((st = dkim_eom(d, NULL)) != DKIM_STAT_OK)
-		goto fail;
-	what = "dkim_getsighdr";
-	st = dkim_getsighdr_d(d, strlen(SIGHDR_NAME) + 2, &sig, &siglen);
-	if (st != DKIM_STAT_OK || sig == NULL)
-		goto fail;
-	*sig_r = xasprintf("%s: %.*s\r\n", SIGHDR_NAME, (int)siglen, (const char *)sig);
-	dkim_free(d);
-	return 0;
-fail:
-	snprintf(err, errlen, "%s d=%s s=%s: %s: %s", what, k->domain, k->selector,
-	    dkim_getresultstr(st), d != NULL && dkim_geterror(d) != NULL ?
-	    dkim_geterror(d) : "-");
-	if (d != NULL)
-		dkim_free(d);
-	return -1;
-}
-
-/* Sign with every key of domain; returns a dkim_result and, on success,
- * the concatenated signatures. */
-static enum dkim_result
-sign_domain(struct dkim_keyset *ks, const char *domain, const uint8_t *msg, size_t len,
-    char **headers_r, char *err, size_t errlen)
-{
-	struct field *hdrs;
-	size_t nhdrs = 0, off = 0, i, total = 0;
-	char *sigs[16], *out;
-	size_t nsigs = 0;
-	enum dkim_result res = DKIM_RES_NOKEY;
+	struct dkim_field *f = xcalloc(MAX_FIELDS, sizeof(*f));
+	size_t nf = 0, off = 0;
 	int rc;
 
-	*headers_r = NULL;
-	hdrs = xcalloc(MAX_FIELDS, sizeof(*hdrs));
-	while ((rc = next_field(msg, len, &off, &hdrs[nhdrs])) == 1) {
-		if (++nhdrs == MAX_FIELDS) {
+	while ((rc = next_field(msg, len, &off, &f[nf])) == 1) {
+		if (++nf == MAX_FIELDS) {
 			rc = -1;
 			break;
 		}
 	}
 	if (rc < 0) {
+		free(f);
+		return -1;
+	}
+	*f_r = f;
+	*nf_r = nf;
+	*body_r = off;
+	return 0;
+}
+
+/* Sign with one key the message canonicalized in c.  Returns 0 with a new
+ * "DKIM-Signature: ...\r\n" in *sig_r, or -1 with the reason in err. */
+static int
+sign_one(const struct dkim_key *k, const struct dkim_canon *c, uint64_t t, char **sig_r,
+    char *err, size_t errlen)
+{
+	char why[256];
+
+	if (dkim_canon_sign(c, k->sk, k->domain, k->selector, t, sig_r, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "d=%s s=%s: %s", k->domain, k->selector, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sign with every key of domain (or with `only`, when not NULL); returns a
+ * dkim_result and, on success, the concatenated signatures. */
+static enum dkim_result
+sign_domain(struct dkim_keyset *ks, const char *domain, const struct dkim_key *only,
+    const uint8_t *msg, size_t len, char **headers_r, char *err, size_t errlen)
+{
+	struct dkim_field *hdrs;
+	struct dkim_canon *c = NULL;
+	size_t nhdrs = 0, off = 0, i, total = 0;
+	char *sigs[16], *out;
+	size_t nsigs = 0;
+	enum dkim_result res;
+	uint64_t t = (uint64_t)time(NULL);
+
+	*headers_r = NULL;
+	if (split_fields(msg, len, &hdrs, &nhdrs, &off) < 0) {
 		snprintf(err, errlen, "malformed header section");
-		free(hdrs);
 		return DKIM_RES_BADMSG;
 	}
 	for (i = 0; i < ks->nkeys; i++) {
-		if (strcmp(ks->keys[i].domain, domain) != 0)
+		if (strcmp(ks->keys[i].domain, domain) != 0 || (only && only != &ks->keys[i]))
 			continue;
-		if (nsigs == sizeof(sigs) / sizeof(sigs[0]) ||
-		    sign_one(ks, &ks->keys[i], hdrs, nhdrs, msg + off, len - off, &sigs[nsigs],
-		    err, errlen) < 0) {
-			res = DKIM_RES_INTERNAL;
+		if (c == NULL && (res = dkim_canon_new((const char *const *)ks->names,
+		    ks->nnames, hdrs, nhdrs, msg + off, len - off, &c, err, errlen)) !=
+		    DKIM_RES_OK)
+			goto out;
+		res = DKIM_RES_INTERNAL;
+		if (nsigs == sizeof(sigs) / sizeof(sigs[0])) {
+			snprintf(err, errlen, "more than %zu keys for %s", nsigs, domain);
 			goto out;
 		}
+		if (sign_one(&ks->keys[i], c, t, &sigs[nsigs], err, errlen) < 0)
+			goto out;
 		total += strlen(sigs[nsigs++]);
 	}
+	res = DKIM_RES_NOKEY;
 	if (nsigs == 0) {
 		snprintf(err, errlen, "no DKIM key for %s", domain);
 		goto out;
@@ -763,6 +739,7 @@ sign_domain(struct dkim_keyset *ks, const char *domain, const uint8_t *msg, size
 out:
 	for (i = 0; i < nsigs; i++)
 		free(sigs[i]);
+	dkim_canon_free(&c);
 	free(hdrs);
 	return res;
 }
@@ -776,59 +753,79 @@ dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, size_t len, char *
 	*headers_r = NULL;
 	if (dkim_from_domain(msg, len, dom, sizeof(dom)) < 0)
 		return DKIM_RES_BADMSG;
-	res = sign_domain(ks, dom, msg, len, headers_r, err, sizeof(err));
+	res = sign_domain(ks, dom, NULL, msg, len, headers_r, err, sizeof(err));
 	if (res == DKIM_RES_INTERNAL)
 		log_err("dkim: signing for %s failed: %s",
 		    log_escape(esc, sizeof(esc), dom, strlen(dom)), err);
 	return res;
 }
 
-/* Set the signed and oversigned header lists of the library. */
-static int
-lib_set_policy(DKIM_LIB *lib, const struct dkim_policy *pol)
-{
-	const char **names = xcalloc(pol->n + 1, sizeof(char *));
-	size_t i;
-	int rc = 0;
+/* The test message of the cross-check: folding, white space runs, a field
+ * that is not signed, trailing white space and empty lines in the body. */
+#define SELFTEST_MSG \
+	"From: Self-Test <selftest@%s>\r\n" \
+	"To: \"Someone\"  <someone@example.org>\r\n" \
+	"Subject:  cross-check\t of the\r\n\t  native  signer \r\n" \
+	"X-Not-Signed: anything\r\n" \
+	"Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n" \
+	"\r\n" \
+	"self-test  line\t with white space \r\n" \
+	"\r\n" \
+	"second paragraph\r\n" \
+	"\r\n" \
+	" \r\n"
 
-	for (i = 0; i < pol->n; i++)
-		names[i] = pol->names[i];
-	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, names,
-	    sizeof(names)) != DKIM_STAT_OK ||
-	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, names,
-	    sizeof(names)) != DKIM_STAT_OK)
-		rc = -1;
-	free(names);
-	return rc;
-}
-
-/* Sign a small test message with k: proves libopendkim can use the key. */
+/* Sign the test message with k natively and have libopendkim verify it:
+ * an independent implementation must accept what we sign. */
 static int
-key_selftest(struct dkim_keyset *ks, const struct dkim_key *k, char *err, size_t errlen)
+key_crosscheck(struct dkim_keyset *ks, const struct dkim_key *k, struct dkim_verifier *v,
+    char *err, size_t errlen)
 {
 	char *msg, *sig = NULL, why[512];
-	struct field hdrs[3];
-	size_t off = 0, n = 0;
-	int rc;
+	enum dkim_result res;
+	int rc = -1;
 
-	msg = xasprintf("From: selftest@%s\r\nSubject: self-test\r\n\r\nself-test\r\n",
-	    k->domain);
-	while (n < 3 && next_field((const uint8_t *)msg, strlen(msg), &off, &hdrs[n]) == 1)
-		n++;
-	rc = sign_one(ks, k, hdrs, n, (const uint8_t *)msg + off, strlen(msg) - off, &sig,
-	    why, sizeof(why));
-	if (rc < 0)
-		snprintf(err, errlen, "%s: libopendkim cannot sign with this key: %s", k->file,
+	msg = xasprintf(SELFTEST_MSG, k->domain);
+	res = sign_domain(ks, k->domain, k, (const uint8_t *)msg, strlen(msg), &sig, why,
+	    sizeof(why));
+	if (res != DKIM_RES_OK) {
+		snprintf(err, errlen, "%s: cannot sign a test message with this key: %s", k->file,
 		    why);
+		goto out;
+	}
+	if (dkim_verifier_check(v, sig, (const uint8_t *)msg,
+	    strlen(msg), k->domain, k->selector, k->dns_txt, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: libopendkim does not verify the test signature made "
+		    "with this key: %s", k->file, why);
+		goto out;
+	}
+	rc = 0;
+out:
 	free(sig);
 	free(msg);
 	return rc;
+}
+
+/* A domain or selector that can go into a DKIM-Signature field as it is. */
+static int
+dkim_name_ok(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
+			return 0;
+	return 1;
 }
 
 struct dkim_keyset *
 dkim_keys_load(const struct config_dkim *dkims, size_t ndkims, const struct dkim_policy *pol,
     char *err, size_t errlen)
 {
+	struct dkim_verifier *v = NULL;
 	struct dkim_keyset *ks;
 	struct dkim_key *k;
 	size_t i, j, total = 0;
@@ -838,14 +835,11 @@ dkim_keys_load(const struct config_dkim *dkims, size_t ndkims, const struct dkim
 		return NULL;
 	}
 	ks = xcalloc(1, sizeof(*ks));
-	if ((ks->lib = dkim_init(lib_malloc, lib_free)) == NULL) {
-		snprintf(err, errlen, "dkim_init failed");
+	ks->names = xcalloc(pol->n + 1, sizeof(char *));
+	for (i = 0; i < pol->n; i++)
+		ks->names[ks->nnames++] = xstrdup(pol->names[i]);
+	if ((v = dkim_verifier_new(err, errlen)) == NULL)
 		goto fail;
-	}
-	if (lib_set_policy(ks->lib, pol) < 0) {
-		snprintf(err, errlen, "libopendkim refused the signed header list");
-		goto fail;
-	}
 	for (i = 0; i < ndkims; i++)
 		total += dkims[i].nkeys;
 	ks->keys = xcalloc(total ? total : 1, sizeof(*ks->keys));
@@ -858,6 +852,12 @@ dkim_keys_load(const struct config_dkim *dkims, size_t ndkims, const struct dkim
 			k->selector = xstrdup(dkims[i].keys[j].selector);
 			k->file = xstrdup(dkims[i].keys[j].file);
 			ks->nkeys++;
+			if (!dkim_name_ok(k->domain) || !dkim_name_ok(k->selector)) {
+				snprintf(err, errlen, "dkim: domain or selector is not a DNS name: "
+				    "%.64s %.64s", dkim_name_ok(k->domain) ? k->domain : "(bad)",
+				    dkim_name_ok(k->selector) ? k->selector : "(bad)");
+				goto fail;
+			}
 			for (size_t m = 0; m + 1 < ks->nkeys; m++) {
 				if (strcmp(ks->keys[m].domain, k->domain) == 0 &&
 				    strcmp(ks->keys[m].selector, k->selector) == 0) {
@@ -866,12 +866,14 @@ dkim_keys_load(const struct config_dkim *dkims, size_t ndkims, const struct dkim
 					goto fail;
 				}
 			}
-			if (key_load(k, err, errlen) < 0 || key_selftest(ks, k, err, errlen) < 0)
+			if (key_load(k, err, errlen) < 0 || key_crosscheck(ks, k, v, err, errlen) < 0)
 				goto fail;
 		}
 	}
+	dkim_verifier_free(&v);
 	return ks;
 fail:
+	dkim_verifier_free(&v);
 	dkim_keyset_free(&ks);
 	return NULL;
 }
@@ -910,8 +912,9 @@ dkim_keyset_free(struct dkim_keyset **ksp)
 	for (i = 0; i < ks->nkeys; i++)
 		key_clear(&ks->keys[i]);
 	free(ks->keys);
-	if (ks->lib != NULL)
-		dkim_close(ks->lib);
+	for (i = 0; i < ks->nnames; i++)
+		free(ks->names[i]);
+	free(ks->names);
 	free(ks);
 	*ksp = NULL;
 }

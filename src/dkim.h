@@ -1,17 +1,25 @@
 /*
- * dkim.h — DKIM signing keys and signatures (libopendkim), for the signer.
+ * dkim.h — DKIM signing keys and signatures, for the signer.
  *
  * Keys come from `[dkim "DOMAIN"] key = SELECTOR FILE`.  Each FILE must be a
  * PEM private key (any PEM form GnuTLS reads: PKCS#8, PKCS#1, with or without
  * certtool's text dump) that only its owner can access (mode & 077 == 0):
- * RSA of 2048..4096 bits or Ed25519.  The key is re-encoded as unencrypted
- * PKCS#8 PEM (what libopendkim 2.11 hands to OpenSSL's PEM_read_bio_PrivateKey;
- * it accepts neither certtool's text preamble, nor a bare base64 Ed25519 seed,
- * nor DER given as a string) and held in sodium_malloc() memory, read-only,
- * wiped on free.  libopendkim's own working copies are allocated through
- * hooks that wipe them on free.  Loading signs a test message with every key,
- * so a key libopendkim cannot use fails at start-up, and OpenSSL finishes its
- * lazy initialisation (which reads files) before any sandbox is entered.
+ * RSA of 2048..4096 bits or Ed25519.  GnuTLS reads the file once; the key
+ * is kept parsed, ready to sign (dkim_sign.h says where each kind lives):
+ * an Ed25519 key as libsodium's secret key in sodium_malloc() memory
+ * (read-only, wiped on free), an RSA key as OpenSSL's parsed key in the
+ * signer's heap.  The file's text is read into sodium_malloc() memory and
+ * wiped once parsed; GnuTLS's exported copies are wiped too.
+ *
+ * Signatures are made natively (dkim_sign.c, RFC 6376 and RFC 8463), and
+ * libopendkim is the independent check (dkim_verify.h): loading signs a
+ * test message with every key and libopendkim, given the key's own DNS
+ * TXT record, must verify it, or the load fails naming the key file and
+ * libopendkim's reason.  Loading thereby also runs OpenSSL's lazy
+ * initialisation (which reads files) before any sandbox is entered.
+ * Before, libopendkim signed every message, parsing the PEM key again each
+ * time (OpenSSL's decoders, about 0.54 ms) and signing with a fresh RSA
+ * object (about 0.7 ms instead of 0.34): doc/design.md, "DKIM".
  *
  * Signing: relaxed/relaxed, whole body (no l=), t= set, rsa-sha256 or
  * ed25519-sha256.  The signing domain is the domain of the single address in
@@ -20,7 +28,8 @@
  * header list comes from the policy file: each listed field that is present
  * is signed once per occurrence plus once more, each absent one once
  * (oversigning: nothing in the list can be added later without breaking the
- * signature).  Received, Return-Path and DKIM-Signature can never be listed.
+ * signature); h= has the order libopendkim gave it (dkim_sign.h).
+ * Received, Return-Path and DKIM-Signature can never be listed.
  *
  * The From address is extracted by a small local parser (src/message.h did
  * not exist when this was written): display names, quoted strings, comments
@@ -39,8 +48,9 @@
 enum dkim_result {
 	DKIM_RES_OK = 0,
 	DKIM_RES_NOKEY = 1,	/* the From domain has no key: 550 5.7.1 */
-	DKIM_RES_BADMSG = 2,	/* no/several From fields, unparsable From, bad header */
-	DKIM_RES_INTERNAL = 3	/* libopendkim failed: 451 4.3.0 */
+	DKIM_RES_BADMSG = 2,	/* no/several From fields, unparsable From, bad header,
+				 * input outside what front sends (dkim_sign.h) */
+	DKIM_RES_INTERNAL = 3	/* hashing or signing failed: 451 4.3.0 */
 };
 
 enum dkim_keytype { DKIM_KEY_RSA = 1, DKIM_KEY_ED25519 = 2 };
@@ -83,8 +93,9 @@ void dkim_policy_free(struct dkim_policy **polp);
  * pol may be freed afterwards).  Refuses: a file that cannot be read, is not
  * a regular file, has mode & 077 != 0 (message names the file, its mode and
  * `chmod 600 FILE`), is not a PEM private key, is encrypted, RSA outside
- * 2048..4096 bits, other key types, a duplicate domain+selector, a key
- * libopendkim cannot sign with.  Returns a key set, or NULL with one message
+ * 2048..4096 bits, other key types, a duplicate domain+selector, a domain
+ * or selector that is not a DNS name, a key whose test signature
+ * libopendkim does not verify.  Returns a key set, or NULL with one message
  * in err. */
 struct dkim_keyset *dkim_keys_load(const struct config_dkim *dkims, size_t ndkims,
     const struct dkim_policy *pol, char *err, size_t errlen);
