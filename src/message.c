@@ -297,6 +297,12 @@ msg_header_byte(struct msg_parser *p, unsigned char c)
 		} else if (c < 33 || c > 126) {
 			return msg_violate(p, 550, "5.6.0", "Invalid octet in a header field name");
 		}
+	} else if (c == '\v' || c == '\f') {
+		/* obsolete in RFC 5322; DKIM verifiers disagree whether they are
+		 * white space (libopendkim: yes, RFC 6376 and dkimpy: no), so a
+		 * signature over them would fail at some receivers */
+		return msg_violate(p, 550, "5.6.0", "Header field contains a vertical tab or "
+		    "form feed; remove it (DKIM verifiers disagree on how to read it)");
 	} else if (p->cont_line && c != ' ' && c != '\t') {
 		p->cont_nonws = 1;
 	}

@@ -76,6 +76,8 @@ REFUSED = [
     ("CR-CR-LF-body", HDR + b"\r\nline\r\r\n", 550, "5.6.0"),
     ("NUL-header", HDR + b"X-Test: a\0b\r\n\r\nbody\r\n", 550, "5.6.0"),
     ("NUL-body", HDR + b"\r\nbo\0dy\r\n", 550, "5.6.0"),
+    ("VT-header", HDR + b"X-Test: a\x0bb\r\n\r\nbody\r\n", 550, "5.6.0"),
+    ("FF-header-continuation", HDR + b"X-Test: a\r\n \x0cb\r\n\r\nbody\r\n", 550, "5.6.0"),
     ("long-line-body", HDR + b"\r\n" + b"x" * 999 + b"\r\n", 550, "5.6.0"),
     ("long-line-header", HDR + b"X-Long: " + b"y" * 991 + b"\r\n\r\nbody\r\n", 550, "5.6.0"),
     ("header-over-size", big_header() + b"\r\nbody\r\n", 552, "5.3.4"),

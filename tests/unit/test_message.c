@@ -338,6 +338,10 @@ test_bare_cr_lf_nul(void **state)
 	data_refused(S("From: a@b\0.test\r\n\r\n.\r\n"), 550, "5.6.0");
 	data_refused(S("From: a@b.test\n\r\n.\r\n"), 550, "5.6.0");
 	data_refused(S("Subject: a\rb\r\n" HDR "\r\n.\r\n"), 550, "5.6.0");
+	/* VT and FF in a header field (not in the body): DKIM verifiers disagree */
+	data_refused(S(HDR "Subject: a\vb\r\n\r\n.\r\n"), 550, "5.6.0");
+	data_refused(S(HDR "Subject: a\r\n \fb\r\n\r\n.\r\n"), 550, "5.6.0");
+	data_refused(S("From: a@b.test\v\r\n\r\n.\r\n"), 550, "5.6.0");
 	/* a dot line followed by a lone CR: bare CR, not an end */
 	data_refused(S(HDR "\r\n.\rx\r\n.\r\n"), 550, "5.6.0");
 }
