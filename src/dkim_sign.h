@@ -30,8 +30,8 @@
  *     which libopendkim (the previous signer) reduces too; RFC 6376 names
  *     only SP and HTAB, dkimpy strips VT/FF at the ends of a value only, so
  *     no canonical form of a value holding VT or FF satisfies every
- *     verifier; front accepts them (RFC 5322 obs-utext), and they keep the
- *     treatment they always had.
+ *     verifier; front refuses them in header fields (550 5.6.0,
+ *     message.c), so only a caller other than front can bring one here.
  *   - body: white space runs within a line become one SP, white space at
  *     the end of a line and empty lines at the end of the body are removed;
  *     an empty body hashes as nothing.
