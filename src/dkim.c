@@ -20,7 +20,6 @@
 #include <sodium.h>
 
 #define SIGHDR_NAME	"DKIM-Signature"
-#define MAX_FIELDS	4096		/* header fields in one message */
 #define DOMAIN_MAX	256
 
 struct dkim_policy {
@@ -645,18 +644,19 @@ key_load(struct dkim_key *k, char *err, size_t errlen)
 
 /* ---- signing ---- */
 
-/* Split msg into its header fields (at most MAX_FIELDS, a new array in
- * *f_r) and find the body.  0, or -1 if the header section is malformed. */
+/* Split msg into its header fields (at most DKIM_FIELDS_MAX, a new array
+ * in *f_r) and find the body.  0, or -1 if the header section is malformed
+ * or has more fields. */
 static int
 split_fields(const uint8_t *msg, size_t len, struct dkim_field **f_r, size_t *nf_r,
     size_t *body_r)
 {
-	struct dkim_field *f = xcalloc(MAX_FIELDS, sizeof(*f));
+	struct dkim_field *f = xcalloc(DKIM_FIELDS_MAX + 1, sizeof(*f));
 	size_t nf = 0, off = 0;
 	int rc;
 
 	while ((rc = next_field(msg, len, &off, &f[nf])) == 1) {
-		if (++nf == MAX_FIELDS) {
+		if (++nf > DKIM_FIELDS_MAX) {
 			rc = -1;
 			break;
 		}

@@ -56,6 +56,7 @@ enum dkim_result {
 enum dkim_keytype { DKIM_KEY_RSA = 1, DKIM_KEY_ED25519 = 2 };
 
 #define DKIM_POLICY_MAX		64	/* header names in a policy file */
+#define DKIM_FIELDS_MAX		4096	/* header fields of a message; more: BADMSG */
 #define DKIM_KEYFILE_MAX	(64 * 1024)
 
 struct dkim_policy;

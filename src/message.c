@@ -283,6 +283,9 @@ msg_header_byte(struct msg_parser *p, unsigned char c)
 		}
 		if (p->have_field && msg_field_done(p) < 0)
 			return -1;
+		if (++p->res.fields > MSG_FIELDS_MAX)
+			return msg_violate(p, 552, "5.3.4", "Header section has more than %d "
+			    "header fields", MSG_FIELDS_MAX);
 		p->have_field = 1;
 		p->name_phase = 1;
 		p->cont_line = 0;

@@ -25,6 +25,11 @@ enum msg_mode { MSG_MODE_DATA, MSG_MODE_BDAT };
 
 #define MSG_FROM_MAX 16
 
+/* Header fields in one message, at most (a folded field is one).  The
+ * signer splits a header into at most DKIM_FIELDS_MAX fields (dkim.h),
+ * the ones front adds in front of the message included. */
+#define MSG_FIELDS_MAX 4000
+
 /* Outcome of a message.  code == 0: acceptable; otherwise the first
  * violation found, with the reply to give:
  *   550 5.6.0 bare CR, bare LF, NUL, line over max_line, header field syntax
@@ -37,7 +42,8 @@ enum msg_mode { MSG_MODE_DATA, MSG_MODE_BDAT };
  *             duplicates let a signed message be re-read differently),
  *             From with no address, more than MSG_FROM_MAX addresses or an
  *             unparsable address list, Sender with not exactly one address;
- *   552 5.3.4 message over max_size or header section over max_header;
+ *   552 5.3.4 message over max_size, header section over max_header or
+ *             with more than MSG_FIELDS_MAX fields;
  *   554 5.4.6 more than max_received Received fields;
  *   451 4.3.0 the spool failed (disk/memory): nothing may be relayed. */
 struct msg_result {
@@ -47,6 +53,7 @@ struct msg_result {
 	uint64_t size;                   /* message octets so far (unstuffed) */
 	uint64_t header_size;            /* header section octets (incl. the empty line) */
 	uint64_t received;               /* Received fields seen */
+	uint64_t fields;                 /* header fields seen */
 	int has_message_id, has_date;
 	char message_id[256];            /* its value, trimmed (truncated: 255 octets) */
 	int has_8bit;                    /* an octet >= 0x80 was seen */

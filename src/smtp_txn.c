@@ -235,8 +235,13 @@ fold_append(char **buf, size_t *len, size_t *col, const char *word)
 	*len = strlen(p);
 }
 
+/* the signer takes every header front accepts, with the fields added here */
+_Static_assert(MSG_FIELDS_MAX + 3 <= DKIM_FIELDS_MAX, "front accepts more header fields than "
+    "the signer takes");
+
 /* Header fields we add in front of the message: Received always,
- * Message-ID and Date when missing.  Nothing of the original is altered. */
+ * Message-ID and Date when missing (3 at most).  Nothing of the original
+ * is altered. */
 static char *
 build_prefix(struct session *s, const struct msg_result *mr)
 {

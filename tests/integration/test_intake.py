@@ -17,6 +17,7 @@ pytestmark = pytest.mark.sanitized
 MESSAGE_SIZE = 1024 * 1024
 HEADER_SIZE = 16384
 RECEIVED_MAX = 5
+FIELDS_MAX = 4000       # src/message.h MSG_FIELDS_MAX
 LIMITS = {"message-size": MESSAGE_SIZE, "header-size": HEADER_SIZE,
           "received-max": RECEIVED_MAX}
 
@@ -61,6 +62,12 @@ def received(n):
                     b"Mon, 02 Jan 2023 10:00:%02d +0000\r\n" % (i, i + 1, i) for i in range(n))
 
 
+def many_fields(n):
+    """HDR (5 fields) and then the shortest fields there are, n in all."""
+    assert n > 5
+    return HDR + b"X:\r\n" * (n - 5)
+
+
 def big_header():
     filler = b"X-Filler: " + b"f" * 100 + b"\r\n"
     return HDR + filler * (HEADER_SIZE // len(filler) + 1)
@@ -81,6 +88,9 @@ REFUSED = [
     ("long-line-body", HDR + b"\r\n" + b"x" * 999 + b"\r\n", 550, "5.6.0"),
     ("long-line-header", HDR + b"X-Long: " + b"y" * 991 + b"\r\n\r\nbody\r\n", 550, "5.6.0"),
     ("header-over-size", big_header() + b"\r\nbody\r\n", 552, "5.3.4"),
+    # within header-size; the signer would refuse it with a reason that
+    # does not fit (550 5.6.0 "From must hold exactly one address")
+    ("too-many-fields", many_fields(FIELDS_MAX + 1) + b"\r\nbody\r\n", 552, "5.3.4"),
     ("too-many-received", received(RECEIVED_MAX + 1) + HDR + b"\r\nbody\r\n", 554, "5.4.6"),
     ("from-not-owned", HDR.replace(b"<alice@lab.test>", b"<mallory@evil.test>") + b"\r\nb\r\n",
      550, "5.7.1"),
@@ -198,8 +208,9 @@ def test_message_over_size_limit(env, method):
     HDR + b"\r\n",                                      # header only, empty body
     HDR + b"\r\n\r\n\r\n",                              # empty lines
     HDR + b"\r\n\tleading tab\r\ntrailing space \r\n",
+    many_fields(FIELDS_MAX) + b"\r\nbody\r\n",
 ], ids=["998-octet-line", "998-octet-header-line", "received-at-limit", "from-alias",
-        "sender-owned", "empty-body", "empty-lines", "whitespace"])
+        "sender-owned", "empty-body", "empty-lines", "whitespace", "fields-at-limit"])
 @pytest.mark.parametrize("method", ["DATA", "BDAT"])
 def test_accepted_at_the_boundary(env, msg, method):
     assert max(len(ln) for ln in msg.split(b"\r\n")) <= 998

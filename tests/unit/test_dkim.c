@@ -590,6 +590,27 @@ test_refusals(void **state)
 	check_message((const uint8_t *)msg, n + 9);
 }
 
+/* At most DKIM_FIELDS_MAX header fields (front takes fewer, message.h). */
+static void
+test_fields_max(void **state)
+{
+	size_t n = DKIM_FIELDS_MAX, len, i;
+	char *msg = xmalloc(n * 4 + 64), *hdrs = NULL;
+
+	len = (size_t)sprintf(msg, "From: a@lab.test\r\n");
+	for (i = 1; i < n; i++)
+		len += (size_t)sprintf(msg + len, "X:\r\n");
+	memcpy(msg + len, "\r\nx\r\n", 5);
+	assert_int_equal(dkim_sign_message(ks, (const uint8_t *)msg, len + 5, &hdrs),
+	    DKIM_RES_OK);
+	free(hdrs);
+	memcpy(msg + len, "X:\r\n\r\nx\r\n", 9);
+	assert_int_equal(dkim_sign_message(ks, (const uint8_t *)msg, len + 9, &hdrs),
+	    DKIM_RES_BADMSG);
+	assert_null(hdrs);
+	free(msg);
+}
+
 /* The field: tags in the order v a c d s t h bh b, no l=, folded; a
  * domain too long for a line still gives a valid field. */
 static void
@@ -682,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_known_bodies),
 		cmocka_unit_test(test_semicolon_in_name),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_fields_max),
 		cmocka_unit_test(test_field),
 		cmocka_unit_test(test_crosscheck_refuses),
 		cmocka_unit_test(test_names_checked),

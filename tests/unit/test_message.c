@@ -527,6 +527,58 @@ test_max_header(void **state)
 	outcome_free(o);
 }
 
+/* HDR and then n fields of the shortest form ("X:"), a body, the end. */
+static char *
+many_fields_msg(size_t n, size_t *len_r)
+{
+	char *b = malloc(n * 4 + 64);
+	size_t len = 0, i;
+
+	assert_non_null(b);
+	len += (size_t)sprintf(b, HDR);
+	for (i = 1; i < n; i++)
+		len += (size_t)sprintf(b + len, "X:\r\n");
+	len += (size_t)sprintf(b + len, "\r\nbody\r\n.\r\n");
+	*len_r = len;
+	return b;
+}
+
+/* More than MSG_FIELDS_MAX header fields: 552 5.3.4 here, before the
+ * signer (which takes a bounded number of fields) would refuse it with a
+ * reason that does not fit; folded lines and the body do not count. */
+static void
+test_max_fields(void **state)
+{
+	size_t len, cuts[3];
+	struct outcome *o;
+	char *m;
+
+	(void)state;
+	m = many_fields_msg(MSG_FIELDS_MAX, &len);
+	cuts[0] = 1;
+	cuts[1] = len / 2;
+	cuts[2] = len - 9;
+	o = run(MSG_MODE_DATA, &deflim, m, len, cuts, 3, 1 << 20);
+	assert_int_equal(o->r.code, 0);
+	assert_int_equal(o->r.fields, MSG_FIELDS_MAX);
+	outcome_free(o);
+	free(m);
+	m = many_fields_msg(MSG_FIELDS_MAX + 1, &len);
+	o = run(MSG_MODE_DATA, &deflim, m, len, cuts, 3, 1 << 20);
+	assert_int_equal(o->r.code, 552);
+	assert_string_equal(o->r.enh, "5.3.4");
+	assert_non_null(strstr(o->r.text, "header fields"));
+	assert_true(o->done);
+	outcome_free(o);
+	free(m);
+	/* a folded field is one; body lines that look like fields are body */
+	o = splits(MSG_MODE_BDAT, &deflim,
+	    S("X: a\r\n b\r\n\tc\r\n" HDR "\r\nY: 1\r\nZ: 2\r\n"));
+	assert_int_equal(o->r.code, 0);
+	assert_int_equal(o->r.fields, 2);
+	outcome_free(o);
+}
+
 static char *
 received_msg(size_t n, const char *name, size_t *len_r)
 {
@@ -973,6 +1025,7 @@ main(void)
 		cmocka_unit_test(test_no_limits),
 		cmocka_unit_test(test_max_size),
 		cmocka_unit_test(test_max_header),
+		cmocka_unit_test(test_max_fields),
 		cmocka_unit_test(test_max_received),
 		cmocka_unit_test(test_header_syntax),
 		cmocka_unit_test(test_duplicates),
