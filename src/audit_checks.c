@@ -346,8 +346,9 @@ check_key_file(struct audit_run *r, const struct audit_key *k, const char *prefi
 		return;
 	}
 	if (!k->loaded) {
-		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, "use an unencrypted PEM private key: "
-		    "RSA of 2048..4096 bits or Ed25519", "%s", k->err);
+		audit_add(r, id, AUDIT_FAIL, refs_dkim_file, "use an unencrypted PEM private key, "
+		    "one per file: RSA of 2048..4096 bits with exponent 65537, or Ed25519", "%s",
+		    k->err);
 		return;
 	}
 	audit_add(r, id, AUDIT_PASS, refs_dkim_file, NULL, "%s: mode %04o, owner uid %lu, "

@@ -553,6 +553,30 @@ key_signer(struct dkim_key *k, gnutls_x509_privkey_t x, char *err, size_t errlen
 	return k->sk != NULL ? 0 : -1;
 }
 
+/* Why the text of a key file is not one key: NULL when it holds one PEM
+ * block, after any text (certtool's dump of the key) and followed by
+ * white space only.  A second block (another key, a certificate) or text
+ * after the key leaves unclear which key signs: GnuTLS would take the
+ * first private key, whatever the operator meant and published. */
+static const char *
+pem_shape(const char *raw, size_t len)
+{
+	const char *b, *e;
+
+	if (memchr(raw, '\0', len) != NULL)
+		return "a NUL octet in a PEM file";
+	if ((b = strstr(raw, "-----BEGIN ")) == NULL)
+		return "not a PEM file";
+	if (strstr(b + 1, "-----BEGIN ") != NULL)
+		return "more than one PEM block; one key per file";
+	if ((e = strstr(b, "-----END ")) == NULL || (e = strstr(e + 9, "-----")) == NULL)
+		return "a PEM block without its END line";
+	for (e += 5; *e != '\0'; e++)
+		if (*e != ' ' && *e != '\t' && *e != '\r' && *e != '\n')
+			return "text after the key's END line; remove it";
+	return NULL;
+}
+
 /* Parse the PEM in raw[0..len) into k: type, bits, signing key, DNS TXT. */
 static int
 key_parse(struct dkim_key *k, const char *raw, size_t len, char *err, size_t errlen)
@@ -561,9 +585,10 @@ key_parse(struct dkim_key *k, const char *raw, size_t len, char *err, size_t err
 	gnutls_datum_t in = { (unsigned char *)(uintptr_t)raw, (unsigned int)len };
 	unsigned int bits = 0;
 	int rc, alg, ret = -1;
+	const char *why;
 
-	if (strstr(raw, "-----BEGIN ") == NULL) {
-		snprintf(err, errlen, "%s: not a PEM file", k->file);
+	if ((why = pem_shape(raw, len)) != NULL) {
+		snprintf(err, errlen, "%s: %s", k->file, why);
 		return -1;
 	}
 	if (strstr(raw, "ENCRYPTED") != NULL) {

@@ -3,8 +3,9 @@
  *
  * Keys come from `[dkim "DOMAIN"] key = SELECTOR FILE`.  Each FILE must be a
  * PEM private key (any PEM form GnuTLS reads: PKCS#8, PKCS#1, with or without
- * certtool's text dump) that only its owner can access (mode & 077 == 0):
- * RSA of 2048..4096 bits or Ed25519.  GnuTLS reads the file once; the key
+ * certtool's text dump before it; one PEM block, nothing after it) that only
+ * its owner can access (mode & 077 == 0): RSA of 2048..4096 bits with a
+ * public exponent of at least 65537, or Ed25519.  GnuTLS reads the file once; the key
  * is kept parsed, ready to sign (dkim_sign.h says where each kind lives):
  * an Ed25519 key as libsodium's secret key in sodium_malloc() memory
  * (read-only, wiped on free), an RSA key as OpenSSL's parsed key in the
@@ -93,8 +94,9 @@ void dkim_policy_free(struct dkim_policy **polp);
 /* Load every key of dkims[0..ndkims) with the header list of pol (copied;
  * pol may be freed afterwards).  Refuses: a file that cannot be read, is not
  * a regular file, has mode & 077 != 0 (message names the file, its mode and
- * `chmod 600 FILE`), is not a PEM private key, is encrypted, RSA outside
- * 2048..4096 bits, other key types, a duplicate domain+selector, a domain
+ * `chmod 600 FILE`), is not a PEM private key, holds more than one PEM
+ * block or text after it, is encrypted, RSA outside 2048..4096 bits or with
+ * a public exponent below 65537 (or even), other key types, a duplicate domain+selector, a domain
  * or selector that is not a DNS name, a key whose test signature
  * libopendkim does not verify.  Returns a key set, or NULL with one message
  * in err. */

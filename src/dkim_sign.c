@@ -8,6 +8,8 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -98,6 +100,32 @@ ossl_error(char *buf, size_t len)
 	return buf;
 }
 
+/* The public exponent must be odd and at least 65537 (FIPS 186-5 5.4,
+ * BSI TR-02102-1): with e = 3, a verifier that checks PKCS#1 v1.5 padding
+ * laxly accepts signatures anyone can forge (Bleichenbacher, 2006). */
+static int
+rsa_exponent_check(const EVP_PKEY *pk, char *err, size_t errlen)
+{
+	BIGNUM *e = NULL;
+	char *dec;
+	int ok;
+
+	if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e)) {
+		snprintf(err, errlen, "OpenSSL does not give the RSA public exponent");
+		return -1;
+	}
+	ok = BN_is_odd(e) && BN_num_bits(e) >= 17;
+	if (!ok) {
+		dec = BN_bn2dec(e);
+		snprintf(err, errlen, "RSA public exponent %s; DKIM keys need an odd one of at "
+		    "least 65537 (with a small one, lax verifiers accept forged signatures)",
+		    dec ? dec : "(unprintable)");
+		OPENSSL_free(dec);
+	}
+	BN_free(e);
+	return ok ? 0 : -1;
+}
+
 struct dkim_signkey *
 dkim_signkey_rsa(const uint8_t *der, size_t derlen, unsigned int bits, char *err,
     size_t errlen)
@@ -116,6 +144,10 @@ dkim_signkey_rsa(const uint8_t *der, size_t derlen, unsigned int bits, char *err
 	if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA || EVP_PKEY_get_bits(pk) != (int)bits) {
 		snprintf(err, errlen, "OpenSSL reads a %s key of %d bits, not RSA of %u",
 		    OBJ_nid2sn(EVP_PKEY_get_base_id(pk)), EVP_PKEY_get_bits(pk), bits);
+		EVP_PKEY_free(pk);
+		return NULL;
+	}
+	if (rsa_exponent_check(pk, err, errlen) < 0) {
 		EVP_PKEY_free(pk);
 		return NULL;
 	}

@@ -79,7 +79,8 @@ struct dkim_signkey *dkim_signkey_ed25519(const uint8_t *seed, size_t seedlen, c
 
 /* An RSA key of `bits` bits from its DER private key (PKCS#8 or PKCS#1),
  * parsed once; the caller wipes der.  NULL with err when OpenSSL cannot
- * read it or it is not RSA of that size. */
+ * read it, it is not RSA of that size, or its public exponent is even or
+ * below 65537. */
 struct dkim_signkey *dkim_signkey_rsa(const uint8_t *der, size_t derlen, unsigned int bits,
     char *err, size_t errlen);
 

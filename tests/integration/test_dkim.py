@@ -201,6 +201,39 @@ def test_unreadable_or_bad_key_stops_start(lab, tmp_path):
         assert str(path) in sp.stderr_text()
 
 
+def weird_key_files(tmp_path):
+    """{name: (path, the reason the start must name)}: key files GnuTLS
+    reads that must not be used: an RSA key with public exponent 3 (lax
+    verifiers accept forgeries), a key followed by text, two keys in one
+    file (which one signs?)."""
+    import dkimkeys
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    ed = dkimkeys.make_key("ed25519")
+    rsa3 = rsa.generate_private_key(public_exponent=3, key_size=2048)
+    out = {}
+    for name, key, extra, why in [
+            ("e3", rsa3, b"", "RSA public exponent 3"),
+            ("trailing", ed, b"not part of the key\n", "text after the key"),
+            ("two-keys", ed, None, "more than one PEM block")]:
+        path = str(tmp_path / ("%s.key" % name))
+        pem = dkimkeys.write_private(path, key)
+        with open(path, "ab") as f:
+            f.write(pem if extra is None else extra)
+        out[name] = (path, why)
+    return out
+
+
+@pytest.mark.parametrize("name", ["e3", "trailing", "two-keys"])
+def test_weird_key_stops_start(lab, tmp_path, name):
+    path, why = weird_key_files(tmp_path)[name]
+    s = lab.sink()
+    sp = lab.subproxy(s, dkim='[dkim "lab.test"]\nkey = s1 %s\n' % path, wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    text = sp.stderr_text()
+    assert path in text and why in text, text
+    assert s.sessions() == []
+
+
 def children(pid):
     out = []
     for p in os.listdir("/proc"):

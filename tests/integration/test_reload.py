@@ -212,6 +212,31 @@ def test_dkim_key_swap(lab, short_ttl_lab, lab_dkim, tmp_path):
         assert d.verify(idx=i, dnsfunc=dnsfunc), selectors[i]
 
 
+@pytest.mark.parametrize("name", ["e3", "trailing"])
+def test_bad_dkim_key_keeps_the_running_set(lab, lab_dkim, tmp_path, name):
+    """A reload whose DKIM key must not be used (test_dkim.py: an RSA
+    exponent of 3, text after the key) is refused naming the file and why
+    (by the self-audit, which loads every key first);
+    the running signer, which holds the old keys, goes on signing with
+    them (dkimpy verifies) and nothing of the refused generation is left."""
+    from test_dkim import weird_key_files
+    path, why = weird_key_files(tmp_path)[name]
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    old_ed = lab_dkim.keys[("lab.test", "ed")]["file"]
+    rewrite(sp, ("key = ed %s" % old_ed, "key = ed %s" % path))
+    start = sighup(sp)
+    line = sp.wait_log(r"event=reload-(failed|refused) ", timeout=RELOAD_TIMEOUT, start=start)
+    assert line and path in line and why in line, sp.stderr_text(20)
+    assert "event=reloaded" not in "\n".join(sp.lines[start:])
+    wait_for(lambda: all_children(sp.proc.pid).count("subproxy-signer") == 1, timeout=15,
+             what="the refused generation's signer gone")
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+    results = lab_dkim.verify(s.messages()[-1]["data"])
+    assert sorted((sel, ok) for (_d, sel, ok) in results) == [("ed", True), ("rsa", True)], \
+        results
+
+
 @pytest.mark.sanitized
 def test_reload_while_the_previous_generation_drains(lab, lab_certs):
     """A SIGHUP while the previous generation still has sessions is refused

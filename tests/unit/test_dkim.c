@@ -23,6 +23,10 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <opendkim/dkim.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <sodium.h>
 
 #include "config.h"
@@ -37,6 +41,7 @@
 
 static char dir[64];
 static char *ed_pem;			/* for libopendkim's reference signer */
+static char *rsa_pem;
 static struct dkim_policy *pol;
 static struct dkim_keyset *ks;		/* ed and rsa for lab.test */
 static struct dkim_verifier *ver;
@@ -104,7 +109,7 @@ setup(void **state)
 	snprintf(dir, sizeof(dir), "/tmp/test_dkim.XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	make_key("ed.key", GNUTLS_PK_EDDSA_ED25519, 256, &ed_pem);
-	make_key("rsa.key", GNUTLS_PK_RSA, 2048, NULL);
+	make_key("rsa.key", GNUTLS_PK_RSA, 2048, &rsa_pem);
 	assert_non_null(text = policy_get("dkim-headers", &len));
 	assert_non_null(pol = dkim_policy_parse("dkim-headers", text, len, err, sizeof(err)));
 	if ((ks = load(DOMAIN, "ed", "ed.key", "rsa", "rsa.key", err, sizeof(err))) == NULL)
@@ -134,6 +139,7 @@ teardown(void **state)
 	dkim_verifier_free(&ver);
 	dkim_close(reflib);
 	free(ed_pem);
+	free(rsa_pem);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -681,6 +687,89 @@ test_crosscheck_refuses(void **state)
 	gnutls_x509_privkey_deinit(k);
 }
 
+/* An RSA key with public exponent e, as PKCS#8 PEM in dir/name. */
+static void
+make_rsa_e(const char *name, unsigned int e)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, NULL);
+	EVP_PKEY *pk = NULL;
+	BIGNUM *bn = BN_new();
+	char path[128];
+	FILE *f;
+
+	assert_non_null(ctx);
+	assert_non_null(bn);
+	assert_int_equal(BN_set_word(bn, e), 1);
+	assert_true(EVP_PKEY_keygen_init(ctx) > 0);
+	assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+	assert_true(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, bn) > 0);
+	assert_true(EVP_PKEY_keygen(ctx, &pk) > 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, 0600), 0);
+	EVP_PKEY_free(pk);
+	BN_free(bn);
+	EVP_PKEY_CTX_free(ctx);
+}
+
+/* Loading `name` fails with its path and `why` in the message. */
+static void
+load_refused(const char *name, const char *why)
+{
+	char path[128], err[1024];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_null(load(DOMAIN, "weird", name, NULL, NULL, err, sizeof(err)));
+	if (strstr(err, path) == NULL || strstr(err, why) == NULL)
+		fail_msg("%s: want \"%s\" in: %s", name, why, err);
+}
+
+/* Key files that must stop the start, each naming the file and why: a
+ * small RSA public exponent (lax verifiers accept forgeries against e=3),
+ * and a file whose signing key is unclear -- a second PEM block (another
+ * key, a certificate) or text after the key.  Text before it (certtool's
+ * dump) and white space after it are fine. */
+static void
+test_key_files_refused(void **state)
+{
+	static const char *const junk[][2] = {
+		{ "trailing.key", "\ntrailing text\n" },
+		{ "twice.key", NULL },
+		{ "two.key", "" },
+		{ "spaces.key", " \n\t\n\n" },
+		{ "leading.key", "" },
+	};
+	char path[128], *text;
+	struct dkim_keyset *k;
+	size_t i, len;
+	char err[1024];
+
+	make_rsa_e("e3.key", 3);
+	load_refused("e3.key", "public exponent 3");
+	make_rsa_e("e17.key", 17);
+	load_refused("e17.key", "public exponent 17");
+	for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		if (i == 2)		/* an RSA key after the Ed25519 one */
+			text = xasprintf("%s%s", ed_pem, rsa_pem);
+		else if (i == 4)
+			text = xasprintf("Public Key Info:\n\tEd25519\n%s", ed_pem);
+		else
+			text = xasprintf("%s%s", ed_pem, junk[i][1] ? junk[i][1] : ed_pem);
+		len = strlen(text);
+		snprintf(path, sizeof(path), "%s/%s", dir, junk[i][0]);
+		write_file(path, text, len);
+		free(text);
+	}
+	load_refused("trailing.key", "text after the key");
+	load_refused("twice.key", "more than one PEM block");
+	load_refused("two.key", "more than one PEM block");
+	if ((k = load(DOMAIN, "ok", "spaces.key", "ok2", "leading.key", err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	dkim_keyset_free(&k);
+}
+
 /* Domains and selectors go into the field as they are: anything but a DNS
  * name is refused at load. */
 static void
@@ -706,6 +795,7 @@ main(void)
 		cmocka_unit_test(test_fields_max),
 		cmocka_unit_test(test_field),
 		cmocka_unit_test(test_crosscheck_refuses),
+		cmocka_unit_test(test_key_files_refused),
 		cmocka_unit_test(test_names_checked),
 	};
 
