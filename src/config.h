@@ -95,6 +95,10 @@ struct config_login {
 	int line;
 };
 
+/* [limits] message-size, at most: the signer maps the message with the
+ * header fields front adds, at most SIGNER_MSG_MAX (2 GiB) in all. */
+#define CONFIG_MESSAGE_SIZE_MAX	(2047ULL << 20)
+
 struct config_limits {
 	uint64_t message_size;          /* bytes, default 25 MiB */
 	uint64_t recipients;            /* default 100 */

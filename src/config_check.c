@@ -437,7 +437,8 @@ check_limits(struct parse *p, struct config *cfg)
 	l->session_timeout = 3600;
 	l->ipv6_prefix = 64;
 	l->login_memory = 0;
-	if (get_num(p, "limits", "message-size", 1024, 1ULL << 40, K_SIZE, &l->message_size) < 0 ||
+	if (get_num(p, "limits", "message-size", 1024, CONFIG_MESSAGE_SIZE_MAX, K_SIZE,
+	    &l->message_size) < 0 ||
 	    get_num(p, "limits", "recipients", 1, 100000, K_UINT, &l->recipients) < 0 ||
 	    get_num(p, "limits", "line-length", 78, 998, K_UINT, &l->line_length) < 0 ||
 	    get_num(p, "limits", "header-size", 1024, 16ULL << 20, K_SIZE, &l->header_size) < 0 ||

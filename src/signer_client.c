@@ -1,6 +1,7 @@
 /* signer_client.c — front's client for the signer (through proc_client). */
 #include "signer_client.h"
 
+#include "config.h"
 #include "dkim.h"
 #include "log.h"
 #include "proc.h"
@@ -137,6 +138,13 @@ signer_client_free(struct signer_client **scp)
 	free(sc);
 	*scp = NULL;
 }
+
+/* the signer takes every message front accepts ([limits] message-size),
+ * with the header fields front adds (far less than 1 MiB: a HELO name
+ * from a command line, the peer, the hostname, a TLS description, a date,
+ * a Message-ID) */
+_Static_assert(CONFIG_MESSAGE_SIZE_MAX + (1 << 20) <= SIGNER_MSG_MAX, "front accepts larger "
+    "messages than the signer takes");
 
 /* The message as the signer must see it, in a sealed memfd. */
 static int

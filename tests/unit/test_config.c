@@ -145,6 +145,20 @@ test_limits_and_units(void **state)
 	config_free(&cfg);
 }
 
+/* The largest message-size the signer can take is accepted. */
+static void
+test_message_size_max(void **state)
+{
+	char err[512];
+	struct config *cfg = parse("[limits]\nmessage-size = 2047m\n", NULL, 0, err,
+	    sizeof(err));
+
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->limits.message_size, CONFIG_MESSAGE_SIZE_MAX);
+	config_free(&cfg);
+}
+
 static void
 test_errors_name_file_line(void **state)
 {
@@ -154,6 +168,10 @@ test_errors_name_file_line(void **state)
 	expect_extra_error("[limits]\nrecipients = 0\n", "t.conf:29: bad value '0'");
 	expect_extra_error("[limits]\nmessage-size = 99999999999999999999999\n",
 	    "t.conf:29: bad value");
+	/* the signer maps a message of at most 2 GiB with the fields front
+	 * adds: a larger limit would let messages in that get 451 forever */
+	expect_extra_error("[limits]\nmessage-size = 2g\n", "t.conf:29: bad value '2g' for "
+	    "'message-size' (expected a size in bytes from 1024 to 2146435072");
 	expect_extra_error("[limits]\nrecipients = 5\nrecipients = 6\n",
 	    "t.conf:30: duplicate key 'recipients'");
 	expect_extra_error("[server]\n", "t.conf:28: duplicate section [server]");
@@ -794,6 +812,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_limits_and_units),
+		cmocka_unit_test(test_message_size_max),
 		cmocka_unit_test(test_errors_name_file_line),
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_quoting),
