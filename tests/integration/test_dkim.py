@@ -106,7 +106,11 @@ def verdicts(lab_dkim, message):
 
 
 def test_tampering_breaks_every_signature(env, lab_dkim):
-    msg = make_message(body="the original body")
+    # signed fields present once (Content-Type: front lets it repeat) and
+    # twice (List-Id); Reply-To and Cc absent
+    msg = make_message(body="the original body",
+                       headers=("Content-Type: text/plain", "List-Id: <one.lab.test>",
+                                "List-Id: <two.lab.test>"))
     submit(env, msg)
     [m] = env.sink.messages()
     stored = m["data"]
@@ -117,6 +121,11 @@ def test_tampering_breaks_every_signature(env, lab_dkim):
         "From on top": b"From: <ceo@lab.test>\r\n" + stored,
         "From at the end of the header": stored[:cut] + b"From: <ceo@lab.test>\r\n" + stored[cut:],
         "Subject added": stored[:cut] + b"Subject: urgent\r\n" + stored[cut:],
+        # oversigning: no listed field can be added, present or not
+        "Reply-To added": stored[:cut] + b"Reply-To: <ceo@lab.test>\r\n" + stored[cut:],
+        "Cc added on top": b"Cc: <victim@remote.test>\r\n" + stored,
+        "a second Content-Type": stored[:cut] + b"Content-Type: text/html\r\n" + stored[cut:],
+        "a third List-Id": b"List-Id: <three.lab.test>\r\n" + stored,
         "body changed": stored.replace(b"the original body", b"the changed body"),
         # a line appended to the body (what l= would allow)
         "line appended": stored + b"appended\r\n",
