@@ -207,7 +207,7 @@ test_cache_lockout(void **state)
 	/* bob, cached, from an address that gets locked */
 	assert_int_equal(auth1(base, kc, "bob", "bobpw", 5, "192.0.2.9"), KEEPER_AUTH_OK);
 	for (i = 0; i < 5; i++) {
-		char login[16];
+		char login[24];
 
 		snprintf(login, sizeof(login), "nobody%d", i);
 		assert_int_equal(auth1(base, kc, login, "x", 1, "192.0.2.9"), KEEPER_AUTH_FAIL);
