@@ -30,7 +30,8 @@ warm@lab.test, after one login that fills such a cache.  Until subproxy has
 an auth cache the two cost the same, and the report says so.
 
     bench.py --subproxy build/subproxy --tools build/bench [--quick]
-             [--concs 1,10,100,1000] [--per-session 1,10] [--seconds 10]
+             [--server-key ecdsa|rsa] [--concs 1,10,100,1000] [--per-session 1,10]
+             [--seconds 10]
              [--set SECTION.KEY=VALUE]... [--out results.jsonl]
 """
 
@@ -168,7 +169,7 @@ class World:
         self.sink_port, self.sink_implicit, spki = int(m[1]), int(m[2]), m[3]
         ca = labsink.LabCA()
         self.ca_file = ca.write_ca(os.path.join(self.work, "ca.pem"))
-        cert, key = ca.issue("mail.lab.test", self.work, "mail")
+        cert, key = ca.issue("mail.lab.test", self.work, "mail", key_type=a.server_key)
         keys = dkimkeys.LabDkim(os.path.join(self.work, "dkim"), domains=("lab.test",))
         self.dns = dnslab.DnsLab(os.path.join(self.work, "dns"))
         self.dns.add("lab.test", "*._tcp.mail 300 TLSA %s" % labsink.tlsa_311(cert))
@@ -634,6 +635,9 @@ def main():
     ap.add_argument("--sessions-per-conc", type=int, default=3, metavar="M",
                     help="a matrix cell runs M x concurrency sessions (at least 20) or "
                     "--seconds, whichever ends first (default 3)")
+    ap.add_argument("--server-key", choices=("ecdsa", "rsa"), default="ecdsa",
+                    help="subproxy's certificate: ECDSA P-256 (default) or RSA-2048, whose "
+                    "signatures cost the keeper far more")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="passed to subproxy as -o (e.g. auth.cache-ttl=0)")
     ap.add_argument("--out", default=None, help="JSON lines (default TOOLS/results.jsonl)")
@@ -672,7 +676,8 @@ def main():
                 " = %d; -o %s" % (", ".join("%s=%s" % kv for kv in knobs.items()) or
                                   "none of %s" % ", ".join(KNOBS), consts or "-",
                                   connections_limit(a.idle), " ".join(a.set) or "none"),
-                "TLS: STARTTLS, X25519, server certificate ECDSA P-256 (key in the keeper); "
+                "TLS: STARTTLS, X25519, server certificate %s (key in the keeper); "
+                % {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}[a.server_key] +
                 "relay: STARTTLS to smtpsink pinned by TLSA 3 1 1; DKIM Ed25519 + RSA-2048"]
         head += a.notes
         if not any(k.startswith("auth.cache") for k in knobs):

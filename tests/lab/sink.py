@@ -1035,19 +1035,23 @@ class LabCA:
             f.write(self.pem())
         return str(path)
 
-    def issue(self, dns_name, directory, stem, *, expired=False, days=30):
+    def issue(self, dns_name, directory, stem, *, expired=False, days=30, key_type="ecdsa"):
         """Issue a server leaf for dns_name; expired=True makes one whose
-        validity ended yesterday.  Returns (chain_path, key_path)."""
+        validity ended yesterday; key_type "ecdsa" (P-256) or "rsa"
+        (RSA-2048).  Returns (chain_path, key_path)."""
         from cryptography import x509
         from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
         from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
         now = datetime.datetime.now(datetime.timezone.utc)
         if expired:
             nb, na = now - datetime.timedelta(days=days + 1), now - datetime.timedelta(days=1)
         else:
             nb, na = now - datetime.timedelta(days=1), now + datetime.timedelta(days=days)
-        key = ec.generate_private_key(ec.SECP256R1())
+        if key_type == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
