@@ -250,6 +250,12 @@ config_auth_workers(const struct config *cfg, long online)
 	return per_cpu(cfg->auth_workers, online, CONFIG_AUTH_WORKERS_MAX);
 }
 
+unsigned
+config_key_workers(const struct config *cfg, long online)
+{
+	return per_cpu(cfg->tls_key_workers, online, CONFIG_KEY_WORKERS_MAX);
+}
+
 static int
 listens_eq(const struct config *a, const struct config *b)
 {

@@ -23,6 +23,7 @@
 
 #define CONFIG_WORKERS_MAX 64
 #define CONFIG_AUTH_WORKERS_MAX 64      /* [auth] workers */
+#define CONFIG_KEY_WORKERS_MAX 64       /* [tls] key-workers */
 
 enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS };
 enum dane_mode { DANE_MODE_REQUIRED, DANE_MODE_STATIC };
@@ -148,6 +149,9 @@ struct config {
 	char *tls_certificate;          /* required */
 	char *tls_key;                  /* required */
 	char *tls_priority;             /* default "SECURE256:SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-VERS-SSL3.0:%SAFE_RENEGOTIATION" style; see config.c */
+	uint64_t tls_key_workers;       /* key-workers: the keeper's signing threads,
+					 * 1..CONFIG_KEY_WORKERS_MAX; 0 = not set: online CPUs
+					 * (config_key_workers()) */
 
 	/* [auth] */
 	char *passwd_file;              /* required */
@@ -242,6 +246,12 @@ size_t config_keep_restart_only(struct config *nw, const struct config *old, cha
  * number of online CPUs (`online`, from sysconf) within
  * 1..CONFIG_AUTH_WORKERS_MAX. */
 unsigned config_auth_workers(const struct config *cfg, long online);
+
+/* The keeper's TLS key threads: [tls] key-workers, or when it is not set
+ * the number of online CPUs (`online`, from sysconf) within
+ * 1..CONFIG_KEY_WORKERS_MAX.  (The keeper starts no more than it has client
+ * slots: each front worker asks one key operation at a time.) */
+unsigned config_key_workers(const struct config *cfg, long online);
 
 /* Sender policy: may `login` use `address` as envelope or header sender?
  * Rules: the [senders] entry for the login (exact address, case-insensitive;

@@ -536,7 +536,9 @@ validate(struct parse *p, struct config *cfg)
 		}
 		if (get_str(p, "tls", NULL, "certificate", 1, tl, &cfg->tls_certificate) < 0 ||
 		    get_str(p, "tls", NULL, "key", 1, tl, &cfg->tls_key) < 0 ||
-		    get_str(p, "tls", NULL, "priority", 0, tl, &cfg->tls_priority) < 0)
+		    get_str(p, "tls", NULL, "priority", 0, tl, &cfg->tls_priority) < 0 ||
+		    get_num(p, "tls", "key-workers", 1, CONFIG_KEY_WORKERS_MAX, K_UINT,
+		    &cfg->tls_key_workers) < 0)
 			return -1;
 	}
 	{

@@ -58,7 +58,7 @@ static const struct keyspec listen_keys[] = {
 	{ "proxy-from", 1 }, { "proxy-timeout", 0 }, { NULL, 0 }
 };
 static const struct keyspec tls_keys[] = {
-	{ "certificate", 0 }, { "key", 0 }, { "priority", 0 }, { NULL, 0 }
+	{ "certificate", 0 }, { "key", 0 }, { "priority", 0 }, { "key-workers", 0 }, { NULL, 0 }
 };
 static const struct keyspec auth_keys[] = {
 	{ "passwd-file", 0 }, { "cache-ttl", 0 }, { "cache-size", 0 }, { "workers", 0 },

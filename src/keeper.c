@@ -1,12 +1,16 @@
 /*
  * keeper.c — the key keeper process: TLS private key, password hashes,
- * auth failure counters (lockout.c); serving front's requests.
+ * auth failure counters (lockout.c); serving front's requests.  Threads:
+ * the main thread reads every slot's requests and sends every answer;
+ * Argon2id workers check passwords (keeper_queue.h); key workers sign
+ * (keeper_keyq.h, keeper_key.c).  All share K.mu, held only briefly.
  */
 #include "keeper.h"
 #include "keeper_int.h"
 
 #include "authcache.h"
 #include "config.h"
+#include "keeper_keyq.h"
 #include "keeper_queue.h"
 #include "lockout.h"
 #include "log.h"
@@ -67,14 +71,17 @@ struct slot {
 static struct keeper {
 	struct slot *slots;
 	size_t nslots, nopen;
-	unsigned int nworkers;
+	unsigned int nworkers;          /* Argon2id threads */
+	unsigned int nkeyworkers;       /* TLS key threads */
 	int wake[2];                    /* a worker's answer is ready: [1] -> [0] */
 	struct passwd_db *db;
 	pthread_mutex_t mu;             /* the slots' K.mu fields and everything below */
 	pthread_cond_t cv;              /* a check is waiting */
+	pthread_cond_t keycv;           /* a key operation is waiting */
 	pthread_cond_t started;         /* a worker is running */
 	unsigned int nstarted;
 	struct keeper_queue *q;         /* checks waiting, running, answered */
+	struct keeper_keyq *kq;         /* key operations waiting, running, answered */
 	struct lockout *lockout;
 	struct authcache *cache;        /* NULL: [auth] cache-ttl = 0 */
 	size_t held_shown;              /* checks held, as the gauge says */
@@ -202,19 +209,52 @@ run_check(struct keeper_check *c)
 	keeper_queue_done(K.q, c, (uint32_t)result, flags);
 }
 
+/* A worker thread says it runs; returns with K.mu held. */
+static void
+thread_running(void)
+{
+	/* running: every system call of a thread's start (rseq, ...) is done */
+	pthread_mutex_lock(&K.mu);
+	K.nstarted++;
+	pthread_cond_broadcast(&K.started);
+}
+
 static void *
 worker(void *arg)
 {
 	struct keeper_check *c;
 
-	/* running: every system call of a thread's start (rseq, ...) is done */
-	pthread_mutex_lock(&K.mu);
-	K.nstarted++;
-	pthread_cond_broadcast(&K.started);
+	thread_running();
 	for (;;) {
 		while ((c = keeper_queue_take(K.q)) == NULL)
 			pthread_cond_wait(&K.cv, &K.mu);
 		run_check(c);
+		wake_main();
+	}
+	return NULL;
+}
+
+/* ---- TLS key operations: key workers ---- */
+
+/* Key worker k (its own key object, keeper_key.c): signs the operations
+ * the main thread queued, oldest first, and leaves the answers for the
+ * main thread to send. */
+static void *
+key_worker(void *arg)
+{
+	unsigned int k = (unsigned int)(uintptr_t)arg;
+	struct keeper_keyop *op;
+
+	thread_running();
+	for (;;) {
+		while ((op = keeper_keyq_take(K.kq)) == NULL)
+			pthread_cond_wait(&K.keycv, &K.mu);
+		/* the operation is running: nobody else touches it meanwhile */
+		pthread_mutex_unlock(&K.mu);
+		op->replen = (size_t)keeper_key_answer(k, op->id, op->req, op->reqlen, op->rep,
+		    sizeof(op->rep));
+		pthread_mutex_lock(&K.mu);
+		keeper_keyq_done(K.kq, op);
 		wake_main();
 	}
 	return NULL;
@@ -280,11 +320,25 @@ slot_close(size_t i, const char *why)
 	s->tls_fd = s->auth_fd = -1;
 	s->nquick = 0;
 	keeper_queue_drop_slot(K.q, i);
+	keeper_keyq_drop_slot(K.kq, i);
 	pthread_mutex_unlock(&K.mu);
 	if (--K.nopen == 0) {
 		log_debug("keeper: every slot is closed, exiting");
 		_exit(0);
 	}
+}
+
+/* A TLS_SIGN_REP to slot i. */
+static void
+send_key_answer(size_t i, uint32_t id, const uint8_t *p, size_t len)
+{
+	if (proc_trysend(K.slots[i].tls_fd, PROC_TLS_SIGN_REP, id, p, len, -1) == 0)
+		return;
+	if (errno == EPIPE || errno == ECONNRESET)
+		slot_close(i, "eof");
+	else
+		log_err("keeper: cannot answer key operation id=%u on slot %zu: %s", id, i,
+		    strerror(errno));
 }
 
 /* Receive one message of type want or want2 (0: none) from slot i: 1, or
@@ -315,22 +369,51 @@ slot_recv(size_t i, int fd, struct proc_msg *m, unsigned int want, unsigned int 
 	return 1;
 }
 
-/* A key operation: answered at once, never waiting for front (one request
- * at a time per slot: its socket has room; if a front floods it anyway,
- * the answer is dropped and that front loses its keeper). */
+/* A key operation from slot i (read only while the slot holds none): for
+ * a key worker. */
 static void
-serve_tls(size_t i, struct proc_msg *m)
+serve_tls(size_t i, const struct proc_msg *m)
 {
-	static uint8_t buf[16 + KEEPER_SIG_MAX];
-	long n = keeper_key_answer(m, buf, sizeof(buf));
+	int rc;
 
-	if (proc_trysend(K.slots[i].tls_fd, PROC_TLS_SIGN_REP, m->id, buf, (size_t)n, -1) == 0)
+	pthread_mutex_lock(&K.mu);
+	if ((rc = keeper_keyq_put(K.kq, i, m->id, m->payload, m->len)) == 0)
+		pthread_cond_signal(&K.keycv);
+	pthread_mutex_unlock(&K.mu);
+	if (rc < 0) {
+		/* an empty or oversized payload: what a worker would refuse */
+		static uint8_t buf[KEEPER_KEYQ_REP_MAX];
+		struct proc_writer w;
+
+		log_err("keeper: refused a malformed TLS key request id=%u (%u octets)", m->id,
+		    m->len);
+		proc_writer_init(&w, buf, sizeof(buf));
+		proc_put_u32(&w, (uint32_t)GNUTLS_E_INVALID_REQUEST);
+		proc_put_bytes(&w, NULL, 0);
+		send_key_answer(i, m->id, buf, (size_t)proc_writer_done(&w));
+	}
+}
+
+/* Send slot i's key answer, if a worker made one: never waiting for front
+ * (one request at a time per slot: its socket has room; if a front floods
+ * it anyway, the answer is dropped and that front loses its keeper).  The
+ * slot may then be read again. */
+static void
+flush_key_answer(size_t i)
+{
+	const struct keeper_keyop *a;
+
+	pthread_mutex_lock(&K.mu);
+	a = keeper_keyq_answer(K.kq, i);
+	pthread_mutex_unlock(&K.mu);
+	if (a == NULL)
 		return;
-	if (errno == EPIPE || errno == ECONNRESET)
-		slot_close(i, "eof");
-	else
-		log_err("keeper: cannot answer key operation id=%u on slot %zu: %s", m->id, i,
-		    strerror(errno));
+	/* only this thread changes an answered operation: no lock needed to
+	 * read it (send_key_answer may close the slot, which takes K.mu) */
+	send_key_answer(i, a->id, a->rep, a->replen);
+	pthread_mutex_lock(&K.mu);
+	keeper_keyq_sent(K.kq, i);
+	pthread_mutex_unlock(&K.mu);
 }
 
 /* Slot i's oldest unsent AUTH answer into *a: 1, or 0 when there is none
@@ -424,7 +507,9 @@ child_loop(void)
 		for (i = 0; i < K.nslots; i++) {
 			s = &K.slots[i];
 			unsent = s->nquick + keeper_queue_answers(K.q, i);
-			pfd[1 + 2 * i].fd = s->tls_fd;          /* -1: ignored by poll */
+			/* a slot's next key operation is read once its last is
+			 * answered (-1: ignored by poll) */
+			pfd[1 + 2 * i].fd = keeper_keyq_idle(K.kq, i) ? s->tls_fd : -1;
 			pfd[1 + 2 * i].events = POLLIN;
 			pfd[2 + 2 * i].fd = s->auth_fd;
 			/* front does not read its answers: stop reading its checks */
@@ -443,11 +528,15 @@ child_loop(void)
 			continue;
 		if (pfd[0].revents != 0)
 			drain_wake();
-		/* key operations first: a handshake is waiting for each */
-		for (i = 0; i < K.nslots; i++)
+		/* key operations first: a handshake is waiting for each; the
+		 * main thread only passes them on (key_worker signs) */
+		for (i = 0; i < K.nslots; i++) {
+			if (K.slots[i].tls_fd >= 0)
+				flush_key_answer(i);
 			if (pfd[1 + 2 * i].revents != 0 && K.slots[i].tls_fd >= 0 &&
 			    slot_recv(i, K.slots[i].tls_fd, &m, PROC_TLS_SIGN_REQ, 0, "TLS"))
 				serve_tls(i, &m);
+		}
 		/* then answers out, then one check in per slot: every slot in turn */
 		for (i = 0; i < K.nslots; i++) {
 			short re = pfd[2 + 2 * i].revents;
@@ -496,25 +585,47 @@ cache_make(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Start n threads of fn (arg: their number); what = their name in err. */
+static int
+start_threads(void *(*fn)(void *), unsigned int n, const char *what, char *err, size_t errlen)
+{
+	pthread_t t;
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (pthread_create(&t, NULL, fn, (void *)(uintptr_t)i) != 0) {
+			snprintf(err, errlen, "keeper: cannot start %s thread %u of %u", what,
+			    i + 1, n);
+			return -1;
+		}
+	return 0;
+}
+
 /* Everything the keeper needs before its filter: key, passwords, counters,
- * the auth cache, the check queue, the wake-up socket, the workers. */
+ * the auth cache, the check and key queues, the wake-up socket, the
+ * workers. */
 static int
 child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t errlen)
 {
 	unsigned char key[LOCKOUT_HASH_KEY];
-	pthread_t t;
+	long online;
 	size_t i;
 
 	/* glibc reads /etc/localtime on the first time conversion (even
 	 * gmtime_r, in log lines): now, while files may still be opened;
 	 * the number of CPUs from /sys too */
 	tzset();
-	K.nworkers = config_auth_workers(cfg, sysconf(_SC_NPROCESSORS_ONLN));
+	online = sysconf(_SC_NPROCESSORS_ONLN);
+	K.nworkers = config_auth_workers(cfg, online);
+	/* each slot asks one key operation at a time: more would idle */
+	K.nkeyworkers = config_key_workers(cfg, online);
+	if (K.nkeyworkers > K.nslots)
+		K.nkeyworkers = (unsigned int)K.nslots;
 	if (passwd_init() < 0 || gnutls_global_init() < 0) {
 		snprintf(err, errlen, "keeper: cannot initialise libsodium or GnuTLS");
 		return -1;
 	}
-	if (keeper_key_load(cfg->tls_key, info, err, errlen) < 0)
+	if (keeper_key_load(cfg->tls_key, K.nkeyworkers, info, err, errlen) < 0)
 		return -1;
 	if ((K.db = passwd_load(cfg->passwd_file, err, errlen)) == NULL)
 		return -1;
@@ -525,6 +636,7 @@ child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t 
 	if (cache_make(cfg, err, errlen) < 0)
 		return -1;
 	K.q = keeper_queue_new((size_t)cfg->limits.auth_queue, K.nslots);
+	K.kq = keeper_keyq_new(K.nslots);
 	for (i = 0; i < K.nslots; i++)
 		K.slots[i].quick = xcalloc(QUICK_MAX, sizeof(struct answer));
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, K.wake) < 0) {
@@ -533,17 +645,17 @@ child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t 
 	}
 	pthread_mutex_init(&K.mu, NULL);
 	pthread_cond_init(&K.cv, NULL);
+	pthread_cond_init(&K.keycv, NULL);
 	pthread_cond_init(&K.started, NULL);
-	for (i = 0; i < K.nworkers; i++)
-		if (pthread_create(&t, NULL, worker, NULL) != 0) {
-			snprintf(err, errlen, "keeper: cannot start Argon2id worker thread %zu of "
-			    "%u ([auth] workers)", i + 1, K.nworkers);
-			return -1;
-		}
+	if (start_threads(worker, K.nworkers, "Argon2id worker ([auth] workers)", err,
+	    errlen) < 0 ||
+	    start_threads(key_worker, K.nkeyworkers, "TLS key worker ([tls] key-workers)", err,
+	    errlen) < 0)
+		return -1;
 	/* the seccomp filter reaches every thread at once (TSYNC): a thread
 	 * still starting would be killed by its first rseq(2) */
 	pthread_mutex_lock(&K.mu);
-	while (K.nstarted < K.nworkers)
+	while (K.nstarted < K.nworkers + K.nkeyworkers)
 		pthread_cond_wait(&K.started, &K.mu);
 	pthread_mutex_unlock(&K.mu);
 	return 0;
@@ -579,8 +691,9 @@ child_main(void *arg, int ready_fd, const int *fds, size_t nfds)
 	proc_put_u32(&w, info.bits);
 	proc_put_bytes(&w, info.spki, info.spki_len);
 	proc_ready(ready_fd, (uint32_t)info.npasswd, ready, extra, (size_t)proc_writer_done(&w));
-	log_info("event=keeper-ready key=%s logins=%zu workers=%u auth-queue=%llu cache-ttl=%llu "
-	    "cache-size=%llu slots=%zu", key, info.npasswd, K.nworkers,
+	log_info("event=keeper-ready key=%s logins=%zu workers=%u key-workers=%u auth-queue=%llu "
+	    "cache-ttl=%llu cache-size=%llu slots=%zu", key, info.npasswd, K.nworkers,
+	    K.nkeyworkers,
 	    (unsigned long long)cfg->limits.auth_queue, (unsigned long long)cfg->auth_cache_ttl,
 	    (unsigned long long)cfg->auth_cache_size, K.nslots);
 	child_loop();

@@ -10,14 +10,23 @@
  * the reason it cannot start, then serves, for each client slot, two
  * SOCK_SEQPACKET socketpairs with poll(2):
  *
- *  - the TLS socket: private-key operations, one at a time per slot,
- *    answered at once by the keeper's main thread.  front waits for each
- *    answer (GnuTLS calls the key synchronously during a handshake).
+ *  - the TLS socket: private-key operations, one at a time per slot
+ *    (front waits for each answer: GnuTLS calls the key synchronously
+ *    during a handshake).  The main thread reads a request and passes it
+ *    to the key workers ([tls] key-workers threads, default one per CPU,
+ *    never more than slots), which sign in the order the requests came
+ *    (keeper_keyq.h), each with a key object of its own (keeper_key.c);
+ *    the main thread sends the answer and only then reads the slot's next
+ *    request, so a slot holds at most one operation and the keeper's
+ *    memory for them is fixed at start.  An RSA-2048 signature (~2 ms with
+ *    GnuTLS/nettle) thus delays neither AUTH answers nor other slots'
+ *    handshakes, and W front workers' handshakes are signed on up to W
+ *    cores at once.
  *  - the AUTH socket: password checks with request ids, any number in
  *    flight, and cancels of checks whose session ended.  Argon2id
  *    (~50-100 ms, 64 MiB each) runs on [auth] workers threads inside the
  *    keeper (default: one per CPU), so a slow check never delays a TLS
- *    signature; checks beyond the workers wait in a FIFO per slot
+ *    signature (nor a signature a cached check); checks beyond the workers wait in a FIFO per slot
  *    (keeper_queue.h), at most [limits] auth-queue of them held at once,
  *    and only a check beyond that is answered KEEPER_AUTH_BUSY.  A
  *    cancelled check that still waits is dropped before it costs Argon2id.
@@ -45,8 +54,8 @@
  * is looked at in the same two places, after the lockout: a login and
  * password that Argon2id verified within cache-ttl, against the hash the
  * keeper holds now, is answered KEEPER_AUTH_OK with KEEPER_AUTH_F_CACHED at
- * once (the main thread spends one BLAKE2b run on it, between rounds of key
- * operations) and clears the login's failure count as a verified success
+ * once (the main thread spends one BLAKE2b run on it, while the key workers
+ * sign) and clears the login's failure count as a verified success
  * does.  Only successes of Argon2id are entered; any other password goes
  * to Argon2id.
  *
@@ -85,9 +94,11 @@ void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned 
  * socketpair.  Call it before this process reads any secret.  The child
  * loads cfg->tls_key (a regular file that neither group nor other may
  * access; PEM or DER, unencrypted; RSA or RSA-PSS of at least 2048 bits,
- * ECDSA, Ed25519 or Ed448), signs once with it and checks the signature,
- * loads cfg->passwd_file (passwd_load), makes its auth cache, starts its
- * workers (config_auth_workers(); waits until they run), then
+ * ECDSA, Ed25519 or Ed448), makes one key object per key worker
+ * (config_key_workers(), at most nslots), signs once with each and checks
+ * the signature, loads cfg->passwd_file (passwd_load), makes its auth
+ * cache, starts its Argon2id workers (config_auth_workers()) and key
+ * workers (waits until every thread runs), then
  * PR_SET_DUMPABLE/RLIMIT_CORE again and its seccomp filter
  * ("keeper", seccomp/keeper.policy), then reports.  Returns the child's pid
  * and fills fds_r[0..nslots) (front's ends of each slot, and the key's
@@ -96,8 +107,9 @@ void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned 
  * in err (e.g. "TLS key /etc/k.pem has mode 0644 ...; run chmod 600
  * /etc/k.pem"), the child reaped and every tls_fd/auth_fd -1.
  *
- * The keeper serves every slot: key operations first (all slots), then
- * AUTH answers out and one AUTH message in per slot, in turn.  Workers take
+ * The keeper serves every slot: key answers out and key requests in first
+ * (all slots), then AUTH answers out and one AUTH message in per slot, in
+ * turn.  Workers take
  * the slots' checks in turn, so one front's long queue delays no other
  * front's checks (it only fills cfg->limits.auth_queue sooner: every
  * session has at most one check in flight, so a legitimate front never

@@ -1,12 +1,22 @@
 /*
  * keeper_key.c — the keeper's TLS private key: loaded and tested at
  * start-up, then used for the signatures front asks for.  Runs in the
- * keeper process (main thread only).
+ * keeper process: loaded by its main thread, used by its key workers.
+ *
+ * Each key worker has its own gnutls_privkey_t, all imported from the same
+ * key text (read once into guarded memory, wiped and freed once they are
+ * made) and each tested with a signature.  GnuTLS documents its objects as
+ * safe to share across threads for read-only use only, says of
+ * gnutls_privkey_t that since 3.5.11 one object may be used by many threads
+ * (locks) but recommends one object per key per thread for performance;
+ * with one each, no worker waits for another's lock and nothing depends on
+ * how a given version protects the key's state (RSA blinding, ...).
  */
 #include "keeper_int.h"
 
 #include "log.h"
 #include "proc.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +36,8 @@
     GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE | GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH)
 
 static struct {
-	gnutls_privkey_t key;
+	gnutls_privkey_t *keys;         /* one per key worker: keys[k] is worker k's alone */
+	unsigned int nkeys;
 	int pk;
 	unsigned int bits;
 } KK;
@@ -39,7 +50,7 @@ is_eddsa(int pk)
 
 /* Make the signature front asked for, if this key can make it. */
 static int
-tls_sign(const struct keeper_tls_fields *f, gnutls_datum_t *sig)
+tls_sign(gnutls_privkey_t key, const struct keeper_tls_fields *f, gnutls_datum_t *sig)
 {
 	gnutls_datum_t d = { (unsigned char *)(uintptr_t)f->data, (unsigned int)f->len };
 	gnutls_sign_algorithm_t algo = (gnutls_sign_algorithm_t)f->algo;
@@ -52,20 +63,20 @@ tls_sign(const struct keeper_tls_fields *f, gnutls_datum_t *sig)
 	if (f->op == KEEPER_OP_SIGN_DATA) {
 		if (!is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, KK.pk))
 			return GNUTLS_E_INVALID_REQUEST;
-		return gnutls_privkey_sign_data2(KK.key, algo, flags, &d, sig);
+		return gnutls_privkey_sign_data2(key, algo, flags, &d, sig);
 	}
 	if (algo == GNUTLS_SIGN_RSA_RAW) {
 		/* a PKCS#1 v1.5 DigestInfo, signed as it is */
 		if (KK.pk != GNUTLS_PK_RSA || f->len + 11 > KK.bits / 8)
 			return GNUTLS_E_INVALID_REQUEST;
-		return gnutls_privkey_sign_hash2(KK.key, algo,
+		return gnutls_privkey_sign_hash2(key, algo,
 		    flags | GNUTLS_PRIVKEY_SIGN_FLAG_TLS1_RSA, &d, sig);
 	}
 	h = gnutls_sign_get_hash_algorithm(algo);
 	if (is_eddsa(spk) || !gnutls_sign_supports_pk_algorithm(algo, KK.pk) ||
 	    h == GNUTLS_DIG_UNKNOWN || gnutls_hash_get_len(h) != f->len)
 		return GNUTLS_E_INVALID_REQUEST;
-	return gnutls_privkey_sign_hash2(KK.key, algo, flags, &d, sig);
+	return gnutls_privkey_sign_hash2(key, algo, flags, &d, sig);
 }
 
 
@@ -124,7 +135,7 @@ fail:
 /* Sign once and verify with the public half: the key works, and GnuTLS has
  * done its lazy set-up (randomness) before the seccomp filter. */
 static int
-key_selftest(gnutls_pubkey_t pub)
+key_selftest(gnutls_privkey_t key, gnutls_pubkey_t pub)
 {
 	static const unsigned char msg[] = "subproxy keeper self-test";
 	gnutls_datum_t d = { (unsigned char *)(uintptr_t)msg, sizeof(msg) - 1 }, sig = { NULL, 0 };
@@ -139,35 +150,32 @@ key_selftest(gnutls_pubkey_t pub)
 	case GNUTLS_PK_EDDSA_ED448:	algo = GNUTLS_SIGN_EDDSA_ED448; break;
 	default:			return GNUTLS_E_UNKNOWN_PK_ALGORITHM;
 	}
-	if ((rc = gnutls_privkey_sign_data2(KK.key, algo, 0, &d, &sig)) < 0)
+	if ((rc = gnutls_privkey_sign_data2(key, algo, 0, &d, &sig)) < 0)
 		return rc;
 	rc = gnutls_pubkey_verify_data2(pub, algo, 0, &d, &sig);
 	gnutls_free(sig.data);
 	return rc < 0 ? rc : 0;
 }
 
-/* Load and test the TLS key; store its public half (DER SPKI) in fds. */
-int
-keeper_key_load(const char *path, struct keeper_fds *fds, char *err, size_t errlen)
+/* The key text raw as a key object, PEM or DER. */
+static int
+key_import(const gnutls_datum_t *raw, gnutls_privkey_t *key)
 {
-	gnutls_datum_t raw = { NULL, 0 }, der = { NULL, 0 };
-	gnutls_pubkey_t pub = NULL;
 	int rc;
 
-	if (read_key_file(path, &raw, err, errlen) < 0)
-		return -1;
-	if ((rc = gnutls_privkey_init(&KK.key)) >= 0) {
-		rc = gnutls_privkey_import_x509_raw(KK.key, &raw, GNUTLS_X509_FMT_PEM, NULL, 0);
-		if (rc < 0)
-			rc = gnutls_privkey_import_x509_raw(KK.key, &raw, GNUTLS_X509_FMT_DER, NULL, 0);
-	}
-	sodium_free(raw.data);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot read TLS key %s: %s (expected an unencrypted PEM or "
-		    "DER private key)", path, gnutls_strerror(rc));
-		return -1;
-	}
-	KK.pk = gnutls_privkey_get_pk_algorithm(KK.key, &KK.bits);
+	if ((rc = gnutls_privkey_init(key)) < 0)
+		return rc;
+	rc = gnutls_privkey_import_x509_raw(*key, raw, GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0)
+		rc = gnutls_privkey_import_x509_raw(*key, raw, GNUTLS_X509_FMT_DER, NULL, 0);
+	return rc;
+}
+
+/* Is the key of a kind and size the keeper serves?  0, or -1 with a
+ * sentence in err. */
+static int
+key_acceptable(const char *path, char *err, size_t errlen)
+{
 	if (KK.pk != GNUTLS_PK_RSA && KK.pk != GNUTLS_PK_RSA_PSS && KK.pk != GNUTLS_PK_ECDSA &&
 	    !is_eddsa(KK.pk)) {
 		snprintf(err, errlen, "TLS key %s is a %s key; use ECDSA, Ed25519 or RSA", path,
@@ -179,11 +187,42 @@ keeper_key_load(const char *path, struct keeper_fds *fds, char *err, size_t errl
 		    path, KK.bits, RSA_MIN_BITS);
 		return -1;
 	}
+	return 0;
+}
+
+/* Load the key nkeys times, test each copy; store the public half (DER
+ * SPKI) in fds. */
+int
+keeper_key_load(const char *path, unsigned int nkeys, struct keeper_fds *fds, char *err,
+    size_t errlen)
+{
+	gnutls_datum_t raw = { NULL, 0 }, der = { NULL, 0 };
+	gnutls_pubkey_t pub = NULL;
+	unsigned int i;
+	int rc = 0;
+
+	if (read_key_file(path, &raw, err, errlen) < 0)
+		return -1;
+	KK.keys = xcalloc(nkeys > 0 ? nkeys : 1, sizeof(*KK.keys));
+	for (KK.nkeys = 0; KK.nkeys < (nkeys > 0 ? nkeys : 1) && rc >= 0; KK.nkeys++)
+		rc = key_import(&raw, &KK.keys[KK.nkeys]);
+	sodium_free(raw.data);          /* wipes the key text */
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read TLS key %s: %s (expected an unencrypted PEM or "
+		    "DER private key)", path, gnutls_strerror(rc));
+		return -1;
+	}
+	KK.pk = gnutls_privkey_get_pk_algorithm(KK.keys[0], &KK.bits);
+	if (key_acceptable(path, err, errlen) < 0)
+		return -1;
 	if ((rc = gnutls_pubkey_init(&pub)) >= 0 &&
-	    (rc = gnutls_pubkey_import_privkey(pub, KK.key, 0, 0)) >= 0 &&
+	    (rc = gnutls_pubkey_import_privkey(pub, KK.keys[0], 0, 0)) >= 0 &&
 	    (rc = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der)) >= 0 &&
-	    (rc = key_selftest(pub)) >= 0 && (der.size == 0 || der.size > KEEPER_SPKI_MAX))
+	    (der.size == 0 || der.size > KEEPER_SPKI_MAX))
 		rc = GNUTLS_E_SHORT_MEMORY_BUFFER;
+	/* every worker's copy signs, and verifies with the public half */
+	for (i = 0; i < KK.nkeys && rc >= 0; i++)
+		rc = key_selftest(KK.keys[i], pub);
 	if (rc < 0) {
 		snprintf(err, errlen, "TLS key %s does not work: %s", path, gnutls_strerror(rc));
 		gnutls_free(der.data);
@@ -199,21 +238,23 @@ keeper_key_load(const char *path, struct keeper_fds *fds, char *err, size_t errl
 	return 0;
 }
 
-/* Everything the keeper needs before its filter: key, passwords, counters,
- * job slots (passwords in guarded memory), workers. */
-
 long
-keeper_key_answer(const struct proc_msg *m, uint8_t *buf, size_t cap)
+keeper_key_answer(unsigned int k, uint32_t id, const uint8_t *req, size_t len, uint8_t *buf,
+    size_t cap)
 {
 	struct keeper_tls_fields f;
 	gnutls_datum_t sig = { NULL, 0 };
 	struct proc_writer w;
 	int rc;
 
-	if (keeper_tls_req_decode(m->payload, m->len, &f) < 0) {
-		log_err("keeper: refused a malformed TLS key request id=%u (%u octets)", m->id, m->len);
+	if (k >= KK.nkeys) {
+		log_err("keeper: key worker %u has no key (a bug); exiting", k);
+		_exit(1);
+	}
+	if (keeper_tls_req_decode(req, len, &f) < 0) {
+		log_err("keeper: refused a malformed TLS key request id=%u (%zu octets)", id, len);
 		rc = GNUTLS_E_INVALID_REQUEST;
-	} else if ((rc = tls_sign(&f, &sig)) < 0) {
+	} else if ((rc = tls_sign(KK.keys[k], &f, &sig)) < 0) {
 		log_err("keeper: TLS key operation %s (op %u) refused or failed: %s",
 		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) ?
 		    gnutls_sign_get_name((gnutls_sign_algorithm_t)f.algo) : "unknown-algorithm",

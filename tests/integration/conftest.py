@@ -129,18 +129,24 @@ def dns_lab(tmp_path_factory, lab_certs, lab_dkim):
     mail.lab.test, and every sink (any port) on relay.lab.test, have a
     secure matching DANE-EE record; and the DKIM TXT records."""
     lab = dnslab.DnsLab(tmp_path_factory.mktemp("dns"))
-    lab.add("lab.test", "*._tcp.mail 300 TLSA %s" % labsink.tlsa_311(lab_certs.mail))
-    lab.add("lab.test", "*._tcp.relay 300 TLSA %s" % labsink.tlsa_311(lab_certs.relay))
-    for (dom, sel), k in lab_dkim.keys.items():
-        if dom == "lab.test":
-            lab.add("lab.test", "%s._domainkey 300 TXT %s" % (sel, k["txt"]))
-    # RFC 6186 submission service records (the ports are illustrative: the
-    # daemons of the tests pick their own)
-    lab.add("lab.test", "_submission._tcp 300 SRV 0 1 587 mail.lab.test.")
-    lab.add("lab.test", "_submissions._tcp 300 SRV 0 1 465 mail.lab.test.")
+    add_lab_records(lab, lab_certs.mail, lab_certs, lab_dkim, 300)
     lab.start()
     yield lab
     lab.stop()
+
+
+def add_lab_records(lab, mail_cert, certs, dkim, ttl):
+    """The records of a DNS lab for the tests' daemons: TLSA "3 1 1" of
+    mail_cert for every port of mail.lab.test, of the relay certificate for
+    relay.lab.test, the DKIM TXT records and the RFC 6186 submission service
+    records (their ports are illustrative: the daemons pick their own)."""
+    lab.add("lab.test", "*._tcp.mail %d TLSA %s" % (ttl, labsink.tlsa_311(mail_cert)))
+    lab.add("lab.test", "*._tcp.relay %d TLSA %s" % (ttl, labsink.tlsa_311(certs.relay)))
+    for (dom, sel), k in dkim.keys.items():
+        if dom == "lab.test":
+            lab.add("lab.test", "%s._domainkey %d TXT %s" % (sel, ttl, k["txt"]))
+    lab.add("lab.test", "_submission._tcp %d SRV 0 1 587 mail.lab.test." % ttl)
+    lab.add("lab.test", "_submissions._tcp %d SRV 0 1 465 mail.lab.test." % ttl)
 
 
 @pytest.fixture
@@ -150,17 +156,10 @@ def short_ttl_lab(tmp_path, lab_certs, lab_dkim):
     (.ttl; .tlsa is the listeners' "3 1 1" record)."""
     ttl = 1
     lab = dnslab.DnsLab(tmp_path / "dns", ttl=ttl)
-    tlsa = labsink.tlsa_311(lab_certs.mail)
-    lab.add("lab.test", "*._tcp.mail %d TLSA %s" % (ttl, tlsa))
-    lab.add("lab.test", "*._tcp.relay %d TLSA %s" % (ttl, labsink.tlsa_311(lab_certs.relay)))
-    for (dom, sel), k in lab_dkim.keys.items():
-        if dom == "lab.test":
-            lab.add("lab.test", "%s._domainkey %d TXT %s" % (sel, ttl, k["txt"]))
-    lab.add("lab.test", "_submission._tcp %d SRV 0 1 587 mail.lab.test." % ttl)
-    lab.add("lab.test", "_submissions._tcp %d SRV 0 1 465 mail.lab.test." % ttl)
+    add_lab_records(lab, lab_certs.mail, lab_certs, lab_dkim, ttl)
     lab.start()
     lab.ttl = ttl
-    lab.tlsa = tlsa
+    lab.tlsa = labsink.tlsa_311(lab_certs.mail)
     yield lab
     lab.stop()
 

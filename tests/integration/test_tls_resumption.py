@@ -2,8 +2,8 @@
 TLS session resumption on the listeners (src/tls.h): a client that comes
 back with a ticket resumes, over implicit TLS and STARTTLS, with TLS 1.3
 tickets and TLS 1.2 session tickets, and the resumed handshake makes no
-private-key operation: the keeper is not asked (its main thread, which serves
-every key operation, is not woken; a resumed handshake completes while the
+private-key operation: the keeper is not asked (its main thread, which reads
+every key operation and sends its answer, is not woken; a resumed handshake completes while the
 keeper is stopped).  Tickets of
 another process are refused; the lifetime told to clients is bounded.
 
@@ -65,8 +65,8 @@ def session_over(sp, ca_file, ctx, implicit, session=None):
 
 def keeper_wakeups(pid):
     """Voluntary context switches of the keeper's main thread.  It sleeps in
-    poll(2) and serves every private-key operation itself, so each operation
-    wakes it; besides, only its metrics heartbeat does (at most once per
+    poll(2), reads every private-key operation and sends its answer (a key
+    worker signs), so each operation wakes it; besides, only its metrics heartbeat does (at most once per
     HEARTBEAT seconds), while no AUTH is sent."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:

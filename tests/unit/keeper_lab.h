@@ -70,10 +70,11 @@ make_key_cert(const char *name, gnutls_pk_algorithm_t alg, unsigned bits, mode_t
 	gnutls_x509_privkey_deinit(k);
 }
 
-/* A configuration for a keeper with NAME.key and passwd; auth and limits:
- * more lines of [auth] and [limits] ("" for none). */
+/* A configuration for a keeper with NAME.key and passwd; tls, auth and
+ * limits: more lines of [tls], [auth] and [limits] ("" for none). */
 static inline struct config *
-make_config_with(const char *keyname, const char *passwd, const char *auth, const char *limits)
+make_config_tls(const char *keyname, const char *passwd, const char *tls, const char *auth,
+    const char *limits)
 {
 	char buf[4096], err[512], key[160];
 	struct config *cfg;
@@ -82,15 +83,21 @@ make_config_with(const char *keyname, const char *passwd, const char *auth, cons
 	snprintf(buf, sizeof(buf),
 	    "[server]\nhostname = mail.lab.test\n%s"
 	    "[listen \"a\"]\naddress = 127.0.0.1:1\ntls = implicit\n"
-	    "[tls]\ncertificate = /c\nkey = %s\n[auth]\npasswd-file = %s\n%s"
+	    "[tls]\ncertificate = /c\nkey = %s\n%s[auth]\npasswd-file = %s\n%s"
 	    "[relay \"r\"]\nhost = relay.lab.test\ntlsa = \"3 1 1 "
 	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n"
 	    "[dkim \"lab.test\"]\nkey = s /dkim.key\n[limits]\n%s", unit_server_keys, key,
-	    passwd, auth, limits);
+	    tls, passwd, auth, limits);
 	cfg = config_parse_buffer("test", buf, strlen(buf), NULL, 0, err, sizeof(err));
 	if (cfg == NULL)
 		fail_msg("%s", err);
 	return cfg;
+}
+
+static inline struct config *
+make_config_with(const char *keyname, const char *passwd, const char *auth, const char *limits)
+{
+	return make_config_tls(keyname, passwd, "", auth, limits);
 }
 
 /* The tests' default: two Argon2id workers, whatever the machine has. */

@@ -662,6 +662,44 @@ test_auth_keys(void **state)
 	}
 }
 
+/* [tls] key-workers: the keeper's signing threads; not set = one per CPU. */
+static void
+test_key_workers(void **state)
+{
+	static const char *const set[] = { "tls.key-workers=3" };
+	char text[8192], err[512];
+	const char *tls = strstr(base, "[tls]\n");
+	struct config *cfg;
+
+	cfg = parse("", NULL, 0, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->tls_key_workers, 0);
+	assert_int_equal(config_key_workers(cfg, 6), 6);
+	assert_int_equal(config_key_workers(cfg, 1000), CONFIG_KEY_WORKERS_MAX);
+	assert_int_equal(config_key_workers(cfg, -1), 1);
+	config_free(&cfg);
+	cfg = parse_ov("", set, 1, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(config_key_workers(cfg, 64), 3);
+	/* it changes nothing else */
+	assert_int_equal(config_auth_workers(cfg, 64), 64);
+	assert_int_equal(config_workers(cfg, 64), 64);
+	config_free(&cfg);
+	/* refused, naming file:line ([tls] is line 11 of base) */
+	assert_non_null(tls);
+	snprintf(text, sizeof(text), "%.*skey-workers = 0\n%s", (int)(tls - base + 6), base,
+	    tls + 6);
+	expect_error(text, "t.conf:12: bad value '0' for 'key-workers' (expected a number from "
+	    "1 to 64)");
+	snprintf(text, sizeof(text), "%.*skey-workers = many\n%s", (int)(tls - base + 6), base,
+	    tls + 6);
+	expect_error(text, "t.conf:12: bad value 'many' for 'key-workers'");
+	snprintf(text, sizeof(text), "%.*skey-workers = 65\n%s", (int)(tls - base + 6), base,
+	    tls + 6);
+	expect_error(text, "t.conf:12: bad value '65' for 'key-workers'");
+}
+
 static void
 test_contrib_example(void **state)
 {
@@ -823,6 +861,7 @@ main(void)
 		cmocka_unit_test(test_operations_keys),
 		cmocka_unit_test(test_workers_and_reload),
 		cmocka_unit_test(test_auth_keys),
+		cmocka_unit_test(test_key_workers),
 		cmocka_unit_test(test_contrib_example),
 		cmocka_unit_test(test_edge),
 		cmocka_unit_test(test_rates),
