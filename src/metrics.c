@@ -96,6 +96,10 @@ const struct metrics_gauge_info metrics_gauges[MG_MAX] = {
 	    "for reuse now." },
 	[MG_AUTH_QUEUE] = { "subproxy_auth_queue_checks", "Password checks the keeper holds "
 	    "now, on a worker or waiting for one; at [limits] auth-queue more are refused." },
+	[MG_SIGNER_REQUESTS] = { "subproxy_signer_messages", "Messages waiting for their DKIM "
+	    "signature now: with the signer, queued for room in its socket, or in line." },
+	[MG_SIGNER_WAITING] = { "subproxy_signer_waiting_messages", "Of those, messages in "
+	    "line for room in the signer's queue (no copy of the message made yet)." },
 };
 
 /* Bucket upper bounds in microseconds; the last is +Inf. */

@@ -107,6 +107,8 @@ enum metrics_gauge {
 	MG_SESSIONS_OPEN,	/* subproxy_sessions_open */
 	MG_RELAY_IDLE,		/* subproxy_relay_connections_idle */
 	MG_AUTH_QUEUE,		/* subproxy_auth_queue_checks (keeper) */
+	MG_SIGNER_REQUESTS,	/* subproxy_signer_messages */
+	MG_SIGNER_WAITING,	/* subproxy_signer_waiting_messages */
 	MG_MAX
 };
 

@@ -45,6 +45,7 @@ struct proc_client {
 	struct proc_client_conf conf;
 	struct event *rev, *wev;
 	struct event *dead_ev;          /* a send error seen inside a call */
+	struct event *room_ev;          /* conf.room_cb, from the loop */
 	const char *dead_why;
 	int dead;
 	uint32_t next_id;
@@ -151,6 +152,8 @@ queue_del(struct proc_client *pc, struct proc_req *rq)
 	queue_drop(rq);
 	if (pc->qhead == NULL)
 		event_del(pc->wev);
+	if (pc->room_ev != NULL && !pc->dead)
+		event_active(pc->room_ev, EV_TIMEOUT, 0);
 }
 
 static void
@@ -369,6 +372,26 @@ proc_client_queued(const struct proc_client *pc)
 	return pc->nqueued;
 }
 
+size_t
+proc_client_room(const struct proc_client *pc)
+{
+	if (pc->dead || pc->dead_why != NULL || pc->nqueued >= pc->conf.queue_max)
+		return 0;
+	return pc->conf.queue_max - pc->nqueued;
+}
+
+uint32_t
+proc_req_id(const struct proc_req *rq)
+{
+	return rq->in_table ? rq->id : 0;
+}
+
+int
+proc_req_sent(const struct proc_req *rq)
+{
+	return rq->in_table && !rq->queued;
+}
+
 uint64_t
 proc_client_dropped(const struct proc_client *pc)
 {
@@ -408,6 +431,15 @@ client_dead_later(evutil_socket_t fd, short what, void *arg)
 	struct proc_client *pc = arg;
 
 	client_die(pc, pc->dead_why);
+}
+
+static void
+client_room(evutil_socket_t fd, short what, void *arg)
+{
+	struct proc_client *pc = arg;
+
+	if (!pc->dead)
+		pc->conf.room_cb(pc->conf.room_arg);
 }
 
 static void
@@ -489,7 +521,10 @@ proc_client_new(struct event_base *base, int fd, const struct proc_client_conf *
 	pc->rev = event_new(base, fd, EV_READ | EV_PERSIST, client_read, pc);
 	pc->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, client_write, pc);
 	pc->dead_ev = event_new(base, -1, 0, client_dead_later, pc);
-	if (pc->rev == NULL || pc->wev == NULL || pc->dead_ev == NULL)
+	if (conf->room_cb != NULL)
+		pc->room_ev = event_new(base, -1, 0, client_room, pc);
+	if (pc->rev == NULL || pc->wev == NULL || pc->dead_ev == NULL ||
+	    (conf->room_cb != NULL && pc->room_ev == NULL))
 		fatal("%s client: cannot create its events", conf->role);
 	event_add(pc->rev, NULL);
 	return pc;
@@ -510,6 +545,8 @@ proc_client_free(struct proc_client **pcp)
 	event_free(pc->rev);
 	event_free(pc->wev);
 	event_free(pc->dead_ev);
+	if (pc->room_ev != NULL)
+		event_free(pc->room_ev);
 	close(pc->fd);
 	free(pc->msg);
 	free(pc);

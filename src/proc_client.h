@@ -15,7 +15,10 @@
  *  - Sending never waits: a request the socket has no room for waits in a
  *    bounded outbound queue (conf.queue_max requests) and is written when
  *    the socket becomes writable; with the queue full it is answered
- *    PROC_CLIENT_BUSY through the loop, never sent.
+ *    PROC_CLIENT_BUSY through the loop, never sent.  A caller that would
+ *    rather wait than be refused asks proc_client_room() first and keeps
+ *    its own line; conf.room_cb tells it, from the loop, when the queue
+ *    has shrunk.
  *  - Deadline: with conf.timeout_ms, a request not answered in time is
  *    answered PROC_CLIENT_TIMEOUT through the loop (a queued one is then
  *    never sent); its reply, if it comes later, is dropped.
@@ -75,6 +78,11 @@ typedef void proc_dead_cb(void *arg, const char *why);
  * the call): 0, or -1 if its payload is malformed (the client then dies). */
 typedef int proc_notice_cb(void *arg, const struct proc_msg *m);
 
+/* The outbound queue shrank (a queued request was sent, cancelled, timed
+ * out or refused): called from the loop, once for any number of such
+ * events since the last call, never after the client died. */
+typedef void proc_room_cb(void *arg);
+
 struct proc_client_conf {
 	const char *role;               /* "signer": event=signer-lost, ... */
 	const char *lost;               /* sentence logged when it dies: what stops working */
@@ -88,6 +96,8 @@ struct proc_client_conf {
 	unsigned int notice_type;       /* 0: the peer only replies */
 	proc_notice_cb *notice_cb;      /* with notice_type */
 	void *notice_arg;
+	proc_room_cb *room_cb;          /* NULL: nobody waits for room */
+	void *room_arg;
 };
 
 /* A client on fd (made non-blocking; ownership taken: closed by
@@ -129,6 +139,18 @@ size_t proc_client_pending(const struct proc_client *pc);
 
 /* Requests waiting in the outbound queue. */
 size_t proc_client_queued(const struct proc_client *pc);
+
+/* Requests proc_client_call() would take now without answering
+ * PROC_CLIENT_BUSY for want of room (queue_max minus the queued ones; 0
+ * once the client died or is dying).  The kernel may still refuse a send
+ * for want of memory or descriptors in flight (ENOBUFS, ETOOMANYREFS):
+ * those are answered PROC_CLIENT_BUSY whatever this said. */
+size_t proc_client_room(const struct proc_client *pc);
+
+/* The request's id (0: an answer decided without the peer) and whether it
+ * went out (0: still in the outbound queue, or never sent); for logs. */
+uint32_t proc_req_id(const struct proc_req *rq);
+int proc_req_sent(const struct proc_req *rq);
 
 /* Replies dropped because no pending request had their id. */
 uint64_t proc_client_dropped(const struct proc_client *pc);

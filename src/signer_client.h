@@ -4,8 +4,30 @@
  *
  * It never waits: the message goes to the signer as a sealed memfd, the
  * request through the IPC client core (proc_client.h): sent without
- * blocking (up to SIGNER_QUEUE_MAX wait for room in the socket, beyond that
- * SIGNER_BUSY), matched to its reply by id, answered only from the loop.
+ * blocking, matched to its reply by id, answered only from the loop.
+ *
+ * Messages wait in line instead of failing.  When the signer is slower
+ * than the sessions (a burst, a loaded machine, a stopped signer), up to
+ * SIGNER_QUEUE_MAX requests wait in proc_client's queue for room in the
+ * socket, each with its memfd (a copy of the message: the descriptors and
+ * memory that bounds); the requests beyond wait in this client's line,
+ * oldest first, holding nothing but a pointer to their session's prefix
+ * and spool.  A request's memfd is made when it leaves the line, as soon
+ * as the queue has room (proc_client tells us from the loop).  A session
+ * has at most one request at a time, so the line is bounded by [limits]
+ * connections.
+ *
+ * What can still give 451 4.3.0 (a status below, or DKIM_RES_INTERNAL):
+ *  - SIGNER_TIMEOUT: no answer within the deadline, counted from
+ *    signer_sign() whether the request waited in line, in the queue or in
+ *    the signer ([limits] relay-timeout: the relay waits idle meanwhile
+ *    and drops the connection after that long anyway);
+ *  - SIGNER_DEAD: the signer went away (the service stops);
+ *  - SIGNER_BUSY: the kernel refused the send for want of memory or of
+ *    room for descriptors in flight (ENOBUFS, ETOOMANYREFS), which waiting
+ *    would not soon cure; never for want of room in a queue;
+ *  - DKIM_RES_INTERNAL: the memfd could not be made (out of memory or
+ *    descriptors), or the signer failed.
  */
 #ifndef SUBPROXY_SIGNER_CLIENT_H
 #define SUBPROXY_SIGNER_CLIENT_H
@@ -18,12 +40,17 @@ struct spool;
 struct signer_client;
 struct signer_req;
 
-#define SIGNER_QUEUE_MAX 256  /* requests waiting for room in front's socket */
+/* Requests (each with its memfd) waiting for room in front's socket; those
+ * beyond wait in line without one.  The socket itself holds a few hundred
+ * requests before it is full, so this only needs to keep the signer fed
+ * while the loop comes round; its memfds count in front's descriptor
+ * budget (subproxy.c, NOFILE_BASE). */
+#define SIGNER_QUEUE_MAX 32
 
 /* Statuses given to a signer_cb besides enum dkim_result values (all
  * answered 451 4.3.0 by front). */
 #define SIGNER_DEAD (-1)    /* the signer is gone: service stops */
-#define SIGNER_BUSY (-2)    /* no room to send the request: not sent */
+#define SIGNER_BUSY (-2)    /* the kernel refused the send (see above): not sent */
 #define SIGNER_TIMEOUT (-3) /* no answer within the deadline: a later one is dropped */
 
 /* "signer-dead", "signer-busy", "signer-timeout", else dkim_result_name(). */
@@ -36,9 +63,10 @@ typedef void signer_cb(void *arg, int status, const char *headers);
 typedef void signer_dead_cb(void *arg);
 
 /* front's end (takes ownership of fd).  A request not answered within
- * timeout_ms (0: no deadline; front passes [limits] relay-timeout, the time
- * the relay waits idle for the signed message) gets SIGNER_TIMEOUT and its
- * late answer is dropped.  dead_cb is called once when the signer goes away
+ * timeout_ms of signer_sign() (0: no deadline; front passes [limits]
+ * relay-timeout, the time the relay waits idle for the signed message)
+ * gets SIGNER_TIMEOUT, logged as event=signer-timeout; a late answer is
+ * dropped.  dead_cb is called once when the signer goes away
  * (EOF, protocol error, malformed reply); every pending request then fails
  * with SIGNER_DEAD. */
 struct signer_client *signer_client_new(struct event_base *base, int fd, unsigned int timeout_ms,
@@ -46,16 +74,26 @@ struct signer_client *signer_client_new(struct event_base *base, int fd, unsigne
 void signer_client_free(struct signer_client **scp);
 
 /* Sign prefix + spool content (the message as it will be relayed, without
- * the DKIM-Signature fields).  The callback is never called before this
- * returns.  Returns a cookie for signer_cancel(). */
+ * the DKIM-Signature fields).  prefix and sp must stay as they are until
+ * the callback or signer_cancel() (they are read when the request leaves
+ * the line).  The callback is called exactly once, never before this
+ * returns, unless the request is cancelled first.  Returns a cookie for
+ * signer_cancel(). */
 struct signer_req *signer_sign(struct signer_client *sc, const char *prefix, size_t prefix_len,
     const struct spool *sp, signer_cb *cb, void *arg);
 
-/* Cancel: the callback will not be called; *rp = NULL; NULL is a no-op. */
+/* Cancel: the callback will not be called; a request in line or in the
+ * queue is never sent, one already sent still reaches the signer (its
+ * answer is dropped by id); *rp = NULL; NULL is a no-op. */
 void signer_cancel(struct signer_req **rp);
 
-/* Requests whose callback is still due (for logs and tests). */
+/* Requests whose callback is still due, those in line included (for logs
+ * and tests; the gauge subproxy_signer_messages). */
 size_t signer_pending(const struct signer_client *sc);
+
+/* Requests waiting in line, without a memfd (for tests; the gauge
+ * subproxy_signer_waiting_messages). */
+size_t signer_waiting(const struct signer_client *sc);
 
 /* Answers dropped: cancelled, timed out or stale (for logs and tests). */
 uint64_t signer_dropped(const struct signer_client *sc);

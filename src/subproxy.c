@@ -11,6 +11,7 @@
 #include "sandbox.h"
 #include "metrics.h"
 #include "sdnotify.h"
+#include "signer_client.h"
 #include "recorder.h"
 #include "supervisor.h"
 #include "util.h"
@@ -51,8 +52,10 @@ __asan_default_options(void)
  * worker may hold every connection of the service -- then the idle relay
  * connections it keeps ([relay] connections per relay, per worker: not
  * tied to a session), libunbound's
- * query sockets, and for the rest stdio, the listeners, its slot's sockets,
- * its 4 metrics scrapers and the event loop's own.  RLIMIT_NOFILE is per
+ * query sockets, the memfds of the requests waiting in its signer queue
+ * (SIGNER_QUEUE_MAX; messages beyond wait in line without one,
+ * signer_client.h), and for the rest stdio, the listeners, its slot's
+ * sockets, its 4 metrics scrapers and the event loop's own.  RLIMIT_NOFILE is per
  * process, so this is a worker's need whatever [server] workers is.  The
  * parent: the listeners, and the sockets of every worker slot of two
  * generations (signer, keeper TLS and AUTH, recorder: 4 per slot), plus,
@@ -134,7 +137,7 @@ static int
 raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errlen)
 {
 	unsigned long long worker = NOFILE_PER_SESSION * cfg->limits.connections + NOFILE_DNS +
-	    NOFILE_BASE + cfg->nlistens;
+	    SIGNER_QUEUE_MAX + NOFILE_BASE + cfg->nlistens;
 	unsigned long long parent = NOFILE_BASE + cfg->nlistens + 2ULL * workers *
 	    NOFILE_PER_SLOT;
 	unsigned long long need;

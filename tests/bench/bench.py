@@ -577,13 +577,13 @@ def connections_limit(idle):
 
 
 # What subproxy wants beyond 3 x [limits] connections (src/subproxy.c
-# raise_nofile): 128 for DNS, 64 base, the listeners and each relay's idle
+# raise_nofile): 128 for DNS, 32 for the signer queue, 64 base, the listeners and each relay's idle
 # connections ([relay] connections, default 64 per relay); with margin.
 NOFILE_SLACK = 512
 
 
 def raise_nofile(a):
-    """RLIMIT_NOFILE for subproxy (which wants 3 x connections + 192 +
+    """RLIMIT_NOFILE for subproxy (which wants 3 x connections + 224 +
     listeners, src/subproxy.c) and the generator; as root the hard limit
     is raised too, else the idle sessions held are fewer."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -595,7 +595,7 @@ def raise_nofile(a):
         except (ValueError, OSError):
             want, a.idle = a.idle, max(100, (hard - NOFILE_SLACK) // 3 - 200)
             a.notes.append("RLIMIT_NOFILE: the hard limit is %d and cannot be raised here (no "
-                           "CAP_SYS_RESOURCE); subproxy needs 3 x [limits] connections + 192 + "
+                           "CAP_SYS_RESOURCE); subproxy needs 3 x [limits] connections + 224 + "
                            "listeners + [relay] connections descriptors, so %d idle sessions are "
                            "held instead of %d" % (
                                hard, a.idle, want))

@@ -23,10 +23,10 @@ from test_flood import flood
 
 # subproxy.conf(5), [limits] connections: 3 descriptors per session, the
 # relays' kept idle connections (the lab's one relay: [relay] connections,
-# default 20), 128 for DNS, 64 for the rest, one per listener (the lab
-# daemons have two)
+# default 20), 128 for DNS, 32 for the signer queue's memfds, 64 for the
+# rest, one per listener (the lab daemons have two)
 def needed(connections, listeners=2, kept=20):
-    return 3 * connections + kept + 128 + 64 + listeners
+    return 3 * connections + kept + 128 + 32 + 64 + listeners
 
 
 def test_nofile_raised_at_start(lab):
@@ -84,13 +84,13 @@ def test_nofile_refused_for_the_parents_sockets(lab):
     """With many workers and few connections the parent's need is the
     larger (64 + listeners + 10 per worker: the sockets of every slot of two
     generations): the refusal names [server] workers, not connections."""
-    sp = lab.subproxy(lab.sink(), limits={"connections": 1}, server={"workers": 17},
+    sp = lab.subproxy(lab.sink(), limits={"connections": 1}, server={"workers": 19},
                       nofile=(64, 200), wait=False)
     assert sp.expect_exit(1, timeout=20) == 1
-    need = 64 + 2 + 10 * 17
+    need = 64 + 2 + 10 * 19
     assert need > needed(1)
     out = sp.stderr_text()
-    assert refusal("[server] workers", 17, need, 200) in out, out
+    assert refusal("[server] workers", 19, need, 200) in out, out
     assert "signer-ready" not in out
 
 

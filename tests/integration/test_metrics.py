@@ -110,6 +110,9 @@ def test_counters_equal_what_was_done(lab, make_sink, lab_certs):
     assert val(after, "subproxy_sessions_open") == 0
     wait_for(lambda: val(scrape(port), "subproxy_auth_queue_checks") == 0,
              what="no password check held")
+    # every signature came: none awaited, none in line (test_signer_line.py)
+    assert val(after, "subproxy_signer_messages") == 0
+    assert val(after, "subproxy_signer_waiting_messages") == 0
     # the start-up audit's results, one per check id
     assert val(after, "subproxy_audit_check_ok", check="dane.own.submissions") == 1
     assert val(after, "subproxy_audit_check_ok", check="tls.key.match") == 1

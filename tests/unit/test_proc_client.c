@@ -87,7 +87,20 @@ on_notice(void *arg, const struct proc_msg *nm)
 	return 0;
 }
 
-/* with_notices: PROC_AUDIT_STATE is a notice; cancel_type: conf.cancel_type. */
+/* conf.room_cb: counts its calls and the room it was told of. */
+static int with_room, room_calls;
+static size_t room_seen;
+static struct proc_client *room_pc;
+
+static void
+on_room(void *arg)
+{
+	room_calls++;
+	room_seen = proc_client_room(room_pc);
+}
+
+/* with_notices: PROC_AUDIT_STATE is a notice; cancel_type: conf.cancel_type;
+ * with_room (global): conf.room_cb. */
 static void
 setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int with_notices,
     unsigned int cancel_type)
@@ -104,6 +117,7 @@ setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int wit
 		.notice_type = with_notices ? PROC_AUDIT_STATE : 0,
 		.notice_cb = with_notices ? on_notice : NULL,
 		.cancel_type = cancel_type,
+		.room_cb = with_room ? on_room : NULL,
 	};
 	int sv[2];
 
@@ -111,6 +125,8 @@ setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int wit
 	f->base = event_base_new();
 	f->pc = proc_client_new(f->base, sv[0], &conf);
 	f->peer = sv[1];
+	room_pc = f->pc;
+	room_calls = 0;
 	dead_calls = 0;
 	dead_why[0] = '\0';
 	notices[0] = '\0';
@@ -352,6 +368,61 @@ test_queue_and_busy(void **state)
 		run_until(f.base, &g[i].calls, 1);
 	assert_int_equal(proc_client_queued(f.pc), 0);
 	assert_int_equal(proc_client_pending(f.pc), 0);
+	teardown_fixture(&f);
+}
+
+/* Room: proc_client_room() says how many more may queue; conf.room_cb is
+ * called from the loop (never from inside a call) once the queue shrank,
+ * whether by a cancel or by the socket taking what waited; a dying client
+ * has no room. */
+static void
+test_room(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got g[4096];
+	struct proc_req *q1, *q2;
+	int n = 0, i;
+
+	with_room = 1;
+	setup_with(&f, 3, 0);
+	with_room = 0;
+	memset(g, 0, sizeof(g));
+	assert_int_equal(proc_client_room(f.pc), 3);
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(n < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &g[n]));
+		n++;
+	}
+	assert_int_equal(proc_client_room(f.pc), 2);
+	q1 = proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &g[n++]);
+	q2 = proc_client_call(f.pc, PROC_SIGN_REQ, "b", 1, -1, on_reply, &g[n++]);
+	assert_int_equal(proc_client_room(f.pc), 0);
+	for (i = 0; i < 5; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_int_equal(room_calls, 0);                /* nothing left the queue */
+	proc_req_cancel(&q1);
+	assert_int_equal(proc_client_room(f.pc), 1);
+	assert_int_equal(room_calls, 0);                /* not from inside the cancel */
+	run_until(f.base, &room_calls, 1);
+	assert_int_equal(room_calls, 1);
+	assert_int_equal(room_seen, 1);
+	assert_int_equal(proc_req_sent(q2), 0);
+	/* the peer reads: what waited is sent, and the room is told again */
+	for (i = 0; i < n - 1; i++) {
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+		assert_int_equal(proc_recv(f.peer, &m, NULL), 1);
+	}
+	run_until(f.base, &room_calls, 2);
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	assert_int_equal(proc_client_room(f.pc), 3);
+	assert_int_equal(proc_req_sent(q2), 1);
+	assert_true(proc_req_id(q2) != 0);
+	proc_client_kill(f.pc, "reason=test");
+	assert_int_equal(proc_client_room(f.pc), 0);    /* dying */
+	run_until(f.base, &dead_calls, 1);
+	assert_int_equal(proc_client_room(f.pc), 0);
 	teardown_fixture(&f);
 }
 
@@ -762,6 +833,7 @@ main(void)
 		cmocka_unit_test(test_queue_and_busy),
 		cmocka_unit_test(test_cancel_tells_peer),
 		cmocka_unit_test(test_no_queue),
+		cmocka_unit_test(test_room),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_die_once),
 		cmocka_unit_test(test_malformed_kills),

@@ -1,8 +1,9 @@
 /* Unit tests for signer.c and signer_client.c: the signer process started
  * for real with keys generated now, signing over the sealed-memfd IPC,
  * refusing bad key files and hostile requests, failing every pending
- * request when it dies, never blocking the caller when it is stopped,
- * deadlines, and stale answers dropped. */
+ * request when it dies, never blocking the caller nor refusing a message
+ * when it is stopped (requests wait in line), deadlines, and stale answers
+ * dropped. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,8 +107,11 @@ teardown(void **state)
 
 struct result {
 	int done, status;
+	int seq;                /* order of the answers */
 	char headers[8192];
 };
+
+static int answers;
 
 static void
 on_signed(void *arg, int status, const char *headers)
@@ -115,6 +119,7 @@ on_signed(void *arg, int status, const char *headers)
 	struct result *r = arg;
 
 	r->done++;
+	r->seq = ++answers;
 	r->status = status;
 	snprintf(r->headers, sizeof(r->headers), "%s", headers ? headers : "");
 }
@@ -209,12 +214,13 @@ test_sign_both_keys(void **state)
 		assert_int_equal(spool_append(sp3, bad, strlen(bad)), 0);
 		assert_non_null(signer_sign(sc, "", 0, sp2, on_signed, &r2));
 		assert_non_null(signer_sign(sc, "", 0, sp3, on_signed, &r3));
-		spool_free(&sp2);  /* the request no longer needs the spool */
+		assert_int_equal(signer_pending(sc), 3);
+		assert_int_equal(r1.done, 0);   /* never synchronous */
+		run_until(base, &r3.done, 1);
+		/* the spools are needed until the answer */
+		spool_free(&sp2);
 		spool_free(&sp3);
 	}
-	assert_int_equal(signer_pending(sc), 3);
-	assert_int_equal(r1.done, 0);   /* never synchronous */
-	run_until(base, &r3.done, 1);
 	assert_int_equal(r1.done, 1);
 	assert_int_equal(r1.status, DKIM_RES_OK);
 	assert_non_null(strstr(r1.headers, "DKIM-Signature:"));
@@ -372,53 +378,152 @@ test_hostile_requests(void **state)
 	close(fd);
 }
 
-/* A stopped signer (SIGSTOP) never stops the caller: requests return at
- * once, wait in the socket and then in the bounded queue, the next is
- * answered SIGNER_BUSY from the loop; after SIGCONT every one that was
- * taken is signed. */
+/* Descriptors open in this process now. */
+static int
+open_fds(void)
+{
+	int fd, n = 0;
+
+	for (fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+/* A signer (Ed25519 key) stopped with a line: requests were asked for
+ * until at least `waiting` wait in line (the socket and the queue full). */
+struct scene {
+	struct event_base *base;
+	struct signer_client *sc;
+	struct spool *sp;
+	pid_t pid;
+	int n;                          /* requests made */
+	int fds;                        /* descriptors open before them */
+};
+
+static struct result lres[2048];
+static struct signer_req *lreq[2048];
+
+static void
+scene_start(struct scene *sn, unsigned int timeout_ms, size_t waiting)
+{
+	int fd;
+
+	memset(sn, 0, sizeof(*sn));
+	memset(lres, 0, sizeof(lres));
+	memset(lreq, 0, sizeof(lreq));
+	sn->base = event_base_new();
+	sn->sp = spool_new(1024);
+	sn->pid = spawn_ed(&fd);
+	dead_calls = 0;
+	sn->sc = signer_client_new(sn->base, fd, timeout_ms, on_dead, NULL);
+	assert_int_equal(spool_append(sn->sp, MSG + 30, strlen(MSG) - 30), 0);
+	stop_signer(sn->pid);
+	sn->fds = open_fds();
+	while (signer_waiting(sn->sc) < waiting) {
+		assert_true(sn->n < 2048);
+		lreq[sn->n] = signer_sign(sn->sc, MSG, 30, sn->sp, on_signed, &lres[sn->n]);
+		assert_non_null(lreq[sn->n]);
+		sn->n++;
+		event_base_loop(sn->base, EVLOOP_NONBLOCK);
+	}
+}
+
+/* Free the client; wait for the signer (reaped already when pid is 0). */
+static void
+scene_end(struct scene *sn)
+{
+	int status;
+
+	signer_client_free(&sn->sc);
+	if (sn->pid > 0) {
+		assert_int_equal(waitpid(sn->pid, &status, 0), sn->pid);
+		assert_true(WIFEXITED(status));
+	}
+	spool_free(&sn->sp);
+	event_base_free(sn->base);
+}
+
+/* A stopped signer (SIGSTOP) never stops the caller and costs no message:
+ * requests return at once, wait in the socket, in the bounded queue (each
+ * with its memfd), then in line without one, so the descriptors held stay
+ * within SIGNER_QUEUE_MAX.  Cancelled ones (sent, queued, in line) are
+ * never called back.  After SIGCONT every other one is signed, oldest
+ * first. */
 static void
 test_stopped_signer_never_blocks(void **state)
 {
-	static struct result r[2048];
-	struct event_base *base = event_base_new();
-	struct signer_client *sc;
-	struct spool *sp = spool_new(1024);
-	int fd, i, n = 0, busy = -1, status;
-	pid_t pid;
+	struct scene sn;
+	int i, n, last, cancelled = 0;
 
-	pid = spawn_ed(&fd);
-	dead_calls = 0;
-	sc = signer_client_new(base, fd, 0, on_dead, NULL);
-	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
-	stop_signer(pid);
-	memset(r, 0, sizeof(r));
-	while (busy < 0) {
-		assert_true(n < 2048);
-		assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r[n]));
-		n++;
-		event_base_loop(base, EVLOOP_NONBLOCK);
-		for (i = 0; i < n; i++)
-			if (r[i].done)
-				busy = i;
+	scene_start(&sn, 0, 100);
+	n = sn.n;
+	for (i = 0; i < 20; i++)
+		event_base_loop(sn.base, EVLOOP_NONBLOCK);
+	for (i = 0; i < n; i++)
+		assert_int_equal(lres[i].done, 0);         /* nothing refused */
+	assert_int_equal(signer_pending(sn.sc), (size_t)n);
+	assert_true(signer_waiting(sn.sc) >= 100);
+	assert_true(open_fds() <= sn.fds + SIGNER_QUEUE_MAX);
+	/* cancel the first (sent), one of the queue, one in line, the last */
+	for (i = 0; i < n; i++) {
+		if (i == 0 || i == n - (int)signer_waiting(sn.sc) - 1 || i == n - 50 || i == n - 1) {
+			signer_cancel(&lreq[i]);
+			assert_null(lreq[i]);
+			cancelled++;
+		}
 	}
-	/* the first answer is the refusal of the one that found no room */
-	assert_int_equal(busy, n - 1);
-	assert_int_equal(r[busy].status, SIGNER_BUSY);
-	assert_true(n > SIGNER_QUEUE_MAX);
-	assert_int_equal(signer_pending(sc), (size_t)n - 1);
-	kill(pid, SIGCONT);
-	for (i = 0; i < n - 1; i++) {
-		run_until(base, &r[i].done, 1);
-		assert_int_equal(r[i].done, 1);
-		assert_int_equal(r[i].status, DKIM_RES_OK);
+	assert_int_equal(signer_pending(sn.sc), (size_t)(n - cancelled));
+	kill(sn.pid, SIGCONT);
+	for (last = 0, i = 0; i < n; i++) {
+		if (lreq[i] == NULL)
+			continue;
+		run_until(sn.base, &lres[i].done, 1);
+		assert_int_equal(lres[i].done, 1);
+		assert_int_equal(lres[i].status, DKIM_RES_OK);
+		assert_true(lres[i].seq > last);           /* oldest first */
+		last = lres[i].seq;
 	}
-	assert_int_equal(signer_pending(sc), 0);
+	for (i = 0; i < 20; i++)
+		event_base_loop(sn.base, EVLOOP_NONBLOCK);
+	for (i = 0; i < n; i++)
+		if (lreq[i] == NULL)
+			assert_int_equal(lres[i].done, 0);
+	assert_int_equal(signer_pending(sn.sc), 0);
+	assert_int_equal(signer_waiting(sn.sc), 0);
+	assert_int_equal(signer_dropped(sn.sc), 1);     /* the first one's answer */
 	assert_int_equal(dead_calls, 0);
-	signer_client_free(&sc);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	spool_free(&sp);
-	event_base_free(base);
+	scene_end(&sn);
+}
+
+/* The signer dies while requests wait in its socket, the queue and the
+ * line: every one gets SIGNER_DEAD from the loop, dead_cb is called once,
+ * and a request made after that is answered SIGNER_DEAD too. */
+static void
+test_dead_with_a_line(void **state)
+{
+	struct scene sn;
+	struct result late;
+	int i, status;
+
+	scene_start(&sn, 0, 10);
+	kill(sn.pid, SIGKILL);
+	assert_int_equal(waitpid(sn.pid, &status, 0), sn.pid);
+	sn.pid = 0;
+	run_until(sn.base, &lres[sn.n - 1].done, 1);
+	for (i = 0; i < sn.n; i++) {
+		assert_int_equal(lres[i].done, 1);
+		assert_int_equal(lres[i].status, SIGNER_DEAD);
+	}
+	assert_int_equal(dead_calls, 1);
+	assert_int_equal(signer_pending(sn.sc), 0);
+	assert_int_equal(signer_waiting(sn.sc), 0);
+	memset(&late, 0, sizeof(late));
+	assert_non_null(signer_sign(sn.sc, MSG, 30, sn.sp, on_signed, &late));
+	assert_int_equal(late.done, 0);
+	run_until(sn.base, &late.done, 1);
+	assert_int_equal(late.status, SIGNER_DEAD);
+	scene_end(&sn);
 }
 
 /* A stopped signer: the request gets SIGNER_TIMEOUT at its deadline, from
@@ -463,6 +568,41 @@ test_deadline(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	spool_free(&sp);
 	event_base_free(base);
+}
+
+/* The deadline counts from signer_sign(), in line too: with the signer
+ * stopped, every request (sent, queued, in line) gets SIGNER_TIMEOUT; only
+ * those that went out are answered (and dropped) after SIGCONT, and the
+ * next request is signed. */
+static void
+test_deadline_in_line(void **state)
+{
+	struct scene sn;
+	struct result r2;
+	uint64_t sent;
+	int i;
+
+	scene_start(&sn, 1500, 10);
+	/* the socket is full (a line formed), the queue too */
+	sent = (uint64_t)sn.n - signer_waiting(sn.sc) - SIGNER_QUEUE_MAX;
+	for (i = 0; i < sn.n; i++) {
+		run_until(sn.base, &lres[i].done, 1);
+		assert_int_equal(lres[i].status, SIGNER_TIMEOUT);
+	}
+	assert_int_equal(signer_pending(sn.sc), 0);
+	assert_int_equal(signer_waiting(sn.sc), 0);
+	kill(sn.pid, SIGCONT);
+	for (i = 0; i < 3000 && signer_dropped(sn.sc) < sent; i++)
+		event_base_loop(sn.base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
+	for (i = 0; i < 20; i++)
+		event_base_loop(sn.base, EVLOOP_NONBLOCK);
+	assert_int_equal(signer_dropped(sn.sc), sent);
+	memset(&r2, 0, sizeof(r2));
+	assert_non_null(signer_sign(sn.sc, MSG, 30, sn.sp, on_signed, &r2));
+	run_until(sn.base, &r2.done, 1);
+	assert_int_equal(r2.status, DKIM_RES_OK);
+	assert_int_equal(dead_calls, 0);
+	scene_end(&sn);
 }
 
 /* An answer nobody waits for (a stale one inherited with the socket) is
@@ -623,8 +763,10 @@ main(void)
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_exits_when_front_closes),
 		cmocka_unit_test(test_stopped_signer_never_blocks),
+		cmocka_unit_test(test_dead_with_a_line),
 		cmocka_unit_test(test_stale_reply_dropped),
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_deadline_in_line),
 		cmocka_unit_test(test_slots),
 	};
 
