@@ -715,7 +715,10 @@ def main():
         return 0
     finally:
         world.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            log("kept %s (BENCH_KEEP)" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
