@@ -17,6 +17,12 @@ so that it bounds the test and decides nothing.
 - SIGTERM instead, with a short shutdown-timeout: every transaction in
   flight -- sent, queued or in line -- is cut (421 4.3.2, nothing
   relayed): the cancel path, under ASan too.
+- the signer killed with a line: 451 4.3.0 or 421 4.3.2, never 250,
+  nothing relayed, the service stops; meanwhile front held at most
+  SIGNER_QUEUE_MAX message copies for the signer (those in line: none).
+- the front worker killed with a line: nothing of its clients relayed; its
+  replacement drops the late answers and signs its own messages.
+- SIGHUP with a line: the old generation drains, every message relayed once.
 
 The signer's own faults (dead, broken frame, timeout) still fail closed
 with 451 4.3.0 and nothing relayed: test_dkim.py, test_signer_stall.py.
@@ -136,6 +142,34 @@ def set_scene(lab, sink, **server):
     return sp, port, signer, subs
 
 
+def all_relayed_once(sink, subs):
+    """Every session got 250 (but the closers) and every message but those
+    reset (the odd closers) is relayed exactly once."""
+    for s in subs:
+        s.thread.join(LONG)
+        assert not s.thread.is_alive(), "session %d still waits" % s.i
+        assert s.error is None, "session %d: %s" % (s.i, s.error)
+        if not s.closer:
+            assert (s.reply.code, s.reply.enh) == (250, "2.0.0"), (s.i, s.reply)
+    want = sorted("line-%d" % s.i for s in subs if not s.reset)
+    wait_for(lambda: sink.data_completions() == len(want), timeout=60,
+             what="every message relayed")
+    got = sorted(m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+                 for m in sink.messages())
+    assert got == want, "lost or duplicated"
+
+
+def all_answered(subs, replies):
+    """Every session ended; each but the closers got one of replies
+    [(code, enh)]."""
+    for s in subs:
+        s.thread.join(LONG)
+        assert not s.thread.is_alive(), "session %d still waits" % s.i
+        if not s.closer:
+            assert s.error is None, "session %d: %s" % (s.i, s.error)
+            assert (s.reply.code, s.reply.enh) in replies, (s.i, s.reply)
+
+
 def logged(sp, pattern, start):
     rx = re.compile(pattern)
     return sum(1 for ln in list(sp.lines)[start:] if rx.search(ln))
@@ -146,19 +180,7 @@ def test_messages_wait_in_line_for_the_signer(lab, make_sink):
     sp, port, signer, subs = set_scene(lab, sink)
     assert sp.alive()
     os.kill(signer, signal.SIGCONT)
-    for s in subs:
-        s.thread.join(LONG)
-        assert not s.thread.is_alive(), "session %d still waits" % s.i
-        assert s.error is None, "session %d: %s" % (s.i, s.error)
-        if not s.closer:
-            assert (s.reply.code, s.reply.enh) == (250, "2.0.0"), (s.i, s.reply)
-    # all but those reset (the odd closers)
-    want = sorted("line-%d" % s.i for s in subs if not s.reset)
-    wait_for(lambda: sink.data_completions() == len(want), timeout=60,
-             what="every message relayed")
-    got = sorted(m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
-                 for m in sink.messages())
-    assert got == want, "lost or duplicated"
+    all_relayed_once(sink, subs)
     assert not any("stage=dkim" in ln for ln in sp.lines), \
         [ln for ln in sp.lines if "stage=dkim" in ln][:3]
     wait_for(lambda: gauges(port) == (0, 0), what="no message waits for the signer")
@@ -181,12 +203,87 @@ def test_cut_while_in_line(lab, make_sink):
     finally:
         # let the signer see front's sockets close, and exit
         os.kill(signer, signal.SIGCONT)
-    for s in subs:
-        s.thread.join(LONG)
-        assert not s.thread.is_alive(), "session %d still waits" % s.i
-        if not s.closer:
-            assert s.error is None, "session %d: %s" % (s.i, s.error)
-            assert (s.reply.code, s.reply.enh) == (421, "4.3.2"), (s.i, s.reply)
+    all_answered(subs, [(421, "4.3.2")])
     sp.wait_exit()
     assert sink.messages() == []
     assert not any(s["data_completed"] for s in sink.sessions())
+
+
+def signer_memfds(pid):
+    """front's descriptors that are messages made for the signer."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/memfd:subproxy-sign"):
+                n += 1
+        except OSError:
+            pass            # closed meanwhile
+    return n
+
+
+@pytest.mark.sanitized
+def test_signer_dies_with_a_line(lab, make_sink):
+    """The signer killed while messages wait for it in its socket, in
+    front's queue and in line: each waiting session gets 451 4.3.0 (the
+    signer's socket and queue) or 421 4.3.2 (the stop that follows cuts the
+    ones still in line), never 250; nothing is relayed; the service stops
+    (fail closed).  While the line stands, front holds at most
+    SIGNER_QUEUE_MAX (32) message copies for the signer: those in line hold
+    none."""
+    sink = make_sink()
+    sp, port, signer, subs = set_scene(lab, sink)
+    front = roles(sp)["front"]
+    assert signer_memfds(front) <= 32, signer_memfds(front)
+    os.kill(signer, signal.SIGKILL)
+    all_answered(subs, [(451, "4.3.0"), (421, "4.3.2")])
+    assert sp.expect_exit(1, timeout=60) == 1
+    assert sink.messages() == []
+    assert not any(s["data_completed"] for s in sink.sessions())
+
+
+@pytest.mark.sanitized
+def test_worker_killed_with_a_line(lab, make_sink):
+    """The front worker killed while its messages wait for a stopped
+    signer (in its socket, queue and line): its clients lose the
+    connection, nothing of theirs is relayed; the replacement on the same
+    sockets drops the signer's late answers to the dead worker's requests
+    (unknown ids) and its own messages are signed and relayed once."""
+    sink = make_sink()
+    sp, port, signer, subs = set_scene(lab, sink)
+    front = roles(sp)["front"]
+    start = len(sp.lines)
+    os.kill(front, signal.SIGKILL)
+    assert sp.wait_log(r"front\[\d+\] info: event=started ", timeout=60, start=start)
+    for s in subs:
+        s.thread.join(LONG)
+        assert not s.thread.is_alive(), "session %d still waits" % s.i
+        assert s.closer or s.reply is None, (s.i, s.reply)
+    os.kill(signer, signal.SIGCONT)
+    c = RawClient(sp.implicit_port, lab.certs.ca, timeout=LONG)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.cmd("DATA", 354)
+    c.send(dot_stuff(make_message(subject="after-the-kill")))
+    c.read_reply().check(250, "2.0.0")
+    c.cmd("QUIT", 221)
+    wait_for(lambda: sink.data_completions() == 1, timeout=60, what="the new message relayed")
+    got = [m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in sink.messages()]
+    assert got == [b"after-the-kill"], got
+    assert sp.alive()
+
+
+@pytest.mark.sanitized
+def test_reload_with_a_line(lab, make_sink):
+    """SIGHUP while messages wait in line for the old generation's stopped
+    signer: the old generation drains; once its signer runs again every
+    message gets 250 and is relayed exactly once."""
+    sink = make_sink()
+    sp, port, signer, subs = set_scene(lab, sink)
+    start = len(sp.lines)
+    sp.proc.send_signal(signal.SIGHUP)
+    line = sp.wait_log(r"event=(reloaded generation=2 |reload-failed)", timeout=60, start=start)
+    assert line and "reloaded" in line, sp.stderr_text(40)
+    os.kill(signer, signal.SIGCONT)
+    all_relayed_once(sink, subs)
+    assert sp.alive()
