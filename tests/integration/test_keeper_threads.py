@@ -111,3 +111,64 @@ def test_keeper_killed_during_rsa_handshakes_fails_closed(lab, rsa_dns):
         assert not t.is_alive(), "a client still waits after the service stopped"
     for r in results:
         assert isinstance(r, (tuple, OSError)), r
+
+
+def all_ended(threads, results, may_fail):
+    """Every client ended; each one's session ran to QUIT, or (may_fail:
+    its worker was killed) lost its connection on the way -- none waits.
+    Returns how many ran to QUIT."""
+    done = 0
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive(), "a handshake did not end"
+    for i, r in enumerate(results):
+        want = "TLSv1.3" if i % 2 == 0 else "TLSv1.2"
+        if r == (want, True, b"220 ", b"221 "):
+            done += 1
+        else:
+            assert may_fail and (isinstance(r, OSError) or r[:3] == (want, True, b"220 ") or
+                                 r[2] == b""), (i, r)
+    return done
+
+
+@pytest.mark.sanitized
+def test_front_worker_killed_during_rsa_handshakes(lab, rsa_dns):
+    """SIGKILL to a front worker while handshakes need the keeper's
+    signatures: its clients lose the connection; the keeper answers into
+    the slot what the dead worker asked, the replacement on the same
+    sockets drops that answer (not its id) and its own handshakes, and the
+    other worker's, all complete; the keeper lives on."""
+    sp = start_rsa(lab, rsa_dns)
+    r = roles(sp)
+    front, keeper = r["front"], r["keeper"]
+    start = len(sp.lines)
+    threads, results = run_clients(sp.implicit_port, lab.certs.ca, CLIENTS)
+    os.kill(front, signal.SIGKILL)
+    assert all_ended(threads, results, may_fail=True) > 0, "the other worker served none"
+    assert sp.wait_log(r"front\[\d+\] info: event=started ", timeout=60, start=start)
+    threads, results = run_clients(sp.implicit_port, lab.certs.ca, CLIENTS)
+    all_ended(threads, results, may_fail=False)
+    assert roles(sp)["keeper"] == keeper
+    sp.stop()
+
+
+@pytest.mark.sanitized
+def test_reload_during_rsa_handshakes(lab, rsa_dns):
+    """SIGHUP while handshakes need the keeper's signatures: the old
+    generation's handshakes complete (it drains), the new generation's
+    keeper signs the next ones, and the old keeper exits once its slots
+    close (operations of closed slots are dropped, never answered into a
+    reused descriptor) -- no end-timeout kill."""
+    sp = start_rsa(lab, rsa_dns)
+    threads, results = run_clients(sp.implicit_port, lab.certs.ca, CLIENTS)
+    start = len(sp.lines)
+    sp.proc.send_signal(signal.SIGHUP)
+    line = sp.wait_log(r"event=(reloaded generation=2 |reload-failed)", timeout=60, start=start)
+    assert line and "reloaded" in line, sp.stderr_text(40)
+    all_ended(threads, results, may_fail=False)
+    threads, results = run_clients(sp.implicit_port, lab.certs.ca, CLIENTS)
+    all_ended(threads, results, may_fail=False)
+    assert sp.wait_log(r"event=generation-ended generation=1", timeout=60, start=start), \
+        sp.stderr_text(40)
+    assert not any("event=end-timeout" in ln for ln in sp.lines)
+    sp.stop()
