@@ -54,6 +54,7 @@ struct proc_client {
 	struct req_list deferred;       /* answered from the loop without the peer */
 	struct proc_req *qhead, *qtail; /* outbound queue, in request order */
 	size_t npending, nqueued;
+	size_t ninflight;               /* sent, reply not yet read (conf.inflight_max) */
 	uint64_t dropped;
 	struct proc_msg *msg;           /* receive buffer */
 };
@@ -277,6 +278,13 @@ send_refused(int e)
 	return e == ENOBUFS || e == ETOOMANYREFS;
 }
 
+/* May one more request go to the socket now (conf.inflight_max)? */
+static int
+may_send(const struct proc_client *pc)
+{
+	return pc->conf.inflight_max == 0 || pc->ninflight < pc->conf.inflight_max;
+}
+
 /* Out of the table again: it will not be sent. */
 static void
 req_unstart(struct proc_client *pc, struct proc_req *rq)
@@ -298,8 +306,9 @@ proc_client_call(struct proc_client *pc, unsigned int type, const void *payload,
 		return req_defer(rq, pc->dead ? PROC_CLIENT_DEAD : PROC_CLIENT_BADREQ);
 	}
 	req_start(pc, rq);
-	if (pc->qhead == NULL) {
+	if (pc->qhead == NULL && may_send(pc)) {
 		if (proc_trysend(pc->fd, type, rq->id, payload, len, passfd) == 0) {
+			pc->ninflight++;
 			if (passfd >= 0)
 				close(passfd);
 			return rq;
@@ -472,6 +481,12 @@ client_read(evutil_socket_t fd, short what, void *arg)
 		client_die(pc, "reason=malformed-reply");
 		return;
 	}
+	/* one sent request fewer in flight (one of an earlier worker's, on a
+	 * replacement's socket, was never counted here) */
+	if (pc->ninflight > 0)
+		pc->ninflight--;
+	if (pc->qhead != NULL && may_send(pc))
+		event_add(pc->wev, NULL);
 	if ((rq = table_find(pc, m->id)) == NULL || rq->queued) {
 		/* cancelled, timed out, or meant for an earlier worker */
 		pc->dropped++;
@@ -489,7 +504,13 @@ client_write(evutil_socket_t fd, short what, void *arg)
 	struct proc_req *rq;
 
 	while ((rq = pc->qhead) != NULL) {
+		if (!may_send(pc)) {
+			/* written again when a reply arrives (client_read) */
+			event_del(pc->wev);
+			return;
+		}
 		if (proc_trysend(pc->fd, rq->type, rq->id, rq->payload, rq->len, rq->passfd) == 0) {
+			pc->ninflight++;
 			queue_del(pc, rq);
 			continue;
 		}

@@ -89,6 +89,10 @@ struct proc_client_conf {
 	unsigned int reply_type;        /* the only message type the peer may send */
 	proc_reply_check *check;        /* NULL: any payload of that type */
 	size_t queue_max;               /* requests waiting for room; 0: none wait (BUSY) */
+	size_t inflight_max;            /* sent and not yet answered, counting cancelled and
+	                                 * timed-out ones until their reply arrives; beyond,
+	                                 * requests wait in the queue; 0: no bound.  Only for
+	                                 * a peer that answers every request (no cancel_type) */
 	unsigned int timeout_ms;        /* deadline per request; 0: none */
 	proc_dead_cb *dead_cb;          /* may be NULL */
 	void *dead_arg;

@@ -289,6 +289,7 @@ signer_client_new(struct event_base *base, int fd, unsigned int timeout_ms,
 		.reply_type = PROC_SIGN_REP,
 		.check = sign_rep_check,
 		.queue_max = SIGNER_QUEUE_MAX,
+		.inflight_max = SIGNER_INFLIGHT_MAX,
 		.timeout_ms = 0,        /* the deadline is ours: it counts the wait in line */
 		.dead_cb = sign_dead,
 		.dead_arg = sc,

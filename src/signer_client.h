@@ -17,6 +17,16 @@
  * has at most one request at a time, so the line is bounded by [limits]
  * connections.
  *
+ * At most SIGNER_INFLIGHT_MAX requests are in the socket or the signer at
+ * once, counting cancelled and timed-out ones until the signer's answer
+ * comes back (it answers every request): a sent memfd is a copy of the
+ * message that front can no longer take back, outside [limits]
+ * login-memory, so a client that resets after its final dot while the
+ * signer is stalled leaves at most that many such copies per worker
+ * (before: as many as the socket took, a few hundred x message-size).  The
+ * signer handles one message at a time per worker, so a few in flight keep
+ * it fed.
+ *
  * What can still give 451 4.3.0 (a status below, or DKIM_RES_INTERNAL):
  *  - SIGNER_TIMEOUT: no answer within the deadline, counted from
  *    signer_sign() whether the request waited in line, in the queue or in
@@ -46,6 +56,7 @@ struct signer_req;
  * while the loop comes round; its memfds count in front's descriptor
  * budget (subproxy.c, NOFILE_BASE). */
 #define SIGNER_QUEUE_MAX 32
+#define SIGNER_INFLIGHT_MAX 8   /* sent, answer not yet read (see above) */
 
 /* Statuses given to a signer_cb besides enum dkim_result values (all
  * answered 451 4.3.0 by front). */

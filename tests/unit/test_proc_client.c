@@ -89,6 +89,7 @@ on_notice(void *arg, const struct proc_msg *nm)
 
 /* conf.room_cb: counts its calls and the room it was told of. */
 static int with_room, room_calls;
+static size_t inflight_max;     /* conf.inflight_max of the next setup */
 static size_t room_seen;
 static struct proc_client *room_pc;
 
@@ -118,6 +119,7 @@ setup_conf(struct fixture *f, size_t queue_max, unsigned int timeout_ms, int wit
 		.notice_cb = with_notices ? on_notice : NULL,
 		.cancel_type = cancel_type,
 		.room_cb = with_room ? on_room : NULL,
+		.inflight_max = inflight_max,
 	};
 	int sv[2];
 
@@ -423,6 +425,87 @@ test_room(void **state)
 	assert_int_equal(proc_client_room(f.pc), 0);    /* dying */
 	run_until(f.base, &dead_calls, 1);
 	assert_int_equal(proc_client_room(f.pc), 0);
+	teardown_fixture(&f);
+}
+
+/* Nothing for the peer to read now. */
+static int
+peer_idle(struct fixture *f)
+{
+	struct pollfd p = { .fd = f->peer, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+/* The peer answers request id with payload "ok". */
+static void
+peer_answer(struct fixture *f, uint32_t id)
+{
+	assert_int_equal(proc_trysend(f->peer, PROC_SIGN_REP, id, "ok", 2, -1), 0);
+}
+
+/* conf.inflight_max: at most that many sent and unanswered, cancelled ones
+ * counting until their answer arrives; each answer lets one more go, from
+ * the loop, in order. */
+static void
+test_inflight(void **state)
+{
+	struct fixture f;
+	struct got g[5];
+	struct proc_req *rq[5];
+	uint32_t ids[5];
+	int i;
+
+	inflight_max = 2;
+	setup_with(&f, 8, 0);
+	inflight_max = 0;
+	memset(g, 0, sizeof(g));
+	for (i = 0; i < 5; i++)
+		rq[i] = proc_client_call(f.pc, PROC_SIGN_REQ, "r", 1, -1, on_reply, &g[i]);
+	assert_int_equal(proc_client_queued(f.pc), 3);
+	for (i = 0; i < 5; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	for (i = 0; i < 2; i++) {
+		peer_recv(&f, PROC_SIGN_REQ, NULL);
+		ids[i] = m.id;
+	}
+	assert_true(peer_idle(&f));                     /* two in flight: no third */
+	/* cancelled, they still count: the peer holds them until it answers */
+	proc_req_cancel(&rq[0]);
+	proc_req_cancel(&rq[1]);
+	for (i = 0; i < 5; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_true(peer_idle(&f));
+	assert_int_equal(proc_client_queued(f.pc), 3);
+	/* each answer (dropped: its request was cancelled) lets one more go */
+	peer_answer(&f, ids[0]);
+	for (i = 0; i < 5; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	peer_recv(&f, PROC_SIGN_REQ, NULL);
+	ids[2] = m.id;
+	assert_true(peer_idle(&f));
+	assert_int_equal(proc_req_sent(rq[2]), 1);
+	assert_int_equal(proc_req_sent(rq[3]), 0);
+	peer_answer(&f, ids[1]);
+	peer_answer(&f, ids[2]);
+	run_until(f.base, &g[2].calls, 1);
+	assert_int_equal(g[2].status, PROC_CLIENT_OK);
+	assert_string_equal(g[2].payload, "ok");
+	for (i = 0; i < 5; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	for (i = 3; i < 5; i++) {
+		peer_recv(&f, PROC_SIGN_REQ, NULL);
+		ids[i] = m.id;
+	}
+	assert_true(peer_idle(&f));
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	peer_answer(&f, ids[3]);
+	peer_answer(&f, ids[4]);
+	run_until(f.base, &g[4].calls, 1);
+	assert_int_equal(g[3].calls, 1);
+	assert_int_equal(g[0].calls + g[1].calls, 0);   /* cancelled: never called back */
+	assert_int_equal(proc_client_dropped(f.pc), 2);
+	rq[2] = rq[3] = rq[4] = NULL;                   /* answered: freed by the client */
 	teardown_fixture(&f);
 }
 
@@ -834,6 +917,7 @@ main(void)
 		cmocka_unit_test(test_cancel_tells_peer),
 		cmocka_unit_test(test_no_queue),
 		cmocka_unit_test(test_room),
+		cmocka_unit_test(test_inflight),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_die_once),
 		cmocka_unit_test(test_malformed_kills),
