@@ -410,14 +410,29 @@ def test_context_manager(tmp_path):
     _assert_nothing_left(lab, pgids)
 
 
-def test_port_collision_is_retried(tmp_path, monkeypatch):
-    holder_u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    holder_t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
+def hold_udp_and_tcp():
+    """A loopback port held for both UDP and TCP: the UDP port the kernel
+    picks may already be taken for TCP by another test or a benchmark on
+    the machine, then another one is tried (at most 50)."""
+    for _ in range(50):
+        holder_u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        holder_t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         holder_u.bind(("127.0.0.1", 0))
         busy = holder_u.getsockname()[1]
-        holder_t.bind(("127.0.0.1", busy))
+        try:
+            holder_t.bind(("127.0.0.1", busy))
+        except OSError:
+            holder_u.close()
+            holder_t.close()
+            continue
         holder_t.listen(1)
+        return holder_u, holder_t, busy
+    pytest.fail("no loopback port free for both UDP and TCP in 50 tries")
+
+
+def test_port_collision_is_retried(tmp_path, monkeypatch):
+    holder_u, holder_t, busy = hold_udp_and_tcp()
+    try:
         real = dnslab.free_port
         handed = []
 
