@@ -152,8 +152,11 @@ def all_relayed_once(sink, subs):
         if not s.closer:
             assert (s.reply.code, s.reply.enh) == (250, "2.0.0"), (s.i, s.reply)
     want = sorted("line-%d" % s.i for s in subs if not s.reset)
-    wait_for(lambda: sink.data_completions() == len(want), timeout=60,
+    # the sink counts a completed transfer before it stores the message, and
+    # the FIN closers wait for no reply: wait until every one is stored
+    wait_for(lambda: len(sink.messages()) == len(want), timeout=60,
              what="every message relayed")
+    assert sink.data_completions() == len(want)
     got = sorted(m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
                  for m in sink.messages())
     assert got == want, "lost or duplicated"
@@ -267,7 +270,8 @@ def test_worker_killed_with_a_line(lab, make_sink):
     c.send(dot_stuff(make_message(subject="after-the-kill")))
     c.read_reply().check(250, "2.0.0")
     c.cmd("QUIT", 221)
-    wait_for(lambda: sink.data_completions() == 1, timeout=60, what="the new message relayed")
+    wait_for(lambda: len(sink.messages()) == 1, timeout=60, what="the new message relayed")
+    assert sink.data_completions() == 1
     got = [m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0] for m in sink.messages()]
     assert got == [b"after-the-kill"], got
     assert sp.alive()
