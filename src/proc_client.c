@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #define BUCKETS         256     /* pending table: ids are sequential, id % BUCKETS spreads them */
+#define CANCELS_MAX     1024    /* cancels waiting for room in the socket */
 
 struct proc_req {
 	struct proc_client *pc;
@@ -55,6 +56,9 @@ struct proc_client {
 	struct proc_req *qhead, *qtail; /* outbound queue, in request order */
 	size_t npending, nqueued;
 	size_t ninflight;               /* sent, reply not yet read (conf.inflight_max) */
+	uint32_t cancels[CANCELS_MAX];  /* ids of cancels the socket had no room for, oldest first */
+	size_t ncancels;
+	uint64_t cancels_lost;          /* more than CANCELS_MAX waited */
 	uint64_t dropped;
 	struct proc_msg *msg;           /* receive buffer */
 };
@@ -151,7 +155,7 @@ queue_del(struct proc_client *pc, struct proc_req *rq)
 	rq->qnext = NULL;
 	pc->nqueued--;
 	queue_drop(rq);
-	if (pc->qhead == NULL)
+	if (pc->qhead == NULL && pc->ncancels == 0)
 		event_del(pc->wev);
 	if (pc->room_ev != NULL && !pc->dead)
 		event_active(pc->room_ev, EV_TIMEOUT, 0);
@@ -293,6 +297,52 @@ req_unstart(struct proc_client *pc, struct proc_req *rq)
 	event_del(rq->ev);
 }
 
+/* Tell the peer that request `id` (sent) is cancelled.  Cancels wait for
+ * room in order, ahead of queued requests (those were never sent, so no
+ * cancel can concern them); beyond CANCELS_MAX waiting, one is lost and
+ * counted: the peer then does the work and its reply is dropped. */
+static void
+cancel_send(struct proc_client *pc, uint32_t id)
+{
+	if (pc->ncancels == 0 &&
+	    proc_trysend(pc->fd, pc->conf.cancel_type, id, NULL, 0, -1) == 0)
+		return;
+	if (pc->ncancels > 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+		if (pc->ncancels == CANCELS_MAX) {
+			pc->cancels_lost++;
+			log_debug("event=%s-cancel-lost id=%u (%d cancels wait for room)",
+			    pc->conf.role, id, CANCELS_MAX);
+			return;
+		}
+		pc->cancels[pc->ncancels++] = id;
+		event_add(pc->wev, NULL);
+	}
+}
+
+/* Send the cancels that wait, oldest first: 0 when none is left, 1 when
+ * the socket is full again, -1 (errno) when it is broken.  One the kernel
+ * refuses for now (send_refused) is lost rather than retried in a loop. */
+static int
+cancels_flush(struct proc_client *pc)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < pc->ncancels; i++) {
+		if (proc_trysend(pc->fd, pc->conf.cancel_type, pc->cancels[i], NULL, 0, -1) == 0)
+			continue;
+		if (send_refused(errno)) {
+			pc->cancels_lost++;
+			continue;
+		}
+		rc = errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+		break;
+	}
+	memmove(pc->cancels, pc->cancels + i, (pc->ncancels - i) * sizeof(pc->cancels[0]));
+	pc->ncancels -= i;
+	return rc;
+}
+
 struct proc_req *
 proc_client_call(struct proc_client *pc, unsigned int type, const void *payload, size_t len,
     int passfd, proc_reply_cb *cb, void *arg)
@@ -351,10 +401,10 @@ proc_req_cancel(struct proc_req **rp)
 	if (rp == NULL || (rq = *rp) == NULL)
 		return;
 	pc = rq->pc;
-	/* sent: tell the peer, if it listens and there is room (a send error
-	 * is left for the reading side to find) */
+	/* sent: tell the peer, if it listens -- now, or once the socket has
+	 * room (a send error is left for the reading side to find) */
 	if (pc->conf.cancel_type != 0 && rq->in_table && !rq->queued && !pc->dead)
-		(void)proc_trysend(pc->fd, pc->conf.cancel_type, rq->id, NULL, 0, -1);
+		cancel_send(pc, rq->id);
 	req_detach(rq);
 	req_free(rq);
 	*rp = NULL;
@@ -405,6 +455,12 @@ uint64_t
 proc_client_dropped(const struct proc_client *pc)
 {
 	return pc->dropped;
+}
+
+size_t
+proc_client_cancels_waiting(const struct proc_client *pc)
+{
+	return pc->ncancels;
 }
 
 int
@@ -502,7 +558,16 @@ client_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct proc_client *pc = arg;
 	struct proc_req *rq;
+	int rc;
 
+	if (pc->ncancels > 0 && (rc = cancels_flush(pc)) != 0) {
+		if (rc < 0)
+			client_die(pc, errno == EPIPE || errno == ECONNRESET ? "reason=eof" :
+			    "reason=send-error");
+		return;
+	}
+	if (pc->qhead == NULL)
+		event_del(pc->wev);
 	while ((rq = pc->qhead) != NULL) {
 		if (!may_send(pc)) {
 			/* written again when a reply arrives (client_read) */

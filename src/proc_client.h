@@ -25,8 +25,10 @@
  *  - Cancel: a cancelled request that was sent can be followed by a message
  *    of a declared type (conf.cancel_type) with its id and no payload, so
  *    that the peer may skip work nobody waits for (the keeper's Argon2id
- *    run for a session that went away).  Best effort: sent only when the
- *    socket has room at once; its reply, if any, is dropped either way.
+ *    run for a session that went away).  A cancel the socket has no room
+ *    for waits (at most 1024 per client, then it is lost) and is sent,
+ *    in order, ahead of the queued requests once there is room; its
+ *    reply, if any, is dropped either way.
  *  - Notices: a peer may also speak unasked, with messages of one declared
  *    type (conf.notice_type) and id 0, an id no request ever has (the
  *    recorder's "the log is writable again").  Each is handed to
@@ -158,6 +160,9 @@ int proc_req_sent(const struct proc_req *rq);
 
 /* Replies dropped because no pending request had their id. */
 uint64_t proc_client_dropped(const struct proc_client *pc);
+
+/* Cancels waiting for room in the socket. */
+size_t proc_client_cancels_waiting(const struct proc_client *pc);
 
 /* 1 once the client died. */
 int proc_client_dead(const struct proc_client *pc);

@@ -243,6 +243,20 @@ test_stale_and_cancelled_dropped(void **state)
 /* With a cancel type, cancelling a sent request tells the peer its id (no
  * payload); a request still queued is simply never sent; without one the
  * peer hears nothing. */
+/* The client writes what it can, then the peer reads one message into m:
+ * 0 once nothing more comes (100 ms). */
+static int
+peer_next(struct fixture *f)
+{
+	struct pollfd pfd = { .fd = f->peer, .events = POLLIN };
+
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	if (poll(&pfd, 1, 100) != 1)
+		return 0;
+	assert_int_equal(proc_recv(f->peer, &m, NULL), 1);
+	return 1;
+}
+
 static void
 test_cancel_tells_peer(void **state)
 {
@@ -280,13 +294,7 @@ test_cancel_tells_peer(void **state)
 	assert_int_equal(proc_client_queued(f.pc), 2);
 	proc_req_cancel(&rq);
 	assert_int_equal(proc_client_queued(f.pc), 1);
-	for (;;) {
-		event_base_loop(f.base, EVLOOP_NONBLOCK);
-		pfd.fd = f.peer;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 100) != 1)
-			break;
-		assert_int_equal(proc_recv(f.peer, &m, NULL), 1);
+	while (peer_next(&f)) {
 		assert_int_equal(m.type, PROC_SIGN_REQ);
 		assert_int_equal(m.len, sizeof(big));
 	}
@@ -301,6 +309,66 @@ test_cancel_tells_peer(void **state)
 	pfd.fd = f.peer;
 	pfd.events = POLLIN;
 	assert_int_equal(poll(&pfd, 1, 0), 0);
+	teardown_fixture(&f);
+}
+
+/* A cancel the full socket has no room for waits and goes out once the
+ * peer reads, ahead of the requests queued behind it; the cancelled
+ * request gets no callback. */
+static void
+test_cancel_waits_for_room(void **state)
+{
+	static char big[8192];
+	struct fixture f;
+	struct got a = { 0 }, fill = { 0 }, q = { 0 };
+	struct proc_req *ra;
+	uint32_t ida;
+	int n = 0, sent = 0, cancels = 0, after = 0;
+
+	setup_conf(&f, 4, 0, 0, PROC_AUTH_CANCEL);
+	ra = proc_client_call(f.pc, PROC_SIGN_REQ, "a", 1, -1, on_reply, &a);
+	assert_true(proc_req_sent(ra));
+	ida = proc_req_id(ra);
+	/* the socket fills: the next request waits in the queue */
+	while (proc_client_queued(f.pc) == 0) {
+		assert_true(++n < 4096);
+		assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, big, sizeof(big), -1,
+		    on_reply, &fill));
+	}
+	proc_req_cancel(&ra);
+	assert_null(ra);
+	assert_int_equal(proc_client_cancels_waiting(f.pc), 1);
+	assert_non_null(proc_client_call(f.pc, PROC_SIGN_REQ, "q", 1, -1, on_reply, &q));
+	/* the peer reads everything: the cancel comes after what was sent
+	 * before it and before the queued requests */
+	while (peer_next(&f)) {
+		if (m.type == PROC_AUTH_CANCEL) {
+			assert_int_equal(m.id, ida);
+			assert_int_equal(m.len, 0);
+			assert_int_equal(after, 0);
+			cancels++;
+		} else if (cancels == 0) {
+			assert_int_equal(m.type, PROC_SIGN_REQ);
+			sent++;
+		} else {
+			after++;
+		}
+	}
+	assert_int_equal(cancels, 1);
+	/* "a" and the n - 1 sent before the socket was full came first; the
+	 * queued one and "q" after */
+	assert_int_equal(sent, n);
+	assert_int_equal(after, 2);
+	assert_int_equal(proc_client_cancels_waiting(f.pc), 0);
+	assert_int_equal(proc_client_queued(f.pc), 0);
+	/* its answer, if the peer sends one anyway, is dropped */
+	assert_int_equal(proc_send(f.peer, PROC_SIGN_REP, ida, "late", 4, -1), 0);
+	for (n = 0; n < 200 && proc_client_dropped(f.pc) == 0; n++) {
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+		(void)poll(NULL, 0, 10);
+	}
+	assert_int_equal(proc_client_dropped(f.pc), 1);
+	assert_int_equal(a.calls, 0);
 	teardown_fixture(&f);
 }
 
@@ -915,6 +983,7 @@ main(void)
 		cmocka_unit_test(test_stale_and_cancelled_dropped),
 		cmocka_unit_test(test_queue_and_busy),
 		cmocka_unit_test(test_cancel_tells_peer),
+		cmocka_unit_test(test_cancel_waits_for_room),
 		cmocka_unit_test(test_no_queue),
 		cmocka_unit_test(test_room),
 		cmocka_unit_test(test_inflight),
