@@ -372,5 +372,9 @@ config_keep_restart_only(struct config *nw, const struct config *old, char *name
 		nw->limits.connections = old->limits.connections;
 		add_name(names, len, &n, "[limits] connections");
 	}
+	if (nw->limits.transactions != old->limits.transactions) {
+		nw->limits.transactions = old->limits.transactions;
+		add_name(names, len, &n, "[limits] transactions");
+	}
 	return n;
 }

@@ -100,6 +100,14 @@ struct config_login {
  * header fields front adds, at most SIGNER_MSG_MAX (2 GiB) in all. */
 #define CONFIG_MESSAGE_SIZE_MAX	(2047ULL << 20)
 
+/* [limits] transactions when not set: a quarter of the connections (an
+ * idle session holds one descriptor, a transaction up to three), at least
+ * 100, never more than the connections. */
+#define CONFIG_TRANSACTIONS_MIN_DEFAULT 100
+#define CONFIG_TRANSACTIONS_DEFAULT(conn) ((conn) / 4 > CONFIG_TRANSACTIONS_MIN_DEFAULT ? \
+	(conn) / 4 : (conn) < CONFIG_TRANSACTIONS_MIN_DEFAULT ? (conn) : \
+	CONFIG_TRANSACTIONS_MIN_DEFAULT)
+
 struct config_limits {
 	uint64_t message_size;          /* bytes, default 25 MiB */
 	uint64_t recipients;            /* default 100 */
@@ -107,6 +115,9 @@ struct config_limits {
 	uint64_t header_size;           /* bytes, default 64 KiB */
 	uint64_t received_max;          /* default 30 */
 	uint64_t connections;           /* default 1000 */
+	uint64_t transactions;          /* mail transactions in progress at once per front
+					 * worker, default max(100, connections / 4) capped
+					 * by connections (CONFIG_TRANSACTIONS_DEFAULT) */
 	uint64_t connections_per_ip;    /* default 20 */
 	uint64_t timeout;               /* seconds, default 300 */
 	uint64_t auth_failures;         /* per session, default 3 */
@@ -234,8 +245,8 @@ unsigned config_workers(const struct config *cfg, long online);
 /* Reload: settings a running service cannot change (the listening sockets,
  * the sandbox's users and chroot, the number of workers, the metrics socket,
  * the audit log's recorder settings -- it runs for the whole life of the
- * service -- and [limits] connections, which sized the shared connection
- * table and the descriptor limit at start) that differ between the running `old`
+ * service -- and [limits] connections and transactions, which sized the
+ * shared connection table and the descriptor limit at start) that differ between the running `old`
  * configuration and the reloaded `nw` are set back to their old values in
  * nw.  Their names ("[server] user, [listen] sections") go to names
  * (comma-separated, truncated to len).  Returns how many there were. */

@@ -457,6 +457,7 @@ check_limits(struct parse *p, struct config *cfg)
 	    get_num(p, "limits", "ipv6-prefix", 16, 128, K_UINT, &l->ipv6_prefix) < 0 ||
 	    get_num(p, "limits", "login-memory", 1024, 1ULL << 44, K_SIZE, &l->login_memory) < 0 ||
 	    get_num(p, "limits", "auth-queue", 1, 1000000, K_UINT, &l->auth_queue) < 0 ||
+	    get_num(p, "limits", "transactions", 1, 1000000, K_UINT, &l->transactions) < 0 ||
 	    get_rates(p, NULL, &l->rates) < 0)
 		return -1;
 	if (l->header_size > l->message_size) {
@@ -475,6 +476,15 @@ check_limits(struct parse *p, struct config *cfg)
 	 * sessions can exist, none is refused for want of room */
 	if (l->auth_queue == 0)
 		l->auth_queue = l->connections;
+	if (l->transactions == 0)
+		l->transactions = CONFIG_TRANSACTIONS_DEFAULT(l->connections);
+	else if (l->transactions > l->connections) {
+		perr(p, key_line(p, "limits", "transactions"), "[limits] transactions (%llu) is "
+		    "larger than connections (%llu): every transaction belongs to a session "
+		    "(expected at most connections)", (unsigned long long)l->transactions,
+		    (unsigned long long)l->connections);
+		return -1;
+	}
 	if (l->login_memory == 0)
 		l->login_memory = 4 * l->message_size;
 	else if (l->login_memory < l->message_size) {

@@ -86,7 +86,7 @@ static const struct keyspec limits_keys[] = {
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
 	{ "timeout", 0 }, { "auth-failures", 0 }, { "memory-body", 0 }, { "relay-timeout", 0 },
 	{ "protocol-errors", 0 }, { "auth-timeout", 0 }, { "session-timeout", 0 },
-	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { "auth-queue", 0 },
+	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { "auth-queue", 0 }, { "transactions", 0 },
 	{ "messages-per-hour", 0 }, { "recipients-per-hour", 0 }, { "auth-per-minute", 0 },
 	{ "sessions-per-login", 0 }, { NULL, 0 }
 };

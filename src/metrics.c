@@ -100,6 +100,11 @@ const struct metrics_gauge_info metrics_gauges[MG_MAX] = {
 	    "signature now: with the signer, queued for room in its socket, or in line." },
 	[MG_SIGNER_WAITING] = { "subproxy_signer_waiting_messages", "Of those, messages in "
 	    "line for room in the signer's queue (no copy of the message made yet)." },
+	[MG_TXN_ACTIVE] = { "subproxy_transactions", "Mail transactions in progress now "
+	    "(MAIL accepted or sent to the relay, until the transaction ends); at most [limits] "
+	    "transactions per front worker." },
+	[MG_TXN_WAITING] = { "subproxy_transactions_waiting", "MAIL commands waiting for a "
+	    "transaction of their front worker to end ([limits] transactions reached)." },
 };
 
 /* Bucket upper bounds in microseconds; the last is +Inf. */

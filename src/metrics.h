@@ -109,6 +109,8 @@ enum metrics_gauge {
 	MG_AUTH_QUEUE,		/* subproxy_auth_queue_checks (keeper) */
 	MG_SIGNER_REQUESTS,	/* subproxy_signer_messages */
 	MG_SIGNER_WAITING,	/* subproxy_signer_waiting_messages */
+	MG_TXN_ACTIVE,		/* subproxy_transactions */
+	MG_TXN_WAITING,		/* subproxy_transactions_waiting */
 	MG_MAX
 };
 

@@ -14,8 +14,8 @@
  * oldest first, holding nothing but a pointer to their session's prefix
  * and spool.  A request's memfd is made when it leaves the line, as soon
  * as the queue has room (proc_client tells us from the loop).  A session
- * has at most one request at a time, so the line is bounded by [limits]
- * connections.
+ * has at most one request at a time, within one of its worker's [limits]
+ * transactions, so the line is bounded by that.
  *
  * At most SIGNER_INFLIGHT_MAX requests are in the socket or the signer at
  * once, counting cancelled and timed-out ones until the signer's answer

@@ -14,6 +14,7 @@
 #include "owntlsa.h"
 #include "proxyin.h"
 #include "signer_client.h"
+#include "slots.h"
 #include "tls.h"
 #include "util.h"
 
@@ -296,6 +297,8 @@ server_new(struct event_base *base, const struct config *cfg, const struct keepe
 	if ((srv->relay = relay_ctx_new(base, cfg, srv->dns, err, errlen)) == NULL)
 		goto fail;
 	srv->logins = loginmem_table_new();
+	if ((srv->txn_slots = slots_new(base, (size_t)cfg->limits.transactions)) == NULL)
+		fatal("out of memory");
 	if ((srv->ev_accept = evtimer_new(base, accept_resume, srv)) == NULL)
 		fatal("out of memory");
 	srv->nlisteners = cfg->nlistens;
@@ -544,5 +547,6 @@ server_free(struct server **srvp)
 	dns_ctx_free(&srv->dns);
 	tls_server_free(&srv->tls);
 	loginmem_table_free(&srv->logins);
+	slots_free(&srv->txn_slots);
 	free(srv);
 }

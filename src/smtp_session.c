@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "message.h"
 #include "signer_client.h"
+#include "slots.h"
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
@@ -330,6 +331,18 @@ txn_reset(struct session *s)
 	s->bdat_last = 0;
 	s->bdat_failed = 0;
 	s->first_rcpt[0] = '\0';
+	free(s->mail_params);
+	s->mail_params = NULL;
+	/* its descriptors are closed: the slot may go to the next in line */
+	if (s->txn_wait != NULL) {
+		slots_cancel(&s->txn_wait);
+		metrics_gauge_add(MG_TXN_WAITING, -1);
+	}
+	if (s->txn_slot) {
+		s->txn_slot = 0;
+		slots_put(s->srv->txn_slots);
+		metrics_gauge_add(MG_TXN_ACTIVE, -1);
+	}
 }
 
 /* Free a closed session once no frame uses it and its descriptor is
@@ -747,7 +760,8 @@ session_process(struct session *s)
  * on a worker -- the session ends now, as at EOF: session_end() cancels
  * the check, which the keeper then drops before it costs an Argon2id run
  * (one already running runs to its end), and the connection's place under
- * the limits is free at once.  Any other wait goes on as before the FIN:
+ * the limits is free at once.  So does a MAIL waiting in line for a
+ * transaction to end ([limits] transactions): nothing was sent for it.  Any other wait goes on as before the FIN:
  * a mail transaction in flight (its message may be the relay's already:
  * its final reply is owed and written), the failed-AUTH delay (at most
  * 8 s, nothing runs), replies the client has not read yet; the FIN is
@@ -757,6 +771,12 @@ session_hangup(struct session *s)
 {
 	if (s->authreq != NULL) {
 		session_drop(s, "client closed connection while its password check waited");
+		return;
+	}
+	if (s->txn_wait != NULL) {
+		/* nothing went to the relay yet: its place in line goes */
+		session_drop(s, "client closed connection while its MAIL waited for a transaction "
+		    "to end");
 		return;
 	}
 	log_info("session=%s event=client-hangup peer=%s state=%s in-transaction=%d: reading "
@@ -794,6 +814,10 @@ session_conn_event(struct session *s, struct conn *c, enum conn_event ev)
 	case CONN_EV_CONNECTED:
 		return;
 	case CONN_EV_TIMEOUT:
+		if (s->txn_wait != NULL) {
+			mail_wait_expired(s);
+			return;
+		}
 		if (s->state == S_WAIT) {
 			/* the keeper, signer and relay leg have their own
 			 * timeouts; keep watching the client afterwards */

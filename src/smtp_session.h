@@ -69,6 +69,7 @@ struct server {
 	struct loginmem_table *logins; /* [limits] login-memory accounting */
 	struct proxyin_pool *proxyin;  /* connections waiting for their PROXY header */
 	struct limiter *limiter;       /* rate limits (limiter.h) */
+	struct slots *txn_slots;       /* [limits] transactions in this worker (slots.h) */
 	struct event *ev_testclock;    /* test builds only (clock.h) */
 	struct event *ev_drain;
 };
@@ -111,7 +112,10 @@ struct session {
 
 	/* transaction */
 	int in_txn;
+	int txn_slot;                  /* holds one of srv->txn_slots (MAIL to txn_reset) */
+	struct slots_wait *txn_wait;   /* MAIL waiting in line for one */
 	char *mail_from;
+	char *mail_params;             /* MAIL's parameters for the relay ("" none) */
 	int smtputf8;
 	int body_8bit;
 	size_t rcpts_ok;
@@ -170,6 +174,7 @@ void cmd_auth(struct session *s, const struct smtp_cmd *c);
 
 /* smtp_txn.c */
 void cmd_mail(struct session *s, const struct smtp_cmd *c);
+void mail_wait_expired(struct session *s);
 void cmd_rcpt(struct session *s, const struct smtp_cmd *c);
 void message_complete(struct session *s);
 void cmd_data(struct session *s);

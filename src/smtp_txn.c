@@ -8,6 +8,7 @@
 #include "message.h"
 #include "dkim.h"
 #include "signer_client.h"
+#include "slots.h"
 #include "spool.h"
 #include "tls.h"
 #include "util.h"
@@ -52,12 +53,45 @@ mail_relay_done(void *arg, const struct relay_result *r)
 	session_release(s);
 }
 
+/* MAIL to the relay, with the transaction's slot held. */
+static void
+mail_relay_start(struct session *s)
+{
+	struct xclient_info ci;
+
+	memset(&ci, 0, sizeof(ci));
+	ci.addr = session_client(s, &ci.port);
+	ci.helo = s->helo;
+	ci.esmtp = s->esmtp;
+	ci.login = s->login;
+	ci.destaddr = s->local[0] ? s->local : NULL;
+	ci.destport = s->local_port;
+	s->relay = relay_txn_start(s->srv->relay, s->id, s->mail_from, s->mail_params, &ci,
+	    mail_relay_done, s);
+}
+
+/* A transaction ended in this worker and its slot is this session's (from
+ * the loop, slots.h). */
+static void
+mail_slot_granted(void *arg)
+{
+	struct session *s = arg;
+
+	session_hold(s);
+	s->txn_wait = NULL;
+	s->txn_slot = 1;
+	metrics_gauge_add(MG_TXN_WAITING, -1);
+	metrics_gauge_add(MG_TXN_ACTIVE, 1);
+	log_info("session=%s event=transaction-slot from=<%s>", s->id, s->mail_from);
+	mail_relay_start(s);
+	session_release(s);
+}
+
 void
 cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	const struct config *cfg = s->srv->cfg;
 	const struct relay_caps *caps = relay_ctx_caps(s->srv->relay);
-	struct xclient_info ci;
 	char params[256];
 	size_t o = 0;
 
@@ -113,18 +147,38 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	}
 	txn_reset(s);
 	s->mail_from = xstrdup(c->path);
+	s->mail_params = xstrdup(o ? params + 1 : "");
 	s->smtputf8 = c->smtputf8;
 	s->body_8bit = c->body == SMTP_BODY_8BITMIME;
 	session_set_state(s, S_WAIT);
-	memset(&ci, 0, sizeof(ci));
-	ci.addr = session_client(s, &ci.port);
-	ci.helo = s->helo;
-	ci.esmtp = s->esmtp;
-	ci.login = s->login;
-	ci.destaddr = s->local[0] ? s->local : NULL;
-	ci.destport = s->local_port;
-	s->relay = relay_txn_start(s->srv->relay, s->id, s->mail_from, o ? params + 1 : "", &ci,
-	    mail_relay_done, s);
+	if (!slots_take(s->srv->txn_slots)) {
+		/* the worker has [limits] transactions in progress: MAIL is
+		 * answered when one ends (or at the idle timeout) */
+		log_info("session=%s event=transaction-wait from=<%s> held=%zu waiting=%zu", s->id,
+		    s->mail_from, slots_held(s->srv->txn_slots), slots_waiting(s->srv->txn_slots));
+		s->txn_wait = slots_wait(s->srv->txn_slots, mail_slot_granted, s);
+		metrics_gauge_add(MG_TXN_WAITING, 1);
+		return;
+	}
+	s->txn_slot = 1;
+	metrics_gauge_add(MG_TXN_ACTIVE, 1);
+	mail_relay_start(s);
+}
+
+/* The session's MAIL waited longer than [limits] timeout for a transaction
+ * to end: it gets 452 4.3.1 and may try again (nothing was sent to the
+ * relay). */
+void
+mail_wait_expired(struct session *s)
+{
+	log_info("session=%s event=transaction-wait-timeout from=<%s>", s->id, s->mail_from);
+	count_refused("4.3.1");
+	refuse(s, "mail", "transactions-busy", 452, "4.3.1", "Too many messages in progress on "
+	    "this server, none ended within %llu seconds; try again later",
+	    (unsigned long long)s->srv->cfg->limits.timeout);
+	txn_reset(s);
+	session_set_state(s, S_CMD);
+	session_process(s);
 }
 
 static void

@@ -576,29 +576,41 @@ def connections_limit(idle):
     return max(idle + 200, 2000)
 
 
-# What subproxy wants beyond 3 x [limits] connections (src/subproxy.c
-# raise_nofile): 128 for DNS, 32 for the signer queue, 64 base, the listeners and each relay's idle
-# connections ([relay] connections, default 64 per relay); with margin.
+def default_transactions(connections):
+    """[limits] transactions when not set (src/config.h)."""
+    return max(100, connections // 4) if connections >= 100 else connections
+
+
+# What subproxy wants beyond one descriptor per [limits] connection and two
+# per [limits] transaction (src/subproxy.c raise_nofile): 128 for DNS, 32
+# for the signer queue, 64 base, the listeners, the probe and each relay's
+# idle connections ([relay] connections, default 20 per relay); with margin.
 NOFILE_SLACK = 512
 
 
+def nofile_need(connections):
+    return connections + 2 * default_transactions(connections) + NOFILE_SLACK
+
+
 def raise_nofile(a):
-    """RLIMIT_NOFILE for subproxy (which wants 3 x connections + 224 +
-    listeners, src/subproxy.c) and the generator; as root the hard limit
-    is raised too, else the idle sessions held are fewer."""
+    """RLIMIT_NOFILE for subproxy (which wants connections + 2 x
+    transactions + 225 + listeners + kept relay connections, src/subproxy.c)
+    and the generator; as root the hard limit is raised too, else the idle
+    sessions held are fewer."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 3 * connections_limit(a.idle) + NOFILE_SLACK
+    need = nofile_need(connections_limit(a.idle))
     if hard != resource.RLIM_INFINITY and hard < need:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
             return
         except (ValueError, OSError):
-            want, a.idle = a.idle, max(100, (hard - NOFILE_SLACK) // 3 - 200)
+            want = a.idle
+            while a.idle > 100 and nofile_need(connections_limit(a.idle)) > hard:
+                a.idle -= 100
             a.notes.append("RLIMIT_NOFILE: the hard limit is %d and cannot be raised here (no "
-                           "CAP_SYS_RESOURCE); subproxy needs 3 x [limits] connections + 224 + "
-                           "listeners + [relay] connections descriptors, so %d idle sessions are "
-                           "held instead of %d" % (
-                               hard, a.idle, want))
+                           "CAP_SYS_RESOURCE); subproxy needs [limits] connections + 2 x "
+                           "transactions + 225 + listeners + [relay] connections descriptors, "
+                           "so %d idle sessions are held instead of %d" % (hard, a.idle, want))
             log(a.notes[-1])
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

@@ -21,12 +21,20 @@ from opsutil import fronts
 from test_dkim import roles
 from test_flood import flood
 
-# subproxy.conf(5), [limits] connections: 3 descriptors per session, the
-# relays' kept idle connections (the lab's one relay: [relay] connections,
-# default 20), 128 for DNS, 32 for the signer queue's memfds, 64 for the
-# rest, one per listener (the lab daemons have two)
-def needed(connections, listeners=2, kept=20):
-    return 3 * connections + kept + 128 + 32 + 64 + listeners
+# subproxy.conf(5), [limits] connections and transactions: one descriptor
+# per session, two more per transaction in progress (its relay connection
+# and its message's memfd), the relays' kept idle connections (the lab's one
+# relay: [relay] connections, default 20) and the probe's, 128 for DNS, 32
+# for the signer queue's memfds, 64 for the rest, one per listener (the lab
+# daemons have two)
+def default_transactions(connections):
+    return max(100, connections // 4) if connections >= 100 else connections
+
+
+def needed(connections, transactions=None, listeners=2, kept=20):
+    if transactions is None:
+        transactions = default_transactions(connections)
+    return connections + 2 * transactions + kept + 1 + 128 + 32 + 64 + listeners
 
 
 def test_nofile_raised_at_start(lab):
@@ -37,8 +45,8 @@ def test_nofile_raised_at_start(lab):
     sp = lab.subproxy({"sink": lab.sink(), "extra": {"connections": 50}},
                       limits={"connections": 200}, nofile=(256, 4096), server={"workers": 2})
     need = needed(200, kept=50)
-    assert sp.wait_log(r"event=nofile-raised from=256 to=%d connections=200 workers=2" % need,
-                       timeout=5)
+    assert sp.wait_log(r"event=nofile-raised from=256 to=%d connections=200 transactions=100 "
+                       r"workers=2" % need, timeout=5)
     r = roles(sp)
     for role in ("signer", "keeper"):
         assert nofile_limits(r[role]) == (need, 4096), role
@@ -63,19 +71,20 @@ def test_listen_backlog_is_somaxconn(lab):
         assert out[0] == "LISTEN" and int(out[2]) == want, (port, out)
 
 
-def refusal(key, value, need, hard):
+def refusal(what, need, hard, lower):
     """The sentence of a start refused for want of descriptors."""
-    return ("refusing to start: %s = %s needs %d file descriptors, but the hard limit on open "
+    return ("refusing to start: %s needs %d file descriptors, but the hard limit on open "
             "files (RLIMIT_NOFILE) is %d; raise it to at least %d (LimitNOFILE=%d in the "
             "systemd unit, or ulimit -n %d as root before starting) or lower %s"
-            % (key, value, need, hard, need, need, need, key))
+            % (what, need, hard, need, need, need, lower))
 
 
 def test_nofile_refused_when_hard_limit_too_low(lab):
     sp = lab.subproxy(lab.sink(), limits={"connections": 200}, nofile=(256, 512), wait=False)
     assert sp.expect_exit(1, timeout=20) == 1
     out = sp.stderr_text()
-    assert refusal("[limits] connections", 200, needed(200), 512) in out, out
+    assert refusal("[limits] connections = 200 and transactions = 100", needed(200), 512,
+                   "[limits] connections or transactions") in out, out
     # nothing was started: no audit, no signer, no keeper
     assert "signer-ready" not in out and "keeper-ready" not in out
 
@@ -90,8 +99,34 @@ def test_nofile_refused_for_the_parents_sockets(lab):
     need = 64 + 2 + 10 * 19
     assert need > needed(1)
     out = sp.stderr_text()
-    assert refusal("[server] workers", 19, need, 200) in out, out
+    assert refusal("[server] workers = 19", need, 200, "[server] workers") in out, out
     assert "signer-ready" not in out
+
+
+def test_ten_thousand_connections_fit_twenty_thousand(lab):
+    """Idle sessions cost one descriptor: [limits] connections = 10000 (and
+    its default of 2,500 transactions per worker) starts under a hard limit
+    of 20,000 -- three per connection would need more than 30,000.  The same
+    connections with as many transactions do not fit, and the refusal says
+    so and what to lower."""
+    hard = 20000
+    sp = lab.subproxy(lab.sink(), limits={"connections": 10000}, nofile=(1024, hard),
+                      server={"workers": 1})
+    need = needed(10000)
+    assert need == 10000 + 2 * 2500 + 20 + 1 + 128 + 32 + 64 + 2 < hard
+    assert sp.wait_log(r"event=nofile-raised from=1024 to=%d connections=10000 "
+                       r"transactions=2500 workers=1" % need, timeout=5)
+    for front in fronts(sp.proc.pid):
+        assert nofile_limits(front) == (need, hard)
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+    sp.stop()
+
+    sp = lab.subproxy(lab.sink(), limits={"connections": 10000, "transactions": 10000},
+                      nofile=(1024, hard), wait=False)
+    assert sp.expect_exit(1, timeout=20) == 1
+    out = sp.stderr_text()
+    assert refusal("[limits] connections = 10000 and transactions = 10000",
+                   needed(10000, 10000), hard, "[limits] connections or transactions") in out, out
 
 
 def test_nofile_enough_is_left_alone(lab):

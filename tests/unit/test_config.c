@@ -113,7 +113,16 @@ test_valid(void **state)
 static void
 test_limits_and_units(void **state)
 {
+	/* [limits] transactions: a quarter of the connections, at least 100,
+	 * at most the connections; or as set */
+	static const struct { const char *text; uint64_t want; } txn[] = {
+		{ "[limits]\nconnections = 10000\n", 2500 },
+		{ "[limits]\nconnections = 200\n", 100 },
+		{ "[limits]\nconnections = 10\n", 10 },
+		{ "[limits]\ntransactions = 7\n", 7 },
+	};
 	char err[512];
+	size_t i;
 	struct config *cfg = parse("[limits]\nmessage-size = 10m\nheader-size = 64k\n"
 	    "timeout = 5m\nrelay-timeout = 30\nrecipients = 7\n[dns]\ntimeout = 2s\n",
 	    NULL, 0, err, sizeof(err));
@@ -132,7 +141,14 @@ test_limits_and_units(void **state)
 	assert_int_equal(cfg->limits.session_timeout, 3600);
 	assert_int_equal(cfg->limits.ipv6_prefix, 64);
 	assert_int_equal(cfg->limits.login_memory, 40 << 20);
+	assert_int_equal(cfg->limits.transactions, 250);
 	config_free(&cfg);
+	for (i = 0; i < sizeof(txn) / sizeof(txn[0]); i++) {
+		cfg = parse(txn[i].text, NULL, 0, err, sizeof(err));
+		assert_non_null(cfg);
+		assert_int_equal(cfg->limits.transactions, txn[i].want);
+		config_free(&cfg);
+	}
 	cfg = parse("[limits]\nprotocol-errors = 3\nauth-timeout = 2m\nsession-timeout = 2h\n"
 	    "ipv6-prefix = 56\nlogin-memory = 1g\n", NULL, 0, err, sizeof(err));
 	if (cfg == NULL)
@@ -213,6 +229,11 @@ test_errors_name_file_line(void **state)
 	    "t.conf:30: [limits] auth-timeout (60 s) is longer than session-timeout (30 s)");
 	expect_extra_error("[limits]\nmessage-size = 10m\nlogin-memory = 1m\n",
 	    "t.conf:30: [limits] login-memory (1048576) is smaller than message-size");
+	expect_extra_error("[limits]\nconnections = 100\ntransactions = 101\n",
+	    "t.conf:30: [limits] transactions (101) is larger than connections (100): every "
+	    "transaction belongs to a session (expected at most connections)");
+	expect_extra_error("[limits]\ntransactions = 0\n", "t.conf:29: bad value '0' for "
+	    "'transactions' (expected a number from 1 to 1000000)");
 	expect_extra_error("[auth]x\n", "t.conf:28: expected ']'");
 	expect_extra_error("[limits \"x\"]\n", "takes no name");
 	expect_extra_error("[limits]\nrecipients 5\n", "t.conf:29: expected '=' after 'recipients'");
@@ -535,20 +556,24 @@ test_workers_and_reload(void **state)
 	assert_non_null(nw);
 	assert_int_equal(nw->workers, 3);
 	assert_int_equal(config_workers(nw, 2), 3);
-	assert_int_equal(config_keep_restart_only(nw, old, names, sizeof(names)), 5);
+	/* [limits] transactions follows connections (50: 50) and sized the
+	 * descriptor limit too */
+	assert_int_equal(nw->limits.transactions, 50);
+	assert_int_equal(config_keep_restart_only(nw, old, names, sizeof(names)), 6);
 	assert_string_equal(names, "[listen] sections, [server] user, [server] workers, "
-	    "[metrics] address, [limits] connections");
+	    "[metrics] address, [limits] connections, [limits] transactions");
 	/* the old values are back; what may change has changed */
 	assert_int_equal(nw->workers, 0);
 	assert_string_equal(nw->user, old->user);
 	assert_string_equal(nw->listens[1].address, "[::1]:5870");
 	assert_int_equal(nw->limits.connections, 1000);
+	assert_int_equal(nw->limits.transactions, 250);
 	assert_null(nw->metrics_address);
 	assert_string_equal(nw->hostname, "mx2.lab.test");
 	/* a truncated list still counts every setting */
 	config_free(&nw);
 	nw = parse("", ov, 6, err, sizeof(err));
-	assert_int_equal(config_keep_restart_only(nw, old, names, 12), 5);
+	assert_int_equal(config_keep_restart_only(nw, old, names, 12), 6);
 	assert_true(strlen(names) < 12);
 	config_free(&nw);
 	for (i = 0; i < 6; i++)
