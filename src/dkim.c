@@ -433,38 +433,74 @@ from_domain(const char *v, size_t n, char *dom, size_t domlen)
 	return addr_domain(v, n, dom, domlen);
 }
 
-/* Find the single From field of msg; 0 with *from, or -1. */
+/* The domain of the single From field among f[0..nf) (lower-cased into
+ * dom); 0, or -1. */
 static int
-find_from(const uint8_t *msg, size_t len, struct dkim_field *from)
+fields_from_domain(const struct dkim_field *f, size_t nf, char *dom, size_t domlen)
 {
-	struct dkim_field f;
-	size_t off = 0;
-	int rc, found = 0;
+	const struct dkim_field *from = NULL;
+	const char *v;
+	size_t i, skip;
 
-	while ((rc = next_field(msg, len, &off, &f)) == 1) {
-		if (field_is(&f, "From")) {
-			if (found++)
-				return -1;
-			*from = f;
-		}
+	for (i = 0; i < nf; i++) {
+		if (!field_is(&f[i], "From"))
+			continue;
+		if (from != NULL)
+			return -1;
+		from = &f[i];
 	}
-	return (rc == 0 && found == 1) ? 0 : -1;
+	if (from == NULL || domlen == 0)
+		return -1;
+	v = memchr(from->text, ':', from->textlen);
+	skip = (size_t)((const uint8_t *)v + 1 - from->text);
+	if (memchr(v + 1, '\0', from->textlen - skip) != NULL)
+		return -1;
+	return from_domain(v + 1, from->textlen - skip, dom, domlen);
+}
+
+/* A message split into its header fields and its body. */
+struct split {
+	struct dkim_field *f;		/* DKIM_FIELDS_MAX + 1 */
+	size_t nf;
+	const uint8_t *body;
+	size_t bodylen;
+};
+
+/* Split prefix[0..plen) -- complete header fields only, nothing else --
+ * then msg[0..len) into s (s->f a new array, freed by the caller even on
+ * failure).  0, or -1 if either is malformed or there are more than
+ * DKIM_FIELDS_MAX fields. */
+static int
+split_fields(const uint8_t *prefix, size_t plen, const uint8_t *msg, size_t len,
+    struct split *s)
+{
+	size_t off = 0;
+	int rc;
+
+	s->f = xcalloc(DKIM_FIELDS_MAX + 1, sizeof(*s->f));
+	s->nf = 0;
+	while (off < plen)
+		if (next_field(prefix, plen, &off, &s->f[s->nf]) != 1 || ++s->nf > DKIM_FIELDS_MAX)
+			return -1;
+	off = 0;
+	while ((rc = next_field(msg, len, &off, &s->f[s->nf])) == 1)
+		if (++s->nf > DKIM_FIELDS_MAX)
+			return -1;
+	s->body = msg + off;
+	s->bodylen = len - off;
+	return rc;
 }
 
 int
 dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen)
 {
-	struct dkim_field from = { NULL, 0, NULL, 0 };
-	const char *v;
-	size_t skip;
+	struct split s;
+	int rc;
 
-	if (domlen == 0 || find_from(msg, len, &from) < 0)
-		return -1;
-	v = memchr(from.text, ':', from.textlen);
-	skip = (size_t)((const uint8_t *)v + 1 - from.text);
-	if (memchr(v + 1, '\0', from.textlen - skip) != NULL)
-		return -1;
-	return from_domain(v + 1, from.textlen - skip, dom, domlen);
+	rc = split_fields(NULL, 0, msg, len, &s) < 0 ? -1 :
+	    fields_from_domain(s.f, s.nf, dom, domlen);
+	free(s.f);
+	return rc;
 }
 
 /* ---- keys ---- */
@@ -669,33 +705,6 @@ key_load(struct dkim_key *k, char *err, size_t errlen)
 
 /* ---- signing ---- */
 
-/* Split msg into its header fields (at most DKIM_FIELDS_MAX, a new array
- * in *f_r) and find the body.  0, or -1 if the header section is malformed
- * or has more fields. */
-static int
-split_fields(const uint8_t *msg, size_t len, struct dkim_field **f_r, size_t *nf_r,
-    size_t *body_r)
-{
-	struct dkim_field *f = xcalloc(DKIM_FIELDS_MAX + 1, sizeof(*f));
-	size_t nf = 0, off = 0;
-	int rc;
-
-	while ((rc = next_field(msg, len, &off, &f[nf])) == 1) {
-		if (++nf > DKIM_FIELDS_MAX) {
-			rc = -1;
-			break;
-		}
-	}
-	if (rc < 0) {
-		free(f);
-		return -1;
-	}
-	*f_r = f;
-	*nf_r = nf;
-	*body_r = off;
-	return 0;
-}
-
 /* Sign with one key the message canonicalized in c.  Returns 0 with a new
  * "DKIM-Signature: ...\r\n" in *sig_r, or -1 with the reason in err. */
 static int
@@ -711,30 +720,26 @@ sign_one(const struct dkim_key *k, const struct dkim_canon *c, uint64_t t, char 
 	return 0;
 }
 
-/* Sign with every key of domain (or with `only`, when not NULL); returns a
- * dkim_result and, on success, the concatenated signatures. */
+/* Sign the split message m with every key of domain (or with `only`,
+ * when not NULL); returns a dkim_result and, on success, the concatenated
+ * signatures. */
 static enum dkim_result
 sign_domain(struct dkim_keyset *ks, const char *domain, const struct dkim_key *only,
-    const uint8_t *msg, size_t len, char **headers_r, char *err, size_t errlen)
+    const struct split *m, char **headers_r, char *err, size_t errlen)
 {
-	struct dkim_field *hdrs;
 	struct dkim_canon *c = NULL;
-	size_t nhdrs = 0, off = 0, i, total = 0;
+	size_t off, i, total = 0;
 	char *sigs[16], *out;
 	size_t nsigs = 0;
 	enum dkim_result res;
 	uint64_t t = (uint64_t)time(NULL);
 
 	*headers_r = NULL;
-	if (split_fields(msg, len, &hdrs, &nhdrs, &off) < 0) {
-		snprintf(err, errlen, "malformed header section");
-		return DKIM_RES_BADMSG;
-	}
 	for (i = 0; i < ks->nkeys; i++) {
 		if (strcmp(ks->keys[i].domain, domain) != 0 || (only && only != &ks->keys[i]))
 			continue;
 		if (c == NULL && (res = dkim_canon_new((const char *const *)ks->names,
-		    ks->nnames, hdrs, nhdrs, msg + off, len - off, &c, err, errlen)) !=
+		    ks->nnames, m->f, m->nf, m->body, m->bodylen, &c, err, errlen)) !=
 		    DKIM_RES_OK)
 			goto out;
 		res = DKIM_RES_INTERNAL;
@@ -765,24 +770,34 @@ out:
 	for (i = 0; i < nsigs; i++)
 		free(sigs[i]);
 	dkim_canon_free(&c);
-	free(hdrs);
+	return res;
+}
+
+enum dkim_result
+dkim_sign_parts(struct dkim_keyset *ks, const uint8_t *prefix, size_t plen, const uint8_t *msg,
+    size_t len, char **headers_r)
+{
+	char dom[DOMAIN_MAX], err[512], esc[DOMAIN_MAX * 4];
+	enum dkim_result res = DKIM_RES_BADMSG;
+	struct split m;
+
+	*headers_r = NULL;
+	if (split_fields(prefix, plen, msg, len, &m) < 0 ||
+	    fields_from_domain(m.f, m.nf, dom, sizeof(dom)) < 0)
+		goto out;
+	res = sign_domain(ks, dom, NULL, &m, headers_r, err, sizeof(err));
+	if (res == DKIM_RES_INTERNAL)
+		log_err("dkim: signing for %s failed: %s",
+		    log_escape(esc, sizeof(esc), dom, strlen(dom)), err);
+out:
+	free(m.f);
 	return res;
 }
 
 enum dkim_result
 dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, size_t len, char **headers_r)
 {
-	char dom[DOMAIN_MAX], err[512], esc[DOMAIN_MAX * 4];
-	enum dkim_result res;
-
-	*headers_r = NULL;
-	if (dkim_from_domain(msg, len, dom, sizeof(dom)) < 0)
-		return DKIM_RES_BADMSG;
-	res = sign_domain(ks, dom, NULL, msg, len, headers_r, err, sizeof(err));
-	if (res == DKIM_RES_INTERNAL)
-		log_err("dkim: signing for %s failed: %s",
-		    log_escape(esc, sizeof(esc), dom, strlen(dom)), err);
-	return res;
+	return dkim_sign_parts(ks, NULL, 0, msg, len, headers_r);
 }
 
 /* The test message of the cross-check: folding, white space runs, a field
@@ -807,12 +822,15 @@ key_crosscheck(struct dkim_keyset *ks, const struct dkim_key *k, struct dkim_ver
     char *err, size_t errlen)
 {
 	char *msg, *sig = NULL, why[512];
-	enum dkim_result res;
+	enum dkim_result res = DKIM_RES_BADMSG;
+	struct split m;
 	int rc = -1;
 
 	msg = xasprintf(SELFTEST_MSG, k->domain);
-	res = sign_domain(ks, k->domain, k, (const uint8_t *)msg, strlen(msg), &sig, why,
-	    sizeof(why));
+	snprintf(why, sizeof(why), "malformed header section");
+	if (split_fields(NULL, 0, (const uint8_t *)msg, strlen(msg), &m) == 0)
+		res = sign_domain(ks, k->domain, k, &m, &sig, why, sizeof(why));
+	free(m.f);
 	if (res != DKIM_RES_OK) {
 		snprintf(err, errlen, "%s: cannot sign a test message with this key: %s", k->file,
 		    why);

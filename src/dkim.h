@@ -119,6 +119,16 @@ void dkim_keyset_free(struct dkim_keyset **ksp);
 enum dkim_result dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, size_t len,
     char **headers_r);
 
+/* The same for prefix[0..plen) followed by msg[0..len), signed as one
+ * message without joining them (the signer gets front's header fields in
+ * its request and the message in the spool's memfd, signer.h).  prefix
+ * must be complete header fields, each ending in CRLF, and nothing else
+ * (no empty line): otherwise DKIM_RES_BADMSG.  A field of msg cannot
+ * continue the last one of prefix (msg starting with white space is
+ * malformed).  plen 0: msg alone. */
+enum dkim_result dkim_sign_parts(struct dkim_keyset *ks, const uint8_t *prefix, size_t plen,
+    const uint8_t *msg, size_t len, char **headers_r);
+
 /* Find the domain of the single header From address of msg (same message
  * rules as above) and copy it, lower-cased, into dom (domlen bytes).
  * Returns 0, or -1 (no From, several From fields or mailboxes, group syntax,

@@ -99,7 +99,7 @@ const struct metrics_gauge_info metrics_gauges[MG_MAX] = {
 	[MG_SIGNER_REQUESTS] = { "subproxy_signer_messages", "Messages waiting for their DKIM "
 	    "signature now: with the signer, queued for room in its socket, or in line." },
 	[MG_SIGNER_WAITING] = { "subproxy_signer_waiting_messages", "Of those, messages in "
-	    "line for room in the signer's queue (no copy of the message made yet)." },
+	    "line for room in the signer's queue (not yet sealed nor handed over)." },
 	[MG_TXN_ACTIVE] = { "subproxy_transactions", "Mail transactions in progress now "
 	    "(MAIL accepted or sent to the relay, until the transaction ends); at most [limits] "
 	    "transactions per front worker." },

@@ -51,7 +51,7 @@
 /* Message types.  0 is never valid; values >= PROC_TYPE_MAX are unknown. */
 enum proc_type {
 	PROC_ERR = 1,		/* u32 code, str text: a peer reports a failure */
-	PROC_SIGN_REQ,		/* front -> signer: u64 size; fd: sealed memfd */
+	PROC_SIGN_REQ,		/* front -> signer: u64 size, bytes prefix; fd: sealed memfd */
 	PROC_SIGN_REP,		/* signer -> front: u32 status, str headers */
 	PROC_AUTH_REQ,		/* front -> keeper: see keeper_msg.h */
 	PROC_AUTH_REP,		/* keeper -> front: see keeper_msg.h */

@@ -1,5 +1,6 @@
 /*
- * signer.c — the DKIM signer process: loads the keys, signs sealed memfds.
+ * signer.c — the DKIM signer process: loads the keys, signs front's prefix
+ * and the message in its sealed memfd.
  */
 #include "signer.h"
 
@@ -118,38 +119,44 @@ child_reply(struct slot *sl, uint32_t id, uint32_t status, const char *headers)
 	return slot_send(sl, id, (size_t)n);
 }
 
-/* One request: map the sealed memfd read-only and sign it.  0, or -1 when
- * front closed the slot meanwhile. */
+/* One request: check that the memfd is sealed and of the stated size
+ * before mapping it read-only, then sign front's prefix followed by it.
+ * 0, or -1 when front closed the slot meanwhile. */
 static int
 child_sign(struct slot *sl, int memfd)
 {
 	const struct proc_msg *m = &sl->m;
 	struct proc_reader r;
+	const uint8_t *prefix;
+	size_t plen;
 	uint64_t size;
 	off_t end;
 	char *headers = NULL;
-	void *map;
+	void *map = NULL;
 	int seals, rc;
 	enum dkim_result res;
 
 	/* the size by lseek, not fstat: glibc's fstat is newfstatat, which the
 	 * filter forbids (it could look up paths) */
 	proc_reader_init(&r, m->payload, m->len);
-	if (memfd < 0 || proc_get_u64(&r, &size) < 0 || proc_reader_end(&r) < 0 ||
-	    size == 0 || size > SIGNER_MSG_MAX || (end = lseek(memfd, 0, SEEK_END)) < 0 ||
-	    (uint64_t)end != size ||
-	    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS) {
+	if (memfd < 0 || proc_get_u64(&r, &size) < 0 ||
+	    proc_get_bytes(&r, &prefix, &plen, SIGNER_PREFIX_MAX) < 0 ||
+	    proc_reader_end(&r) < 0 || size > SIGNER_MSG_MAX - plen ||
+	    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS ||
+	    (end = lseek(memfd, 0, SEEK_END)) < 0 || (uint64_t)end != size) {
 		log_err("signer: refused a malformed request id=%u (not a sealed memfd of the "
-		    "stated size)", m->id);
+		    "stated size with a prefix of at most %u octets)", m->id, SIGNER_PREFIX_MAX);
 		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
-	map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0);
-	if (map == MAP_FAILED) {
+	if (size > 0 && (map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0)) ==
+	    MAP_FAILED) {
 		log_err("signer: mmap of %llu bytes: %s", (unsigned long long)size, strerror(errno));
 		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
-	res = dkim_sign_message(S.ks, map, (size_t)size, &headers);
-	munmap(map, (size_t)size);
+	res = dkim_sign_parts(S.ks, prefix, plen, size > 0 ? map : (const uint8_t *)"",
+	    (size_t)size, &headers);
+	if (map != NULL)
+		munmap(map, (size_t)size);
 	rc = child_reply(sl, m->id, (uint32_t)res, headers);
 	free(headers);
 	return rc;

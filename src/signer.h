@@ -8,17 +8,27 @@
  * client slots until front closes them.
  *
  * Messages (src/proc.h framing):
- *   PROC_SIGN_REQ  front -> signer: u64 size; fd: the whole message as a
- *                  memfd of that size, sealed with at least SIGNER_SEALS
+ *   PROC_SIGN_REQ  front -> signer: u64 size, bytes prefix (at most
+ *                  SIGNER_PREFIX_MAX octets: the header fields front adds,
+ *                  complete, CRLF-terminated); fd: the message as the
+ *                  client sent it, front's own spool (spool.h), a memfd
+ *                  of exactly `size` octets sealed with at least
+ *                  SIGNER_SEALS.  The message signed is prefix then the
+ *                  memfd's content (dkim_sign_parts), never copied into
+ *                  one buffer on either side.
  *   PROC_SIGN_REP  signer -> front: u32 status (enum dkim_result), str the
  *                  DKIM-Signature field(s) to prepend (CRLF-terminated;
  *                  "" unless DKIM_RES_OK)
  *   PROC_READY     signer -> parent, on its start-up socket (proc.h
  *                  layout): u32 keys, str text
  *   PROC_ERR       signer -> parent: u32 1, str sentence
- * A request that is not a sealed memfd of the stated size gets
- * DKIM_RES_INTERNAL and the signer goes on; a message of another type, a
- * broken frame or an unexpected descriptor ends it (exit 1).
+ * A request whose descriptor is missing, not a memfd, not sealed with
+ * SIGNER_SEALS (checked with F_GET_SEALS before it is mapped: a sealed
+ * memfd can never change again, so what is signed is what front relays)
+ * or not of the stated size, or whose payload is malformed (a prefix over
+ * SIGNER_PREFIX_MAX, bytes left over) gets DKIM_RES_INTERNAL and the
+ * signer goes on; a message of another type, a broken frame or an
+ * unexpected descriptor ends it (exit 1).
  */
 #ifndef SUBPROXY_SIGNER_H
 #define SUBPROXY_SIGNER_H
@@ -30,7 +40,8 @@
 
 struct config;
 
-#define SIGNER_MSG_MAX  (1ULL << 31)    /* octets of one message */
+#define SIGNER_MSG_MAX  (1ULL << 31)    /* octets of one message, prefix included */
+#define SIGNER_PREFIX_MAX 16384         /* octets of the prefix in a request */
 #define SIGNER_SEALS    (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
 
 /* Fork the signer (proc_spawn.h) with `nslots` client slots, one socket

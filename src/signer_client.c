@@ -16,10 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/mman.h>
 
 #include <event2/event.h>
-#include <sodium.h>
 
 const char *
 signer_status_name(int status)
@@ -41,7 +39,7 @@ struct signer_req {
 	/* the caller's, until it moves on (see signer_sign) */
 	const char *prefix;
 	size_t prefix_len;
-	const struct spool *sp;
+	struct spool *sp;
 	int waiting;                    /* in the line */
 	struct signer_req *prev, *next; /* every request of the client, oldest first */
 	struct signer_req *lnext;       /* the line */
@@ -190,63 +188,42 @@ sign_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 /* the signer takes every message front accepts ([limits] message-size),
- * with the header fields front adds (far less than 1 MiB: a HELO name
- * from a command line, the peer, the hostname, a TLS description, a date,
- * a Message-ID) */
-_Static_assert(CONFIG_MESSAGE_SIZE_MAX + (1 << 20) <= SIGNER_MSG_MAX, "front accepts larger "
-    "messages than the signer takes");
+ * with the header fields front adds (far less than SIGNER_PREFIX_MAX: a
+ * HELO name cut to a few hundred octets, the peer, the hostname, a TLS
+ * description, a date, a Message-ID; smtp_txn.c build_prefix) */
+_Static_assert(CONFIG_MESSAGE_SIZE_MAX + SIGNER_PREFIX_MAX <= SIGNER_MSG_MAX, "front accepts "
+    "larger messages than the signer takes");
 
-/* The message as the signer must see it, in a sealed memfd. */
-static int
-make_memfd(const char *prefix, size_t prefix_len, const struct spool *sp, uint64_t *size_r)
-{
-	uint64_t off = 0, total = prefix_len + spool_size(sp);
-	char buf[65536];
-	size_t n;
-	int fd;
-
-	if ((fd = memfd_create("subproxy-sign", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0)
-		return -1;
-	if (ftruncate(fd, (off_t)total) < 0 || pwrite(fd, prefix, prefix_len, 0) !=
-	    (ssize_t)prefix_len)
-		goto err;
-	while (off < spool_size(sp)) {
-		if (spool_read(sp, off, buf, sizeof(buf), &n) < 0 || n == 0)
-			goto err;
-		if (pwrite(fd, buf, n, (off_t)(prefix_len + off)) != (ssize_t)n)
-			goto err;
-		off += n;
-	}
-	if (fcntl(fd, F_ADD_SEALS, SIGNER_SEALS | F_SEAL_SEAL) < 0)
-		goto err;
-	sodium_memzero(buf, sizeof(buf));
-	*size_r = total;
-	return fd;
-err:
-	sodium_memzero(buf, sizeof(buf));
-	close(fd);
-	return -1;
-}
-
-/* Hand sr to proc_client: its memfd is made now. */
+/* Hand sr to proc_client with the spool itself, sealed: the signer maps
+ * it, nothing is copied here (a spool still in memory, at most [limits]
+ * memory-body octets, moves to its memfd first).  The descriptor sent is
+ * a duplicate that proc_client closes once sent; the spool keeps its own
+ * for the relay. */
 static void
 req_send(struct signer_client *sc, struct signer_req *sr)
 {
-	uint8_t buf[16];
+	uint8_t buf[SIGNER_PREFIX_MAX + 16];
 	struct proc_writer w;
-	uint64_t size = 0;
-	int memfd;
+	long len;
+	int fd;
 
-	if ((memfd = make_memfd(sr->prefix, sr->prefix_len, sr->sp, &size)) < 0) {
-		log_err("signer: cannot build the message for signing: %s", strerror(errno));
+	if (sr->prefix_len > SIGNER_PREFIX_MAX) {
+		log_err("signer: the header fields added to the message take %zu octets, more "
+		    "than the %u a request holds", sr->prefix_len, SIGNER_PREFIX_MAX);
+		sr->pr = proc_client_answer(sc->pc, DKIM_RES_INTERNAL, sign_reply, sr);
+		return;
+	}
+	if ((fd = spool_seal(sr->sp)) < 0 || (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		log_err("signer: cannot hand the message over for signing: %s", strerror(errno));
 		sr->pr = proc_client_answer(sc->pc, DKIM_RES_INTERNAL, sign_reply, sr);
 		return;
 	}
 	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u64(&w, size);
-	/* the memfd is the client's now: closed once sent */
-	sr->pr = proc_client_call(sc->pc, PROC_SIGN_REQ, buf, (size_t)proc_writer_done(&w), memfd,
-	    sign_reply, sr);
+	proc_put_u64(&w, spool_size(sr->sp));
+	proc_put_bytes(&w, sr->prefix, sr->prefix_len);
+	len = proc_writer_done(&w);
+	/* the descriptor is the client's now: closed once sent */
+	sr->pr = proc_client_call(sc->pc, PROC_SIGN_REQ, buf, (size_t)len, fd, sign_reply, sr);
 }
 
 /* The oldest waiting requests move on while the queue has room (from the
@@ -322,7 +299,7 @@ signer_client_free(struct signer_client **scp)
 
 struct signer_req *
 signer_sign(struct signer_client *sc, const char *prefix, size_t prefix_len,
-    const struct spool *sp, signer_cb *cb, void *arg)
+    struct spool *sp, signer_cb *cb, void *arg)
 {
 	struct signer_req *sr = xcalloc(1, sizeof(*sr));
 	struct timeval tv;

@@ -2,28 +2,32 @@
  * signer_client.h — front's client for the signer (signer.h).  Runs in
  * front.
  *
- * It never waits: the message goes to the signer as a sealed memfd, the
- * request through the IPC client core (proc_client.h): sent without
- * blocking, matched to its reply by id, answered only from the loop.
+ * It never waits: the message goes to the signer as the spool's own memfd,
+ * sealed (spool_seal: never written again, by anyone), with the header
+ * fields front adds in the request; nothing of the message is copied
+ * (a spool still in memory, at most [limits] memory-body octets, moves to
+ * its memfd when sealed).  The request goes through the IPC client core
+ * (proc_client.h): sent without blocking, matched to its reply by id,
+ * answered only from the loop.
  *
  * Messages wait in line instead of failing.  When the signer is slower
  * than the sessions (a burst, a loaded machine, a stopped signer), up to
  * SIGNER_QUEUE_MAX requests wait in proc_client's queue for room in the
- * socket, each with its memfd (a copy of the message: the descriptors and
- * memory that bounds); the requests beyond wait in this client's line,
- * oldest first, holding nothing but a pointer to their session's prefix
- * and spool.  A request's memfd is made when it leaves the line, as soon
- * as the queue has room (proc_client tells us from the loop).  A session
- * has at most one request at a time, within one of its worker's [limits]
- * transactions, so the line is bounded by that.
+ * socket, each with a duplicate of its spool's descriptor (the
+ * descriptors that bounds); the requests beyond wait in this client's
+ * line, oldest first, holding nothing but a pointer to their session's
+ * prefix and spool.  A request's spool is sealed when it leaves the line,
+ * as soon as the queue has room (proc_client tells us from the loop).  A
+ * session has at most one request at a time, within one of its worker's
+ * [limits] transactions, so the line is bounded by that.
  *
  * At most SIGNER_INFLIGHT_MAX requests are in the socket or the signer at
  * once, counting cancelled and timed-out ones until the signer's answer
- * comes back (it answers every request): a sent memfd is a copy of the
- * message that front can no longer take back, outside [limits]
- * login-memory, so a client that resets after its final dot while the
- * signer is stalled leaves at most that many such copies per worker
- * (before: as many as the socket took, a few hundred x message-size).  The
+ * comes back (it answers every request): a sent memfd keeps its message
+ * alive after the session let go of it, outside [limits] login-memory,
+ * so a client that resets after its final dot while the signer is
+ * stalled leaves at most that many such messages per worker (before: as
+ * many as the socket took, a few hundred x message-size).  The
  * signer handles one message at a time per worker, so a few in flight keep
  * it fed.
  *
@@ -36,8 +40,9 @@
  *  - SIGNER_BUSY: the kernel refused the send for want of memory or of
  *    room for descriptors in flight (ENOBUFS, ETOOMANYREFS), which waiting
  *    would not soon cure; never for want of room in a queue;
- *  - DKIM_RES_INTERNAL: the memfd could not be made (out of memory or
- *    descriptors), or the signer failed.
+ *  - DKIM_RES_INTERNAL: the spool could not be sealed or its descriptor
+ *    duplicated (out of memory or descriptors), the prefix is over
+ *    SIGNER_PREFIX_MAX, or the signer failed.
  */
 #ifndef SUBPROXY_SIGNER_CLIENT_H
 #define SUBPROXY_SIGNER_CLIENT_H
@@ -50,8 +55,8 @@ struct spool;
 struct signer_client;
 struct signer_req;
 
-/* Requests (each with its memfd) waiting for room in front's socket; those
- * beyond wait in line without one.  The socket itself holds a few hundred
+/* Requests (each with a descriptor of its spool) waiting for room in
+ * front's socket; those beyond wait in line without one.  The socket itself holds a few hundred
  * requests before it is full, so this only needs to keep the signer fed
  * while the loop comes round; its memfds count in front's descriptor
  * budget (subproxy.c, NOFILE_BASE). */
@@ -87,11 +92,13 @@ void signer_client_free(struct signer_client **scp);
 /* Sign prefix + spool content (the message as it will be relayed, without
  * the DKIM-Signature fields).  prefix and sp must stay as they are until
  * the callback or signer_cancel() (they are read when the request leaves
- * the line).  The callback is called exactly once, never before this
+ * the line); sp is sealed then (spool_seal: no more appends), and the
+ * prefix must be complete header fields of at most SIGNER_PREFIX_MAX
+ * octets.  The callback is called exactly once, never before this
  * returns, unless the request is cancelled first.  Returns a cookie for
  * signer_cancel(). */
 struct signer_req *signer_sign(struct signer_client *sc, const char *prefix, size_t prefix_len,
-    const struct spool *sp, signer_cb *cb, void *arg);
+    struct spool *sp, signer_cb *cb, void *arg);
 
 /* Cancel: the callback will not be called; a request in line or in the
  * queue is never sent, one already sent still reaches the signer (its
@@ -102,7 +109,7 @@ void signer_cancel(struct signer_req **rp);
  * and tests; the gauge subproxy_signer_messages). */
 size_t signer_pending(const struct signer_client *sc);
 
-/* Requests waiting in line, without a memfd (for tests; the gauge
+/* Requests waiting in line, without a descriptor (for tests; the gauge
  * subproxy_signer_waiting_messages). */
 size_t signer_waiting(const struct signer_client *sc);
 

@@ -53,9 +53,10 @@ __asan_default_options(void)
  * the others wait for MAIL's reply (smtp_txn.c) -- its relay connection
  * and its message spool (a memfd); then the idle relay connections it
  * keeps ([relay] connections per relay, per worker: not tied to a
- * session) and the capability probe's, libunbound's query sockets, the
- * memfds of the requests waiting in its signer queue (SIGNER_QUEUE_MAX;
- * messages beyond wait in line without one, signer_client.h), and for the
+ * session) and the capability probe's, libunbound's query sockets, a
+ * duplicate of the spool's memfd for each request waiting in its signer
+ * queue (SIGNER_QUEUE_MAX; messages beyond wait in line without one,
+ * signer_client.h), and for the
  * rest stdio, the listeners, its slot's sockets, its 4 metrics scrapers,
  * the connection accepted and refused at the limit, relay connections
  * saying QUIT (closed on the next pass of the loop, before a waiting

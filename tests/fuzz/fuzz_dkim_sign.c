@@ -12,6 +12,9 @@
  *     gives a field exactly when OK;
  *   - the field is one "DKIM-Signature: ...\r\n": printable ASCII, a TAB
  *     only at the start of a folded line, lines of at most 78 columns;
+ *   - signed in two parts as the signer gets it from front (dkim_sign_parts:
+ *     the first header field as the prefix, the rest as the memfd), the
+ *     answer is the same, and libopendkim verifies that signature too;
  *   - libopendkim verifies it, with a matching body hash.  Not asked when
  *     libopendkim cannot read the message at all: a field name holding ';'
  *     (RFC 5322 allows it, libopendkim refuses the message), an h= list
@@ -133,13 +136,33 @@ libopendkim_reads(const uint8_t *m, size_t len, const char *sig)
 	return 1;
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Where the first header field of data ends (after its CRLF, before a
+ * line that does not continue it), or 0 when data does not start with
+ * one: a prefix front could have sent. */
+static size_t
+first_field_end(const uint8_t *data, size_t size)
 {
-	char *hdrs = (char *)data, err[512];
-	enum dkim_result r;
+	size_t i;
 
-	r = dkim_sign_message(ks, data, size, &hdrs);
+	if (size == 0 || data[0] == ' ' || data[0] == '\t' || data[0] == '\r' ||
+	    data[0] == '\n')
+		return 0;
+	for (i = 0; i + 1 < size; i++) {
+		if (data[i] != '\r' || data[i + 1] != '\n')
+			continue;
+		if (i + 2 < size && (data[i + 2] == ' ' || data[i + 2] == '\t'))
+			continue;
+		return i + 2;
+	}
+	return 0;
+}
+
+/* One answer of the signer for data: checked, and verified when OK. */
+static void
+check_answer(enum dkim_result r, char *hdrs, const uint8_t *data, size_t size)
+{
+	char err[512];
+
 	if (r == DKIM_RES_OK) {
 		if (hdrs == NULL || strstr(hdrs + 1, "DKIM-Signature:") != NULL)
 			abort();
@@ -153,6 +176,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(hdrs);
 	} else if ((r != DKIM_RES_NOKEY && r != DKIM_RES_BADMSG) || hdrs != NULL) {
 		abort();
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *hdrs = (char *)data;
+	enum dkim_result r, r2;
+	size_t k;
+
+	r = dkim_sign_message(ks, data, size, &hdrs);
+	check_answer(r, hdrs, data, size);
+	if ((k = first_field_end(data, size)) > 0) {
+		hdrs = (char *)data;
+		r2 = dkim_sign_parts(ks, data, k, data + k, size - k, &hdrs);
+		if (r2 != r) {
+			fprintf(stderr, "fuzz_dkim_sign: %s whole, %s with a prefix of %zu\n",
+			    dkim_result_name(r), dkim_result_name(r2), k);
+			abort();
+		}
+		check_answer(r2, hdrs, data, size);
 	}
 	return 0;
 }

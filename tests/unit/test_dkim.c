@@ -240,17 +240,40 @@ ref_sign(const uint8_t *msg, size_t len)
 	return out;
 }
 
-/* Sign msg with both keys: each signature verifies under libopendkim, is
- * laid out as promised, and has the bh= and h= of libopendkim's signer. */
+/* Where the header fields of msg after the first `k` begin (0: no such
+ * point): a prefix as front sends it, complete fields only. */
+static size_t
+fields_end(const uint8_t *msg, size_t len, size_t k)
+{
+	size_t i, end = 0;
+
+	for (i = 0; k > 0 && i + 2 < len; i++) {
+		if (msg[i] != '\r' || msg[i + 1] != '\n' || msg[i + 2] == ' ' || msg[i + 2] == '\t')
+			continue;
+		end = i + 2;
+		k--;
+		if (msg[i + 2] == '\r')
+			break;				/* the end of the header */
+	}
+	return k == 0 ? end : 0;
+}
+
+/* Sign msg with both keys, whole (split == 0) or as front's prefix of
+ * `split` header fields and the rest (as the signer gets them): each
+ * signature verifies under libopendkim, is laid out as promised, and has
+ * the bh= and h= of libopendkim's signer. */
 static void
-check_message(const uint8_t *msg, size_t len)
+check_message_split(const uint8_t *msg, size_t len, size_t split)
 {
 	char *hdrs = NULL, *sigs[3], *ref, *rbh, *rh, *bh, *h, *sel, err[512];
 	struct dkim_keyinfo ki;
-	size_t n, i;
+	size_t n, i, k = split ? fields_end(msg, len, split) : 0;
 
-	if (dkim_sign_message(ks, msg, len, &hdrs) != DKIM_RES_OK)
-		fail_msg("not signed:\n%.*s", (int)len, (const char *)msg);
+	if (split > 0 && k == 0)
+		return;				/* fewer fields */
+	if (dkim_sign_parts(ks, msg, k, msg + k, len - k, &hdrs) != DKIM_RES_OK)
+		fail_msg("not signed (prefix of %zu octets):\n%.*s", k, (int)len,
+		    (const char *)msg);
 	assert_int_equal(n = split_sigs(hdrs, sigs, 3), 2);
 	ref = ref_sign(msg, len);
 	rbh = tag(ref, "bh");
@@ -278,6 +301,15 @@ check_message(const uint8_t *msg, size_t len)
 	free(rh);
 	free(ref);
 	free(hdrs);
+}
+
+/* Whole, and with front's prefix of one and of two fields. */
+static void
+check_message(const uint8_t *msg, size_t len)
+{
+	check_message_split(msg, len, 0);
+	check_message_split(msg, len, 1);
+	check_message_split(msg, len, 2);
 }
 
 /* ---- generated messages ---- */
@@ -596,6 +628,36 @@ test_refusals(void **state)
 	check_message((const uint8_t *)msg, n + 9);
 }
 
+/* Front's prefix and the message, signed apart: the prefix must be
+ * complete fields and nothing else, the message cannot continue its last
+ * field, and a From in each is two From fields. */
+static void
+test_parts_refused(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "X-A: b", "From: a@lab.test\r\n\r\nx\r\n" },
+		{ "X-A: b\r\n\r\n", "From: a@lab.test\r\n\r\nx\r\n" },
+		{ "\r\n", "From: a@lab.test\r\n\r\nx\r\n" },
+		{ " X-A: b\r\n", "From: a@lab.test\r\n\r\nx\r\n" },
+		{ "X-A: b\r\n", " folded\r\nFrom: a@lab.test\r\n\r\nx\r\n" },
+		{ "From: a@lab.test\r\n", "From: a@lab.test\r\n\r\nx\r\n" },
+		{ "X-A: b\r\n", "\r\nFrom: a@lab.test\r\n" },
+	};
+	char *hdrs = (char *)1;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(dkim_sign_parts(ks, (const uint8_t *)bad[i][0], strlen(bad[i][0]),
+		    (const uint8_t *)bad[i][1], strlen(bad[i][1]), &hdrs), DKIM_RES_BADMSG);
+		assert_null(hdrs);
+	}
+	/* the From in the prefix alone, an empty message */
+	assert_int_equal(dkim_sign_parts(ks, (const uint8_t *)"From: a@lab.test\r\n", 18,
+	    (const uint8_t *)"", 0, &hdrs), DKIM_RES_OK);
+	assert_non_null(hdrs);
+	free(hdrs);
+}
+
 /* At most DKIM_FIELDS_MAX header fields (front takes fewer, message.h). */
 static void
 test_fields_max(void **state)
@@ -792,6 +854,7 @@ main(void)
 		cmocka_unit_test(test_known_bodies),
 		cmocka_unit_test(test_semicolon_in_name),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_parts_refused),
 		cmocka_unit_test(test_fields_max),
 		cmocka_unit_test(test_field),
 		cmocka_unit_test(test_crosscheck_refuses),

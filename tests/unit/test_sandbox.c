@@ -45,6 +45,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "signer.h"
 #include "log.h"
 #include "proc.h"
 #include "util.h"
@@ -776,6 +777,8 @@ new_key(gnutls_pk_algorithm_t alg, unsigned bits, const char *path)
 	return k;
 }
 
+/* front's prefix travels in the request, the rest in the memfd */
+static const char msg_prefix[] = "Received: from sandbox; Mon, 23 Nov 2026 08:00:00 +0000\r\n";
 static const char msg_text[] =
     "From: Alice <alice@example.org>\r\n"
     "To: bob@example.net\r\n"
@@ -799,6 +802,10 @@ signer_child(void *arg)
 	uint8_t buf[256], rnd[32];
 	struct proc_writer w;
 	struct timespec ts;
+	struct proc_reader r;
+	const uint8_t *prefix;
+	size_t plen;
+	uint64_t want;
 	char *headers;
 	void *map, *p;
 	off_t size;
@@ -839,16 +846,20 @@ signer_child(void *arg)
 			break;
 		if (rc < 0 || memfd < 0)
 			return child_fail("proc_recv");
-		step("lseek SEEK_END, F_GET_SEALS, mmap of the memfd");
-		if ((size = lseek(memfd, 0, SEEK_END)) <= 0 ||
-		    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & F_SEAL_WRITE) == 0)
+		step("F_GET_SEALS, lseek SEEK_END, mmap of the memfd");
+		proc_reader_init(&r, m.payload, m.len);
+		if (proc_get_u64(&r, &want) < 0 ||
+		    proc_get_bytes(&r, &prefix, &plen, SIGNER_PREFIX_MAX) < 0 ||
+		    proc_reader_end(&r) < 0 ||
+		    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS ||
+		    (size = lseek(memfd, 0, SEEK_END)) <= 0 || (uint64_t)size != want)
 			return child_fail("memfd checks");
 		map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0);
 		if (map == MAP_FAILED)
 			return child_fail("mmap memfd");
-		step("dkim_sign_message");
+		step("dkim_sign_parts");
 		headers = NULL;
-		rc = (int)dkim_sign_message(keyset, map, (size_t)size, &headers);
+		rc = (int)dkim_sign_parts(keyset, prefix, plen, map, (size_t)size, &headers);
 		munmap(map, (size_t)size);
 		close(memfd);
 		step("sendmsg");
@@ -871,7 +882,7 @@ test_signer_works(void **state)
 {
 	static struct proc_msg m;
 	char out[16384];
-	uint8_t buf[16];
+	uint8_t buf[128];
 	struct proc_writer w;
 	struct proc_reader r;
 	uint32_t st;
@@ -887,6 +898,7 @@ test_signer_works(void **state)
 	for (i = 1; i <= 2; i++) {
 		proc_writer_init(&w, buf, sizeof(buf));
 		proc_put_u64(&w, sizeof(msg_text) - 1);
+		proc_put_bytes(&w, msg_prefix, sizeof(msg_prefix) - 1);
 		assert_int_equal(proc_send(sv[0], PROC_SIGN_REQ, (uint32_t)i, buf,
 		    (size_t)proc_writer_done(&w), memfd), 0);
 	}
@@ -1123,6 +1135,9 @@ front_child(void *arg)
 	size_t got;
 	ssize_t n;
 
+	/* as in production: under the parent's filter (the ceiling every
+	 * child inherits), then front's own on top (stacked) */
+	enter("parent");
 	enter("front");
 	step("socket(AF_INET) + connect");
 	cfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1183,8 +1198,12 @@ front_child(void *arg)
 		return child_fail("spool");
 	if (spool_read(sp, 4000, buf, sizeof(buf), &got) != 0 || got != sizeof(buf))
 		return child_fail("spool_read");
+	step("the sealed spool's descriptor duplicated and sent (signer_client.c)");
+	if ((sfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return child_fail("fcntl F_DUPFD_CLOEXEC");
 	if (proc_send(c->peer[0], PROC_SIGN_REQ, 1, "", 0, sfd) != 0)
 		return child_fail("proc_send");
+	close(sfd);
 	fd = -1;
 	if (proc_recv(c->peer[1], &m, &fd) != 1 || fd < 0)
 		return child_fail("proc_recv");

@@ -314,64 +314,120 @@ test_refuses_missing_user(void **state)
 	memcpy(unit_server_keys, saved, sizeof(saved));
 }
 
-/* A hostile front: requests that are not a sealed memfd of the stated size
- * get an INTERNAL answer and the signer goes on; a wrong message type ends
- * it (front broke the protocol). */
-static void
-test_hostile_requests(void **state)
+/* A memfd holding text, with these seals (0: none). */
+static int
+memfd_with(const char *text, size_t len, int seals)
+{
+	int mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(mfd >= 0);
+	assert_int_equal(write(mfd, text, len), (ssize_t)len);
+	if (seals != 0)
+		assert_int_equal(fcntl(mfd, F_ADD_SEALS, seals), 0);
+	return mfd;
+}
+
+/* Send a SIGN_REQ (payload u64 size, bytes prefix, then `extra` octets;
+ * no_prefix: the size alone) with passfd, and return the status of the
+ * answer. */
+static uint32_t
+ask(int fd, uint32_t id, uint64_t size, const char *prefix, size_t plen, int no_prefix,
+    size_t extra, int passfd)
 {
 	static struct proc_msg m;
-	uint8_t buf[16];
+	static uint8_t buf[PROC_MAX_PAYLOAD];
 	struct proc_writer w;
 	struct proc_reader r;
 	uint32_t st;
-	int fd, mfd, status;
+
+	proc_writer_init(&w, buf, sizeof(buf));
+	proc_put_u64(&w, size);
+	if (!no_prefix)
+		proc_put_bytes(&w, prefix, plen);
+	while (extra-- > 0)
+		proc_put_u8(&w, 'x');
+	assert_true(proc_writer_done(&w) > 0);
+	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, id, buf, (size_t)proc_writer_done(&w),
+	    passfd), 0);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	assert_int_equal(m.type, PROC_SIGN_REP);
+	assert_int_equal(m.id, id);
+	proc_reader_init(&r, m.payload, m.len);
+	assert_int_equal(proc_get_u32(&r, &st), 0);
+	return st;
+}
+
+/* A hostile front: requests that are not a sealed memfd of the stated size
+ * with a well-formed prefix get an INTERNAL answer and the signer goes on;
+ * a wrong message type ends it (front broke the protocol). */
+static void
+test_hostile_requests(void **state)
+{
+	const char *body = MSG + 30;
+	size_t blen = strlen(body);
+	static char big[SIGNER_PREFIX_MAX + 1];
+	int fd, mfd, pv[2], status;
+	uint8_t buf[16];
 	pid_t pid;
 
 	pid = spawn_ed(&fd);
 
-	/* unsealed memfd */
-	mfd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	assert_int_equal(write(mfd, MSG, strlen(MSG)), (ssize_t)strlen(MSG));
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u64(&w, strlen(MSG));
-	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 7, buf, 8, mfd), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
-	assert_int_equal(m.type, PROC_SIGN_REP);
-	assert_int_equal(m.id, 7);
-	proc_reader_init(&r, m.payload, m.len);
-	assert_int_equal(proc_get_u32(&r, &st), 0);
-	assert_int_equal(st, DKIM_RES_INTERNAL);
+	/* unsealed memfd of the right size */
+	mfd = memfd_with(body, blen, 0);
+	assert_int_equal(ask(fd, 7, blen, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
+	close(mfd);
+	/* sealed against writes only: it could still grow or shrink */
+	mfd = memfd_with(body, blen, F_SEAL_WRITE);
+	assert_int_equal(ask(fd, 8, blen, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
+	close(mfd);
+	/* sealed against size changes only: it could still be written */
+	mfd = memfd_with(body, blen, F_SEAL_SHRINK | F_SEAL_GROW);
+	assert_int_equal(ask(fd, 9, blen, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
+	close(mfd);
 
-	/* sealed, but the size lies */
-	assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), 0);
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u64(&w, strlen(MSG) + 4096);
-	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 8, buf, 8, mfd), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
-	proc_reader_init(&r, m.payload, m.len);
-	assert_int_equal(proc_get_u32(&r, &st), 0);
-	assert_int_equal(st, DKIM_RES_INTERNAL);
-
+	mfd = memfd_with(body, blen, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
+	/* sealed, but the size lies, either way */
+	assert_int_equal(ask(fd, 10, blen + 4096, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
+	assert_int_equal(ask(fd, 11, blen - 1, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
+	/* a size that wraps with the prefix */
+	assert_int_equal(ask(fd, 12, UINT64_MAX - 10, MSG, 30, 0, 0, mfd), DKIM_RES_INTERNAL);
 	/* no descriptor at all */
-	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 9, buf, 8, -1), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
-	proc_reader_init(&r, m.payload, m.len);
-	assert_int_equal(proc_get_u32(&r, &st), 0);
-	assert_int_equal(st, DKIM_RES_INTERNAL);
-
-	/* a correct one still works */
-	proc_writer_init(&w, buf, sizeof(buf));
-	proc_put_u64(&w, strlen(MSG));
-	assert_int_equal(proc_send(fd, PROC_SIGN_REQ, 10, buf, 8, mfd), 0);
-	assert_int_equal(proc_recv(fd, &m, NULL), 1);
-	proc_reader_init(&r, m.payload, m.len);
-	assert_int_equal(proc_get_u32(&r, &st), 0);
-	assert_int_equal(st, DKIM_RES_OK);
+	assert_int_equal(ask(fd, 13, blen, MSG, 30, 0, 0, -1), DKIM_RES_INTERNAL);
+	/* a descriptor that is no memfd (a pipe: no seals) */
+	assert_int_equal(pipe2(pv, O_CLOEXEC), 0);
+	assert_int_equal(ask(fd, 14, 0, MSG, 30, 0, 0, pv[0]), DKIM_RES_INTERNAL);
+	close(pv[0]);
+	close(pv[1]);
+	/* the payload: no prefix (the size alone), octets after it, a prefix
+	 * over SIGNER_PREFIX_MAX */
+	assert_int_equal(ask(fd, 15, blen, NULL, 0, 1, 0, mfd), DKIM_RES_INTERNAL);
+	assert_int_equal(ask(fd, 16, blen, MSG, 30, 0, 1, mfd), DKIM_RES_INTERNAL);
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "X-Big: ", 7);
+	memcpy(big + SIGNER_PREFIX_MAX - 1, "\r\n", 2);
+	assert_int_equal(ask(fd, 17, blen, big, SIGNER_PREFIX_MAX + 1, 0, 0, mfd),
+	    DKIM_RES_INTERNAL);
+	/* a prefix that is not complete header fields: a bad message */
+	assert_int_equal(ask(fd, 18, blen, "X-A: b", 6, 0, 0, mfd), DKIM_RES_BADMSG);
+	assert_int_equal(ask(fd, 19, blen, "X-A: b\r\n\r\n", 10, 0, 0, mfd), DKIM_RES_BADMSG);
+	/* correct ones still work: the prefix holds From, or nothing */
+	assert_int_equal(ask(fd, 20, blen, MSG, 30, 0, 0, mfd), DKIM_RES_OK);
+	/* a prefix of SIGNER_PREFIX_MAX octets is taken (From is in the memfd) */
+	close(mfd);
+	mfd = memfd_with(MSG, strlen(MSG), F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
+	memcpy(big + SIGNER_PREFIX_MAX - 2, "\r\n", 2);
+	assert_int_equal(ask(fd, 21, strlen(MSG), big, SIGNER_PREFIX_MAX, 0, 0, mfd), DKIM_RES_OK);
+	assert_int_equal(ask(fd, 22, strlen(MSG), "", 0, 0, 0, mfd), DKIM_RES_OK);
+	close(mfd);
+	/* an empty memfd: the prefix is the whole message */
+	mfd = memfd_with("", 0, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
+	assert_int_equal(ask(fd, 23, 0, MSG, strlen(MSG) - 6, 0, 0, mfd), DKIM_RES_BADMSG);
+	assert_int_equal(ask(fd, 24, 0, MSG, 30, 0, 0, mfd), DKIM_RES_OK);
 	close(mfd);
 
 	/* wrong type: the signer exits non-zero */
-	assert_int_equal(proc_send(fd, PROC_SIGN_REP, 11, buf, 8, -1), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(proc_send(fd, PROC_SIGN_REP, 25, buf, 8, -1), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 1);
@@ -419,6 +475,8 @@ scene_start(struct scene *sn, unsigned int timeout_ms, size_t waiting)
 	sn->sc = signer_client_new(sn->base, fd, timeout_ms, on_dead, NULL);
 	assert_int_equal(spool_append(sn->sp, MSG + 30, strlen(MSG) - 30), 0);
 	stop_signer(sn->pid);
+	/* the spool's own descriptor (a session holds it anyway) counts before */
+	assert_true(spool_seal(sn->sp) >= 0);
 	sn->fds = open_fds();
 	while (signer_waiting(sn->sc) < waiting) {
 		assert_true(sn->n < 2048);
@@ -446,8 +504,8 @@ scene_end(struct scene *sn)
 
 /* A stopped signer (SIGSTOP) never stops the caller and costs no message:
  * requests return at once, wait in the socket, in the bounded queue (each
- * with its memfd), then in line without one, so the descriptors held stay
- * within SIGNER_QUEUE_MAX.  Cancelled ones (sent, queued, in line) are
+ * with a descriptor of its spool), then in line without one, so the
+ * descriptors held stay within SIGNER_QUEUE_MAX.  Cancelled ones (sent, queued, in line) are
  * never called back.  After SIGCONT every other one is signed, oldest
  * first. */
 static void
@@ -629,6 +687,7 @@ test_stale_reply_dropped(void **state)
 	assert_int_equal(m.type, PROC_SIGN_REQ);
 	assert_true(memfd >= 0);
 	close(memfd);
+	assert_int_equal(spool_append(sp, "x", 1), -1);        /* sealed */
 	proc_writer_init(&w, buf, sizeof(buf));
 	proc_put_u32(&w, DKIM_RES_OK);
 	proc_put_str(&w, "DKIM-Signature: x\r\n");
@@ -641,6 +700,80 @@ test_stale_reply_dropped(void **state)
 	assert_string_equal(r1.headers, "DKIM-Signature: x\r\n");
 	assert_int_equal(signer_dropped(sc), 1);
 	assert_int_equal(dead_calls, 0);
+	signer_client_free(&sc);
+	close(sv[1]);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
+/* What front sends is the spool itself, sealed, with the prefix in the
+ * request: the same inode, not a copy, for a spool in a memfd and for one
+ * that was in memory; a prefix over SIGNER_PREFIX_MAX is refused without
+ * sending anything. */
+static void
+test_request_is_the_spool(void **state)
+{
+	static struct proc_msg m;
+	static char big[SIGNER_PREFIX_MAX + 1];
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp;
+	struct result r1;
+	struct proc_reader r;
+	struct stat a, b;
+	struct pollfd pfd;
+	const uint8_t *p;
+	size_t plen, mem_max, i;
+	uint64_t size;
+	int sv[2], memfd, spfd;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sc = signer_client_new(base, sv[0], 0, on_dead, NULL);
+	for (i = 0; i < 2; i++) {
+		mem_max = i == 0 ? 16 : 1024;   /* in a memfd already, in memory */
+		sp = spool_new(mem_max);
+		assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+		assert_int_equal(spool_in_file(sp), i == 0);
+		memset(&r1, 0, sizeof(r1));
+		assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+		memfd = -1;
+		assert_int_equal(proc_recv(sv[1], &m, &memfd), 1);
+		assert_int_equal(m.type, PROC_SIGN_REQ);
+		proc_reader_init(&r, m.payload, m.len);
+		assert_int_equal(proc_get_u64(&r, &size), 0);
+		assert_int_equal(proc_get_bytes(&r, &p, &plen, SIGNER_PREFIX_MAX), 0);
+		assert_int_equal(proc_reader_end(&r), 0);
+		assert_int_equal(size, strlen(MSG) - 30);
+		assert_int_equal(plen, 30);
+		assert_memory_equal(p, MSG, 30);
+		assert_true(memfd >= 0);
+		assert_true(spool_in_file(sp));
+		assert_true((spfd = spool_seal(sp)) >= 0);
+		assert_int_equal(fstat(memfd, &a), 0);
+		assert_int_equal(fstat(spfd, &b), 0);
+		assert_true(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+		assert_int_equal(fcntl(memfd, F_GET_SEALS), F_SEAL_WRITE | F_SEAL_SHRINK |
+		    F_SEAL_GROW | F_SEAL_SEAL);
+		assert_int_equal(lseek(memfd, 0, SEEK_END), (off_t)size);
+		close(memfd);
+		assert_int_equal(spool_append(sp, "x", 1), -1);
+		signer_client_free(&sc);
+		close(sv[1]);
+		spool_free(&sp);
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+		sc = signer_client_new(base, sv[0], 0, on_dead, NULL);
+	}
+	/* a prefix too long for a request: refused here, nothing sent */
+	sp = spool_new(1024);
+	assert_int_equal(spool_append(sp, MSG, strlen(MSG)), 0);
+	memset(big, 'a', sizeof(big));
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(signer_sign(sc, big, sizeof(big), sp, on_signed, &r1));
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_INTERNAL);
+	pfd.fd = sv[1];
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 0), 0);
 	signer_client_free(&sc);
 	close(sv[1]);
 	spool_free(&sp);
@@ -683,10 +816,12 @@ test_slots(void **state)
 	mfd = sealed_msg();
 	proc_writer_init(&w, buf, sizeof(buf));
 	proc_put_u64(&w, strlen(MSG));
+	proc_put_bytes(&w, "", 0);
 	/* slot 0 fills: requests go until its socket is full (the signer stops
 	 * reading it once its replies have nowhere to go) */
 	for (;;) {
-		if (proc_trysend(fds[0], PROC_SIGN_REQ, (uint32_t)sent + 1, buf, 8, mfd) < 0) {
+		if (proc_trysend(fds[0], PROC_SIGN_REQ, (uint32_t)sent + 1, buf,
+		    (size_t)proc_writer_done(&w), mfd) < 0) {
 			struct pollfd pfd = { fds[0], POLLOUT, 0 };
 
 			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
@@ -765,6 +900,7 @@ main(void)
 		cmocka_unit_test(test_stopped_signer_never_blocks),
 		cmocka_unit_test(test_dead_with_a_line),
 		cmocka_unit_test(test_stale_reply_dropped),
+		cmocka_unit_test(test_request_is_the_spool),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_deadline_in_line),
 		cmocka_unit_test(test_slots),
