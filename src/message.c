@@ -513,6 +513,13 @@ msg_parser_finish(struct msg_parser *p)
 		return;
 	}
 	if (p->line_len > 0) {
+		/* the CRLF is ours, not the client's: the limits are on what the
+		 * client sent, so a BDAT message of exactly max_size octets passes
+		 * as the same message sent with DATA (which has its CRLF) does */
+		if (p->lim.max_size != 0)
+			p->lim.max_size += 2;
+		if (p->lim.max_header != 0 && p->in_header)
+			p->lim.max_header += 2;
 		p->res.added_final_crlf = 1;
 		msg_content(p, (const unsigned char *)"\r\n", 2);
 	}

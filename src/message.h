@@ -15,7 +15,8 @@ struct evbuffer;
 struct spool;
 
 struct msg_limits {
-	uint64_t max_size;      /* message octets (unstuffed, CRLF counted), 0 = no limit */
+	uint64_t max_size;      /* message octets (unstuffed, CRLF counted; not the CRLF
+				 * msg_parser_finish appends), 0 = no limit */
 	uint64_t max_line;      /* octets per line excluding CRLF (998), 0 = no limit */
 	uint64_t max_header;    /* octets of the header section incl. CRLFs, 0 = no limit */
 	uint64_t max_received;  /* Received: fields allowed; more = loop */
@@ -57,7 +58,8 @@ struct msg_result {
 	int has_message_id, has_date;
 	char message_id[256];            /* its value, trimmed (truncated: 255 octets) */
 	int has_8bit;                    /* an octet >= 0x80 was seen */
-	int added_final_crlf;            /* BDAT content did not end in CRLF: CRLF appended */
+	int added_final_crlf;            /* BDAT content did not end in CRLF: CRLF appended
+					  * (counted in size) */
 	char *from[MSG_FROM_MAX];        /* header From addresses (addr-spec, no <>) */
 	size_t nfrom;
 	char *sender;                    /* header Sender address or NULL */
@@ -81,8 +83,10 @@ size_t msg_parser_feed(struct msg_parser *p, const void *buf, size_t len);
 int msg_parser_done(const struct msg_parser *p);
 
 /* BDAT mode: the LAST chunk is in.  Checks the end of the message (a
- * final line without CRLF gets CRLF appended, added_final_crlf = 1, a final
- * lone CR is a violation) and the header checks that need the whole header
+ * final line without CRLF gets CRLF appended, added_final_crlf = 1, which
+ * does not count against max_size nor max_header (limits on what the
+ * client sent: a BDAT message of exactly max_size octets is accepted
+ * with or without its final CRLF); a final lone CR is a violation) and the header checks that need the whole header
  * (e.g. a message that is all header).  DATA mode calls this itself when the
  * terminator is seen. */
 void msg_parser_finish(struct msg_parser *p);

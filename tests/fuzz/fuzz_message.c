@@ -196,7 +196,8 @@ fz_check_accepted(const struct msg_limits *lim, const struct fz_out *o)
 
 	if (o->r.nfrom == 0 || o->r.size != o->spool_len)
 		abort();
-	if (lim->max_size != 0 && o->spool_len > lim->max_size)
+	/* the limit is on the client's octets: not on a CRLF front appended */
+	if (lim->max_size != 0 && o->spool_len - (o->r.added_final_crlf ? 2 : 0) > lim->max_size)
 		abort();
 	if (o->spool_len > 0 && (o->spool_len < 2 || o->spool[o->spool_len - 2] != '\r' ||
 	    o->spool[o->spool_len - 1] != '\n'))

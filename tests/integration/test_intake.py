@@ -197,6 +197,46 @@ def test_message_over_size_limit(env, method):
     c.cmd("NOOP", 250, "2.0.0")
 
 
+def sized(n, final_crlf):
+    """HDR, an empty line and a body of 78-octet lines: exactly n octets,
+    ending in CRLF or not (its last line then has no CRLF)."""
+    head = HDR + b"\r\n"
+    q, r = divmod(n - len(head), 78)
+    assert q >= 2
+    if final_crlf:          # the last line takes the remainder
+        return head + (b"z" * 76 + b"\r\n") * (q - 1) + b"z" * (76 + r) + b"\r\n"
+    return head + (b"z" * 76 + b"\r\n") * q + b"z" * r if r else \
+        head + (b"z" * 76 + b"\r\n") * (q - 1) + b"z" * 78
+
+
+@pytest.mark.parametrize("method,final_crlf", [("DATA", True), ("BDAT", True),
+                                               ("BDAT", False)],
+                         ids=["data", "bdat", "bdat-no-final-crlf"])
+def test_message_of_exactly_message_size(env, method, final_crlf):
+    """[limits] message-size octets pass with DATA and BDAT alike, the CRLF
+    front adds to a BDAT message without one not counted; one more octet
+    gets 552 5.3.4 and nothing is relayed."""
+    for n in (MESSAGE_SIZE, MESSAGE_SIZE + 1):
+        msg = sized(n, final_crlf)
+        assert len(msg) == n and msg.endswith(b"\r\n") == final_crlf
+        env.sink.reset()
+        c = env.session()
+        env.open_txn(c)
+        code, enh = (250, "2.0.0") if n == MESSAGE_SIZE else (552, "5.3.4")
+        if method == "DATA":
+            c.data(dot_stuff(msg), code=code, enh=enh)
+        else:
+            c.bdat(msg, last=True, code=code, enh=enh)
+        if n == MESSAGE_SIZE:
+            [m] = env.sink.messages()
+            check_relayed(m["data"], msg if final_crlf else msg + b"\r\n",
+                          added_message_id=False, added_date=False)
+        else:
+            env.assert_nothing_relayed()
+        c.cmd("NOOP", 250, "2.0.0")
+        c.close()
+
+
 # ---- boundaries that must pass ----
 
 @pytest.mark.parametrize("msg", [

@@ -488,14 +488,29 @@ test_max_size(void **state)
 	o = refused(MSG_MODE_DATA, &lim, S(in), 552, "5.3.4");
 	assert_true(o->spool_len <= lim.max_size);
 	outcome_free(o);
-	/* BDAT: the appended CRLF counts too */
-	lim.max_size = sizeof(HDR "\r\nab") - 1 + 2;
+	/* BDAT: the limit is on what the client sent, not on the CRLF front
+	 * appends: exactly max_size octets pass with or without it, one more
+	 * does not */
+	lim.max_size = sizeof(HDR "\r\nab") - 1;
 	o = splits(MSG_MODE_BDAT, &lim, S(HDR "\r\nab"));
 	assert_int_equal(o->r.code, 0);
 	assert_int_equal(o->r.added_final_crlf, 1);
+	assert_int_equal(o->spool_len, lim.max_size + 2);
 	outcome_free(o);
-	lim.max_size--;
-	outcome_free(refused(MSG_MODE_BDAT, &lim, S(HDR "\r\nab"), 552, "5.3.4"));
+	o = splits(MSG_MODE_BDAT, &lim, S(HDR "\r\n\r\n"));     /* as long, with CRLF */
+	assert_int_equal(o->r.code, 0);
+	assert_int_equal(o->r.added_final_crlf, 0);
+	outcome_free(o);
+	outcome_free(refused(MSG_MODE_BDAT, &lim, S(HDR "\r\nabc"), 552, "5.3.4"));
+	outcome_free(refused(MSG_MODE_BDAT, &lim, S(HDR "\r\na\r\n"), 552, "5.3.4"));
+	/* all header, at max_header without its CRLF */
+	lim = deflim;
+	lim.max_header = sizeof(HDR "X-A: b") - 1;
+	o = splits(MSG_MODE_BDAT, &lim, S(HDR "X-A: b"));
+	assert_int_equal(o->r.code, 0);
+	outcome_free(o);
+	lim.max_header--;
+	outcome_free(refused(MSG_MODE_BDAT, &lim, S(HDR "X-A: b"), 552, "5.3.4"));
 }
 
 static void
