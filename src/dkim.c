@@ -3,6 +3,7 @@
 #include "dkim_sign.h"
 #include "dkim_verify.h"
 #include "log.h"
+#include "rfc5322.h"
 #include "util.h"
 
 #include <errno.h>
@@ -288,151 +289,6 @@ field_is(const struct dkim_field *f, const char *name)
 	return f->namelen == n && ascii_ncasecmp((const char *)f->name, name, n) == 0;
 }
 
-/* ---- From address parsing (RFC 5322 mailbox, minimal) ---- */
-
-/* Skip a comment starting at v[*i] == '('; nested, with quoted pairs. */
-static int
-skip_comment(const char *v, size_t n, size_t *i)
-{
-	int depth = 0;
-
-	for (; *i < n; (*i)++) {
-		if (v[*i] == '\\') {
-			if (++*i == n)
-				return -1;
-		} else if (v[*i] == '(') {
-			depth++;
-		} else if (v[*i] == ')') {
-			if (--depth == 0) {
-				(*i)++;
-				return 0;
-			}
-		}
-	}
-	return -1;
-}
-
-/* Skip a quoted string starting at v[*i] == '"'. */
-static int
-skip_quoted(const char *v, size_t n, size_t *i)
-{
-	for ((*i)++; *i < n; (*i)++) {
-		if (v[*i] == '\\') {
-			if (++*i == n)
-				return -1;
-		} else if (v[*i] == '"') {
-			(*i)++;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
-is_wsp(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* From an addr-spec in v[0..n), copy the domain (comments and whitespace
- * removed) into dom.  Exactly one '@' outside quotes and comments; a
- * non-empty local part; the domain a dot-atom of letters, digits, '-', '_'
- * or non-ASCII bytes (no domain literal). */
-static int
-addr_domain(const char *v, size_t n, char *dom, size_t domlen)
-{
-	size_t i = 0, at = n, o = 0;
-	int local = 0;
-
-	while (i < n) {
-		if (v[i] == '(') {
-			if (skip_comment(v, n, &i) < 0)
-				return -1;
-		} else if (v[i] == '"') {
-			if (at != n || skip_quoted(v, n, &i) < 0)
-				return -1;
-			local = 1;
-		} else if (v[i] == '@') {
-			if (at != n)
-				return -1;
-			at = i++;
-		} else if (is_wsp(v[i])) {
-			i++;
-		} else {
-			if (strchr("<>[]:;,\\", v[i]) != NULL || (unsigned char)v[i] < 32 ||
-			    v[i] == 127)
-				return -1;
-			if (at == n)
-				local = 1;
-			else {
-				char c = v[i];
-
-				if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-				    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-				    (unsigned char)c >= 0x80))
-					return -1;
-				if (o + 1 >= domlen)
-					return -1;
-				dom[o++] = ascii_tolower(c);
-			}
-			i++;
-		}
-	}
-	if (!local || at == n || o == 0)
-		return -1;
-	dom[o] = '\0';
-	if (dom[0] == '.' || dom[o - 1] == '.' || strstr(dom, "..") != NULL)
-		return -1;
-	return 0;
-}
-
-/* The domain of the single mailbox in a From field body v[0..n). */
-static int
-from_domain(const char *v, size_t n, char *dom, size_t domlen)
-{
-	size_t i = 0, lt = 0, gt = 0;
-	int angle = 0;
-
-	while (i < n) {
-		switch (v[i]) {
-		case '(':
-			if (skip_comment(v, n, &i) < 0)
-				return -1;
-			continue;
-		case '"':
-			if (angle == 2 || skip_quoted(v, n, &i) < 0)
-				return -1;
-			continue;
-		case '<':
-			if (angle != 0)
-				return -1;
-			angle = 1;
-			lt = i + 1;
-			break;
-		case '>':
-			if (angle != 1)
-				return -1;
-			angle = 2;
-			gt = i;
-			break;
-		case ',': case ':': case ';':
-			if (angle != 1)
-				return -1;	/* several mailboxes or a group */
-			break;
-		default:
-			if (angle == 2 && !is_wsp(v[i]))
-				return -1;	/* text after the angle address */
-			break;
-		}
-		i++;
-	}
-	if (angle == 1)
-		return -1;
-	if (angle == 2)
-		return addr_domain(v + lt, gt - lt, dom, domlen);
-	return addr_domain(v, n, dom, domlen);
-}
-
 /* The domain of the single From field among f[0..nf) (lower-cased into
  * dom); 0, or -1. */
 static int
@@ -453,9 +309,8 @@ fields_from_domain(const struct dkim_field *f, size_t nf, char *dom, size_t doml
 		return -1;
 	v = memchr(from->text, ':', from->textlen);
 	skip = (size_t)((const uint8_t *)v + 1 - from->text);
-	if (memchr(v + 1, '\0', from->textlen - skip) != NULL)
-		return -1;
-	return from_domain(v + 1, from->textlen - skip, dom, domlen);
+	/* front's rule, front's parser (rfc5322.h): they cannot disagree */
+	return rfc5322_from_domain(v + 1, from->textlen - skip, dom, domlen);
 }
 
 /* A message split into its header fields and its body. */
@@ -488,18 +343,6 @@ split_fields(const uint8_t *prefix, size_t plen, const uint8_t *msg, size_t len,
 			return -1;
 	s->body = msg + off;
 	s->bodylen = len - off;
-	return rc;
-}
-
-int
-dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen)
-{
-	struct split s;
-	int rc;
-
-	rc = split_fields(NULL, 0, msg, len, &s) < 0 ? -1 :
-	    fields_from_domain(s.f, s.nf, dom, domlen);
-	free(s.f);
 	return rc;
 }
 

@@ -32,10 +32,11 @@
  * signature); h= has the order libopendkim gave it (dkim_sign.h).
  * Received, Return-Path and DKIM-Signature can never be listed.
  *
- * The From address is extracted by a small local parser (src/message.h did
- * not exist when this was written): display names, quoted strings, comments
- * and angle brackets are understood; groups, several mailboxes, several From
- * fields and domain literals are refused.
+ * The From address is read by front's own parser and rule
+ * (rfc5322_from_domain, rfc5322.h), so that front can refuse before
+ * signing exactly what the signer would refuse: a group or a list with an
+ * empty element is read as front reads it; several addresses, several From
+ * fields and a domain literal are refused.
  */
 #ifndef SUBPROXY_DKIM_H
 #define SUBPROXY_DKIM_H
@@ -128,13 +129,6 @@ enum dkim_result dkim_sign_message(struct dkim_keyset *ks, const uint8_t *msg, s
  * malformed).  plen 0: msg alone. */
 enum dkim_result dkim_sign_parts(struct dkim_keyset *ks, const uint8_t *prefix, size_t plen,
     const uint8_t *msg, size_t len, char **headers_r);
-
-/* Find the domain of the single header From address of msg (same message
- * rules as above) and copy it, lower-cased, into dom (domlen bytes).
- * Returns 0, or -1 (no From, several From fields or mailboxes, group syntax,
- * unparsable address, domain literal, malformed header section, domain too
- * long for dom). */
-int dkim_from_domain(const uint8_t *msg, size_t len, char *dom, size_t domlen);
 
 /* Name of a result for logs ("ok", "no-key", "bad-message", "internal"). */
 const char *dkim_result_name(enum dkim_result r);

@@ -420,6 +420,42 @@ rfc5322_free_addresses(char **addrs, size_t n)
 }
 
 int
+rfc5322_addr_domain(const char *addr, char *dom, size_t domlen)
+{
+	const char *at = strrchr(addr, '@');
+	size_t i, n;
+
+	if (at == NULL || (n = strlen(at + 1)) == 0 || n >= domlen)
+		return -1;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)at[1 + i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c >= 0x80))
+			return -1;      /* a domain literal's '[' included */
+		dom[i] = ascii_tolower((char)c);
+	}
+	dom[n] = '\0';
+	return 0;
+}
+
+int
+rfc5322_from_domain(const char *value, size_t len, char *dom, size_t domlen)
+{
+	char *a[1];
+	int n = rfc5322_parse_addresses(value, len, a, 1), rc;
+
+	if (n != 1) {
+		if (n > 1)
+			rfc5322_free_addresses(a, 1);
+		return -1;
+	}
+	rc = rfc5322_addr_domain(a[0], dom, domlen);
+	rfc5322_free_addresses(a, 1);
+	return rc;
+}
+
+int
 rfc5322_parse_addresses(const char *value, size_t len, char **addrs, size_t max)
 {
 	struct addr_ctx c;

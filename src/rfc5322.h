@@ -25,4 +25,25 @@ int rfc5322_parse_addresses(const char *value, size_t len, char **addrs, size_t 
 /* free() and clear addrs[0..n-1] (NULL entries are fine). */
 void rfc5322_free_addresses(char **addrs, size_t n);
 
+/*
+ * The one rule for the From field a DKIM signature can be made for, used
+ * by front (smtp_txn.c decides with it before asking the signer, 550
+ * 5.6.0) and by the signer (dkim.c applies it), so that they never
+ * disagree: the field value parses as above (groups, comments, display
+ * names, obsolete list syntax such as an empty list element all read the
+ * same way) and holds exactly one address, whose domain is not a domain
+ * literal and holds only letters, digits, '-', '_', '.' and octets
+ * >= 0x80 (what can be a signing domain d=).
+ */
+
+/* The domain of addr (an addr-spec as rfc5322_parse_addresses returns it),
+ * lower-cased into dom (domlen octets).  0, or -1 when it breaks the rule
+ * above or does not fit. */
+int rfc5322_addr_domain(const char *addr, char *dom, size_t domlen);
+
+/* The domain of the single address of a From field value[0..len), by the
+ * rule above: 0, or -1 (unparsable, no or several addresses, a domain the
+ * rule refuses, too long for dom). */
+int rfc5322_from_domain(const char *value, size_t len, char *dom, size_t domlen);
+
 #endif

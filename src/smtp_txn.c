@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "message.h"
 #include "dkim.h"
+#include "rfc5322.h"
 #include "signer_client.h"
 #include "slots.h"
 #include "spool.h"
@@ -420,8 +421,11 @@ sign_result(struct session *s, int status, const char *headers)
 		    dom ? dom + 1 : "(none)");
 		break;
 	case DKIM_RES_BADMSG:
-		refuse(s, "dkim", "dkim-bad-header", 550, "5.6.0", "The header cannot be signed: "
-		    "From must hold exactly one address");
+		/* front refuses first what the signer refuses (refuse_unsignable_from,
+		 * message.c): only a message front never sends gets here */
+		refuse(s, "dkim", "dkim-bad-header", 550, "5.6.0", "The message cannot be "
+		    "signed with DKIM as it stands (its header section or From field); not "
+		    "sent");
 		break;
 	case SIGNER_DEAD:
 		refuse(s, "dkim", "signer-unavailable", 451, "4.3.0", "Signing service unavailable, "
@@ -445,6 +449,28 @@ sign_done(void *arg, int status, const char *headers)
 	session_hold(s);
 	sign_result(s, status, headers);
 	session_release(s);
+}
+
+/* A From the signer would refuse is refused here, by the signer's own rule
+ * (rfc5322_from_domain: exactly one address, a domain that can be d=),
+ * with the reason; 0 when it can be signed, -1 once refused. */
+static int
+refuse_unsignable_from(struct session *s, const struct msg_result *mr)
+{
+	char dom[256];
+
+	if (mr->nfrom == 1 && rfc5322_addr_domain(mr->from[0], dom, sizeof(dom)) == 0)
+		return 0;
+	count_refused("5.6.0");
+	if (mr->nfrom != 1)
+		refuse(s, "message", "dkim-bad-header", 550, "5.6.0", "Header From holds %zu "
+		    "addresses; this server signs every message with DKIM for the domain of "
+		    "the one author address, so From must hold exactly one (name the others in "
+		    "Reply-To or Cc)", mr->nfrom);
+	else
+		refuse(s, "message", "dkim-bad-header", 550, "5.6.0", "Header From address <%s> "
+		    "has a domain no DKIM signature can be made for", mr->from[0]);
+	return -1;
 }
 
 /* The whole message is in; check it and hand it to the signer. */
@@ -486,6 +512,11 @@ message_complete(struct session *s)
 		count_refused("5.7.1");
 		refuse(s, "message", "sender-header-not-owned", 550, "5.7.1",
 		    "Header Sender address <%s> not owned by user %s", mr->sender, s->login);
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return;
+	}
+	if (refuse_unsignable_from(s, mr) < 0) {
 		txn_reset(s);
 		session_set_state(s, S_CMD);
 		return;

@@ -8,7 +8,10 @@
  *     character, and is in canonical form: parsed again, it gives exactly
  *     itself;
  *   - asking for fewer addresses gives the same count and the same first
- *     ones (extra addresses are counted, not stored).
+ *     ones (extra addresses are counted, not stored);
+ *   - rfc5322_from_domain() (the From rule front and the signer share)
+ *     accepts exactly when there is one address whose rfc5322_addr_domain()
+ *     is accepted, and gives that domain.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,9 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *a[FZ_MAX + 1], *b[2], *one[1];
+	char *a[FZ_MAX + 1], *b[2], *one[1], dom[256], dom2[256];
 	const char *in = (const char *)data;
-	int n, n1, i;
+	int n, n1, i, rc;
 	size_t l, k;
 
 	memset(a, 0, sizeof(a));
@@ -50,6 +53,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	n1 = rfc5322_parse_addresses(in, size, one, 1);
 	if (n1 != n || (n > 0 && strcmp(one[0], a[0]) != 0))
+		abort();
+	rc = rfc5322_from_domain(in, size, dom, sizeof(dom));
+	if (rc != (n == 1 && rfc5322_addr_domain(a[0], dom2, sizeof(dom2)) == 0 ? 0 : -1) ||
+	    (rc == 0 && strcmp(dom, dom2) != 0))
 		abort();
 	if (n1 > 0)
 		free(one[0]);

@@ -106,6 +106,11 @@ REFUSED = [
     ("from-list-owned",
      HDR.replace(b"<alice@lab.test>", b"alice@lab.test, someone@alias.lab.test") + b"\r\nb\r\n",
      550, "5.6.0"),
+    ("from-group-owned",
+     HDR.replace(b"<alice@lab.test>", b"Authors: alice@lab.test, someone@alias.lab.test;") +
+     b"\r\nb\r\n", 550, "5.6.0"),
+    ("from-empty-group", HDR.replace(b"<alice@lab.test>", b"undisclosed-recipients:;") +
+     b"\r\nb\r\n", 550, "5.6.0"),
     ("no-from", HDR.replace(b"From: <alice@lab.test>\r\n", b"") + b"\r\nbody\r\n", 550, "5.6.0"),
 ]
 
@@ -133,6 +138,24 @@ def test_bdat_refused(env, msg, code, enh):
     env.open_txn(c)
     c.bdat(make_message(), last=True, code=250)
     assert len(env.sink.messages()) == 1
+
+
+@pytest.mark.parametrize("method", ["DATA", "BDAT"])
+def test_unsignable_from_decided_before_signing(env, method):
+    """A From the signer cannot sign is refused by front, by the signer's own
+    rule, with the reason (how many addresses) rather than the signer's
+    generic refusal; nothing is relayed."""
+    msg = HDR.replace(b"<alice@lab.test>", b"Authors: alice@lab.test, someone@alias.lab.test;") \
+        + b"\r\nbody\r\n"
+    c = env.session()
+    env.open_txn(c)
+    if method == "DATA":
+        r = c.data(msg + b".\r\n", code=550, enh="5.6.0")
+    else:
+        r = c.bdat(msg, last=True, code=550, enh="5.6.0")
+    assert b"holds 2 addresses" in r.raw and b"exactly one" in r.raw, r.raw
+    env.assert_nothing_relayed()
+    c.cmd("NOOP", 250, "2.0.0")
 
 
 def bdat_sequence(c, chunks):
@@ -249,8 +272,13 @@ def test_message_of_exactly_message_size(env, method, final_crlf):
     HDR + b"\r\n\r\n\r\n",                              # empty lines
     HDR + b"\r\n\tleading tab\r\ntrailing space \r\n",
     many_fields(FIELDS_MAX) + b"\r\nbody\r\n",
+    # one address in list forms front and signer read alike (rfc5322.h)
+    HDR.replace(b"<alice@lab.test>", b"Authors: Alice <alice@lab.test>;") + b"\r\nbody\r\n",
+    HDR.replace(b"<alice@lab.test>", b"<alice@lab.test>,") + b"\r\nbody\r\n",
+    HDR.replace(b"<alice@lab.test>", b", alice@lab.test (Alice)") + b"\r\nbody\r\n",
 ], ids=["998-octet-line", "998-octet-header-line", "received-at-limit", "from-alias",
-        "sender-owned", "empty-body", "empty-lines", "whitespace", "fields-at-limit"])
+        "sender-owned", "empty-body", "empty-lines", "whitespace", "fields-at-limit",
+        "from-group-of-one", "from-trailing-comma", "from-leading-comma"])
 @pytest.mark.parametrize("method", ["DATA", "BDAT"])
 def test_accepted_at_the_boundary(env, msg, method):
     assert max(len(ln) for ln in msg.split(b"\r\n")) <= 998

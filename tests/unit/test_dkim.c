@@ -628,6 +628,44 @@ test_refusals(void **state)
 	check_message((const uint8_t *)msg, n + 9);
 }
 
+/* The From rule is front's (rfc5322_from_domain): list forms front reads
+ * as one address are signed for its domain, the rest refused. */
+static void
+test_from_forms(void **state)
+{
+	static const char *const ok[] = {
+		"From: Authors: Alice <a@lab.test>;\r\n\r\nx\r\n",
+		"From: <a@lab.test>,\r\n\r\nx\r\n",
+		"From: , a@lab.test (Alice)\r\n\r\nx\r\n",
+		"From: <@route.test:a@lab.test>\r\n\r\nx\r\n",
+	};
+	static const char *const bad[] = {
+		"From: undisclosed-recipients:;\r\n\r\nx\r\n",
+		"From: a@lab.test, b@lab.test\r\n\r\nx\r\n",
+		"From: G: a@lab.test, b@lab.test;\r\n\r\nx\r\n",
+		"From: a@[127.0.0.1]\r\n\r\nx\r\n",
+		"From: a@lab.test\r\nFrom: a@lab.test\r\n\r\nx\r\n",
+	};
+	char *hdrs;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		hdrs = NULL;
+		if (dkim_sign_message(ks, (const uint8_t *)ok[i], strlen(ok[i]), &hdrs) !=
+		    DKIM_RES_OK)
+			fail_msg("not signed: %s", ok[i]);
+		assert_non_null(strstr(hdrs, "d=lab.test;"));
+		free(hdrs);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hdrs = (char *)1;
+		if (dkim_sign_message(ks, (const uint8_t *)bad[i], strlen(bad[i]), &hdrs) !=
+		    DKIM_RES_BADMSG)
+			fail_msg("not refused: %s", bad[i]);
+		assert_null(hdrs);
+	}
+}
+
 /* Front's prefix and the message, signed apart: the prefix must be
  * complete fields and nothing else, the message cannot continue its last
  * field, and a From in each is two From fields. */
@@ -855,6 +893,7 @@ main(void)
 		cmocka_unit_test(test_semicolon_in_name),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_parts_refused),
+		cmocka_unit_test(test_from_forms),
 		cmocka_unit_test(test_fields_max),
 		cmocka_unit_test(test_field),
 		cmocka_unit_test(test_crosscheck_refuses),

@@ -138,6 +138,53 @@ test_addresses_edge(void **state)
 	assert_null(a[1]);
 }
 
+/* The From rule front and the signer share: one address, in whatever
+ * list form the parser reads, with a domain that can be d=. */
+static void
+test_from_domain(void **state)
+{
+	static const struct {
+		const char *v, *dom;            /* dom NULL: refused */
+	} froms[] = {
+		{ "a@lab.test", "lab.test" },
+		{ "Alice <A@LAB.Test>", "lab.test" },
+		{ " \"a@evil.test\" <a@lab.test> (x@evil.test)", "lab.test" },
+		{ "Authors: a@lab.test;", "lab.test" },
+		{ "Authors: <a@lab.test>, ;", "lab.test" },
+		{ "a@lab.test,", "lab.test" },
+		{ ", a@lab.test", "lab.test" },
+		{ "<@route.test:a@lab.test>", "lab.test" },
+		{ "a@lab\r\n .test", "lab.test" },
+		{ "\"x@y\"@lab.test", "lab.test" },
+		{ "a@b\xc3\xa9.test", "b\xc3\xa9.test" },
+		{ "undisclosed-recipients:;", NULL },
+		{ "", NULL },
+		{ "a@lab.test, b@lab.test", NULL },
+		{ "Authors: a@lab.test, b@lab.test;", NULL },
+		{ "a@[127.0.0.1]", NULL },
+		{ "a@lab!x.test", NULL },
+		{ "a@lab.test;", NULL },
+		{ "a@", NULL },
+	};
+	char dom[256];
+	size_t c;
+	int rc;
+
+	(void)state;
+	for (c = 0; c < sizeof(froms) / sizeof(froms[0]); c++) {
+		rc = rfc5322_from_domain(froms[c].v, strlen(froms[c].v), dom, sizeof(dom));
+		if (froms[c].dom == NULL && rc != -1)
+			fail_msg("\"%s\": want refused, got %s", froms[c].v, dom);
+		if (froms[c].dom != NULL && (rc != 0 || strcmp(dom, froms[c].dom) != 0))
+			fail_msg("\"%s\": want %s, got %s", froms[c].v, froms[c].dom,
+			    rc == 0 ? dom : "refused");
+	}
+	/* the domain must fit */
+	assert_int_equal(rfc5322_from_domain("a@lab.test", 10, dom, 8), -1);
+	assert_int_equal(rfc5322_from_domain("a@lab.test", 10, dom, 9), 0);
+	assert_int_equal(rfc5322_addr_domain("no-at", dom, sizeof(dom)), -1);
+}
+
 /* Every address returned is in canonical form: parsed again it gives
  * exactly itself (what the DKIM signing domain and the sender check rely
  * on). */
@@ -175,6 +222,7 @@ main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_addresses_edge),
 		cmocka_unit_test(test_canonical_is_a_fixed_point),
+		cmocka_unit_test(test_from_domain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
