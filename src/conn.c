@@ -38,6 +38,8 @@ struct conn {
 	struct event *ev_read, *ev_write, *ev_timer, *ev_defer;
 	struct event *ev_watch;         /* paused: the peer's FIN or reset (edge-triggered) */
 	int hangup;                     /* the peer's FIN was told (CONN_EV_HANGUP) */
+	int pause_woke;                 /* paused, and the read registration fired since */
+	int write_blocked;              /* the last write met a full socket */
 	unsigned pending;               /* DEFER_* bits, run by ev_defer */
 	unsigned timeout;
 	gnutls_session_t tls;
@@ -60,6 +62,7 @@ static void conn_on_timer(evutil_socket_t, short, void *);
 static void conn_on_watch(evutil_socket_t, short, void *);
 static void conn_update_events(struct conn *);
 static void conn_on_defer(evutil_socket_t, short, void *);
+static int conn_write_some(struct conn *);
 static void conn_finish_close(struct conn *);
 
 static void
@@ -280,6 +283,7 @@ void
 conn_resume(struct conn *c)
 {
 	c->paused = 0;
+	c->pause_woke = 0;
 	conn_update_events(c);
 	/* TLS may hold decrypted bytes that no socket event will announce */
 	if (c->tls_state == TLS_UP && gnutls_record_check_pending(c->tls) > 0)
@@ -324,12 +328,25 @@ conn_watch_supported(struct event_base *base)
 /* Register what the state asks for.  The close watch is edge-triggered
  * and the other two are not: libevent cannot mix both on one descriptor,
  * so the watch is only ever registered alone, and every event that goes
- * is removed before any that comes is added. */
+ * is removed before any that comes is added.
+ *
+ * Each change of registration is a system call (epoll_ctl), so the
+ * registrations change only when they must:
+ * - output is written from the loop on the pass that queued it (one write
+ *   for everything the owner queued in one callback); the write
+ *   registration waits only for a socket that was found full;
+ * - a pause keeps the read registration until it fires (bytes, the FIN or
+ *   a reset came while paused: pause_woke); only then does the close
+ *   watch take over, so that unread bytes wake the loop at most once.  A
+ *   pause that ends before anything came (a client waiting for its reply)
+ *   costs nothing. */
 static void
 conn_update_events(struct conn *c)
 {
-	int want_read = !c->paused && !c->connecting && evbuffer_get_length(c->in) < CONN_INPUT_MAX;
-	int want_write = c->connecting || evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
+	int out = evbuffer_get_length(c->out) > 0;
+	int want_read = !c->connecting && evbuffer_get_length(c->in) < CONN_INPUT_MAX &&
+	    (!c->paused || (!c->pause_woke && !c->hangup));
+	int want_write = c->connecting || (out && c->write_blocked) || c->read_blocked_on_write;
 	int want_watch;
 
 	if (c->tls_state == TLS_HANDSHAKE) {
@@ -338,7 +355,7 @@ conn_update_events(struct conn *c)
 	}
 	if (c->closing) {
 		want_read = 1;  /* to notice EOF */
-		want_write = evbuffer_get_length(c->out) > 0 || c->read_blocked_on_write;
+		want_write = (out && c->write_blocked) || c->read_blocked_on_write;
 	}
 	want_watch = c->paused && !want_read && !want_write && !c->hangup && !c->closing &&
 	    !c->connecting && c->tls_state != TLS_HANDSHAKE && conn_watch_supported(c->base);
@@ -354,6 +371,8 @@ conn_update_events(struct conn *c)
 		event_add(c->ev_write, NULL);
 	if (want_watch)
 		event_add(c->ev_watch, NULL);
+	if (out && !c->write_blocked && !c->connecting && c->tls_state != TLS_HANDSHAKE)
+		event_active(c->ev_write, EV_WRITE, 0);
 }
 
 /* Reading is paused and the kernel says something about the socket:
@@ -410,6 +429,13 @@ conn_handshake(struct conn *c)
 void
 conn_start_tls(struct conn *c, void *session)
 {
+	/* the last plaintext reply (220 Ready to start TLS) goes first, as
+	 * plaintext; what cannot be written now is the peer's problem (it
+	 * reads before it starts its handshake) and fails it */
+	if (evbuffer_get_length(c->out) > 0 && !c->connecting && conn_write_some(c) < 0)
+		conn_defer(c, DEFER_ERROR);
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	c->write_blocked = 0;
 	c->tls = session;
 	gnutls_transport_set_int(c->tls, c->fd);
 	c->tls_state = TLS_HANDSHAKE;
@@ -489,6 +515,13 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 		conn_handshake(c);
 		return;
 	}
+	if (c->paused) {
+		/* something came while paused (conn_update_events()): the
+		 * close watch takes over, the bytes stay in the kernel */
+		c->pause_woke = 1;
+		conn_update_events(c);
+		return;
+	}
 	r = conn_read_some(c);
 	conn_update_events(c);
 	if (r == -1) {
@@ -514,10 +547,12 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Write from c->out.  Returns 0 progress or blocked, -1 error. */
+/* Write from c->out.  Returns 0 progress or blocked (c->write_blocked
+ * says which), -1 error. */
 static int
 conn_write_some(struct conn *c)
 {
+	c->write_blocked = 0;
 	while (evbuffer_get_length(c->out) > 0) {
 		size_t len = evbuffer_get_contiguous_space(c->out);
 		ssize_t n;
@@ -530,16 +565,20 @@ conn_write_some(struct conn *c)
 		void *p = evbuffer_pullup(c->out, (ssize_t)len);
 		if (c->tls_state == TLS_UP) {
 			n = gnutls_record_send(c->tls, p, len);
-			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+				c->write_blocked = 1;
 				return 0;
+			}
 			if (n < 0) {
 				conn_set_error(c, "TLS write", gnutls_strerror((int)n));
 				return -1;
 			}
 		} else {
 			n = send(c->fd, p, len, MSG_NOSIGNAL);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+				c->write_blocked = 1;
 				return 0;
+			}
 			if (n < 0) {
 				conn_set_error(c, "write", strerror(errno));
 				return -1;
@@ -642,21 +681,12 @@ conn_on_defer(evutil_socket_t fd, short what, void *arg)
 void
 conn_flush(struct conn *c)
 {
-	size_t before = evbuffer_get_length(c->out);
-
 	if (c->tls_state == TLS_HANDSHAKE || c->connecting || c->closing)
 		return;
-	if (conn_write_some(c) < 0) {
-		/* report through the loop so that callers never see a
-		 * re-entrant callback from conn_flush() */
-		evbuffer_drain(c->out, evbuffer_get_length(c->out));
-		conn_defer(c, DEFER_ERROR);
-		return;
-	}
-	if (evbuffer_get_length(c->out) < before)
-		conn_touch(c);
-	conn_update_events(c);
-	if (c->want_flushed && evbuffer_get_length(c->out) <= c->lowat)
+	/* written by conn_on_write() on this pass of the loop, together with
+	 * whatever else the owner queues before it returns to the loop; a
+	 * socket found full is waited for (conn_update_events()) */
+	if (!c->write_blocked)
 		event_active(c->ev_write, EV_WRITE, 0);
 }
 

@@ -68,8 +68,10 @@ void conn_set_cb(struct conn *c, conn_cb *cb, void *arg);
 struct evbuffer *conn_input(struct conn *c);
 struct evbuffer *conn_output(struct conn *c);
 
-/* Write queued output as soon as possible (a write error is reported as
- * CONN_EV_ERROR from the loop). */
+/* Write queued output on this pass of the loop, after the owner's callback
+ * returned: everything queued until then goes in one write (one TLS record
+ * of up to 16 KiB).  A write error is reported as CONN_EV_ERROR from the
+ * loop. */
 void conn_flush(struct conn *c);
 /* Ask for one CONN_EV_FLUSHED once at most `lowat` octets of output are
  * left unwritten (at once on the next loop pass if that is already so). */
@@ -102,7 +104,9 @@ int conn_watch_supported(struct event_base *base);
 /* Start TLS on this connection with a prepared session (gnutls_session_t,
  * passed as void * so that only conn.c and tls.c include GnuTLS).  Buffered
  * plaintext input is discarded first (CVE-2011-0411), and from now on no
- * plaintext is read.  Ownership of the session passes to conn.  The
+ * plaintext is read; queued output (the 220 that invites the client's
+ * handshake) is written now, as plaintext, and what the socket does not
+ * take at once is dropped.  Ownership of the session passes to conn.  The
  * handshake starts on the next loop pass; CONN_EV_TLS_OK or CONN_EV_ERROR
  * follows, never from inside this call. */
 void conn_start_tls(struct conn *c, void *gnutls_session);
