@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +19,8 @@
 #include <gnutls/gnutls.h>
 
 #define CONN_READ_CHUNK   16384
+/* one recv() for a whole TLS record: header, 2^14 + 256 octets, slack */
+#define CONN_TLS_CHUNK    (5 + 16384 + 256 + 128)
 #define CONN_CLOSE_WAIT   5             /* seconds to flush a final reply */
 
 enum conn_tls_state { TLS_NONE, TLS_HANDSHAKE, TLS_UP };
@@ -52,6 +55,8 @@ struct conn {
 	conn_closed_cb *closed_cb;      /* after the descriptor is closed */
 	void *closed_arg;
 	int read_blocked_on_write;   /* TLS wants to write to progress a read */
+	struct evbuffer *raw;           /* TLS: read from the socket, not yet asked for by GnuTLS */
+	int rx_empty;                   /* TLS: a short read emptied the socket (conn_tls_pull) */
 	char error[160];
 	char peer[INET6_ADDRSTRLEN];
 };
@@ -287,7 +292,7 @@ conn_resume(struct conn *c)
 	conn_update_events(c);
 	/* TLS may hold decrypted bytes that no socket event will announce */
 	if (c->tls_state == TLS_UP && gnutls_record_check_pending(c->tls) > 0)
-		event_active(c->ev_read, EV_READ, 0);
+		event_active(c->ev_read, EV_READ, 0);       /* c->raw: conn_update_events() */
 }
 
 void
@@ -373,6 +378,9 @@ conn_update_events(struct conn *c)
 		event_add(c->ev_watch, NULL);
 	if (out && !c->write_blocked && !c->connecting && c->tls_state != TLS_HANDSHAKE)
 		event_active(c->ev_write, EV_WRITE, 0);
+	/* bytes read ahead (conn_tls_pull()) that no socket event announces */
+	if (want_read && c->raw != NULL && evbuffer_get_length(c->raw) > 0)
+		event_active(c->ev_read, EV_READ, 0);
 }
 
 /* Reading is paused and the kernel says something about the socket:
@@ -426,6 +434,67 @@ conn_handshake(struct conn *c)
 	conn_emit(c, CONN_EV_TLS_OK);
 }
 
+/* GnuTLS asks for a record's header, then for its body: two reads per
+ * record, and a third for the next header that is not there yet.  This
+ * pull reads whatever the socket holds at once (a whole record, or all of a
+ * pipelined group) and hands it out as asked; the rest waits in c->raw.
+ * A read shorter than asked means the socket is empty now: until the loop
+ * runs a read or write handler again (conn_on_read(), conn_on_write()
+ * clear rx_empty), GnuTLS is told EAGAIN without a system call.  That is
+ * safe because every EAGAIN leaves the read registered (level-triggered)
+ * unless the owner paused, and conn_update_events() wakes the reader for
+ * what waits in c->raw. */
+static ssize_t
+conn_tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+	static unsigned char chunk[CONN_TLS_CHUNK];     /* one loop: one user at a time */
+	struct conn *c = p;
+	ssize_t n;
+
+	if (c->raw != NULL && evbuffer_get_length(c->raw) > 0)
+		return evbuffer_remove(c->raw, buf, len);
+	if (c->rx_empty) {
+		gnutls_transport_set_errno(c->tls, EAGAIN);
+		return -1;
+	}
+	if (len >= sizeof(chunk)) {
+		n = recv(c->fd, buf, len, 0);
+		if (n >= 0 && (size_t)n < len)
+			c->rx_empty = 1;
+	} else {
+		n = recv(c->fd, chunk, sizeof(chunk), 0);
+		if (n >= 0 && (size_t)n < sizeof(chunk))
+			c->rx_empty = 1;
+		if (n > 0 && (size_t)n > len) {
+			if (c->raw == NULL && (c->raw = evbuffer_new()) == NULL)
+				fatal("conn: out of memory");
+			if (evbuffer_add(c->raw, chunk + len, (size_t)n - len) < 0)
+				fatal("conn: out of memory");
+			n = (ssize_t)len;
+		}
+		if (n > 0)
+			memcpy(buf, chunk, (size_t)n);
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->rx_empty = errno == EAGAIN;
+		gnutls_transport_set_errno(c->tls, errno);
+	}
+	return n;
+}
+
+/* GnuTLS's "is there something to read within ms": never waits (front's
+ * loop does not); only asked with a timeout set, which tls.c never sets. */
+static int
+conn_tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+	struct conn *c = p;
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	if (c->raw != NULL && evbuffer_get_length(c->raw) > 0)
+		return 1;
+	return poll(&pfd, 1, 0);
+}
+
 void
 conn_start_tls(struct conn *c, void *session)
 {
@@ -437,7 +506,12 @@ conn_start_tls(struct conn *c, void *session)
 	evbuffer_drain(c->out, evbuffer_get_length(c->out));
 	c->write_blocked = 0;
 	c->tls = session;
-	gnutls_transport_set_int(c->tls, c->fd);
+	/* reads through conn_tls_pull(), writes (GnuTLS's own, one sendmsg
+	 * per flight or record) straight to the socket */
+	gnutls_transport_set_ptr2(c->tls, c, (gnutls_transport_ptr_t)(intptr_t)c->fd);
+	gnutls_transport_set_pull_function(c->tls, conn_tls_pull);
+	gnutls_transport_set_pull_timeout_function(c->tls, conn_tls_pull_timeout);
+	c->rx_empty = 0;
 	c->tls_state = TLS_HANDSHAKE;
 	/* CVE-2011-0411: nothing read before TLS may be taken as TLS-protected */
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
@@ -501,6 +575,8 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	int r;
+
+	c->rx_empty = 0;
 
 	if (c->closing) {
 		char buf[4096];
@@ -593,6 +669,8 @@ static void
 conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+
+	c->rx_empty = 0;
 
 	if (c->closing && (c->connecting || c->tls_state == TLS_HANDSHAKE)) {
 		conn_finish_close(c);   /* nothing can be written: just close */
@@ -747,6 +825,8 @@ conn_free(struct conn **cp)
 	event_free(c->ev_watch);
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
+	if (c->raw != NULL)
+		evbuffer_free(c->raw);
 	close(c->fd);
 	free(c);
 }

@@ -16,6 +16,11 @@
  * of the loop.  So an owner may keep using its own state after any conn_*
  * call.
  *
+ * Under TLS, conn reads what the socket holds at once (one recv() per
+ * readable socket, not GnuTLS's two per record) and keeps what GnuTLS has
+ * not asked for yet: at most one read, about 16.6 KiB (a whole record), announced
+ * to the reader as input is.
+ *
  * Both buffers are bounded by their owners' use of them: conn stops reading
  * while CONN_INPUT_MAX octets of input wait (the owner resumes reading by
  * draining and calling conn_resume()); the owner bounds its output with

@@ -1,7 +1,8 @@
 /* test_conn.c — conn's re-entrancy contract on a real libevent loop (no
  * callback from inside a call the owner made), the close notification,
  * output low-water marks, a paused connection seeing its peer's FIN and
- * reset over real TCP without reading (and without spinning), and the
+ * reset over real TCP without reading (and without spinning), TLS input
+ * read ahead delivered without a socket event to announce it, and the
  * per-address key (IPv6 prefixes). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -371,6 +372,116 @@ test_no_watch_without_the_feature(void **state)
 	event_base_free(base);
 }
 
+/* ---- TLS: conn reads ahead (one recv for what the socket holds) ---- */
+
+static const gnutls_datum_t psk_key = { (unsigned char *)"0123456789abcdef", 16 };
+static const char psk_prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+PSK";
+
+static int
+psk_lookup(gnutls_session_t s, const char *user, gnutls_datum_t *key_r)
+{
+	key_r->data = gnutls_malloc(psk_key.size);
+	key_r->size = psk_key.size;
+	memcpy(key_r->data, psk_key.data, psk_key.size);
+	return 0;
+}
+
+/* The owner's view: events and, at each READ, all the input it holds. */
+struct tls_seen {
+	struct seen s;
+	int tls_ok;
+	char in[256];
+	size_t inlen;
+};
+
+static void
+tls_record(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct tls_seen *t = arg;
+	struct evbuffer *in = conn_input(c);
+	size_t n = evbuffer_get_length(in);
+
+	record(c, ev, &t->s);
+	if (ev == CONN_EV_TLS_OK)
+		t->tls_ok = 1;
+	if (ev == CONN_EV_READ && n <= sizeof(t->in) - t->inlen) {
+		evbuffer_remove(in, t->in + t->inlen, n);
+		t->inlen += n;
+	}
+}
+
+/* The client finishes its handshake and sends a command before the server
+ * reads a byte of its last flight: one read takes both, GnuTLS finishes the
+ * handshake with the first record and the command waits in conn's
+ * read-ahead, which no socket event will announce again.  It must still
+ * be delivered; so must a second command that arrives while the owner has
+ * reading paused and the first one unread. */
+static void
+test_tls_read_ahead_is_delivered(void **state)
+{
+	struct event_base *base = event_base_new();
+	gnutls_psk_server_credentials_t scred;
+	gnutls_psk_client_credentials_t ccred;
+	gnutls_session_t ss, cs;
+	struct tls_seen t;
+	struct conn *c;
+	int sv[2], i, r = GNUTLS_E_AGAIN;
+
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(gnutls_psk_allocate_server_credentials(&scred), 0);
+	gnutls_psk_set_server_credentials_function(scred, psk_lookup);
+	assert_int_equal(gnutls_psk_allocate_client_credentials(&ccred), 0);
+	assert_int_equal(gnutls_psk_set_client_credentials(ccred, "test", &psk_key,
+	    GNUTLS_PSK_KEY_RAW), 0);
+	assert_int_equal(gnutls_init(&ss, GNUTLS_SERVER | GNUTLS_NONBLOCK), 0);
+	assert_int_equal(gnutls_priority_set_direct(ss, psk_prio, NULL), 0);
+	assert_int_equal(gnutls_credentials_set(ss, GNUTLS_CRD_PSK, scred), 0);
+	assert_int_equal(gnutls_init(&cs, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+	assert_int_equal(gnutls_priority_set_direct(cs, psk_prio, NULL), 0);
+	assert_int_equal(gnutls_credentials_set(cs, GNUTLS_CRD_PSK, ccred), 0);
+	gnutls_transport_set_int(cs, sv[1]);
+	c = conn_new(base, sv[0], tls_record, &t);
+	conn_start_tls(c, ss);
+	/* the server runs only while the client waits for it */
+	for (i = 0; i < 1000 && r == GNUTLS_E_AGAIN; i++) {
+		if ((r = gnutls_handshake(cs)) == GNUTLS_E_AGAIN)
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(r, 0);
+	assert_false(t.tls_ok);
+	assert_int_equal(gnutls_record_send(cs, "EHLO a\r\n", 8), 8);
+	RUN_UNTIL(base, t.inlen >= 8);
+	assert_true(t.tls_ok);
+	assert_int_equal(t.inlen, 8);
+	assert_memory_equal(t.in, "EHLO a\r\n", 8);
+
+	/* paused: two records arrive; resumed, both come */
+	conn_pause(c);
+	assert_int_equal(gnutls_record_send(cs, "MAIL\r\n", 6), 6);
+	assert_int_equal(gnutls_record_send(cs, "RCPT\r\n", 6), 6);
+	RUN_UNTIL(base, 0);
+	assert_int_equal(t.inlen, 8);
+	conn_resume(c);
+	RUN_UNTIL(base, t.inlen >= 20);
+	assert_int_equal(t.inlen, 20);
+	assert_memory_equal(t.in + 8, "MAIL\r\nRCPT\r\n", 12);
+	assert_false(t.s.during_call);
+
+	/* the peer's close: EOF after the data */
+	assert_int_equal(gnutls_record_send(cs, "QUIT\r\n", 6), 6);
+	(void)gnutls_bye(cs, GNUTLS_SHUT_WR);
+	close(sv[1]);
+	RUN_UNTIL(base, t.s.last == CONN_EV_EOF);
+	assert_int_equal(t.s.last, CONN_EV_EOF);
+	assert_int_equal(t.inlen, 26);
+	conn_free(&c);
+	gnutls_deinit(cs);
+	gnutls_psk_free_server_credentials(scred);
+	gnutls_psk_free_client_credentials(ccred);
+	event_base_free(base);
+}
+
 static void
 key(const char *addr, unsigned prefix, const char *want, int rc)
 {
@@ -412,6 +523,7 @@ main(void)
 		cmocka_unit_test(test_fin_before_pause),
 		cmocka_unit_test(test_paused_sees_reset),
 		cmocka_unit_test(test_no_watch_without_the_feature),
+		cmocka_unit_test(test_tls_read_ahead_is_delivered),
 		cmocka_unit_test(test_addr_key),
 	};
 
