@@ -121,7 +121,6 @@ static struct conn *
 conn_alloc(struct event_base *base, int fd, conn_cb *cb, void *arg)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
-	int one = 1;
 
 	c->base = base;
 	c->fd = fd;
@@ -138,9 +137,6 @@ conn_alloc(struct event_base *base, int fd, conn_cb *cb, void *arg)
 	if (!c->in || !c->out || !c->ev_read || !c->ev_write || !c->ev_timer || !c->ev_defer ||
 	    !c->ev_watch)
 		fatal("conn: out of memory");
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_closeonexec(fd);
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return c;
 }
 
@@ -149,7 +145,8 @@ conn_new(struct event_base *base, int fd, conn_cb *cb, void *arg)
 {
 	struct conn *c = conn_alloc(base, fd, cb, arg);
 
-	conn_fill_peer(c);
+	/* non-blocking, close-on-exec and TCP_NODELAY came from accept4()
+	 * and the listener (conn.h): no system call here */
 	event_add(c->ev_read, NULL);
 	return c;
 }
@@ -159,11 +156,12 @@ conn_connect(struct event_base *base, const struct sockaddr *addr, unsigned addr
     conn_cb *cb, void *arg)
 {
 	struct conn *c;
-	int fd;
+	int fd, one = 1;
 
 	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = conn_alloc(base, fd, cb, arg);
 	if (addr->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, c->peer, sizeof(c->peer));
@@ -220,8 +218,10 @@ conn_error(const struct conn *c)
 }
 
 const char *
-conn_peer(const struct conn *c)
+conn_peer(struct conn *c)
 {
+	if (c->peer[0] == '\0')
+		conn_fill_peer(c);
 	return c->peer;
 }
 

@@ -57,7 +57,10 @@ enum conn_event {
 
 typedef void conn_cb(struct conn *c, enum conn_event ev, void *arg);
 
-/* Wrap an accepted/connected non-blocking socket.  Sets TCP_NODELAY. */
+/* Wrap an accepted socket that is already non-blocking and close-on-exec
+ * (accept4() with SOCK_NONBLOCK | SOCK_CLOEXEC, as libevent's listener
+ * does) and has TCP_NODELAY (set on the listening socket: Linux copies it
+ * to every accepted one).  Makes no system call but epoll's. */
 struct conn *conn_new(struct event_base *base, int fd, conn_cb *cb, void *arg);
 
 /* Start a non-blocking connect to addr; CONN_EV_CONNECTED or CONN_EV_ERROR
@@ -123,8 +126,9 @@ int conn_is_tls(const struct conn *c);
 /* Human-readable text for the last CONN_EV_ERROR. */
 const char *conn_error(const struct conn *c);
 
-/* Peer address as text ("192.0.2.1" / "2001:db8::1"). */
-const char *conn_peer(const struct conn *c);
+/* Peer address as text ("192.0.2.1" / "2001:db8::1"; asked of the socket
+ * the first time for an accepted one). */
+const char *conn_peer(struct conn *c);
 int conn_fd(const struct conn *c);
 
 /* Pure: the key under which per-address limits count a peer whose address

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -85,7 +86,7 @@ test_start_tls_failure_comes_from_the_loop(void **state)
 	int sv[2];
 
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	close(sv[1]);           /* the peer is gone: the first step fails */
 	assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
 	assert_int_equal(gnutls_init(&tls, GNUTLS_CLIENT), 0);
@@ -136,7 +137,7 @@ test_close_after_flush_tells_from_the_loop(void **state)
 	int sv[2];
 
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	c = conn_new(base, sv[0], record, &s);
 	evbuffer_add(conn_output(c), "221 bye\r\n", 9);
 	s.in_call = 1;
@@ -167,7 +168,7 @@ test_want_drained(void **state)
 	int sv[2], guard = 0;
 
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	c = conn_new(base, sv[0], record, &s);
 	conn_pause(c);
 	evbuffer_add(conn_output(c), big, sizeof(big));
@@ -196,18 +197,22 @@ tcp_pair(int *srv, int *cli)
 {
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(setsockopt(l, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
 	assert_int_equal(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	assert_int_equal(listen(l, 1), 0);
 	assert_int_equal(getsockname(l, (struct sockaddr *)&sin, &len), 0);
 	*cli = socket(AF_INET, SOCK_STREAM, 0);
 	assert_int_equal(connect(*cli, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	*srv = accept(l, NULL, NULL);
+	*srv = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);   /* as front's listener */
 	assert_true(*srv >= 0);
+	/* conn_new() sets nothing: the listener's TCP_NODELAY is inherited */
+	assert_int_equal(getsockopt(*srv, IPPROTO_TCP, TCP_NODELAY, &one, &len), 0);
+	assert_int_equal(one, 1);
 	close(l);
 }
 
