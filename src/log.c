@@ -7,11 +7,36 @@
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
+#include <pthread.h>
 
 static const char *log_role = "subproxy";
 static enum log_level log_min = LOG_LVL_INFO;
+static long log_pid;                    /* 0: ask getpid() at the next line */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+/* Every process is made by fork() (proc_spawn.c, generation.c,
+ * audit_cli.c): its first line asks for its own pid again. */
+static void
+log_forked(void)
+{
+	log_pid = 0;
+}
+
+/* The pid for log lines: one getpid() per process, not one per line. */
+static long
+log_getpid(void)
+{
+	static int registered;
+
+	if (log_pid == 0) {
+		/* registered before the first fork that could copy a cached pid */
+		if (!registered && pthread_atfork(NULL, NULL, log_forked) == 0)
+			registered = 1;
+		log_pid = (long)getpid();
+	}
+	return log_pid;
+}
 
 void
 log_init(const char *role, enum log_level min)
@@ -53,7 +78,7 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	n = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld] %s: ", ts,
-	    now.tv_nsec / 1000000, log_role, (long)getpid(), level_names[lvl]);
+	    now.tv_nsec / 1000000, log_role, log_getpid(), level_names[lvl]);
 	if (n < sizeof(line))
 		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	n = strlen(line);

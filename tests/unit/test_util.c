@@ -1,11 +1,19 @@
-/* test_util.c — the small helpers every module shares: ASCII case and hex
- * digits without locale, address literals, bounded unsigned numbers. */
+/* test_util.c — the small helpers every module shares: log lines (the pid
+ * after fork), ASCII case and hex digits without locale, address literals,
+ * bounded unsigned numbers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "log.h"
 #include "util.h"
 
 static void
@@ -61,10 +69,52 @@ test_parse_uint(void **state)
 	assert_int_equal(parse_uint("17179869184g", 0, UINT64_MAX, 1, &v), -1);
 }
 
+/* One log line to a pipe from this process; the pid in its "[PID]". */
+static long
+logged_pid(void)
+{
+	char buf[512], *p;
+	int fds[2], saved = dup(2);
+	ssize_t n;
+
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(dup2(fds[1], 2), 2);
+	log_info("event=test");
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(p = strchr(buf, '['));
+	return strtol(p + 1, NULL, 10);
+}
+
+/* log.c asks getpid() once per process, not per line: a child made by
+ * fork() after the parent logged must still log its own pid. */
+static void
+test_log_pid_after_fork(void **state)
+{
+	pid_t pid;
+	int st;
+
+	log_init("test", LOG_LVL_INFO);
+	assert_int_equal(logged_pid(), (long)getpid());
+	assert_int_equal(logged_pid(), (long)getpid());
+	if ((pid = fork()) == 0)
+		_exit(logged_pid() == (long)getpid() ? 0 : 1);
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_log_pid_after_fork),
 		cmocka_unit_test(test_hexval),
 		cmocka_unit_test(test_casecmp),
 		cmocka_unit_test(test_ip_literal),
