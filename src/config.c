@@ -37,9 +37,7 @@ defaults(struct config *cfg)
 	if (cfg->profile == NULL)
 		cfg->profile = xstrdup("baseline");
 	if (cfg->tls_priority == NULL)
-		cfg->tls_priority = xstrdup("SECURE192:+SECURE128:-VERS-ALL:+VERS-TLS1.3:"
-		    "+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:"
-		    "-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SAFE_RENEGOTIATION");
+		cfg->tls_priority = xstrdup(CONFIG_TLS_PRIORITY);
 	if (cfg->trust_anchor_file == NULL)
 		cfg->trust_anchor_file = xstrdup("/usr/share/dns/root.key");
 	if (cfg->dns_timeout == 0)

@@ -4,7 +4,8 @@
  * from one master accept each other's tickets after the ratchet moved on.
  * On the client side (the relay leg): a kept session resumes, and a resumed
  * session shows the chain of its full handshake to DANE, which matches it
- * against the records given now. */
+ * against the records given now.  The default priority picks the cheapest
+ * of equal suites and groups whatever the client prefers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include <gnutls/x509.h>
 #include <sodium.h>
 
+#include "config.h"
 #include "tls.h"
 
 static char dir[64], certfile[96];
@@ -74,7 +76,7 @@ count_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
 }
 
 static struct tls_server *
-server_new(void)
+server_new_prio(const char *priority)
 {
 	gnutls_privkey_t k;
 	struct tls_server *ts;
@@ -83,10 +85,16 @@ server_new(void)
 	assert_int_equal(gnutls_privkey_init(&k), 0);
 	assert_int_equal(gnutls_privkey_import_ext4(k, NULL, count_sign_data, count_sign_hash,
 	    NULL, NULL, count_info, 0), 0);
-	ts = tls_server_new_key(certfile, k, spki, spki_len, "NORMAL", err, sizeof(err));
+	ts = tls_server_new_key(certfile, k, spki, spki_len, priority, err, sizeof(err));
 	if (ts == NULL)
 		fail_msg("tls_server_new_key: %s", err);
 	return ts;
+}
+
+static struct tls_server *
+server_new(void)
+{
+	return server_new_prio("NORMAL");
 }
 
 /* ---- one connection: client and server over a socketpair ---- */
@@ -400,6 +408,52 @@ test_client_resumes_and_dane_sees_the_chain(void **state)
 	tls_server_free(&ts);
 }
 
+static int retries;              /* HelloRetryRequests a client received */
+
+static int
+count_hrr(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+    const gnutls_datum_t *msg)
+{
+	if (htype == GNUTLS_HANDSHAKE_HELLO_RETRY_REQUEST && incoming)
+		retries++;
+	return 0;
+}
+
+/* The default [tls] priority chooses by its own order: a client that
+ * prefers AES-256-GCM and P-384 (as OpenSSL's and GnuTLS's defaults prefer
+ * AES-256-GCM) gets AES-128-GCM and X25519, in TLS 1.3 and 1.2, without a
+ * HelloRetryRequest when it sent an X25519 share. */
+static void
+test_default_priority_prefers_the_cheapest(void **state)
+{
+	static const char *const cprio[] = {
+		"NORMAL:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-SECP384R1:+GROUP-X25519",
+		"NORMAL:-VERS-ALL:+VERS-TLS1.2:-GROUP-ALL:+GROUP-SECP384R1:+GROUP-X25519",
+	};
+	struct tls_server *ts = server_new_prio(CONFIG_TLS_PRIORITY);
+	gnutls_session_t cs, ss;
+	int sv[2], v;
+
+	for (v = 0; v < 2; v++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+		cs = client_session(sv[0], v, NULL);
+		assert_int_equal(gnutls_priority_set_direct(cs, cprio[v], NULL), 0);
+		gnutls_handshake_set_hook_function(cs, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
+		    count_hrr);
+		ss = tls_server_session(ts);
+		gnutls_transport_set_int(ss, sv[1]);
+		drive(cs, ss);
+		assert_int_equal(gnutls_cipher_get(ss), GNUTLS_CIPHER_AES_128_GCM);
+		assert_int_equal(gnutls_group_get(ss), GNUTLS_GROUP_X25519);
+		assert_int_equal(retries, 0);
+		gnutls_deinit(cs);
+		gnutls_deinit(ss);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	tls_server_free(&ts);
+}
+
 /* ---- fixtures ---- */
 
 static int
@@ -469,6 +523,7 @@ main(void)
 		cmocka_unit_test(test_tls12_ticket_lifetime),
 		cmocka_unit_test(test_workers_share_the_ratchet),
 		cmocka_unit_test(test_client_resumes_and_dane_sees_the_chain),
+		cmocka_unit_test(test_default_priority_prefers_the_cheapest),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
