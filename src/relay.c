@@ -349,7 +349,7 @@ relay_feed_body(struct relay_txn *t)
 			return;
 		}
 		t->sent += n;
-		crypto_hash_sha256_update(&t->sha, (const unsigned char *)buf, n);
+		(void)gnutls_hash(t->sha, buf, n);
 		if (dot)
 			msg_stuff(&t->stuff, buf, n, out);
 		else
@@ -676,7 +676,10 @@ relay_start_data(struct relay_txn *t, const char *prefix, size_t prefix_len, str
 	t->prefix_len = prefix_len;
 	t->sp = sp;
 	t->sent = 0;
-	crypto_hash_sha256_init(&t->sha);
+	if (t->sha != NULL)
+		gnutls_hash_deinit(t->sha, NULL);
+	if (gnutls_hash_init(&t->sha, GNUTLS_DIG_SHA256) < 0)
+		fatal("relay: out of memory for a SHA-256 context");
 	msg_stuff_init(&t->stuff);
 	if (t->link->caps.chunking) {
 		relay_set_state(t, R_DATA_SEND);
@@ -709,13 +712,16 @@ void
 relay_txn_facts(const struct relay_txn *t, struct relay_facts *f)
 {
 	const struct relay_link *l = t->link;
-	crypto_hash_sha256_state st;
 
 	memset(f, 0, sizeof(*f));
 	f->octets = t->sent;
 	if (t->sp != NULL && t->sent == t->prefix_len + spool_size(t->sp)) {
-		st = t->sha;	/* the running state stays usable */
-		crypto_hash_sha256_final(&st, f->sha256);
+		/* a copy: the running state stays usable */
+		gnutls_hash_hd_t st = gnutls_hash_copy(t->sha);
+
+		if (st == NULL)
+			fatal("relay: out of memory for a SHA-256 context");
+		gnutls_hash_deinit(st, f->sha256);
 		f->have_sha256 = 1;
 	}
 	if (l == NULL || !l->verified)
@@ -761,6 +767,8 @@ relay_txn_destroy(struct relay_txn *t)
 	smtp_reply_free(&t->reply);
 	relay_done_clear(&t->done);
 	event_free(t->ev_done);
+	if (t->sha != NULL)
+		gnutls_hash_deinit(t->sha, NULL);
 	free(t->from);
 	free(t->params);
 	for (i = 0; i < 4; i++)

@@ -36,6 +36,8 @@
 
 #include <sodium.h>
 #include <event2/event.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
 
 #define RELAY_MAX_ADDRS   8
 
@@ -175,7 +177,8 @@ struct relay_txn {
 	uint64_t sent;                   /* bytes of prefix+spool queued */
 	struct msg_stuffer stuff;
 	char desc[300];
-	crypto_hash_sha256_state sha;
+	gnutls_hash_hd_t sha;            /* SHA-256 of what was queued (from DATA on; GnuTLS's:
+					  * SHA-NI where the CPU has it, 7x libsodium's) */
 	struct smtp_reply *reply;        /* the last reply (its lines are passed on) */
 	uint64_t asked_us;               /* when the command now waiting was sent */
 };
