@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "nofile.h"
 #include "sdnotify.h"
 #include "util.h"
 
@@ -74,6 +75,12 @@ reload_begin(struct sup *S)
 	if (config_keep_restart_only(nw, S->live->cfg, names, sizeof(names)) > 0)
 		log_warn("event=reload-restart-only settings=\"%s\": these change only with a "
 		    "restart; they keep their running values", names);
+	/* the new generation inherits the parent's limit: its workers keep the
+	 * reloaded relays' idle connections */
+	if (nofile_raise(nw, S->o->workers, 1, err, sizeof(err)) < 0) {
+		reload_failed(S, "%s", err);
+		return;
+	}
 	if ((S->audit = audit_job_start(nw, err, sizeof(err))) == NULL) {
 		reload_failed(S, "%s", err);
 		return;

@@ -7,11 +7,11 @@
 #include "connlimit.h"
 #include "limiter.h"
 #include "log.h"
+#include "nofile.h"
 #include "passwd.h"
 #include "sandbox.h"
 #include "metrics.h"
 #include "sdnotify.h"
-#include "signer_client.h"
 #include "recorder.h"
 #include "supervisor.h"
 #include "util.h"
@@ -28,7 +28,6 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -47,33 +46,6 @@ __asan_default_options(void)
 	return "detect_leaks=0";
 }
 #endif
-/* File descriptors one process may need at once.  A front worker: one per
- * session (its client connection; since the limit is shared by all
- * workers, one worker may hold every connection of the service), and per
- * mail transaction in progress -- at most [limits] transactions per worker,
- * the others wait for MAIL's reply (smtp_txn.c) -- its relay connection
- * and its message spool (a memfd); then the idle relay connections it
- * keeps ([relay] connections per relay, per worker: not tied to a
- * session) and the capability probe's, libunbound's query sockets, a
- * duplicate of the spool's memfd for each request waiting in its signer
- * queue (SIGNER_QUEUE_MAX; messages beyond wait in line without one,
- * signer_client.h), and for the
- * rest stdio, the listeners, its slot's sockets, its 4 metrics scrapers,
- * the connection accepted and refused at the limit, relay connections
- * saying QUIT (closed on the next pass of the loop, before a waiting
- * session takes the slot) and the event loop's own.  RLIMIT_NOFILE is per
- * process, so this is a worker's need whatever [server] workers is.  The
- * parent: the listeners, and the sockets of every worker slot of two
- * generations (signer, keeper TLS and AUTH, recorder: 4 per slot), plus,
- * while a reload forks the new keeper, the child's ends of its 2W
- * socketpairs (one more per slot of the 2W).  Documented in
- * subproxy.conf(5) under [limits] connections and transactions. */
-#define NOFILE_PER_SESSION   1
-#define NOFILE_PER_TXN       2
-#define NOFILE_PROBE         1
-#define NOFILE_DNS           128
-#define NOFILE_BASE          64
-#define NOFILE_PER_SLOT      5
 #define RECORDER_START_TIMEOUT 30 /* seconds to load the audit key and open the log */
 #define MAX_FILES 1024            /* --verify-log / --report files */
 
@@ -135,62 +107,6 @@ hash_password(void)
 	}
 	sodium_memzero(pw, sizeof(pw));
 	printf("%s\n", out);
-	return 0;
-}
-
-/* Raise the soft descriptor limit to what [limits] connections and
- * transactions (a worker) or [server] workers (the parent) needs -- the
- * children inherit it -- or refuse when the hard limit is too low. */
-static int
-raise_nofile(const struct config *cfg, unsigned workers, char *err, size_t errlen)
-{
-	unsigned long long worker = NOFILE_PER_SESSION * cfg->limits.connections +
-	    NOFILE_PER_TXN * cfg->limits.transactions + NOFILE_PROBE + NOFILE_DNS + SIGNER_QUEUE_MAX +
-	    NOFILE_BASE + cfg->nlistens;
-	unsigned long long parent = NOFILE_BASE + cfg->nlistens + 2ULL * workers *
-	    NOFILE_PER_SLOT;
-	unsigned long long need;
-	struct rlimit rl;
-	char what[96];
-	rlim_t old;
-	size_t i;
-
-	for (i = 0; i < cfg->nrelays; i++)
-		worker += cfg->relays[i].connections;
-	need = worker > parent ? worker : parent;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-		snprintf(err, errlen, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-		return -1;
-	}
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-		return 0;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		if (worker >= parent)
-			snprintf(what, sizeof(what), "[limits] connections = %llu and transactions "
-			    "= %llu", (unsigned long long)cfg->limits.connections,
-			    (unsigned long long)cfg->limits.transactions);
-		else
-			snprintf(what, sizeof(what), "[server] workers = %u", workers);
-		snprintf(err, errlen, "%s needs %llu file descriptors, but the hard limit on open "
-		    "files (RLIMIT_NOFILE) is %llu; raise it to at least %llu (LimitNOFILE=%llu in "
-		    "the systemd unit, or ulimit -n %llu as root before starting) or lower %s", what,
-		    need, (unsigned long long)rl.rlim_max, need, need, need,
-		    worker >= parent ? "[limits] connections or transactions" :
-		    "[server] workers");
-		return -1;
-	}
-	old = rl.rlim_cur;
-	rl.rlim_cur = need;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-		snprintf(err, errlen, "cannot raise the limit on open files from %llu to %llu: %s",
-		    (unsigned long long)old, need, strerror(errno));
-		return -1;
-	}
-	log_info("event=nofile-raised from=%llu to=%llu connections=%llu transactions=%llu "
-	    "workers=%u", (unsigned long long)old, need,
-	    (unsigned long long)cfg->limits.connections,
-	    (unsigned long long)cfg->limits.transactions, workers);
 	return 0;
 }
 
@@ -460,7 +376,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	workers = config_workers(cfg, sysconf(_SC_NPROCESSORS_ONLN));
-	if (raise_nofile(cfg, workers, err, sizeof(err)) < 0) {
+	if (nofile_raise(cfg, workers, 0, err, sizeof(err)) < 0) {
 		log_err("refusing to start: %s", err);
 		config_free(&cfg);
 		return 1;

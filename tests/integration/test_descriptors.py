@@ -17,7 +17,7 @@ import pytest
 
 from helpers import (TIMEOUT, cpu_seconds, nofile_limits, raw_starttls_client, set_nofile,
                      submit_through)
-from opsutil import fronts
+from opsutil import fronts, wait_fronts
 from test_dkim import roles
 from test_flood import flood
 
@@ -127,6 +127,41 @@ def test_ten_thousand_connections_fit_twenty_thousand(lab):
     out = sp.stderr_text()
     assert refusal("[limits] connections = 10000 and transactions = 10000",
                    needed(10000, 10000), hard, "[limits] connections or transactions") in out, out
+
+
+def test_nofile_follows_a_reload_of_the_relays(lab):
+    """[relay] connections (idle connections each worker keeps) and [relay]
+    sections change at a reload, and the new generation's workers keep that
+    many more connections: the limit they are started with is raised to the
+    new need first, or the reload is refused, saying which keys need what,
+    while the running generation serves on."""
+    from test_reload import reload_ok, rewrite, sighup
+    sp = lab.subproxy({"sink": lab.sink(), "extra": {"connections": 50}},
+                      limits={"connections": 200}, nofile=(256, 2000), server={"workers": 1})
+    need = needed(200, kept=50)
+    assert sp.wait_log(r"event=nofile-raised from=256 to=%d " % need, timeout=5)
+    old = fronts(sp.proc.pid)
+    rewrite(sp, ("connections = 50", "connections = 400"))
+    start = reload_ok(sp, 2)
+    more = needed(200, kept=400)
+    assert sp.wait_log(r"event=nofile-raised from=%d to=%d connections=200 transactions=100 "
+                       r"workers=1" % (need, more), timeout=5, start=start)
+    new = wait_fronts(sp.proc.pid, 1, exclude=old)
+    assert nofile_limits(new[0]) == (more, 2000)
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
+
+    # beyond the hard limit: refused, generation 2 serves on
+    rewrite(sp, ("connections = 400", "connections = 1600"))
+    start = sighup(sp)
+    line = sp.wait_log(r"event=(reloaded generation=3 |reload-failed)", timeout=60, start=start)
+    over = needed(200, kept=1600)
+    assert line and ("event=reload-failed [relay] connections = 1600 in all, with [limits] "
+                     "connections = 200 and transactions = 100, needs %d file descriptors, "
+                     "but the hard limit on open files (RLIMIT_NOFILE) is 2000; lower [relay] "
+                     "connections, or raise the limit to at least %d and restart; still "
+                     "serving with the running configuration" % (over, over)) in line, line
+    assert fronts(sp.proc.pid) == new
+    submit_through(sp.implicit_port, lab.certs.ca, 250, "2.0.0")
 
 
 def test_nofile_enough_is_left_alone(lab):
