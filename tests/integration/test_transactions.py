@@ -16,12 +16,22 @@ counts those, not three per connection (test_descriptors.py).
   for it, and the client may try again.  The slot's holder waits for its
   signature meanwhile (the signer stopped), so that only the waiter's
   timeout can fire.
+- Every way a transaction ends gives its slot back exactly once (a leak
+  would make the next MAIL wait, a second give-back would let two hold
+  one slot or stop front): RSET, QUIT, resets at every stage (after MAIL,
+  RCPT, within DATA or a BDAT chunk, after the final dot while the signer
+  is stopped), refusals (BDAT and DATA too large, the relay's 5xx), the
+  relay dropping the message, MAIL RCPT DATA pipelined while waiting, a
+  reload and a stop with a holder and a waiter.
 """
 
 import os
 import re
 import signal
 import socket
+import struct
+
+import pytest
 
 from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
 from opsutil import scrape, sigstop, val, wait_for
@@ -140,3 +150,120 @@ def test_mail_wait_ends_at_the_idle_timeout(lab, lab_certs):
     c.cmd("QUIT", 221)
     assert subjects(sink) == ["txn-after", "txn-holder"]
     assert mails_seen(sink) == 2
+
+
+def reset(c):
+    """Close with a TCP reset (no FIN, no TLS close_notify)."""
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+
+def holder_and_waiter(sp, certs, port):
+    """h holds the only slot (MAIL answered), w's MAIL waits for it."""
+    h = session(sp, certs)
+    h.mail(ALICE)
+    w = session(sp, certs)
+    w.send("MAIL FROM:<%s>\r\n" % ALICE)
+    wait_for(lambda: gauges(port) == (1, 1), what="w in line")
+    return h, w
+
+
+def rcpt_data(h, payload):
+    h.rcpt(RCPT, code=250)
+    h.cmd("DATA", 354)
+    h.send(payload)
+
+
+@pytest.mark.sanitized
+def test_every_end_gives_the_slot_back_once(lab, lab_certs):
+    sink = lab.sink()
+    sp, port = start_with_metrics(lab, sink, limits={"transactions": 1,
+                                                     "message-size": 100000},
+                                  server={"workers": 1, "shutdown-timeout": 30})
+    signer = roles(sp)["signer"]
+    big = make_message(subject="big", body=("y" * 70 + "\r\n") * 2000)
+
+    def signer_stopped_reset(h):
+        sigstop(signer)
+        try:
+            rcpt_data(h, dot_stuff(make_message(subject="reset-after-dot")))
+            wait_for(lambda: val(scrape(port), "subproxy_signer_messages") == 1,
+                     what="the message with the signer")
+            reset(h)
+        finally:
+            os.kill(signer, signal.SIGCONT)
+
+    def relay_refuses(h):
+        sink.set_faults(final="554 5.7.1 refused", once=True)
+        h.rcpt(RCPT, code=250)
+        h.data(dot_stuff(make_message(subject="refused")), 554)
+
+    def relay_drops(h):
+        sink.set_faults(drop_at={"bdat", "data"}, once=True)
+        h.rcpt(RCPT, code=250)
+        assert h.data(dot_stuff(make_message(subject="dropped"))).code // 100 == 4
+
+    ends = {
+        "rset": lambda h: h.cmd("RSET", 250),
+        "quit after rcpt": lambda h: (h.rcpt(RCPT, code=250), h.cmd("QUIT", 221)),
+        "reset after mail": reset,
+        "reset after rcpt": lambda h: (h.rcpt(RCPT, code=250), reset(h)),
+        "reset in data": lambda h: (rcpt_data(h, big[:5000]), reset(h)),
+        "reset in a bdat chunk": lambda h: (
+            h.rcpt(RCPT, code=250), h.bdat(make_message(subject="chunk")[:60], code=250),
+            h.send(b"BDAT 1000\r\nabc"), reset(h)),
+        "bdat too large, rset": lambda h: (
+            h.rcpt(RCPT, code=250), h.bdat(big, code=552), h.cmd("RSET", 250)),
+        "data too large": lambda h: (h.rcpt(RCPT, code=250), h.data(dot_stuff(big), 552)),
+        "reset after the dot, signer stopped": signer_stopped_reset,
+        "relay refuses the message": relay_refuses,
+        "relay drops the message": relay_drops,
+    }
+    for what, end in ends.items():
+        h, w = holder_and_waiter(sp, lab_certs, port)
+        end(h)
+        w.read_reply().check(250, "2.1.0")
+        assert gauges(port) == (1, 0), what
+        w.cmd("QUIT", 221)
+        wait_for(lambda: gauges(port) == (0, 0), what="all free after: " + what)
+    sink.set_faults()
+    # the relay refuses MAIL: nothing held
+    sink.set_faults(mail="451 4.3.0 busy", once=True)
+    h = session(sp, lab_certs)
+    h.mail(ALICE, code=451, enh="4.3.0")
+    assert gauges(port) == (0, 0)
+    h.cmd("QUIT", 221)
+    sink.set_faults()
+
+    # a whole transaction pipelined behind the waiting MAIL: held back, in
+    # order, once the slot is granted
+    h, w = holder_and_waiter(sp, lab_certs, port)
+    w.send(("RCPT TO:<%s>\r\nDATA\r\n" % RCPT).encode() +
+           dot_stuff(make_message(subject="pipelined")) + b"QUIT\r\n")
+    assert w.pending(0.3) == b""
+    h.cmd("RSET", 250)
+    for code in (250, 250, 354, 250, 221):
+        w.read_reply().check(code)
+    h.cmd("QUIT", 221)
+    wait_for(lambda: gauges(port) == (0, 0), what="all free after pipelining")
+
+    # a reload: the old worker's holder finishes, then its waiter
+    old = gauges(port)
+    h, w = holder_and_waiter(sp, lab_certs, port)
+    sp.proc.send_signal(signal.SIGHUP)
+    assert sp.wait_log(r"event=reloaded generation=2 ", timeout=LONG)
+    send_message(h, "old-holder")
+    w.read_reply().check(250, "2.1.0")
+    send_message(w, "old-waiter")
+    for c in (h, w):
+        c.cmd("QUIT", 221)
+    wait_for(lambda: gauges(port) == old, what="all free after the reload")
+
+    # a stop: the waiter gets 421 at once, the holder finishes
+    h, w = holder_and_waiter(sp, lab_certs, port)
+    sp.proc.send_signal(signal.SIGTERM)
+    w.read_reply().check(421, "4.3.2")
+    send_message(h, "at-stop")
+    h.read_reply().check(421, "4.3.2")
+    assert sp.expect_exit(0) == 0
+    assert sorted(subjects(sink)) == ["at-stop", "old-holder", "old-waiter", "pipelined"]
