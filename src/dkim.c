@@ -295,8 +295,10 @@ static int
 fields_from_domain(const struct dkim_field *f, size_t nf, char *dom, size_t domlen)
 {
 	const struct dkim_field *from = NULL;
-	const char *v;
-	size_t i, skip;
+	const uint8_t *v;
+	char *unfolded;
+	size_t i, n = 0;
+	int rc;
 
 	for (i = 0; i < nf; i++) {
 		if (!field_is(&f[i], "From"))
@@ -307,10 +309,19 @@ fields_from_domain(const struct dkim_field *f, size_t nf, char *dom, size_t doml
 	}
 	if (from == NULL || domlen == 0)
 		return -1;
+	/* the value unfolded, as front's parser holds it (message.c keeps
+	 * every octet of the field but the CR LF of each fold; next_field
+	 * lets no other CR or LF through): front's rule, front's parser
+	 * (rfc5322.h), front's input, so they cannot disagree -- a quoted-pair
+	 * before a fold reads alike */
 	v = memchr(from->text, ':', from->textlen);
-	skip = (size_t)((const uint8_t *)v + 1 - from->text);
-	/* front's rule, front's parser (rfc5322.h): they cannot disagree */
-	return rfc5322_from_domain(v + 1, from->textlen - skip, dom, domlen);
+	unfolded = xmalloc(from->textlen);
+	for (v++; v < from->text + from->textlen; v++)
+		if (*v != '\r' && *v != '\n')
+			unfolded[n++] = (char)*v;
+	rc = rfc5322_from_domain(unfolded, n, dom, domlen);
+	free(unfolded);
+	return rc;
 }
 
 /* A message split into its header fields and its body. */

@@ -15,6 +15,10 @@
  *   - signed in two parts as the signer gets it from front (dkim_sign_parts:
  *     the first header field as the prefix, the rest as the memfd), the
  *     answer is the same, and libopendkim verifies that signature too;
+ *   - what front accepts (message.c in BDAT mode, as the client sent it)
+ *     with a From front finds signable (one address, rfc5322_addr_domain)
+ *     the signer signs as front sends it (the spool), for that domain:
+ *     OK for fuzz.test, NOKEY for any other, never BADMSG;
  *   - libopendkim verifies it, with a matching body hash.  Not asked when
  *     libopendkim cannot read the message at all: a field name holding ';'
  *     (RFC 5322 allows it, libopendkim refuses the message), an h= list
@@ -36,7 +40,10 @@
 #include "dkim.h"
 #include "dkim_verify.h"
 #include "log.h"
+#include "message.h"
 #include "policy.h"
+#include "rfc5322.h"
+#include "spool.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -179,6 +186,42 @@ check_answer(enum dkim_result r, char *hdrs, const uint8_t *data, size_t size)
 	}
 }
 
+/* Front's decision on data, held to the signer's (see above). */
+static void
+check_front_agrees(const uint8_t *data, size_t size)
+{
+	struct msg_limits lim = { 0 };
+	struct spool *sp = spool_new(size + 2);
+	struct msg_parser *p = msg_parser_new(&lim, MSG_MODE_BDAT, sp);
+	const struct msg_result *mr;
+	char dom[256], *hdrs = NULL;
+	uint8_t *msg = NULL;
+	size_t n = 0;
+	enum dkim_result r;
+
+	if (msg_parser_feed(p, data, size) != size)
+		abort();		/* BDAT takes every octet */
+	msg_parser_finish(p);
+	mr = msg_parser_result(p);
+	if (mr->code == 0 && mr->nfrom == 1 &&
+	    rfc5322_addr_domain(mr->from[0], dom, sizeof(dom)) == 0) {
+		msg = malloc(spool_size(sp) + 1);
+		if (msg == NULL || spool_read(sp, 0, msg, spool_size(sp), &n) < 0 ||
+		    n != spool_size(sp))
+			abort();
+		r = dkim_sign_message(ks, msg, n, &hdrs);
+		if (r != (strcmp(dom, ki.domain) == 0 ? DKIM_RES_OK : DKIM_RES_NOKEY)) {
+			fprintf(stderr, "fuzz_dkim_sign: front signs for %s, the signer answers "
+			    "%s\n", dom, dkim_result_name(r));
+			abort();
+		}
+		check_answer(r, hdrs, msg, n);
+	}
+	free(msg);
+	msg_parser_free(&p);
+	spool_free(&sp);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -198,5 +241,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		check_answer(r2, hdrs, data, size);
 	}
+	check_front_agrees(data, size);
 	return 0;
 }
