@@ -357,6 +357,85 @@ ask(int fd, uint32_t id, uint64_t size, const char *prefix, size_t plen, int no_
 	return st;
 }
 
+/* Descriptors of every other kind, and memfds a hostile front sealed
+ * otherwise or changed before sealing: refused (INTERNAL) before anything
+ * is mapped, and the signer goes on. */
+static void
+hostile_descriptors(int fd)
+{
+	const char *body = MSG + 30;
+	size_t blen = strlen(body);
+	char path[] = "/tmp/test_signer.XXXXXX";
+	int sv[2], d;
+	uint32_t id = 100;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(ask(fd, id++, 0, MSG, 30, 0, 0, sv[0]), DKIM_RES_INTERNAL);
+	close(sv[0]);
+	close(sv[1]);
+	assert_true((d = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	assert_int_equal(ask(fd, id++, 0, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+	close(d);
+	assert_true((d = open("/proc/self/status", O_RDONLY | O_CLOEXEC)) >= 0);
+	assert_int_equal(ask(fd, id++, 0, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+	close(d);
+	/* a regular file holding the message */
+	assert_true((d = mkstemp(path)) >= 0);
+	unlink(path);
+	assert_int_equal(write(d, body, blen), (ssize_t)blen);
+	assert_int_equal(ask(fd, id++, blen, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+	close(d);
+	/* sealed against future writes only: front's mapping could still write */
+	d = memfd_with(body, blen, F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
+	assert_int_equal(ask(fd, id++, blen, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+	close(d);
+	/* shrunk before sealing, the size of before stated */
+	d = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_int_equal(write(d, body, blen), (ssize_t)blen);
+	assert_int_equal(ftruncate(d, (off_t)blen - 10), 0);
+	assert_int_equal(fcntl(d, F_ADD_SEALS, SIGNER_SEALS), 0);
+	assert_int_equal(ask(fd, id++, blen, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+	/* its real size: read as what it holds, a header field cut short */
+	assert_int_equal(ask(fd, id++, blen - 10, MSG, 30, 0, 0, d), DKIM_RES_BADMSG);
+	close(d);
+	/* the largest size there is, a 64 MiB hole: read as what it is (NULs:
+	 * no header field), nothing beyond it */
+	d = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_int_equal(ftruncate(d, 64 << 20), 0);
+	assert_int_equal(fcntl(d, F_ADD_SEALS, SIGNER_SEALS), 0);
+	assert_int_equal(ask(fd, id++, SIGNER_MSG_MAX, "", 0, 0, 0, d), DKIM_RES_INTERNAL);
+	assert_int_equal(ask(fd, id++, 64 << 20, "", 0, 0, 0, d), DKIM_RES_BADMSG);
+	assert_int_equal(ask(fd, id++, 64 << 20, MSG, 30, 0, 0, d), DKIM_RES_BADMSG);
+	close(d);
+}
+
+/* Prefixes front never makes: bare LF or CR, a field cut short or without
+ * a name, a NUL in From; each a bad message, never a crash. */
+static void
+hostile_prefixes(int fd)
+{
+	static const char *const bad[] = {
+		"X-A: b\nX-B: c\r\n",
+		"X-A: b\rX-B: c\r\n",
+		"X-A: b\r\n ",
+		": b\r\n",
+	};
+	const char *body = MSG + 30;
+	size_t blen = strlen(body), i;
+	uint32_t id = 200;
+	int d = memfd_with(body, blen, SIGNER_SEALS);
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ask(fd, id++, blen, bad[i], strlen(bad[i]), 0, 0, d) != DKIM_RES_BADMSG)
+			fail_msg("prefix %zu not refused", i);
+	close(d);
+	d = memfd_with("\r\nbody\r\n", 8, SIGNER_SEALS);
+	assert_int_equal(ask(fd, id++, 8, "From: a\0@lab.test\r\n", 20, 0, 0, d),
+	    DKIM_RES_BADMSG);
+	assert_int_equal(ask(fd, id++, 8, "From: a@lab.test\r\n", 18, 0, 0, d), DKIM_RES_OK);
+	close(d);
+}
+
 /* A hostile front: requests that are not a sealed memfd of the stated size
  * with a well-formed prefix get an INTERNAL answer and the signer goes on;
  * a wrong message type ends it (front broke the protocol). */
@@ -424,6 +503,9 @@ test_hostile_requests(void **state)
 	assert_int_equal(ask(fd, 23, 0, MSG, strlen(MSG) - 6, 0, 0, mfd), DKIM_RES_BADMSG);
 	assert_int_equal(ask(fd, 24, 0, MSG, 30, 0, 0, mfd), DKIM_RES_OK);
 	close(mfd);
+
+	hostile_descriptors(fd);
+	hostile_prefixes(fd);
 
 	/* wrong type: the signer exits non-zero */
 	memset(buf, 0, sizeof(buf));
@@ -780,6 +862,66 @@ test_request_is_the_spool(void **state)
 	event_base_free(base);
 }
 
+/* The descriptor of this process's memfd named name, or -1. */
+static int
+find_memfd(const char *name)
+{
+	char path[64], link[256], want[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	for (fd = 3; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, want) == 0)
+			return fd;
+	}
+	return -1;
+}
+
+/* A spool that cannot be sealed (a writable shared mapping of its memfd
+ * makes F_ADD_SEALS fail with EBUSY) is never sent: the request is
+ * answered INTERNAL from the loop (451 4.3.0, smtp_txn.c), nothing goes
+ * to the signer, and nothing of the message can change behind a seal. */
+static void
+test_seal_fails_closed(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct signer_client *sc;
+	struct spool *sp;
+	struct result r1;
+	struct pollfd pfd;
+	int sv[2], mfd;
+	void *map;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sc = signer_client_new(base, sv[0], 0, on_dead, NULL);
+	sp = spool_new(16);
+	assert_int_equal(spool_append(sp, MSG + 30, strlen(MSG) - 30), 0);
+	assert_true(spool_in_file(sp));
+	assert_true((mfd = find_memfd("subproxy-msg")) >= 0);
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	assert_true(map != MAP_FAILED);
+	memset(&r1, 0, sizeof(r1));
+	assert_non_null(signer_sign(sc, MSG, 30, sp, on_signed, &r1));
+	assert_int_equal(r1.done, 0);           /* never from inside the call */
+	run_until(base, &r1.done, 1);
+	assert_int_equal(r1.done, 1);
+	assert_int_equal(r1.status, DKIM_RES_INTERNAL);
+	pfd.fd = sv[1];
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	assert_int_equal(fcntl(mfd, F_GET_SEALS) & SIGNER_SEALS, 0);
+	munmap(map, 4096);
+	signer_client_free(&sc);
+	close(sv[1]);
+	spool_free(&sp);
+	event_base_free(base);
+}
+
 /* A sealed memfd holding MSG. */
 static int
 sealed_msg(void)
@@ -901,6 +1043,7 @@ main(void)
 		cmocka_unit_test(test_dead_with_a_line),
 		cmocka_unit_test(test_stale_reply_dropped),
 		cmocka_unit_test(test_request_is_the_spool),
+		cmocka_unit_test(test_seal_fails_closed),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_deadline_in_line),
 		cmocka_unit_test(test_slots),
