@@ -260,6 +260,133 @@ def test_message_of_exactly_message_size(env, method, final_crlf):
         c.close()
 
 
+@pytest.mark.parametrize("final_crlf", [True, False], ids=["crlf", "no-final-crlf"])
+@pytest.mark.parametrize("tail", ["last-chunk", "bdat-0-last"])
+def test_bdat_chunks_at_message_size(env, final_crlf, tail):
+    """Chunks summing to exactly [limits] message-size pass, ending with a
+    one-octet LAST chunk or with BDAT 0 LAST, with or without the final
+    CRLF; one octet more, that octet alone in the last chunk, gets 552
+    5.3.4 and nothing is relayed."""
+    for n in (MESSAGE_SIZE, MESSAGE_SIZE + 1):
+        msg = sized(n, final_crlf)
+        chunks = [msg[:n // 3], msg[n // 3:-1], msg[-1:]]
+        if tail == "bdat-0-last":
+            chunks.append(b"")
+        env.sink.reset()
+        c = env.session()
+        env.open_txn(c)
+        replies = bdat_sequence(c, chunks)
+        if n == MESSAGE_SIZE:
+            for r in replies:
+                r.check(250)
+            [m] = env.sink.messages()
+            check_relayed(m["data"], msg if final_crlf else msg + b"\r\n",
+                          added_message_id=False, added_date=False)
+        else:
+            assert all(r.code == 250 for r in replies[:2]), replies
+            check_bdat_refusal(replies, 552, "5.3.4")
+            env.assert_nothing_relayed()
+        c.cmd("RSET", 250, "2.0.0")
+        c.close()
+
+
+@pytest.mark.parametrize("final_crlf", [True, False], ids=["crlf", "no-final-crlf"])
+def test_bdat_header_only_at_header_size(env, final_crlf):
+    """A BDAT message that is all header, exactly [limits] header-size
+    octets with or without its final CRLF (the one front adds is not
+    counted), passes signed; one octet more gets 552 5.3.4."""
+    for n in (HEADER_SIZE, HEADER_SIZE + 1):
+        head = HDR + b"X-Fill: "
+        fill = n - len(head) - (2 if final_crlf else 0)
+        lines, rest = divmod(fill, 900)
+        msg = head + b"f" * rest + b"".join(
+            [b"\r\n\t" + b"f" * 897] * lines) + (b"\r\n" if final_crlf else b"")
+        assert len(msg) == n, (len(msg), n)
+        env.sink.reset()
+        c = env.session()
+        env.open_txn(c)
+        if n == HEADER_SIZE:
+            c.bdat(msg, last=True, code=250)
+            [m] = env.sink.messages()
+            check_relayed(m["data"], msg if final_crlf else msg + b"\r\n",
+                          added_message_id=False, added_date=False)
+        else:
+            c.bdat(msg, last=True, code=552, enh="5.3.4")
+            env.assert_nothing_relayed()
+        c.close()
+
+
+MEMORY_BODY = 256 * 1024    # [limits] memory-body by default: beyond, the spool is a memfd
+
+
+def dotted(n):
+    """HDR, an empty line and a body of exactly n octets in all: 998-octet
+    lines, every other one starting with a dot (stuffed by DATA)."""
+    head = HDR + b"\r\n"
+    full = (b"." + b"d" * 997 + b"\r\n") + (b"e" * 998 + b"\r\n")
+    q, r = divmod(n - len(head), len(full))
+    assert r >= 3
+    return head + full * q + b"." * (r - 2) + b"\r\n"
+
+
+@pytest.mark.parametrize("method", ["DATA", "BDAT", "BDAT-no-final-crlf"])
+def test_signed_as_relayed_at_the_memory_body_bound(env, method):
+    """The signer signs the spool front relays, the same memfd: a message
+    whose spool ends one octet before, at and one after [limits]
+    memory-body (in memory until sealed, or already in its memfd) is
+    relayed byte for byte and its signatures verify with dkimpy; dot-stuffed
+    and 998-octet lines included.  Without a final CRLF the one front adds
+    is what crosses the bound."""
+    for n in (MEMORY_BODY - 1, MEMORY_BODY, MEMORY_BODY + 1):
+        msg = dotted(n)
+        assert len(msg) == n
+        env.sink.reset()
+        c = env.session()
+        env.open_txn(c)
+        if method == "DATA":
+            c.data(dot_stuff(msg), code=250)
+        elif method == "BDAT":
+            half = n // 2
+            bdat_sequence(c, [msg[:half], msg[half:]])[-1].check(250)
+        else:
+            c.bdat(msg[:-2], last=True, code=250)
+        [m] = env.sink.messages()
+        check_relayed(m["data"], msg, added_message_id=False, added_date=False)
+        c.close()
+
+
+def test_messages_signed_and_relayed_at_once(env):
+    """Several sessions end their messages together (DATA and BDAT, spools
+    in memfds and in memory): front seals and hands over one spool while
+    it relays another from its own descriptor, whose file offset the
+    signer's duplicate shares.  Every message arrives byte for byte and its
+    signatures verify with dkimpy."""
+    sizes = [MEMORY_BODY + 4096, MEMORY_BODY // 2, 2 * MEMORY_BODY, MEMORY_BODY + 4096]
+    msgs = [dotted(n).replace(b"intake", b"at-once-%d" % i, 1) for i, n in enumerate(sizes)]
+    clients = []
+    for i, msg in enumerate(msgs):
+        c = env.session()
+        env.open_txn(c)
+        if i % 2 == 0:
+            c.cmd("DATA", 354)
+            c.send(dot_stuff(msg)[:-3])
+        else:
+            c.bdat(msg[:-1], code=250)
+        clients.append(c)
+    for i, c in enumerate(clients):     # the ends, without waiting
+        c.send(b".\r\n" if i % 2 == 0 else b"BDAT 1 LAST\r\n" + msgs[i][-1:])
+    for c in clients:
+        c.read_reply().check(250)
+    stored = env.sink.messages()
+    assert len(stored) == len(msgs)
+    for msg in msgs:
+        tag = msg.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]
+        [m] = [m for m in stored if b"Subject: " + tag + b"\r\n" in m["data"]]
+        check_relayed(m["data"], msg, added_message_id=False, added_date=False)
+    for c in clients:
+        c.close()
+
+
 # ---- boundaries that must pass ----
 
 @pytest.mark.parametrize("msg", [
@@ -276,9 +403,18 @@ def test_message_of_exactly_message_size(env, method, final_crlf):
     HDR.replace(b"<alice@lab.test>", b"Authors: Alice <alice@lab.test>;") + b"\r\nbody\r\n",
     HDR.replace(b"<alice@lab.test>", b"<alice@lab.test>,") + b"\r\nbody\r\n",
     HDR.replace(b"<alice@lab.test>", b", alice@lab.test (Alice)") + b"\r\nbody\r\n",
+    HDR.replace(b"<alice@lab.test>", b"Authors: (one) alice@lab.test (Alice);") +
+    b"\r\nbody\r\n",
+    # a quoted-pair before a fold: front reads the field unfolded, and so
+    # must the signer (it refused this one, 550 after the signer)
+    HDR.replace(b"<alice@lab.test>", b"alice@lab.test (A\\\r\n (B))") + b"\r\nbody\r\n",
+    HDR.replace(b"<alice@lab.test>", b'"Al\\\r\n ice, \\"x@y\\"" <alice@lab.test>') +
+    b"\r\nbody\r\n",
 ], ids=["998-octet-line", "998-octet-header-line", "received-at-limit", "from-alias",
         "sender-owned", "empty-body", "empty-lines", "whitespace", "fields-at-limit",
-        "from-group-of-one", "from-trailing-comma", "from-leading-comma"])
+        "from-group-of-one", "from-trailing-comma", "from-leading-comma",
+        "from-group-of-one-commented", "from-comment-escape-across-fold",
+        "from-name-escape-across-fold"])
 @pytest.mark.parametrize("method", ["DATA", "BDAT"])
 def test_accepted_at_the_boundary(env, msg, method):
     assert max(len(ln) for ln in msg.split(b"\r\n")) <= 998
