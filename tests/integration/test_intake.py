@@ -112,6 +112,13 @@ REFUSED = [
     ("from-empty-group", HDR.replace(b"<alice@lab.test>", b"undisclosed-recipients:;") +
      b"\r\nb\r\n", 550, "5.6.0"),
     ("no-from", HDR.replace(b"From: <alice@lab.test>\r\n", b"") + b"\r\nbody\r\n", 550, "5.6.0"),
+    ("empty", b"", 550, "5.6.0"),       # BDAT 0 LAST alone, DATA's lone dot
+    ("from-twice", HDR + b"From: <alice@lab.test>\r\n\r\nb\r\n", 550, "5.6.0"),
+    ("from-twice-folded", HDR + b"From:\r\n <alice@lab.test>\r\n\r\nb\r\n", 550, "5.6.0"),
+    ("from-domain-literal", HDR.replace(b"<alice@lab.test>", b"<alice@[192.0.2.1]>") +
+     b"\r\nb\r\n", 550, "5.7.1"),
+    ("from-group-one-and-one", HDR.replace(b"<alice@lab.test>",
+     b"G: (c) alice@lab.test;, alice@lab.test") + b"\r\nb\r\n", 550, "5.6.0"),
 ]
 
 
