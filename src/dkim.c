@@ -21,7 +21,7 @@
 #include <sodium.h>
 
 #define SIGHDR_NAME	"DKIM-Signature"
-#define DOMAIN_MAX	256
+#define DOMAIN_MAX	RFC5322_DOMAIN_MAX	/* a From domain (front's rule) */
 
 struct dkim_policy {
 	char **names;

@@ -36,6 +36,10 @@ void rfc5322_free_addresses(char **addrs, size_t n);
  * >= 0x80 (what can be a signing domain d=).
  */
 
+/* Room for the domain the rule takes, NUL included: front and the signer
+ * both use it, so a long domain cannot pass one and not the other. */
+#define RFC5322_DOMAIN_MAX 256
+
 /* The domain of addr (an addr-spec as rfc5322_parse_addresses returns it),
  * lower-cased into dom (domlen octets).  0, or -1 when it breaks the rule
  * above or does not fit. */

@@ -457,7 +457,7 @@ sign_done(void *arg, int status, const char *headers)
 static int
 refuse_unsignable_from(struct session *s, const struct msg_result *mr)
 {
-	char dom[256];
+	char dom[RFC5322_DOMAIN_MAX];
 
 	if (mr->nfrom == 1 && rfc5322_addr_domain(mr->from[0], dom, sizeof(dom)) == 0)
 		return 0;
