@@ -33,7 +33,8 @@
  * Received, Return-Path and DKIM-Signature can never be listed.
  *
  * The From address is read by front's own parser and rule
- * (rfc5322_from_domain, rfc5322.h), so that front can refuse before
+ * (rfc5322_from_domain, rfc5322.h) on the value unfolded, as front's
+ * message parser holds it, so that front can refuse before
  * signing exactly what the signer would refuse: a group or a list with an
  * empty element is read as front reads it; several addresses, several From
  * fields and a domain literal are refused.

@@ -29,7 +29,8 @@ void rfc5322_free_addresses(char **addrs, size_t n);
  * The one rule for the From field a DKIM signature can be made for, used
  * by front (smtp_txn.c decides with it before asking the signer, 550
  * 5.6.0) and by the signer (dkim.c applies it), so that they never
- * disagree: the field value parses as above (groups, comments, display
+ * disagree: the field value, unfolded (without the CR LF of each fold, as
+ * message.c holds it; dkim.c removes them first), parses as above (groups, comments, display
  * names, obsolete list syntax such as an empty list element all read the
  * same way) and holds exactly one address, whose domain is not a domain
  * literal and holds only letters, digits, '-', '_', '.' and octets
