@@ -52,7 +52,7 @@ struct conn {
 	int want_flushed;
 	size_t lowat;           /* CONN_EV_FLUSHED when output <= lowat */
 	int closing;            /* owner gone: flush then free */
-	conn_closed_cb *closed_cb;      /* after the descriptor is closed */
+	conn_closed_cb *closed_cb;      /* just before the descriptor is closed */
 	void *closed_arg;
 	int read_blocked_on_write;   /* TLS wants to write to progress a read */
 	struct evbuffer *raw;           /* TLS: read from the socket, not yet asked for by GnuTLS */
@@ -768,17 +768,16 @@ conn_flush(struct conn *c)
 		event_active(c->ev_write, EV_WRITE, 0);
 }
 
-/* The end of a closing connection: close the descriptor, then tell the
- * former owner (from the loop: every caller is an event handler). */
+/* The end of a closing connection: tell the former owner, then close the
+ * descriptor (from the loop: every caller is an event handler).  In this
+ * order, so that a peer that sees the end (close_notify, FIN) and connects
+ * again at once finds the connection no longer counted -- by any worker. */
 static void
 conn_finish_close(struct conn *c)
 {
-	conn_closed_cb *closed = c->closed_cb;
-	void *arg = c->closed_arg;
-
+	if (c->closed_cb != NULL)
+		c->closed_cb(c->closed_arg);
 	conn_free(&c);
-	if (closed != NULL)
-		closed(arg);
 }
 
 void

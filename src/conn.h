@@ -146,10 +146,12 @@ typedef void conn_closed_cb(void *arg);
 
 /* Flush pending output (best effort, for at most a few seconds) then free:
  * for final replies such as 221/421.  Input is discarded from now on; the
- * owner's callback is no longer called.  When the descriptor is really
- * closed, closed(arg) is called (NULL: not wanted) -- always from the loop,
- * never from inside this call, so the owner can count the connection until
- * then.  Until closed() ran, the owner may still end it with conn_free() on
+ * owner's callback is no longer called.  Once the output is written (or
+ * given up), closed(arg) is called (NULL: not wanted) -- always from the
+ * loop, never from inside this call, so the owner can count the connection
+ * until then -- and right after it returns, in the same pass, the
+ * descriptor is closed: the peer sees the end (close_notify, FIN) only
+ * after closed() ran.  Until closed() ran, the owner may still end it with conn_free() on
  * a copy of the pointer (then closed() is not called).  *cp is set to NULL;
  * NULL is a no-op. */
 void conn_close_after_flush(struct conn **cp, conn_closed_cb *closed, void *arg);

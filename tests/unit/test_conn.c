@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -33,6 +34,8 @@ struct seen {
 	int in_call;            /* set while the test is inside a conn_* call */
 	int during_call;        /* a callback came while in_call was set */
 	int closed;
+	int peer;               /* > 0: closed_cb looks whether this end saw the close */
+	int peer_saw_end;
 };
 
 static void
@@ -55,6 +58,12 @@ closed_cb(void *arg)
 	s->closed++;
 	if (s->in_call)
 		s->during_call = 1;
+	if (s->peer > 0) {
+		struct pollfd pfd = { .fd = s->peer, .events = POLLRDHUP };
+
+		s->peer_saw_end = poll(&pfd, 1, 0) == 1 &&
+		    (pfd.revents & (POLLRDHUP | POLLHUP)) != 0;
+	}
 }
 
 /* Run the loop until cond or 200 passes. */
@@ -139,6 +148,7 @@ test_close_after_flush_tells_from_the_loop(void **state)
 	memset(&s, 0, sizeof(s));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	c = conn_new(base, sv[0], record, &s);
+	s.peer = sv[1];
 	evbuffer_add(conn_output(c), "221 bye\r\n", 9);
 	s.in_call = 1;
 	conn_close_after_flush(&c, closed_cb, &s);
@@ -147,6 +157,9 @@ test_close_after_flush_tells_from_the_loop(void **state)
 	assert_int_equal(s.closed, 0);         /* the descriptor is still open */
 	RUN_UNTIL(base, s.closed > 0);
 	assert_int_equal(s.closed, 1);
+	/* the owner was told before the peer could see the end (it stops
+	 * counting the connection before the client can connect again) */
+	assert_false(s.peer_saw_end);
 	assert_int_equal(s.calls, 0);          /* the owner's callback is gone */
 	assert_false(s.during_call);
 	assert_int_equal(read(sv[1], buf, sizeof(buf)), 9);
