@@ -71,6 +71,24 @@ mail_relay_start(struct session *s)
 	    mail_relay_done, s);
 }
 
+/* The transaction's slot is held: it begins, and only now takes its
+ * messages-per-hour token, so a MAIL refused before (452 4.3.1 after
+ * waiting for a slot, and every earlier check) spent none, and no token is
+ * ever given back (a give-back would let the bucket's refill during the
+ * wait count twice).  Returns 1 with MAIL on its way to the relay, or 0
+ * after 450 4.7.1 with the slot given back and the session in S_CMD. */
+static int
+mail_txn_begin(struct session *s)
+{
+	if (!rate_take(s, RATELIMIT_MESSAGES, s->login)) {
+		txn_reset(s);
+		session_set_state(s, S_CMD);
+		return 0;
+	}
+	mail_relay_start(s);
+	return 1;
+}
+
 /* A transaction ended in this worker and its slot is this session's (from
  * the loop, slots.h). */
 static void
@@ -84,7 +102,8 @@ mail_slot_granted(void *arg)
 	metrics_gauge_add(MG_TXN_WAITING, -1);
 	metrics_gauge_add(MG_TXN_ACTIVE, 1);
 	log_info("session=%s event=transaction-slot from=<%s>", s->id, s->mail_from);
-	mail_relay_start(s);
+	if (!mail_txn_begin(s))
+		session_process(s);
 	session_release(s);
 }
 
@@ -125,8 +144,6 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		    "Audit log unavailable, try again later");
 		return;
 	}
-	if (!rate_take(s, RATELIMIT_MESSAGES, s->login))
-		return;
 	/* parameters for the relay, rebuilt from parsed values only */
 	params[0] = '\0';
 	if (c->size > 0)
@@ -163,7 +180,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 	}
 	s->txn_slot = 1;
 	metrics_gauge_add(MG_TXN_ACTIVE, 1);
-	mail_relay_start(s);
+	mail_txn_begin(s);
 }
 
 /* The session's MAIL waited longer than [limits] timeout for a transaction

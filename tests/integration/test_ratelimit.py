@@ -6,10 +6,18 @@ sentence naming the limit, other logins and addresses are not affected, and
 the bucket refills.  Refilling uses build/subproxy-testclock, whose
 rate-limit clock moves an hour ahead on SIGUSR2 to front (no sleeping); the
 installed daemon has no such hook.
+
+A message token is spent by a transaction that begins (its MAIL holds one of
+the worker's [limits] transactions and goes to the relay), whatever its end;
+a MAIL refused before that spends none, also one that waited for a
+transaction slot and got 452 4.3.1, and a waiting MAIL takes its token only
+when it begins, so that sessions on two workers never pass more than the
+limit.
 """
 
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,8 +28,10 @@ import pytest
 from conftest import subproxy_binary, clock_test_binary
 from helpers import (ALICE, ALICE_PW, BOB, BOB_PW, RCPT, SERVER_NAME, RawClient, client_context,
                      dot_stuff, make_message)
-from opsutil import fronts
+from opsutil import Pinned, fronts, served_by, sigstop, wait_for
+from test_dkim import roles
 from test_flood import flood
+from test_workers import start_two
 
 
 def session(sp, lab, user=ALICE, password=ALICE_PW, source="127.0.0.2", code=235,
@@ -46,10 +56,18 @@ def advance_clock(sp):
             sp.stderr_text(10)
 
 
-def start(lab, limits, logins=None):
-    extra = "".join('[login "%s"]\n%s\n' % (name, "\n".join("%s = %s" % kv for kv in keys.items()))
-                    for name, keys in (logins or {}).items())
-    return lab.subproxy(lab.sink(), limits=limits, extra_config=extra, binary=clock_test_binary())
+def login_sections(logins):
+    return "".join('[login "%s"]\n%s\n' % (name, "\n".join("%s = %s" % kv for kv in keys.items()))
+                   for name, keys in (logins or {}).items())
+
+
+def start(lab, limits, logins=None, **kw):
+    return lab.subproxy(lab.sink(), limits=limits, extra_config=login_sections(logins),
+                        binary=clock_test_binary(), **kw)
+
+
+def mails_seen(sink):
+    return sum(1 for c in sink.commands() if c.upper().startswith("MAIL FROM"))
 
 
 @pytest.mark.sanitized
@@ -172,6 +190,132 @@ def test_sessions_per_login(lab):
     for x in (b, d):
         x.cmd("QUIT", 221)
     assert sp.wait_log(r"event=rate-limit limit=sessions-per-login login=alice@lab\.test")
+
+
+@pytest.mark.sanitized
+def test_mail_refused_while_waiting_spends_no_token(lab):
+    """A MAIL that waited [limits] timeout for a transaction slot and got
+    452 4.3.1 began no transaction: alice (messages-per-hour 2) can still
+    send exactly two messages, the third MAIL gets 450 4.7.1, and nothing
+    of the refused MAILs reached the relay.  The slot's holder (bob) waits
+    for its signature meanwhile (signer stopped), so that only the waiter's
+    timeout can end the wait."""
+    sp = start(lab, {"transactions": 1, "timeout": 3}, {ALICE: {"messages-per-hour": 2}},
+               server={"workers": 1})
+    sink = lab.sinks[0]
+    signer = roles(sp)["signer"]
+    h = session(sp, lab, BOB, BOB_PW, source="127.0.0.3")
+    h.mail(BOB)
+    h.rcpt(RCPT, code=250)
+    sigstop(signer)
+    try:
+        h.cmd("DATA", 354)
+        h.send(dot_stuff(make_message(sender=BOB, subject="holder")))
+        c = session(sp, lab)
+        c.send("MAIL FROM:<%s>\r\n" % ALICE)
+        r = c.read_reply()
+        assert r.raw == (b"452 4.3.1 Too many messages in progress on this server, none "
+                         b"ended within 3 seconds; try again later\r\n"), r.raw
+        c.cmd("QUIT", 221)
+    finally:
+        os.kill(signer, signal.SIGCONT)
+    h.read_reply().check(250, "2.0.0")
+    h.cmd("QUIT", 221)
+    assert mails_seen(sink) == 1
+    c = session(sp, lab)
+    for i in range(2):
+        c.mail(ALICE)
+        c.rcpt(RCPT, code=250)
+        c.data(dot_stuff(make_message(subject="alice %d" % i)), 250, "2.0.0")
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)
+    r.check(450, "4.7.1")
+    assert "messages-per-hour 2 for this login" in r.text, r
+    c.cmd("QUIT", 221)
+    assert mails_seen(sink) == 3
+    assert len(sink.messages()) == 3
+
+
+def pinned_session(sp, lab, worker, workers, user, password, source):
+    start_at = len(sp.lines)
+    with Pinned(worker, workers):
+        c = RawClient(sp.implicit_port, lab.certs.ca, source=source)
+        c.greeting.check(220)
+    wait_for(lambda: served_by(sp, worker, start_at), timeout=10,
+             what="worker %d's connect line" % worker)
+    c.ehlo()
+    c.auth_plain(user, password)
+    return c
+
+
+@pytest.mark.sanitized
+def test_waiting_mail_takes_its_token_when_it_begins(lab):
+    """alice has one message an hour.  Her MAIL on worker a waits for that
+    worker's only transaction slot (bob holds it); meanwhile her MAIL on
+    worker b begins at once and spends the token.  When bob's transaction
+    ends, the waiting MAIL begins and finds the bucket empty: 450 4.7.1,
+    nothing sent to the relay for it.  (Taking the token when MAIL arrived
+    would have let the waiter through and refused the one that could
+    begin.)"""
+    sp, (a, b) = start_two(lab, lab.sink(), limits={"transactions": 1},
+                           extra_config=login_sections({ALICE: {"messages-per-hour": 1}}),
+                           binary=clock_test_binary())
+    sink = lab.sinks[0]
+    h = pinned_session(sp, lab, a, (a, b), BOB, BOB_PW, "127.0.0.3")
+    h.mail(BOB)
+    w = pinned_session(sp, lab, a, (a, b), ALICE, ALICE_PW, "127.0.0.2")
+    n = len(sp.lines)
+    w.send("MAIL FROM:<%s>\r\n" % ALICE)
+    assert sp.wait_log(r"front\[%d\] \w+: session=\S+ event=transaction-wait from=<%s>"
+                       % (a, re.escape(ALICE)), start=n, timeout=10)
+    o = pinned_session(sp, lab, b, (a, b), ALICE, ALICE_PW, "127.0.0.4")
+    o.mail(ALICE)
+    o.cmd("RSET", 250)
+    assert w.pending(0.3) == b""
+    h.cmd("RSET", 250)
+    r = w.read_reply()
+    r.check(450, "4.7.1")
+    assert "messages-per-hour 1 for this login" in r.text, r
+    # the slot went back: bob's next MAIL on worker a begins at once
+    h.mail(BOB)
+    for x in (h, w, o):
+        x.cmd("QUIT", 221)
+    assert mails_seen(sink) == 3
+
+
+@pytest.mark.sanitized
+def test_a_begun_transaction_spends_its_token(lab):
+    """messages-per-hour counts transactions begun, not messages relayed:
+    MAIL refusals of subproxy's own before a transaction begins (553 sender
+    not owned) spend nothing; a transaction that began spends its token
+    whatever its end (the relay refuses MAIL, refuses the only recipient,
+    the message is too large, the relay answers 451 at its end), so that
+    refusals cannot buy unlimited attempts.  Nothing was relayed."""
+    sp = start(lab, {"message-size": "10k", "header-size": "8k"},
+               {ALICE: {"messages-per-hour": 4}})
+    sink = lab.sinks[0]
+    c = session(sp, lab)
+    for _ in range(5):
+        c.mail(BOB, code=553, enh="5.7.1")
+    sink.set_faults(mail="550 5.7.1 sender refused", once=True)
+    c.mail(ALICE, code=550, enh="5.7.1")
+    sink.set_faults(rcpt={RCPT: "550 5.1.1 no such user"})
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=550, enh="5.1.1")
+    c.cmd("RSET", 250)
+    sink.set_faults()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message(body=("x" * 70 + "\r\n") * 200)), 552, "5.3.4")
+    sink.set_faults(final="451 4.3.0 try again later", once=True)
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message()), 451, "4.3.0")
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)
+    r.check(450, "4.7.1")
+    assert "messages-per-hour 4 for this login" in r.text, r
+    c.cmd("QUIT", 221)
+    assert sink.messages() == []
+    assert mails_seen(sink) == 4
 
 
 def closing_round(sp, lab):
