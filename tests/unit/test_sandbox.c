@@ -1303,17 +1303,27 @@ parent_child(void *arg)
 	if (waitpid(role, &status, 0) != role || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return child_fail("the child's own filter");
 	step("kill SIGTERM, waitpid, the signalfd says SIGCHLD");
+	/* The child waits under the parent's filter as a worker does (poll;
+	 * pause(2) is not allowed) and says so first, so that the kill always
+	 * finds it waiting: a child that the kill happened to reach before it
+	 * ran would prove nothing about the calls it makes. */
 	if ((kid = fork()) == 0) {
 		sigprocmask(SIG_UNBLOCK, &set, NULL);
-		pause();
-		_exit(0);
+		if (write(pp[1], "w", 1) != 1)
+			_exit(3);
+		for (;;)
+			(void)poll(NULL, 0, -1);
 	}
 	if (kid < 0)
 		return child_fail("fork");
+	if (read(pp[0], buf, 1) != 1)
+		return child_fail("the waiting child's word");
 	if (kill(kid, SIGTERM) != 0)
 		return child_fail("kill");
-	if (waitpid(kid, &status, 0) != kid || !WIFSIGNALED(status) || WTERMSIG(status) != SIGTERM)
-		return child_fail("waitpid");
+	if (waitpid(kid, &status, 0) != kid || !WIFSIGNALED(status) || WTERMSIG(status) != SIGTERM) {
+		snprintf(buf, sizeof(buf), "waitpid: status %#x, not killed by SIGTERM", status);
+		return child_fail(buf);
+	}
 	if (poll(&pfd, 1, 5000) != 1 || read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) ||
 	    si.ssi_signo != SIGCHLD)
 		return child_fail("signalfd");
