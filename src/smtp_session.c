@@ -405,15 +405,18 @@ session_closed(void *arg)
 }
 
 /* Close after the queued replies are written (during a TLS handshake: at
- * once, nothing can be written). */
+ * once, nothing can be written).  The close is logged once the session has
+ * ended: from that line on it is no session of its login (another worker
+ * may admit the login's next one), though its descriptor may still linger
+ * with replies unwritten. */
 void
 session_close(struct session *s)
 {
 	if (s->state == S_CLOSED)
 		return;
+	session_end(s);
 	log_info("session=%s event=close peer=%s login=%s transactions=%u", s->id, s->peer,
 	    s->login ? s->login : "-", s->txn_count);
-	session_end(s);
 	s->linger = s->conn;
 	conn_close_after_flush(&s->conn, session_closed, s);
 	session_reap(s);

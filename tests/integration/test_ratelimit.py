@@ -343,13 +343,18 @@ def closing_round(sp, lab):
     flooder.start()
     try:
         for _ in range(150):                            # 30 s at most
-            if sp.wait_log(r"event=idle-timeout peer=127\.0\.0\.1 state=command", timeout=0.2,
+            # the close line, not the idle-timeout one before it: only
+            # once it is logged is a no session of alice's (the worker
+            # may still be between the two when b's AUTH reaches the other)
+            if sp.wait_log(r"event=close peer=127\.0\.0\.1 login=alice@lab\.test", timeout=0.2,
                            start=n):
                 break
             b.cmd("NOOP", 250)                          # b must not time out meanwhile
         else:
             raise AssertionError("no idle timeout of the flooding session:\n" +
                                  sp.stderr_text(20))
+        assert sp.wait_log(r"event=idle-timeout peer=127\.0\.0\.1 state=command", timeout=1,
+                           start=n), sp.stderr_text(20)
         b.auth_plain(ALICE, ALICE_PW)                   # alice again while a is closing: 235
         c = RawClient(sp.starttls_port, lab.certs.ca, implicit=False, source="127.0.0.3")
         lingered = c.greeting.code == 421
