@@ -218,13 +218,9 @@ spool_seal(struct spool *sp)
 		errno = saved;
 		return -1;
 	}
-	/* the file offset is shared with whoever receives the descriptor */
-	if (lseek(sp->fd, 0, SEEK_SET) < 0) {
-		saved = errno;
-		log_err("spool: lseek: %s", strerror(saved));
-		errno = saved;
-		return -1;
-	}
+	/* no lseek: the spool writes with pwrite only, so the offset is still
+	 * 0, and no reader uses it (it is shared with whoever receives the
+	 * descriptor: spool_read is pread, the signer mmaps) */
 	sp->sealed = 1;
 	return sp->fd;
 }

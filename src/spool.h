@@ -35,7 +35,10 @@ int spool_in_file(const struct spool *sp);
  * F_SEAL_SEAL), suitable for passing to another process.  If the content is
  * in memory it is first moved to a memfd.  After this call no further
  * appends are possible (-1 EPERM).  The descriptor stays owned by the spool
- * (closed by spool_free); returns -1 on error. */
+ * (closed by spool_free); returns -1 on error.  Its file offset is 0 (the
+ * spool only ever writes with pwrite, and sealing does not seek: front's
+ * filter has no lseek), and it is shared with every process the descriptor
+ * is passed to: readers use pread or mmap, never the offset. */
 int spool_seal(struct spool *sp);
 
 /* Forget the content (memory is wiped with sodium_memzero / the memfd

@@ -511,6 +511,13 @@ do_write_stdout(void)
 		return;
 }
 
+/* front writes and reads its spools at explicit offsets (spool.h) */
+static void
+do_lseek(void)
+{
+	(void)lseek(2, 0, SEEK_CUR);
+}
+
 static void
 do_unshare(void)
 {
@@ -1128,7 +1135,7 @@ front_child(void *arg)
 	struct event *ev, *tev;
 	struct timeval tv = { 0, 1000 };
 	struct sockaddr_in sin;
-	struct spool *sp;
+	struct spool *sp, *sp2;
 	uint16_t port;
 	char big[5000], buf[64];
 	int cfd, ufd, sfd, one = 1, fd;
@@ -1198,6 +1205,13 @@ front_child(void *arg)
 		return child_fail("spool");
 	if (spool_read(sp, 4000, buf, sizeof(buf), &got) != 0 || got != sizeof(buf))
 		return child_fail("spool_read");
+	step("a spool sealed from memory (moved to a memfd first)");
+	sp2 = spool_new(1024);
+	if (spool_append(sp2, big, sizeof(buf)) != 0 || spool_in_file(sp2) ||
+	    spool_seal(sp2) < 0 || !spool_in_file(sp2) ||
+	    spool_read(sp2, 0, buf, sizeof(buf), &got) != 0 || got != sizeof(buf))
+		return child_fail("spool sealed from memory");
+	spool_free(&sp2);
 	step("the sealed spool's descriptor duplicated and sent (signer_client.c)");
 	if ((sfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return child_fail("fcntl F_DUPFD_CLOEXEC");
@@ -2007,7 +2021,7 @@ static const struct CMUnitTest tests[] = {
 	F("front", ioctl), F("front", memfd_exec), F("front", socketpair), F("front", listen),
 	F("front", ptrace), F("front", fork), F("front", vfork_raw), F("front", clone3),
 	F("front", pthread), F("front", setuid), F("front", setresuid), F("front", mmap_exec),
-	F("front", mprotect_exec), F("front", fcntl_dupfd),
+	F("front", mprotect_exec), F("front", fcntl_dupfd), F("front", lseek),
 	F("front", unshare), F("front", prctl_dumpable), F("front", kill0),
 	F("front", memfd_hugetlb), F("front", chroot),
 	PARENT
