@@ -326,11 +326,26 @@ fields_from_domain(const struct dkim_field *f, size_t nf, char *dom, size_t doml
 
 /* A message split into its header fields and its body. */
 struct split {
-	struct dkim_field *f;		/* DKIM_FIELDS_MAX + 1 */
-	size_t nf;
+	struct dkim_field *f;		/* cap entries, nf used */
+	size_t nf, cap;
 	const uint8_t *body;
 	size_t bodylen;
 };
+
+/* Room for the field s->f[s->nf]: the array doubles from 64 entries (a
+ * message has a few dozen fields) up to DKIM_FIELDS_MAX + 1, not made
+ * and zeroed whole for every message. */
+static struct dkim_field *
+split_slot(struct split *s)
+{
+	if (s->nf == s->cap) {
+		s->cap = s->cap == 0 ? 64 : s->cap * 2;
+		if (s->cap > DKIM_FIELDS_MAX + 1)
+			s->cap = DKIM_FIELDS_MAX + 1;
+		s->f = xreallocarray(s->f, s->cap, sizeof(*s->f));
+	}
+	return &s->f[s->nf];
+}
 
 /* Split prefix[0..plen) -- complete header fields only, nothing else --
  * then msg[0..len) into s (s->f a new array, freed by the caller even on
@@ -343,13 +358,14 @@ split_fields(const uint8_t *prefix, size_t plen, const uint8_t *msg, size_t len,
 	size_t off = 0;
 	int rc;
 
-	s->f = xcalloc(DKIM_FIELDS_MAX + 1, sizeof(*s->f));
-	s->nf = 0;
+	s->f = NULL;
+	s->nf = s->cap = 0;
 	while (off < plen)
-		if (next_field(prefix, plen, &off, &s->f[s->nf]) != 1 || ++s->nf > DKIM_FIELDS_MAX)
+		if (next_field(prefix, plen, &off, split_slot(s)) != 1 ||
+		    ++s->nf > DKIM_FIELDS_MAX)
 			return -1;
 	off = 0;
-	while ((rc = next_field(msg, len, &off, &s->f[s->nf])) == 1)
+	while ((rc = next_field(msg, len, &off, split_slot(s))) == 1)
 		if (++s->nf > DKIM_FIELDS_MAX)
 			return -1;
 	s->body = msg + off;

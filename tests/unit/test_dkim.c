@@ -798,6 +798,19 @@ test_fields_max(void **state)
 	assert_int_equal(dkim_sign_message(ks, (const uint8_t *)msg, len + 9, &hdrs),
 	    DKIM_RES_BADMSG);
 	assert_null(hdrs);
+	/* the same bound over prefix and message together, the prefix's
+	 * fields past the first growth of the array (split_slot) */
+	for (i = 0; i < 2; i++) {
+		size_t total = len + 5 + 4 * i, k = 18 + 100 * 4;
+
+		memcpy(msg + len, i == 0 ? "\r\nx\r\n" : "X:\r\n\r\nx\r\n", total - len);
+		assert_int_equal(dkim_sign_parts(ks, (const uint8_t *)msg, k,
+		    (const uint8_t *)msg + k, total - k, &hdrs),
+		    i == 0 ? DKIM_RES_OK : DKIM_RES_BADMSG);
+		assert_true(i == 0 ? hdrs != NULL : hdrs == NULL);
+		free(hdrs);
+		hdrs = NULL;
+	}
 	free(msg);
 }
 
