@@ -25,6 +25,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 
+#include <sodium.h>
+
 /* One client slot: a front worker's socket, served by a thread of its own
  * (a signature is milliseconds of CPU: the workers' messages are signed on
  * as many cores at once).  Everything here is that thread's but alive_ms,
@@ -35,6 +37,7 @@ struct slot {
 	uint64_t alive_ms;              /* when its loop last ran (atomic); 0 once closed */
 	struct proc_msg m;              /* the request being served */
 	uint8_t reply[PROC_MAX_PAYLOAD];
+	uint8_t copy[SIGNER_COPY_MAX];  /* a small message, read (wiped after) */
 };
 
 static struct {
@@ -119,44 +122,79 @@ child_reply(struct slot *sl, uint32_t id, uint32_t status, const char *headers)
 	return slot_send(sl, id, (size_t)n);
 }
 
+/* The message of a sealed memfd of `size` octets (the stated size, the
+ * seals checked): up to SIGNER_COPY_MAX octets read into the slot's
+ * buffer in one pread(2) that also proves the size (one octet more is
+ * asked for), larger ones mapped read-only after lseek(2) proved it.
+ * Mapping costs three calls where the copy costs one (mmap, the page
+ * fault, munmap, whose TLB shootdown interrupts the other slot threads).
+ * Returns the octets, *map_r set when mapped (message_done() undoes
+ * either), or NULL when the memfd is not of that size or cannot be read. */
+static const uint8_t *
+message_get(struct slot *sl, int memfd, uint64_t size, void **map_r)
+{
+	ssize_t n;
+	off_t end;
+	void *map;
+
+	*map_r = NULL;
+	if (size < SIGNER_COPY_MAX) {
+		while ((n = pread(memfd, sl->copy, (size_t)size + 1, 0)) < 0 && errno == EINTR)
+			;
+		if (n != (ssize_t)size)
+			return NULL;
+		return sl->copy;
+	}
+	if ((end = lseek(memfd, 0, SEEK_END)) < 0 || (uint64_t)end != size)
+		return NULL;
+	if ((map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0)) == MAP_FAILED) {
+		log_err("signer: mmap of %llu bytes: %s", (unsigned long long)size, strerror(errno));
+		return NULL;
+	}
+	*map_r = map;
+	return map;
+}
+
+/* Forget the message: unmap it, or wipe the slot's copy. */
+static void
+message_done(struct slot *sl, const uint8_t *msg, uint64_t size, void *map)
+{
+	if (map != NULL)
+		munmap(map, (size_t)size);
+	else if (msg != NULL)
+		sodium_memzero(sl->copy, (size_t)size);
+}
+
 /* One request: check that the memfd is sealed and of the stated size
- * before mapping it read-only, then sign front's prefix followed by it.
+ * while reading or mapping it, then sign front's prefix followed by it.
  * 0, or -1 when front closed the slot meanwhile. */
 static int
 child_sign(struct slot *sl, int memfd)
 {
 	const struct proc_msg *m = &sl->m;
 	struct proc_reader r;
-	const uint8_t *prefix;
+	const uint8_t *prefix, *msg = NULL;
 	size_t plen;
 	uint64_t size;
-	off_t end;
 	char *headers = NULL;
 	void *map = NULL;
 	int seals, rc;
 	enum dkim_result res;
 
-	/* the size by lseek, not fstat: glibc's fstat is newfstatat, which the
-	 * filter forbids (it could look up paths) */
+	/* the size by pread or lseek, not fstat: glibc's fstat is newfstatat,
+	 * which the filter forbids (it could look up paths) */
 	proc_reader_init(&r, m->payload, m->len);
 	if (memfd < 0 || proc_get_u64(&r, &size) < 0 ||
 	    proc_get_bytes(&r, &prefix, &plen, SIGNER_PREFIX_MAX) < 0 ||
 	    proc_reader_end(&r) < 0 || size > SIGNER_MSG_MAX - plen ||
 	    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS ||
-	    (end = lseek(memfd, 0, SEEK_END)) < 0 || (uint64_t)end != size) {
+	    (msg = message_get(sl, memfd, size, &map)) == NULL) {
 		log_err("signer: refused a malformed request id=%u (not a sealed memfd of the "
 		    "stated size with a prefix of at most %u octets)", m->id, SIGNER_PREFIX_MAX);
 		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
-	if (size > 0 && (map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, memfd, 0)) ==
-	    MAP_FAILED) {
-		log_err("signer: mmap of %llu bytes: %s", (unsigned long long)size, strerror(errno));
-		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
-	}
-	res = dkim_sign_parts(S.ks, prefix, plen, size > 0 ? map : (const uint8_t *)"",
-	    (size_t)size, &headers);
-	if (map != NULL)
-		munmap(map, (size_t)size);
+	res = dkim_sign_parts(S.ks, prefix, plen, msg, (size_t)size, &headers);
+	message_done(sl, msg, size, map);
 	rc = child_reply(sl, m->id, (uint32_t)res, headers);
 	free(headers);
 	return rc;

@@ -15,7 +15,9 @@
  *                  of exactly `size` octets sealed with at least
  *                  SIGNER_SEALS.  The message signed is prefix then the
  *                  memfd's content (dkim_sign_parts), never copied into
- *                  one buffer on either side.
+ *                  one buffer with the prefix; the signer reads a message
+ *                  under SIGNER_COPY_MAX octets into a buffer of its own
+ *                  (wiped after) and maps a larger one.
  *   PROC_SIGN_REP  signer -> front: u32 status (enum dkim_result), str the
  *                  DKIM-Signature field(s) to prepend (CRLF-terminated;
  *                  "" unless DKIM_RES_OK)
@@ -23,8 +25,9 @@
  *                  layout): u32 keys, str text
  *   PROC_ERR       signer -> parent: u32 1, str sentence
  * A request whose descriptor is missing, not a memfd, not sealed with
- * SIGNER_SEALS (checked with F_GET_SEALS before it is mapped: a sealed
- * memfd can never change again, so what is signed is what front relays)
+ * SIGNER_SEALS (checked with F_GET_SEALS before it is read or mapped: a
+ * sealed memfd can never change again, so what is signed is what front
+ * relays)
  * or not of the stated size, or whose payload is malformed (a prefix over
  * SIGNER_PREFIX_MAX, bytes left over) gets DKIM_RES_INTERNAL and the
  * signer goes on; a message of another type, a broken frame or an
@@ -43,6 +46,9 @@ struct config;
 #define SIGNER_MSG_MAX  (1ULL << 31)    /* octets of one message, prefix included */
 #define SIGNER_PREFIX_MAX 16384         /* octets of the prefix in a request */
 #define SIGNER_SEALS    (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW)
+/* a message under this many octets is read into the signer (one pread),
+ * a larger one mapped (fewer calls per message; no larger copy) */
+#define SIGNER_COPY_MAX 65536
 
 /* Fork the signer (proc_spawn.h) with `nslots` client slots, one socket
  * per front worker (1..PROC_SPAWN_FDS_MAX).  Returns its pid and stores

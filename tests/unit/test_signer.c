@@ -35,6 +35,7 @@
 #include "signer.h"
 #include "signer_client.h"
 #include "spool.h"
+#include "util.h"
 
 static char dir[64];
 
@@ -409,6 +410,33 @@ hostile_descriptors(int fd)
 	close(d);
 }
 
+/* Either side of SIGNER_COPY_MAX (read under it, mapped from it): a
+ * message of each size is signed; a stated size one octet off either way
+ * is refused, the one that crosses the bound too. */
+static void
+copy_or_map(int fd)
+{
+	static const size_t sizes[] = { SIGNER_COPY_MAX - 1, SIGNER_COPY_MAX };
+	size_t hlen = strlen(MSG) - 30 - 6, i, n;	/* MSG's fields after From, the blank line */
+	char *m = xmalloc(SIGNER_COPY_MAX);
+	uint32_t id = 300;
+	int d;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		n = sizes[i];
+		memcpy(m, MSG + 30, hlen);
+		memset(m + hlen, 'a', n - hlen - 2);
+		memcpy(m + n - 2, "\r\n", 2);	/* a body ends in CRLF */
+		d = memfd_with(m, n, SIGNER_SEALS);
+		assert_int_equal(ask(fd, id++, n, MSG, 30, 0, 0, d), DKIM_RES_OK);
+		assert_int_equal(ask(fd, id++, n - 1, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+		assert_int_equal(ask(fd, id++, n + 1, MSG, 30, 0, 0, d), DKIM_RES_INTERNAL);
+		assert_int_equal(ask(fd, id++, n, MSG, 30, 0, 0, d), DKIM_RES_OK);
+		close(d);
+	}
+	free(m);
+}
+
 /* Prefixes front never makes: bare LF or CR, a field cut short or without
  * a name, a NUL in From; each a bad message, never a crash. */
 static void
@@ -506,6 +534,7 @@ test_hostile_requests(void **state)
 
 	hostile_descriptors(fd);
 	hostile_prefixes(fd);
+	copy_or_map(fd);
 
 	/* wrong type: the signer exits non-zero */
 	memset(buf, 0, sizeof(buf));
