@@ -194,8 +194,8 @@ sign_deadline(evutil_socket_t fd, short what, void *arg)
 _Static_assert(CONFIG_MESSAGE_SIZE_MAX + SIGNER_PREFIX_MAX <= SIGNER_MSG_MAX, "front accepts "
     "larger messages than the signer takes");
 
-/* Hand sr to proc_client with the spool itself, sealed: the signer maps
- * it, nothing is copied here (a spool still in memory, at most [limits]
+/* Hand sr to proc_client with the spool itself, sealed: the signer reads
+ * or maps it (signer.h), nothing is copied here (a spool still in memory, at most [limits]
  * memory-body octets, moves to its memfd first).  The descriptor sent is
  * a duplicate that proc_client closes once sent; the spool keeps its own
  * for the relay. */
