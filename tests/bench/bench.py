@@ -477,13 +477,26 @@ def targets(matrix, storm, idle):
         if r:
             out.append(("≥ 2,000 msg/s, 100 sessions of 10 messages, warm, %s TLS" % tls,
                         "%s msg/s" % fmt(r["msg_per_s"]), r["msg_per_s"] >= 2000))
+    # The throughput targets are stated for a warm cache; cold cells (every
+    # session a new login, replaced as soon as it ends) are a sustained
+    # arrival of Argon2id work beyond what the cores do, where a login that
+    # waits longer than [limits] auth-timeout gets 421: reported on a line of
+    # their own, never folded into the warm line nor left out.
     for conc in (100, 1000):
-        rs = [r for r in matrix if r["concurrency"] == conc]
-        if rs:
+        for auth in ("warm", "cold"):
+            rs = [r for r in matrix if r["concurrency"] == conc and r["auth"] == auth]
+            if not rs:
+                continue
             failed = sum(r["sessions_failed"] for r in rs)
             total = failed + sum(r["sessions_ok"] for r in rs)
-            out.append(("no failed session at %d concurrent" % conc,
-                        "%d of %d failed" % (failed, total), failed == 0))
+            if auth == "warm":
+                out.append(("no failed session at %d concurrent (warm cache)" % conc,
+                            "%d of %d failed" % (failed, total), failed == 0))
+            else:
+                out.append(("(not a target) cold cells at %d concurrent: every session "
+                            "a new Argon2id login" % conc,
+                            "%d of %d failed (logins still waiting at [limits] auth-timeout: 421)"
+                            % (failed, total), None))
     if storm:
         out.append(("a cold storm of %d logins all succeed" % storm["logins"],
                     "%d failed; %s logins/s" % (storm["failed"], fmt(storm["logins_per_s"])),
@@ -566,7 +579,8 @@ def report(head, size, ceiling, tls, storm, matrix, idle):
     if rows:
         out += ["", "### Issue 14's targets, as measured here", "",
                 "| target | measured | met |", "|---|---|---|"]
-        out += ["| %s | %s | %s |" % (t, m, "yes" if ok else "no") for t, m, ok in rows]
+        out += ["| %s | %s | %s |" % (t, m, "-" if ok is None else "yes" if ok else "no")
+                for t, m, ok in rows]
     return "\n".join(out)
 
 
