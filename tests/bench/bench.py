@@ -457,6 +457,12 @@ def matrix_line(r):
                 fmt(r["other_cores"], 2)))
 
 
+def target_line(target, measured, met):
+    """One row of the targets table; met is None for a line that is no target."""
+    return "| %s | %s | %s |" % (target, measured,
+                                 "-" if met is None else "yes" if met else "no")
+
+
 def targets(matrix, storm, idle):
     """Issue 14's targets that this bench measures: (target, measured, met)."""
     def cell(auth, tls, conc, k):
@@ -579,8 +585,7 @@ def report(head, size, ceiling, tls, storm, matrix, idle):
     if rows:
         out += ["", "### Issue 14's targets, as measured here", "",
                 "| target | measured | met |", "|---|---|---|"]
-        out += ["| %s | %s | %s |" % (t, m, "-" if ok is None else "yes" if ok else "no")
-                for t, m, ok in rows]
+        out += [target_line(t, m, ok) for t, m, ok in rows]
     return "\n".join(out)
 
 
