@@ -37,7 +37,7 @@ struct slot {
 	uint64_t alive_ms;              /* when its loop last ran (atomic); 0 once closed */
 	struct proc_msg m;              /* the request being served */
 	uint8_t reply[PROC_MAX_PAYLOAD];
-	uint8_t copy[SIGNER_COPY_MAX];  /* a small message, read (wiped after) */
+	uint8_t copy[SIGNER_COPY_MAX];  /* a small message, read (wiped after, refused or signed) */
 };
 
 static struct {
@@ -122,16 +122,8 @@ child_reply(struct slot *sl, uint32_t id, uint32_t status, const char *headers)
 	return slot_send(sl, id, (size_t)n);
 }
 
-/* The message of a sealed memfd of `size` octets (the stated size, the
- * seals checked): up to SIGNER_COPY_MAX octets read into the slot's
- * buffer in one pread(2) that also proves the size (one octet more is
- * asked for), larger ones mapped read-only after lseek(2) proved it.
- * Mapping costs three calls where the copy costs one (mmap, the page
- * fault, munmap, whose TLB shootdown interrupts the other slot threads).
- * Returns the octets, *map_r set when mapped (message_done() undoes
- * either), or NULL when the memfd is not of that size or cannot be read. */
-static const uint8_t *
-message_get(struct slot *sl, int memfd, uint64_t size, void **map_r)
+const uint8_t *
+signer_message_get(uint8_t *copy, int memfd, uint64_t size, void **map_r)
 {
 	ssize_t n;
 	off_t end;
@@ -139,11 +131,14 @@ message_get(struct slot *sl, int memfd, uint64_t size, void **map_r)
 
 	*map_r = NULL;
 	if (size < SIGNER_COPY_MAX) {
-		while ((n = pread(memfd, sl->copy, (size_t)size + 1, 0)) < 0 && errno == EINTR)
+		while ((n = pread(memfd, copy, (size_t)size + 1, 0)) < 0 && errno == EINTR)
 			;
-		if (n != (ssize_t)size)
+		if (n != (ssize_t)size) {
+			/* not of the stated size: forget what was read */
+			sodium_memzero(copy, (size_t)size + 1);
 			return NULL;
-		return sl->copy;
+		}
+		return copy;
 	}
 	if ((end = lseek(memfd, 0, SEEK_END)) < 0 || (uint64_t)end != size)
 		return NULL;
@@ -155,14 +150,13 @@ message_get(struct slot *sl, int memfd, uint64_t size, void **map_r)
 	return map;
 }
 
-/* Forget the message: unmap it, or wipe the slot's copy. */
-static void
-message_done(struct slot *sl, const uint8_t *msg, uint64_t size, void *map)
+void
+signer_message_done(uint8_t *copy, const uint8_t *msg, uint64_t size, void *map)
 {
 	if (map != NULL)
 		munmap(map, (size_t)size);
 	else if (msg != NULL)
-		sodium_memzero(sl->copy, (size_t)size);
+		sodium_memzero(copy, (size_t)size);
 }
 
 /* One request: check that the memfd is sealed and of the stated size
@@ -188,13 +182,13 @@ child_sign(struct slot *sl, int memfd)
 	    proc_get_bytes(&r, &prefix, &plen, SIGNER_PREFIX_MAX) < 0 ||
 	    proc_reader_end(&r) < 0 || size > SIGNER_MSG_MAX - plen ||
 	    (seals = fcntl(memfd, F_GET_SEALS)) < 0 || (seals & SIGNER_SEALS) != SIGNER_SEALS ||
-	    (msg = message_get(sl, memfd, size, &map)) == NULL) {
+	    (msg = signer_message_get(sl->copy, memfd, size, &map)) == NULL) {
 		log_err("signer: refused a malformed request id=%u (not a sealed memfd of the "
 		    "stated size with a prefix of at most %u octets)", m->id, SIGNER_PREFIX_MAX);
 		return child_reply(sl, m->id, DKIM_RES_INTERNAL, NULL);
 	}
 	res = dkim_sign_parts(S.ks, prefix, plen, msg, (size_t)size, &headers);
-	message_done(sl, msg, size, map);
+	signer_message_done(sl->copy, msg, size, map);
 	rc = child_reply(sl, m->id, (uint32_t)res, headers);
 	free(headers);
 	return rc;

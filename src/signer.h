@@ -50,6 +50,21 @@ struct config;
  * a larger one mapped (fewer calls per message; no larger copy) */
 #define SIGNER_COPY_MAX 65536
 
+/* The message of a request, a sealed memfd of `size` octets (the stated
+ * size, the seals checked): under SIGNER_COPY_MAX octets read into
+ * copy[0..SIGNER_COPY_MAX) in one pread(2) that also proves the size (one
+ * octet more is asked for), larger ones mapped read-only after lseek(2)
+ * proved it.  Mapping costs three calls where the copy costs one (mmap,
+ * the page fault, munmap, whose TLB shootdown interrupts the other slot
+ * threads).  Returns the octets, *map_r set when mapped
+ * (signer_message_done() undoes either), or NULL when the memfd is not of
+ * that size or cannot be read (copy then wiped of whatever the read
+ * brought).  (The signer's slot threads; tests.) */
+const uint8_t *signer_message_get(uint8_t *copy, int memfd, uint64_t size, void **map_r);
+
+/* Forget what signer_message_get() returned: unmap it, or wipe copy. */
+void signer_message_done(uint8_t *copy, const uint8_t *msg, uint64_t size, void *map);
+
 /* Fork the signer (proc_spawn.h) with `nslots` client slots, one socket
  * per front worker (1..PROC_SPAWN_FDS_MAX).  Returns its pid and stores
  * front's end of each slot's socket in fds_r[0..nslots) once the signer

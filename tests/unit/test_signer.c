@@ -437,6 +437,61 @@ copy_or_map(int fd)
 	free(m);
 }
 
+/* The octets a read brings into the signer's buffer are wiped on every
+ * path: after a signature, and when the memfd is not of the stated size
+ * (the read asked one octet more, so a memfd larger than stated left
+ * size + 1 octets of it behind, a smaller one what it had).  A short
+ * message after them reads only its own octets. */
+static void
+test_copy_wiped(void **state)
+{
+	static uint8_t copy[SIGNER_COPY_MAX], big[SIGNER_COPY_MAX];
+	const uint8_t *msg;
+	void *map;
+	size_t i;
+	int d;
+
+	(void)state;
+	memset(big, 'S', sizeof(big));
+	d = memfd_with((const char *)big, 1000, SIGNER_SEALS);
+	/* stated smaller, larger, exact */
+	assert_null(signer_message_get(copy, d, 999, &map));
+	assert_null(map);
+	for (i = 0; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	assert_null(signer_message_get(copy, d, 1001, &map));
+	for (i = 0; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	assert_ptr_equal(signer_message_get(copy, d, 1000, &map), copy);
+	assert_null(map);
+	assert_memory_equal(copy, big, 1000);
+	signer_message_done(copy, copy, 1000, map);
+	for (i = 0; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	close(d);
+	/* at the bound: mapped, the buffer untouched */
+	d = memfd_with((const char *)big, SIGNER_COPY_MAX, SIGNER_SEALS);
+	assert_null(signer_message_get(copy, d, SIGNER_COPY_MAX - 1, &map));
+	for (i = 0; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	msg = signer_message_get(copy, d, SIGNER_COPY_MAX, &map);
+	assert_non_null(msg);
+	assert_ptr_equal(msg, map);
+	assert_memory_equal(msg, big, SIGNER_COPY_MAX);
+	signer_message_done(copy, msg, SIGNER_COPY_MAX, map);
+	for (i = 0; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	close(d);
+	/* a short message after a long one: its own octets, then zeros */
+	d = memfd_with("ab", 2, SIGNER_SEALS);
+	assert_ptr_equal(signer_message_get(copy, d, 2, &map), copy);
+	assert_memory_equal(copy, "ab", 2);
+	for (i = 2; i < sizeof(copy); i++)
+		assert_int_equal(copy[i], 0);
+	signer_message_done(copy, copy, 2, map);
+	close(d);
+}
+
 /* Prefixes front never makes: bare LF or CR, a field cut short or without
  * a name, a NUL in From; each a bad message, never a crash. */
 static void
@@ -1067,6 +1122,7 @@ main(void)
 		cmocka_unit_test(test_refuses_bad_keys),
 		cmocka_unit_test(test_refuses_missing_user),
 		cmocka_unit_test(test_hostile_requests),
+		cmocka_unit_test(test_copy_wiped),
 		cmocka_unit_test(test_exits_when_front_closes),
 		cmocka_unit_test(test_stopped_signer_never_blocks),
 		cmocka_unit_test(test_dead_with_a_line),
