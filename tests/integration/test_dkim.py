@@ -94,6 +94,43 @@ def test_message_id_and_date_we_add_are_signed(env, lab_dkim):
         assert signed.count(b"message-id") == 2 and signed.count(b"date") == 2, signed
 
 
+def message_of(size):
+    """A message of exactly `size` octets (lines of at most 78)."""
+    base = make_message(body=b"")
+    need, lines = size - len(base), []
+    while need >= 78:
+        lines.append(b"z" * 76 + b"\r\n")
+        need -= 78
+    if need >= 2:
+        lines.append(b"z" * (need - 2) + b"\r\n")
+    elif need == 1:
+        lines[-1] = b"z" + lines[-1]
+    msg = base + b"".join(lines)
+    assert len(msg) == size
+    return msg
+
+
+@pytest.mark.sanitized
+def test_either_side_of_the_signers_copy_bound(env, lab_dkim):
+    """The signer reads a message under 64 KiB (SIGNER_COPY_MAX: the
+    memfd holds the client's message as sent) into its slot's buffer and
+    maps a larger one: 65,535, 65,536 and 65,537 octets, then short ones
+    after them in the same slot, are relayed as sent and dkimpy verifies
+    every signature (nothing of a longer message read before is signed
+    with a shorter one)."""
+    sent = [message_of(n) for n in (65535, 65536, 65537, 65535, 300, 65534, 299)]
+    c = env.session()
+    for msg in sent:
+        c.mail(ALICE)
+        c.rcpt(RCPT, code=250)
+        c.data(dot_stuff(msg), 250, "2.0.0")
+    c.cmd("QUIT", 221)
+    got = env.sink.messages()
+    assert len(got) == len(sent)
+    for m, msg in zip(got, sent):
+        check_relayed(m["data"], msg, added_message_id=False, added_date=False)
+
+
 def verdicts(lab_dkim, message):
     """dkimpy's verdict on each DKIM-Signature field of message, in the
     order ed, rsa; asserts that the message carries exactly the two
