@@ -362,6 +362,15 @@ main(int argc, char **argv)
 		return rc;
 	}
 	log_init("subproxy", debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	/* GnuTLS opens $SSLKEYLOGFILE at a process's first TLS handshake and
+	 * writes every session's secrets to it: front, whose filter allows no
+	 * open(2), would die of SIGSYS there (and stop the service), the
+	 * others would leave the secrets in a file.  Dropped before any fork. */
+	if (getenv("SSLKEYLOGFILE") != NULL) {
+		log_warn("event=environment variable=SSLKEYLOGFILE dropped: TLS session secrets "
+		    "are never written to a file");
+		unsetenv("SSLKEYLOGFILE");
+	}
 	/* glibc reads /etc/localtime on the first time conversion; do it now,
 	 * while every process (they are forked from here) may still open files */
 	tzset();

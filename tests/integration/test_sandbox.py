@@ -135,6 +135,36 @@ def test_forbidden_call_kills_and_service_fails_closed(lab):
             status(pid).get("State", "").startswith("Z"), "process %d left running" % pid
 
 
+@pytest.mark.sanitized
+def test_tls_key_log_variable_is_dropped(lab, monkeypatch, tmp_path):
+    """SSLKEYLOGFILE in the daemon's environment: GnuTLS opens that file at
+    a process's first TLS handshake and writes every session's secrets to
+    it.  In front, whose filter allows no open(2), that was SIGSYS at the
+    first handshake (the relay probe) and the service stopped.  The daemon
+    drops the variable before anything is forked and says so; it serves
+    (a message relayed over TLS on both legs) and no file is made."""
+    keys = tmp_path / "keys"
+    s = lab.sink()
+    monkeypatch.setenv("SSLKEYLOGFILE", str(keys))
+    sp = lab.subproxy(s)
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    sp.wait_relay_probe()
+    assert sp.wait_log(r"subproxy\[\d+\] warn: event=environment variable=SSLKEYLOGFILE "
+                       r"dropped: TLS session secrets are never written to a file"), \
+        sp.stderr_text(10)
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    msg = make_message()
+    c.data(dot_stuff(msg), 250, "2.0.0")
+    c.cmd("QUIT", 221)
+    [m] = s.messages()
+    check_relayed(m["data"], msg, added_message_id=False, added_date=False)
+    assert not keys.exists()
+
+
 def wait_dead(pid, timeout=10):
     """Wait until process pid is gone or a zombie (bounded)."""
     end = time.monotonic() + timeout
