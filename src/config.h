@@ -274,7 +274,8 @@ unsigned config_auth_workers(const struct config *cfg, long online);
 /* The keeper's TLS key threads: [tls] key-workers, or when it is not set
  * the number of online CPUs (`online`, from sysconf) within
  * 1..CONFIG_KEY_WORKERS_MAX.  (The keeper starts no more than it has client
- * slots: each front worker asks one key operation at a time.) */
+ * slots: each front worker asks one key operation at a time; and none for
+ * an ECDSA or EdDSA key when key-workers is not set: its main thread signs.) */
 unsigned config_key_workers(const struct config *cfg, long online);
 
 /* Sender policy: may `login` use `address` as envelope or header sender?

@@ -3,7 +3,8 @@
  * auth failure counters (lockout.c); serving front's requests.  Threads:
  * the main thread reads every slot's requests and sends every answer;
  * Argon2id workers check passwords (keeper_queue.h); key workers sign
- * (keeper_keyq.h, keeper_key.c).  All share K.mu, held only briefly.
+ * (keeper_keyq.h, keeper_key.c), or the main thread itself when there are
+ * none (an ECDSA or EdDSA key, unless [tls] key-workers is set).  All share K.mu, held only briefly.
  */
 #include "keeper.h"
 #include "keeper_int.h"
@@ -370,12 +371,19 @@ slot_recv(size_t i, int fd, struct proc_msg *m, unsigned int want, unsigned int 
 }
 
 /* A key operation from slot i (read only while the slot holds none): for
- * a key worker. */
+ * a key worker, or signed and answered here when there is none. */
 static void
 serve_tls(size_t i, const struct proc_msg *m)
 {
 	int rc;
 
+	if (K.nkeyworkers == 0) {
+		static uint8_t rep[KEEPER_KEYQ_REP_MAX];
+
+		send_key_answer(i, m->id, rep,
+		    (size_t)keeper_key_answer(0, m->id, m->payload, m->len, rep, sizeof(rep)));
+		return;
+	}
 	pthread_mutex_lock(&K.mu);
 	if ((rc = keeper_keyq_put(K.kq, i, m->id, m->payload, m->len)) == 0)
 		pthread_cond_signal(&K.keycv);
@@ -529,7 +537,8 @@ child_loop(void)
 		if (pfd[0].revents != 0)
 			drain_wake();
 		/* key operations first: a handshake is waiting for each; the
-		 * main thread only passes them on (key_worker signs) */
+		 * main thread passes them on (key_worker signs), or signs an
+		 * ECDSA or EdDSA key's itself when there are no key workers */
 		for (i = 0; i < K.nslots; i++) {
 			if (K.slots[i].tls_fd >= 0)
 				flush_key_answer(i);
@@ -608,8 +617,10 @@ static int
 child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t errlen)
 {
 	unsigned char key[LOCKOUT_HASH_KEY];
+	unsigned int nkeys;
 	long online;
 	size_t i;
+	int rc;
 
 	/* glibc reads /etc/localtime on the first time conversion (even
 	 * gmtime_r, in log lines): now, while files may still be opened;
@@ -618,15 +629,21 @@ child_load(const struct config *cfg, struct keeper_fds *info, char *err, size_t 
 	online = sysconf(_SC_NPROCESSORS_ONLN);
 	K.nworkers = config_auth_workers(cfg, online);
 	/* each slot asks one key operation at a time: more would idle */
-	K.nkeyworkers = config_key_workers(cfg, online);
-	if (K.nkeyworkers > K.nslots)
-		K.nkeyworkers = (unsigned int)K.nslots;
+	nkeys = config_key_workers(cfg, online);
+	if (nkeys > K.nslots)
+		nkeys = (unsigned int)K.nslots;
 	if (passwd_init() < 0 || gnutls_global_init() < 0) {
 		snprintf(err, errlen, "keeper: cannot initialise libsodium or GnuTLS");
 		return -1;
 	}
-	if (keeper_key_load(cfg->tls_key, K.nkeyworkers, info, err, errlen) < 0)
+	/* an ECDSA or EdDSA signature (tens of microseconds) costs less than
+	 * handing it to a thread and back: unless [tls] key-workers says
+	 * otherwise, the main thread makes it; an RSA one (milliseconds) goes
+	 * to the key workers */
+	if ((rc = keeper_key_load(cfg->tls_key, nkeys, cfg->tls_key_workers > 0 ? nkeys : 0, info,
+	    err, errlen)) < 0)
 		return -1;
+	K.nkeyworkers = (unsigned int)rc;
 	if ((K.db = passwd_load(cfg->passwd_file, err, errlen)) == NULL)
 		return -1;
 	info->npasswd = passwd_db_count(K.db);

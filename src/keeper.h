@@ -13,15 +13,18 @@
  *  - the TLS socket: private-key operations, one at a time per slot
  *    (front waits for each answer: GnuTLS calls the key synchronously
  *    during a handshake).  The main thread reads a request and passes it
- *    to the key workers ([tls] key-workers threads, default one per CPU,
- *    never more than slots), which sign in the order the requests came
- *    (keeper_keyq.h), each with a key object of its own (keeper_key.c);
- *    the main thread sends the answer and only then reads the slot's next
- *    request, so a slot holds at most one operation and the keeper's
- *    memory for them is fixed at start.  An RSA-2048 signature (~2 ms with
- *    GnuTLS/nettle) thus delays neither AUTH answers nor other slots'
- *    handshakes, and W front workers' handshakes are signed on up to W
- *    cores at once.
+ *    to the key workers ([tls] key-workers threads, default one per CPU
+ *    for an RSA key, never more than slots), which sign in the order the
+ *    requests came (keeper_keyq.h), each with a key object of its own
+ *    (keeper_key.c); the main thread sends the answer and only then reads
+ *    the slot's next request, so a slot holds at most one operation and
+ *    the keeper's memory for them is fixed at start.  An RSA-2048
+ *    signature (~2 ms with GnuTLS/nettle) thus delays neither AUTH answers
+ *    nor other slots' handshakes, and W front workers' handshakes are
+ *    signed on up to W cores at once.  An ECDSA or EdDSA signature (tens
+ *    of microseconds, less than the hand-over to a thread and back) is
+ *    made by the main thread itself, between reading the request and
+ *    sending the answer, unless [tls] key-workers is set.
  *  - the AUTH socket: password checks with request ids, any number in
  *    flight, and cancels of checks whose session ended.  Argon2id
  *    (~50-100 ms, 64 MiB each) runs on [auth] workers threads inside the
@@ -95,7 +98,8 @@ void keeper_set_lockout(unsigned int login_max, unsigned int peer_max, unsigned 
  * loads cfg->tls_key (a regular file that neither group nor other may
  * access; PEM or DER, unencrypted; RSA or RSA-PSS of at least 2048 bits,
  * ECDSA, Ed25519 or Ed448), makes one key object per key worker
- * (config_key_workers(), at most nslots), signs once with each and checks
+ * (config_key_workers(), at most nslots; for an ECDSA or EdDSA key none
+ * unless [tls] key-workers is set: one object, the main thread's), signs once with each and checks
  * the signature, loads cfg->passwd_file (passwd_load), makes its auth
  * cache, starts its Argon2id workers (config_auth_workers()) and key
  * workers (waits until every thread runs), then

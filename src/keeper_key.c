@@ -1,7 +1,9 @@
 /*
  * keeper_key.c — the keeper's TLS private key: loaded and tested at
  * start-up, then used for the signatures front asks for.  Runs in the
- * keeper process: loaded by its main thread, used by its key workers.
+ * keeper process: loaded by its main thread, used by its key workers, or
+ * by the main thread itself when it has none (an ECDSA or EdDSA key by
+ * default: its signature costs less than handing it to a thread and back).
  *
  * Each key worker has its own gnutls_privkey_t, all imported from the same
  * key text (read once into guarded memory, wiped and freed once they are
@@ -190,29 +192,35 @@ key_acceptable(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* Load the key nkeys times, test each copy; store the public half (DER
- * SPKI) in fds. */
+/* Load the key once per key worker (the first copy tells which kind it
+ * is), test each copy; store the public half (DER SPKI) in fds. */
 int
-keeper_key_load(const char *path, unsigned int nkeys, struct keeper_fds *fds, char *err,
-    size_t errlen)
+keeper_key_load(const char *path, unsigned int nrsa, unsigned int nother,
+    struct keeper_fds *fds, char *err, size_t errlen)
 {
 	gnutls_datum_t raw = { NULL, 0 }, der = { NULL, 0 };
 	gnutls_pubkey_t pub = NULL;
-	unsigned int i;
-	int rc = 0;
+	unsigned int i, nworkers = 0, nkeys;
+	int rc;
 
 	if (read_key_file(path, &raw, err, errlen) < 0)
 		return -1;
-	KK.keys = xcalloc(nkeys > 0 ? nkeys : 1, sizeof(*KK.keys));
-	for (KK.nkeys = 0; KK.nkeys < (nkeys > 0 ? nkeys : 1) && rc >= 0; KK.nkeys++)
-		rc = key_import(&raw, &KK.keys[KK.nkeys]);
+	KK.keys = xcalloc(nrsa > nother ? nrsa + 1 : nother + 1, sizeof(*KK.keys));
+	KK.nkeys = 0;
+	if ((rc = key_import(&raw, &KK.keys[0])) >= 0) {
+		KK.nkeys = 1;
+		KK.pk = gnutls_privkey_get_pk_algorithm(KK.keys[0], &KK.bits);
+		nworkers = KK.pk == GNUTLS_PK_RSA || KK.pk == GNUTLS_PK_RSA_PSS ? nrsa : nother;
+		nkeys = nworkers > 0 ? nworkers : 1;
+		for (; KK.nkeys < nkeys && rc >= 0; KK.nkeys++)
+			rc = key_import(&raw, &KK.keys[KK.nkeys]);
+	}
 	sodium_free(raw.data);          /* wipes the key text */
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot read TLS key %s: %s (expected an unencrypted PEM or "
 		    "DER private key)", path, gnutls_strerror(rc));
 		return -1;
 	}
-	KK.pk = gnutls_privkey_get_pk_algorithm(KK.keys[0], &KK.bits);
 	if (key_acceptable(path, err, errlen) < 0)
 		return -1;
 	if ((rc = gnutls_pubkey_init(&pub)) >= 0 &&
@@ -235,7 +243,7 @@ keeper_key_load(const char *path, unsigned int nkeys, struct keeper_fds *fds, ch
 	fds->bits = KK.bits;
 	gnutls_free(der.data);
 	gnutls_pubkey_deinit(pub);
-	return 0;
+	return (int)nworkers;
 }
 
 long

@@ -3,7 +3,9 @@ test_keeper_threads.py -- the keeper signs on its key workers ([tls]
 key-workers, src/keeper.c): with an RSA-2048 certificate (a signature costs
 the keeper milliseconds) many full handshakes at once, TLS 1.3 and 1.2, on
 two front workers, all complete; the keeper killed while such handshakes
-run stops the service (fail closed) and leaves no client hanging.
+run stops the service (fail closed) and leaves no client hanging.  With
+the lab's ECDSA certificate the main thread signs (no key worker runs)
+unless key-workers is set, and the same handshakes complete either way.
 
 The RSA certificate needs its own DNS lab: subproxy refuses to start unless
 its listeners' TLSA records match the chain it serves (owntlsa.h).
@@ -73,6 +75,28 @@ def handshake(port, ca, version, results, i):
         results[i] = e
 
 
+def keeper_threads(sp):
+    """The keeper's thread count (/proc/PID/task)."""
+    return len(os.listdir("/proc/%d/task" % roles(sp)["keeper"]))
+
+
+@pytest.mark.parametrize("key_workers", [None, 2])
+def test_ecdsa_handshakes_signed_by_main_thread_unless_key_workers(lab, key_workers):
+    """ECDSA P-256: by default no key worker is started (the main thread
+    signs: cheaper than the hand-over); with key-workers = 2 two are.
+    Either way many full handshakes at once, TLS 1.3 and 1.2, on two
+    front workers, all complete with the ECDSA certificate."""
+    over = ["auth.workers=1"] + ([] if key_workers is None else
+                                 ["tls.key-workers=%d" % key_workers])
+    sp = lab.subproxy(lab.sink(), server={"workers": 2}, overrides=over,
+                      limits={"connections-per-ip": CLIENTS * 2})
+    line = sp.wait_log(r"event=keeper-ready key=EC/ECDSA-256 ", timeout=30)
+    m = re.search(r" workers=1 key-workers=(\d+) ", line or "")
+    assert m and m.group(1) == str(key_workers or 0), sp.stderr_text()[-2000:]
+    assert keeper_threads(sp) == 1 + 1 + (key_workers or 0)
+    all_handshakes_complete(sp, lab.certs.ca, rsa_key=False)
+
+
 def run_clients(port, ca, n):
     results = [None] * n
     threads = [threading.Thread(target=handshake, args=(port, ca, VERSIONS[i % 2], results, i))
@@ -82,16 +106,22 @@ def run_clients(port, ca, n):
     return threads, results
 
 
-def test_many_rsa_handshakes_at_once(lab, rsa_dns):
-    sp = start_rsa(lab, rsa_dns)
-    threads, results = run_clients(sp.implicit_port, lab.certs.ca, CLIENTS)
+def all_handshakes_complete(sp, ca, rsa_key):
+    """CLIENTS full handshakes at once, TLS 1.3 and 1.2 in turn: every one
+    completes with the expected certificate, greeting and 221; then stop."""
+    threads, results = run_clients(sp.implicit_port, ca, CLIENTS)
     for t in threads:
         t.join(120)
         assert not t.is_alive(), "a handshake did not end"
     for i, r in enumerate(results):
         want = "TLSv1.3" if i % 2 == 0 else "TLSv1.2"
-        assert r == (want, True, b"220 ", b"221 "), (i, r)
+        assert r == (want, rsa_key, b"220 ", b"221 "), (i, r)
     sp.stop()
+
+
+def test_many_rsa_handshakes_at_once(lab, rsa_dns):
+    sp = start_rsa(lab, rsa_dns)
+    all_handshakes_complete(sp, lab.certs.ca, rsa_key=True)
 
 
 def test_keeper_killed_during_rsa_handshakes_fails_closed(lab, rsa_dns):
