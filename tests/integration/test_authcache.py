@@ -79,8 +79,8 @@ def test_second_login_from_cache(lab, lab_certs):
     sp, port = start_with_metrics(lab, lab.sink())
     ca = lab_certs.ca
     # defaults: a worker per online CPU, a queue as long as connections
-    assert sp.wait_log(r"event=keeper-ready .*workers=%d auth-queue=1000 cache-ttl=3600 "
-                       r"cache-size=10000" % min(os.cpu_count(), 64), timeout=5)
+    assert sp.wait_log(r"event=keeper-ready .* workers=%d key-workers=\d+ auth-queue=1000 "
+                       r"cache-ttl=3600 cache-size=10000" % min(os.cpu_count(), 64), timeout=5)
     assert hits(port) == 0 and misses(port) == 0
     login_once(sp, ca, ALICE, ALICE_PW)
     assert sp.wait_log(r"event=auth .*login=alice@lab\.test result=ok verified=argon2id",
@@ -223,7 +223,8 @@ def test_login_storm_all_succeed(lab, lab_certs, tmp_path):
     sp, port = start_with_metrics(lab, lab.sink(), limits={"connections": n + 20,
                                                            "connections-per-ip": n + 20},
                                   overrides=["auth.passwd-file=%s" % passwd, "auth.workers=2"])
-    assert sp.wait_log(r"event=keeper-ready .*workers=2 auth-queue=%d " % (n + 20), timeout=5)
+    assert sp.wait_log(r"event=keeper-ready .* workers=2 key-workers=\d+ auth-queue=%d " % (n + 20),
+                       timeout=5)
     clients, replies = storm(sp, lab_certs.ca, n)
     bad = [(i, r) for i, r in enumerate(replies) if r.code != 235]
     assert not bad, bad[:5]
