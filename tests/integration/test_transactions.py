@@ -183,13 +183,21 @@ def test_every_end_gives_the_slot_back_once(lab, lab_certs):
     signer = roles(sp)["signer"]
     big = make_message(subject="big", body=("y" * 70 + "\r\n") * 2000)
 
+    def n_read_drops():
+        return sum(1 for ln in list(sp.lines) if " event=drop " in ln)
+
     def signer_stopped_reset(h):
         sigstop(signer)
         try:
             rcpt_data(h, dot_stuff(make_message(subject="reset-after-dot")))
             wait_for(lambda: val(scrape(port), "subproxy_signer_messages") == 1,
                      what="the message with the signer")
+            drops = n_read_drops()
             reset(h)
+            # the signer goes on only once front has seen the reset: with
+            # both in one loop pass the signer's answer could come first,
+            # and front, not knowing yet, relays the message of a gone client
+            wait_for(lambda: n_read_drops() > drops, what="front saw the reset")
         finally:
             os.kill(signer, signal.SIGCONT)
 
