@@ -377,6 +377,25 @@ relay_after_reply(struct relay_txn *t, const struct smtp_reply *r)
 	relay_complete_reply(t, r);
 }
 
+/* A reply before the relay can have read the end of the message.  A
+ * refusal (e.g. 552) is passed on and the connection is done; anything else
+ * is a protocol error: a 250 now is for a message the relay has not seen
+ * whole, which we would drop without its end. */
+static void
+relay_early_reply(struct relay_txn *t, const struct smtp_reply *r)
+{
+	if (r->code >= 400) {
+		relay_set_state(t, R_QUIT);
+		relay_complete_reply(t, r);
+		return;
+	}
+	log_warn("session=%s relay=%s protocol error: reply %d before the end of the message "
+	    "(%llu of %llu octets queued)", t->sid, relay_target_cfg(t)->name, r->code,
+	    (unsigned long long)t->sent,
+	    (unsigned long long)(t->prefix_len + spool_size(t->sp)));
+	relay_fail(t, FAIL_LOST);
+}
+
 static void
 relay_on_reply(struct relay_txn *t, const struct smtp_reply *r)
 {
@@ -425,12 +444,14 @@ relay_on_reply(struct relay_txn *t, const struct smtp_reply *r)
 		relay_feed_body(t);
 		return;
 	case R_DATA_SEND:
-		/* an early final reply (e.g. 552) while we still send: the
-		 * relay refused; pass it on, the connection is done */
-		relay_set_state(t, R_QUIT);
-		relay_complete_reply(t, r);
+		relay_early_reply(t, r);
 		return;
 	case R_FINAL:
+		if (evbuffer_get_length(conn_output(t->link->conn)) > 0) {
+			/* the end of the data is not written yet */
+			relay_early_reply(t, r);
+			return;
+		}
 		t->open_txn = 0;
 		relay_after_reply(t, r);
 		return;

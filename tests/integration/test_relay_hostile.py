@@ -1,0 +1,97 @@
+"""
+A hostile relay (tests/lab/hostile.py): replies the relay leg must not
+believe.  The invariant every test checks: the client hears 2xx only when
+the relay accepted the whole message; otherwise 451 4.4.2 with a sentence,
+and front goes on serving.
+"""
+
+import pytest
+
+import hostile
+import sink as labsink
+from helpers import ALICE, RCPT, RawClient, dot_stuff, make_message
+
+# also run against the ASan/UBSan daemon in make check
+pytestmark = pytest.mark.sanitized
+
+RELAY_TIMEOUT = 2
+BIG = 300 * 1024        # more than the relay leg queues at once (64 KiB)
+HUGE = 6 << 20          # more than loopback's socket buffers take from a relay
+                        # that reads nothing (subproxy's send buffer starts at
+                        # about 10 segments of 64 KiB, twice)
+
+
+@pytest.fixture
+def hostile_relay(lab):
+    made = []
+
+    def make(hooks=None, ehlo=None, rcvbuf=None, **limits):
+        r = hostile.HostileRelay(lab.certs.relay, lab.certs.relay_key, hooks, ehlo,
+                                 rcvbuf=rcvbuf).start()
+        made.append(r)
+        sp = lab.subproxy({"port": r.port, "tls": "implicit",
+                           "tlsa": labsink.tlsa_311(lab.certs.relay)},
+                          limits=dict({"relay-timeout": RELAY_TIMEOUT}, **limits),
+                          server={"workers": 1})
+        sp.wait_relay_probe()
+        return r, sp
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+def login(sp, lab):
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    return c.login()
+
+
+def big_message(subject, size=BIG):
+    body = ("x" * 70 + "\r\n") * (size // 72)
+    return dot_stuff(make_message(subject=subject, body=body))
+
+
+def send(c, msg, code=None, enh=None):
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    return c.data(msg, code=code, enh=enh)
+
+
+def still_serves(r, sp, lab):
+    """Another session relays a message end to end."""
+    r.hooks.clear()
+    n = len(r.messages)
+    c = login(sp, lab)
+    send(c, dot_stuff(make_message(subject="after")), code=250)
+    c.cmd("QUIT", code=221)
+    assert len(r.messages) == n + 1
+
+
+def _early_250(conn, line, st):
+    conn.send("354 go ahead\r\n250 2.0.0 Ok: queued before the data came\r\n")
+    hostile._read_data(conn)    # what comes, up to a dot that must never come
+    conn.send("250 2.0.0 Ok\r\n")
+
+
+@pytest.mark.parametrize("method", ["DATA", "DATA-small", "BDAT"])
+def test_early_250_before_the_data_is_sent(hostile_relay, lab, method):
+    """The relay says 250 while the message (most of it, or its end) is
+    still to be sent: never the client's 250 (the message would be dropped
+    without its end)."""
+    if method.startswith("DATA"):
+        r, sp = hostile_relay(hooks={"DATA": _early_250})
+    else:
+        def bdat(conn, line, st):
+            # at once, and then read nothing: the message stays unsent
+            conn.send("250 2.0.0 Ok: queued before the data came\r\n")
+            r.stopping.wait(hostile.READ_TIMEOUT)
+            raise hostile.Drop("done")
+        r, sp = hostile_relay(hooks={"BDAT": bdat}, ehlo=hostile.EHLO[:-1] +
+                              ["250-CHUNKING", hostile.EHLO[-1]], rcvbuf=4096)
+    c = login(sp, lab)
+    rep = send(c, big_message("early", {"DATA": BIG, "DATA-small": 1000, "BDAT": HUGE}[method]))
+    assert rep.code != 250, rep
+    assert rep.code == 451 and rep.lines[-1].startswith("4.4.2 "), rep
+    assert r.messages == []
+    still_serves(r, sp, lab)
