@@ -53,12 +53,36 @@ relay_state_name(enum relay_state s)
 	    relay_state_names[s] : "?";
 }
 
+/* States in which a command waits for its reply.  (final: its deadline
+ * starts once the end of the message is written.) */
+static int
+relay_awaits_reply(enum relay_state s)
+{
+	return (s >= R_GREETING && s <= R_EHLO3 && s != R_TLS) || s == R_RSET || s == R_MAIL ||
+	    s == R_RCPT || s == R_DATA_CMD || s == R_FINAL;
+}
+
+/* The reply to the command now sent must be complete within relay-timeout:
+ * the connection's own timeout is restarted by every byte, so a relay
+ * dripping a reply would hold the transaction as long as it liked. */
+static void
+relay_reply_deadline(struct relay_txn *t)
+{
+	struct timeval tv = { (time_t)t->ctx->cfg->limits.relay_timeout, 0 };
+
+	evtimer_add(t->ev_reply, &tv);
+}
+
 void
 relay_set_state(struct relay_txn *t, enum relay_state s)
 {
 	log_debug("session=%s relay=%s state %s -> %s", t->sid, relay_target_cfg(t)->name,
 	    relay_state_name(t->state), relay_state_name(s));
 	t->state = s;
+	if (relay_awaits_reply(s) && s != R_FINAL)
+		relay_reply_deadline(t);
+	else
+		evtimer_del(t->ev_reply);
 }
 
 static int
@@ -360,9 +384,8 @@ relay_feed_body(struct relay_txn *t)
 			msg_stuff_end(&t->stuff, out);
 		relay_set_state(t, R_FINAL);
 		t->asked_us = metrics_now_us();
-	} else {
-		conn_want_flushed(t->link->conn);
 	}
+	conn_want_flushed(t->link->conn);
 	conn_flush(t->link->conn);
 }
 
@@ -520,6 +543,8 @@ relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 	case CONN_EV_FLUSHED:
 		if (t->state == R_DATA_SEND)
 			relay_feed_body(t);
+		else if (t->state == R_FINAL)
+			relay_reply_deadline(t);       /* the end is written */
 		return;
 	case CONN_EV_HANGUP:            /* only after conn_pause(): never paused */
 		return;
@@ -544,6 +569,25 @@ relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 	}
 }
 
+/* No complete reply within relay-timeout of the command. */
+static void
+relay_on_reply_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_txn *t = arg;
+
+	if (t->link == NULL || t->link->conn == NULL || !relay_awaits_reply(t->state))
+		return;
+	relay_hold(t);
+	log_warn("session=%s relay=%s state=%s no complete reply within relay-timeout (%llu s)",
+	    t->sid, relay_target_cfg(t)->name, relay_state_name(t->state),
+	    (unsigned long long)t->ctx->cfg->limits.relay_timeout);
+	if (relay_in_setup(t))
+		relay_open_timeout(t);
+	else
+		relay_fail(t, FAIL_TIMEOUT);
+	relay_release(t);
+}
+
 void
 relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 {
@@ -565,7 +609,8 @@ relay_txn_new(struct relay_ctx *ctx, const char *sid, relay_cb *cb, void *arg)
 	snprintf(t->sid, sizeof(t->sid), "%s", sid);
 	t->cb = cb;
 	t->cb_arg = arg;
-	if ((t->ev_done = event_new(ctx->base, -1, 0, relay_on_done, t)) == NULL)
+	if ((t->ev_done = event_new(ctx->base, -1, 0, relay_on_done, t)) == NULL ||
+	    (t->ev_reply = evtimer_new(ctx->base, relay_on_reply_deadline, t)) == NULL)
 		fatal("relay: out of memory");
 	return t;
 }
@@ -767,6 +812,7 @@ relay_txn_free(struct relay_txn **tp)
 	t->cb = NULL;
 	relay_done_clear(&t->done);
 	event_del(t->ev_done);
+	event_del(t->ev_reply);
 	if (t->busy > 0) {
 		/* a frame of ours is below the caller: the outermost frees */
 		t->freed = 1;
@@ -788,6 +834,7 @@ relay_txn_destroy(struct relay_txn *t)
 	smtp_reply_free(&t->reply);
 	relay_done_clear(&t->done);
 	event_free(t->ev_done);
+	event_free(t->ev_reply);
 	if (t->sha != NULL)
 		gnutls_hash_deinit(t->sha, NULL);
 	free(t->from);

@@ -169,6 +169,7 @@ struct relay_txn {
 	unsigned in_owner_call;
 	int freed;                       /* relay_txn_free() while busy */
 	struct event *ev_done;           /* delivers `done` from the loop */
+	struct event *ev_reply;          /* relay-timeout for the awaited reply */
 	struct relay_done done;
 	/* message transfer */
 	const char *prefix;
@@ -214,6 +215,8 @@ void relay_open_reply(struct relay_txn *t, const struct smtp_reply *r);
 void relay_open_event(struct relay_txn *t, struct conn *c, enum conn_event ev);
 /* A protocol error while opening: on to the next address. */
 void relay_open_protocol_error(struct relay_txn *t);
+/* No complete reply within relay-timeout while opening: the next address. */
+void relay_open_timeout(struct relay_txn *t);
 /* Free what opening holds (DNS lookup, DNS data, XCLIENT commands). */
 void relay_open_clear(struct relay_txn *t);
 /* The relay's EHLO capabilities, as far as the relay leg uses them. */

@@ -79,6 +79,12 @@ relay_open_protocol_error(struct relay_txn *t)
 	relay_open_failed(t, FAIL_CONNECT, "protocol error");
 }
 
+void
+relay_open_timeout(struct relay_txn *t)
+{
+	relay_open_failed(t, FAIL_TIMEOUT, "no complete reply within relay-timeout");
+}
+
 static void
 relay_send_ehlo(struct relay_txn *t, enum relay_state s)
 {

@@ -25,11 +25,12 @@ HUGE = 6 << 20          # more than loopback's socket buffers take from a relay
 def hostile_relay(lab):
     made = []
 
-    def make(hooks=None, ehlo=None, rcvbuf=None, **limits):
+    def make(hooks=None, ehlo=None, rcvbuf=None, connections=None, **limits):
         r = hostile.HostileRelay(lab.certs.relay, lab.certs.relay_key, hooks, ehlo,
                                  rcvbuf=rcvbuf).start()
         made.append(r)
-        sp = lab.subproxy({"port": r.port, "tls": "implicit",
+        extra = {"connections": connections} if connections is not None else {}
+        sp = lab.subproxy({"port": r.port, "tls": "implicit", "extra": extra,
                            "tlsa": labsink.tlsa_311(lab.certs.relay)},
                           limits=dict({"relay-timeout": RELAY_TIMEOUT}, **limits),
                           server={"workers": 1})
@@ -94,4 +95,27 @@ def test_early_250_before_the_data_is_sent(hostile_relay, lab, method):
     assert rep.code != 250, rep
     assert rep.code == 451 and rep.lines[-1].startswith("4.4.2 "), rep
     assert r.messages == []
+    still_serves(r, sp, lab)
+
+
+@pytest.mark.parametrize("stage", ["EHLO", "MAIL", "FINAL"])
+def test_dripped_reply_times_out(hostile_relay, lab, stage):
+    """A reply dripped a byte a second never completes within relay-timeout:
+    451 4.4.2 after relay-timeout, not after the whole drip (each byte used
+    to start the timeout again: the transaction was held as long as the
+    relay liked).  EHLO: on a new connection (connections = 0), after the
+    start-up probe's."""
+    def drip(conn, line, st):
+        if stage == "EHLO" and len(conn.relay.conns) == 1:     # the probe's
+            conn.send("".join(x + "\r\n" for x in conn.relay.ehlo))
+            return
+        conn.drip("250 2.0.0 " + "o" * 100 + "k\r\n", 1.0)
+    r, sp = hostile_relay(hooks={stage: drip}, connections=0 if stage == "EHLO" else None)
+    c = login(sp, lab)
+    if stage in ("EHLO", "MAIL"):
+        c.mail(ALICE, code=451, enh="4.4.2")
+        c.cmd("RSET", code=250)
+    else:
+        send(c, dot_stuff(make_message(subject="drip")), code=451, enh="4.4.2")
+    assert sp.wait_log(r"no complete reply within relay-timeout")
     still_serves(r, sp, lab)
