@@ -249,6 +249,8 @@ relay_fail(struct relay_txn *t, enum relay_fail why)
 		enh = "4.4.2"; text = "Relay timed out, try again later"; break;
 	case FAIL_LOST:
 		enh = "4.4.2"; text = "Relay connection lost, try again later"; break;
+	case FAIL_PROTOCOL:
+		enh = "4.5.0"; text = "Relay broke the SMTP protocol, try again later"; break;
 	case FAIL_AUTH:
 		enh = "4.7.0"; text = "Relay refused our credentials, try again later"; break;
 	case FAIL_LOCAL:
@@ -416,7 +418,25 @@ relay_early_reply(struct relay_txn *t, const struct smtp_reply *r)
 	    "(%llu of %llu octets queued)", t->sid, relay_target_cfg(t)->name, r->code,
 	    (unsigned long long)t->sent,
 	    (unsigned long long)(t->prefix_len + spool_size(t->sp)));
-	relay_fail(t, FAIL_LOST);
+	relay_fail(t, FAIL_PROTOCOL);
+}
+
+/* Can the command waiting in state s have this reply (RFC 5321 4.3.2)?
+ * A refusal always; else only its success: a 3xx passed on would be a
+ * reply the client's command cannot have, a 221 no acceptance. */
+static int
+relay_reply_fits(enum relay_state s, int code)
+{
+	if (code >= 400)
+		return 1;
+	switch (s) {
+	case R_RCPT:
+		return code == 250 || code == 251;
+	case R_DATA_CMD:
+		return code == 354;
+	default:                /* MAIL, the end of the message */
+		return code == 250;
+	}
 }
 
 static void
@@ -424,6 +444,13 @@ relay_on_reply(struct relay_txn *t, const struct smtp_reply *r)
 {
 	if (relay_in_setup(t)) {
 		relay_open_reply(t, r);
+		return;
+	}
+	if ((t->state == R_MAIL || t->state == R_RCPT || t->state == R_DATA_CMD ||
+	    t->state == R_FINAL) && !relay_reply_fits(t->state, r->code)) {
+		log_warn("session=%s relay=%s state=%s protocol error: reply %d", t->sid,
+		    relay_target_cfg(t)->name, relay_state_name(t->state), r->code);
+		relay_fail(t, FAIL_PROTOCOL);
 		return;
 	}
 	if (t->state == R_MAIL || t->state == R_RCPT || t->state == R_FINAL)
@@ -519,7 +546,7 @@ relay_read(struct relay_txn *t, struct conn *c)
 			else if (t->pooled_mail)
 				relay_replace(t, "protocol error");
 			else
-				relay_fail(t, FAIL_LOST);
+				relay_fail(t, FAIL_PROTOCOL);
 			return;
 		}
 		smtp_reply_free(&t->reply);

@@ -114,8 +114,8 @@ enum relay_state {
 
 /* In rising order of how telling a failure is (the worst one is reported). */
 enum relay_fail {
-	FAIL_NONE, FAIL_CONNECT, FAIL_LOCAL, FAIL_LOST, FAIL_TIMEOUT, FAIL_AUTH, FAIL_DNS_TEMP,
-	FAIL_DNSSEC, FAIL_TLS
+	FAIL_NONE, FAIL_CONNECT, FAIL_LOCAL, FAIL_LOST, FAIL_PROTOCOL, FAIL_TIMEOUT, FAIL_AUTH,
+	FAIL_DNS_TEMP, FAIL_DNSSEC, FAIL_TLS
 };
 
 /* A completion that must wait for the loop (see relay_complete). */

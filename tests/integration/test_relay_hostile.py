@@ -59,6 +59,16 @@ def send(c, msg, code=None, enh=None):
     return c.data(msg, code=code, enh=enh)
 
 
+def refused_at(c, verb, enh):
+    """A transaction the relay leg fails with 451 enh at MAIL, RCPT, or
+    (any other verb) at the end of the message."""
+    c.mail(ALICE, code=451 if verb == "MAIL" else 250, enh=enh if verb == "MAIL" else None)
+    if verb != "MAIL":
+        c.rcpt(RCPT, code=451 if verb == "RCPT" else 250, enh=enh if verb == "RCPT" else None)
+    if verb not in ("MAIL", "RCPT"):
+        c.data(dot_stuff(make_message(subject=verb)), code=451, enh=enh)
+
+
 def still_serves(r, sp, lab):
     """Another session relays a message end to end."""
     r.hooks.clear()
@@ -93,7 +103,26 @@ def test_early_250_before_the_data_is_sent(hostile_relay, lab, method):
     c = login(sp, lab)
     rep = send(c, big_message("early", {"DATA": BIG, "DATA-small": 1000, "BDAT": HUGE}[method]))
     assert rep.code != 250, rep
-    assert rep.code == 451 and rep.lines[-1].startswith("4.4.2 "), rep
+    rep.check(451, "4.5.0")
+    assert r.messages == []
+    still_serves(r, sp, lab)
+
+
+# a reply the command cannot have (RFC 5321 4.3.2): passed on, a 3xx made
+# the client's RCPT or message look answered by "354 3.0.0 ..." (3.0.0 is no
+# enhanced code either) and a 221 (closing) counted as acceptance
+IMPOSSIBLE = [("MAIL", "334 VXNlcm5hbWU6"), ("RCPT", "354 go ahead"), ("RCPT", "221 2.0.0 Bye"),
+              ("DATA", "250 2.0.0 Ok"), ("FINAL", "354 more please"), ("FINAL", "221 2.0.0 Bye")]
+
+
+def test_reply_the_command_cannot_have(hostile_relay, lab):
+    r, sp = hostile_relay()
+    for verb, text in IMPOSSIBLE:
+        r.hooks.clear()
+        r.hooks[verb] = lambda conn, line, st, text=text: conn.send(text + "\r\n")
+        c = login(sp, lab)
+        refused_at(c, verb, "4.5.0")
+        c.cmd("QUIT", code=221)
     assert r.messages == []
     still_serves(r, sp, lab)
 
@@ -112,10 +141,6 @@ def test_dripped_reply_times_out(hostile_relay, lab, stage):
         conn.drip("250 2.0.0 " + "o" * 100 + "k\r\n", 1.0)
     r, sp = hostile_relay(hooks={stage: drip}, connections=0 if stage == "EHLO" else None)
     c = login(sp, lab)
-    if stage in ("EHLO", "MAIL"):
-        c.mail(ALICE, code=451, enh="4.4.2")
-        c.cmd("RSET", code=250)
-    else:
-        send(c, dot_stuff(make_message(subject="drip")), code=451, enh="4.4.2")
+    refused_at(c, "MAIL" if stage == "EHLO" else stage, "4.4.2")
     assert sp.wait_log(r"no complete reply within relay-timeout")
     still_serves(r, sp, lab)
