@@ -335,7 +335,7 @@ link_unfit(const struct relay_link *l)
 		return "no-xclient";    /* every user would need XCLIENT first */
 	if (l->xc != NULL && strcmp(l->sid, l->ctx->ended_sid) == 0)
 		return "session-ended"; /* its transaction was freed after the session */
-	if (evbuffer_get_length(conn_input(l->conn)) > 0)
+	if (evbuffer_get_length(conn_input(l->conn)) > 0 || smtp_reply_parser_pending(l->rp))
 		return "unsolicited-input";
 	return NULL;
 }
@@ -399,8 +399,8 @@ pool_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 			rv = smtp_reply_parser_feed(l->rp, evbuffer_pullup(in, (ssize_t)len), len,
 			    &used, &r);
 			evbuffer_drain(in, used);
-			if (rv == 0)
-				continue;
+			if (rv == 0 && l->pstate == LINK_RESETTING)
+				continue;       /* the RSET reply, in parts */
 			if (rv > 0 && l->pstate == LINK_RESETTING && r->code == 250) {
 				l->pstate = LINK_IDLE;
 				log_debug("session=%s relay=%s event=relay-kept after=rset", l->sid,
@@ -410,7 +410,8 @@ pool_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 			}
 			log_info("session=%s relay=%s event=relay-idle-closed reason=\"%s %d\"",
 			    l->sid, name, rv < 0 ? "protocol error" : l->pstate == LINK_RESETTING ?
-			    "RSET answered" : "reply while idle", rv > 0 ? r->code : 0);
+			    "RSET answered" : rv == 0 ? "part of a reply while idle" :
+			    "reply while idle", rv > 0 ? r->code : 0);
 			smtp_reply_free(&r);
 			pool_unlink(l);
 			relay_link_free(&l);

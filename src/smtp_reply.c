@@ -61,6 +61,12 @@ smtp_reply_parser_error(const struct smtp_reply_parser *p)
 	return p->err;
 }
 
+int
+smtp_reply_parser_pending(const struct smtp_reply_parser *p)
+{
+	return p->state != RS_LINE || p->linelen > 0 || p->nlines > 0;
+}
+
 void
 smtp_reply_free(struct smtp_reply **rp)
 {

@@ -67,6 +67,10 @@ void smtp_reply_parser_free(struct smtp_reply_parser **pp);
 int smtp_reply_parser_feed(struct smtp_reply_parser *p, const void *buf, size_t len,
     size_t *consumed_r, struct smtp_reply **reply_r);
 
+/* 1 when the parser holds bytes of a reply not yet complete (or is in the
+ * error state): a connection between two commands should hold none. */
+int smtp_reply_parser_pending(const struct smtp_reply_parser *p);
+
 /* The last protocol error as a sentence of plain ASCII (no input bytes are
  * copied into it), or "" when there was none.  Valid until the next call. */
 const char *smtp_reply_parser_error(const struct smtp_reply_parser *p);

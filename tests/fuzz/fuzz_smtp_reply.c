@@ -4,7 +4,8 @@
  * Input: one byte n, then n bytes of chunk sizes (each 1..256, used in turn),
  * then the stream.  The stream is parsed in one shot and in those chunks; the
  * replies, the final status, the bytes used and the error must be the same.
- * Every reply also goes through smtp_ehlo_caps().
+ * Every reply also goes through smtp_ehlo_caps(), and the parser says it
+ * holds part of a reply exactly when it returned none (or failed).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +64,9 @@ fz_run(const uint8_t *buf, size_t len, const uint8_t *steps, size_t nsteps,
 		while (off < end) {
 			rv = smtp_reply_parser_feed(p, buf + off, end - off, &used, &r);
 			if (used > end - off)
+				abort();
+			/* bytes of an unfinished reply are held, none after a whole one */
+			if (smtp_reply_parser_pending(p) != (rv != 1))
 				abort();
 			if (rv < 0) {
 				if (r != NULL)

@@ -144,3 +144,29 @@ def test_dripped_reply_times_out(hostile_relay, lab, stage):
     refused_at(c, "MAIL" if stage == "EHLO" else stage, "4.4.2")
     assert sp.wait_log(r"no complete reply within relay-timeout")
     still_serves(r, sp, lab)
+
+
+@pytest.mark.parametrize("when", ["with-the-reply", "while-idle"])
+def test_part_of_a_reply_ends_a_kept_connection(hostile_relay, lab, when):
+    """Bytes of a reply nobody asked for, not yet a whole line (after the
+    final reply, or later while the connection is idle), make the
+    connection unfit to keep: taken up again, they would join the RSET
+    reply (250-250 2.0.0 Ok, then MAIL's 250 ends it), MAIL's reply would
+    never come and the next message got 451 4.4.2."""
+    def final(conn, line, st):
+        hostile.store(conn, st, conn.relay)
+        if when == "with-the-reply":
+            conn.send("250 2.0.0 Ok\r\n250-")
+        else:
+            conn.send("250 2.0.0 Ok\r\n")
+            conn.relay.stopping.wait(0.3)
+            conn.send("250-")
+    r, sp = hostile_relay(hooks={"FINAL": final})
+    c = login(sp, lab)
+    send(c, dot_stuff(make_message(subject="first")), code=250)
+    if when == "while-idle":
+        assert sp.wait_log(r"event=relay-idle-closed reason=\"part of a reply while idle")
+    r.hooks.clear()
+    send(c, dot_stuff(make_message(subject="second")), code=250)
+    c.cmd("QUIT", code=221)
+    assert len(r.messages) == 2

@@ -676,6 +676,32 @@ t_caps(void **st)
 	smtp_reply_free(&r);
 }
 
+/* Does the parser hold part of a reply?  Before any byte, after a whole
+ * reply and after its last CRLF: no; after any byte of an unfinished one,
+ * and in the error state: yes. */
+static void
+t_pending(void **state)
+{
+	static const char in[] = "250 ok\r\n250-a\r\n250 b\r\n";
+	struct smtp_reply_parser *p = smtp_reply_parser_new();
+	struct smtp_reply *r;
+	size_t i, used;
+	int rv;
+
+	(void)state;
+	assert_false(smtp_reply_parser_pending(p));
+	for (i = 0; i < sizeof(in) - 1; i++) {
+		rv = smtp_reply_parser_feed(p, in + i, 1, &used, &r);
+		assert_int_equal(used, 1);
+		assert_int_equal(smtp_reply_parser_pending(p), rv == 0);
+		smtp_reply_free(&r);
+	}
+	assert_false(smtp_reply_parser_pending(p));
+	assert_int_equal(smtp_reply_parser_feed(p, "2\n", 2, &used, &r), -1);
+	assert_true(smtp_reply_parser_pending(p));
+	smtp_reply_parser_free(&p);
+}
+
 int
 main(void)
 {
@@ -693,6 +719,7 @@ main(void)
 		cmocka_unit_test(t_pipelined),
 		cmocka_unit_test(t_sticky_error),
 		cmocka_unit_test(t_caps),
+		cmocka_unit_test(t_pending),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
