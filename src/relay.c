@@ -206,7 +206,8 @@ relay_complete(struct relay_txn *t, int code, const char *enh, const char *const
 	event_active(t->ev_done, EV_TIMEOUT, 0);
 }
 
-/* Pass the relay's own reply on. */
+/* Pass the relay's own reply on.  Its 421 (closing its connection) becomes
+ * 451: passed on, it would tell the client that we close ours. */
 static void
 relay_complete_reply(struct relay_txn *t, const struct smtp_reply *r)
 {
@@ -216,7 +217,8 @@ relay_complete_reply(struct relay_txn *t, const struct smtp_reply *r)
 		snprintf(enh, sizeof(enh), "%s", r->enh);
 	else
 		snprintf(enh, sizeof(enh), "%d.0.0", r->code / 100);
-	relay_complete(t, r->code, enh, (const char *const *)r->lines, r->nlines, 0);
+	relay_complete(t, r->code == 421 ? 451 : r->code, enh, (const char *const *)r->lines,
+	    r->nlines, 0);
 }
 
 void

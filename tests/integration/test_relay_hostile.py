@@ -170,3 +170,20 @@ def test_part_of_a_reply_ends_a_kept_connection(hostile_relay, lab, when):
     send(c, dot_stuff(make_message(subject="second")), code=250)
     c.cmd("QUIT", code=221)
     assert len(r.messages) == 2
+
+
+@pytest.mark.parametrize("verb", ["MAIL", "RCPT", "FINAL"])
+def test_relay_421_is_451_to_the_client(hostile_relay, lab, verb):
+    """The relay closing its connection with 421 is not subproxy closing
+    the client's: the client hears 451 with the relay's enhanced code and
+    text (it used to hear the 421 and then found the session open), and the
+    session goes on to relay its next message on a new connection."""
+    def close(conn, line, st):
+        conn.send("421 4.3.2 Shutting down\r\n")
+        raise hostile.Drop("421")
+    # MAIL on a new connection: a kept one answering 421 is replaced
+    r, sp = hostile_relay(hooks={verb: close}, connections=0 if verb == "MAIL" else None)
+    c = login(sp, lab)
+    refused_at(c, verb, "4.3.2")
+    c.cmd("NOOP", code=250)
+    still_serves(r, sp, lab)
