@@ -187,3 +187,20 @@ def test_relay_421_is_451_to_the_client(hostile_relay, lab, verb):
     refused_at(c, verb, "4.3.2")
     c.cmd("NOOP", code=250)
     still_serves(r, sp, lab)
+
+
+def test_reset_after_the_end_of_a_message_on_a_kept_connection(hostile_relay, lab):
+    """On a kept connection (the probe's), the relay takes the message and
+    resets the connection before its reply: the client hears 451 4.4.2 and
+    the message is not sent again on a new connection (the relay has it
+    once; only a connection lost before MAIL was accepted is replaced)."""
+    def final(conn, line, st):
+        hostile.store(conn, st, conn.relay)
+        conn.reset()
+        raise hostile.Drop("reset")
+    r, sp = hostile_relay(hooks={"FINAL": final})
+    c = login(sp, lab)
+    refused_at(c, "FINAL", "4.4.2")
+    c.cmd("QUIT", code=221)
+    assert len(r.messages) == 1 and len(r.conns) == 1
+    assert sp.wait_log(r"conn=reused")

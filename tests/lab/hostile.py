@@ -238,6 +238,10 @@ class HostileRelay:
 
     def stop(self):
         self.stopping.set()
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)      # wakes the accept
+        except OSError:
+            pass
         self.ls.close()
         with self.lock:
             for c in self.conns:
