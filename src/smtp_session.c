@@ -243,6 +243,15 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 	return 0;
 }
 
+/* Give back the token of `lim` rate_take() took for `login`: the request
+ * turned out not to count (a RCPT the relay did not accept). */
+void
+rate_give_back(struct session *s, enum ratelimit_limit lim, const char *login)
+{
+	limiter_give_back(s->srv->limiter, lim, login, s->peer_key);
+	log_debug("session=%s event=rate-give-back limit=%s", s->id, ratelimit_limit_name(lim));
+}
+
 /* ---- session lifecycle ---- */
 
 void
