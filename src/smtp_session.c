@@ -431,12 +431,15 @@ session_close(struct session *s)
 	session_reap(s);
 }
 
+/* Close at once, nothing more written (the client is gone, or the
+ * server stops).  Like session_close(), the drop is logged once the
+ * session has ended. */
 void
 session_drop(struct session *s, const char *why)
 {
 	if (s->state != S_CLOSED) {
-		log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
 		session_end(s);
+		log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
 		conn_free(&s->conn);
 	}
 	session_reap(s);
