@@ -65,7 +65,7 @@
 
 enum ratelimit_limit {
 	RATELIMIT_MESSAGES,             /* MAIL commands per hour */
-	RATELIMIT_RECIPIENTS,           /* recipients the relay accepted per hour */
+	RATELIMIT_RECIPIENTS,           /* RCPTs the relay answered per hour */
 	RATELIMIT_AUTH                  /* AUTH attempts per minute */
 };
 

@@ -244,7 +244,7 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 }
 
 /* Give back the token of `lim` rate_take() took for `login`: the request
- * turned out not to count (a RCPT the relay did not accept). */
+ * turned out not to count (a RCPT whose relay leg failed). */
 void
 rate_give_back(struct session *s, enum ratelimit_limit lim, const char *login)
 {

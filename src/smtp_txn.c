@@ -205,9 +205,11 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 	struct session *s = arg;
 
 	session_hold(s);
-	if (r->code < 200 || r->code >= 300) {
-		/* not accepted: the recipient spends no recipients-per-hour
-		 * token, given back before the next RCPT is read */
+	if (r->local) {
+		/* the relay leg failed before the relay answered: the RCPT
+		 * spends no recipients-per-hour token (given back before the
+		 * next command is read); one the relay answered, even with a
+		 * refusal, counts */
 		rate_give_back(s, RATELIMIT_RECIPIENTS, s->login);
 	}
 	if (s->atx != NULL)
@@ -259,7 +261,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 	}
 	/* the token is held while the RCPT is at the relay (the next one is
 	 * read only after its answer), so pipelined RCPTs never pass the
-	 * limit; rcpt_relay_done() gives it back unless the relay accepted */
+	 * limit; rcpt_relay_done() gives it back if the relay leg fails */
 	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login))
 		return;
 	snprintf(s->first_rcpt, sizeof(s->first_rcpt), "%s", c->path);
