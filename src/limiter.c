@@ -115,38 +115,60 @@ rate_of(const struct config_rates *r, enum ratelimit_limit lim)
 	return 0;
 }
 
-int
-limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login, const char *client,
-    const char *client_key, const char *sid, char *why, size_t whylen)
+/* The rules of `lim` for the client's address key (rule[0]) and `login`
+ * (rule[1]; NULL: none yet), in the table that holds them. */
+static struct ratelimit_table *
+rules_of(struct limiter *l, enum ratelimit_limit lim, const char *login, const char *client_key,
+    struct ratelimit_rule rule[2])
 {
 	struct ratelimit_table *t = lim == RATELIMIT_AUTH ? l->auth : l->rl;
-	uint64_t lcap = login != NULL ? rate_of(config_login_rates(l->cfg, login), lim) : 0;
-	uint64_t acap = rate_of(&l->cfg->limits.rates, lim);
 	uint32_t period = lim == RATELIMIT_AUTH ? 60 : 3600;
-	struct ratelimit_rule rule[2];
-	char esc[128];
-	int refused;
 
 	/* the address first: a client over its address's AUTH limit makes no
 	 * bucket for the login names it tries */
 	rule[0].key = ratelimit_key(t, lim, RATELIMIT_ADDRESS, client_key);
-	rule[0].capacity = (uint32_t)acap;
+	rule[0].capacity = (uint32_t)rate_of(&l->cfg->limits.rates, lim);
 	rule[0].period = period;
 	rule[1].key = ratelimit_key(t, lim, RATELIMIT_LOGIN, login != NULL ? login : "");
-	rule[1].capacity = (uint32_t)lcap;
+	rule[1].capacity = login != NULL ?
+	    (uint32_t)rate_of(config_login_rates(l->cfg, login), lim) : 0;
 	rule[1].period = period;
+	return t;
+}
+
+int
+limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login, const char *client,
+    const char *client_key, const char *sid, char *why, size_t whylen)
+{
+	struct ratelimit_rule rule[2];
+	struct ratelimit_table *t;
+	char esc[128];
+	int refused;
+
+	t = rules_of(l, lim, login, client_key, rule);
 	if (ratelimit_take_both(t, rule, 1, clock_seconds(), &refused))
 		return 1;
 	if (refused == 0) {
 		snprintf(why, whylen, "%s %llu for your address", ratelimit_limit_name(lim),
-		    (unsigned long long)acap);
+		    (unsigned long long)rule[0].capacity);
 		log_warn("session=%s event=rate-limit limit=%s subject=address key=%s peer=%s", sid,
 		    ratelimit_limit_name(lim), client_key, client);
 		return 0;
 	}
 	snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
-	    (unsigned long long)lcap);
+	    (unsigned long long)rule[1].capacity);
 	log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", sid,
 	    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)), client);
 	return 0;
+}
+
+void
+limiter_give_back(struct limiter *l, enum ratelimit_limit lim, const char *login,
+    const char *client_key)
+{
+	struct ratelimit_rule rule[2];
+	struct ratelimit_table *t;
+
+	t = rules_of(l, lim, login, client_key, rule);
+	ratelimit_give_back_both(t, rule, 1, clock_seconds());
 }

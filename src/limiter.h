@@ -56,4 +56,13 @@ void limiter_free(struct limiter **lp);
 int limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login,
     const char *client, const char *client_key, const char *sid, char *why, size_t whylen);
 
+/*
+ * Give back the token of `lim` that limiter_take() took for the same
+ * `login` and `client_key`, to both buckets (ratelimit_give_back(): never
+ * beyond full; as if it had not been taken).  For a request that turned
+ * out not to count: a RCPT whose relay leg failed before the relay answered.
+ */
+void limiter_give_back(struct limiter *l, enum ratelimit_limit lim, const char *login,
+    const char *client_key);
+
 #endif

@@ -277,11 +277,9 @@ ratelimit_take(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint3
 	return take(t, key, capacity, period, n, now, retry_r) != TOOK_NONE;
 }
 
-/* Give back n tokens a take of the same rule took (never beyond full).  A
- * key no longer in the table gets nothing: its bucket was given away. */
-static void
-refund(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period, uint32_t n,
-    uint64_t now64)
+void
+ratelimit_give_back(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t period,
+    uint32_t n, uint64_t now64)
 {
 	/* a slot of t, which is ours to write */
 	struct ratelimit_slot *s = (struct ratelimit_slot *)(uintptr_t)slot_find(t, key);
@@ -292,6 +290,9 @@ refund(struct ratelimit_table *t, uint64_t key, uint32_t capacity, uint32_t peri
 	if (!rule_fix(&capacity, &period))
 		return;
 	back = (n > capacity ? capacity + 1 : n) * RATELIMIT_UNIT;
+	/* the deficit refilled until now, less what comes back, never below 0
+	 * (a full bucket): the same as if the take had not been, for the
+	 * refill lowers the deficit only down to 0 either way */
 	for (tries = 0; s != NULL && tries < CAS_TRIES; tries++) {
 		st = atomic_load(&s->state);
 		d = refilled(st, capacity, period, now);
@@ -316,9 +317,17 @@ ratelimit_take_both(struct ratelimit_table *t, const struct ratelimit_rule rule[
 	if (take(t, rule[1].key, rule[1].capacity, rule[1].period, n, now, NULL) != TOOK_NONE)
 		return 1;
 	if (first == TOOK)
-		refund(t, rule[0].key, rule[0].capacity, rule[0].period, n, now);
+		ratelimit_give_back(t, rule[0].key, rule[0].capacity, rule[0].period, n, now);
 	*refused_r = 1;
 	return 0;
+}
+
+void
+ratelimit_give_back_both(struct ratelimit_table *t, const struct ratelimit_rule rule[2],
+    uint32_t n, uint64_t now)
+{
+	ratelimit_give_back(t, rule[0].key, rule[0].capacity, rule[0].period, n, now);
+	ratelimit_give_back(t, rule[1].key, rule[1].capacity, rule[1].period, n, now);
 }
 
 uint32_t

@@ -43,7 +43,8 @@
  * Races.  Two processes taking from the same bucket never lose a token (the
  * CAS retries).  Only while a slot is being handed from one key to another
  * can one take of the old key be lost or the new key inherit the old key's
- * deficit; both are bounded to that one operation.  ratelimit_take_both()
+ * deficit (or get a give-back of the old key's); each is bounded to that one
+ * operation.  ratelimit_take_both()
  * takes from two buckets all or nothing: a token it takes from the first
  * and must give back (the second refused) is briefly missing from the
  * first, so a concurrent taker of the first may be refused (stricter, never
@@ -64,7 +65,7 @@
 
 enum ratelimit_limit {
 	RATELIMIT_MESSAGES,             /* MAIL commands per hour */
-	RATELIMIT_RECIPIENTS,           /* RCPT commands per hour */
+	RATELIMIT_RECIPIENTS,           /* RCPTs the relay answered per hour */
 	RATELIMIT_AUTH                  /* AUTH attempts per minute */
 };
 
@@ -119,6 +120,30 @@ struct ratelimit_rule {
  */
 int ratelimit_take_both(struct ratelimit_table *t, const struct ratelimit_rule rule[2],
     uint32_t n, uint64_t now, int *refused_r);
+
+/*
+ * Give back `n` tokens that ratelimit_take() (or ratelimit_take_both()) took
+ * from bucket `key` under the same rule, e.g. for a request that turned out
+ * not to count.  The bucket never holds more than `capacity`: what comes
+ * back is taken off the deficit as refilled until `now`, down to a full
+ * bucket, so the bucket is as if the take had never been (to
+ * 1/RATELIMIT_UNIT of a token, in the take's favour), however long the
+ * tokens were held meanwhile.  One CAS on the bucket's word, like a take:
+ * concurrent takes and give-backs never lose one another.  A key no longer
+ * in the table gets nothing (its bucket was given away, so it starts full
+ * anyway); a give-back racing with the hand-over of its slot to another
+ * key may go to that key's bucket (see Races: bounded to that one
+ * operation).  capacity 0 (no limit): nothing to do.  A take that passed
+ * without taking (endless contention, where the table fails open) is
+ * given back all the same: one token more, as lenient as that take.
+ */
+void ratelimit_give_back(struct ratelimit_table *t, uint64_t key, uint32_t capacity,
+    uint32_t period, uint32_t n, uint64_t now);
+
+/* ratelimit_give_back() to both buckets of a ratelimit_take_both() that
+ * passed. */
+void ratelimit_give_back_both(struct ratelimit_table *t, const struct ratelimit_rule rule[2],
+    uint32_t n, uint64_t now);
 
 /* Tokens available now in bucket `key` (for tests and logs). */
 uint32_t ratelimit_available(const struct ratelimit_table *t, uint64_t key, uint32_t capacity,

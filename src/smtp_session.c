@@ -243,6 +243,15 @@ rate_take(struct session *s, enum ratelimit_limit lim, const char *login)
 	return 0;
 }
 
+/* Give back the token of `lim` rate_take() took for `login`: the request
+ * turned out not to count (a RCPT whose relay leg failed). */
+void
+rate_give_back(struct session *s, enum ratelimit_limit lim, const char *login)
+{
+	limiter_give_back(s->srv->limiter, lim, login, s->peer_key);
+	log_debug("session=%s event=rate-give-back limit=%s", s->id, ratelimit_limit_name(lim));
+}
+
 /* ---- session lifecycle ---- */
 
 void
@@ -422,12 +431,15 @@ session_close(struct session *s)
 	session_reap(s);
 }
 
+/* Close at once, nothing more written (the client is gone, or the
+ * server stops).  Like session_close(), the drop is logged once the
+ * session has ended. */
 void
 session_drop(struct session *s, const char *why)
 {
 	if (s->state != S_CLOSED) {
-		log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
 		session_end(s);
+		log_info("session=%s event=drop peer=%s reason=\"%s\"", s->id, s->peer, why);
 		conn_free(&s->conn);
 	}
 	session_reap(s);

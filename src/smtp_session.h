@@ -155,6 +155,7 @@ void refuse(struct session *s, const char *stage, const char *reason, int code,
 void refuse_relay(struct session *s, const char *stage, const struct relay_result *r);
 const char *session_client(const struct session *s, int *port_r);
 int rate_take(struct session *s, enum ratelimit_limit lim, const char *login);
+void rate_give_back(struct session *s, enum ratelimit_limit lim, const char *login);
 void session_set_state(struct session *s, enum sess_state st);
 int login_memory_full(const struct session *s);
 void reply_login_memory(struct session *s, const char *stage);

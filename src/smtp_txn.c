@@ -205,6 +205,13 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 	struct session *s = arg;
 
 	session_hold(s);
+	if (r->local) {
+		/* the relay leg failed before the relay answered: the RCPT
+		 * spends no recipients-per-hour token (given back before the
+		 * next command is read); one the relay answered, even with a
+		 * refusal, counts */
+		rate_give_back(s, RATELIMIT_RECIPIENTS, s->login);
+	}
 	if (s->atx != NULL)
 		auditrec_txn_rcpt(s->atx, s->first_rcpt, r->code, r->enh, r->text);
 	if (r->code >= 200 && r->code < 300) {
@@ -243,8 +250,6 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		refuse(s, "rcpt", "too-many-recipients", 452, "4.5.3", "Too many recipients");
 		return;
 	}
-	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login))
-		return;
 	params[0] = '\0';
 	if (c->notify[0] != '\0')
 		o += (size_t)snprintf(params + o, sizeof(params) - o, " NOTIFY=%s", c->notify);
@@ -254,6 +259,11 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		reply(s, 501, "5.5.4", "Parameters too long");
 		return;
 	}
+	/* the token is held while the RCPT is at the relay (the next one is
+	 * read only after its answer), so pipelined RCPTs never pass the
+	 * limit; rcpt_relay_done() gives it back if the relay leg fails */
+	if (!rate_take(s, RATELIMIT_RECIPIENTS, s->login))
+		return;
 	snprintf(s->first_rcpt, sizeof(s->first_rcpt), "%s", c->path);
 	session_set_state(s, S_WAIT);
 	relay_txn_rcpt(s->relay, c->path, o ? params + 1 : "", rcpt_relay_done, s);

@@ -45,7 +45,7 @@ import ssl
 
 import pytest
 
-from helpers import ALICE, ALICE_PW, BOB, BOB_PW, dot_stuff, half_sent, logged_in, \
+from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RawClient, dot_stuff, half_sent, logged_in, \
     make_message, raw_starttls_client
 from opsutil import children, scrape, sigstop, val, wait_for
 from test_authcache import CANCEL_OCTETS, auth_line, auth_req_octets, keeper_queued_bytes, \
@@ -307,3 +307,39 @@ def test_close_while_the_message_is_signed(lab):
     assert sp.wait_log(r"event=relayed ", timeout=10)
     sp.wait_sessions_ended()
     assert s.data_completions() == 1
+
+
+def end_follows_state(sp, line):
+    """The session of this event=drop or event=close line changed to state
+    closed (session_end, a debug line: the lab runs -d) before the line."""
+    sid = re.search(r"session=(\w+) ", line).group(1)
+    mine = [ln for ln in list(sp.lines) if "session=%s " % sid in ln]
+    ended = [i for i, ln in enumerate(mine) if re.search(r" state \S+ -> closed$", ln)]
+    last = [i for i, ln in enumerate(mine) if re.search(r" event=(drop|close) ", ln)]
+    assert len(ended) == 1 and len(last) == 1, mine
+    assert ended[0] < last[0], "the close or drop line came before the session ended:\n" + \
+        "\n".join(mine[-6:])
+
+
+@pytest.mark.sanitized
+def test_drop_and_close_are_logged_after_the_session_ended(lab):
+    """A session's event=drop (its client left without QUIT) and event=close
+    (QUIT) are logged once the session has ended: from that line on it is
+    no session of its login (sessions-per-login), its transaction and
+    waits are cancelled, as tests and operators reading the line rely on."""
+    sp = lab.subproxy(lab.sink())
+    clients = {}
+    for src in ("127.0.0.2", "127.0.0.3"):
+        c = clients[src] = RawClient(sp.implicit_port, lab.certs.ca, source=src)
+        c.greeting.check(220)
+        c.ehlo()
+        c.auth_plain()
+        c.mail()
+    clients["127.0.0.2"].close()
+    clients["127.0.0.3"].cmd("QUIT", 221)
+    clients["127.0.0.3"].close()
+    drop = sp.wait_log(r"event=drop peer=127\.0\.0\.2 ")
+    close = sp.wait_log(r"event=close peer=127\.0\.0\.3 ")
+    assert drop and close, sp.stderr_text(20)
+    end_follows_state(sp, drop)
+    end_follows_state(sp, close)

@@ -144,6 +144,114 @@ def test_recipients_per_hour(lab):
     c.cmd("QUIT", 221)
 
 
+def rcpts_seen(sink, *addrs):
+    """How many RCPT commands for these addresses reached the relay."""
+    want = ["RCPT TO:<%s>" % a for a in addrs]
+    return sum(1 for c in sink.commands() if any(c.startswith(w) for w in want))
+
+
+@pytest.mark.sanitized
+def test_rcpts_the_relay_answered_count_a_failed_relay_leg_does_not(lab):
+    """recipients-per-hour counts RCPTs the relay answered, as Postfix's
+    smtpd_client_recipient_rate_limit counts requests: a refused one (5xx,
+    4xx) spends its token like an accepted one, whatever the transaction's
+    end.  A RCPT that never got its answer because the relay leg failed
+    (451, the transaction ends) gives its token back, to the login's and
+    the address's bucket ([limits] sets both).  The next one beyond the
+    limit gets 450 4.7.1 without reaching the relay."""
+    sp = start(lab, {"recipients-per-hour": 4})
+    sink = lab.sinks[0]
+    c = session(sp, lab)
+    sink.set_faults(rcpt={"bad@remote.test": "550 5.1.1 no such user",
+                          "later@remote.test": "450 4.2.1 mailbox busy"})
+    c.mail(ALICE)
+    c.rcpt("bad@remote.test", code=550, enh="5.1.1")        # 1
+    c.rcpt("later@remote.test", code=450, enh="4.2.1")      # 2
+    c.rcpt("r0@remote.test", code=250)                       # 3
+    c.cmd("RSET", 250)
+    sink.set_faults(drop_at={"rcpt"}, once=True)
+    c.mail(ALICE)
+    r = c.cmd("RCPT TO:<lost@remote.test>")                  # given back
+    assert r.code == 451 and r.enh.startswith("4.4."), r
+    c.cmd("RCPT TO:<r1@remote.test>").check(503, "5.5.1")  # the transaction ended
+    c.mail(ALICE)
+    c.rcpt("r1@remote.test", code=250)                       # 4
+    r = c.cmd("RCPT TO:<r2@remote.test>")
+    r.check(450, "4.7.1")
+    assert "Recipient rate limit reached (recipients-per-hour 4 for" in r.text, r
+    c.rcpt("bad@remote.test", code=450, enh="4.7.1")         # no token for a try either
+    c.data(dot_stuff(make_message()), code=250)
+    c.cmd("QUIT", 221)
+    assert [m["rcpts"] for m in sink.messages()] == [["r1@remote.test"]]
+    assert rcpts_seen(sink, "r2@remote.test") == 0
+    assert rcpts_seen(sink, "bad@remote.test") == 1
+    # the address's bucket is used up as well: bob from there is refused
+    b = session(sp, lab, BOB, BOB_PW)
+    b.mail(BOB)
+    r = b.cmd("RCPT TO:<%s>" % RCPT)
+    r.check(450, "4.7.1")
+    assert "recipients-per-hour 4 for your address" in r.text, r
+    b.cmd("QUIT", 221)
+
+
+@pytest.mark.sanitized
+def test_pipelined_rcpts_never_pass_the_limit(lab):
+    """Six RCPTs in one write with recipients-per-hour = 3: each holds its
+    token while it is at the relay (the next is read after its answer); the
+    relay's refusal of the second counts, so two are accepted and the three
+    beyond the limit get 450 4.7.1 and never reach the relay."""
+    sp = start(lab, {}, {ALICE: {"recipients-per-hour": 3}})
+    sink = lab.sinks[0]
+    sink.set_faults(rcpt={"bad@remote.test": "550 5.1.1 no such user"})
+    c = session(sp, lab)
+    c.mail(ALICE)
+    addrs = ["r0@remote.test", "bad@remote.test", "r1@remote.test", "r2@remote.test",
+             "r3@remote.test", "r4@remote.test"]
+    c.send("".join("RCPT TO:<%s>\r\n" % a for a in addrs))
+    got = [c.read_reply() for _ in addrs]
+    assert [(r.code, r.enh) for r in got] == [(250, "2.1.5"), (550, "5.1.1"), (250, "2.1.5"),
+                                              (450, "4.7.1"), (450, "4.7.1"), (450, "4.7.1")]
+    assert "recipients-per-hour 3 for this login" in got[-1].text, got[-1]
+    c.data(dot_stuff(make_message()), code=250)
+    c.cmd("QUIT", 221)
+    assert [m["rcpts"] for m in sink.messages()] == [["r0@remote.test", "r1@remote.test"]]
+    assert rcpts_seen(sink, "r2@remote.test", "r3@remote.test", "r4@remote.test") == 0
+
+
+@pytest.mark.sanitized
+def test_rcpt_token_is_held_while_the_relay_answers(lab):
+    """alice has one recipient an hour.  Her RCPT on worker a is at the
+    relay (the relay's answer held back): her RCPT on worker b finds the
+    token taken, 450 4.7.1.  The relay then refuses a's recipient: that
+    answered RCPT keeps the token, so b's next RCPT is refused too and
+    nothing is relayed."""
+    gate = threading.Event()
+    sink = lab.sink()
+    sp, (a, b) = start_two(lab, sink,
+                           extra_config=login_sections({ALICE: {"recipients-per-hour": 1}}))
+    w = pinned_session(sp, lab, a, (a, b), ALICE, ALICE_PW, "127.0.0.2")
+    o = pinned_session(sp, lab, b, (a, b), ALICE, ALICE_PW, "127.0.0.3")
+    w.mail(ALICE)
+    o.mail(ALICE)
+    sink.set_faults(rcpt={"bad@remote.test": "550 5.1.1 no such user"}, delay={"rcpt": gate})
+    try:
+        w.send("RCPT TO:<bad@remote.test>\r\n")
+        wait_for(lambda: rcpts_seen(sink, "bad@remote.test") == 1, timeout=10,
+                 what="a's RCPT at the relay")
+        r = o.cmd("RCPT TO:<r0@remote.test>")
+        r.check(450, "4.7.1")
+        assert "recipients-per-hour 1 for this login" in r.text, r
+    finally:
+        gate.set()
+    w.read_reply().check(550, "5.1.1")
+    o.rcpt("r0@remote.test", code=450, enh="4.7.1")
+    w.rcpt("r1@remote.test", code=450, enh="4.7.1")
+    for x in (w, o):
+        x.cmd("QUIT", 221)
+    assert sink.messages() == []
+    assert rcpts_seen(sink, "r0@remote.test", "r1@remote.test") == 0
+
+
 @pytest.mark.sanitized
 def test_auth_per_minute(lab):
     sp = start(lab, {"auth-per-minute": 2})

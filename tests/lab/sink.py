@@ -47,7 +47,9 @@ Faults (Sink.set_faults(...) or Sink.faults = Faults(...), any time):
                            are cleared
   delay={"final": 5.0}     sleep before replying; stages: greeting, ehlo,
                            starttls, auth, mail, rcpt, data, bdat (non-LAST
-                           chunk), final, rset, noop, quit
+                           chunk), final, rset, noop, quit; a threading.Event
+                           instead of seconds: reply once it is set (a gate
+                           the test opens; at most 60 s)
 When the peer is gone after the "final" delay, nothing is stored.
 
 Session records (Sink.sessions()): one dict per connection with id, peer,
@@ -471,7 +473,12 @@ class Sink:
 
     async def _delay(self, stage):
         d = (self.faults.delay or {}).get(stage)
-        if d:
+        if isinstance(d, threading.Event):
+            for _ in range(1200):
+                if d.is_set():
+                    return
+                await asyncio.sleep(0.05)
+        elif d:
             await asyncio.sleep(d)
 
     @staticmethod

@@ -1,8 +1,9 @@
 /* test_ratelimit.c — token buckets: N pass and the N+1st not, refill over
  * time, keys independent, bounded table with its eviction policy (a slot
  * free once the table's longest period has passed), two buckets taken all
- * or nothing, and concurrent takers (threads, and processes on MAP_SHARED
- * memory) never getting more than the bucket holds. */
+ * or nothing, tokens given back never beyond full, and concurrent takers
+ * and givers (threads, and processes on MAP_SHARED memory) never getting
+ * more than the bucket holds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -401,17 +402,63 @@ t_both(void **state)
 /* Four processes meet two limits at once, again and again (a new pair of
  * buckets each round, at a barrier): never more than the smaller passes,
  * and the larger gets back every token the smaller refused. */
+/* Memory shared with forked processes (len bytes, zeroed). */
+static void *
+shared(size_t len)
+{
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(mem != MAP_FAILED);
+	return mem;
+}
+
+/* Wait until `n` processes have arrived at *arrived (bounded: exit 2). */
+static void
+barrier(unsigned long *arrived, unsigned long n)
+{
+	unsigned long spins;
+
+	for (spins = 0; __atomic_load_n(arrived, __ATOMIC_SEQ_CST) < n; spins++) {
+		if (spins > 50000000)
+			_exit(2);
+		if (spins % 64 == 63)
+			sched_yield();
+	}
+}
+
+/* worker(t, sh, i) in four processes at once; each must exit 0. */
+static void
+four_processes(struct ratelimit_table *t, void *sh,
+    void (*worker)(struct ratelimit_table *, void *, int))
+{
+	pid_t pid[4];
+	int i, st;
+
+	for (i = 0; i < 4; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			worker(t, sh, i);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+}
+
 struct both_shared {
 	int got[4];
 	unsigned long arrived;
 };
 
 static void
-both_worker(struct ratelimit_table *t, struct both_shared *sh, int me)
+both_worker(struct ratelimit_table *t, void *arg, int me)
 {
+	struct both_shared *sh = arg;
 	struct ratelimit_rule r[2];
 	char name[32];
-	unsigned long spins;
 	int round, k, refused;
 
 	for (round = 0; round < 300; round++) {
@@ -424,13 +471,7 @@ both_worker(struct ratelimit_table *t, struct both_shared *sh, int me)
 		r[1].capacity = 5;
 		r[1].period = 3600;
 		__atomic_fetch_add(&sh->arrived, 1, __ATOMIC_SEQ_CST);
-		for (spins = 0; __atomic_load_n(&sh->arrived, __ATOMIC_SEQ_CST) <
-		    4ul * (unsigned long)(round + 1); spins++) {
-			if (spins > 50000000)
-				_exit(2);
-			if (spins % 64 == 63)
-				sched_yield();
-		}
+		barrier(&sh->arrived, 4ul * (unsigned long)(round + 1));
 		for (k = 0; k < 4; k++)
 			sh->got[me] += ratelimit_take_both(t, r, 1, 9, &refused);
 	}
@@ -440,31 +481,15 @@ static void
 t_both_race(void **state)
 {
 	size_t len = ratelimit_table_bytes(4096);
-	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct both_shared *sh;
-	struct ratelimit_table *t;
-	pid_t pid[4];
+	void *mem = shared(len);
+	struct both_shared *sh = shared(sizeof(*sh));
+	struct ratelimit_table *t = ratelimit_table_init(mem, len, 4096, hk);
 	char name[32];
-	int i, st, total = 0;
+	int i, total = 0;
 
-	assert_true(mem != MAP_FAILED);
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED);
-	memset(sh, 0, sizeof(*sh));
-	t = ratelimit_table_init(mem, len, 4096, hk);
-	for (i = 0; i < 4; i++) {
-		pid[i] = fork();
-		assert_true(pid[i] >= 0);
-		if (pid[i] == 0) {
-			both_worker(t, sh, i);
-			_exit(0);
-		}
-	}
-	for (i = 0; i < 4; i++) {
-		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
-		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	four_processes(t, sh, both_worker);
+	for (i = 0; i < 4; i++)
 		total += sh->got[i];
-	}
 	assert_int_equal(total, 300 * 5);
 	for (i = 0; i < 300; i++) {
 		snprintf(name, sizeof(name), "a%d", i);
@@ -472,6 +497,111 @@ t_both_race(void **state)
 		    RATELIMIT_ADDRESS, name), 7, 3600, 9), 2);
 	}
 	assert_int_equal(ratelimit_evictions(t), 0);
+	munmap(sh, sizeof(*sh));
+	munmap(mem, len);
+}
+
+/* A give-back never fills a bucket beyond its capacity, and leaves it as
+ * if the take had not been, however much refilled while it was held. */
+static void
+t_give_back(void **state)
+{
+	void *mem;
+	struct ratelimit_table *t = table(64, &mem);
+	uint64_t k = ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "alice");
+	uint64_t never = ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "nobody");
+	struct ratelimit_rule r[2] = {
+		{ ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_ADDRESS, "192.0.2.1"), 4, 3600 },
+		{ ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "bob"), 2, 3600 },
+	};
+	int i, refused = -1;
+
+	/* used up, one back: one passes again, and only one */
+	for (i = 0; i < 3; i++)
+		assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000, NULL), 0);
+	ratelimit_give_back(t, k, 3, 3600, 1, 1000);
+	assert_int_equal(ratelimit_available(t, k, 3, 3600, 1000), 1);
+	/* more back than was taken: full, never fuller */
+	ratelimit_give_back(t, k, 3, 3600, 1, 1000);
+	ratelimit_give_back(t, k, 3, 3600, 1, 1000);
+	ratelimit_give_back(t, k, 3, 3600, 5, 1000);
+	assert_int_equal(ratelimit_available(t, k, 3, 3600, 1000), 3);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000, NULL), 0);
+	/* held while one token refilled (1200 s): given back, two are there,
+	 * as if only two had been taken */
+	ratelimit_give_back(t, k, 3, 3600, 1, 1000 + 1200);
+	assert_int_equal(ratelimit_available(t, k, 3, 3600, 1000 + 1200), 2);
+	/* one held while the bucket refilled completely: full, not fuller */
+	assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000 + 1200, NULL), 1);
+	ratelimit_give_back(t, k, 3, 3600, 1, 1000 + 1200 + 3600);
+	assert_int_equal(ratelimit_available(t, k, 3, 3600, 1000 + 1200 + 3600), 3);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000 + 1200 + 3600, NULL), 1);
+	assert_int_equal(ratelimit_take(t, k, 3, 3600, 1, 1000 + 1200 + 3600, NULL), 0);
+	/* a key never taken from makes no bucket; no limit: nothing to do */
+	ratelimit_give_back(t, never, 3, 3600, 1, 1000);
+	ratelimit_give_back(t, never, 0, 3600, 1, 1000);
+	assert_int_equal(ratelimit_available(t, never, 3, 3600, 1000), 3);
+	/* both buckets of a take_both, each capped at its own capacity */
+	both_until(t, r, 2, 1);
+	ratelimit_give_back_both(t, r, 1, 10);
+	ratelimit_give_back_both(t, r, 1, 10);
+	ratelimit_give_back_both(t, r, 1, 10);
+	assert_int_equal(ratelimit_available(t, r[0].key, 4, 3600, 10), 4);
+	assert_int_equal(ratelimit_available(t, r[1].key, 2, 3600, 10), 2);
+	both_until(t, r, 2, 1);
+	assert_int_equal(ratelimit_take_both(t, r, 1, 10, &refused), 0);
+	free(mem);
+}
+
+/* Four processes take from one bucket and give back what they took, again
+ * and again: at no moment more than its capacity is held, and no take or
+ * give-back is lost (the bucket is full at the end). */
+struct back_shared {
+	int held, most, passed[4];
+	unsigned long go;
+};
+
+static void
+back_worker(struct ratelimit_table *t, void *arg, int me)
+{
+	uint64_t k = ratelimit_key(t, RATELIMIT_RECIPIENTS, RATELIMIT_LOGIN, "shared");
+	struct back_shared *sh = arg;
+	int i, h;
+
+	__atomic_fetch_add(&sh->go, 1, __ATOMIC_SEQ_CST);
+	barrier(&sh->go, 4);
+	for (i = 0; i < 20000; i++) {
+		if (!ratelimit_take(t, k, 3, 3600, 1, 50, NULL))
+			continue;
+		sh->passed[me]++;
+		h = __atomic_add_fetch(&sh->held, 1, __ATOMIC_SEQ_CST);
+		if (h > __atomic_load_n(&sh->most, __ATOMIC_SEQ_CST))
+			__atomic_store_n(&sh->most, h, __ATOMIC_SEQ_CST);
+		__atomic_sub_fetch(&sh->held, 1, __ATOMIC_SEQ_CST);
+		ratelimit_give_back(t, k, 3, 3600, 1, 50);
+	}
+}
+
+static void
+t_give_back_race(void **state)
+{
+	size_t len = ratelimit_table_bytes(64);
+	void *mem = shared(len);
+	struct back_shared *sh = shared(sizeof(*sh));
+	struct ratelimit_table *t = ratelimit_table_init(mem, len, 64, hk);
+	int i, total = 0;
+
+	four_processes(t, sh, back_worker);
+	for (i = 0; i < 4; i++)
+		total += sh->passed[i];
+	assert_true(total > 0);
+	assert_true(sh->most >= 1 && sh->most <= 3);
+	assert_int_equal(ratelimit_available(t, ratelimit_key(t, RATELIMIT_RECIPIENTS,
+	    RATELIMIT_LOGIN, "shared"), 3, 3600, 50), 3);
 	munmap(sh, sizeof(*sh));
 	munmap(mem, len);
 }
@@ -491,6 +621,8 @@ main(void)
 		cmocka_unit_test(t_idle_after_own_period),
 		cmocka_unit_test(t_both),
 		cmocka_unit_test(t_both_race),
+		cmocka_unit_test(t_give_back),
+		cmocka_unit_test(t_give_back_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
