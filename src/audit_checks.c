@@ -15,6 +15,7 @@
 #include "dkim.h"
 #include "log.h"
 #include "owntlsa.h"
+#include "passwd.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "util.h"
@@ -779,6 +780,27 @@ check_sandbox(struct audit_run *r)
 		    "directory owned by root, safe up to /", cfg->chroot);
 }
 
+/* ---- auth.passwd ---- */
+
+/* The keeper loads [auth] passwd-file at every start and reload and refuses
+ * the whole file for one bad line: the same checks here, so that --check
+ * does not pass what the daemon will not start with. */
+static void
+check_passwd(struct audit_run *r)
+{
+	char why[600];
+	long n;
+
+	if ((n = passwd_check(r->cfg->passwd_file, why, sizeof(why))) < 0)
+		audit_add(r, "auth.passwd", AUDIT_FAIL, refs_files, "correct what it names: one "
+		    "line 'login:{ARGON2ID}$argon2id$...' per login (subproxy --hash-password "
+		    "makes the hash), in a regular file of mode 0600", "%s", why);
+	else
+		audit_add(r, "auth.passwd", AUDIT_PASS, refs_files, NULL, "%s: %ld login%s, "
+		    "each with an Argon2id hash the keeper accepts", r->cfg->passwd_file, n,
+		    n == 1 ? "" : "s");
+}
+
 /* ---- files.modes ---- */
 
 struct filespec {
@@ -971,6 +993,7 @@ audit_checks_run(struct audit_run *r)
 	dns_run(r);
 	audit_dns_judge(r);
 	check_sandbox(r);
+	check_passwd(r);
 	check_files(r);
 	check_listeners(r);
 	audit_alog_checks(r);

@@ -325,8 +325,12 @@ pw_dummy(struct passwd_db *db, uint64_t m, uint64_t t)
 	return rv;
 }
 
-struct passwd_db *
-passwd_load(const char *path, char *err, size_t errlen)
+/*
+ * Read and check the file: a database with its entries but no dummy hash
+ * yet (its slot is reserved), and the first entry's cost in *m_r, *t_r.
+ */
+static struct passwd_db *
+pw_parse(const char *path, uint64_t *m_r, uint64_t *t_r, char *err, size_t errlen)
 {
 	struct passwd_db *db;
 	struct passwd_entry *ev = NULL;
@@ -388,12 +392,8 @@ passwd_load(const char *path, char *err, size_t errlen)
 		    dupline, duplogin, firstline);
 		goto err;
 	}
-	if (pw_dummy(db, m, t) != 0) {
-		snprintf(err, errlen, "passwd file %s: cannot create the dummy hash "
-		    "(out of memory?)", path);
-		goto err;
-	}
-	sodium_mprotect_readonly(db->hashes);
+	*m_r = m;
+	*t_r = t;
 	return db;
 err:
 	if (buf != NULL) {
@@ -407,6 +407,38 @@ err:
 	}
 	passwd_db_free(&db);
 	return NULL;
+}
+
+struct passwd_db *
+passwd_load(const char *path, char *err, size_t errlen)
+{
+	struct passwd_db *db;
+	uint64_t m, t;
+
+	if ((db = pw_parse(path, &m, &t, err, errlen)) == NULL)
+		return NULL;
+	if (pw_dummy(db, m, t) != 0) {
+		snprintf(err, errlen, "passwd file %s: cannot create the dummy hash "
+		    "(out of memory?)", path);
+		passwd_db_free(&db);
+		return NULL;
+	}
+	sodium_mprotect_readonly(db->hashes);
+	return db;
+}
+
+long
+passwd_check(const char *path, char *err, size_t errlen)
+{
+	struct passwd_db *db;
+	uint64_t m, t;
+	long n;
+
+	if ((db = pw_parse(path, &m, &t, err, errlen)) == NULL)
+		return -1;
+	n = (long)db->n;
+	passwd_db_free(&db);
+	return n;
 }
 
 static int

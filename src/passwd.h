@@ -42,6 +42,13 @@ int passwd_init(void);
  */
 struct passwd_db *passwd_load(const char *path, char *err, size_t errlen);
 
+/*
+ * The checks of passwd_load() without building the database's dummy hash
+ * (no Argon2id run): for the self-audit.  Returns the number of entries, or
+ * -1 with the same sentence passwd_load() would give in err.
+ */
+long passwd_check(const char *path, char *err, size_t errlen);
+
 /* Wipe and free; *dbp = NULL.  NULL is a no-op. */
 void passwd_db_free(struct passwd_db **dbp);
 

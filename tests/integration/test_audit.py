@@ -29,7 +29,7 @@ import auditlab
 import dkimkeys
 import dnslab
 import sink as labsink
-from conftest import REPO, dns_section, relay_section, subproxy_binary
+from conftest import REPO, dns_section, hash_password, relay_section, subproxy_binary
 from helpers import RELAY_NAME, SENDERS, closed_port, free_port
 from opsutil import fronts
 
@@ -162,6 +162,7 @@ class World:
         self.dns = self.make_dns(tmp / "dns")
         # bsi-tr-03108 requires an audit log
         self.audit = auditlab.AuditLog(tmp / "auditlog")
+        self.hash_b = hash_password("b")
         self.n = 0
 
     def make_dns(self, where):
@@ -197,11 +198,11 @@ class World:
         return "\n".join(out) + "\n"
 
     def config(self, *, hostname="mail.lab.test", cert=None, profile=None, priority=None,
-               dkim=None, dns=None, relay_tlsa=None, audit=None, proxy_from=None):
+               dkim=None, dns=None, relay_tlsa=None, audit=None, proxy_from=None, passwd=None):
         """Write a configuration for --check; returns its path.  audit: an
         [audit] section (default: under bsi-tr-03108, which requires one).
         proxy_from: the submission listener takes PROXY headers from these
-        prefixes."""
+        prefixes.  passwd: another [auth] passwd-file."""
         cert = cert or self.good
         self.n += 1
         server = ["hostname = %s" % hostname]
@@ -220,7 +221,7 @@ class World:
             *(["proxy-protocol = yes", "proxy-from = %s" % proxy_from] if proxy_from else []),
             "",
             "[tls]", *tls, "",
-            "[auth]", "passwd-file = %s" % self.passwd, "",
+            "[auth]", "passwd-file = %s" % (passwd or self.passwd), "",
             "[senders]", *["%s = %s" % kv for kv in SENDERS.items()], "",
             relay_section("sink", host=RELAY_NAME, address="127.0.0.1", port=2525,
                           tlsa=relay_tlsa or labsink.tlsa_311(self.certs.relay)),
@@ -417,10 +418,21 @@ def _copy_mode(src, dst, mode):
     return str(dst)
 
 
+def _write_passwd(path, lines):
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
 # name -> (config arguments, daemon overrides, profile, failing ids, summary regex)
 def postures(world, tmp):
     ed644 = _copy_mode(world.dkim.keys[("lab.test", "ed")]["file"], tmp / "ed644.key", 0o644)
     intruder = world.intruder.keys[("lab.test", "rsa")]["file"]
+    # password files the keeper refuses (mode 0600: only the content is wrong)
+    plain = _write_passwd(tmp / "passwd-plain", ["alice:{PLAIN}secret"])
+    dup = _write_passwd(tmp / "passwd-dup", ["# lab", "bob:%s" % world.hash_b,
+                                             "bob:%s" % world.hash_b])
     return {
         "cert-not-matching-tlsa": (
             dict(hostname="m1.lab.test", cert=world.m1), ["server.hostname=m1.lab.test"],
@@ -459,6 +471,12 @@ def postures(world, tmp):
                 "+AES-128-GCM:", "+AES-128-GCM:+CHACHA20-POLY1305:")), [], BSI,
             ["tls.priority"], r"lets clients negotiate CHACHA20-POLY1305, which profile "
             r"bsi-tr-03108 does not allow"),
+        "passwd-plain-hash": (
+            dict(passwd=plain), ["auth.passwd-file=%s" % plain], "baseline", ["auth.passwd"],
+            r"%s:1: only \{ARGON2ID\} hashes are accepted" % re.escape(plain)),
+        "passwd-duplicate-login": (
+            dict(passwd=dup), ["auth.passwd-file=%s" % dup], "baseline", ["auth.passwd"],
+            r'%s:3: duplicate login "bob" \(first on line 2\)' % re.escape(dup)),
         "no-audit-log-bsi": (
             dict(profile=BSI, priority=BSI_PRIORITY, audit=False), [], BSI,
             ["audit.log"], r"no audit log is configured, and profile bsi-tr-03108 requires "
@@ -468,7 +486,8 @@ def postures(world, tmp):
 
 POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key",
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
-            "chacha20-under-bsi", "no-audit-log-bsi"]
+            "chacha20-under-bsi", "no-audit-log-bsi", "passwd-plain-hash",
+            "passwd-duplicate-login"]
 
 
 @pytest.mark.parametrize("name", POSTURES)

@@ -74,6 +74,10 @@ expect_load_error(const char *path, const char *expected)
 	db = passwd_load(path, err, sizeof(err));
 	assert_null(db);
 	assert_string_equal(err, expected);
+	/* the self-audit's check refuses the same file in the same words */
+	err[0] = '\0';
+	assert_int_equal(passwd_check(path, err, sizeof(err)), -1);
+	assert_string_equal(err, expected);
 }
 
 static void
@@ -97,6 +101,7 @@ t_good(void **st)
 	assert_non_null(db);
 	assert_string_equal(err, "");
 	assert_int_equal(passwd_db_count(db), 3);
+	assert_int_equal(passwd_check(path, err, sizeof(err)), 3);
 
 	assert_int_equal(passwd_verify(db, "alice@example.org", "alpha", 5), 1);
 	assert_int_equal(passwd_verify(db, "bob", "beta", 4), 1);
@@ -236,6 +241,11 @@ t_bad_lines(void **st)
 			assert_null(passwd_load(path, err, sizeof(err)));
 			if (strcmp(err, expected) != 0)
 				fail_msg("bad line %zu: got \"%s\", want \"%s\"", i, err, expected);
+			err[0] = '\0';
+			assert_int_equal(passwd_check(path, err, sizeof(err)), -1);
+			if (strcmp(err, expected) != 0)
+				fail_msg("bad line %zu (check): got \"%s\", want \"%s\"", i, err,
+				    expected);
 		}
 	}
 
