@@ -460,16 +460,23 @@ check_limits(struct parse *p, struct config *cfg)
 	    get_num(p, "limits", "transactions", 1, 1000000, K_UINT, &l->transactions) < 0 ||
 	    get_rates(p, NULL, &l->rates) < 0)
 		return -1;
+	/* a default can contradict a key that is set: the line named is then
+	 * that key's, and the sentence says which value is the default */
 	if (l->header_size > l->message_size) {
-		perr(p, key_line(p, "limits", "header-size"), "[limits] header-size (%llu) is "
-		    "larger than message-size (%llu)", (unsigned long long)l->header_size,
+		perr(p, pair_line(p, "limits", "header-size", "message-size"), "[limits] "
+		    "header-size (%llu%s) is larger than message-size (%llu) (expected at most "
+		    "message-size)", (unsigned long long)l->header_size,
+		    key_set(p, "limits", "header-size") ? "" : ", the default",
 		    (unsigned long long)l->message_size);
 		return -1;
 	}
 	if (l->auth_timeout > l->session_timeout) {
-		perr(p, key_line(p, "limits", "auth-timeout"), "[limits] auth-timeout (%llu s) is "
-		    "longer than session-timeout (%llu s): a session ends before it would apply",
-		    (unsigned long long)l->auth_timeout, (unsigned long long)l->session_timeout);
+		perr(p, pair_line(p, "limits", "auth-timeout", "session-timeout"), "[limits] "
+		    "auth-timeout (%llu s%s) is longer than session-timeout (%llu s): a session "
+		    "ends before it would apply (expected at most session-timeout)",
+		    (unsigned long long)l->auth_timeout,
+		    key_set(p, "limits", "auth-timeout") ? "" : ", the default",
+		    (unsigned long long)l->session_timeout);
 		return -1;
 	}
 	/* every session has at most one password check in flight: as many as

@@ -64,6 +64,11 @@ int get_tls_mode(struct parse *p, const char *sect, const char *name, int line, 
 int parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len, int *port);
 int get_yesno(struct parse *p, const char *sect, const char *key, int *out);
 int key_line(struct parse *p, const char *sect, const char *key);
+/* 1 when key is in sect (file or -o), 0 when it takes its default. */
+int key_set(struct parse *p, const char *sect, const char *key);
+/* The line to name when key and other (both in sect) contradict each
+ * other: key's when it is set, else other's, which then is (0: -o). */
+int pair_line(struct parse *p, const char *sect, const char *key, const char *other);
 
 /* config_check.c: every section into cfg; 0, or -1 with p->err set. */
 int validate(struct parse *p, struct config *cfg);

@@ -787,3 +787,17 @@ key_line(struct parse *p, const char *sect, const char *key)
 		return 0;
 	return e->line;
 }
+
+int
+key_set(struct parse *p, const char *sect, const char *key)
+{
+	struct entry *e = NULL;
+
+	return get1(p, sect, NULL, key, &e) == 0 && e != NULL;
+}
+
+int
+pair_line(struct parse *p, const char *sect, const char *key, const char *other)
+{
+	return key_set(p, sect, key) ? key_line(p, sect, key) : key_line(p, sect, other);
+}

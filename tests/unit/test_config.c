@@ -223,6 +223,14 @@ test_errors_name_file_line(void **state)
 	expect_extra_error("value = key\n", "t.conf:28: unknown key 'value' in section [dkim]");
 	expect_extra_error("[limits]\nheader-size = 2m\nmessage-size = 1m\n",
 	    "t.conf:29: [limits] header-size (2097152) is larger than message-size");
+	/* a default contradicts a key that is set: that key's line (it was
+	 * "command line override" with no -o given) */
+	expect_extra_error("[limits]\nmessage-size = 10k\n", "t.conf:29: [limits] header-size "
+	    "(65536, the default) is larger than message-size (10240) (expected at most "
+	    "message-size)");
+	expect_extra_error("[limits]\r\nrecipients = 5\r\nsession-timeout = 30s\r\n",
+	    "t.conf:30: [limits] auth-timeout (60 s, the default) is longer than "
+	    "session-timeout (30 s)");
 	expect_extra_error("[limits]\nprotocol-errors = 0\n", "t.conf:29: bad value '0'");
 	expect_extra_error("[limits]\nipv6-prefix = 129\n", "t.conf:29: bad value '129'");
 	expect_extra_error("[limits]\nsession-timeout = 30\nauth-timeout = 60\n",
@@ -422,6 +430,14 @@ test_overrides(void **state)
 	cfg = parse("", ov, 1, err, sizeof(err));
 	assert_null(cfg);
 	assert_non_null(strstr(err, "bad value 'x'"));
+	config_override_clear(&ov[0]);
+	/* a contradiction the override made is the override's */
+	assert_int_equal(config_override_parse("limits.message-size=10k", &ov[0], err,
+	    sizeof(err)), 0);
+	cfg = parse("", ov, 1, err, sizeof(err));
+	assert_null(cfg);
+	assert_string_equal(err, "t.conf: command line override: [limits] header-size (65536, "
+	    "the default) is larger than message-size (10240) (expected at most message-size)");
 	config_override_clear(&ov[0]);
 
 	assert_int_equal(config_override_parse("novalue", &ov[0], err, sizeof(err)), -1);
