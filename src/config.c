@@ -126,7 +126,9 @@ config_load(const char *path, const struct config_override *ov, size_t nov, char
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	/* O_NONBLOCK: a FIFO (or a device) put in the file's place must not
+	 * stop the parent in open(2) at a reload; fstat refuses it next */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		snprintf(err, errlen, "%s: cannot open the configuration: %s", path, strerror(errno));
 		return NULL;
 	}

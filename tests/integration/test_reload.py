@@ -12,12 +12,13 @@ import os
 import re
 import signal
 import ssl
+import subprocess
 
 import pytest
 
 import dkimkeys
 import sink as labsink
-from conftest import dns_section, hash_password
+from conftest import dns_section, hash_password, subproxy_binary
 from helpers import (ALICE, BOB, BOB_PW, RCPT, RawClient, dot_stuff, free_port, half_sent,
                      logged_in, make_message, submit_through)
 from opsutil import NotifySocket, all_children, scrape, val, wait_for
@@ -306,6 +307,30 @@ def test_configuration_error_keeps_the_running_set(lab, lab_certs):
     assert "still serving with the running configuration" in line
     submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
     sp.config_path.write_text(text)
+    reload_ok(sp, 2)
+
+
+def test_configuration_replaced_by_a_fifo(lab, lab_certs):
+    """A FIFO in the configuration file's place (nobody writing to it): the
+    reload is refused at once naming the file, the parent is not stuck in
+    open(2) (it used to wait there for a writer, serving no reload, no
+    worker replacement), and the running set goes on; --check says the same
+    and exits 2."""
+    sp = lab.subproxy(lab.sink())
+    text = sp.config_path.read_text()
+    os.unlink(sp.config_path)
+    os.mkfifo(sp.config_path, 0o600)
+    try:
+        start = sighup(sp)
+        line = sp.wait_log(r"event=reload-failed ", timeout=RELOAD_TIMEOUT, start=start)
+        assert line and "%s: not a regular file" % sp.config_path in line, sp.stderr_text(20)
+        submit_through(sp.implicit_port, lab_certs.ca, 250, "2.0.0")
+        r = subprocess.run([subproxy_binary(), "-c", str(sp.config_path), "--check"],
+                           capture_output=True, text=True, timeout=30, check=False)
+        assert r.returncode == 2 and "not a regular file" in r.stderr, r
+    finally:
+        os.unlink(sp.config_path)
+        sp.config_path.write_text(text)
     reload_ok(sp, 2)
 
 
