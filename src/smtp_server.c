@@ -431,6 +431,41 @@ drain_expired(evutil_socket_t fd, short what, void *arg)
 	server_shutdown(srv);
 }
 
+/*
+ * A session not logged in yet would have its password checked by this
+ * generation's keeper, against the passwd file and the cache from before
+ * the reload: a password the reload changed or a login it removed would
+ * still work here for the whole drain.  Such sessions end now, as at a
+ * stop (421 4.3.2; a TLS handshake is dropped), and connect again to the
+ * new generation; logged-in ones go on.
+ */
+static void
+drain_logins(struct server *srv)
+{
+	struct session *s, *next;
+	unsigned n = 0;
+
+	/* connections still sending their PROXY header would become such
+	 * sessions: dropped, as at a stop */
+	proxyin_pool_free(&srv->proxyin);
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == S_CLOSED || s->login != NULL)
+			continue;
+		n++;
+		if (s->state == S_TLS_HANDSHAKE) {
+			session_drop(s, "reload");
+			continue;
+		}
+		reply(s, 421, "4.3.2", "%s Service reloaded, connect again to log in",
+		    srv->cfg->hostname);
+		session_close(s);
+	}
+	if (n > 0)
+		log_info("event=drain-logins sessions=%u: not logged in, ended (they log in at "
+		    "the new generation)", n);
+}
+
 void
 server_drain(struct server *srv)
 {
@@ -438,6 +473,7 @@ server_drain(struct server *srv)
 		return;
 	srv->draining = 1;
 	close_listeners(srv);
+	drain_logins(srv);
 	log_info("event=drain sessions=%u timeout=%llus", srv->nsessions,
 	    (unsigned long long)srv->cfg->shutdown_timeout);
 	srv->ev_drain = exit_or_wait(srv, drain_expired);

@@ -11,6 +11,7 @@ reloads are counted in the metrics.
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 
@@ -332,6 +333,59 @@ def test_configuration_replaced_by_a_fifo(lab, lab_certs):
         os.unlink(sp.config_path)
         sp.config_path.write_text(text)
     reload_ok(sp, 2)
+
+
+@pytest.mark.sanitized
+def test_sessions_not_logged_in_end_at_a_reload(lab, lab_certs, tmp_path):
+    """A reload that changes alice's password: sessions of the old
+    generation that have not logged in get 421 4.3.2 at once (one in the
+    TLS handshake is dropped), so that nobody logs in with the old
+    password against the draining keeper (its passwd file and cache are
+    the old ones; it used to answer 235 from its cache); a session logged
+    in before the reload goes on and its message is relayed once; at the
+    new generation the old password gets 535 5.7.8, the new one 235."""
+    path = tmp_path / "passwd"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("%s:%s\n" % (ALICE, hash_password("alice-old")))
+    s = lab.sink()
+    sp = lab.subproxy(s, overrides=["auth.passwd-file=%s" % path],
+                      server={"shutdown-timeout": 60})
+    ca = lab_certs.ca
+    c = logged_in(sp.implicit_port, ca, ALICE, "alice-old")      # into the cache
+    c.cmd("QUIT", 221)
+    busy = logged_in(sp.implicit_port, ca, ALICE, "alice-old")
+    pre = RawClient(sp.implicit_port, ca)
+    pre.greeting.check(220)
+    pre.ehlo()
+    plain = RawClient(sp.starttls_port, ca, implicit=False)
+    plain.greeting.check(220)
+    plain.ehlo()
+    handshake = socket.create_connection(("127.0.0.1", sp.implicit_port), timeout=30)
+    with open(path, "w") as f:
+        f.write("%s:%s\n" % (ALICE, hash_password("alice-new")))
+    start = reload_ok(sp, 2)
+    for cl in (pre, plain):
+        cl.read_reply().check(421, "4.3.2")
+        assert cl.sock.recv(1) == b""
+    assert handshake.recv(1) == b""
+    handshake.close()
+    # each front worker ends its own
+    wait_for(lambda: sum(int(m) for m in re.findall(r"event=drain-logins sessions=(\d+): ",
+                                                    "\n".join(sp.lines[start:]))) == 3,
+             timeout=15, what="3 sessions not logged in ended")
+    c = RawClient(sp.implicit_port, ca)
+    c.greeting.check(220)
+    c.ehlo()
+    c.auth_plain(ALICE, "alice-old", code=535, enh="5.7.8")
+    c.auth_plain(ALICE, "alice-new")
+    c.cmd("QUIT", 221)
+    tail = half_sent(busy, "logged in before the reload")
+    busy.send(tail)
+    busy.read_reply().check(250, "2.0.0")
+    busy.cmd("QUIT", 221)
+    assert sp.wait_log(r"event=generation-ended generation=1", timeout=30, start=start)
+    assert len(s.messages()) == 1
 
 
 def test_restart_only_settings_are_named(lab, lab_certs):
