@@ -107,10 +107,10 @@ record_result(const char *login, const char *peer, int ok, uint64_t now)
 
 	if (hit & LOCKOUT_LOCKED_LOGIN)
 		log_warn("event=auth-locked login=%s failures=%u window=%u",
-		    log_escape(esc, sizeof(esc), login, strlen(login)), lim->login_max, lim->window);
+		    log_value(esc, sizeof(esc), login, strlen(login)), lim->login_max, lim->window);
 	if (hit & LOCKOUT_LOCKED_PEER)
 		log_warn("event=auth-locked peer=%s failures=%u window=%u",
-		    log_escape(esc, sizeof(esc), peer, strlen(peer)), lim->peer_max, lim->window);
+		    log_value(esc, sizeof(esc), peer, strlen(peer)), lim->peer_max, lim->window);
 }
 
 /*

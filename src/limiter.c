@@ -158,7 +158,7 @@ limiter_take(struct limiter *l, enum ratelimit_limit lim, const char *login, con
 	snprintf(why, whylen, "%s %llu for this login", ratelimit_limit_name(lim),
 	    (unsigned long long)rule[1].capacity);
 	log_warn("session=%s event=rate-limit limit=%s subject=login login=%s peer=%s", sid,
-	    ratelimit_limit_name(lim), log_escape(esc, sizeof(esc), login, strlen(login)), client);
+	    ratelimit_limit_name(lim), log_value(esc, sizeof(esc), login, strlen(login)), client);
 	return 0;
 }
 

@@ -113,8 +113,8 @@ fatal(const char *fmt, ...)
 	exit(1);
 }
 
-char *
-log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
+static char *
+escape(char *dst, size_t dstlen, const void *src, size_t srclen, unsigned char lowest)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = src;
@@ -124,7 +124,7 @@ log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
 		return dst;
 	for (i = 0; i < srclen; i++) {
 		unsigned char c = s[i];
-		size_t need = (c >= 0x20 && c <= 0x7e && c != '\\' && c != '"') ? 1 : 4;
+		size_t need = (c >= lowest && c <= 0x7e && c != '\\' && c != '"') ? 1 : 4;
 
 		if (o + need + 4 > dstlen) {
 			if (dstlen >= 4) {
@@ -145,4 +145,16 @@ log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
 	}
 	dst[o < dstlen ? o : dstlen - 1] = '\0';
 	return dst;
+}
+
+char *
+log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
+{
+	return escape(dst, dstlen, src, srclen, 0x20);
+}
+
+char *
+log_value(char *dst, size_t dstlen, const void *src, size_t srclen)
+{
+	return escape(dst, dstlen, src, srclen, 0x21);
 }

@@ -40,4 +40,9 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
  * truncates with "..." when dst is too small.  Returns dst. */
 char *log_escape(char *dst, size_t dstlen, const void *src, size_t srclen);
 
+/* The same for the value of a key=value field written without quotes
+ * (login=%s, from=<%s>): a space becomes \x20 too, so that untrusted text
+ * stays one field and cannot add keys ("x result=ok") to the line. */
+char *log_value(char *dst, size_t dstlen, const void *src, size_t srclen);
+
 #endif

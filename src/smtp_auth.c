@@ -50,7 +50,7 @@ auth_result(struct session *s, int result, unsigned int flags)
 		char esc[128];
 
 		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
-		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
+		    log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
 		    keeper_auth_result_name(result));
 		/* no password was checked: a client may repeat these at will */
 		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
@@ -115,7 +115,7 @@ auth_result(struct session *s, int result, unsigned int flags)
 	{
 		char esc[128];
 		log_warn("session=%s event=auth peer=%s login=%s result=fail", s->id, s->peer,
-		    log_escape(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
+		    log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
 	}
 	s->auth_failures++;
 	{

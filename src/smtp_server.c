@@ -380,7 +380,7 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 		if (session_in_flight(s)) {
 			log_warn("session=%s event=shutdown-cut peer=%s state=%s from=<%s>: "
 			    "transaction not acknowledged", s->id, s->peer,
-			    sess_state_names[s->state], s->mail_from ? s->mail_from : "");
+			    sess_state_names[s->state], LOGADDR(s->mail_from ? s->mail_from : ""));
 			metrics_count(MF_SHUTDOWN_CUT, 0);
 			txn_reset(s);
 		}

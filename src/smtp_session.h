@@ -37,6 +37,13 @@ enum sess_state {
 /* Names of the states above, for logs. */
 extern const char *const sess_state_names[];
 
+/* An envelope address (NUL-terminated, at most SMTP_PATH_MAX octets) for a
+ * log line, through log_value(): a quoted local part may hold spaces and
+ * '=' ("x code=250"@d), which must not become fields of the line.  The
+ * buffer lives until the end of the enclosing block. */
+#define LOGADDR(a) log_value((char[4 * SMTP_PATH_MAX + 4]){ 0 }, 4 * SMTP_PATH_MAX + 4, \
+    (a), strlen(a))
+
 struct listener {
 	struct server *srv;
 	const struct config_listen *cl;

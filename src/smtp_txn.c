@@ -38,13 +38,13 @@ mail_relay_done(void *arg, const struct relay_result *r)
 
 		s->in_txn = 1;
 		reply(s, 250, "2.1.0", "Sender <%s> OK", s->mail_from);
-		log_info("session=%s event=mail from=<%s> %s", s->id, s->mail_from,
+		log_info("session=%s event=mail from=<%s> %s", s->id, LOGADDR(s->mail_from),
 		    relay_txn_describe(s->relay));
 		tls_params(conn_tls(s->conn), ver, sizeof(ver), cipher, sizeof(cipher));
 		s->atx = auditrec_txn_new(s->id, s->login, s->peer, ver, cipher, s->mail_from);
 	} else {
 		log_info("session=%s event=mail-refused from=<%s> code=%d enh=%s local=%d", s->id,
-		    s->mail_from, r->code, r->enh, r->local);
+		    LOGADDR(s->mail_from), r->code, r->enh, r->local);
 		count_refused(r->enh);
 		refuse_relay(s, "mail", r);
 		txn_reset(s);
@@ -101,7 +101,7 @@ mail_slot_granted(void *arg)
 	s->txn_slot = 1;
 	metrics_gauge_add(MG_TXN_WAITING, -1);
 	metrics_gauge_add(MG_TXN_ACTIVE, 1);
-	log_info("session=%s event=transaction-slot from=<%s>", s->id, s->mail_from);
+	log_info("session=%s event=transaction-slot from=<%s>", s->id, LOGADDR(s->mail_from));
 	if (!mail_txn_begin(s))
 		session_process(s);
 	session_release(s);
@@ -173,7 +173,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 		/* the worker has [limits] transactions in progress: MAIL is
 		 * answered when one ends (or at the idle timeout) */
 		log_info("session=%s event=transaction-wait from=<%s> held=%zu waiting=%zu", s->id,
-		    s->mail_from, slots_held(s->srv->txn_slots), slots_waiting(s->srv->txn_slots));
+		    LOGADDR(s->mail_from), slots_held(s->srv->txn_slots), slots_waiting(s->srv->txn_slots));
 		s->txn_wait = slots_wait(s->srv->txn_slots, mail_slot_granted, s);
 		metrics_gauge_add(MG_TXN_WAITING, 1);
 		return;
@@ -189,7 +189,8 @@ cmd_mail(struct session *s, const struct smtp_cmd *c)
 void
 mail_wait_expired(struct session *s)
 {
-	log_info("session=%s event=transaction-wait-timeout from=<%s>", s->id, s->mail_from);
+	log_info("session=%s event=transaction-wait-timeout from=<%s>", s->id,
+	    LOGADDR(s->mail_from));
 	count_refused("4.3.1");
 	refuse(s, "mail", "transactions-busy", 452, "4.3.1", "Too many messages in progress on "
 	    "this server, none ended within %llu seconds; try again later",
@@ -216,11 +217,12 @@ rcpt_relay_done(void *arg, const struct relay_result *r)
 		auditrec_txn_rcpt(s->atx, s->first_rcpt, r->code, r->enh, r->text);
 	if (r->code >= 200 && r->code < 300) {
 		s->rcpts_ok++;
-		log_info("session=%s event=rcpt to=<%s> code=%d", s->id, s->first_rcpt, r->code);
+		log_info("session=%s event=rcpt to=<%s> code=%d", s->id, LOGADDR(s->first_rcpt),
+		    r->code);
 		reply_relay(s, r);
 	} else {
 		log_info("session=%s event=rcpt-refused to=<%s> code=%d enh=%s local=%d", s->id,
-		    s->first_rcpt, r->code, r->enh, r->local);
+		    LOGADDR(s->first_rcpt), r->code, r->enh, r->local);
 		refuse_relay(s, "rcpt", r);
 	}
 	if (r->local) {
@@ -401,7 +403,8 @@ data_relay_done(void *arg, const struct relay_result *r)
 
 	session_hold(s);
 	log_info("session=%s event=%s from=<%s> rcpts=%zu size=%llu code=%d enh=%s local=%d %s",
-	    s->id, r->code >= 200 && r->code < 300 ? "relayed" : "relay-refused", s->mail_from,
+	    s->id, r->code >= 200 && r->code < 300 ? "relayed" : "relay-refused",
+	    LOGADDR(s->mail_from),
 	    s->rcpts_ok, (unsigned long long)spool_size(s->sp), r->code, r->enh, r->local,
 	    relay_txn_describe(s->relay));
 	if (r->code >= 200 && r->code < 300)

@@ -6,6 +6,7 @@ raw DATA and BDAT) checked byte for byte at the relay sink.
 
 import base64
 import email.utils
+import re
 
 import pytest
 
@@ -537,3 +538,39 @@ def test_relay_via_data_with_dot_stuffing(env_data, big):
     assert m["sni"] == RELAY_NAME
     check_relayed(m["data"], msg, added_message_id=False, added_date=False)
 
+
+
+def log_fields(line):
+    """The key=value fields of a log line after its "level:" prefix."""
+    return [w.split("=", 1)[0] for w in line.split(": ", 1)[-1].split(" ") if "=" in w]
+
+
+def test_untrusted_text_stays_one_field_in_the_log(lab):
+    """A login, a sender or a recipient with spaces and '=' (a quoted local
+    part may hold them) is logged as one value (space, quote and control
+    bytes as \\xHH): it cannot add fields such as result=ok or code=250 to
+    the line (they used to be logged with their spaces)."""
+    sp = lab.subproxy(lab.sink())
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.ehlo()
+    tok = base64.b64encode(b"\0x result=ok peer=192.0.2.1\x1b\0pw").decode()
+    c.cmd("AUTH PLAIN " + tok, 535, "5.7.8")
+    c.auth_plain(ALICE, ALICE_PW)
+    c.mail(ALICE)
+    # whatever the relay answers (the lab's sink refuses spaces: 501)
+    c.rcpt('"a code=250 to=b"@example.org', code=None)
+    c.rcpt('"c event=relayed"@example.org', code=None)
+    c.cmd("QUIT", 221)
+    sp.wait_log(r"event=close .*login=%s" % ALICE, timeout=10)
+    fail = [ln for ln in sp.lines if "event=auth " in ln and "result=fail" in ln]
+    assert len(fail) == 1 and \
+        r"login=x\x20result=ok\x20peer=192.0.2.1\x1b result=fail" in fail[0], fail
+    rcpts = [ln for ln in sp.lines if re.search(r"event=rcpt(-refused)? ", ln)]
+    assert len(rcpts) == 2, rcpts
+    assert r"to=<\x22a\x20code=250\x20to=b\x22@example.org> code=" in rcpts[0], rcpts
+    assert r"to=<\x22c\x20event=relayed\x22@example.org> code=" in rcpts[1], rcpts
+    for ln in fail + rcpts:
+        keys = log_fields(ln)
+        assert len(keys) == len(set(keys)), (keys, ln)
+        assert keys.count("event") == 1, ln

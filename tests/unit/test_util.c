@@ -110,11 +110,30 @@ test_log_pid_after_fork(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* log_escape keeps spaces (for quoted values), log_value does not; both
+ * turn quote, backslash, control and 8-bit octets into \xHH and truncate
+ * with "..." within the buffer. */
+static void
+test_log_escape_and_value(void **state)
+{
+	char buf[64];
+
+	assert_string_equal(log_escape(buf, sizeof(buf), "a b=\"c\\\n\xff", 9),
+	    "a b=\\x22c\\x5c\\x0a\\xff");
+	assert_string_equal(log_value(buf, sizeof(buf), "a b=\"c\\\n\xff", 9),
+	    "a\\x20b=\\x22c\\x5c\\x0a\\xff");
+	assert_string_equal(log_value(buf, sizeof(buf), "x result=ok", 11), "x\\x20result=ok");
+	assert_string_equal(log_value(buf, 12, "aaaaaaaaaaaaaaaaaaaa", 20), "aaaaaaaa...");
+	assert_string_equal(log_value(buf, 12, "          ", 10), "\\x20\\x20...");
+	assert_string_equal(log_value(buf, sizeof(buf), "", 0), "");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_pid_after_fork),
+		cmocka_unit_test(test_log_escape_and_value),
 		cmocka_unit_test(test_hexval),
 		cmocka_unit_test(test_casecmp),
 		cmocka_unit_test(test_ip_literal),
