@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -386,6 +387,86 @@ def test_sessions_not_logged_in_end_at_a_reload(lab, lab_certs, tmp_path):
     busy.cmd("QUIT", 221)
     assert sp.wait_log(r"event=generation-ended generation=1", timeout=30, start=start)
     assert len(s.messages()) == 1
+
+
+def _submit_loop(port, ca, tag, stop, acked, errors, most=300):
+    """Messages, one per session, until stop is set (at most `most`).
+    Before it has logged in a session may be ended by a reload (421 4.3.2,
+    or its TLS handshake dropped): the message is tried again, at most 5
+    times.  Once logged in, the session must get its 250.  acked:
+    Message-IDs answered 250; errors: what went wrong otherwise."""
+    for i in range(most):
+        if stop.is_set():
+            return
+        for _attempt in range(5):
+            try:
+                c = RawClient(port, ca, timeout=30)
+                c.greeting.check(220)
+                if c.cmd("EHLO x.lab.test").code != 250 or c.auth_plain(code=None).code != 235:
+                    c.close()
+                    continue
+            except OSError:
+                continue
+            try:
+                msg = make_message(subject="%s-%d" % (tag, i))
+                mid = re.search(rb"Message-ID: (<[^>]+>)", msg).group(1)
+                c.mail()
+                c.rcpt(RCPT, code=250)
+                c.data(dot_stuff(msg), 250, "2.0.0")
+                acked.append(mid)
+                c.cmd("QUIT", 221)
+                c.close()
+            except (OSError, AssertionError) as e:
+                errors.append((tag, i, repr(e)))
+            break
+        else:
+            errors.append((tag, i, "not logged in in 5 attempts"))
+
+
+def test_reloads_under_load(lab, lab_certs):
+    """Three clients submit in a loop while the service reloads: a good
+    configuration, then one with an error (refused, the running set
+    serves), then a good one again.  Every logged-in session gets its 250
+    (a session not logged in at a reload gets 421 and connects again),
+    every message answered 250 was relayed exactly once, and nothing was
+    relayed that was not acknowledged."""
+    s = lab.sink()
+    sp = lab.subproxy(s)
+    ca = lab_certs.ca
+    acked, errors, threads, stop = [], [], [], threading.Event()
+
+    def more(k):
+        n = len(acked)
+        wait_for(lambda: len(acked) >= n + k or not any(t.is_alive() for t in threads),
+                 timeout=60, what="%d more messages relayed" % k)
+    try:
+        for t in range(3):
+            th = threading.Thread(target=_submit_loop, args=(sp.implicit_port, ca, "c%d" % t,
+                                                            stop, acked, errors), daemon=True)
+            th.start()
+            threads.append(th)
+        more(3)
+        start = reload_ok(sp, 2)
+        assert sp.wait_log(r"event=generation-ended generation=1", timeout=60, start=start)
+        more(3)
+        text = sp.config_path.read_text()
+        sp.config_path.write_text(text + "[limits]\nrecipients = many\n")
+        start = sighup(sp)
+        assert sp.wait_log(r"event=reload-failed ", timeout=RELOAD_TIMEOUT, start=start)
+        sp.config_path.write_text(text)
+        more(3)
+        reload_ok(sp, 3)
+        more(3)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "a client is still sending"
+    assert not errors, errors
+    assert len(acked) >= 12 and len(set(acked)) == len(acked)
+    relayed = [re.search(rb"Message-ID: (<[^>]+>)", m["data"]).group(1) for m in s.messages()]
+    assert sorted(relayed) == sorted(acked), (len(relayed), len(acked))
+    assert "child-died" not in sp.stderr_text()
 
 
 def test_restart_only_settings_are_named(lab, lab_certs):
