@@ -16,6 +16,7 @@
 #include "log.h"
 #include "owntlsa.h"
 #include "passwd.h"
+#include "relay.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "util.h"
@@ -780,25 +781,39 @@ check_sandbox(struct audit_run *r)
 		    "directory owned by root, safe up to /", cfg->chroot);
 }
 
-/* ---- auth.passwd ---- */
+/* ---- auth.passwd, relay.RELAY.auth-file ---- */
 
-/* The keeper loads [auth] passwd-file at every start and reload and refuses
- * the whole file for one bad line: the same checks here, so that --check
- * does not pass what the daemon will not start with. */
+/* The keeper loads [auth] passwd-file, and every front worker each relay's
+ * auth-file, at every start and reload, and refuse the whole file for one
+ * bad line: the same checks here, so that --check does not pass what the
+ * daemon will not start with. */
 static void
-check_passwd(struct audit_run *r)
+check_credentials(struct audit_run *r)
 {
-	char why[600];
+	const struct config *cfg = r->cfg;
+	char why[600], id[300];
+	size_t i;
 	long n;
 
-	if ((n = passwd_check(r->cfg->passwd_file, why, sizeof(why))) < 0)
+	if ((n = passwd_check(cfg->passwd_file, why, sizeof(why))) < 0)
 		audit_add(r, "auth.passwd", AUDIT_FAIL, refs_files, "correct what it names: one "
 		    "line 'login:{ARGON2ID}$argon2id$...' per login (subproxy --hash-password "
 		    "makes the hash), in a regular file of mode 0600", "%s", why);
 	else
 		audit_add(r, "auth.passwd", AUDIT_PASS, refs_files, NULL, "%s: %ld login%s, "
-		    "each with an Argon2id hash the keeper accepts", r->cfg->passwd_file, n,
+		    "each with an Argon2id hash the keeper accepts", cfg->passwd_file, n,
 		    n == 1 ? "" : "s");
+	for (i = 0; i < cfg->nrelays; i++) {
+		if (cfg->relays[i].auth_file == NULL)
+			continue;
+		snprintf(id, sizeof(id), "relay.%s.auth-file", cfg->relays[i].name);
+		if (relay_auth_check(&cfg->relays[i], why, sizeof(why)) < 0)
+			audit_add(r, id, AUDIT_FAIL, refs_files, "write one line user:password "
+			    "into it, mode 0600", "%s", why);
+		else
+			audit_add(r, id, AUDIT_PASS, refs_files, NULL, "%s: one line "
+			    "user:password, readable by its owner only", cfg->relays[i].auth_file);
+	}
 }
 
 /* ---- files.modes ---- */
@@ -993,7 +1008,7 @@ audit_checks_run(struct audit_run *r)
 	dns_run(r);
 	audit_dns_judge(r);
 	check_sandbox(r);
-	check_passwd(r);
+	check_credentials(r);
 	check_files(r);
 	check_listeners(r);
 	audit_alog_checks(r);

@@ -83,6 +83,12 @@ struct relay_ctx *relay_ctx_new(struct event_base *base, const struct config *cf
     struct dns_ctx *dns, char *err, size_t errlen);
 void relay_ctx_free(struct relay_ctx **ctxp);
 
+/* Read rc's auth-file (when set) with the checks relay_ctx_new() makes:
+ * for the self-audit.  Returns 0, or -1 with the same sentence in err.
+ * The credentials are wiped. */
+struct config_relay;
+int relay_auth_check(const struct config_relay *rc, char *err, size_t errlen);
+
 /* Start a background EHLO probe of the first relay to learn its capabilities
  * (DSN advertisement); its verified connection (after AUTH, when
  * configured) is the pool's first.  Failures are logged only. */

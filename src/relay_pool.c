@@ -106,6 +106,19 @@ target_auth(struct relay_target *tg, char *err, size_t errlen)
 }
 
 int
+relay_auth_check(const struct config_relay *rc, char *err, size_t errlen)
+{
+	struct relay_target tg;
+	int rv;
+
+	memset(&tg, 0, sizeof(tg));
+	tg.rc = rc;
+	rv = target_auth(&tg, err, errlen);
+	sodium_free(tg.auth_plain);
+	return rv;
+}
+
+int
 relay_targets_init(struct relay_ctx *ctx, char *err, size_t errlen)
 {
 	const struct config *cfg = ctx->cfg;

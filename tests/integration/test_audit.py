@@ -198,11 +198,13 @@ class World:
         return "\n".join(out) + "\n"
 
     def config(self, *, hostname="mail.lab.test", cert=None, profile=None, priority=None,
-               dkim=None, dns=None, relay_tlsa=None, audit=None, proxy_from=None, passwd=None):
+               dkim=None, dns=None, relay_tlsa=None, audit=None, proxy_from=None, passwd=None,
+               relay_extra=None):
         """Write a configuration for --check; returns its path.  audit: an
         [audit] section (default: under bsi-tr-03108, which requires one).
         proxy_from: the submission listener takes PROXY headers from these
-        prefixes.  passwd: another [auth] passwd-file."""
+        prefixes.  passwd: another [auth] passwd-file; relay_extra: more
+        keys of the relay's section."""
         cert = cert or self.good
         self.n += 1
         server = ["hostname = %s" % hostname]
@@ -224,7 +226,8 @@ class World:
             "[auth]", "passwd-file = %s" % (passwd or self.passwd), "",
             "[senders]", *["%s = %s" % kv for kv in SENDERS.items()], "",
             relay_section("sink", host=RELAY_NAME, address="127.0.0.1", port=2525,
-                          tlsa=relay_tlsa or labsink.tlsa_311(self.certs.relay)),
+                          tlsa=relay_tlsa or labsink.tlsa_311(self.certs.relay),
+                          extra=relay_extra),
             dkim if dkim is not None else self.dkim_config(),
             dns or dns_section(self.dns),
             self.audit.section() if (profile == BSI if audit is None else audit) else "",
@@ -433,6 +436,7 @@ def postures(world, tmp):
     plain = _write_passwd(tmp / "passwd-plain", ["alice:{PLAIN}secret"])
     dup = _write_passwd(tmp / "passwd-dup", ["# lab", "bob:%s" % world.hash_b,
                                              "bob:%s" % world.hash_b])
+    noauth = _write_passwd(tmp / "relay-auth", ["relay-user-without-password"])
     return {
         "cert-not-matching-tlsa": (
             dict(hostname="m1.lab.test", cert=world.m1), ["server.hostname=m1.lab.test"],
@@ -477,6 +481,10 @@ def postures(world, tmp):
         "passwd-duplicate-login": (
             dict(passwd=dup), ["auth.passwd-file=%s" % dup], "baseline", ["auth.passwd"],
             r'%s:3: duplicate login "bob" \(first on line 2\)' % re.escape(dup)),
+        "relay-auth-file-without-colon": (
+            dict(relay_extra={"auth-file": noauth}), ["relay.sink.auth-file=%s" % noauth],
+            "baseline", ["relay.sink.auth-file"],
+            r'\[relay "sink"\] auth-file %s: expected one line user:password' % re.escape(noauth)),
         "no-audit-log-bsi": (
             dict(profile=BSI, priority=BSI_PRIORITY, audit=False), [], BSI,
             ["audit.log"], r"no audit log is configured, and profile bsi-tr-03108 requires "
@@ -487,7 +495,7 @@ def postures(world, tmp):
 POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key",
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
             "chacha20-under-bsi", "no-audit-log-bsi", "passwd-plain-hash",
-            "passwd-duplicate-login"]
+            "passwd-duplicate-login", "relay-auth-file-without-colon"]
 
 
 @pytest.mark.parametrize("name", POSTURES)
