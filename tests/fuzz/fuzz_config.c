@@ -1,6 +1,7 @@
 /* libFuzzer target: the configuration parser (grammar, validation,
  * overrides).  The first line of the input, if it starts with "-o ", is an
- * override.  Invariants: no crash, no leak, an error always names the file. */
+ * override.  Invariants: no crash, no leak, an error always names the file,
+ * and without an override FILE:LINE. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg = config_parse_buffer("fuzz.conf", buf, size, nov ? &ov : NULL, nov, err, sizeof(err));
 	if (cfg == NULL) {
 		if (strncmp(err, "fuzz.conf", 9) != 0)
+			abort();
+		/* without -o the error is the file's: it names a line */
+		if (nov == 0 && (err[9] != ':' || err[10] < '1' || err[10] > '9'))
 			abort();
 	} else {
 		(void)config_sender_allowed(cfg, "alice@lab.test", "alice@lab.test");
