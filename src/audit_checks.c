@@ -15,8 +15,6 @@
 #include "dkim.h"
 #include "log.h"
 #include "owntlsa.h"
-#include "passwd.h"
-#include "relay.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "util.h"
@@ -47,7 +45,6 @@ static const char *const refs_dkim_dns[] = { "RFC6376-3.6.1", "RFC6376-3.6.2.2",
 static const char *const refs_srv[] = { "RFC6186-3.1", "RFC8314-5.1", NULL };
 static const char *const refs_relay[] = { "RFC7672-2.2", "RFC7672-3.1", NULL };
 static const char *const refs_seccomp[] = { NULL };
-static const char *const refs_files[] = { NULL };
 static const char *const refs_proxy[] = { NULL };
 
 /* ---- DKIM keys ---- */
@@ -781,103 +778,6 @@ check_sandbox(struct audit_run *r)
 		    "directory owned by root, safe up to /", cfg->chroot);
 }
 
-/* ---- auth.passwd, relay.RELAY.auth-file ---- */
-
-/* The keeper loads [auth] passwd-file, and every front worker each relay's
- * auth-file, at every start and reload, and refuse the whole file for one
- * bad line: the same checks here, so that --check does not pass what the
- * daemon will not start with. */
-static void
-check_credentials(struct audit_run *r)
-{
-	const struct config *cfg = r->cfg;
-	char why[600], id[300];
-	size_t i;
-	long n;
-
-	if ((n = passwd_check(cfg->passwd_file, why, sizeof(why))) < 0)
-		audit_add(r, "auth.passwd", AUDIT_FAIL, refs_files, "correct what it names: one "
-		    "line 'login:{ARGON2ID}$argon2id$...' per login (subproxy --hash-password "
-		    "makes the hash), in a regular file of mode 0600", "%s", why);
-	else
-		audit_add(r, "auth.passwd", AUDIT_PASS, refs_files, NULL, "%s: %ld login%s, "
-		    "each with an Argon2id hash the keeper accepts", cfg->passwd_file, n,
-		    n == 1 ? "" : "s");
-	for (i = 0; i < cfg->nrelays; i++) {
-		if (cfg->relays[i].auth_file == NULL)
-			continue;
-		snprintf(id, sizeof(id), "relay.%s.auth-file", cfg->relays[i].name);
-		if (relay_auth_check(&cfg->relays[i], why, sizeof(why)) < 0)
-			audit_add(r, id, AUDIT_FAIL, refs_files, "write one line user:password "
-			    "into it, mode 0600", "%s", why);
-		else
-			audit_add(r, id, AUDIT_PASS, refs_files, NULL, "%s: one line "
-			    "user:password, readable by its owner only", cfg->relays[i].auth_file);
-	}
-}
-
-/* ---- files.modes ---- */
-
-struct filespec {
-	const char *path, *what;
-	unsigned int forbidden;          /* mode bits that must be clear */
-};
-
-static void
-check_files(struct audit_run *r)
-{
-	const struct config *cfg = r->cfg;
-	struct filespec fs[64];
-	char problems[2000] = "", fixes[2000] = "", seen[2000] = "";
-	size_t n = 0, i;
-
-	fs[n++] = (struct filespec){ cfg->file, "configuration", 022 };
-	fs[n++] = (struct filespec){ cfg->tls_certificate, "TLS certificate", 022 };
-	fs[n++] = (struct filespec){ cfg->tls_key, "TLS key", 077 };
-	fs[n++] = (struct filespec){ cfg->passwd_file, "passwd file", 077 };
-	if (cfg->trust_anchor_file != NULL)
-		fs[n++] = (struct filespec){ cfg->trust_anchor_file, "DNS trust anchor", 022 };
-	if (cfg->unbound_config != NULL)
-		fs[n++] = (struct filespec){ cfg->unbound_config, "unbound config", 022 };
-	for (i = 0; i < cfg->nrelays && n < sizeof(fs) / sizeof(fs[0]); i++)
-		if (cfg->relays[i].auth_file != NULL)
-			fs[n++] = (struct filespec){ cfg->relays[i].auth_file, "relay auth-file",
-			    077 };
-	for (i = 0; i < n; i++) {
-		struct stat st;
-		size_t pl = strlen(problems), fl = strlen(fixes);
-
-		if (stat(fs[i].path, &st) < 0) {
-			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s: %s",
-			    pl ? "; " : "", fs[i].what, fs[i].path, strerror(errno));
-			continue;
-		}
-		if ((st.st_mode & fs[i].forbidden) != 0) {
-			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s has mode %04o "
-			    "(%s)", pl ? "; " : "", fs[i].what, fs[i].path,
-			    (unsigned)(st.st_mode & 07777), fs[i].forbidden == 077 ?
-			    "group or others may access it" : "group or others may change it");
-			snprintf(fixes + fl, sizeof(fixes) - fl, "%schmod %s %s", fl ? "; " : "",
-			    fs[i].forbidden == 077 ? "600" : "go-w", fs[i].path);
-		} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
-			snprintf(problems + pl, sizeof(problems) - pl, "%s%s %s is owned by uid "
-			    "%lu, who can change it", pl ? "; " : "", fs[i].what, fs[i].path,
-			    (unsigned long)st.st_uid);
-			snprintf(fixes + fl, sizeof(fixes) - fl, "%schown root %s", fl ? "; " : "",
-			    fs[i].path);
-		}
-		pl = strlen(seen);
-		snprintf(seen + pl, sizeof(seen) - pl, "%s%s", pl ? ", " : "", fs[i].what);
-	}
-	if (problems[0])
-		audit_add(r, "files.modes", AUDIT_FAIL, refs_files, fixes[0] ? fixes :
-		    "create the missing files or correct the paths", "%s", problems);
-	else
-		audit_add(r, "files.modes", AUDIT_PASS, refs_files, NULL, "%s: owned by root or "
-		    "this uid, secrets readable by the owner only, nothing writable by others",
-		    seen);
-}
-
 /* ---- listen.LISTENER.proxy-from ---- */
 
 /* Narrowest prefixes that still warn when they reach public addresses: a
@@ -1008,8 +908,7 @@ audit_checks_run(struct audit_run *r)
 	dns_run(r);
 	audit_dns_judge(r);
 	check_sandbox(r);
-	check_credentials(r);
-	check_files(r);
+	audit_file_checks(r);
 	check_listeners(r);
 	audit_alog_checks(r);
 }

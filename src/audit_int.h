@@ -118,6 +118,10 @@ void audit_tls_checks(struct audit_run *r);
 /* 1 when chain[1] issued chain[0] (the "2 1 1" record can be made). */
 int audit_tls_has_issuer(const struct audit_run *r);
 
+/* audit_files.c */
+/* auth.passwd, relay.RELAY.auth-file, files.modes. */
+void audit_file_checks(struct audit_run *r);
+
 /* audit_alog.c */
 /* audit.log, audit.key, audit.pseudonymize-key. */
 void audit_alog_checks(struct audit_run *r);

@@ -437,6 +437,13 @@ def postures(world, tmp):
     dup = _write_passwd(tmp / "passwd-dup", ["# lab", "bob:%s" % world.hash_b,
                                              "bob:%s" % world.hash_b])
     noauth = _write_passwd(tmp / "relay-auth", ["relay-user-without-password"])
+    # files of mode 0600 in a directory anyone may write (not sticky): they
+    # can be replaced by a passwd file or a key of someone else's
+    opendir = tmp / "open"
+    opendir.mkdir(exist_ok=True)
+    os.chmod(opendir, 0o777)
+    pw_open = _copy_mode(world.passwd, opendir / "passwd", 0o600)
+    ed_open = _copy_mode(world.dkim.keys[("lab.test", "ed")]["file"], opendir / "ed.key", 0o600)
     return {
         "cert-not-matching-tlsa": (
             dict(hostname="m1.lab.test", cert=world.m1), ["server.hostname=m1.lab.test"],
@@ -485,6 +492,13 @@ def postures(world, tmp):
             dict(relay_extra={"auth-file": noauth}), ["relay.sink.auth-file=%s" % noauth],
             "baseline", ["relay.sink.auth-file"],
             r'\[relay "sink"\] auth-file %s: expected one line user:password' % re.escape(noauth)),
+        "passwd-in-a-directory-others-write": (
+            dict(passwd=pw_open), ["auth.passwd-file=%s" % pw_open], "baseline",
+            ["files.modes"], r"^directory %s \(above the passwd file\) has mode 0777: group "
+            r"or others can replace what it holds$" % re.escape(str(opendir))),
+        "dkim-key-in-a-directory-others-write": (
+            dict(dkim=world.dkim_config(ed_file=ed_open)), [], "baseline", ["files.modes"],
+            r"^directory %s \(above the DKIM key\) has mode 0777" % re.escape(str(opendir))),
         "no-audit-log-bsi": (
             dict(profile=BSI, priority=BSI_PRIORITY, audit=False), [], BSI,
             ["audit.log"], r"no audit log is configured, and profile bsi-tr-03108 requires "
@@ -495,7 +509,8 @@ def postures(world, tmp):
 POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key",
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
             "chacha20-under-bsi", "no-audit-log-bsi", "passwd-plain-hash",
-            "passwd-duplicate-login", "relay-auth-file-without-colon"]
+            "passwd-duplicate-login", "relay-auth-file-without-colon",
+            "passwd-in-a-directory-others-write", "dkim-key-in-a-directory-others-write"]
 
 
 @pytest.mark.parametrize("name", POSTURES)
