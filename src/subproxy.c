@@ -374,6 +374,12 @@ main(int argc, char **argv)
 	/* glibc reads /etc/localtime on the first time conversion; do it now,
 	 * while every process (they are forked from here) may still open files */
 	tzset();
+	/* under a file size limit (RLIMIT_FSIZE, ulimit -f) a write beyond it
+	 * must fail (a message's memfd: 451 4.3.0), not end the process:
+	 * SIGXFSZ would kill a front worker for one large message (replaced,
+	 * until [server] worker-restarts stops the service), or the parent
+	 * over a log file.  Ignored before any fork: every role inherits it. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (sodium_init() < 0)
 		fatal("libsodium initialisation failed");
 	(void)prctl(PR_SET_DUMPABLE, 0);

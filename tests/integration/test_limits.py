@@ -4,6 +4,7 @@ credentials ([relay] auth-file): the exact replies, and what the relay saw.
 """
 
 import os
+import re
 
 import pytest
 
@@ -90,3 +91,35 @@ def test_relay_auth_file_refused_at_start(lab, tmp_path, text, mode, why):
     assert sp.expect_exit(1, timeout=20) == 1
     out = sp.stderr_text()
     assert path in out and why in out, out
+
+
+def test_file_size_limit_fails_the_message_not_the_worker(lab, tmp_path):
+    """Under a file size limit (RLIMIT_FSIZE, `ulimit -f`) a message whose
+    memfd would grow beyond it gets 451 4.3.0 and nothing is relayed; the
+    front worker lives on (SIGXFSZ used to kill it: any client could make
+    the workers restart until [server] worker-restarts stopped the
+    service) and relays the next message."""
+    from conftest import subproxy_binary
+    from helpers import RCPT, RawClient, dot_stuff, make_message
+    wrapper = tmp_path / "subproxy-fsize"
+    wrapper.write_text("#!/bin/sh\nexec prlimit --fsize=1048576 -- %s \"$@\"\n"
+                       % subproxy_binary())
+    os.chmod(wrapper, 0o755)
+    s = lab.sink()
+    sp = lab.subproxy(s, binary=str(wrapper), server={"workers": 1})
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    c.mail()
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message()), 250, "2.0.0")
+    big = make_message(body=("y" * 998 + "\r\n") * 2048)          # 2 MB
+    c.mail()
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(big), 451, "4.3.0")
+    c.mail()
+    c.rcpt(RCPT, code=250)
+    c.data(dot_stuff(make_message()), 250, "2.0.0")
+    c.cmd("QUIT", 221)
+    assert len(s.messages()) == 2
+    assert not re.search(r"event=(worker|child)-died", sp.stderr_text()), sp.stderr_text()
