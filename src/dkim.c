@@ -194,7 +194,7 @@ dkim_policy_load(const char *path, char *err, size_t errlen)
 	char *buf;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
@@ -546,7 +546,7 @@ key_load(struct dkim_key *k, char *err, size_t errlen)
 	char *raw;
 	int fd, rc;
 
-	if ((fd = open(k->file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	if ((fd = open(k->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		snprintf(err, errlen, "%s: cannot open DKIM key: %s", k->file, strerror(errno));
 		return -1;
 	}

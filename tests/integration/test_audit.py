@@ -586,6 +586,24 @@ def test_daemon_starts_on_a_correct_bsi_installation(world, lab):
     sp.stop()
 
 
+def test_fifos_in_place_of_files_are_refused_not_waited_for(world, tmp_path):
+    """A FIFO (nobody writing) as the certificate or a DKIM key: --check
+    fails those checks at once, naming the file; it used to wait in
+    open(2) forever."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo, 0o600)
+    conf = world.config(cert=(fifo, world.good[1]), dkim=world.dkim_config(ed_file=fifo))
+    rc, report = check_json(conf, timeout=30)
+    st = statuses(report)
+    assert rc == 1, report
+    assert st["tls.cert.present"]["status"] == "fail" and \
+        st["tls.cert.present"]["summary"] == "%s is not a regular file of at most 1048576 " \
+        "bytes" % fifo, st["tls.cert.present"]
+    assert st["dkim.lab.test.ed.file"]["status"] == "fail" and \
+        "%s: not a regular file" % fifo in st["dkim.lab.test.ed.file"]["summary"], \
+        st["dkim.lab.test.ed.file"]
+
+
 def test_unknown_profile_fails(world):
     conf = world.config(profile="no-such-profile")
     rc, report = check_json(conf)
