@@ -362,6 +362,12 @@ tokenize(struct parse *p, const char *buf, size_t len)
 	size_t off = 0;
 	int line = 0, rc = -1;
 
+	/* some editors write one; it would make line 1 read as something else */
+	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+		perr(p, 1, "the file starts with a UTF-8 byte order mark (expected text without "
+		    "it: save the file without a BOM)");
+		return -1;
+	}
 	while (off < len) {
 		const char *nl = memchr(buf + off, '\n', len - off);
 		size_t ll = nl ? (size_t)(nl - (buf + off)) : len - off;

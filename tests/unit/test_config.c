@@ -255,6 +255,8 @@ test_errors_name_file_line(void **state)
 	expect_error("[server]\nhostname = bad_host-.test\n", "t.conf:2: bad host name");
 	expect_error("[server]\nhostname = a.test\n", "no [listen \"NAME\"] section");
 	expect_error("", "missing section [server]");
+	expect_error("\xef\xbb\xbf[server]\nhostname = a.test\n", "t.conf:1: the file starts "
+	    "with a UTF-8 byte order mark (expected text without it");
 }
 
 static void
