@@ -29,6 +29,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from helpers import ALICE, ALICE_PW, BOB, BOB_PW, RCPT
 from opsutil import children, scrape, sigstop, val, wait_for
 from test_authcache import (CANCEL_OCTETS, auth_line, auth_req_octets, bob_then_alice, held,
@@ -79,6 +81,7 @@ def test_waiting_logins_outlive_the_auth_timeout(lab, lab_certs, tmp_path):
         c.close()
 
 
+@pytest.mark.sanitized
 def test_failed_auth_then_idle_ends_at_the_auth_timeout(lab, lab_certs):
     auth_timeout = 3
     sp, _ = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": auth_timeout,
@@ -111,6 +114,7 @@ def test_failed_auth_then_idle_ends_at_the_auth_timeout(lab, lab_certs):
     assert len(w) == 1 and w[0] > 1000, w
 
 
+@pytest.mark.sanitized
 def test_check_waiting_past_the_bound_is_cancelled(lab, lab_certs):
     """One Argon2id worker and one front worker; bob's and alice's checks
     wait at the stopped keeper, in that order, past [limits] timeout: both
