@@ -301,9 +301,10 @@ def test_waiting_check_dropped_with_its_session(lab, lab_certs):
     the keeper did not do: her next login is verified by Argon2id (not
     found in the cache), and Argon2id ran twice in all (bob's check and
     that login).  The keeper is stopped until both checks and the cancel
-    are in its socket, in that order; bob's session starts 2 s after
-    alice's, so it is still there when his check is answered."""
-    timeout = 4
+    are in its socket, in that order.  Bob's session starts 5 s after
+    alice's: 5 s to send both checks before her session-timeout, 5 s for
+    his answer after it (2 s each were too few on a loaded machine)."""
+    timeout, later = 10, 5
     # one front worker: both checks come through one slot, in order
     sp, port = start_with_metrics(lab, lab.sink(), limits={"session-timeout": timeout,
                                                            "auth-timeout": timeout},
@@ -311,7 +312,7 @@ def test_waiting_check_dropped_with_its_session(lab, lab_certs):
     ca = lab_certs.ca
     keeper = children(sp.proc.pid)["subproxy-keeper"]
     b = open_sessions(sp, ca, 1)[0]
-    time.sleep(timeout / 2)
+    time.sleep(later)
     a = open_sessions(sp, ca, 1)[0]
     sigstop(keeper)
     try:

@@ -5,9 +5,9 @@ waits for its reply"): the auth-timeout is paused while the check waits,
 and the wait has its own bound, [limits] timeout from the moment the check
 went to the keeper (doc/design.md, "The auth cache and the AUTH queue").
 
-- Cold logins beyond the one Argon2id worker, with auth-timeout = 2: each
+- Cold logins beyond the one Argon2id worker, with auth-timeout = 4: each
   check waits longer than the auth-timeout (the keeper is stopped until it
-  has them all and 3 s more), and every session gets 235; the log's
+  has them all and the auth-timeout + 1 s more), and every session gets 235; the log's
   waited-ms shows the wait.  A session beside them that sends no AUTH gets
   421 4.4.2 at its auth-timeout meanwhile.
 - A wrong password answered after a wait longer than the auth-timeout gets
@@ -45,7 +45,8 @@ def waited_ms(sp, login):
 
 
 def test_waiting_logins_outlive_the_auth_timeout(lab, lab_certs, tmp_path):
-    n, auth_timeout = 8, 2
+    # auth-timeout: room for n handshakes and AUTHs on a loaded machine
+    n, auth_timeout = 6, 4
     # a real Argon2id hash: libsodium's interactive cost (t=2, 64 MiB)
     passwd = storm_passwd(tmp_path, n, 2, 64 << 20)
     sp, port = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": auth_timeout},
@@ -83,7 +84,8 @@ def test_waiting_logins_outlive_the_auth_timeout(lab, lab_certs, tmp_path):
 
 @pytest.mark.sanitized
 def test_failed_auth_then_idle_ends_at_the_auth_timeout(lab, lab_certs):
-    auth_timeout = 3
+    # room for the handshake, the AUTH and the 0.5 s delay after the 535
+    auth_timeout = 4
     sp, _ = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": auth_timeout,
                                                         "timeout": 120},
                                overrides=["auth.workers=1", "server.workers=1"])
@@ -121,7 +123,7 @@ def test_check_waiting_past_the_bound_is_cancelled(lab, lab_certs):
     sessions get 454 4.7.0 and front cancels both checks.  When the keeper
     goes on it may have handed bob's to its worker before it read his cancel,
     but alice's waits behind it and is dropped unrun."""
-    bound = 6
+    bound = 8
     sink = lab.sink()
     sp, port = start_with_metrics(lab, sink, limits={"timeout": bound},
                                   overrides=["auth.workers=1", "server.workers=1"])
