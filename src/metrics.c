@@ -46,7 +46,8 @@ static const char *const relay_reused_labels[] = { "alive", "dead" };
 const struct metrics_family_info metrics_families[MF_MAX] = {
 	[MF_SESSIONS] = { "subproxy_sessions", "Client sessions accepted.", NULL, NULL, 1, 0 },
 	[MF_AUTH] = { "subproxy_auth", "SMTP AUTH attempts by result (locked: refused "
-	    "without a password check; busy: [limits] auth-queue full; error: keeper gone).",
+	    "without a password check; busy: [limits] auth-queue full, or no answer within "
+	    "[limits] timeout; error: keeper gone).",
 	    "result", auth_labels, N(auth_labels), 0 },
 	[MF_AUTH_CACHE] = { "subproxy_auth_cache_hits", "Password checks the keeper "
 	    "answered from its auth cache, without Argon2id ([auth] cache-ttl).", NULL, NULL,
@@ -54,8 +55,9 @@ const struct metrics_family_info metrics_families[MF_MAX] = {
 	[MF_AUTH_CACHE_MISSES] = { "subproxy_auth_cache_misses", "Password checks the keeper "
 	    "ran Argon2id for: not in its auth cache, or the cache is off.", NULL, NULL, 1, 0 },
 	[MF_AUTH_CANCELLED] = { "subproxy_auth_cancelled", "Password checks the keeper "
-	    "dropped before they ran: the session ended (the client closed, a timeout) while "
-	    "the check waited for an Argon2id worker.", NULL, NULL, 1, 0 },
+	    "dropped before they ran: the session ended (the client closed, a timeout) or gave "
+	    "up ([limits] timeout) while the check waited for an Argon2id worker.", NULL, NULL,
+	    1, 0 },
 	[MF_RELAYED] = { "subproxy_messages_relayed", "Messages the relay accepted (the "
 	    "client got 250).", NULL, NULL, 1, 0 },
 	[MF_REFUSED] = { "subproxy_messages_refused", "MAIL commands and messages refused, "

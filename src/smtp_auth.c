@@ -36,46 +36,77 @@ auth_delay_done(evutil_socket_t fd, short what, void *arg)
 	session_release(s);
 }
 
+/* An AUTH answered without a password check (locked, busy, the keeper gone,
+ * or the check cancelled after waiting too long): 454 4.7.0, and a client
+ * may repeat it at will. */
+static void
+auth_unchecked(struct session *s, int result, uint64_t waited_ms, const char *why)
+{
+	char esc[128];
+
+	metrics_count(MF_AUTH, result == KEEPER_AUTH_LOCKED ? MA_LOCKED : result ==
+	    KEEPER_AUTH_BUSY ? MA_BUSY : MA_ERROR);
+	log_warn("session=%s event=auth peer=%s login=%s result=%s waited-ms=%llu%s", s->id,
+	    s->peer, log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
+	    keeper_auth_result_name(result), (unsigned long long)waited_ms, why);
+	auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
+	    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0",
+	    s->peer_key);
+	free(s->auth_user);
+	s->auth_user = NULL;
+	if (result == KEEPER_AUTH_LOCKED)
+		reply(s, 454, "4.7.0", "Too many failed logins for this account or address, "
+		    "try again later");
+	else
+		reply(s, 454, "4.7.0", "Authentication temporarily unavailable, try again "
+		    "later");
+	session_set_state(s, S_CMD);
+	session_process(s);
+}
+
+/* The check has waited [limits] timeout for the keeper (session_limit()):
+ * cancelled -- one still queued costs no Argon2id -- and answered as a
+ * full queue is: the server failed for now, not the client's password
+ * (RFC 4954 6).  The session goes on with the auth-timeout it had left. */
+void
+auth_wait_expired(struct session *s)
+{
+	uint64_t waited = mono_us() - s->auth_sent_us;
+
+	keeper_cancel(&s->authreq);
+	s->auth_waited_us += waited;
+	session_arm_limit(s);
+	/* the idle timer ([limits] timeout too) counts from our reply */
+	conn_set_timeout(s->conn, (unsigned)s->srv->cfg->limits.timeout);
+	auth_unchecked(s, KEEPER_AUTH_BUSY, waited / 1000,
+	    ": no answer within [limits] timeout, check cancelled");
+}
+
 static void
 auth_result(struct session *s, int result, unsigned int flags)
 {
 	struct timeval tv;
+	uint64_t waited = mono_us() - s->auth_sent_us;
 	unsigned ms;
 
 	s->authreq = NULL;
-	metrics_count(MF_AUTH, result == KEEPER_AUTH_OK ? MA_OK : result == KEEPER_AUTH_LOCKED ?
-	    MA_LOCKED : result == KEEPER_AUTH_BUSY ? MA_BUSY : result == KEEPER_DEAD ? MA_ERROR :
-	    MA_FAIL);
+	/* the auth-timeout runs again, without this wait */
+	s->auth_waited_us += waited;
+	session_arm_limit(s);
 	if (result == KEEPER_AUTH_LOCKED || result == KEEPER_AUTH_BUSY || result == KEEPER_DEAD) {
-		char esc[128];
-
-		log_warn("session=%s event=auth peer=%s login=%s result=%s", s->id, s->peer,
-		    log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
-		    keeper_auth_result_name(result));
-		/* no password was checked: a client may repeat these at will */
-		auditrec_auth(s->srv->audit, s->id, s->peer, s->auth_user, s->auth_mech,
-		    keeper_auth_result_name(result), result == KEEPER_AUTH_LOCKED, 0, 454, "4.7.0",
-		    s->peer_key);
-		free(s->auth_user);
-		s->auth_user = NULL;
-		if (result == KEEPER_AUTH_LOCKED)
-			reply(s, 454, "4.7.0", "Too many failed logins for this account or address, "
-			    "try again later");
-		else
-			reply(s, 454, "4.7.0", "Authentication temporarily unavailable, try again "
-			    "later");
-		session_set_state(s, S_CMD);
-		session_process(s);
+		auth_unchecked(s, result, waited / 1000, "");
 		return;
 	}
+	metrics_count(MF_AUTH, result == KEEPER_AUTH_OK ? MA_OK : MA_FAIL);
 	if (result == KEEPER_AUTH_OK) {
 		uint64_t maxs = config_login_rates(s->srv->cfg, s->auth_user)->sessions_per_login;
 		char text[160];
 
 		/* verified=cache: the keeper's auth cache answered, no Argon2id
 		 * (the keeper counts its hits and misses) */
-		log_info("session=%s event=auth peer=%s login=%s result=ok verified=%s", s->id,
-		    s->peer, s->auth_user, flags & KEEPER_AUTH_F_CACHED ? "cache" : "argon2id");
+		log_info("session=%s event=auth peer=%s login=%s result=ok verified=%s "
+		    "waited-ms=%llu", s->id, s->peer, s->auth_user, flags & KEEPER_AUTH_F_CACHED ?
+		    "cache" : "argon2id", (unsigned long long)(waited / 1000));
 		unsigned open = 0;
 
 		/* open sessions of the login in every worker, this one
@@ -114,8 +145,9 @@ auth_result(struct session *s, int result, unsigned int flags)
 	}
 	{
 		char esc[128];
-		log_warn("session=%s event=auth peer=%s login=%s result=fail", s->id, s->peer,
-		    log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)));
+		log_warn("session=%s event=auth peer=%s login=%s result=fail waited-ms=%llu", s->id,
+		    s->peer, log_value(esc, sizeof(esc), s->auth_user, strlen(s->auth_user)),
+		    (unsigned long long)(waited / 1000));
 	}
 	s->auth_failures++;
 	{
@@ -158,6 +190,9 @@ auth_start_check(struct session *s, const char *user, const char *pw, size_t pwl
 	session_set_state(s, S_WAIT);
 	/* the keeper counts failures per address: per IPv6 prefix, as our limits */
 	s->authreq = keeper_auth(s->srv->keeper, user, pw, pwlen, s->peer_key, auth_done, s);
+	/* the client has done its part: the auth-timeout waits with it */
+	s->auth_sent_us = mono_us();
+	session_arm_limit(s);
 }
 
 /* Decode a base64 AUTH response line; "*" cancels.  Returns decoded length,

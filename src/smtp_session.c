@@ -867,20 +867,49 @@ session_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	session_release(s);
 }
 
-/* Microseconds left until auth-timeout (before AUTH) or session-timeout,
- * counted from the accept (whole seconds would end a session up to a second
- * early); 0 when passed. */
+/* Which limit comes next: session_deadline(). */
+enum limit_kind {
+	LIMIT_SESSION,          /* session-timeout, from the accept */
+	LIMIT_AUTH,             /* auth-timeout, without the waits for the keeper */
+	LIMIT_AUTH_WAIT         /* the AUTH check has waited [limits] timeout */
+};
+
+/* The session's next deadline (monotonic microseconds; whole seconds would
+ * end a session up to a second early).  After AUTH: session-timeout from
+ * the accept.  Before: auth-timeout from the accept, paused while an AUTH
+ * the client completed waits for the keeper's answer (our slowness is not
+ * the client's time: auth_waited_us, smtp_auth.c); while a check waits,
+ * its own bound instead, [limits] timeout from the moment it went to the
+ * keeper (auth_wait_expired); session-timeout bounds all of it. */
+static uint64_t
+session_deadline(const struct session *s, enum limit_kind *kind)
+{
+	const struct config_limits *l = &s->srv->cfg->limits;
+	uint64_t end = s->started_us + l->session_timeout * 1000000, d;
+
+	*kind = LIMIT_SESSION;
+	if (s->login != NULL)
+		return end;
+	if (s->authreq != NULL) {
+		d = s->auth_sent_us + l->timeout * 1000000;
+		if (d < end)
+			*kind = LIMIT_AUTH_WAIT;
+	} else {
+		d = s->started_us + l->auth_timeout * 1000000 + s->auth_waited_us;
+		if (d <= end)
+			*kind = LIMIT_AUTH;
+	}
+	return *kind == LIMIT_SESSION ? end : d;
+}
+
+/* Microseconds left until the next limit; 0 when passed. */
 static uint64_t
 session_limit_left(const struct session *s)
 {
-	const struct config_limits *l = &s->srv->cfg->limits;
-	uint64_t elapsed = mono_us() - s->started_us, limit;
+	enum limit_kind kind;
+	uint64_t d = session_deadline(s, &kind), now = mono_us();
 
-	if (s->login == NULL && l->auth_timeout < l->session_timeout)
-		limit = l->auth_timeout * 1000000;
-	else
-		limit = l->session_timeout * 1000000;
-	return elapsed < limit ? limit - elapsed : 0;
+	return now < d ? d - now : 0;
 }
 
 void
@@ -894,7 +923,8 @@ session_arm_limit(struct session *s)
 	evtimer_add(s->ev_limit, &tv);
 }
 
-/* Before AUTH the session ends at once.  After AUTH an open transaction
+/* Before AUTH the session ends at once; an AUTH check that waited too long
+ * is answered 454 and the session goes on.  After AUTH an open transaction
  * may finish (then 421, see session_process), for one more idle timeout
  * at most -- unless the relay has the message: its answer is owed. */
 static void
@@ -902,12 +932,17 @@ session_limit(struct session *s)
 {
 	const struct config_limits *l = &s->srv->cfg->limits;
 	struct timeval tv = { (time_t)l->timeout, 0 };
+	enum limit_kind kind;
 
-	if (s->login == NULL) {
+	(void)session_deadline(s, &kind);
+	if (kind == LIMIT_AUTH_WAIT) {
+		auth_wait_expired(s);
+		return;
+	}
+	if (kind == LIMIT_AUTH) {
 		log_info("session=%s event=auth-timeout peer=%s", s->id, s->peer);
 		reply(s, 421, "4.4.2", "%s No authentication within %llu seconds, closing "
-		    "connection", s->srv->cfg->hostname, (unsigned long long)(l->auth_timeout <
-		    l->session_timeout ? l->auth_timeout : l->session_timeout));
+		    "connection", s->srv->cfg->hostname, (unsigned long long)l->auth_timeout);
 		session_close(s);
 		return;
 	}

@@ -100,7 +100,7 @@ struct session {
 	struct conn *linger;           /* closed: its last replies are still being written */
 	int out_blocked;               /* not taking commands until the client reads */
 	unsigned proto_errors;
-	struct event *ev_limit;        /* auth-timeout, then session-timeout */
+	struct event *ev_limit;        /* auth-timeout or the check's wait, then session-timeout */
 	int limit_passed;              /* session-timeout passed: end after this transaction */
 	uint64_t started_us;           /* monotonic microseconds at the accept */
 	int tls;                       /* TLS active */
@@ -111,7 +111,9 @@ struct session {
 	char *auth_user;               /* LOGIN mechanism, between steps */
 	const char *auth_mech;         /* "PLAIN" or "LOGIN", for the audit record */
 	unsigned auth_failures;
-	struct keeper_req *authreq;
+	struct keeper_req *authreq;    /* the AUTH check the keeper has, or NULL */
+	uint64_t auth_sent_us;         /* ... handed to the keeper at (mono_us) */
+	uint64_t auth_waited_us;       /* answered checks' waits: not auth-timeout's */
 	struct event *ev_delay;        /* failure delay before the 535 */
 	int discard_line;              /* resync after an overlong line */
 	int close_after_reply;
@@ -179,6 +181,7 @@ void session_limit_expired(evutil_socket_t fd, short what, void *arg);
 void auth_plain_response(struct session *s, const char *line, size_t len);
 void auth_login_step(struct session *s, const char *line, size_t len);
 void cmd_auth(struct session *s, const struct smtp_cmd *c);
+void auth_wait_expired(struct session *s);
 
 /* smtp_txn.c */
 void cmd_mail(struct session *s, const struct smtp_cmd *c);

@@ -16,7 +16,7 @@ daemon.
   its socket holds all of them, `ss -x`), so that it finds them together,
   as in a storm, however loaded the machine is.  subproxy_auth_queue_checks
   shows the checks held and returns to 0.
-- A session whose check waits past auth-timeout gets 421 4.4.2 (never a
+- A session whose check waits past session-timeout gets 421 4.4.2 (never a
   hang), and the keeper drops the waiting check (front tells it): no
   Argon2id for it (subproxy_auth_cancelled_total counts it).
 - A reload (SIGHUP: a new generation, a new keeper) drops the cache: a
@@ -31,6 +31,7 @@ daemon.
 """
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -194,11 +195,12 @@ def auth_req_octets(login, password, peer="127.0.0.1"):
     return 12 + 4 + len(login) + 4 + len(password) + 4 + len(peer)
 
 
-def storm(sp, ca, n):
+@contextlib.contextmanager
+def storm_stopped(sp, ca, n):
     """n sessions send AUTH at once, for n distinct logins (a cold cache).
     The keeper is stopped until front has written all n checks into its
-    socket, so that it finds them together, whatever the machine's load.
-    Returns the replies, in session order."""
+    socket, so that it finds them together, whatever the machine's load;
+    it goes on when the with-block, given the sessions, ends."""
     keeper = children(sp.proc.pid)["subproxy-keeper"]
     clients = open_sessions(sp, ca, n)
     want = sum(auth_req_octets("u%03d@lab.test" % i, STORM_PW) for i in range(n))
@@ -209,8 +211,15 @@ def storm(sp, ca, n):
         wait_for(lambda: keeper_queued_bytes(keeper) >= want, timeout=60,
                  what="%d octets of AUTH requests at the keeper" % want)
         assert keeper_queued_bytes(keeper) == want
+        yield clients
     finally:
         os.kill(keeper, signal.SIGCONT)
+
+
+def storm(sp, ca, n):
+    """storm_stopped(), then the replies, in session order."""
+    with storm_stopped(sp, ca, n) as clients:
+        pass
     replies = [c.read_reply() for c in clients]
     return clients, replies
 
@@ -271,33 +280,47 @@ def test_auth_queue_bound(lab, lab_certs, tmp_path):
         c.close()
 
 
+def bob_then_alice(keeper, bob, alice, tail=b""):
+    """With the keeper stopped: bob's session sends his AUTH and, once it is
+    in the keeper's socket, alice's session hers (and tail after it), so
+    that the keeper will find them in that order.  Returns the octets of
+    the two requests."""
+    bob_req, alice_req = auth_req_octets(BOB, BOB_PW), auth_req_octets(ALICE, ALICE_PW)
+    bob.send(auth_line(BOB, BOB_PW))
+    wait_for(lambda: keeper_queued_bytes(keeper) == bob_req, timeout=30,
+             what="bob's check at the keeper")
+    alice.send(auth_line(ALICE, ALICE_PW) + tail)
+    return bob_req + alice_req
+
+
 def test_waiting_check_dropped_with_its_session(lab, lab_certs):
     """One worker; bob's check runs, alice's waits behind it, and alice's
-    session reaches its auth-timeout: 421 4.4.2, front tells the keeper,
+    session reaches its session-timeout (the auth-timeout waits while the
+    check does; test_authwait.py): 421 4.4.2, front tells the keeper,
     and the keeper drops her check before it costs Argon2id.  Shown by what
     the keeper did not do: her next login is verified by Argon2id (not
     found in the cache), and Argon2id ran twice in all (bob's check and
     that login).  The keeper is stopped until both checks and the cancel
-    are in its socket, in that order; bob's session starts 2 s after
-    alice's, so it is still there when his check is answered."""
-    timeout = 4
+    are in its socket, in that order.  Bob's session starts 5 s after
+    alice's: 5 s to send both checks before her session-timeout, 5 s for
+    his answer after it (2 s each were too few on a loaded machine)."""
+    timeout, later = 10, 5
     # one front worker: both checks come through one slot, in order
-    sp, port = start_with_metrics(lab, lab.sink(), limits={"auth-timeout": timeout},
+    sp, port = start_with_metrics(lab, lab.sink(), limits={"session-timeout": timeout,
+                                                           "auth-timeout": timeout},
                                   overrides=["auth.workers=1", "server.workers=1"])
     ca = lab_certs.ca
     keeper = children(sp.proc.pid)["subproxy-keeper"]
     b = open_sessions(sp, ca, 1)[0]
-    time.sleep(timeout / 2)
+    time.sleep(later)
     a = open_sessions(sp, ca, 1)[0]
-    bob_req, alice_req = auth_req_octets(BOB, BOB_PW), auth_req_octets(ALICE, ALICE_PW)
     sigstop(keeper)
     try:
-        a.send(auth_line(BOB, BOB_PW))
-        wait_for(lambda: keeper_queued_bytes(keeper) == bob_req, timeout=30,
-                 what="bob's check at the keeper")
-        b.send(auth_line(ALICE, ALICE_PW))
-        b.read_reply().check(421, "4.4.2")
-        wait_for(lambda: keeper_queued_bytes(keeper) == bob_req + alice_req + CANCEL_OCTETS,
+        both = bob_then_alice(keeper, a, b)
+        r = b.read_reply()
+        r.check(421, "4.4.2")
+        assert "Session time limit reached" in r.text, r
+        wait_for(lambda: keeper_queued_bytes(keeper) == both + CANCEL_OCTETS,
                  timeout=30, what="alice's check and its cancel at the keeper")
     finally:
         os.kill(keeper, signal.SIGCONT)
