@@ -136,6 +136,8 @@ struct config_limits {
 	uint64_t auth_failures;         /* per session, default 3 */
 	uint64_t memory_body;           /* bytes kept in memory before a memfd, default 256 KiB */
 	uint64_t relay_timeout;         /* seconds, default 60 */
+	uint64_t relay_min_rate;        /* octets/s the message goes to the relay at least,
+					 * beyond relay_timeout (relay.h); default 500 */
 	uint64_t protocol_errors;       /* per session, then 421 4.7.0; default 10 */
 	uint64_t auth_timeout;          /* seconds from connect to AUTH, default 60 */
 	uint64_t session_timeout;       /* seconds per session, default 3600 */

@@ -432,6 +432,7 @@ check_limits(struct parse *p, struct config *cfg)
 	l->auth_failures = 3;
 	l->memory_body = 256 << 10;
 	l->relay_timeout = 60;
+	l->relay_min_rate = 500;
 	l->protocol_errors = 10;
 	l->auth_timeout = 60;
 	l->session_timeout = 3600;
@@ -450,6 +451,7 @@ check_limits(struct parse *p, struct config *cfg)
 	    get_num(p, "limits", "auth-failures", 1, 100, K_UINT, &l->auth_failures) < 0 ||
 	    get_num(p, "limits", "memory-body", 0, 1ULL << 30, K_SIZE, &l->memory_body) < 0 ||
 	    get_num(p, "limits", "relay-timeout", 1, 3600, K_TIME, &l->relay_timeout) < 0 ||
+	    get_num(p, "limits", "relay-min-rate", 1, 1ULL << 30, K_RATE, &l->relay_min_rate) < 0 ||
 	    get_num(p, "limits", "protocol-errors", 1, 1000, K_UINT, &l->protocol_errors) < 0 ||
 	    get_num(p, "limits", "auth-timeout", 1, 86400, K_TIME, &l->auth_timeout) < 0 ||
 	    get_num(p, "limits", "session-timeout", 1, 7 * 86400, K_TIME,

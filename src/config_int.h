@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 
 /* How a value is read (get_num_in() and friends). */
-enum kind { K_STR, K_UINT, K_SIZE, K_TIME, K_ENUM, K_LIST };
+enum kind { K_STR, K_UINT, K_SIZE, K_RATE, K_TIME, K_ENUM, K_LIST };  /* K_RATE: octets/s */
 
 struct entry {
 	char *section, *name, *key, *value;

@@ -85,7 +85,8 @@ static const struct keyspec limits_keys[] = {
 	{ "message-size", 0 }, { "recipients", 0 }, { "line-length", 0 }, { "header-size", 0 },
 	{ "received-max", 0 }, { "connections", 0 }, { "connections-per-ip", 0 },
 	{ "timeout", 0 }, { "auth-failures", 0 }, { "memory-body", 0 }, { "relay-timeout", 0 },
-	{ "protocol-errors", 0 }, { "auth-timeout", 0 }, { "session-timeout", 0 },
+	{ "relay-min-rate", 0 }, { "protocol-errors", 0 }, { "auth-timeout", 0 },
+	{ "session-timeout", 0 },
 	{ "ipv6-prefix", 0 }, { "login-memory", 0 }, { "auth-queue", 0 }, { "transactions", 0 },
 	{ "messages-per-hour", 0 }, { "recipients-per-hour", 0 }, { "auth-per-minute", 0 },
 	{ "sessions-per-login", 0 }, { NULL, 0 }
@@ -580,7 +581,7 @@ get_str(struct parse *p, const char *sect, const char *name, const char *key, in
 	return 0;
 }
 
-/* Sizes take k/m/g (binary) suffixes, durations s/m/h.  name: the section
+/* Sizes and rates take k/m/g (binary) suffixes, durations s/m/h.  name: the section
  * name of a named section, else NULL. */
 int
 get_num_in(struct parse *p, const char *sect, const char *name, const char *key, uint64_t min,
@@ -606,7 +607,7 @@ get_num_in(struct parse *p, const char *sect, const char *name, const char *key,
 		default: break;
 		}
 	}
-	rc = parse_uint(tmp, 0, UINT64_MAX / mult, kind == K_SIZE, &v);
+	rc = parse_uint(tmp, 0, UINT64_MAX / mult, kind == K_SIZE || kind == K_RATE, &v);
 	free(tmp);
 	if (rc == 0) {
 		v *= mult;
@@ -614,9 +615,10 @@ get_num_in(struct parse *p, const char *sect, const char *name, const char *key,
 	}
 	if (rc < 0) {
 		perr(p, e->line, "bad value '%s' for '%s' (expected %s from %llu to %llu%s)", e->value,
-		    key, kind == K_TIME ? "seconds" : kind == K_SIZE ? "a size in bytes" : "a number",
+		    key, kind == K_TIME ? "seconds" : kind == K_SIZE ? "a size in bytes" :
+		    kind == K_RATE ? "octets per second" : "a number",
 		    (unsigned long long)min, (unsigned long long)max,
-		    kind == K_SIZE ? ", optional suffix k, m or g" :
+		    kind == K_SIZE || kind == K_RATE ? ", optional suffix k, m or g" :
 		    kind == K_TIME ? ", optional suffix s, m or h" : "");
 		return -1;
 	}

@@ -73,16 +73,68 @@ relay_reply_deadline(struct relay_txn *t)
 	evtimer_add(t->ev_reply, &tv);
 }
 
+/* Octets of the transfer the connection wrote (what it still holds is
+ * not: a relay that reads nothing earns nothing). */
+static uint64_t
+relay_xfer_written(struct relay_txn *t)
+{
+	size_t held = evbuffer_get_length(conn_output(t->link->conn));
+
+	return t->xfer_queued > held ? t->xfer_queued - held : 0;
+}
+
+/* The message transfer (from DATA's 354 or BDAT until the end of the message
+ * is written) must be done by start + relay-timeout + written octets /
+ * relay-min-rate, as Postfix's smtp_min_data_rate: the connection's own
+ * timeout is restarted by every write, so a relay reading a few octets now
+ * and then would hold the transaction, its spool and the client as long
+ * as it liked.  Microseconds left until the deadline the octets written so
+ * far earn; 0: passed. */
+static uint64_t
+relay_xfer_left(struct relay_txn *t)
+{
+	const struct config_limits *lim = &t->ctx->cfg->limits;
+	uint64_t allowed = lim->relay_timeout * 1000000u +
+	    relay_xfer_written(t) * 1000000u / lim->relay_min_rate;
+	uint64_t spent = metrics_now_us() - t->xfer_start_us;
+
+	return allowed > spent ? allowed - spent : 0;
+}
+
+/* The timer goes off at that deadline, and is set again further when the
+ * octets written meanwhile earned more. */
+static void
+relay_xfer_deadline(struct relay_txn *t, uint64_t left)
+{
+	struct timeval tv = { (time_t)(left / 1000000u), (suseconds_t)(left % 1000000u) };
+
+	evtimer_add(t->ev_xfer, &tv);
+}
+
+static int
+relay_in_xfer(const struct relay_txn *t)
+{
+	return t->state == R_DATA_SEND || t->state == R_FINAL;
+}
+
 void
 relay_set_state(struct relay_txn *t, enum relay_state s)
 {
 	log_debug("session=%s relay=%s state %s -> %s", t->sid, relay_target_cfg(t)->name,
 	    relay_state_name(t->state), relay_state_name(s));
+	if (s == R_DATA_SEND && t->state != R_DATA_SEND) {
+		t->xfer_start_us = metrics_now_us();
+		t->xfer_queued = evbuffer_get_length(conn_output(t->link->conn));
+	}
 	t->state = s;
 	if (relay_awaits_reply(s) && s != R_FINAL)
 		relay_reply_deadline(t);
 	else
 		evtimer_del(t->ev_reply);
+	if (s == R_DATA_SEND)
+		relay_xfer_deadline(t, relay_xfer_left(t));
+	else if (!relay_in_xfer(t))
+		evtimer_del(t->ev_xfer);
 }
 
 static int
@@ -359,6 +411,7 @@ relay_feed_body(struct relay_txn *t)
 {
 	struct evbuffer *out = conn_output(t->link->conn);
 	uint64_t total = t->prefix_len + spool_size(t->sp);
+	size_t held = evbuffer_get_length(out);
 	int dot = !t->link->caps.chunking;
 
 	while (evbuffer_get_length(out) < RELAY_FEED_CHUNK && t->sent < total) {
@@ -383,9 +436,10 @@ relay_feed_body(struct relay_txn *t)
 		else
 			evbuffer_add(out, buf, n);
 	}
+	if (t->sent >= total && dot)
+		msg_stuff_end(&t->stuff, out);
+	t->xfer_queued += evbuffer_get_length(out) - held;
 	if (t->sent >= total) {
-		if (dot)
-			msg_stuff_end(&t->stuff, out);
 		relay_set_state(t, R_FINAL);
 		t->asked_us = metrics_now_us();
 	}
@@ -572,8 +626,10 @@ relay_conn_event(struct relay_txn *t, struct conn *c, enum conn_event ev)
 	case CONN_EV_FLUSHED:
 		if (t->state == R_DATA_SEND)
 			relay_feed_body(t);
-		else if (t->state == R_FINAL)
-			relay_reply_deadline(t);       /* the end is written */
+		else if (t->state == R_FINAL) {
+			evtimer_del(t->ev_xfer);        /* the end is written */
+			relay_reply_deadline(t);
+		}
 		return;
 	case CONN_EV_HANGUP:            /* only after conn_pause(): never paused */
 		return;
@@ -617,6 +673,34 @@ relay_on_reply_deadline(evutil_socket_t fd, short what, void *arg)
 	relay_release(t);
 }
 
+/* The transfer's deadline came: set again as far as the octets written
+ * meanwhile earned, or the transfer is too slow. */
+static void
+relay_on_xfer_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_txn *t = arg;
+	const struct config_limits *lim = &t->ctx->cfg->limits;
+	uint64_t left;
+
+	if (t->link == NULL || t->link->conn == NULL || !relay_in_xfer(t) ||
+	    (t->state == R_FINAL && evbuffer_get_length(conn_output(t->link->conn)) == 0))
+		return;         /* written whole: FLUSHED starts the reply's deadline */
+	if ((left = relay_xfer_left(t)) > 0) {
+		relay_xfer_deadline(t, left);
+		return;
+	}
+	relay_hold(t);
+	log_warn("session=%s relay=%s state=%s message transfer below relay-min-rate: %llu "
+	    "octets written in %llu ms (of a %llu-octet message; allowed: relay-timeout %llu s "
+	    "+ 1 s per %llu octets written)", t->sid, relay_target_cfg(t)->name,
+	    relay_state_name(t->state), (unsigned long long)relay_xfer_written(t),
+	    (unsigned long long)((metrics_now_us() - t->xfer_start_us) / 1000u),
+	    (unsigned long long)(t->prefix_len + spool_size(t->sp)),
+	    (unsigned long long)lim->relay_timeout, (unsigned long long)lim->relay_min_rate);
+	relay_fail(t, FAIL_TIMEOUT);
+	relay_release(t);
+}
+
 void
 relay_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 {
@@ -639,7 +723,8 @@ relay_txn_new(struct relay_ctx *ctx, const char *sid, relay_cb *cb, void *arg)
 	t->cb = cb;
 	t->cb_arg = arg;
 	if ((t->ev_done = event_new(ctx->base, -1, 0, relay_on_done, t)) == NULL ||
-	    (t->ev_reply = evtimer_new(ctx->base, relay_on_reply_deadline, t)) == NULL)
+	    (t->ev_reply = evtimer_new(ctx->base, relay_on_reply_deadline, t)) == NULL ||
+	    (t->ev_xfer = evtimer_new(ctx->base, relay_on_xfer_deadline, t)) == NULL)
 		fatal("relay: out of memory");
 	return t;
 }
@@ -777,9 +862,9 @@ relay_start_data(struct relay_txn *t, const char *prefix, size_t prefix_len, str
 		fatal("relay: out of memory for a SHA-256 context");
 	msg_stuff_init(&t->stuff);
 	if (t->link->caps.chunking) {
-		relay_set_state(t, R_DATA_SEND);
 		relay_send(t, "BDAT %llu LAST\r\n",
 		    (unsigned long long)(prefix_len + spool_size(sp)));
+		relay_set_state(t, R_DATA_SEND);        /* the transfer counts the command */
 		relay_feed_body(t);
 	} else {
 		relay_set_state(t, R_DATA_CMD);
@@ -842,6 +927,7 @@ relay_txn_free(struct relay_txn **tp)
 	relay_done_clear(&t->done);
 	event_del(t->ev_done);
 	event_del(t->ev_reply);
+	event_del(t->ev_xfer);
 	if (t->busy > 0) {
 		/* a frame of ours is below the caller: the outermost frees */
 		t->freed = 1;
@@ -864,6 +950,7 @@ relay_txn_destroy(struct relay_txn *t)
 	relay_done_clear(&t->done);
 	event_free(t->ev_done);
 	event_free(t->ev_reply);
+	event_free(t->ev_xfer);
 	if (t->sha != NULL)
 		gnutls_hash_deinit(t->sha, NULL);
 	free(t->from);

@@ -116,7 +116,10 @@ void relay_txn_rcpt(struct relay_txn *t, const char *to, const char *params, rel
 
 /* Send the message: `prefix` (header fields we add, CRLF-terminated) then the
  * spool content, with BDAT when offered, else DATA with dot-stuffing.  The
- * callback gets the final reply. */
+ * callback gets the final reply.  The transfer (from DATA's 354 or BDAT
+ * until the end is written) must be done within `[limits] relay-timeout`
+ * plus one second per `relay-min-rate` octets written; else 451 4.4.2 and
+ * the connection is closed without the end of the message. */
 void relay_txn_data(struct relay_txn *t, const char *prefix, size_t prefix_len,
     struct spool *sp, relay_cb *cb, void *arg);
 

@@ -170,12 +170,16 @@ struct relay_txn {
 	int freed;                       /* relay_txn_free() while busy */
 	struct event *ev_done;           /* delivers `done` from the loop */
 	struct event *ev_reply;          /* relay-timeout for the awaited reply */
+	struct event *ev_xfer;           /* the message transfer's deadline (relay.c) */
 	struct relay_done done;
 	/* message transfer */
 	const char *prefix;
 	size_t prefix_len;
 	struct spool *sp;
 	uint64_t sent;                   /* bytes of prefix+spool queued */
+	uint64_t xfer_start_us;          /* when the transfer began (DATA's 354, or BDAT) */
+	uint64_t xfer_queued;            /* octets queued on the connection since (as
+					  * written: stuffed, with the BDAT command) */
 	struct msg_stuffer stuff;
 	char desc[300];
 	gnutls_hash_hd_t sha;            /* SHA-256 of what was queued (from DATA on; GnuTLS's:

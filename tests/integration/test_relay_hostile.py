@@ -25,9 +25,10 @@ HUGE = 6 << 20          # more than loopback's socket buffers take from a relay
 def hostile_relay(lab):
     made = []
 
-    def make(hooks=None, ehlo=None, rcvbuf=None, connections=None, **limits):
+    def make(hooks=None, ehlo=None, rcvbuf=None, connections=None, mss=None, throttle=None,
+             **limits):
         r = hostile.HostileRelay(lab.certs.relay, lab.certs.relay_key, hooks, ehlo,
-                                 rcvbuf=rcvbuf).start()
+                                 rcvbuf=rcvbuf, mss=mss, throttle=throttle).start()
         made.append(r)
         extra = {"connections": connections} if connections is not None else {}
         sp = lab.subproxy({"port": r.port, "tls": "implicit", "extra": extra,
@@ -42,8 +43,8 @@ def hostile_relay(lab):
         r.stop()
 
 
-def login(sp, lab):
-    c = RawClient(sp.implicit_port, lab.certs.ca)
+def login(sp, lab, timeout=None):
+    c = RawClient(sp.implicit_port, lab.certs.ca, **({"timeout": timeout} if timeout else {}))
     c.greeting.check(220)
     return c.login()
 
@@ -204,3 +205,48 @@ def test_reset_after_the_end_of_a_message_on_a_kept_connection(hostile_relay, la
     c.cmd("QUIT", code=221)
     assert len(r.messages) == 1 and len(r.conns) == 1
     assert sp.wait_log(r"conn=reused")
+
+
+
+# A relay that reads the message at a pace of its own: small segments and a
+# small window keep what it has not read in subproxy's buffers (a send
+# buffer sized in segments, grown up to some MiB), not in the relay's.
+PACED = dict(rcvbuf=16384, mss=1000)
+CHUNKING = hostile.EHLO[:-1] + ["250-CHUNKING", hostile.EHLO[-1]]
+SLOW_MSG = 6 << 20
+
+
+@pytest.mark.parametrize("method", ["DATA", "BDAT"])
+def test_slow_reading_relay_is_cut(hostile_relay, lab, method):
+    """A relay reading the message at 512 KiB/s, 16 KiB at a time -- never
+    relay-timeout (2 s) without progress -- with relay-min-rate 4 MiB/s:
+    the transfer must be done by relay-timeout + 1 s per 4 MiB written, so
+    after some 3 s the client hears 451 4.4.2, the relay gets no end of the
+    message and has read well under all of it, and the session's next
+    message goes on a new connection.  (Before, every write started
+    relay-timeout again: the relay took the whole message, 12 s, and was
+    only cut waiting for the end -- or with a little more speed got it.)"""
+    r, sp = hostile_relay(throttle=(16384, 512 << 10), ehlo=CHUNKING if method == "BDAT" else None,
+                          **PACED, **{"relay-min-rate": "4m"})
+    c = login(sp, lab, timeout=30)
+    send(c, big_message("slow", SLOW_MSG), code=451, enh="4.4.2")
+    assert sp.wait_log(r"message transfer below relay-min-rate")
+    assert r.messages == []
+    cut = r.conns[-1]
+    assert cut.nread < SLOW_MSG - (1 << 20), cut.nread
+    r.throttle = None
+    send(c, dot_stuff(make_message(subject="next")), code=250)
+    c.cmd("QUIT", code=221)
+    assert len(r.messages) == 1 and r.conns[-1] is not cut
+
+
+def test_relay_reading_at_a_fair_rate_is_not_cut(hostile_relay, lab):
+    """With the default relay-min-rate (500 octets/s), a relay reading a
+    6 MiB message at 1 MiB/s -- for longer than relay-timeout (3 s) after
+    what subproxy's buffers hold -- gets it whole: the deadline grows with
+    every octet written."""
+    r, sp = hostile_relay(throttle=(16384, 3 << 19), **PACED, **{"relay-timeout": 3})
+    c = login(sp, lab, timeout=30)
+    send(c, big_message("fair", 8 << 20), code=250)
+    c.cmd("QUIT", code=221)
+    assert len(r.messages) == 1 and len(r.messages[0]) > (8 << 20) - 4096

@@ -11,7 +11,10 @@ connection, blocking sockets with timeouts, so every loop is bounded.
 
     r = HostileRelay(cert, key, hooks={"DATA": fn}).start()
     (rcvbuf=N: a small TCP window, so that what the relay does not read
-    stays in subproxy's buffers)
+    stays in subproxy's buffers; mss=N: small segments, so that subproxy's
+    send buffer, sized by the kernel in segments, stays small too;
+    throttle=(chunk, rate): the message (DATA or BDAT) is read at most
+    chunk octets at a time and at most rate octets per second)
     ... r.port, r.messages, r.conns ...
     r.stop()
 
@@ -39,15 +42,32 @@ class Conn:
         self.buf = b""
         self.commands = []
         self.closed = False
+        self.throttle = None    # (chunk, rate, start, octets read since)
+        self.nread = 0          # octets read, all in all
 
     def _fill(self):
+        n = 65536
+        if self.throttle:
+            chunk, rate, start, done = self.throttle
+            n = chunk
+            # no faster than rate: wait until start + done / rate
+            if self.relay.stopping.wait(max(0.0, start + done / rate - time.monotonic())):
+                raise Drop("stopping")
         try:
-            b = self.sock.recv(65536)
+            b = self.sock.recv(n)
         except (OSError, ssl.SSLError):
             b = b""
         if not b:
             raise Drop("peer closed")
         self.buf += b
+        self.nread += len(b)
+        if self.throttle:
+            self.throttle = self.throttle[:3] + (self.throttle[3] + len(b),)
+
+    def throttled(self, on):
+        """Read slowly from now on (relay.throttle), or no longer."""
+        t = self.relay.throttle
+        self.throttle = (t[0], t[1], time.monotonic(), len(self.buf)) if on and t else None
 
     def readline(self):
         while b"\r\n" not in self.buf:
@@ -140,11 +160,15 @@ def smtp(conn, relay):
             conn.send("250 2.1.5 Ok\r\n")
         elif verb == "DATA":
             conn.send("354 go ahead\r\n")
+            conn.throttled(True)
             st.data = _read_data(conn)
+            conn.throttled(False)
             final(conn, st, relay)
         elif verb == "BDAT":
             n = int(line.split()[1])
+            conn.throttled(True)
             st.data = (st.data or b"") + conn.read(n)
+            conn.throttled(False)
             if line.upper().endswith(b" LAST"):
                 final(conn, st, relay)
             else:
@@ -178,8 +202,10 @@ def store(conn, st, relay):
 
 
 class HostileRelay:
-    def __init__(self, cert, key, hooks=None, ehlo=None, tls_max=None, rcvbuf=None):
+    def __init__(self, cert, key, hooks=None, ehlo=None, tls_max=None, rcvbuf=None, mss=None,
+                 throttle=None):
         self.hooks = dict(hooks or {})
+        self.throttle = throttle
         self.ehlo = list(ehlo or EHLO)
         self.messages, self.conns, self.errors = [], [], []
         self.lock = threading.Lock()
@@ -192,6 +218,8 @@ class HostileRelay:
         self.ls = socket.socket()
         if rcvbuf:      # a small window: what the relay does not read stays with subproxy
             self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if mss:         # told in the SYN-ACK: subproxy sends segments this small
+            self.ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         self.ls.bind(("127.0.0.1", 0))
         self.ls.listen(16)
         self.ls.settimeout(0.5)

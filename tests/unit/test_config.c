@@ -133,6 +133,7 @@ test_limits_and_units(void **state)
 	assert_int_equal(cfg->limits.header_size, 64 << 10);
 	assert_int_equal(cfg->limits.timeout, 300);
 	assert_int_equal(cfg->limits.relay_timeout, 30);
+	assert_int_equal(cfg->limits.relay_min_rate, 500);
 	assert_int_equal(cfg->limits.recipients, 7);
 	assert_int_equal(cfg->dns_timeout, 2);
 	/* defaults of the session limits; login-memory follows message-size */
@@ -150,7 +151,8 @@ test_limits_and_units(void **state)
 		config_free(&cfg);
 	}
 	cfg = parse("[limits]\nprotocol-errors = 3\nauth-timeout = 2m\nsession-timeout = 2h\n"
-	    "ipv6-prefix = 56\nlogin-memory = 1g\n", NULL, 0, err, sizeof(err));
+	    "ipv6-prefix = 56\nlogin-memory = 1g\nrelay-min-rate = 2k\n", NULL, 0, err,
+	    sizeof(err));
 	if (cfg == NULL)
 		fail_msg("%s", err);
 	assert_int_equal(cfg->limits.protocol_errors, 3);
@@ -158,6 +160,7 @@ test_limits_and_units(void **state)
 	assert_int_equal(cfg->limits.session_timeout, 7200);
 	assert_int_equal(cfg->limits.ipv6_prefix, 56);
 	assert_int_equal(cfg->limits.login_memory, 1 << 30);
+	assert_int_equal(cfg->limits.relay_min_rate, 2048);
 	config_free(&cfg);
 }
 
@@ -188,6 +191,11 @@ test_errors_name_file_line(void **state)
 	 * adds: a larger limit would let messages in that get 451 forever */
 	expect_extra_error("[limits]\nmessage-size = 2g\n", "t.conf:29: bad value '2g' for "
 	    "'message-size' (expected a size in bytes from 1024 to 2146435072");
+	/* no rate means no limit on how long a relay may take the message */
+	expect_extra_error("[limits]\nrelay-min-rate = 0\n", "t.conf:29: bad value '0' for "
+	    "'relay-min-rate' (expected octets per second from 1 to 1073741824, optional suffix "
+	    "k, m or g)");
+	expect_extra_error("[limits]\nrelay-min-rate = fast\n", "t.conf:29: bad value 'fast'");
 	expect_extra_error("[limits]\nrecipients = 5\nrecipients = 6\n",
 	    "t.conf:30: duplicate key 'recipients'");
 	expect_extra_error("[server]\n", "t.conf:28: duplicate section [server]");
