@@ -156,6 +156,9 @@ alog_cli_verify(const struct alog_cli *o)
 		if (vd.partial_start)
 			printf("note: the log given starts at record %llu; the files before it were "
 			    "not given\n", (unsigned long long)vd.first_seq);
+		if (!vd.stopped)
+			printf("note: the log ends at record %llu (%s) without a stop record: %s\n",
+			    (unsigned long long)vd.last_seq, vd.last_time, alog_unstopped_why);
 		return 0;
 	}
 	printf("NOT intact: first bad record %llu (%s", (unsigned long long)vd.bad_seq,

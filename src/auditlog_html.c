@@ -73,6 +73,12 @@ verdict(const struct alog_report *r, FILE *f)
 	}
 	if (v->partial_start)
 		fprintf(f, " The log given starts at record %llu.", (unsigned long long)v->first_seq);
+	if (v->intact && !v->stopped) {
+		fprintf(f, " The log ends at record %llu without a stop record: ",
+		    (unsigned long long)v->last_seq);
+		esc(f, alog_unstopped_why);
+		fputc('.', f);
+	}
 	alog_share(r->dkim_signed, r->relayed, a, sizeof(a));
 	alog_share(r->dane_ok, r->relayed, b, sizeof(b));
 	fprintf(f, "</div>\n<div class=\"verdict %s\"><strong>Promises %s.</strong> DKIM-signed: "

@@ -63,6 +63,9 @@ text_verdict(const struct alog_report *r, FILE *f)
 	if (v->partial_start)
 		fprintf(f, "  The log given starts at record %llu (the files before it were not "
 		    "given).\n", (unsigned long long)v->first_seq);
+	if (v->intact && !v->stopped)
+		fprintf(f, "  The log ends at record %llu without a stop record: %s.\n",
+		    (unsigned long long)v->last_seq, alog_unstopped_why);
 	alog_share(r->dkim_signed, r->relayed, a, sizeof(a));
 	alog_share(r->dane_ok, r->relayed, b, sizeof(b));
 	fprintf(f, "Promises: DKIM-signed %s, relayed over DANE-verified TLS %s, records lost "
@@ -386,6 +389,7 @@ json_verdict(struct jsonw *w, const struct alog_report *r)
 	jsonw_kint(w, "first_seq", (int64_t)v->first_seq);
 	jsonw_kint(w, "last_seq", (int64_t)v->last_seq);
 	jsonw_kbool(w, "partial_start", v->partial_start);
+	jsonw_kbool(w, "stopped", v->stopped);
 	jsonw_kbool(w, "keys_given", v->keys_given);
 	jsonw_kstr(w, "key", v->key[0] ? v->key : NULL);
 	if (!v->intact) {

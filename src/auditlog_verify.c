@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char alog_unstopped_why[] = "the service was still running then, the files after it "
+    "were not given, or the newest records were removed up to a checkpoint (no chain shows "
+    "that: check that the log still reaches the record number and head of the last "
+    "verification)";
+
 struct alog_verifier {
 	uint8_t *keys;
 	size_t nkeys;
@@ -216,6 +221,8 @@ alog_verifier_line(struct alog_verifier *v, const char *line, size_t len, int co
 		    alog_key_unb64(key, v->announced) == 0)
 			v->have_announced = 1;
 	}
+	if (env.type != ALOG_T_CHECKPOINT)
+		v->vd.stopped = env.type == ALOG_T_STOP;
 	if (v->vd.records == 0) {
 		v->vd.first_seq = env.seq;
 		snprintf(v->vd.first_time, sizeof(v->vd.first_time), "%s", env.time);

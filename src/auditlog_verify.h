@@ -20,6 +20,12 @@
  *   - records after the last checkpoint (the log was truncated after it, or
  *     it is still being written, or the service did not stop cleanly).
  *
+ * A log cut back to one of its checkpoints is consistent: no chain shows
+ * that.  The verdict says whether its last record (before the checkpoint
+ * that closes it) is a stop record: when not, the service was still running
+ * then, the newer files were not given, or records after that checkpoint
+ * were removed.
+ *
  * A log may begin with record 1, or with the first record of a file (an
  * "open" record: older files were removed, e.g. by retention); the verdict
  * then says where it starts.  Every problem after the first is not reported
@@ -41,6 +47,7 @@ struct alog_verdict {
 	uint64_t records, checkpoints, files;
 	uint64_t first_seq, last_seq;	/* 0 when there are no records */
 	uint64_t last_signed_seq;	/* the last checkpoint's seq, 0 none */
+	int stopped;			/* the last record but checkpoints is a stop */
 	char first_time[ALOG_TIME_LEN + 1], last_time[ALOG_TIME_LEN + 1];
 	int partial_start;		/* the first record given is not record 1 */
 	int keys_given;			/* checkpoints checked against given keys */
@@ -67,6 +74,9 @@ void alog_verifier_file(struct alog_verifier *v, const char *name);
  * receives its envelope. */
 struct json *alog_verifier_line(struct alog_verifier *v, const char *line, size_t len,
     int complete, struct alog_env *env_r);
+
+/* Why an intact log may end without a stop record (a sentence's tail). */
+extern const char alog_unstopped_why[];
 
 /* End of input: fills *out. */
 void alog_verifier_finish(struct alog_verifier *v, struct alog_verdict *out);

@@ -72,7 +72,8 @@ close_all(int *fds, size_t n)
 		}
 }
 
-/* Wait for the report on fd; 0 with READY in *m, else -1 with err. */
+/* Wait for the report on fd; 0 with READY in *m, -2 when the child closed
+ * it without a report, else -1 with err. */
 static int
 await_report(const struct proc_role *role, int fd, int timeout, struct proc_msg *m, char *err,
     size_t errlen)
@@ -92,11 +93,8 @@ await_report(const struct proc_role *role, int fd, int timeout, struct proc_msg 
 		    role->loading);
 		return -1;
 	}
-	if (rc < 0 || proc_recv(fd, m, NULL) <= 0) {
-		snprintf(err, errlen, "%s: exited during start-up (see the log lines above)",
-		    role->name);
-		return -1;
-	}
+	if (rc < 0 || proc_recv(fd, m, NULL) <= 0)
+		return -2;	/* dead: proc_spawn() says how, once it reaped it */
 	if (m->type == PROC_READY &&
 	    (role->ready == NULL || role->ready(m->payload, m->len, role->ready_out) == 0))
 		return 0;
@@ -112,7 +110,8 @@ pid_t
 proc_spawn(const struct proc_role *role, int timeout, int *fds_r, struct proc_msg *ready_r,
     char *err, size_t errlen)
 {
-	int *mine, *theirs, sv[2], status;
+	int *mine, *theirs, sv[2], status, rc = -1;
+	char how[96];
 	size_t i, n = role->nfds;
 	pid_t pid = -1;
 
@@ -143,7 +142,7 @@ proc_spawn(const struct proc_role *role, int timeout, int *fds_r, struct proc_ms
 		child_start(role, theirs);
 	}
 	close_all(theirs, role->nfds + 1);
-	if (await_report(role, mine[0], timeout, ready_r, err, errlen) < 0)
+	if ((rc = await_report(role, mine[0], timeout, ready_r, err, errlen)) < 0)
 		goto fail;
 	close(mine[0]);
 	memcpy(fds_r, mine + 1, role->nfds * sizeof(int));
@@ -156,13 +155,31 @@ fail:
 	for (i = 0; i < n; i++)
 		fds_r[i] = -1;
 	if (pid > 0) {
+		/* a child that died already keeps the status it died with */
 		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
+		if (rc == -2)
+			snprintf(err, errlen, "%s: %s during start-up%s", role->name,
+			    proc_status_text(status, how, sizeof(how)),
+			    WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS ? ": a system call "
+			    "its seccomp filter does not allow (the kernel's audit log names it: "
+			    "type=1326 ... syscall=N)" : " (see the log lines above)");
 	}
 	free(mine);
 	free(theirs);
 	return -1;
+}
+
+const char *
+proc_status_text(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+	return buf;
 }
 
 void

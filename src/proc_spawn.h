@@ -55,10 +55,16 @@ struct proc_role {
  * message (its payload decodes with proc_ready_decode).  Otherwise returns
  * -1 with a sentence in
  * err ("NAME: ..." or the child's own sentence from PROC_ERR), every
- * descriptor closed, fds_r[] set to -1, the child killed and reaped.
+ * descriptor closed, fds_r[] set to -1, the child killed and reaped.  A
+ * child that died without a report is named with how it ended (exit
+ * status, or the signal: SIGSYS says it was a seccomp violation).
  */
 pid_t proc_spawn(const struct proc_role *role, int timeout, int *fds_r, struct proc_msg *ready_r,
     char *err, size_t errlen);
+
+/* A wait status in words ("exit status 1", "killed by signal 31 (Bad
+ * system call)"); returns buf. */
+const char *proc_status_text(int status, char *buf, size_t len);
 
 /* Child: report READY (see proc_ready_encode) and close ready_fd.  Exits
  * the child (status 1) if the report cannot be sent. */

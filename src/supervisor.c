@@ -9,6 +9,7 @@
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "proc_spawn.h"
 #include "recorder.h"
 #include "sandbox.h"
 #include "sdnotify.h"
@@ -37,17 +38,6 @@ struct death {
 	pid_t pid;
 	int status;
 };
-
-static const char *
-describe_status(int status, char *buf, size_t len)
-{
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
-		    strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
-	return buf;
-}
 
 static int
 clean_exit(int status)
@@ -366,12 +356,12 @@ role_died(struct sup *S, struct gen *g, const char *name, pid_t pid, int status)
 	}
 	if (g->fds_closed && S->stopping) {
 		log_err("event=child-failed process=%s pid=%ld %s generation=%u", name, (long)pid,
-		    describe_status(status, why, sizeof(why)), g->id);
+		    proc_status_text(status, why, sizeof(why)), g->id);
 		S->rc = 1;
 		return;
 	}
 	fail_closed(S, "event=child-died process=%s pid=%ld %s generation=%u", name, (long)pid,
-	    describe_status(status, why, sizeof(why)), g->id);
+	    proc_status_text(status, why, sizeof(why)), g->id);
 }
 
 static void
@@ -380,7 +370,7 @@ worker_died(struct sup *S, struct gen *g, unsigned w, pid_t pid, int status)
 	struct slot *sl = &g->slots[w];
 	char why[96];
 
-	describe_status(status, why, sizeof(why));
+	proc_status_text(status, why, sizeof(why));
 	sl->pid = 0;
 	metrics_fold(sl->mslice);
 	connlimit_clear(sl->cslice);
@@ -449,7 +439,7 @@ recorder_died(struct sup *S, int status)
 
 	S->recorder = 0;
 	metrics_fold(METRICS_SLICE_RECORDER);
-	describe_status(status, why, sizeof(why));
+	proc_status_text(status, why, sizeof(why));
 	if (S->recorder_fd < 0 && clean_exit(status)) {
 		log_info("event=child-ended process=recorder pid=%ld: the audit log is closed",
 		    (long)pid);

@@ -508,12 +508,19 @@ def test_refusals_from_thousands_of_addresses_cost_a_bounded_number_of_records(l
 
 # ---- tampering ----
 
+def last_checkpoint(lines):
+    return max(i for i, ln in enumerate(lines) if '"type":"checkpoint"' in ln)
+
+
 def _tamper_cases(lines, other_key):
     """(name, files as lists of lines, expected first bad record, words)."""
     n = len(lines)
     mid = n // 2
-    # the last checkpoint before the stop record and the final checkpoint
-    cp = max(i for i, ln in enumerate(lines[:-2]) if '"type":"checkpoint"' in ln)
+    # the final checkpoint cut off: the records after the checkpoint before
+    # it (at least the stop record; the recorder may have written that one
+    # right before the stop, as the records read per round vary) are signed
+    # by none
+    cp = last_checkpoint(lines[:-1])
     changed = lines[mid].replace('"seq":%d' % (mid + 1), '"seq":%d' % (mid + 1), 1)
     i = changed.index('"time":"') + 20          # a digit of the seconds
     changed = changed[:i] + ("1" if changed[i] != "1" else "2") + changed[i + 1:]
@@ -525,7 +532,7 @@ def _tamper_cases(lines, other_key):
          mid + 1, "is missing"),
         ("a line inserted again", [lines[:mid + 1] + [lines[1]] + lines[mid + 1:]], mid + 2,
          "inserted, repeated or reordered"),
-        ("truncated after a checkpoint", [lines[:-2]], cp + 2,
+        ("truncated after a checkpoint", [lines[:-1]], cp + 2,
          "are not covered by a signed checkpoint"),
         ("cut inside the last line", [lines[:-1] + [lines[-1][:40]]], n, "truncated"),
         ("the last checkpoint re-signed with another key",
@@ -554,7 +561,16 @@ def test_tampering_is_found_with_the_record_number(lab, audit, tmp_path):
     c.close()
     sp.stop()
     lines = audit.lines()
-    assert verify(audit)[0] == 0
+    rc, out, _ = verify(audit)
+    assert rc == 0 and "note:" not in out, out
+    assert '"type":"stop"' in lines[-2], lines[-2]
+    # cut back to the checkpoint before the stop: a consistent log no chain
+    # can tell from one still being written, but it does not end with a stop
+    cp = last_checkpoint(lines[:-1])
+    paths = write_files(tmp_path, "to-a-checkpoint", [lines[:cp + 1]])
+    rc, out, _ = verify(audit, *paths)
+    assert rc == 0 and ("note: the log ends at record %d (" % (cp + 1)) in out and \
+        "without a stop record" in out, out
     other = auditlab.ed25519.Ed25519PrivateKey.generate()
     for name, files, bad, words in _tamper_cases(lines, other):
         paths = write_files(tmp_path, name, files, cut_last=(name == "cut inside the last line"))

@@ -331,6 +331,36 @@ test_truncated(void **state)
 	log_free(&l);
 }
 
+/* The record before the stop is a checkpoint (as the recorder writes when
+ * the records before the stop filled checkpoint-records): 1 to 7 as
+ * log_make(), 8 stop, 9 checkpoint.  The final checkpoint cut off leaves
+ * the stop uncovered; cut back to record 7 the log is consistent (no chain
+ * shows that), but it no longer ends with a stop record, and says so. */
+static void
+test_truncated_to_a_checkpoint(void **state)
+{
+	struct log l;
+	struct alog_verdict vd;
+
+	log_make(&l);
+	vd = verify(l.lines, l.n, l.pk, NULL, 0, 1);
+	assert_true(vd.intact);
+	assert_false(vd.stopped);
+	log_add(&l, ALOG_T_STOP, "{\"reason\":\"signal\",\"status\":0}");
+	log_checkpoint(&l, l.pk, l.sk);
+	vd = verify(l.lines, l.n, l.pk, NULL, 0, 1);
+	if (!vd.intact)
+		fail_msg("%s", vd.why);
+	assert_true(vd.stopped);
+	expect_bad(verify(l.lines, 8, l.pk, NULL, 0, 1), 8,
+	    "records 8 to 8 are not covered by a signed checkpoint");
+	vd = verify(l.lines, 7, l.pk, NULL, 0, 1);
+	assert_true(vd.intact);
+	assert_false(vd.stopped);
+	assert_int_equal(vd.last_seq, 7);
+	log_free(&l);
+}
+
 static void
 test_other_key(void **state)
 {
@@ -908,6 +938,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_modified),
 	cmocka_unit_test(test_deleted_inserted_swapped),
 	cmocka_unit_test(test_truncated),
+	cmocka_unit_test(test_truncated_to_a_checkpoint),
 	cmocka_unit_test(test_other_key),
 	cmocka_unit_test(test_rotation),
 	cmocka_unit_test(test_not_records),

@@ -895,6 +895,15 @@ role_exits(void *arg, int ready_fd, const int *fds, size_t nfds)
 	_exit(0);
 }
 
+/* as a seccomp filter kills a process (cmocka's handler taken off) */
+static void
+role_sigsys(void *arg, int ready_fd, const int *fds, size_t nfds)
+{
+	signal(SIGSYS, SIG_DFL);
+	raise(SIGSYS);
+	_exit(0);
+}
+
 static void
 role_silent(void *arg, int ready_fd, const int *fds, size_t nfds)
 {
@@ -964,7 +973,13 @@ test_spawn(void **state)
 		assert_int_equal(fds[i], -1);
 	role.main = role_exits;
 	assert_int_equal(proc_spawn(&role, 10, fds, &m, err, sizeof(err)), -1);
-	assert_string_equal(err, "tester: exited during start-up (see the log lines above)");
+	assert_string_equal(err, "tester: exit status 0 during start-up (see the log lines above)");
+	/* killed without a word: the parent says how */
+	role.main = role_sigsys;
+	assert_int_equal(proc_spawn(&role, 10, fds, &m, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "tester: killed by signal 31 ("));
+	assert_non_null(strstr(err, ") during start-up: a system call its seccomp filter does not "
+	    "allow"));
 	role.main = role_silent;
 	assert_int_equal(proc_spawn(&role, 1, fds, &m, err, sizeof(err)), -1);
 	assert_string_equal(err, "tester: no answer within 1 s while testing");

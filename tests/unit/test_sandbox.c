@@ -827,6 +827,8 @@ signer_child(void *arg)
 	}
 	dkim_policy_free(&pol);
 	enter("signer");
+	step("sched_yield (its slot threads under AddressSanitizer)");
+	sched_yield();
 	step("getrandom");
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return child_fail("getrandom");
@@ -964,6 +966,10 @@ keeper_worker(void *arg)
 	const char *pw;
 	int ok;
 
+	/* AddressSanitizer's spin locks back off with sched_yield(2) when
+	 * threads contend (a thread starting while another allocates, on a
+	 * busy machine): here under the parent's filter, later under both */
+	sched_yield();
 	pthread_mutex_lock(&kw.mu);
 	for (;;) {
 		while (kw.pw == NULL)
@@ -1008,12 +1014,18 @@ keeper_child(void *arg)
 	struct pollfd pfd;
 	pthread_t th;
 
-	/* like keeper.c: the workers are created and the filter follows at
-	 * once, so their start-up (set_robust_list, rseq) may run under it */
+	/* like keeper.c: under the parent's filter (every child inherits it),
+	 * the workers are created and the keeper's filter follows at once, so
+	 * their start-up (set_robust_list, rseq) may run under both */
+	enter("parent");
 	for (i = 0; i < 2; i++)
 		if (pthread_create(&th, NULL, keeper_worker, NULL) != 0)
 			return child_fail("pthread_create before the filter");
+	step("sched_yield under the parent's filter");
+	sched_yield();
 	enter("keeper");
+	step("sched_yield");
+	sched_yield();
 	for (i = 0; i < 3; i++) {
 		step(gnutls_sign_get_name(algs[i]));
 		if (gnutls_privkey_sign_data2(tls_keys[i], algs[i], 0, &data, &sig) < 0)
