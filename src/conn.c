@@ -813,7 +813,10 @@ conn_free(struct conn **cp)
 		return;
 	*cp = NULL;
 	if (c->tls != NULL) {
-		if (c->tls_state == TLS_UP)
+		/* no close_notify while GnuTLS holds a record the socket took
+		 * only in part: gnutls_bye() would send the rest first, and the
+		 * rest may be the end of a message cut off on purpose */
+		if (c->tls_state == TLS_UP && !c->write_blocked)
 			(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
 		gnutls_deinit(c->tls);
 	}

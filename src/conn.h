@@ -139,7 +139,9 @@ int conn_fd(const struct conn *c);
 int conn_addr_key(const char *addr, unsigned v6prefix, char *out, size_t outlen);
 
 /* Close: sends TLS close_notify best-effort, closes the socket, frees.
- * *cp is set to NULL; NULL is a no-op. */
+ * Nothing queued is written: not even the rest of a TLS record the socket
+ * took in part (no close_notify then), so a transfer cut here never
+ * reaches its end.  *cp is set to NULL; NULL is a no-op. */
 void conn_free(struct conn **cp);
 
 typedef void conn_closed_cb(void *arg);

@@ -2,7 +2,8 @@
  * callback from inside a call the owner made), the close notification,
  * output low-water marks, a paused connection seeing its peer's FIN and
  * reset over real TCP without reading (and without spinning), TLS input
- * read ahead delivered without a socket event to announce it, and the
+ * read ahead delivered without a socket event to announce it, conn_free()
+ * never finishing a TLS record the socket took in part, and the
  * per-address key (IPv6 prefixes). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -428,6 +429,35 @@ tls_record(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
+/* A TLS 1.3 (PSK) pair over a socketpair: conn on sv[0] as the server
+ * (its events in *t), the test's GnuTLS client *cs on sv[1]; the
+ * handshake is not run yet. */
+static struct conn *
+psk_pair(struct event_base *base, struct tls_seen *t, int sv[2], gnutls_session_t *cs,
+    gnutls_psk_server_credentials_t *scred, gnutls_psk_client_credentials_t *ccred)
+{
+	gnutls_session_t ss;
+	struct conn *c;
+
+	memset(t, 0, sizeof(*t));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(gnutls_psk_allocate_server_credentials(scred), 0);
+	gnutls_psk_set_server_credentials_function(*scred, psk_lookup);
+	assert_int_equal(gnutls_psk_allocate_client_credentials(ccred), 0);
+	assert_int_equal(gnutls_psk_set_client_credentials(*ccred, "test", &psk_key,
+	    GNUTLS_PSK_KEY_RAW), 0);
+	assert_int_equal(gnutls_init(&ss, GNUTLS_SERVER | GNUTLS_NONBLOCK), 0);
+	assert_int_equal(gnutls_priority_set_direct(ss, psk_prio, NULL), 0);
+	assert_int_equal(gnutls_credentials_set(ss, GNUTLS_CRD_PSK, *scred), 0);
+	assert_int_equal(gnutls_init(cs, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+	assert_int_equal(gnutls_priority_set_direct(*cs, psk_prio, NULL), 0);
+	assert_int_equal(gnutls_credentials_set(*cs, GNUTLS_CRD_PSK, *ccred), 0);
+	gnutls_transport_set_int(*cs, sv[1]);
+	c = conn_new(base, sv[0], tls_record, t);
+	conn_start_tls(c, ss);
+	return c;
+}
+
 /* The client finishes its handshake and sends a command before the server
  * reads a byte of its last flight: one read takes both, GnuTLS finishes the
  * handshake with the first record and the command waits in conn's
@@ -440,27 +470,12 @@ test_tls_read_ahead_is_delivered(void **state)
 	struct event_base *base = event_base_new();
 	gnutls_psk_server_credentials_t scred;
 	gnutls_psk_client_credentials_t ccred;
-	gnutls_session_t ss, cs;
+	gnutls_session_t cs;
 	struct tls_seen t;
 	struct conn *c;
 	int sv[2], i, r = GNUTLS_E_AGAIN;
 
-	memset(&t, 0, sizeof(t));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	assert_int_equal(gnutls_psk_allocate_server_credentials(&scred), 0);
-	gnutls_psk_set_server_credentials_function(scred, psk_lookup);
-	assert_int_equal(gnutls_psk_allocate_client_credentials(&ccred), 0);
-	assert_int_equal(gnutls_psk_set_client_credentials(ccred, "test", &psk_key,
-	    GNUTLS_PSK_KEY_RAW), 0);
-	assert_int_equal(gnutls_init(&ss, GNUTLS_SERVER | GNUTLS_NONBLOCK), 0);
-	assert_int_equal(gnutls_priority_set_direct(ss, psk_prio, NULL), 0);
-	assert_int_equal(gnutls_credentials_set(ss, GNUTLS_CRD_PSK, scred), 0);
-	assert_int_equal(gnutls_init(&cs, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
-	assert_int_equal(gnutls_priority_set_direct(cs, psk_prio, NULL), 0);
-	assert_int_equal(gnutls_credentials_set(cs, GNUTLS_CRD_PSK, ccred), 0);
-	gnutls_transport_set_int(cs, sv[1]);
-	c = conn_new(base, sv[0], tls_record, &t);
-	conn_start_tls(c, ss);
+	c = psk_pair(base, &t, sv, &cs, &scred, &ccred);
 	/* the server runs only while the client waits for it */
 	for (i = 0; i < 1000 && r == GNUTLS_E_AGAIN; i++) {
 		if ((r = gnutls_handshake(cs)) == GNUTLS_E_AGAIN)
@@ -494,6 +509,97 @@ test_tls_read_ahead_is_delivered(void **state)
 	assert_int_equal(t.s.last, CONN_EV_EOF);
 	assert_int_equal(t.inlen, 26);
 	conn_free(&c);
+	gnutls_deinit(cs);
+	gnutls_psk_free_server_credentials(scred);
+	gnutls_psk_free_client_credentials(ccred);
+	event_base_free(base);
+}
+
+/* Raw TLS octets the test's peer took off the socket, decrypted later. */
+struct rawbuf {
+	unsigned char b[65536];
+	size_t len, off;
+};
+
+static void
+raw_take(int fd, struct rawbuf *rb)
+{
+	ssize_t n;
+
+	while (rb->len < sizeof(rb->b) &&
+	    (n = read(fd, rb->b + rb->len, sizeof(rb->b) - rb->len)) > 0)
+		rb->len += (size_t)n;
+}
+
+static ssize_t
+raw_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+	struct rawbuf *rb = p;
+
+	if (rb->off == rb->len)
+		return 0;               /* the end of what the socket brought */
+	if (len > rb->len - rb->off)
+		len = rb->len - rb->off;
+	memcpy(buf, rb->b + rb->off, len);
+	rb->off += len;
+	return (ssize_t)len;
+}
+
+/* A TLS connection freed while GnuTLS holds a record the socket took only
+ * in part (its write met a full socket) must not send the rest of it:
+ * conn_free() is the abrupt end (a relay transfer cut for being too slow,
+ * or the client gone), and the rest may be the end of a message -- the
+ * relay would take a message we told the client it did not get.  The
+ * socket has room again when conn_free() runs, as when the relay read on
+ * between the write and the cut; the peer must not decrypt the whole
+ * message. */
+static void
+test_free_does_not_finish_a_blocked_tls_record(void **state)
+{
+	struct event_base *base = event_base_new();
+	gnutls_psk_server_credentials_t scred;
+	gnutls_psk_client_credentials_t ccred;
+	gnutls_session_t cs;
+	static struct rawbuf rb;
+	static char msg[12000], got[sizeof(msg)];
+	struct tls_seen t;
+	struct conn *c;
+	int sv[2], i, r = GNUTLS_E_AGAIN, sndbuf = 4096;
+	size_t gotlen = 0;
+	ssize_t n;
+
+	memset(&rb, 0, sizeof(rb));
+	memset(msg, 'x', sizeof(msg));
+	memcpy(msg + sizeof(msg) - 5, "\r\n.\r\n", 5);
+	c = psk_pair(base, &t, sv, &cs, &scred, &ccred);
+	for (i = 0; i < 1000 && r == GNUTLS_E_AGAIN; i++) {
+		if ((r = gnutls_handshake(cs)) == GNUTLS_E_AGAIN)
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(gnutls_record_send(cs, "go\r\n", 4), 4);
+	RUN_UNTIL(base, t.inlen >= 4);
+	assert_true(t.tls_ok);
+	/* the record (one: under 16 KiB) finds a socket with room for part */
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	evbuffer_add(conn_output(c), msg, sizeof(msg));
+	conn_flush(c);
+	RUN_UNTIL(base, 0);
+	assert_int_equal(evbuffer_get_length(conn_output(c)), sizeof(msg));
+	/* the peer reads what came: room again, and the loop not told */
+	raw_take(sv[1], &rb);
+	assert_true(rb.len > 0 && rb.len < sizeof(msg));
+	conn_free(&c);
+	raw_take(sv[1], &rb);
+	close(sv[1]);
+	gnutls_transport_set_ptr(cs, &rb);
+	gnutls_transport_set_pull_function(cs, raw_pull);
+	while (gotlen < sizeof(got) &&
+	    (n = gnutls_record_recv(cs, got + gotlen, sizeof(got) - gotlen)) > 0)
+		gotlen += (size_t)n;
+	if (gotlen == sizeof(msg))
+		fail_msg("conn_free() sent the rest of a record: the peer has the whole "
+		    "message, its end included");
 	gnutls_deinit(cs);
 	gnutls_psk_free_server_credentials(scred);
 	gnutls_psk_free_client_credentials(ccred);
@@ -542,6 +648,7 @@ main(void)
 		cmocka_unit_test(test_paused_sees_reset),
 		cmocka_unit_test(test_no_watch_without_the_feature),
 		cmocka_unit_test(test_tls_read_ahead_is_delivered),
+		cmocka_unit_test(test_free_does_not_finish_a_blocked_tls_record),
 		cmocka_unit_test(test_addr_key),
 	};
 
