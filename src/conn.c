@@ -574,6 +574,7 @@ static void
 conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	size_t before;
 	int r;
 
 	c->rx_empty = 0;
@@ -598,9 +599,20 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 		conn_update_events(c);
 		return;
 	}
+	before = evbuffer_get_length(c->in);
 	r = conn_read_some(c);
 	conn_update_events(c);
 	if (r == -1) {
+		if (evbuffer_get_length(c->in) > before) {
+			/* records read before the error (a relay's 250, then a
+			 * bad record or an alert): the owner sees them first;
+			 * the error follows on the next loop pass */
+			event_del(c->ev_read);
+			conn_defer(c, DEFER_ERROR);
+			conn_touch(c);
+			conn_emit(c, CONN_EV_READ);
+			return;
+		}
 		conn_emit(c, CONN_EV_ERROR);
 		return;
 	}

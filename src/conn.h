@@ -51,7 +51,8 @@ enum conn_event {
 	CONN_EV_CONNECTED,   /* outgoing connect finished */
 	CONN_EV_EOF,         /* peer closed (TLS: close_notify or TCP FIN) */
 	CONN_EV_HANGUP,      /* paused: the peer's FIN came (see conn_pause()) */
-	CONN_EV_ERROR,       /* I/O or TLS error; conn_error() says which */
+	CONN_EV_ERROR,       /* I/O or TLS error; conn_error() says which (after
+			      * CONN_EV_READ for what was read before it) */
 	CONN_EV_TIMEOUT      /* no progress for the configured time */
 };
 

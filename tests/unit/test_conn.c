@@ -3,7 +3,8 @@
  * output low-water marks, a paused connection seeing its peer's FIN and
  * reset over real TCP without reading (and without spinning), TLS input
  * read ahead delivered without a socket event to announce it, conn_free()
- * never finishing a TLS record the socket took in part, and the
+ * never finishing a TLS record the socket took in part, records read
+ * before a TLS error delivered before it, and the
  * per-address key (IPv6 prefixes). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <poll.h>
@@ -72,6 +74,16 @@ closed_cb(void *arg)
 	int n_; \
 	for (n_ = 0; n_ < 200 && !(cond); n_++) \
 		event_base_loop((base), EVLOOP_ONCE | EVLOOP_NONBLOCK); \
+} while (0)
+
+/* The same over TCP, where segments take their time: up to 2 s. */
+#define RUN_UNTIL_SLOW(base, cond) do { \
+	int n_; \
+	for (n_ = 0; n_ < 2000 && !(cond); n_++) { \
+		event_base_loop((base), EVLOOP_ONCE | EVLOOP_NONBLOCK); \
+		if (!(cond)) \
+			usleep(1000); \
+	} \
 } while (0)
 
 /* Nothing came inside the call; the loop brings CONN_EV_ERROR first. */
@@ -429,9 +441,9 @@ tls_record(struct conn *c, enum conn_event ev, void *arg)
 	}
 }
 
-/* A TLS 1.3 (PSK) pair over a socketpair: conn on sv[0] as the server
- * (its events in *t), the test's GnuTLS client *cs on sv[1]; the
- * handshake is not run yet. */
+/* A TLS 1.3 (PSK) pair over connected sockets sv (a socketpair unless
+ * given): conn on sv[0] as the server (its events in *t), the test's
+ * GnuTLS client *cs on sv[1]; the handshake is not run yet. */
 static struct conn *
 psk_pair(struct event_base *base, struct tls_seen *t, int sv[2], gnutls_session_t *cs,
     gnutls_psk_server_credentials_t *scred, gnutls_psk_client_credentials_t *ccred)
@@ -440,7 +452,8 @@ psk_pair(struct event_base *base, struct tls_seen *t, int sv[2], gnutls_session_
 	struct conn *c;
 
 	memset(t, 0, sizeof(*t));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	if (sv[0] < 0)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	assert_int_equal(gnutls_psk_allocate_server_credentials(scred), 0);
 	gnutls_psk_set_server_credentials_function(*scred, psk_lookup);
 	assert_int_equal(gnutls_psk_allocate_client_credentials(ccred), 0);
@@ -473,7 +486,7 @@ test_tls_read_ahead_is_delivered(void **state)
 	gnutls_session_t cs;
 	struct tls_seen t;
 	struct conn *c;
-	int sv[2], i, r = GNUTLS_E_AGAIN;
+	int sv[2] = { -1, -1 }, i, r = GNUTLS_E_AGAIN;
 
 	c = psk_pair(base, &t, sv, &cs, &scred, &ccred);
 	/* the server runs only while the client waits for it */
@@ -513,6 +526,23 @@ test_tls_read_ahead_is_delivered(void **state)
 	gnutls_psk_free_server_credentials(scred);
 	gnutls_psk_free_client_credentials(ccred);
 	event_base_free(base);
+}
+
+/* Both ends of psk_pair() up: the handshake, and a first record read. */
+static void
+psk_up(struct event_base *base, struct tls_seen *t, gnutls_session_t cs)
+{
+	int i, r = GNUTLS_E_AGAIN;
+
+	/* the server runs only while the client waits for it */
+	for (i = 0; i < 1000 && r == GNUTLS_E_AGAIN; i++) {
+		if ((r = gnutls_handshake(cs)) == GNUTLS_E_AGAIN)
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(gnutls_record_send(cs, "go\r\n", 4), 4);
+	RUN_UNTIL_SLOW(base, t->inlen >= 4);
+	assert_true(t->tls_ok);
 }
 
 /* Raw TLS octets the test's peer took off the socket, decrypted later. */
@@ -564,7 +594,7 @@ test_free_does_not_finish_a_blocked_tls_record(void **state)
 	static char msg[12000], got[sizeof(msg)];
 	struct tls_seen t;
 	struct conn *c;
-	int sv[2], i, r = GNUTLS_E_AGAIN, sndbuf = 4096;
+	int sv[2] = { -1, -1 }, sndbuf = 4096;
 	size_t gotlen = 0;
 	ssize_t n;
 
@@ -572,14 +602,7 @@ test_free_does_not_finish_a_blocked_tls_record(void **state)
 	memset(msg, 'x', sizeof(msg));
 	memcpy(msg + sizeof(msg) - 5, "\r\n.\r\n", 5);
 	c = psk_pair(base, &t, sv, &cs, &scred, &ccred);
-	for (i = 0; i < 1000 && r == GNUTLS_E_AGAIN; i++) {
-		if ((r = gnutls_handshake(cs)) == GNUTLS_E_AGAIN)
-			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	}
-	assert_int_equal(r, 0);
-	assert_int_equal(gnutls_record_send(cs, "go\r\n", 4), 4);
-	RUN_UNTIL(base, t.inlen >= 4);
-	assert_true(t.tls_ok);
+	psk_up(base, &t, cs);
 	/* the record (one: under 16 KiB) finds a socket with room for part */
 	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
 	evbuffer_add(conn_output(c), msg, sizeof(msg));
@@ -600,6 +623,48 @@ test_free_does_not_finish_a_blocked_tls_record(void **state)
 	if (gotlen == sizeof(msg))
 		fail_msg("conn_free() sent the rest of a record: the peer has the whole "
 		    "message, its end included");
+	gnutls_deinit(cs);
+	gnutls_psk_free_server_credentials(scred);
+	gnutls_psk_free_client_credentials(ccred);
+	event_base_free(base);
+}
+
+/* The relay's last words, then a record that does not decrypt and a
+ * reset: over TLS one read pass takes the record with the reply and then
+ * meets the bad one.  The reply must reach the owner before the error --
+ * it may be the relay's 250 for a message (told as lost, the client would
+ * send it again) or its answer to a RCPT (a recipients-per-hour token
+ * given back although the relay answered). */
+static void
+test_tls_data_before_an_error_is_delivered(void **state)
+{
+	struct event_base *base = event_base_new();
+	gnutls_psk_server_credentials_t scred;
+	gnutls_psk_client_credentials_t ccred;
+	gnutls_session_t cs;
+	struct linger lg = { 1, 0 };
+	struct tls_seen t;
+	struct conn *c;
+	int sv[2];
+
+	tcp_pair(&sv[0], &sv[1]);
+	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+	c = psk_pair(base, &t, sv, &cs, &scred, &ccred);
+	psk_up(base, &t, cs);
+	/* the reply, a bad record and the reset arrive before the loop looks */
+	assert_int_equal(gnutls_record_send(cs, "250 ok\r\n", 8), 8);
+	assert_int_equal(write(sv[1], "\x17\x03\x03\x00\x20garbagegarbagegarbagegarbage1234", 37), 37);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	close(sv[1]);
+	usleep(200 * 1000);
+	RUN_UNTIL_SLOW(base, t.s.last == CONN_EV_ERROR || t.s.last == CONN_EV_EOF);
+	if (t.inlen != 12)
+		fail_msg("the reply before the error was dropped (%zu octets read, last event %d)",
+		    t.inlen, (int)t.s.last);
+	assert_memory_equal(t.in + 4, "250 ok\r\n", 8);
+	assert_int_equal(t.s.last, CONN_EV_ERROR);        /* and then the error */
+	assert_false(t.s.during_call);
+	conn_free(&c);
 	gnutls_deinit(cs);
 	gnutls_psk_free_server_credentials(scred);
 	gnutls_psk_free_client_credentials(ccred);
@@ -649,6 +714,7 @@ main(void)
 		cmocka_unit_test(test_no_watch_without_the_feature),
 		cmocka_unit_test(test_tls_read_ahead_is_delivered),
 		cmocka_unit_test(test_free_does_not_finish_a_blocked_tls_record),
+		cmocka_unit_test(test_tls_data_before_an_error_is_delivered),
 		cmocka_unit_test(test_addr_key),
 	};
 
