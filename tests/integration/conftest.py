@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sink as labsink  # noqa: E402
 import dkimkeys  # noqa: E402
 import dnslab  # noqa: E402
+import peers  # noqa: E402
 import helpers  # noqa: E402
 from helpers import (ALICE, BOB, RELAY_NAME, SENDERS, SERVER_NAME, USERS,  # noqa: E402
                      close_all_clients, free_port)
@@ -637,7 +638,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
-# ---- failure reports: show the daemons' stderr and the sinks' sessions ----
+# ---- failure reports: the daemons' stderr, the sinks' sessions, the peers' state ----
 
 def _sink_summary(s):
     out = []
@@ -660,6 +661,10 @@ def pytest_runtest_makereport(item, call):
                                  sp.stderr_text(80)))
         for s in list(_LIVE_SINKS):
             rep.sections.append(("sink on port %s" % s.port, _sink_summary(s)))
+        for p in peers.started():
+            rep.sections.append((p.title(), p.report()))
+    if rep.when == "teardown":
+        peers.forget()
 
 
 __all__ = ["ALICE", "BOB", "LabCerts", "Subproxy", "Lab", "relay_section"]

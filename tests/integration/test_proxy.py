@@ -255,6 +255,26 @@ def test_health_checks_local(lab):
         hp.stop()
 
 
+def test_haproxy_port_taken_meanwhile(lab, monkeypatch):
+    """A frontend port taken by another process before HAProxy binds it:
+    start() does not take that listener for HAProxy's, it starts HAProxy
+    again on another port (the same trap as Postfix's: test_xclient.py)."""
+    from test_xclient import taken_port_first
+    taken, other = taken_port_first(monkeypatch, 1)
+    try:
+        sp = lab.subproxy(lab.sink(), overrides=proxy_overrides())
+        d = lab.tmp / "haproxy-taken"
+        d.mkdir()
+        hp = peers.HAProxy(d, {"starttls_v1": (sp.starttls_port, "send-proxy")}).start()
+        try:
+            assert hp.port("starttls_v1") != taken and hp.proc.poll() is None, hp.report()
+            submit(client(lab, hp, "starttls", "v1", "127.0.0.9"), "port taken meanwhile")
+        finally:
+            hp.stop()
+    finally:
+        other.close()
+
+
 def v1(src, port=40000):
     """A PROXY v1 header naming src (IPv4 or IPv6) as the client."""
     if ":" in src:

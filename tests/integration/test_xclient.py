@@ -9,6 +9,7 @@ warning is logged once.
 
 import os
 import re
+import socket
 
 import pytest
 
@@ -105,6 +106,44 @@ def test_postfix_not_authorising_us(lab):
         assert "sasl_method=XCLIENT" not in pf.log_text()
     finally:
         pf.stop()
+
+
+def taken_port_first(monkeypatch, calls):
+    """A port another process listens on (as a test running beside this one
+    may have been given the same free port) is what peers.free_port()
+    returns for its first `calls` calls; then free ports again.  Returns
+    (that port, its socket): close it."""
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(5)
+    taken = other.getsockname()[1]
+    real, n = peers.free_port, [0]
+
+    def free_port():
+        n[0] += 1
+        return taken if n[0] <= calls else real()
+    monkeypatch.setattr(peers, "free_port", free_port)
+    return taken, other
+
+
+def test_postfix_port_taken_meanwhile(lab, monkeypatch):
+    """The port chosen for Postfix is taken by another process before master
+    binds it: master exits, and start() must neither take the other
+    listener for Postfix (the flake of test_postfix_not_authorising_us:
+    start() returned, subproxy's relay connections were refused, MAIL got
+    451 4.4.0) nor give up: it starts master on another port."""
+    taken, other = taken_port_first(monkeypatch, 2)   # postfix check, 1st master
+    try:
+        sink = lab.sink()
+        pf = peers.Postfix(sink.port, lab.certs.relay, lab.certs.relay_key).start()
+        try:
+            assert pf.port != taken and pf.proc.poll() is None, pf.report()
+            sp = lab.subproxy(postfix_relay(pf, lab))
+            submit(sp, lab, "port taken meanwhile").check(250, "2.0.0")
+        finally:
+            pf.stop()
+    finally:
+        other.close()
 
 
 def test_relay_without_xclient_warns_once(lab):
