@@ -84,8 +84,10 @@ struct relay_ctx *relay_ctx_new(struct event_base *base, const struct config *cf
 void relay_ctx_free(struct relay_ctx **ctxp);
 
 /* Read rc's auth-file (when set) with the checks relay_ctx_new() makes:
- * for the self-audit.  Returns 0, or -1 with the same sentence in err.
- * The credentials are wiped. */
+ * for the self-audit.  The file is opened O_NONBLOCK and must be a regular
+ * file (a FIFO in its place fails at once, it is not waited for), mode
+ * 0600 or stricter, under 1 KiB, first line user:password.  Returns 0, or
+ * -1 with the same sentence in err.  The credentials are wiped. */
 struct config_relay;
 int relay_auth_check(const struct config_relay *rc, char *err, size_t errlen);
 

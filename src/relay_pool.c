@@ -10,11 +10,13 @@
 #include "xclient.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -48,43 +50,83 @@ target_resolve(struct relay_target *tg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Read rc's auth-file into buf (NUL-terminated), as the other key and
+ * config files are read: opened O_NONBLOCK (a FIFO put in its place must
+ * not stop start-up or --check in open(2)), then it must be a regular file
+ * of mode 0600 or stricter, smaller than bufsize. */
 static int
-target_auth(struct relay_target *tg, char *err, size_t errlen)
+auth_read(const struct config_relay *rc, char *buf, size_t bufsize, char *err,
+    size_t errlen)
 {
-	const char *path = tg->rc->auth_file;
-	char buf[1024], raw[1024];
+	const char *path = rc->auth_file;
 	struct stat st;
-	FILE *f;
-	char *colon, *nl;
-	size_t ulen, plen, rawlen, b64len;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
 
-	if (path == NULL)
-		return 0;
-	if ((f = fopen(path, "re")) == NULL) {
-		snprintf(err, errlen, "[relay \"%s\"] auth-file %s: %s", tg->rc->name, path,
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		snprintf(err, errlen, "[relay \"%s\"] auth-file %s: %s", rc->name, path,
 		    strerror(errno));
 		return -1;
 	}
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0) {
-		fclose(f);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "[relay \"%s\"] auth-file %s is not a regular file "
+		    "(expected one line user:password)", rc->name, path);
+		goto err;
+	}
+	if ((st.st_mode & 077) != 0) {
 		snprintf(err, errlen, "[relay \"%s\"] auth-file %s has mode %04o: it must not be "
-		    "accessible by group or others (chmod 600 %s)", tg->rc->name, path,
+		    "accessible by group or others (chmod 600 %s)", rc->name, path,
 		    (unsigned)(st.st_mode & 07777), path);
-		return -1;
+		goto err;
 	}
-	if (fgets(buf, sizeof(buf), f) == NULL) {
-		fclose(f);
-		snprintf(err, errlen, "[relay \"%s\"] auth-file %s is empty (expected user:password)",
-		    tg->rc->name, path);
-		return -1;
+	if (st.st_size < 0 || (uint64_t)st.st_size >= bufsize) {
+		snprintf(err, errlen, "[relay \"%s\"] auth-file %s is larger than %zu bytes "
+		    "(expected one line user:password)", rc->name, path, bufsize - 1);
+		goto err;
 	}
-	fclose(f);
+	while (got < bufsize - 1 && (n = read(fd, buf + got, bufsize - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "[relay \"%s\"] auth-file %s: read: %s", rc->name,
+			    path, strerror(errno));
+			sodium_memzero(buf, bufsize);
+			goto err;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	return 0;
+err:
+	close(fd);
+	return -1;
+}
+
+static int
+target_auth(struct relay_target *tg, char *err, size_t errlen)
+{
+	char buf[1024], raw[1024];
+	char *colon, *nl;
+	size_t ulen, plen, rawlen, b64len;
+
+	if (tg->rc->auth_file == NULL)
+		return 0;
+	if (auth_read(tg->rc, buf, sizeof(buf), err, errlen) < 0)
+		return -1;
 	if ((nl = strpbrk(buf, "\r\n")) != NULL)
 		*nl = '\0';
+	if (buf[0] == '\0') {
+		sodium_memzero(buf, sizeof(buf));
+		snprintf(err, errlen, "[relay \"%s\"] auth-file %s is empty (expected "
+		    "user:password)", tg->rc->name, tg->rc->auth_file);
+		return -1;
+	}
 	if ((colon = strchr(buf, ':')) == NULL || colon == buf) {
 		sodium_memzero(buf, sizeof(buf));
 		snprintf(err, errlen, "[relay \"%s\"] auth-file %s: expected one line user:password",
-		    tg->rc->name, path);
+		    tg->rc->name, tg->rc->auth_file);
 		return -1;
 	}
 	ulen = (size_t)(colon - buf);

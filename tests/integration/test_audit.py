@@ -437,6 +437,9 @@ def postures(world, tmp):
     dup = _write_passwd(tmp / "passwd-dup", ["# lab", "bob:%s" % world.hash_b,
                                              "bob:%s" % world.hash_b])
     noauth = _write_passwd(tmp / "relay-auth", ["relay-user-without-password"])
+    # a FIFO nobody writes to: opening it for reading must not wait
+    fifo = str(tmp / "relay-auth-fifo")
+    os.mkfifo(fifo, 0o600)
     # files of mode 0600 in a directory anyone may write (not sticky): they
     # can be replaced by a passwd file or a key of someone else's
     opendir = tmp / "open"
@@ -492,6 +495,11 @@ def postures(world, tmp):
             dict(relay_extra={"auth-file": noauth}), ["relay.sink.auth-file=%s" % noauth],
             "baseline", ["relay.sink.auth-file"],
             r'\[relay "sink"\] auth-file %s: expected one line user:password' % re.escape(noauth)),
+        "relay-auth-file-fifo": (
+            dict(relay_extra={"auth-file": fifo}), ["relay.sink.auth-file=%s" % fifo],
+            "baseline", ["relay.sink.auth-file"],
+            r'\[relay "sink"\] auth-file %s is not a regular file \(expected one line '
+            r'user:password\)' % re.escape(fifo)),
         "passwd-in-a-directory-others-write": (
             dict(passwd=pw_open), ["auth.passwd-file=%s" % pw_open], "baseline",
             ["files.modes"], r"^directory %s \(above the passwd file\) has mode 0777: group "
@@ -509,7 +517,7 @@ def postures(world, tmp):
 POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key",
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
             "chacha20-under-bsi", "no-audit-log-bsi", "passwd-plain-hash",
-            "passwd-duplicate-login", "relay-auth-file-without-colon",
+            "passwd-duplicate-login", "relay-auth-file-without-colon", "relay-auth-file-fifo",
             "passwd-in-a-directory-others-write", "dkim-key-in-a-directory-others-write"]
 
 
