@@ -2,7 +2,8 @@
  * audit_files.c — the self-audit's checks of the files subproxy reads
  * secrets and settings from: auth.passwd and relay.RELAY.auth-file (the
  * same checks as the processes that load them), files.modes (owner and
- * mode of each file and of every directory above it).
+ * mode of each file and of every directory above it, above every symlink
+ * on its way and above what it finally leads to).
  */
 #include "audit_int.h"
 
@@ -12,6 +13,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,13 +93,12 @@ dirset_add(struct dirset *d, const char *dir)
  * their own.  Every directory above `path` must be owned by root or this
  * uid and not writable by group or others, unless it is sticky (/tmp: only
  * an entry's owner may rename or remove it, and the entry below is judged
- * in turn).  The path as written, absolute (the start-up audit runs under
- * the parent's seccomp filter, which has no readlink or getcwd: a symlink's
- * target directory and a relative path's are not judged).  Problems and
- * fixes are appended; `dirs` belongs to the caller.
+ * in turn).  `path` absolute (a relative one is not judged: no getcwd);
+ * `what` names it in a problem ("the passwd file").  Problems and fixes are
+ * appended; `dirs` belongs to the caller.
  */
 static void
-check_dirs(const struct filespec *f, const char *path, struct dirset *dirs, char *problems,
+check_dirs(const char *what, const char *path, struct dirset *dirs, char *problems,
     size_t plen, char *fixes, size_t flen)
 {
 	char dir[1024];
@@ -116,17 +117,102 @@ check_dirs(const struct filespec *f, const char *path, struct dirset *dirs, char
 		pl = strlen(problems);
 		fl = strlen(fixes);
 		if (st.st_uid != 0 && st.st_uid != geteuid()) {
-			snprintf(problems + pl, plen - pl, "%sdirectory %s (above the %s) is owned "
+			snprintf(problems + pl, plen - pl, "%sdirectory %s (above %s) is owned "
 			    "by uid %lu, who can replace what it holds", pl ? "; " : "", dir,
-			    f->what, (unsigned long)st.st_uid);
+			    what, (unsigned long)st.st_uid);
 			snprintf(fixes + fl, flen - fl, "%schown root %s", fl ? "; " : "", dir);
 		} else if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
-			snprintf(problems + pl, plen - pl, "%sdirectory %s (above the %s) has mode "
+			snprintf(problems + pl, plen - pl, "%sdirectory %s (above %s) has mode "
 			    "%04o: group or others can replace what it holds", pl ? "; " : "", dir,
-			    f->what, (unsigned)(st.st_mode & 07777));
+			    what, (unsigned)(st.st_mode & 07777));
 			snprintf(fixes + fl, flen - fl, "%schmod go-w %s", fl ? "; " : "", dir);
 		}
 	}
+}
+
+/* Take the first component off *rest into comp (NUL-terminated, at most
+ * NAME_MAX); *rest moves past it and the slashes after it. */
+static void
+next_component(const char **rest, char *comp, size_t complen)
+{
+	size_t n = strcspn(*rest, "/");
+
+	snprintf(comp, complen, "%.*s", (int)n, *rest);
+	*rest += n;
+	*rest += strspn(*rest, "/");
+}
+
+/*
+ * A symlink on the way to a file hands the file to whoever may change the
+ * link or the directories it leads to.  Resolve f->path component by
+ * component as the kernel does (readlink each symlink met, at most
+ * LINK_HOPS of them; no getcwd: a relative target is taken from the link's
+ * own directory) and judge the directories above every symlink met and
+ * above what the path finally leads to, naming the configured path and
+ * the target.  A path that meets no symlink was judged as written; one
+ * that does not resolve is left to the file's own check.
+ */
+#define LINK_HOPS 16
+
+static void
+check_links(const struct filespec *f, struct dirset *dirs, char *problems, size_t plen,
+    char *fixes, size_t flen)
+{
+	char cur[PATH_MAX] = "", link[PATH_MAX], target[PATH_MAX], rest[PATH_MAX];
+	char comp[NAME_MAX + 1], what[2 * PATH_MAX + 100];
+	const char *r;
+	struct stat st;
+	ssize_t n;
+	int hops = 0, w;
+	char *slash;
+
+	if (f->path[0] != '/' || snprintf(rest, sizeof(rest), "%s", f->path) >= (int)sizeof(rest))
+		return;
+	r = rest;
+	while (*r != '\0') {
+		next_component(&r, comp, sizeof(comp));
+		if (comp[0] == '\0' || strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			if ((slash = strrchr(cur, '/')) != NULL)
+				*slash = '\0';
+			continue;
+		}
+		if (snprintf(link, sizeof(link), "%s/%s", cur, comp) >= (int)sizeof(link) ||
+		    lstat(link, &st) < 0)
+			return;
+		if (!S_ISLNK(st.st_mode)) {
+			memcpy(cur, link, strlen(link) + 1);
+			continue;
+		}
+		if (++hops > LINK_HOPS) {
+			size_t pl = strlen(problems);
+
+			snprintf(problems + pl, plen - pl, "%s%s %s leads through more than %d "
+			    "symlinks", pl ? "; " : "", f->what, f->path, LINK_HOPS);
+			return;
+		}
+		if ((n = readlink(link, target, sizeof(target) - 1)) <= 0)
+			return;
+		target[n] = '\0';
+		/* who may write the link's directory may point it elsewhere */
+		snprintf(what, sizeof(what), "the symlink %s, on the way from the %s %s",
+		    link, f->what, f->path);
+		check_dirs(what, link, dirs, problems, plen, fixes, flen);
+		/* go on with the target, then what was left of the path */
+		w = snprintf(link, sizeof(link), "%s%s%s", target, *r ? "/" : "", r);
+		if (w < 0 || w >= (int)sizeof(link))
+			return;
+		memcpy(rest, link, (size_t)w + 1);
+		r = rest;
+		if (target[0] == '/')
+			cur[0] = '\0';
+	}
+	if (hops == 0)
+		return;
+	snprintf(what, sizeof(what), "%s, where the %s %s leads through symlinks",
+	    cur[0] ? cur : "/", f->what, f->path);
+	check_dirs(what, cur[0] ? cur : "/", dirs, problems, plen, fixes, flen);
 }
 
 /* The file's own owner and mode; -1 when it cannot be stat()ed. */
@@ -161,7 +247,7 @@ check_files(struct audit_run *r)
 	const struct config *cfg = r->cfg;
 	struct filespec fs[NFILES];
 	struct dirset dirs = { NULL, 0 };
-	char problems[2000] = "", fixes[2000] = "", seen[2000] = "";
+	char problems[4000] = "", fixes[2000] = "", seen[2000] = "", what[64];
 	size_t n = 0, i, j;
 
 	fs[n++] = (struct filespec){ cfg->file, "configuration", 022 };
@@ -187,8 +273,10 @@ check_files(struct audit_run *r)
 		if (fs[i].forbidden != 0 && check_file(&fs[i], problems, sizeof(problems), fixes,
 		    sizeof(fixes)) < 0)
 			continue;
-		check_dirs(&fs[i], fs[i].path, &dirs, problems, sizeof(problems), fixes,
+		snprintf(what, sizeof(what), "the %s", fs[i].what);
+		check_dirs(what, fs[i].path, &dirs, problems, sizeof(problems), fixes,
 		    sizeof(fixes));
+		check_links(&fs[i], &dirs, problems, sizeof(problems), fixes, sizeof(fixes));
 		if (strstr(seen, fs[i].what) == NULL) {
 			size_t sl = strlen(seen);
 

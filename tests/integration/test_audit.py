@@ -447,6 +447,9 @@ def postures(world, tmp):
     os.chmod(opendir, 0o777)
     pw_open = _copy_mode(world.passwd, opendir / "passwd", 0o600)
     ed_open = _copy_mode(world.dkim.keys[("lab.test", "ed")]["file"], opendir / "ed.key", 0o600)
+    # a key configured through a symlink that leads into that directory
+    ed_link = str(tmp / "ed-link.key")
+    os.symlink(ed_open, ed_link)
     return {
         "cert-not-matching-tlsa": (
             dict(hostname="m1.lab.test", cert=world.m1), ["server.hostname=m1.lab.test"],
@@ -507,6 +510,11 @@ def postures(world, tmp):
         "dkim-key-in-a-directory-others-write": (
             dict(dkim=world.dkim_config(ed_file=ed_open)), [], "baseline", ["files.modes"],
             r"^directory %s \(above the DKIM key\) has mode 0777" % re.escape(str(opendir))),
+        "dkim-key-symlinked-into-a-directory-others-write": (
+            dict(dkim=world.dkim_config(ed_file=ed_link)), [], "baseline", ["files.modes"],
+            r"^directory %s \(above %s, where the DKIM key %s leads through symlinks\) has "
+            r"mode 0777: group or others can replace what it holds$" % (
+                re.escape(str(opendir)), re.escape(ed_open), re.escape(ed_link))),
         "no-audit-log-bsi": (
             dict(profile=BSI, priority=BSI_PRIORITY, audit=False), [], BSI,
             ["audit.log"], r"no audit log is configured, and profile bsi-tr-03108 requires "
@@ -518,7 +526,8 @@ POSTURES = ["cert-not-matching-tlsa", "tlsa-insecure", "dkim-txt-for-another-key
             "expired-cert", "dkim-key-mode-0644", "weak-rsa-tls-key-bsi", "missing-srv-bsi",
             "chacha20-under-bsi", "no-audit-log-bsi", "passwd-plain-hash",
             "passwd-duplicate-login", "relay-auth-file-without-colon", "relay-auth-file-fifo",
-            "passwd-in-a-directory-others-write", "dkim-key-in-a-directory-others-write"]
+            "passwd-in-a-directory-others-write", "dkim-key-in-a-directory-others-write",
+            "dkim-key-symlinked-into-a-directory-others-write"]
 
 
 @pytest.mark.parametrize("name", POSTURES)
@@ -592,6 +601,25 @@ def test_daemon_starts_on_a_correct_bsi_installation(world, lab):
         assert memory_contains(front, secrets) == [], "key bytes in front's memory"
     assert "audit" not in r, "the audit process is still there: %s" % r
     sp.stop()
+
+
+def test_symlinked_key_in_a_proper_directory_passes(world, tmp_path):
+    """files.modes follows symlinks: a DKIM key reached through a relative
+    symlink and then an absolute one, into a directory of mode 0750 owned
+    by root (or by us), passes -- the check judges what the path leads to,
+    it does not refuse symlinks."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    os.chmod(keys, 0o750)
+    key = _copy_mode(world.dkim.keys[("lab.test", "ed")]["file"], keys / "ed.key", 0o600)
+    links = tmp_path / "links"
+    links.mkdir()
+    os.symlink(key, str(links / "second"))
+    os.symlink("second", str(links / "ed.key"))
+    rc, report = check_json(world.config(dkim=world.dkim_config(ed_file=str(links / "ed.key"))))
+    st = statuses(report)
+    assert rc == 0 and st["files.modes"]["status"] == "pass", st["files.modes"]
+    assert st["dkim.lab.test.ed.file"]["status"] == "pass", st["dkim.lab.test.ed.file"]
 
 
 def test_fifos_in_place_of_files_are_refused_not_waited_for(world, tmp_path):
