@@ -141,9 +141,10 @@ def _status_text(proc):
     return "pid %d exited with status %d" % (proc.pid, rc)
 
 
-# Peers started since the last forget(): conftest puts their report() into
-# the output of a test that fails (a peer the test already stopped reports
-# what it saw when it was stopped).
+# Peers started since the last forget() and those still running (a
+# module's peer): conftest puts their report() into the output of a test
+# that fails (a peer the test already stopped reports what it saw when it
+# was stopped).
 _STARTED = []
 
 
@@ -152,7 +153,8 @@ def started():
 
 
 def forget():
-    _STARTED.clear()
+    """After a test: keep only the peers still running."""
+    _STARTED[:] = [p for p in _STARTED if p.proc is not None and p.proc.poll() is None]
 
 
 def _stop_group(proc, timeout=10):
