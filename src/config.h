@@ -68,9 +68,11 @@ struct config_relay {
 	char *auth_file;                /* optional: "user:password" on one line */
 	int xclient;                    /* xclient = yes: tell the relay who the client is */
 	/* connection reuse (per front worker): idle connections kept, their
-	 * idle time, and MAIL transactions per connection */
+	 * idle time (that of spares beyond them), and MAIL transactions per
+	 * connection */
 	uint64_t connections;           /* default 20; 0: one connection per transaction */
 	uint64_t idle_timeout;          /* seconds, default 30 */
+	uint64_t spare_timeout;         /* seconds a link given back to a full pool stays, default 2 */
 	uint64_t max_transactions;      /* default 100 */
 	int line;
 };

@@ -154,10 +154,13 @@ check_relay(struct parse *p, struct config *cfg, const struct sect *sc)
 	r->connections = 20;
 	r->idle_timeout = 30;
 	r->max_transactions = 100;
+	r->spare_timeout = 2;
 	if (get_num_in(p, "relay", sc->name, "connections", 0, 10000, K_UINT,
 	    &r->connections) < 0 ||
 	    get_num_in(p, "relay", sc->name, "idle-timeout", 1, 3600, K_TIME,
 	    &r->idle_timeout) < 0 ||
+	    get_num_in(p, "relay", sc->name, "spare-timeout", 0, 3600, K_TIME,
+	    &r->spare_timeout) < 0 ||
 	    get_num_in(p, "relay", sc->name, "max-transactions", 1, 1000000, K_UINT,
 	    &r->max_transactions) < 0)
 		return -1;

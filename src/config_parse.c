@@ -67,7 +67,7 @@ static const struct keyspec auth_keys[] = {
 static const struct keyspec relay_keys[] = {
 	{ "host", 0 }, { "address", 0 }, { "port", 0 }, { "tls", 0 }, { "tlsa", 1 },
 	{ "dane", 0 }, { "auth-file", 0 }, { "xclient", 0 }, { "connections", 0 },
-	{ "idle-timeout", 0 }, { "max-transactions", 0 }, { NULL, 0 }
+	{ "idle-timeout", 0 }, { "spare-timeout", 0 }, { "max-transactions", 0 }, { NULL, 0 }
 };
 static const struct keyspec dkim_keys[] = { { "key", 1 }, { NULL, 0 } };
 static const struct keyspec dns_keys[] = {

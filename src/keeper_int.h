@@ -15,8 +15,9 @@
 /* Load the TLS key at path (a regular file neither group nor other may
  * access; PEM or DER, unencrypted; RSA/RSA-PSS >= 2048 bits, ECDSA,
  * Ed25519, Ed448) into guarded memory, make one key object per key worker
- * (the text is then wiped), sign once with each and verify; fill the key
- * fields of *info (pk_algo, bits, SPKI).  The key workers: nrsa for an RSA
+ * (the text is then wiped; an ECDSA P-256 key gets an OpenSSL copy of each
+ * too, for its SHA-256 signatures), sign once with each and verify; fill
+ * the key fields of *info (pk_algo, bits, SPKI).  The key workers: nrsa for an RSA
  * key, nother for an ECDSA or EdDSA one; 0 workers means that the calling
  * thread signs itself, with key object 0 (one object is made).  Returns
  * the number of key workers, or -1 with a sentence in err. */

@@ -7,7 +7,9 @@
  * and gives it back when it is freed.  Kept per relay target and per
  * process (each front worker has its own pool): up to `[relay] connections`
  * idle ones, each for at most `idle-timeout` seconds (then QUIT) and
- * `max-transactions` MAIL commands.  A connection goes back to the pool only
+ * `max-transactions` MAIL commands; one given back to a full pool stays as
+ * a spare for `spare-timeout` seconds (taken first; never one to RSET or
+ * bound by XCLIENT, which close the least recently used one instead).  A connection goes back to the pool only
  * in a clean state: after the reply to the last command (a message's final
  * reply, or RSET's 250 when the relay still held a transaction), never with
  * message data in flight, never after 421 or an unsolicited reply.  A

@@ -88,6 +88,7 @@ struct relay_link {
 	struct relay_link *prev, *next; /* in the target's idle list */
 	unsigned ntxn;                  /* MAIL commands sent on it */
 	int unpoolable;                 /* never kept (the probe's, without AUTH) */
+	int spare;                      /* idle beyond [relay] connections: kept spare-timeout */
 	char sid[24];                   /* the session that opened it */
 	/* XCLIENT: the commands sent (then the relay takes the connection for
 	 * that client's: only the session sid may use it again); NULL: none */
@@ -250,7 +251,9 @@ struct relay_link *relay_pool_take(struct relay_ctx *ctx, const char *sid,
 /* Give a link back after a transaction.  `idle`: no command is outstanding
  * and no message data in flight; `reset`: the relay still holds a mail
  * transaction (RSET first, kept only after its 250).  Kept when it is clean
- * and may serve again ([relay] connections, max-transactions), else QUIT
+ * and may serve again ([relay] connections, max-transactions; beyond
+ * connections as a spare for spare-timeout, unless it is to RSET or bound
+ * by XCLIENT: then the least recently used idle one goes), else QUIT
  * (idle) or closed at once (not idle).  *lp = NULL. */
 void relay_pool_put(struct relay_link **lp, int idle, int reset);
 /* May a verified connection with these capabilities serve a later

@@ -416,15 +416,25 @@ relay_pool_put(struct relay_link **lp, int idle, int reset)
 		return;
 	}
 	tg = &l->ctx->targets[l->target];
+	l->spare = 0;
 	if (tg->nidle >= tg->rc->connections) {
-		/* full: the least recently used one goes */
-		struct relay_link *old = tg->idle_first;
+		/* full, after a burst of transactions: a clean link that anyone
+		 * may take stays spare-timeout (taken first: the most recently
+		 * given back is), so that the next burst finds it instead of
+		 * opening a new verified connection; otherwise the least
+		 * recently used one goes */
+		if (!reset && l->xc == NULL && tg->rc->spare_timeout > 0) {
+			l->spare = 1;
+		} else {
+			struct relay_link *old = tg->idle_first;
 
-		pool_unlink(old);
-		link_quit(&old, "pool-full");
+			pool_unlink(old);
+			link_quit(&old, "pool-full");
+		}
 	}
 	conn_set_cb(l->conn, pool_conn_cb, l);
-	conn_set_timeout(l->conn, (unsigned)tg->rc->idle_timeout);
+	conn_set_timeout(l->conn, (unsigned)(l->spare && tg->rc->spare_timeout <
+	    tg->rc->idle_timeout ? tg->rc->spare_timeout : tg->rc->idle_timeout));
 	pool_append(l);
 	if (reset) {
 		l->pstate = LINK_RESETTING;
@@ -473,10 +483,15 @@ pool_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 			return;
 		}
 		return;
-	case CONN_EV_TIMEOUT:
+	case CONN_EV_TIMEOUT: {
+		/* (the reason before pool_unlink(), which marks the link in use) */
+		const char *why = l->pstate != LINK_IDLE ? "rset-timeout" : l->spare ?
+		    "spare-timeout" : "idle-timeout";
+
 		pool_unlink(l);
-		link_quit(&l, l->pstate == LINK_IDLE ? "idle-timeout" : "rset-timeout");
+		link_quit(&l, why);
 		return;
+	}
 	case CONN_EV_EOF:
 	case CONN_EV_ERROR:
 		log_info("session=%s relay=%s event=relay-idle-closed reason=\"%s\"", l->sid, name,

@@ -138,6 +138,7 @@ def test_idle_timeout(lab):
     assert s.wait_for(lambda x: all(r["closed"] for r in x.sessions()), timeout=15), \
         s.sessions()
     assert all(r["commands"][-1].upper() == "QUIT" for r in s.sessions())
+    assert sp.wait_log(r"event=relay-close reason=idle-timeout"), sp.stderr_text(20)
     n = s.connections()
     send(c, "second")
     assert s.connections() == n + 1
@@ -145,22 +146,69 @@ def test_idle_timeout(lab):
     c.cmd("QUIT", 221)
 
 
-def test_pool_keeps_at_most_connections(lab):
-    """connections = 1: two transactions at once need two connections; the
-    pool keeps one of them, the other gets QUIT."""
-    s = lab.sink()
-    sp = daemon(lab, s, connections=1)
-    a, b = login(sp, lab.certs), login(sp, lab.certs)
+def burst(a, b, tag):
+    """Two transactions at once (both MAILs before either message)."""
     a.mail(ALICE)
     b.mail(ALICE)
-    for c, subj in ((a, "a"), (b, "b")):
+    for c, subj in ((a, tag + "a"), (b, tag + "b")):
         c.rcpt(RCPT, code=250)
         c.data(dot_stuff(make_message(subject=subj)), code=250)
+
+
+def test_pool_keeps_at_most_connections(lab):
+    """connections = 1, spare-timeout = 0: two transactions at once need two
+    connections; the pool keeps one of them, the other gets QUIT at once."""
+    s = lab.sink()
+    sp = daemon(lab, s, connections=1, spare_timeout=0)
+    a, b = login(sp, lab.certs), login(sp, lab.certs)
+    burst(a, b, "")
     assert sorted(subjects(s)) == ["a", "b"]
     assert s.connections() == 2
     assert s.wait_for(lambda x: sum(r["closed"] for r in x.sessions()) == 1), s.sessions()
     [gone] = [r for r in s.sessions() if r["closed"]]
     assert gone["commands"][-1].upper() == "QUIT"
+    assert sp.wait_log(r"event=relay-close reason=pool-full transactions=1"), sp.stderr_text(20)
+    a.cmd("QUIT", 221)
+    b.cmd("QUIT", 221)
+
+
+def test_spare_connection_serves_the_next_burst(lab):
+    """connections = 1: the second connection of a burst, given back to a
+    full pool, stays as a spare (spare-timeout, here a minute), and the next
+    burst takes both: no third connection, no new handshake, nothing
+    closed; every message relayed once."""
+    s = lab.sink()
+    sp = daemon(lab, s, connections=1, spare_timeout="1m")
+    a, b = login(sp, lab.certs), login(sp, lab.certs)
+    burst(a, b, "1")
+    assert s.connections() == 2
+    burst(a, b, "2")
+    assert sorted(subjects(s)) == ["1a", "1b", "2a", "2b"]
+    assert s.connections() == 2
+    assert sum(mails(r) for r in s.sessions()) == 4
+    assert not any(r["closed"] for r in s.sessions()), s.sessions()
+    a.cmd("QUIT", 221)
+    b.cmd("QUIT", 221)
+
+
+def test_spare_connection_goes_after_spare_timeout(lab):
+    """connections = 1, spare-timeout = 1 s: the spare of a burst gets QUIT
+    once idle that long; the one within connections stays (idle-timeout)
+    and serves the next message."""
+    s = lab.sink()
+    sp = daemon(lab, s, connections=1, spare_timeout=1)
+    a, b = login(sp, lab.certs), login(sp, lab.certs)
+    burst(a, b, "")
+    assert s.connections() == 2
+    assert s.wait_for(lambda x: sum(r["closed"] for r in x.sessions()) == 1,
+                      timeout=30), s.sessions()
+    [gone] = [r for r in s.sessions() if r["closed"]]
+    assert gone["commands"][-1].upper() == "QUIT"
+    assert sp.wait_log(r"event=relay-close reason=spare-timeout transactions=1"), \
+        sp.stderr_text(20)
+    send(a, "next")
+    assert s.connections() == 2
+    assert sorted(subjects(s)) == ["a", "b", "next"]
     a.cmd("QUIT", 221)
     b.cmd("QUIT", 221)
 

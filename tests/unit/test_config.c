@@ -823,21 +823,27 @@ test_relay_reuse_keys(void **state)
 	const struct config_relay *r;
 
 	cfg = parse("[relay \"pf\"]\nhost = relay.lab.test\naddress = 127.0.0.1\ntlsa = \"" PIN
-	    "\"\nconnections = 0\nidle-timeout = 2m\nmax-transactions = 1\n", NULL, 0, err,
+	    "\"\nconnections = 0\nidle-timeout = 2m\nspare-timeout = 0\nmax-transactions = 1\n",
+	    NULL, 0, err,
 	    sizeof(err));
 	assert_non_null(cfg);
 	r = &cfg->relays[0];
 	assert_int_equal(r->connections, 20);
 	assert_int_equal(r->idle_timeout, 30);
+	assert_int_equal(r->spare_timeout, 2);
 	assert_int_equal(r->max_transactions, 100);
 	r = &cfg->relays[1];
 	assert_int_equal(r->connections, 0);
 	assert_int_equal(r->idle_timeout, 120);
+	assert_int_equal(r->spare_timeout, 0);
 	assert_int_equal(r->max_transactions, 1);
 	config_free(&cfg);
 	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
 	    "tlsa = \"" PIN "\"\nidle-timeout = 0\n", "t.conf:32: bad value '0' for 'idle-timeout' "
 	    "(expected seconds from 1 to 3600");
+	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
+	    "tlsa = \"" PIN "\"\nspare-timeout = 2h\n", "t.conf:32: bad value '2h' for "
+	    "'spare-timeout' (expected seconds from 0 to 3600");
 	expect_extra_error("[relay \"x\"]\nhost = relay.lab.test\naddress = 127.0.0.1\n"
 	    "tlsa = \"" PIN "\"\nmax-transactions = 0\n", "t.conf:32: bad value '0' for "
 	    "'max-transactions'");

@@ -4,7 +4,11 @@
  * held behind queued key operations (the main thread does not sign); the
  * keeper killed with key operations waiting and running: every answer that
  * got out is whole and verifies, every slot then sees the end, and front's
- * client fails its signature and reports the loss once. */
+ * client fails its signature and reports the loss once.  An ECDSA P-256
+ * key (signed by OpenSSL for SHA-256, by GnuTLS otherwise) on the main
+ * thread and on two key workers: every signature verifies, random nonces
+ * differ, the deterministic flag still gives one signature, a hash of the
+ * wrong length is refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +56,8 @@ setup(void **state)
 
 	keeper_lab_setup("test_keeper_tls");
 	make_key_cert("rsa", GNUTLS_PK_RSA, 2048, 0600);
+	make_key_cert("ec256", GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1),
+	    0600);
 	/* two descriptors per slot, and the keeper's copies while it forks */
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	if (rl.rlim_cur < 4 * NSLOTS + 64 && rl.rlim_max > rl.rlim_cur) {
@@ -79,12 +85,12 @@ spawn_rsa(size_t nslots)
 	return pid;
 }
 
-/* An RSA-PSS signature of digest asked on fd as request id. */
+/* A signature (algo, flags) of hash[0..len) asked on fd as request id. */
 static void
-ask_sign(int fd, uint32_t id)
+ask_sign_hash(int fd, uint32_t id, int algo, unsigned int flags, const uint8_t *hash,
+    size_t len)
 {
-	struct keeper_tls_fields f = { KEEPER_OP_SIGN_HASH, GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, 0,
-		digest, sizeof(digest) };
+	struct keeper_tls_fields f = { KEEPER_OP_SIGN_HASH, algo, flags, hash, len };
 	uint8_t buf[128];
 	long n = keeper_tls_req_encode(buf, sizeof(buf), &f);
 
@@ -92,11 +98,18 @@ ask_sign(int fd, uint32_t id)
 	assert_int_equal(proc_send(fd, PROC_TLS_SIGN_REQ, id, buf, (size_t)n, -1), 0);
 }
 
-/* Is m a whole answer to request id whose signature verifies? */
+/* An RSA-PSS signature of digest asked on fd as request id. */
 static void
-check_signed(const struct proc_msg *m, uint32_t id, gnutls_pubkey_t pub)
+ask_sign(int fd, uint32_t id)
 {
-	gnutls_datum_t hash = { (unsigned char *)(uintptr_t)digest, sizeof(digest) }, sig;
+	ask_sign_hash(fd, id, GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, 0, digest, sizeof(digest));
+}
+
+/* The answer m to request id, whole: its status, and the signature in
+ * sig (pointing into m). */
+static uint32_t
+answer(const struct proc_msg *m, uint32_t id, gnutls_datum_t *sig)
+{
 	struct proc_reader r;
 	const uint8_t *s;
 	uint32_t status;
@@ -108,9 +121,18 @@ check_signed(const struct proc_msg *m, uint32_t id, gnutls_pubkey_t pub)
 	assert_int_equal(proc_get_u32(&r, &status), 0);
 	assert_int_equal(proc_get_bytes(&r, &s, &slen, KEEPER_SIG_MAX), 0);
 	assert_int_equal(proc_reader_end(&r), 0);
-	assert_int_equal(status, 0);
-	sig.data = (unsigned char *)(uintptr_t)s;
-	sig.size = (unsigned int)slen;
+	sig->data = (unsigned char *)(uintptr_t)s;
+	sig->size = (unsigned int)slen;
+	return status;
+}
+
+/* Is m a whole answer to request id whose signature verifies? */
+static void
+check_signed(const struct proc_msg *m, uint32_t id, gnutls_pubkey_t pub)
+{
+	gnutls_datum_t hash = { (unsigned char *)(uintptr_t)digest, sizeof(digest) }, sig;
+
+	assert_int_equal(answer(m, id, &sig), 0);
 	assert_int_equal(gnutls_pubkey_verify_hash2(pub, GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, 0, &hash,
 	    &sig), 0);
 }
@@ -189,6 +211,82 @@ test_auth_not_behind_keys(void **state)
 	for (i = 0; i < NSLOTS; i++)
 		keeper_fds_close(&fds[i]);
 	assert_int_equal(WEXITSTATUS(reap(pid)), 0);
+}
+
+#define EC_ROUNDS 16
+
+/* One signature (algo, flags) of hash[0..len) on fd: its status, and
+ * when 0 the signature, verified with pub, copied to out (*outlen). */
+static uint32_t
+ec_sign(int fd, gnutls_pubkey_t pub, int algo, unsigned int flags, const uint8_t *hash,
+    size_t len, uint8_t *out, size_t *outlen)
+{
+	static struct proc_msg m;
+	static uint32_t id;
+	gnutls_datum_t h = { (unsigned char *)(uintptr_t)hash, (unsigned int)len }, sig;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	uint32_t status;
+
+	ask_sign_hash(fd, ++id, algo, flags, hash, len);
+	assert_int_equal(poll(&pfd, 1, 30000), 1);
+	assert_int_equal(proc_recv(fd, &m, NULL), 1);
+	if ((status = answer(&m, id, &sig)) != 0)
+		return status;
+	if (gnutls_pubkey_verify_hash2(pub, (gnutls_sign_algorithm_t)algo, 0, &h, &sig) != 0)
+		fail_msg("%s signature %u does not verify", gnutls_sign_get_name(algo), id);
+	assert_true(sig.size <= 128);
+	memcpy(out, sig.data, sig.size);
+	*outlen = sig.size;
+	return 0;
+}
+
+/* ECDSA P-256 with tls (more [tls] lines): TLS 1.3's and 1.2's SHA-256
+ * signatures (OpenSSL's) verify and no two are alike; the deterministic
+ * flag (GnuTLS's) gives the same one twice; SHA-384 (GnuTLS's) verifies;
+ * a hash of another length than the algorithm's is refused. */
+static void
+ec256_case(const char *tls)
+{
+	static const uint8_t h384[48] = { 0x38, 4 };
+	static const int algos[] = { GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, GNUTLS_SIGN_ECDSA_SHA256 };
+	struct config *cfg = make_config_tls("ec256", passwd_path, tls, "workers = 1\n", "");
+	uint8_t sigs[EC_ROUNDS][128], a[128], b[128];
+	size_t lens[EC_ROUNDS], alen, blen, i, j, k;
+	gnutls_pubkey_t pub;
+	pid_t pid = spawn_cfg(cfg, 1, fds);
+
+	config_free(&cfg);
+	pub = ready_pubkey(&fds[0]);
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < EC_ROUNDS; i++)
+			assert_int_equal(ec_sign(fds[0].tls_fd, pub, algos[k], 0, digest,
+			    sizeof(digest), sigs[i], &lens[i]), 0);
+		for (i = 0; i < EC_ROUNDS; i++)
+			for (j = i + 1; j < EC_ROUNDS; j++)
+				assert_false(lens[i] == lens[j] &&
+				    memcmp(sigs[i], sigs[j], lens[i]) == 0);
+	}
+	assert_int_equal(ec_sign(fds[0].tls_fd, pub, GNUTLS_SIGN_ECDSA_SHA256,
+	    GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE, digest, sizeof(digest), a, &alen), 0);
+	assert_int_equal(ec_sign(fds[0].tls_fd, pub, GNUTLS_SIGN_ECDSA_SHA256,
+	    GNUTLS_PRIVKEY_FLAG_REPRODUCIBLE, digest, sizeof(digest), b, &blen), 0);
+	assert_true(alen == blen && memcmp(a, b, alen) == 0);
+	assert_int_equal(ec_sign(fds[0].tls_fd, pub, GNUTLS_SIGN_ECDSA_SHA384, 0, h384,
+	    sizeof(h384), a, &alen), 0);
+	assert_int_equal((int32_t)ec_sign(fds[0].tls_fd, pub, GNUTLS_SIGN_ECDSA_SHA256, 0, h384,
+	    sizeof(h384), a, &alen), GNUTLS_E_INVALID_REQUEST);
+	assert_int_equal((int32_t)ec_sign(fds[0].tls_fd, pub, GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
+	    0, digest, 20, a, &alen), GNUTLS_E_INVALID_REQUEST);
+	gnutls_pubkey_deinit(pub);
+	keeper_fds_close(&fds[0]);
+	assert_int_equal(WEXITSTATUS(reap(pid)), 0);
+}
+
+static void
+test_ec256_signatures(void **state)
+{
+	ec256_case("");                         /* the main thread signs */
+	ec256_case("key-workers = 2\n");        /* each worker with its own copies */
 }
 
 struct signer_arg {
@@ -274,6 +372,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_auth_not_behind_keys),
 		cmocka_unit_test(test_killed_with_keys_queued),
+		cmocka_unit_test(test_ec256_signatures),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
