@@ -50,6 +50,7 @@ struct conn {
 	int connecting;
 	int paused;
 	int want_flushed;
+	size_t input_max;               /* conn_set_input_max(): stop reading at this */
 	size_t lowat;           /* CONN_EV_FLUSHED when output <= lowat */
 	int closing;            /* owner gone: flush then free */
 	conn_closed_cb *closed_cb;      /* just before the descriptor is closed */
@@ -126,6 +127,7 @@ conn_alloc(struct event_base *base, int fd, conn_cb *cb, void *arg)
 	c->fd = fd;
 	c->cb = cb;
 	c->arg = arg;
+	c->input_max = CONN_INPUT_MAX;
 	c->in = evbuffer_new();
 	c->out = evbuffer_new();
 	c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
@@ -278,6 +280,16 @@ conn_set_timeout(struct conn *c, unsigned seconds)
 }
 
 void
+conn_set_input_max(struct conn *c, size_t max)
+{
+	int more = max > c->input_max;
+
+	c->input_max = max < CONN_INPUT_MAX ? max : CONN_INPUT_MAX;
+	if (more && !c->paused && !c->closing)
+		conn_resume(c);         /* reads again, TLS's held bytes too */
+}
+
+void
 conn_pause(struct conn *c)
 {
 	c->paused = 1;
@@ -349,7 +361,7 @@ static void
 conn_update_events(struct conn *c)
 {
 	int out = evbuffer_get_length(c->out) > 0;
-	int want_read = !c->connecting && evbuffer_get_length(c->in) < CONN_INPUT_MAX &&
+	int want_read = !c->connecting && evbuffer_get_length(c->in) < c->input_max &&
 	    (!c->paused || (!c->pause_woke && !c->hangup));
 	int want_write = c->connecting || (out && c->write_blocked) || c->read_blocked_on_write;
 	int want_watch;
@@ -530,7 +542,7 @@ conn_read_some(struct conn *c)
 	int got = 0;
 
 	for (;;) {
-		if (evbuffer_get_length(c->in) >= CONN_INPUT_MAX)
+		if (evbuffer_get_length(c->in) >= c->input_max)
 			return got;
 		if (evbuffer_reserve_space(c->in, CONN_READ_CHUNK, &v, 1) < 1)
 			fatal("conn: out of memory");

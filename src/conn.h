@@ -22,9 +22,9 @@
  * to the reader as input is.
  *
  * Both buffers are bounded by their owners' use of them: conn stops reading
- * while CONN_INPUT_MAX octets of input wait (the owner resumes reading by
- * draining and calling conn_resume()); the owner bounds its output with
- * conn_want_drained().
+ * while CONN_INPUT_MAX octets of input wait, or fewer as the owner says
+ * (conn_set_input_max(); it resumes reading by draining and calling
+ * conn_resume()); the owner bounds its output with conn_want_drained().
  *
  * A paused connection still notices that the peer went away, without
  * reading (so without buffering) a byte: its FIN is told once as
@@ -91,6 +91,10 @@ void conn_want_flushed(struct conn *c);
 /* Idle timeout in seconds (0 = none); restarted by every read or write
  * that makes progress (also by conn_set_timeout() itself). */
 void conn_set_timeout(struct conn *c, unsigned seconds);
+/* Stop reading while `max` octets of input wait (at most CONN_INPUT_MAX,
+ * the default; one read may take up to 16 KiB beyond it).  A higher bound
+ * starts reading again at once. */
+void conn_set_input_max(struct conn *c, size_t max);
 
 /* Stop / resume delivering CONN_EV_READ (bytes stay in the kernel).
  * While paused with no output left to write, the peer's FIN is told once

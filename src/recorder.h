@@ -147,7 +147,10 @@ struct recorder_req *recorder_send(struct recorder_client *rc, int type, const c
 int recorder_bulk_room(const struct recorder_client *rc);
 void recorder_send_bulk(struct recorder_client *rc, int type, const char *body, size_t len);
 
-/* The callback will not be called; *rp = NULL; NULL is a no-op. */
+/* The callback will not be called; the record is still sent (from the
+ * queue too) and written, its answer noted as for one sent without a
+ * callback: the transaction it records happened whether or not its
+ * session still waits.  *rp = NULL; NULL is a no-op. */
 void recorder_cancel(struct recorder_req **rp);
 
 /* 1 while the log is written (as the recorder last said, and no record of

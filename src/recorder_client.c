@@ -135,7 +135,8 @@ recorder_send_sync(int fd, int type, const char *body, size_t len, int timeout_m
 
 /* ---- front's client (through proc_client) ---- */
 
-/* A record whose callback is due; records sent without one have none. */
+/* A record whose callback is due (cb NULL once cancelled); records sent
+ * without one have none. */
 struct recorder_req {
 	struct recorder_client *rc;
 	struct proc_req *pr;
@@ -253,7 +254,8 @@ rec_reply(void *arg, int status, const struct proc_msg *m)
 	status = note(rq->rc, status, m);
 	req_unlink(rq);
 	free(rq);
-	cb(cbarg, status);
+	if (cb != NULL)
+		cb(cbarg, status);      /* NULL: cancelled (recorder_cancel()) */
 }
 
 static void
@@ -378,9 +380,12 @@ recorder_cancel(struct recorder_req **rp)
 
 	if (rp == NULL || (rq = *rp) == NULL)
 		return;
-	proc_req_cancel(&rq->pr);
-	req_unlink(rq);
-	free(rq);
+	/* only the callback goes: the record itself still goes to the log,
+	 * from front's queue too, and its answer is noted as for a record
+	 * sent without one (a relayed message keeps its record when its
+	 * client has gone meanwhile) */
+	rq->cb = NULL;
+	rq->arg = NULL;
 	*rp = NULL;
 }
 

@@ -206,6 +206,13 @@ auth_decode(struct session *s, const char *line, size_t len, char *out, size_t o
 		reply(s, 501, "5.0.0", "Authentication cancelled");
 		return -1;
 	}
+	/* more octets than the mechanism's buffer holds: RFC 4954 6 */
+	if (len >= 4 && len % 4 == 0 && len / 4 * 3 - (size_t)(line[len - 1] == '=') -
+	    (size_t)(line[len - 2] == '=') > outlen - 1) {
+		reply(s, 500, "5.5.6", "Authentication Exchange line is too long (at most %zu "
+		    "octets decoded)", outlen - 1);
+		return -1;
+	}
 	if (smtp_base64_decode(line, len, out, outlen - 1, &n) < 0) {
 		reply(s, 501, "5.5.2", "Invalid base64 data");
 		return -1;

@@ -264,7 +264,14 @@ session_set_state(struct session *s, enum sess_state st)
 	if (st == S_CLOSED) {
 		connlimit_del(s->lslot);        /* closed: no longer a session of its login */
 		s->lslot = -1;
+		return;
 	}
+	/* commands are read a line's worth ahead: a client pipelining
+	 * without reading its replies makes front hold 16 KiB of them, not
+	 * 256 KiB (with 64 KiB of replies, per connection, before AUTH) */
+	if (s->conn != NULL)
+		conn_set_input_max(s->conn, st == S_DATA || st == S_BDAT ? CONN_INPUT_MAX :
+		    LINE_INPUT_MAX);
 }
 
 /* Count the spool's growth for the login; past [limits] login-memory the

@@ -21,6 +21,9 @@
 #define AUTH_LINE_MAX    12288   /* RFC 4954 4: AUTH lines may be long */
 #define OUT_HIGH         (64 * 1024)  /* replies unread by the client: stop taking commands */
 #define OUT_LOW          (16 * 1024)  /* ... until the client has read down to this */
+/* input read ahead outside DATA and BDAT: the longest line (AUTH) and its
+ * CRLF fit; message data may have CONN_INPUT_MAX */
+#define LINE_INPUT_MAX   (AUTH_LINE_MAX + 4096)
 
 enum sess_state {
 	S_TLS_HANDSHAKE,  /* implicit TLS or after STARTTLS */

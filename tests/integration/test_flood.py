@@ -8,6 +8,7 @@ protocol-errors, and other clients are served all the while.
 import os
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -176,6 +177,57 @@ def test_command_flood_without_reading(lab, tls):
     assert set(replies) == {b"250 2.0.0 OK"}, set(replies)
     sock.close()
     assert sp.alive()
+
+
+def test_pipelined_commands_hold_little_per_connection(lab):
+    """Before AUTH a client may send commands without reading a reply; front
+    takes commands until 64 KiB of replies wait and then stops reading.
+    It used to have read up to 256 KiB of input before that (the bound
+    message data needs, conn.h CONN_INPUT_MAX): about 320 KiB of front's
+    memory per anonymous connection, 320 MB for the default 1,000
+    connections (attacker session h46).  Outside DATA and BDAT a session
+    reads only about what its longest line needs: each of 40 flooding
+    connections now costs front less than 128 KiB (replies included)."""
+    n = 40
+    s = lab.sink()
+    sp = lab.subproxy(s, server={"workers": 1}, limits={"connections-per-ip": n + 5})
+    front = roles(sp)["front"]
+    socks = []
+    for _ in range(n):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # replies stay with front
+        raw.settimeout(TIMEOUT)
+        raw.connect(("127.0.0.1", sp.implicit_port))
+        t = client_context(lab.certs.ca).wrap_socket(raw, server_hostname=SERVER_NAME)
+        assert t.recv(512).startswith(b"220 ")
+        socks.append(t)
+    time.sleep(0.5)
+    rss0 = rss_kib(front)
+    results = [None] * n
+
+    def one(i):
+        results[i] = flood(socks[i], b"NOOP\r\n", total=1 << 20)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # each sent more than front may take; the kernel holds what it has not read
+    assert all(r is not None and r[0] >= 512 << 10 for r in results), results
+    # front has read what it will (its memory stops growing)
+    last, end = rss_kib(front), time.monotonic() + 30
+    while time.monotonic() < end:
+        time.sleep(1)
+        now = rss_kib(front)
+        if now == last:
+            break
+        last = now
+    per_conn = (last - rss0) / n
+    assert per_conn < 128, "front holds %.0f KiB per flooding connection" % per_conn
+    served(sp, lab)
+    for t in socks:
+        t.close()
 
 
 def spool_sizes(pid):

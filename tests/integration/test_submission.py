@@ -205,6 +205,29 @@ def test_auth_failures(env):
     c.auth_plain(ALICE, ALICE_PW)  # two failures: still allowed (limit 3)
 
 
+def test_auth_response_too_long(env):
+    """A response that is valid base64 but longer than the mechanism's
+    buffer (1023 octets decoded) is RFC 4954's 500 5.5.6, not "invalid
+    base64" (501 5.5.2, as before); the exchange ends, nothing reaches the
+    keeper, and the session goes on.  1023 octets are still checked."""
+    c = env.implicit()
+    c.ehlo()
+    # "\0" + "u" + "\0" + 1021 octets: 1024 (padded), and far more
+    c.cmd(b"AUTH PLAIN " + base64.b64encode(b"\0u\0" + b"p" * 1021), 500, "5.5.6")
+    c.cmd("AUTH PLAIN", 334)
+    c.cmd(base64.b64encode(b"\0u\0" + b"p" * 5000), 500, "5.5.6")
+    c.cmd("AUTH LOGIN", 334)
+    c.cmd(base64.b64encode(b"u" * 1024), 500, "5.5.6")
+    c.cmd("AUTH LOGIN " + base64.b64encode(ALICE.encode()).decode(), 334)
+    c.cmd(base64.b64encode(b"p" * 5000), 500, "5.5.6")
+    c.cmd("AUTH PLAIN " + base64.b64encode(b"\0u\0" + b"p" * 1020).decode(), 535, "5.7.8")
+    c.cmd("AUTH PLAIN ####", 501, "5.5.2")
+    c.cmd("AUTH PLAIN", 334)
+    c.cmd("", 501, "5.5.2")     # an empty response: nothing to decode
+    c.auth_plain(ALICE, ALICE_PW)
+    c.cmd("QUIT", 221, "2.0.0")
+
+
 def test_auth_failure_limit_closes(env):
     c = env.implicit()
     c.ehlo()

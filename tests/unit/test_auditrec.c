@@ -279,6 +279,19 @@ test_client_queue_bound(void **state)
 	event_base_free(base);
 }
 
+/* The end of a test whose records were all answered: no callback was
+ * called, the log counts as written; everything freed. */
+static void
+client_done_quietly(struct event_base *base, struct recorder_client **rcp, int peer,
+    const struct seen *a)
+{
+	assert_int_equal(a->calls, 0);
+	assert_true(recorder_writable(*rcp));
+	recorder_client_free(rcp);
+	close(peer);
+	event_base_free(base);
+}
+
 /* Bulk records (refusals) never take the places transaction records need:
  * with the recorder not reading, at most RECORDER_BULK_MAX of them wait,
  * and a transaction record after them is still queued, not refused as
@@ -321,11 +334,59 @@ test_client_bulk_bound(void **state)
 	}
 	while (!recorder_bulk_room(rc))
 		loop_once(base);
-	assert_int_equal(a.calls, 0);
-	assert_true(recorder_writable(rc));
-	recorder_client_free(&rc);
-	close(sv[1]);
-	event_base_free(base);
+	client_done_quietly(base, &rc, sv[1], &a);
+}
+
+/* A cancelled record still goes to the log: only its callback goes.  With
+ * the socket full it waits in the client's queue behind 4000-octet
+ * refusals; cancelled there (its session ended), it used to be taken out
+ * of the queue, so a relayed message whose client had gone lost its
+ * transaction record.  The recorder reads everything: the record is there,
+ * and its callback is never called. */
+static void
+test_client_cancel_keeps_the_record(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct recorder_client *rc;
+	struct recorder_req *rq;
+	struct seen a = { 0, 0, 0 }, d = { 0, 0, 0 };
+	char body[4000];
+	int sv[2], i, txns = 0, refusals = 0;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	rc = recorder_client_new(base, sv[0], on_dead, &d);
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	body[sizeof(body) - 1] = '}';
+	/* more than the socket holds (208 KiB by default): the rest is queued */
+	for (i = 0; i < RECORDER_BULK_MAX; i++)
+		recorder_send_bulk(rc, ALOG_T_REFUSAL, body, sizeof(body));
+	rq = recorder_send(rc, ALOG_T_TXN, "{}", 2, on_status, &a);
+	recorder_cancel(&rq);
+	assert_null(rq);
+	while (refusals + txns < RECORDER_BULK_MAX + 1) {
+		struct pollfd pfd = { sv[1], POLLIN, 0 };
+		static struct proc_msg m;
+		const uint8_t *b;
+		size_t len;
+		int type;
+
+		for (i = 0; i < 1000 && poll(&pfd, 1, 0) == 0; i++)
+			event_base_loop(base, EVLOOP_NONBLOCK);
+		assert_int_equal(poll(&pfd, 1, 0), 1);
+		assert_int_equal(proc_recv(sv[1], &m, NULL), 1);
+		assert_int_equal(recorder_rec_decode(m.payload, m.len, &type, &b, &len), 0);
+		if (type == ALOG_T_TXN)
+			txns++;
+		else
+			refusals++;
+		peer_ack(sv[1], m.id, RECORDER_WRITTEN, 1);
+	}
+	assert_int_equal(txns, 1);
+	assert_int_equal(refusals, RECORDER_BULK_MAX);
+	while (recorder_pending(rc) > 0)
+		loop_once(base);
+	client_done_quietly(base, &rc, sv[1], &a);
 }
 
 /* Records sent without a callback still count: a lost one makes the log
@@ -365,6 +426,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_client),
 	cmocka_unit_test(test_client_queue_bound),
 	cmocka_unit_test(test_client_bulk_bound),
+	cmocka_unit_test(test_client_cancel_keeps_the_record),
 	cmocka_unit_test(test_client_unasked),
 	cmocka_unit_test(test_codecs),
 	cmocka_unit_test(test_dkim_tags),
