@@ -148,10 +148,11 @@ static const struct alog_field f_relay[] = {
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_final[] = {
-	{ "code", JSON_INT, REQ, NULL },
-	{ "enh", JSON_STR, REQ, NULL },
+	{ "code", JSON_INT, REQ | NUL, NULL },	/* null only with unknown */
+	{ "enh", JSON_STR, REQ | NUL, NULL },
 	{ "text", JSON_STR, FREE, NULL },
 	{ "local", JSON_BOOL, REQ, NULL },
+	{ "unknown", JSON_STR, 0, NULL },	/* v4: no final reply awaited */
 	{ NULL, 0, 0, NULL }
 };
 static const struct alog_field f_txn[] = {
@@ -326,6 +327,36 @@ summary_check(int type, const struct json *body, char *err, size_t errlen)
 	return 0;
 }
 
+/* A transaction's final reply has a code and an enhanced code; a final
+ * outcome that is unknown (auditrec_txn_unknown) has neither, says why
+ * ("session-ended") and is local. */
+static int
+final_check(int type, const struct json *body, char *err, size_t errlen)
+{
+	const struct json *fin = json_get(body, "final");
+	const struct json *code = json_get(fin, "code"), *enh = json_get(fin, "enh");
+	const struct json *local = json_get(fin, "local");
+	const char *why = json_get_str(fin, "unknown");
+
+	if (type != ALOG_T_TXN)
+		return 0;
+	if (json_get(fin, "unknown") == NULL) {
+		if (code->type == JSON_NULL || enh->type == JSON_NULL) {
+			snprintf(err, errlen, "member final: code and enh are null only with "
+			    "unknown");
+			return -1;
+		}
+		return 0;
+	}
+	if (why == NULL || strcmp(why, "session-ended") != 0 || code->type != JSON_NULL ||
+	    enh->type != JSON_NULL || !local->b) {
+		snprintf(err, errlen, "member final: an unknown outcome is \"session-ended\", "
+		    "with code and enh null and local true");
+		return -1;
+	}
+	return 0;
+}
+
 int
 alog_body_check(int type, const struct json *body, int from_client, char *err, size_t errlen)
 {
@@ -339,7 +370,8 @@ alog_body_check(int type, const struct json *body, int from_client, char *err, s
 		snprintf(err, errlen, "the body must be an object");
 		return -1;
 	}
-	if (check_object(fields, body, from_client, "", err, errlen) < 0)
+	if (check_object(fields, body, from_client, "", err, errlen) < 0 ||
+	    final_check(type, body, err, errlen) < 0)
 		return -1;
 	return summary_check(type, body, err, errlen);
 }
@@ -364,6 +396,11 @@ alog_body(const struct json *rec)
 static int
 version_check(int64_t v, int type, const struct json *body, char *err, size_t errlen)
 {
+	if (v < 4 && type == ALOG_T_TXN && json_get(json_get(body, "final"), "unknown") != NULL) {
+		snprintf(err, errlen, "member final.unknown is not in schema version %lld",
+		    (long long)v);
+		return -1;
+	}
 	if (v < 3 && (json_get(body, "clients") != NULL ||
 	    json_get(body, "clients_capped") != NULL)) {
 		snprintf(err, errlen, "members clients and clients_capped are not in schema "
@@ -430,6 +467,7 @@ alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_
 	}
 	body = alog_body(rec);
 	if (check_object(schemas[env->type], &body, 0, "", err, errlen) < 0 ||
+	    final_check(env->type, &body, err, errlen) < 0 ||
 	    summary_check(env->type, &body, err, errlen) < 0)
 		return -1;
 	return version_check(mv[0]->i, env->type, &body, err, errlen);

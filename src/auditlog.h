@@ -33,7 +33,7 @@
 
 #include "json.h"
 
-#define ALOG_VERSION		3	/* written; 1 and 2 are still read (alog_record_check) */
+#define ALOG_VERSION		4	/* written; 1 to 3 are still read (alog_record_check) */
 #define ALOG_LINE_MAX		(128 * 1024)	/* one record, without its newline */
 #define ALOG_BODY_MAX		(60 * 1024)	/* a body a client sends (one IPC message) */
 #define ALOG_HASH_LEN		32
@@ -114,7 +114,8 @@ struct alog_env {
  * ALOG_VERSION; a version 1 record has none of what version 2 added: the
  * recheck type, a refusal's or an AUTH record's count; a version 1 or 2
  * record none of what version 3 added: a summary's clients and
- * clients_capped), seq (>= 1), time, type and prev, in that order, followed
+ * clients_capped; a version 1 to 3 record none of what version 4 added: a
+ * transaction's final outcome unknown), seq (>= 1), time, type and prev, in that order, followed
  * by the body of its type (alog_body_check, recorder members allowed).
  * Returns 0 with *env, or -1 with a sentence in err.  The body members are
  * the ones after the fifth; alog_body(rec) returns a view of them. */

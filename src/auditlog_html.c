@@ -433,12 +433,15 @@ alog_report_html(const struct alog_report *r, FILE *f)
 	row2(f, "handed to the relay", r->txns);
 	row2(f, "relayed (accepted)", r->relayed);
 	row2(f, "failed at the relay", r->failed);
+	row2(f, "outcome unknown (session ended before the relay's reply)", r->unknown);
 	row2(f, "recipients accepted", r->rcpts_ok);
 	row2(f, "recipients refused", r->rcpts_refused);
 	row2(f, "octets relayed", r->octets);
 	fputs("</table>\n", f);
 	if (r->relay_failures.n > 0)
 		counts_table(f, &r->relay_failures, r->failed, "failure at the relay", 0);
+	if (r->unknown > 0)
+		exceptions(f, &r->unknown_exc);
 	time_chart(r, f);
 	fputs("</section>\n", f);
 	refusals(r, f);

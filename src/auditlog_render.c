@@ -276,12 +276,18 @@ alog_report_text(const struct alog_report *r, FILE *f)
 	fprintf(f, "  handed to the relay      %8llu\n", (unsigned long long)r->txns);
 	fprintf(f, "  relayed (accepted)       %8llu\n", (unsigned long long)r->relayed);
 	fprintf(f, "  failed at the relay      %8llu\n", (unsigned long long)r->failed);
+	fprintf(f, "  outcome unknown (session ended before the relay's reply) %llu\n",
+	    (unsigned long long)r->unknown);
 	fprintf(f, "  recipients accepted      %8llu\n", (unsigned long long)r->rcpts_ok);
 	fprintf(f, "  recipients refused       %8llu\n", (unsigned long long)r->rcpts_refused);
 	fprintf(f, "  octets relayed           %8llu\n", (unsigned long long)r->octets);
 	if (r->relay_failures.n > 0)
 		text_counts(f, "failures at the relay (code, enhanced code, text)",
 		    &r->relay_failures, r->failed, 0);
+	if (r->unknown > 0) {
+		fprintf(f, "  outcome unknown, each:\n");
+		text_exceptions(f, &r->unknown_exc);
+	}
 	text_refusals(r, f);
 	alog_share(r->dkim_signed, r->relayed, a, sizeof(a));
 	fprintf(f, "\nDKIM: %s of relayed messages signed (%llu of %llu)\n", a,
@@ -542,6 +548,8 @@ alog_report_json(const struct alog_report *r, FILE *f)
 	jsonw_kint(&w, "handed_to_relay", (int64_t)r->txns);
 	jsonw_kint(&w, "relayed", (int64_t)r->relayed);
 	jsonw_kint(&w, "failed_at_relay", (int64_t)r->failed);
+	jsonw_kint(&w, "outcome_unknown", (int64_t)r->unknown);
+	json_exceptions(&w, "unknown", &r->unknown_exc);
 	jsonw_kint(&w, "recipients_accepted", (int64_t)r->rcpts_ok);
 	jsonw_kint(&w, "recipients_refused", (int64_t)r->rcpts_refused);
 	jsonw_kint(&w, "octets", (int64_t)r->octets);

@@ -439,6 +439,15 @@ add_txn(struct alog_report *r, const struct json *b, const struct alog_env *env)
 		alog_counts_add(&r->tls_versions, json_get_str(ctls, "version") ?: "?", 0, 1);
 		alog_counts_add(&r->tls_ciphers, json_get_str(ctls, "cipher") ?: "?", 0, 1);
 	}
+	if (json_get(fin, "unknown") != NULL) {
+		/* the relay may have delivered it: neither relayed nor failed */
+		r->unknown++;
+		snprintf(k, sizeof(k), "outcome unknown (%.40s): no final reply awaited, the relay "
+		    "may have delivered it (Message-ID %.200s)", json_get_str(fin, "unknown") ?: "?",
+		    json_get_str(b, "message_id") ?: "none");
+		exc_add(&r->unknown_exc, env, session, k);
+		return;
+	}
 	if (code < 200 || code >= 300) {
 		r->failed++;
 		snprintf(k, sizeof(k), "%lld\t%s\t%s", (long long)code,
@@ -662,6 +671,7 @@ alog_report_clear(struct alog_report *r)
 	alog_counts_clear(&r->refusals);
 	alog_counts_clear(&r->dkim_algos);
 	exc_clear(&r->dkim_exc);
+	exc_clear(&r->unknown_exc);
 	alog_counts_clear(&r->dane_verdicts);
 	exc_clear(&r->dane_exc);
 	alog_counts_clear(&r->tls_versions);

@@ -107,6 +107,8 @@ struct alog_report {
 	size_t nrechecks;
 
 	uint64_t txns, relayed, failed;	/* transaction records; final 2xx; other */
+	uint64_t unknown;		/* final outcome unknown: the session ended first */
+	struct alog_exceptions unknown_exc;	/* each of them */
 	uint64_t rcpts_ok, rcpts_refused, octets;
 	struct alog_counts relay_failures;	/* "code enh reason" of failed txns */
 	struct alog_counts refusals;	/* "stage\tcode\tenh\treason" -> n[0] */

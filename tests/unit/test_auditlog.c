@@ -255,7 +255,7 @@ test_intact(void **state)
 		assert_int_equal(env.seq, i + 1);
 		json_free(&rec);
 	}
-	assert_non_null(strstr(l.lines[0], "{\"v\":3,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
+	assert_non_null(strstr(l.lines[0], "{\"v\":4,\"seq\":1,\"time\":\"2026-01-01T00:00:01.000Z\","
 	    "\"type\":\"open\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\""));
 	log_free(&l);
 }
@@ -804,7 +804,7 @@ test_v2(void **state)
 	/* version 1: a plain refusal still reads; a summary or a recheck not */
 	for (i = 1; i < l.n; i++) {
 		line = strdup(l.lines[i]);
-		memcpy(strstr(line, "\"v\":3"), "\"v\":1", 5);
+		memcpy(strstr(line, "\"v\":4"), "\"v\":1", 5);
 		assert_int_equal(json_parse(line, strlen(line), &rec, err, sizeof(err)), 0);
 		if (strstr(line, "\"count\"") != NULL || strstr(line, "recheck") != NULL) {
 			assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
@@ -814,7 +814,7 @@ test_v2(void **state)
 		json_free(&rec);
 		free(line);
 	}
-	memcpy(strstr(l.lines[1], "\"v\":3"), "\"v\":4", 5);
+	memcpy(strstr(l.lines[1], "\"v\":4"), "\"v\":5", 5);
 	assert_int_equal(json_parse(l.lines[1], strlen(l.lines[1]), &rec, err, sizeof(err)), 0);
 	assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
 	json_free(&rec);
@@ -871,7 +871,7 @@ test_v3(void **state)
 	log_add(&l, ALOG_T_REFUSAL, wild);
 	log_add(&l, ALOG_T_AUTH, wild_auth);
 	log_checkpoint(&l, l.pk, l.sk);
-	assert_non_null(strstr(l.lines[1], "\"v\":3,"));
+	assert_non_null(strstr(l.lines[1], "\"v\":4,"));
 	vd = report_make(&r, &l, l.pk);
 	assert_true(vd.intact);
 	assert_int_equal(r.nrefusals, 4 + 1 + 2990);	/* log_make's, ours */
@@ -915,6 +915,75 @@ test_v3(void **state)
 	log_free(&l);
 }
 
+/* Schema version 4: a transaction whose final outcome is unknown (the
+ * session ended after the end of the message went to the relay, before
+ * its final reply: auditrec_txn_unknown) is counted apart in the report,
+ * neither relayed nor failed, and listed; its form is checked; versions 1
+ * to 3 may not have it. */
+static void
+test_v4(void **state)
+{
+	static const char unknown[] = "\"final\":{\"code\":null,\"enh\":null,\"text\":\"no reply\","
+	    "\"local\":true,\"unknown\":\"session-ended\"}";
+	static const char *const bad[] = {
+		"\"final\":{\"code\":250,\"enh\":null,\"local\":true,\"unknown\":\"session-ended\"}",
+		"\"final\":{\"code\":null,\"enh\":\"2.0.0\",\"local\":true,\"unknown\":\"session-ended\"}",
+		"\"final\":{\"code\":null,\"enh\":null,\"local\":false,\"unknown\":\"session-ended\"}",
+		"\"final\":{\"code\":null,\"enh\":null,\"local\":true,\"unknown\":\"relayed\"}",
+		"\"final\":{\"code\":null,\"enh\":null,\"local\":true}",
+		"\"final\":{\"code\":250,\"enh\":null,\"local\":false}",
+	};
+	struct log l;
+	struct alog_report r;
+	struct alog_verdict vd;
+	struct alog_env env;
+	struct json *rec = NULL, *b = NULL;
+	char err[300], ok[2048], body[2048];
+	const char *fin;
+	size_t i, at;
+
+	snprintf(ok, sizeof(ok), txn_ok, 7);
+	fin = strstr(ok, "\"final\":");
+	snprintf(body, sizeof(body), "%.*s%s,\"latency_ms\":7}", (int)(fin - ok), ok, unknown);
+	log_make(&l);
+	log_add(&l, ALOG_T_TXN, ok);
+	at = l.n;
+	log_add(&l, ALOG_T_TXN, body);
+	log_checkpoint(&l, l.pk, l.sk);
+	vd = report_make(&r, &l, l.pk);
+	assert_true(vd.intact);
+	assert_int_equal(r.txns, 2);
+	assert_int_equal(r.relayed, 1);
+	assert_int_equal(r.failed, 0);
+	assert_int_equal(r.unknown, 1);
+	assert_int_equal(r.unknown_exc.n, 1);
+	assert_int_equal(r.unknown_exc.v[0].seq, at + 1);
+	assert_non_null(strstr(r.unknown_exc.v[0].what, "outcome unknown (session-ended)"));
+	assert_non_null(strstr(r.unknown_exc.v[0].what, "<m>"));
+	assert_int_equal(r.dkim_signed, 1);	/* counted with the relayed only */
+	alog_report_clear(&r);
+	/* versions 1 to 3 have no unknown outcome */
+	for (i = 1; i <= 3; i++) {
+		memcpy(strstr(l.lines[at], "\"v\":"), i == 1 ? "\"v\":1" : i == 2 ? "\"v\":2" :
+		    "\"v\":3", 5);
+		assert_int_equal(json_parse(l.lines[at], strlen(l.lines[at]), &rec, err,
+		    sizeof(err)), 0);
+		assert_int_equal(alog_record_check(rec, &env, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "unknown"));
+		json_free(&rec);
+	}
+	/* code and enh null only with unknown, which is session-ended and local */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "%.*s%s,\"latency_ms\":7}", (int)(fin - ok), ok,
+		    bad[i]);
+		assert_int_equal(json_parse(body, strlen(body), &b, err, sizeof(err)), 0);
+		if (alog_body_check(ALOG_T_TXN, b, 1, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", body);
+		json_free(&b);
+	}
+	log_free(&l);
+}
+
 static void
 test_share(void **state)
 {
@@ -950,6 +1019,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_share),
 	cmocka_unit_test(test_v2),
 	cmocka_unit_test(test_v3),
+	cmocka_unit_test(test_v4),
 };
 
 int
