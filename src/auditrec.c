@@ -189,6 +189,7 @@ struct auditrec_txn {
 	int have_handed;
 	int code, local;
 	char *enh, *text;
+	const char *unknown;		/* no final reply awaited: why */
 	int64_t latency_ms;
 	int have_relay;
 	struct relay_facts rf;
@@ -235,19 +236,13 @@ auditrec_txn_message(struct auditrec_txn *tx, const char *message_id, const char
 	tx->have_handed = 1;
 }
 
-void
-auditrec_txn_final(struct auditrec_txn *tx, int code, const char *enh, const char *text,
-    int local, const struct relay_facts *rf)
+/* The outcome is known now (or never will be): the time since the
+ * message was handed over, and what the relay leg knows. */
+static void
+txn_settle(struct auditrec_txn *tx, const struct relay_facts *rf)
 {
 	struct timespec now;
 
-	tx->code = code;
-	tx->local = local;
-	free(tx->enh);
-	free(tx->text);
-	tx->enh = xstrdup(enh);
-	text = text ? text : "";
-	tx->text = xstrndup(text, strnlen(text, FINAL_TEXT_MAX));
 	if (tx->have_handed) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		tx->latency_ms = (int64_t)(now.tv_sec - tx->handed.tv_sec) * 1000 +
@@ -257,6 +252,34 @@ auditrec_txn_final(struct auditrec_txn *tx, int code, const char *enh, const cha
 		tx->rf = *rf;
 		tx->have_relay = rf->name != NULL && rf->dane != NULL;
 	}
+}
+
+void
+auditrec_txn_final(struct auditrec_txn *tx, int code, const char *enh, const char *text,
+    int local, const struct relay_facts *rf)
+{
+	tx->code = code;
+	tx->local = local;
+	free(tx->enh);
+	free(tx->text);
+	tx->enh = xstrdup(enh);
+	text = text ? text : "";
+	tx->text = xstrndup(text, strnlen(text, FINAL_TEXT_MAX));
+	tx->unknown = NULL;
+	txn_settle(tx, rf);
+}
+
+void
+auditrec_txn_unknown(struct auditrec_txn *tx, const char *why, const struct relay_facts *rf)
+{
+	free(tx->enh);
+	free(tx->text);
+	tx->enh = NULL;
+	tx->text = xstrdup("no final reply awaited: the session ended after the end of the "
+	    "message was handed to the relay; the relay may deliver it");
+	tx->local = 1;
+	tx->unknown = why;
+	txn_settle(tx, rf);
 }
 
 void
@@ -374,10 +397,20 @@ auditrec_txn_body(const struct auditrec_txn *tx, size_t *len_r)
 	relay_member(&w, tx);
 	jsonw_key(&w, "final");
 	jsonw_obj_open(&w);
-	jsonw_kint(&w, "code", tx->code);
-	jsonw_kstr(&w, "enh", tx->enh ? tx->enh : "");
+	if (tx->unknown != NULL) {
+		/* no reply: nothing here may look like one */
+		jsonw_key(&w, "code");
+		jsonw_null(&w);
+		jsonw_key(&w, "enh");
+		jsonw_null(&w);
+	} else {
+		jsonw_kint(&w, "code", tx->code);
+		jsonw_kstr(&w, "enh", tx->enh ? tx->enh : "");
+	}
 	jsonw_kstr(&w, "text", tx->text ? tx->text : "");
 	jsonw_kbool(&w, "local", tx->local);
+	if (tx->unknown != NULL)
+		jsonw_kstr(&w, "unknown", tx->unknown);
 	jsonw_obj_close(&w);
 	jsonw_kint(&w, "latency_ms", tx->latency_ms);
 	jsonw_obj_close(&w);

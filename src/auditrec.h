@@ -107,6 +107,15 @@ void auditrec_txn_message(struct auditrec_txn *tx, const char *message_id,
 /* The relay's final reply and what the relay leg knows (may be NULL). */
 void auditrec_txn_final(struct auditrec_txn *tx, int code, const char *enh, const char *text,
     int local, const struct relay_facts *rf);
+/* Instead of a final reply: none was awaited.  The session ended (the
+ * client left: reset, close, timeout; or the server stopped it) after the
+ * end of the message was handed to the relay (relay_txn_final_pending()),
+ * so the relay may hold the message.  The record says "final": {"code":
+ * null, "enh": null, "local": true, "unknown": why, "text": ...}: nothing
+ * in it came from the relay (doc/audit-log.md).  why: a constant,
+ * "session-ended". */
+void auditrec_txn_unknown(struct auditrec_txn *tx, const char *why,
+    const struct relay_facts *rf);
 void auditrec_txn_free(struct auditrec_txn **txp);
 
 /* The body of a txn record (pure; for tests).  New string. */

@@ -915,6 +915,12 @@ relay_txn_facts(const struct relay_txn *t, struct relay_facts *f)
 	f->dnssec = t->ctx->targets[l->target].rc->dane == DANE_MODE_STATIC ? "pinned" : "secure";
 }
 
+int
+relay_txn_final_pending(const struct relay_txn *t)
+{
+	return t != NULL && t->state == R_FINAL;
+}
+
 void
 relay_txn_free(struct relay_txn **tp)
 {

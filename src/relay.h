@@ -148,6 +148,11 @@ struct relay_facts {
 };
 void relay_txn_facts(const struct relay_txn *t, struct relay_facts *f);
 
+/* 1 while the end of the message is handed to the relay's connection and
+ * its final reply has not come: a transaction freed now leaves the relay's
+ * outcome unknown (it may hold the message and deliver it). */
+int relay_txn_final_pending(const struct relay_txn *t);
+
 /* End the transaction: its connection goes back to the pool when clean
  * (else QUIT when idle); if data is in flight the connection is closed
  * without the final terminator so that nothing is delivered.  *tp = NULL;

@@ -401,6 +401,7 @@ static void
 session_end(struct session *s)
 {
 	session_set_state(s, S_CLOSED);
+	txn_abandon(s);
 	txn_reset(s);
 	relay_ctx_session_end(s->srv->relay, s->id);
 	keeper_cancel(&s->authreq);

@@ -172,6 +172,10 @@ void session_set_state(struct session *s, enum sess_state st);
 int login_memory_full(const struct session *s);
 void reply_login_memory(struct session *s, const char *stage);
 void txn_reset(struct session *s);
+/* The session ends: when the end of its message is with the relay and the
+ * final reply has not come, the transaction's record is written now with
+ * its outcome unknown (the relay may deliver the message; smtp_txn.c). */
+void txn_abandon(struct session *s);
 void session_close(struct session *s);
 void session_drop(struct session *s, const char *why);
 void send_greeting(struct session *s);

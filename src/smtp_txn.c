@@ -421,6 +421,27 @@ data_relay_done(void *arg, const struct relay_result *r)
 	session_release(s);
 }
 
+/* The relay leg is dropped with the session: once the end of the message
+ * went to the relay, the relay may deliver it, so its record is written
+ * with the outcome unknown -- the record is sent now and outlives the
+ * session (recorder_send without a callback, like recorder_cancel). */
+void
+txn_abandon(struct session *s)
+{
+	struct relay_facts rf;
+
+	if (s->atx == NULL || s->arq != NULL || !relay_txn_final_pending(s->relay))
+		return;		/* nothing at the relay, or recorded already */
+	relay_txn_facts(s->relay, &rf);
+	auditrec_txn_unknown(s->atx, "session-ended", &rf);
+	(void)auditrec_txn_commit(s->srv->audit, s->atx, NULL, NULL);
+	log_warn("session=%s event=audit-outcome-unknown reason=session-ended from=<%s> "
+	    "rcpts=%zu size=%llu %s: the session ended after the end of the message went to "
+	    "the relay, before its final reply; the relay may deliver it", s->id,
+	    LOGADDR(s->mail_from), s->rcpts_ok, (unsigned long long)rf.octets,
+	    relay_txn_describe(s->relay));
+}
+
 /* The signer answered: relay the signed message, or refuse it. */
 static void
 sign_result(struct session *s, int status, const char *headers)

@@ -93,6 +93,46 @@ test_txn_body(void **state)
 	auditrec_txn_free(&tx);
 }
 
+/* No final reply awaited (the session ended after the end of the message
+ * went to the relay): code and enh null, local, why; the relay's facts
+ * and the message's hash stay; the verifier's checks accept it. */
+static void
+test_txn_body_unknown(void **state)
+{
+	struct auditrec_txn *tx;
+	struct relay_facts rf;
+	struct json *b = NULL;
+	const struct json *fin;
+	char err[300], *body;
+	size_t len;
+
+	tx = auditrec_txn_new("0011223344556677", "alice@lab.test", "127.0.0.1", "TLS1.3",
+	    "TLS_AES_256_GCM_SHA384", "alice@lab.test");
+	auditrec_txn_rcpt(tx, "rcpt@remote.test", 250, "2.1.5", "OK");
+	auditrec_txn_message(tx, "<id@lab.test>", NULL);
+	memset(&rf, 0, sizeof(rf));
+	rf.name = "sink";
+	rf.dane = "ok-ee";
+	rf.dnssec = "pinned";
+	rf.octets = 99;
+	rf.have_sha256 = 1;
+	auditrec_txn_unknown(tx, "session-ended", &rf);
+	body = auditrec_txn_body(tx, &len);
+	assert_int_equal(json_parse(body, len, &b, err, sizeof(err)), 0);
+	if (alog_body_check(ALOG_T_TXN, b, 1, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", body, err);
+	fin = json_get(b, "final");
+	assert_int_equal(json_get(fin, "code")->type, JSON_NULL);
+	assert_int_equal(json_get(fin, "enh")->type, JSON_NULL);
+	assert_true(json_get(fin, "local")->b);
+	assert_string_equal(json_get_str(fin, "unknown"), "session-ended");
+	assert_non_null(json_get_str(b, "sha256"));
+	assert_string_equal(json_get_str(json_get(b, "relay"), "name"), "sink");
+	json_free(&b);
+	free(body);
+	auditrec_txn_free(&tx);
+}
+
 /* The recorder's messages: what encodes decodes to the same, and every
  * truncation and extension of a payload is refused. */
 static void
@@ -431,6 +471,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_codecs),
 	cmocka_unit_test(test_dkim_tags),
 	cmocka_unit_test(test_txn_body),
+	cmocka_unit_test(test_txn_body_unknown),
 };
 
 int
