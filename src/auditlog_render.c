@@ -276,8 +276,7 @@ alog_report_text(const struct alog_report *r, FILE *f)
 	fprintf(f, "  handed to the relay      %8llu\n", (unsigned long long)r->txns);
 	fprintf(f, "  relayed (accepted)       %8llu\n", (unsigned long long)r->relayed);
 	fprintf(f, "  failed at the relay      %8llu\n", (unsigned long long)r->failed);
-	fprintf(f, "  outcome unknown (session ended before the relay's reply) %llu\n",
-	    (unsigned long long)r->unknown);
+	fprintf(f, "  outcome unknown          %8llu\n", (unsigned long long)r->unknown);
 	fprintf(f, "  recipients accepted      %8llu\n", (unsigned long long)r->rcpts_ok);
 	fprintf(f, "  recipients refused       %8llu\n", (unsigned long long)r->rcpts_refused);
 	fprintf(f, "  octets relayed           %8llu\n", (unsigned long long)r->octets);
@@ -285,7 +284,8 @@ alog_report_text(const struct alog_report *r, FILE *f)
 		text_counts(f, "failures at the relay (code, enhanced code, text)",
 		    &r->relay_failures, r->failed, 0);
 	if (r->unknown > 0) {
-		fprintf(f, "  outcome unknown, each:\n");
+		fprintf(f, "  outcome unknown (the session ended before the relay's final reply; "
+		    "the relay may have delivered them):\n");
 		text_exceptions(f, &r->unknown_exc);
 	}
 	text_refusals(r, f);

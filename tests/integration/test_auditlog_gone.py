@@ -14,6 +14,7 @@ neither relayed nor failed, and lists it.
 """
 
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -47,23 +48,62 @@ def run(*args):
     return r.returncode, r.stdout, r.stderr
 
 
-def test_client_gone_before_the_final_reply_leaves_a_record(lab, audit):
-    held = []
-
-    def final(conn, line, st):
-        # the relay has the whole message, and holds its reply until the
-        # test ends (or its read timeout): the client leaves meanwhile
-        hostile.store(conn, st, conn.relay)
+def holding_relay(lab, audit, verb, held):
+    """A relay that holds its reply to verb ("FINAL": to the end of the
+    message, which it stores first) until it stops, and subproxy on it."""
+    def hold(conn, line, st):
+        if verb == "FINAL":
+            hostile.store(conn, st, conn.relay)
         held.append(conn)
         conn.relay.stopping.wait(hostile.READ_TIMEOUT)
         raise hostile.Drop("held")
 
-    r = hostile.HostileRelay(lab.certs.relay, lab.certs.relay_key, {"FINAL": final}).start()
+    r = hostile.HostileRelay(lab.certs.relay, lab.certs.relay_key, {verb: hold}).start()
     try:
         sp = lab.subproxy({"port": r.port, "tls": "implicit",
                            "tlsa": labsink.tlsa_311(lab.certs.relay)},
                           overrides=audit.overrides(), limits={"relay-timeout": 60},
                           server={"workers": 1})
+    except BaseException:
+        r.stop()
+        raise
+    return r, sp
+
+
+def reset(c, sp):
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    assert sp.wait_log(r"event=drop .*reason=\"(read: Connection reset|client closed)",
+                       timeout=30)
+
+
+def test_client_gone_before_the_end_went_to_the_relay_leaves_none(lab, audit):
+    """The relay holds its 354: the end of the message never went to it,
+    front closes its connection, the relay cannot deliver: no record."""
+    held = []
+    r, sp = holding_relay(lab, audit, "DATA", held)
+    try:
+        c = RawClient(sp.implicit_port, lab.certs.ca)
+        c.greeting.check(220)
+        c.login()
+        c.mail(ALICE)
+        c.rcpt(RCPT, code=250)
+        c.cmd("DATA", 354)
+        c.send(dot_stuff(make_message(subject="gone before the end")))
+        wait_for(lambda: held, timeout=30, what="the relay holding its 354")
+        reset(c, sp)
+        sp.stop()
+        assert not sp.wait_log(r"event=audit-outcome-unknown", timeout=0.1)
+    finally:
+        r.stop()
+    assert not r.messages
+    assert [x for x in audit.records() if x["type"] == "txn"] == []
+
+
+def test_client_gone_before_the_final_reply_leaves_a_record(lab, audit):
+    held = []
+    r, sp = holding_relay(lab, audit, "FINAL", held)
+    try:
         c = RawClient(sp.implicit_port, lab.certs.ca)
         c.greeting.check(220)
         c.login()
@@ -78,8 +118,7 @@ def test_client_gone_before_the_final_reply_leaves_a_record(lab, audit):
         c.send(dot_stuff(make_message(subject="gone before the reply")))
         wait_for(lambda: len(r.messages) == 1 and held, timeout=30,
                  what="the message at the relay, its reply held")
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        c.close()
+        reset(c, sp)
         assert sp.wait_log(r"event=audit-outcome-unknown reason=session-ended", timeout=30)
         sp.stop()
     finally:
@@ -106,7 +145,9 @@ def test_client_gone_before_the_final_reply_leaves_a_record(lab, audit):
     assert msgs["relayed"] == 0 and msgs["failed_at_relay"] == 0, msgs
     assert [u["session"] for u in msgs["unknown"]] == [txns[0]["session"]], msgs
     rc, out, err = run("--report", "--public-key", audit.pub_file, *audit.files())
-    assert "outcome unknown (session ended before the relay's reply) 1\n" in out, out
+    assert re.search(r"\n  outcome unknown +1\n", out), out
+    assert re.search(r"record \d+ \S+ session %s: outcome unknown \(session-ended\)" %
+                     txns[0]["session"], out), out
     rc, out, err = run("--report", "--public-key", audit.pub_file, "--format", "html",
                        *audit.files())
     assert "outcome unknown (session ended before the relay&#39;s reply)" in out or \
