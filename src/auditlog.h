@@ -115,8 +115,10 @@ struct alog_env {
  * recheck type, a refusal's or an AUTH record's count; a version 1 or 2
  * record none of what version 3 added: a summary's clients and
  * clients_capped; a version 1 to 3 record none of what version 4 added: a
- * transaction's final outcome unknown), seq (>= 1), time, type and prev, in that order, followed
- * by the body of its type (alog_body_check, recorder members allowed).
+ * transaction's final outcome unknown), seq (>= 1), time, type and prev,
+ * in that order, followed by the body of its type (alog_body_check,
+ * recorder members allowed; a txn's final has code and enh, or neither
+ * with unknown).
  * Returns 0 with *env, or -1 with a sentence in err.  The body members are
  * the ones after the fifth; alog_body(rec) returns a view of them. */
 int alog_record_check(const struct json *rec, struct alog_env *env, char *err, size_t errlen);

@@ -9,7 +9,9 @@
  *   - every start (version, profile, the self-audit result and its check ids)
  *     and stop, and every check of the live self-audit that failed or
  *     recovered while serving (recheck records);
- *   - transactions: handed to the relay, relayed (2xx), failed at the relay;
+ *   - transactions: handed to the relay, relayed (2xx), failed at the relay,
+ *     outcome unknown (final.unknown: the session ended before the relay's
+ *     final reply; each one listed, neither relayed nor failed);
  *     recipients; octets; refusals by stage, reply, enhanced code and reason
  *     (a summary record counts as many as its "count");
  *   - DKIM: relayed messages signed, per algorithm, and every relayed
