@@ -70,6 +70,22 @@ def holding_relay(lab, audit, verb, held):
     return r, sp
 
 
+def logged_in(sp, lab):
+    c = RawClient(sp.implicit_port, lab.certs.ca)
+    c.greeting.check(220)
+    c.login()
+    return c
+
+
+def send_message(c, subject):
+    """One transaction up to and with the end of its message; the reply
+    is left to the relay's hold."""
+    c.mail(ALICE)
+    c.rcpt(RCPT, code=250)
+    c.cmd("DATA", 354)
+    c.send(dot_stuff(make_message(subject=subject)))
+
+
 def reset(c, sp):
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()
@@ -83,13 +99,8 @@ def test_client_gone_before_the_end_went_to_the_relay_leaves_none(lab, audit):
     held = []
     r, sp = holding_relay(lab, audit, "DATA", held)
     try:
-        c = RawClient(sp.implicit_port, lab.certs.ca)
-        c.greeting.check(220)
-        c.login()
-        c.mail(ALICE)
-        c.rcpt(RCPT, code=250)
-        c.cmd("DATA", 354)
-        c.send(dot_stuff(make_message(subject="gone before the end")))
+        c = logged_in(sp, lab)
+        send_message(c, "gone before the end")
         wait_for(lambda: held, timeout=30, what="the relay holding its 354")
         reset(c, sp)
         sp.stop()
@@ -104,18 +115,13 @@ def test_client_gone_before_the_final_reply_leaves_a_record(lab, audit):
     held = []
     r, sp = holding_relay(lab, audit, "FINAL", held)
     try:
-        c = RawClient(sp.implicit_port, lab.certs.ca)
-        c.greeting.check(220)
-        c.login()
+        c = logged_in(sp, lab)
         # a transaction dropped before the end of the message went to the
         # relay (RSET after RCPT) leaves none: the relay cannot have it
         c.mail(ALICE)
         c.rcpt(RCPT, code=250)
         c.cmd("RSET", 250)
-        c.mail(ALICE)
-        c.rcpt(RCPT, code=250)
-        c.cmd("DATA", 354)
-        c.send(dot_stuff(make_message(subject="gone before the reply")))
+        send_message(c, "gone before the reply")
         wait_for(lambda: len(r.messages) == 1 and held, timeout=30,
                  what="the message at the relay, its reply held")
         reset(c, sp)
