@@ -6,7 +6,9 @@ next transaction in the same write, a 16 KiB line without LF, many
 pipelined commands.  No stall, no lost or extra bytes.
 """
 
-import threading
+import select
+import ssl
+import time
 
 import pytest
 
@@ -24,12 +26,29 @@ def env(module_lab):
     return module_lab, s, sp
 
 
-def send_bg(c, data):
-    """Send while the replies are read: a client that does not read is
-    stopped by front's bounded output (and would stall this test)."""
-    t = threading.Thread(target=c.sock.sendall, args=(data,), daemon=True)
-    t.start()
-    return t
+def send_pumped(c, data, limit=60):
+    """Send data while reading what comes back into c.buf, in this one
+    thread: a client that does not read is stopped by front's bounded
+    output, and an SSL socket must not be read and written by two threads
+    at once (OpenSSL's SSL object is not thread-safe: a second thread
+    reading made the client break its own TLS stream, 2026-12-04)."""
+    sock, view, end = c.sock, memoryview(data), time.monotonic() + limit
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        while view:
+            assert time.monotonic() < end, "could not send within %ss" % limit
+            select.select([sock], [sock], [], 1)
+            try:
+                c.buf += sock.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            try:
+                view = view[sock.send(view[:16384]):]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+    finally:
+        sock.settimeout(timeout)
 
 
 def session(env):
@@ -50,13 +69,12 @@ def test_pipelined_bdat_transactions_larger_than_the_read_ahead(env):
             for i in range(3)]
     c = session(env)
     c.sock.settimeout(60)
-    t = send_bg(c, b"".join(txn(m) for m in msgs) + b"NOOP\r\n")
+    send_pumped(c, b"".join(txn(m) for m in msgs) + b"NOOP\r\n")
     for _ in msgs:
         c.read_reply().check(250)
         c.read_reply().check(250)
         c.read_reply().check(250)
     c.read_reply().check(250, "2.0.0")
-    t.join(30)
     c.cmd("QUIT", 221)
     wait_for(lambda: len(env[1].messages()) == 3, timeout=30, what="three messages")
     got = sorted(m["data"] for m in env[1].messages())
@@ -85,21 +103,19 @@ def test_auth_line_at_the_mechanism_edge_then_commands(env):
     c.cmd("EHLO x.test", 250)
     c.sock.settimeout(60)
     line = b"AUTH PLAIN " + b"A" * (12288 - 13) + b"\r\n"
-    t = send_bg(c, line + b"NOOP\r\n" * 3000)
+    send_pumped(c, line + b"NOOP\r\n" * 3000)
     r = c.read_reply()
     assert r.code in (500, 501, 535), r
     for _ in range(3000):
         c.read_reply().check(250, "2.0.0")
-    t.join(30)
     assert c.pending() == b""
 
 
 def test_many_pipelined_commands(env):
     c = session(env)
     c.sock.settimeout(60)
-    t = send_bg(c, b"RSET\r\n" * 20000 + b"NOOP\r\n")
+    send_pumped(c, b"RSET\r\n" * 20000 + b"NOOP\r\n")
     for _ in range(20000):
         c.read_reply().check(250)
     c.read_reply().check(250, "2.0.0")
-    t.join(30)
     c.cmd("QUIT", 221)
